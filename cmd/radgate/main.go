@@ -1,0 +1,40 @@
+// Command radgate is a hospital interface engine that brings imaging AI into
+// clinical work: orders in from the EHR and RIS, images from the PACS, scores
+// from an ONNX engine, results back as FHIR.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// rootCmd is the radgate command; each subcommand adds itself in its own file.
+var rootCmd = &cobra.Command{
+	Use:           "radgate",
+	Short:         "Imaging-AI interface engine: orders in, AI results out",
+	SilenceUsage:  true,
+	SilenceErrors: true,
+}
+
+// exitError carries a process exit code through cobra without printing twice.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+func main() {
+	if err := rootCmd.Execute(); err != nil {
+		code := 1
+		if ee, ok := err.(*exitError); ok {
+			code = ee.code
+		}
+		if err.Error() != "" {
+			fmt.Fprintln(os.Stderr, "radgate:", err)
+		}
+		os.Exit(code)
+	}
+}
