@@ -1,0 +1,170 @@
+// Package config owns radgate.yaml: its schema, defaults, loading, and
+// errors that name file:line:col. The comments on the fields below are the
+// user documentation of each key.
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole of radgate.yaml.
+type Config struct {
+	// Listen is the address of the HTTP intake (FHIR endpoints, /orders,
+	// /healthz, /readyz, /metrics).
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded NATS server's JetStream store.
+	DataDir string `yaml:"data_dir"`
+	// ModelsDir holds one folder per engine (model.onnx + model.yaml).
+	ModelsDir string `yaml:"models_dir"`
+	// Engines lists the engine ids every order is scored by. Empty means the
+	// default engine, cxr-pneumonia-densenet121.
+	Engines []string `yaml:"engines"`
+
+	NATS      NATS      `yaml:"nats"`
+	Inference Inference `yaml:"inference"`
+	PACS      PACS      `yaml:"pacs"`
+	FHIR      FHIR      `yaml:"fhir"`
+	Orders    Orders    `yaml:"orders"`
+}
+
+// NATS selects the message broker.
+type NATS struct {
+	// URL of an external NATS server or cluster (nats://host:4222, comma
+	// separated for several). Empty runs an embedded server on 127.0.0.1
+	// with JetStream storage in data_dir/nats.
+	URL string `yaml:"url"`
+	// CredentialsFile is a NATS .creds file for the external server.
+	CredentialsFile string `yaml:"credentials_file"`
+}
+
+// Inference configures the scoring stage.
+type Inference struct {
+	// ONNXRuntimeLibrary is the path of libonnxruntime.so. Empty: the
+	// RADGATE_ONNXRUNTIME_LIB environment variable, then the set-up script's
+	// .tools/onnxruntime/lib/libonnxruntime.so.
+	ONNXRuntimeLibrary string `yaml:"onnxruntime_library"`
+	// Workers is how many jobs are scored at once (default 1: one ONNX
+	// session already uses every core).
+	Workers int `yaml:"workers"`
+	// HeatmapDir, when set, also writes each heatmap PNG there
+	// (<order id>-<engine>.png) besides sending it to the FHIR server.
+	HeatmapDir string `yaml:"heatmap_dir"`
+}
+
+// PACS is the image archive, reached over DICOMweb.
+type PACS struct {
+	// DICOMwebURL is the DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web.
+	DICOMwebURL string `yaml:"dicomweb_url"`
+	// Username for HTTP basic authentication (optional).
+	Username string `yaml:"username"`
+	// PasswordEnv names the environment variable holding the password.
+	PasswordEnv string `yaml:"password_env"`
+	// PasswordFile names a file holding the password (trailing newline ignored).
+	PasswordFile string `yaml:"password_file"`
+	// Timeout bounds each request to the PACS.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// FHIR is the FHIR R4 server results are written to.
+type FHIR struct {
+	// BaseURL is the FHIR base, e.g. http://127.0.0.1:8103/fhir/R4.
+	BaseURL string `yaml:"base_url"`
+	// BearerTokenEnv names the environment variable holding a bearer token.
+	BearerTokenEnv string `yaml:"bearer_token_env"`
+	// Timeout bounds each request to the FHIR server.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Orders sets how long radgate waits for what an order needs.
+type Orders struct {
+	// StudyWaitWindow is how long an order waits for its study to appear in
+	// the PACS (QIDO-RS retried with backoff) before it is reported failed.
+	StudyWaitWindow Duration `yaml:"study_wait_window"`
+	// RetryMin and RetryMax bound the backoff between retries of a transient
+	// failure (study not there yet, PACS or FHIR server unavailable).
+	RetryMin Duration `yaml:"retry_min"`
+	RetryMax Duration `yaml:"retry_max"`
+	// DeliveryWindow is how long a result is retried against an unavailable
+	// destination before it is reported failed.
+	DeliveryWindow Duration `yaml:"delivery_window"`
+	// MaxBodyBytes limits an intake request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// DefaultEngine is the engine used when none is configured.
+const DefaultEngine = "cxr-pneumonia-densenet121"
+
+// Default returns the configuration used when no file is given: everything
+// embedded and on loopback. Load fills the same defaults into what a file
+// leaves out.
+func Default() Config {
+	return Config{
+		Listen:    "127.0.0.1:8080",
+		DataDir:   "data",
+		ModelsDir: "models",
+		Engines:   []string{DefaultEngine},
+		Inference: Inference{Workers: 1},
+		PACS: PACS{
+			DICOMwebURL: "http://127.0.0.1:8042/dicom-web",
+			Timeout:     Duration(30 * time.Second),
+		},
+		FHIR: FHIR{
+			BaseURL: "http://127.0.0.1:8103/fhir/R4",
+			Timeout: Duration(30 * time.Second),
+		},
+		Orders: Orders{
+			StudyWaitWindow: Duration(10 * time.Minute),
+			RetryMin:        Duration(1 * time.Second),
+			RetryMax:        Duration(30 * time.Second),
+			DeliveryWindow:  Duration(1 * time.Hour),
+			MaxBodyBytes:    10 << 20,
+		},
+	}
+}
+
+// Duration is a time.Duration written in YAML as "30s", "10m", "1h".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("expected a duration such as 30s or 10m")
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. 30s, 10m, 1h)", n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes d as a duration string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Secret resolves a secret from an environment variable name or a file; it is
+// never logged.
+func Secret(envName, file string) (string, error) {
+	if envName != "" {
+		v, ok := os.LookupEnv(envName)
+		if !ok {
+			return "", fmt.Errorf("environment variable %s is not set", envName)
+		}
+		return v, nil
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fmt.Errorf("reading secret file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return "", nil
+}

@@ -1,0 +1,311 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Error is one finding in a configuration file, positioned at file:line:col.
+type Error struct {
+	File    string
+	Line    int
+	Column  int
+	Message string
+}
+
+func (e Error) Error() string {
+	switch {
+	case e.Line > 0 && e.Column > 0:
+		return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Column, e.Message)
+	case e.Line > 0:
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Message)
+	default:
+		return fmt.Sprintf("%s: %s", e.File, e.Message)
+	}
+}
+
+// Errors is every finding in a file; Load returns all of them at once.
+type Errors []Error
+
+func (es Errors) Error() string {
+	parts := make([]string, len(es))
+	for i, e := range es {
+		parts[i] = e.Error()
+	}
+	return strings.Join(parts, "\n")
+}
+
+// LoadFile reads and validates a radgate.yaml.
+func LoadFile(path string) (Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("reading config: %w", err)
+	}
+	return Load(path, b)
+}
+
+// Load parses data (named name in errors) on top of Default(). It rejects
+// unknown keys and wrong types, and collects every error with its position.
+func Load(name string, data []byte) (Config, error) {
+	cfg := Default()
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return cfg, nil // an empty file means all defaults
+		}
+		return cfg, Errors{yamlError(name, err)}
+	}
+	if len(doc.Content) == 0 {
+		return cfg, nil
+	}
+	root := doc.Content[0]
+	var errs Errors
+	checkKeys(name, root, reflect.TypeOf(cfg), "", &errs)
+	if len(errs) == 0 {
+		// Every key and leaf checked out: the whole decode cannot fail on
+		// them, so any error left is reported as yaml.v3 words it.
+		if err := root.Decode(&cfg); err != nil {
+			errs = append(errs, yamlError(name, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, validate(name, root, &cfg)...)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool {
+			if errs[i].Line != errs[j].Line {
+				return errs[i].Line < errs[j].Line
+			}
+			return errs[i].Column < errs[j].Column
+		})
+		return cfg, errs
+	}
+	return cfg, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlError turns a yaml.v3 message ("line 3: …") into a positioned Error.
+func yamlError(name string, err error) Error {
+	msg := err.Error()
+	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Error{File: name, Line: line, Message: m[2]}
+	}
+	return Error{File: name, Message: strings.TrimPrefix(msg, "yaml: ")}
+}
+
+var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
+
+// checkKeys walks a node against the Go type it decodes into. It reports
+// every key a struct does not have (naming the keys it does) and every leaf
+// that does not decode, each at its own line:col, so one run finds them all.
+func checkKeys(name string, n *yaml.Node, t reflect.Type, path string, errs *Errors) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	leaf := func() {
+		if err := n.Decode(reflect.New(t).Interface()); err != nil {
+			*errs = append(*errs, Error{File: name, Line: n.Line, Column: n.Column,
+				Message: fmt.Sprintf("%s: %s", where(path), leafMessage(err, t, n))})
+		}
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		leaf()
+		return
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, Error{File: name, Line: n.Line, Column: n.Column,
+				Message: fmt.Sprintf("%s: expected a mapping of keys, got %s", where(path), describe(n))})
+			return
+		}
+		fields := map[string]reflect.Type{}
+		var known []string
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
+			if tag == "" || tag == "-" {
+				continue
+			}
+			fields[tag] = f.Type
+			known = append(known, tag)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			ft, ok := fields[k.Value]
+			if !ok {
+				*errs = append(*errs, Error{File: name, Line: k.Line, Column: k.Column,
+					Message: fmt.Sprintf("unknown key %q in %s (known: %s)", k.Value, where(path), strings.Join(known, ", "))})
+				continue
+			}
+			checkKeys(name, v, ft, join(path, k.Value), errs)
+		}
+	case reflect.Slice:
+		if n.Kind != yaml.SequenceNode {
+			*errs = append(*errs, Error{File: name, Line: n.Line, Column: n.Column,
+				Message: fmt.Sprintf("%s: expected a list, got %s", where(path), describe(n))})
+			return
+		}
+		for i, c := range n.Content {
+			checkKeys(name, c, t.Elem(), fmt.Sprintf("%s[%d]", path, i), errs)
+		}
+	case reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			*errs = append(*errs, Error{File: name, Line: n.Line, Column: n.Column,
+				Message: fmt.Sprintf("%s: expected a mapping, got %s", where(path), describe(n))})
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			checkKeys(name, n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), errs)
+		}
+	default:
+		leaf()
+	}
+}
+
+// leafMessage words a scalar decode failure for an engineer.
+func leafMessage(err error, t reflect.Type, n *yaml.Node) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err.Error() // our own UnmarshalYAML wording
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("expected an integer, got %s", describe(n))
+	case reflect.Float32, reflect.Float64:
+		return fmt.Sprintf("expected a number, got %s", describe(n))
+	case reflect.Bool:
+		return fmt.Sprintf("expected true or false, got %s", describe(n))
+	case reflect.String:
+		return fmt.Sprintf("expected a string, got %s", describe(n))
+	}
+	return strings.TrimPrefix(te.Error(), "yaml: unmarshal errors:\n  ")
+}
+
+// describe names what a node holds, for error messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	default:
+		return strconv.Quote(n.Value)
+	}
+}
+
+func where(path string) string {
+	if path == "" {
+		return "the top level"
+	}
+	return path
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// nodeAt finds the value node at a dotted path, for positioning errors.
+func nodeAt(root *yaml.Node, path string) *yaml.Node {
+	n := root
+	for _, key := range strings.Split(path, ".") {
+		if n == nil || n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == key {
+				next = n.Content[i+1]
+			}
+		}
+		n = next
+	}
+	return n
+}
+
+// validate checks values that decode but make no sense.
+func validate(name string, root *yaml.Node, c *Config) Errors {
+	var errs Errors
+	bad := func(path, msg string) {
+		e := Error{File: name, Message: fmt.Sprintf("%s: %s", path, msg)}
+		if n := nodeAt(root, path); n != nil {
+			e.Line, e.Column = n.Line, n.Column
+		}
+		errs = append(errs, e)
+	}
+	checkURL := func(path, raw string, schemes ...string) {
+		if raw == "" {
+			return
+		}
+		for _, part := range strings.Split(raw, ",") {
+			u, err := url.Parse(strings.TrimSpace(part))
+			if err != nil || u.Host == "" || !contains(schemes, u.Scheme) {
+				bad(path, fmt.Sprintf("%q is not a URL with scheme %s and a host", part, strings.Join(schemes, " or ")))
+			}
+		}
+	}
+	if c.Listen == "" {
+		bad("listen", "must not be empty (e.g. 127.0.0.1:8080)")
+	}
+	checkURL("nats.url", c.NATS.URL, "nats", "tls")
+	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
+	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")
+	if c.PACS.DICOMwebURL == "" {
+		bad("pacs.dicomweb_url", "must be set")
+	}
+	if c.FHIR.BaseURL == "" {
+		bad("fhir.base_url", "must be set")
+	}
+	if c.PACS.PasswordEnv != "" && c.PACS.PasswordFile != "" {
+		bad("pacs.password_env", "set password_env or password_file, not both")
+	}
+	if c.Inference.Workers < 1 {
+		bad("inference.workers", fmt.Sprintf("must be at least 1, got %d", c.Inference.Workers))
+	}
+	if len(c.Engines) == 0 {
+		bad("engines", "must name at least one engine")
+	}
+	if c.Orders.RetryMin <= 0 || c.Orders.RetryMax < c.Orders.RetryMin {
+		bad("orders.retry_min", "must be positive and not above orders.retry_max")
+	}
+	if c.Orders.StudyWaitWindow <= 0 {
+		bad("orders.study_wait_window", "must be positive")
+	}
+	if c.Orders.DeliveryWindow <= 0 {
+		bad("orders.delivery_window", "must be positive")
+	}
+	if c.Orders.MaxBodyBytes <= 0 {
+		bad("orders.max_body_bytes", "must be positive")
+	}
+	return errs
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLoadDefaultsAndOverrides(t *testing.T) {
+	cfg, err := Load("radgate.yaml", []byte(`
+listen: 127.0.0.1:9090
+nats:
+  url: nats://127.0.0.1:4222
+orders:
+  study_wait_window: 2m
+`))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9090", cfg.Listen)
+	require.Equal(t, "nats://127.0.0.1:4222", cfg.NATS.URL)
+	require.Equal(t, 2*time.Minute, cfg.Orders.StudyWaitWindow.D())
+	require.Equal(t, Default().FHIR, cfg.FHIR, "untouched sections keep their defaults")
+	require.Equal(t, []string{DefaultEngine}, cfg.Engines)
+}
+
+func TestLoadEmptyIsDefault(t *testing.T) {
+	cfg, err := Load("radgate.yaml", nil)
+	require.NoError(t, err)
+	require.Equal(t, Default(), cfg)
+}
+
+func TestLoadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{
+			name: "misspelled key",
+			yaml: "listen: 127.0.0.1:8080\npacs:\n  dicomweb_ur: http://x\n",
+			want: []string{`radgate.yaml:3:3: unknown key "dicomweb_ur" in pacs (known: dicomweb_url, username, password_env, password_file, timeout)`},
+		},
+		{
+			name: "wrong type and bad duration, both reported",
+			yaml: "inference:\n  workers: many\norders:\n  retry_min: soon\n",
+			want: []string{
+				`radgate.yaml:2:12: inference.workers: expected an integer, got "many"`,
+				`radgate.yaml:4:14: orders.retry_min: invalid duration "soon" (use e.g. 30s, 10m, 1h)`,
+			},
+		},
+		{
+			name: "bad URL positioned at its value",
+			yaml: "fhir:\n  base_url: ftp://server\n",
+			want: []string{`radgate.yaml:2:13: fhir.base_url: "ftp://server" is not a URL with scheme http or https and a host`},
+		},
+		{
+			name: "two unknown keys at two levels",
+			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
+			want: []string{
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, data_dir, models_dir, engines, nats, inference, pacs, fhir, orders)`,
+				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file)`,
+			},
+		},
+		{
+			name: "list where a mapping belongs",
+			yaml: "pacs: [a, b]\nengines: one\n",
+			want: []string{
+				`radgate.yaml:1:7: pacs: expected a mapping of keys, got a list`,
+				`radgate.yaml:2:10: engines: expected a list, got "one"`,
+			},
+		},
+		{
+			name: "syntax error",
+			yaml: "listen: [\n",
+			want: []string{"radgate.yaml:1: did not find expected node content"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load("radgate.yaml", []byte(tc.yaml))
+			require.Error(t, err)
+			var errs Errors
+			require.ErrorAs(t, err, &errs)
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Error())
+			}
+			require.Equal(t, tc.want, got)
+		})
+	}
+}

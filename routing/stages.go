@@ -1,0 +1,397 @@
+package routing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Job asks the inference stage to score a study's images with one engine.
+type Job struct {
+	OrderID          string        `json:"order_id"`
+	Engine           string        `json:"engine"`
+	StudyInstanceUID string        `json:"study_instance_uid"`
+	Instances        []JobInstance `json:"instances"`
+}
+
+// JobInstance is one image the router selected for an engine.
+type JobInstance struct {
+	SeriesInstanceUID string `json:"series_instance_uid"`
+	SOPInstanceUID    string `json:"sop_instance_uid"`
+	Modality          string `json:"modality"`
+	BodyPart          string `json:"body_part,omitempty"`
+}
+
+// route resolves an order's study in the archive and publishes one job per
+// engine that may score it. A study not there yet is retried with backoff
+// for the study wait window; after that, and for a study no engine may
+// score, a result says why, so the order is answered either way.
+func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
+	id := msg.Headers().Get(HeaderOrderID)
+	st, err := p.store.get(ctx, id)
+	if err != nil {
+		if errors.Is(err, ErrOrderNotFound) {
+			return deadLetter("order " + id + " is not in the order store")
+		}
+		return retryIn(p.opts.RetryMin)
+	}
+	pending := p.enginesInState(st, StateReceived)
+	if len(pending) == 0 {
+		return done() // routed already, by an earlier event of the same order
+	}
+	age, n := msgAge(msg, p.opts.Now())
+	study, err := p.opts.Source.FindStudy(ctx, StudyQuery{StudyInstanceUID: st.StudyInstanceUID, AccessionNumber: accessionValue(st)})
+	if err != nil {
+		if (errors.Is(err, ErrStudyNotFound) || IsTransient(err)) && age < p.opts.StudyWaitWindow {
+			p.log.Info("study not available yet; will retry", "order", id, "attempt", n, "err", err)
+			return retryIn(p.backoff(n))
+		}
+		reason := fmt.Sprintf("study not retrieved from the PACS: %v", err)
+		if errors.Is(err, ErrStudyNotFound) {
+			reason = fmt.Sprintf("study not found in the PACS within %s (%s)", p.opts.StudyWaitWindow, describeQuery(st))
+		}
+		return p.finishAll(ctx, msg, st, pending, OutcomeFailed, reason)
+	}
+	for _, eid := range pending {
+		eng := p.engines[eid]
+		job, reason := selectInstances(eng, study, st)
+		if reason != "" {
+			if v := p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeNotApplicable, Reason: reason,
+				StudyInstanceUID: study.StudyInstanceUID}); v.kind != ack {
+				return v
+			}
+			continue
+		}
+		job.OrderID = id
+		data, _ := json.Marshal(job)
+		out := nats.NewMsg(subjectJobs + token(eid))
+		out.Data = data
+		out.Header.Set(HeaderOrderID, id)
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID("job."+id+"."+eid)); err != nil {
+			return retryIn(p.backoff(n))
+		}
+		if _, err := p.store.update(ctx, id, false, func(st *OrderStatus) error {
+			if cur, ok := st.Engines[eid]; ok && cur.State != StateReceived {
+				return errSkip
+			}
+			if st.StudyInstanceUID == "" {
+				st.StudyInstanceUID = study.StudyInstanceUID
+			}
+			setEngine(st, eid, EngineProgress{State: StateRouted})
+			return nil
+		}); err != nil {
+			return retryIn(p.backoff(n))
+		}
+		p.log.Info("order routed", "order", id, "engine", eid, "images", len(job.Instances))
+	}
+	return done()
+}
+
+// enginesInState lists the configured engines still at state s for an order
+// (an engine not yet recorded counts as received).
+func (p *Pipeline) enginesInState(st OrderStatus, s OrderState) []string {
+	var out []string
+	for _, eid := range p.order {
+		cur, ok := st.Engines[eid]
+		if (!ok && s == StateReceived) || (ok && cur.State == s) {
+			out = append(out, eid)
+		}
+	}
+	return out
+}
+
+// finishAll publishes a failed or not-applicable result for each engine.
+func (p *Pipeline) finishAll(ctx context.Context, msg jetstream.Msg, st OrderStatus, engines []string, o Outcome, reason string) verdict {
+	for _, eid := range engines {
+		if v := p.publishResult(ctx, st, Result{Engine: p.engines[eid].Info(), Outcome: o, Reason: reason,
+			StudyInstanceUID: st.StudyInstanceUID}); v.kind != ack {
+			return v
+		}
+	}
+	p.log.Warn("order not scored", "order", st.ID, "outcome", o, "reason", reason)
+	return done()
+}
+
+func accessionValue(st OrderStatus) string {
+	if st.StudyInstanceUID != "" || st.Accession == nil {
+		return ""
+	}
+	return st.Accession.Value
+}
+
+func describeQuery(st OrderStatus) string {
+	if st.StudyInstanceUID != "" {
+		return "Study Instance UID " + st.StudyInstanceUID
+	}
+	if st.Accession != nil {
+		return "accession number " + st.Accession.Value
+	}
+	return "no identifier"
+}
+
+// selectInstances picks the images an engine's manifest declares. A series
+// without Body Part Examined falls back to the order's procedure code.
+func selectInstances(eng Engine, study *Study, st OrderStatus) (Job, string) {
+	info := eng.Info()
+	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID}
+	var seen []string
+	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
+	for _, s := range study.Series {
+		part := strings.ToUpper(strings.TrimSpace(s.BodyPartExamined))
+		partFrom := part
+		if part == "" {
+			part, partFrom = orderPart, "from the order's procedure code: "+orderPart
+			if orderPart == "" {
+				partFrom = "unknown: no Body Part Examined and no recognised procedure code"
+			}
+		}
+		seen = append(seen, fmt.Sprintf("%s (body part %s)", orDash(s.Modality), partFrom))
+		if !containsFold(eng.Modalities(), s.Modality) || !containsFold(eng.BodyParts(), part) {
+			continue
+		}
+		for _, in := range s.Instances {
+			job.Instances = append(job.Instances, JobInstance{SeriesInstanceUID: s.SeriesInstanceUID,
+				SOPInstanceUID: in.SOPInstanceUID, Modality: s.Modality, BodyPart: part})
+		}
+	}
+	if len(job.Instances) == 0 {
+		if len(seen) == 0 {
+			seen = []string{"no series"}
+		}
+		return job, fmt.Sprintf("not scored: engine %s takes %s images of %s; the study has %s",
+			info.ID, strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), strings.Join(seen, ", "))
+	}
+	return job, ""
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(v string) bool { return strings.EqualFold(v, s) })
+}
+
+// chestProcedureCodes are LOINC codes of chest radiography procedures.
+var chestProcedureCodes = map[string]bool{
+	"36643-5": true, // XR Chest 2 Views
+	"36554-4": true, // XR Chest Single view
+	"24648-8": true, // XR Chest PA upright
+	"30745-4": true, // XR Chest 2 Views (PA and lateral)
+	"43468-8": true, // XR Chest PA and lateral and oblique
+}
+
+// BodyPartFromProcedure derives a DICOM body part from procedure codes: a
+// known chest radiography LOINC code, or a display naming the chest/thorax.
+func BodyPartFromProcedure(codes []Coding) string {
+	for _, c := range codes {
+		if strings.Contains(c.System, "loinc") && chestProcedureCodes[c.Code] {
+			return "CHEST"
+		}
+		d := strings.ToLower(c.Display)
+		if strings.Contains(d, "chest") || strings.Contains(d, "thorax") {
+			return "CHEST"
+		}
+	}
+	return ""
+}
+
+// score runs one job: fetch the images as stored, score them, keep the most
+// confident image's result and heatmap, and publish the result.
+func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
+	var job Job
+	if err := json.Unmarshal(msg.Data(), &job); err != nil {
+		return deadLetter("undecodable job: " + err.Error())
+	}
+	eng, ok := p.engines[job.Engine]
+	if !ok {
+		return deadLetter(fmt.Sprintf("engine %q is not loaded in this process", job.Engine))
+	}
+	st, err := p.store.get(ctx, job.OrderID)
+	if err != nil {
+		return retryIn(p.opts.RetryMin)
+	}
+	if cur := st.Engines[job.Engine]; cur.State != StateRouted && cur.State != "" {
+		return done() // scored already (a redelivery after a crash)
+	}
+	age, n := msgAge(msg, p.opts.Now())
+	files := make([][]byte, 0, len(job.Instances))
+	for _, in := range job.Instances {
+		_ = msg.InProgress()
+		b, err := p.opts.Source.RetrieveInstance(ctx, job.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)
+		if err != nil {
+			if IsTransient(err) && age < p.opts.StudyWaitWindow {
+				p.log.Info("image retrieval failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
+				return retryIn(p.backoff(n))
+			}
+			return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+				Reason: fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err), StudyInstanceUID: job.StudyInstanceUID})
+		}
+		files = append(files, b)
+	}
+	_ = msg.InProgress()
+	scores, err := eng.Score(ctx, files)
+	if err != nil {
+		if ctx.Err() != nil {
+			return retryIn(p.opts.RetryMin)
+		}
+		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID})
+	}
+	best := -1
+	var failures []string
+	for i, s := range scores {
+		if s.Err != nil {
+			failures = append(failures, fmt.Sprintf("image %s: %v", job.Instances[i].SOPInstanceUID, s.Err))
+			continue
+		}
+		if best < 0 || s.Probability > scores[best].Probability {
+			best = i
+		}
+	}
+	if best < 0 {
+		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID})
+	}
+	s := scores[best]
+	r := Result{Engine: eng.Info(), Outcome: OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
+		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[best].SeriesInstanceUID,
+		SOPInstanceUID: job.Instances[best].SOPInstanceUID}
+	if s.Marked && s.Render != nil {
+		png, w, h, err := s.Render()
+		if err != nil {
+			return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID})
+		}
+		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = png, w, h
+	}
+	return p.publishResult(ctx, st, r)
+}
+
+// ResultID is the deterministic id of an order × engine × model version.
+func ResultID(orderID string, e EngineInfo) string {
+	sum := sha256.Sum256([]byte(orderID + "|" + e.ID + "|" + e.Version))
+	return hex.EncodeToString(sum[:12])
+}
+
+// publishResult stores the heatmap, publishes the result and records the
+// engine's progress; the returned verdict is for the message that led here.
+func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result) verdict {
+	r.ID = ResultID(st.ID, r.Engine)
+	r.Order = st
+	if r.ScoredAt.IsZero() {
+		r.ScoredAt = p.opts.Now().UTC()
+	}
+	if len(r.HeatmapPNG) > 0 {
+		r.HeatmapObject = r.ID + ".png"
+		if _, err := p.opts.Topology.Heatmaps.PutBytes(ctx, r.HeatmapObject, r.HeatmapPNG); err != nil {
+			p.log.Warn("storing heatmap failed; will retry", "order", st.ID, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return deadLetter("encoding result: " + err.Error())
+	}
+	out := nats.NewMsg(subjectResults + token(r.Engine.ID))
+	out.Data = data
+	out.Header.Set(HeaderOrderID, st.ID)
+	if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID("result."+r.ID)); err != nil {
+		p.log.Warn("publishing result failed; will retry", "order", st.ID, "err", err)
+		return retryIn(p.opts.RetryMin)
+	}
+	state := StateScored
+	switch r.Outcome {
+	case OutcomeNotApplicable:
+		state = StateRejected
+	case OutcomeFailed:
+		state = StateFailed
+	}
+	prog := EngineProgress{State: state, Reason: r.Reason}
+	if r.Outcome == OutcomeScored {
+		prob := r.Probability
+		prog.Probability, prog.Tier = &prob, r.Tier
+	}
+	if _, err := p.store.update(ctx, st.ID, false, func(o *OrderStatus) error {
+		if cur, ok := o.Engines[r.Engine.ID]; ok && cur.State == StateDelivered {
+			return errSkip // delivery already finished (it raced ahead of us)
+		}
+		setEngine(o, r.Engine.ID, prog)
+		return nil
+	}); err != nil {
+		return retryIn(p.opts.RetryMin)
+	}
+	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
+	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier)
+	return done()
+}
+
+// deliverTo returns the handler of one destination's consumer.
+func (p *Pipeline) deliverTo(name string, sink Sink) func(context.Context, jetstream.Msg) verdict {
+	return func(ctx context.Context, msg jetstream.Msg) verdict {
+		var r Result
+		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+			return deadLetter("undecodable result: " + err.Error())
+		}
+		// The order may have gained references since scoring (the
+		// ImagingStudy arriving after the ServiceRequest): use the latest.
+		if st, err := p.store.get(ctx, r.Order.ID); err == nil {
+			r.Order = st
+		}
+		if r.HeatmapObject != "" {
+			png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
+			if err != nil {
+				return retryIn(p.opts.RetryMin)
+			}
+			r.HeatmapPNG = png
+		}
+		age, n := msgAge(msg, p.opts.Now())
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		receipt, err := sink.Deliver(dctx, r)
+		cancel()
+		if err != nil {
+			if IsTransient(err) && age < p.opts.DeliveryWindow {
+				p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "err", err)
+				return retryIn(p.backoff(n))
+			}
+			reason := fmt.Sprintf("delivering to %s: %v", name, err)
+			p.recordDelivery(ctx, r, EngineProgress{State: StateFailed, Reason: reason})
+			return deadLetter(reason)
+		}
+		prog := EngineProgress{State: StateDelivered, Report: receipt.Report, Reason: r.Reason}
+		switch r.Outcome {
+		case OutcomeScored:
+			prob := r.Probability
+			prog.Probability, prog.Tier = &prob, r.Tier
+		case OutcomeNotApplicable:
+			prog.State = StateRejected
+		case OutcomeFailed:
+			prog.State = StateFailed
+		}
+		if err := p.recordDelivery(ctx, r, prog); err != nil {
+			return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe
+		}
+		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "report", receipt.Report)
+		return done()
+	}
+}
+
+func (p *Pipeline) recordDelivery(ctx context.Context, r Result, prog EngineProgress) error {
+	_, err := p.store.update(ctx, r.Order.ID, false, func(o *OrderStatus) error {
+		setEngine(o, r.Engine.ID, prog)
+		return nil
+	})
+	return err
+}

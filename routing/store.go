@@ -1,0 +1,236 @@
+package routing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// orderStore keeps order state in a JetStream KV bucket: "o.<id>" holds the
+// OrderStatus, "ref.<hash>" maps a ServiceRequest reference to its order so an
+// ImagingStudy based on it joins the same order.
+type orderStore struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+func orderKeyName(id string) string { return "o." + id }
+
+func refKeyName(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return "ref." + hex.EncodeToString(sum[:12])
+}
+
+// get returns the order, or ErrOrderNotFound.
+func (s *orderStore) get(ctx context.Context, id string) (OrderStatus, error) {
+	var st OrderStatus
+	if !validOrderID(id) {
+		return st, ErrOrderNotFound
+	}
+	e, err := s.kv.Get(ctx, orderKeyName(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, ErrOrderNotFound
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading order %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return st, fmt.Errorf("decoding order %s: %w", id, err)
+	}
+	return st, nil
+}
+
+func validOrderID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// update applies fn to the order under optimistic concurrency, creating it
+// when create is true and it does not exist. fn may return errSkip to leave
+// the stored value untouched.
+func (s *orderStore) update(ctx context.Context, id string, create bool, fn func(*OrderStatus) error) (OrderStatus, error) {
+	key := orderKeyName(id)
+	for attempt := 0; attempt < 20; attempt++ {
+		var st OrderStatus
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if !create {
+				return st, ErrOrderNotFound
+			}
+			st = OrderStatus{ID: id, State: StateReceived, ReceivedAt: s.now()}
+		case err != nil:
+			return st, fmt.Errorf("reading order %s: %w", id, err)
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return st, fmt.Errorf("decoding order %s: %w", id, err)
+			}
+		}
+		if err := fn(&st); err != nil {
+			if errors.Is(err, errSkip) {
+				return st, nil
+			}
+			return st, err
+		}
+		st.UpdatedAt = s.now()
+		b, err := json.Marshal(st)
+		if err != nil {
+			return st, err
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, b)
+		} else {
+			_, err = s.kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return st, nil
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err) {
+			continue // someone else wrote first: re-read and re-apply
+		}
+		return st, fmt.Errorf("writing order %s: %w", id, err)
+	}
+	return OrderStatus{}, fmt.Errorf("writing order %s: too much contention", id)
+}
+
+func isWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return strings.Contains(err.Error(), "wrong last sequence")
+}
+
+var errSkip = errors.New("skip update")
+
+// lookupRef returns the order a ServiceRequest reference belongs to.
+func (s *orderStore) lookupRef(ctx context.Context, ref string) (string, bool, error) {
+	e, err := s.kv.Get(ctx, refKeyName(ref))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading reference index: %w", err)
+	}
+	return string(e.Value()), true, nil
+}
+
+func (s *orderStore) indexRef(ctx context.Context, ref, id string) error {
+	if _, err := s.kv.Put(ctx, refKeyName(ref), []byte(id)); err != nil {
+		return fmt.Errorf("writing reference index: %w", err)
+	}
+	return nil
+}
+
+// merge folds an intake event into the order it belongs to.
+func merge(st *OrderStatus, key string, ev OrderEvent) {
+	st.Key = key
+	if st.Accession == nil && ev.Accession != nil && ev.Accession.Value != "" {
+		a := *ev.Accession
+		st.Accession = &a
+	}
+	if st.StudyInstanceUID == "" {
+		st.StudyInstanceUID = StripUIDPrefix(ev.StudyInstanceUID)
+	}
+	if !ev.ServiceRequest.IsZero() && (st.ServiceRequest.IsZero() || st.ServiceRequest.Reference == "") {
+		r := *ev.ServiceRequest
+		st.ServiceRequest = &r
+	}
+	if st.ServiceRequest.IsZero() {
+		for _, b := range ev.BasedOn {
+			if !b.IsZero() {
+				r := b
+				st.ServiceRequest = &r
+				break
+			}
+		}
+	}
+	if !ev.ImagingStudy.IsZero() && (st.ImagingStudy.IsZero() || st.ImagingStudy.Reference == "") {
+		r := *ev.ImagingStudy
+		st.ImagingStudy = &r
+	}
+	if !ev.Patient.IsZero() && (st.Patient.IsZero() || st.Patient.Reference == "") {
+		r := *ev.Patient
+		st.Patient = &r
+	}
+	for _, c := range ev.ProcedureCodes {
+		if !slices.Contains(st.ProcedureCodes, c) {
+			st.ProcedureCodes = append(st.ProcedureCodes, c)
+		}
+	}
+	if st.Facility == "" {
+		st.Facility = ev.Facility
+	}
+	if st.Priority == "" {
+		st.Priority = ev.Priority
+	}
+	src := ev.Source + ":" + ev.ResourceType
+	if !slices.Contains(st.Sources, src) {
+		st.Sources = append(st.Sources, src)
+	}
+}
+
+// setEngine records one engine's progress and recomputes the order state.
+func setEngine(st *OrderStatus, engine string, p EngineProgress) {
+	if st.Engines == nil {
+		st.Engines = map[string]EngineProgress{}
+	}
+	st.Engines[engine] = p
+	st.recompute()
+}
+
+// recompute derives the order's state from its engines: the least advanced
+// engine while any is running; once all are done, delivered only if every
+// engine delivered, else failed (or rejected) with the first reason.
+func (st *OrderStatus) recompute() {
+	if len(st.Engines) == 0 {
+		return
+	}
+	rank := map[OrderState]int{StateReceived: 0, StateRouted: 1, StateScored: 2}
+	names := make([]string, 0, len(st.Engines))
+	for n := range st.Engines {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	allDone := true
+	least := StateScored
+	for _, n := range names {
+		p := st.Engines[n]
+		if !p.State.Terminal() {
+			allDone = false
+			if rank[p.State] < rank[least] {
+				least = p.State
+			}
+		}
+	}
+	if !allDone {
+		st.State, st.Reason = least, ""
+		return
+	}
+	st.State, st.Reason = StateDelivered, ""
+	for _, want := range []OrderState{StateFailed, StateRejected} {
+		for _, n := range names {
+			if p := st.Engines[n]; p.State == want {
+				st.State, st.Reason = want, n+": "+p.Reason
+				return
+			}
+		}
+	}
+}
