@@ -51,9 +51,6 @@ type Inference struct {
 	// Workers is how many jobs are scored at once (default 1: one ONNX
 	// session already uses every core).
 	Workers int `yaml:"workers"`
-	// HeatmapDir, when set, also writes each heatmap PNG there
-	// (<order id>-<engine>.png) besides sending it to the FHIR server.
-	HeatmapDir string `yaml:"heatmap_dir"`
 }
 
 // PACS is the image archive, reached over DICOMweb.
@@ -78,6 +75,11 @@ type FHIR struct {
 	BearerTokenEnv string `yaml:"bearer_token_env"`
 	// Timeout bounds each request to the FHIR server.
 	Timeout Duration `yaml:"timeout"`
+	// SubscriptionEndpoint, when set, makes radgate create R4 rest-hook
+	// Subscriptions on this FHIR server (active ServiceRequests, available
+	// ImagingStudies) that notify the given URL — its own /fhir/notify as
+	// the FHIR server reaches it, e.g. http://127.0.0.1:8080/fhir/notify.
+	SubscriptionEndpoint string `yaml:"subscription_endpoint"`
 }
 
 // Orders sets how long radgate waits for what an order needs.

@@ -271,6 +271,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	checkURL("nats.url", c.NATS.URL, "nats", "tls")
 	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
 	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")
+	checkURL("fhir.subscription_endpoint", c.FHIR.SubscriptionEndpoint, "http", "https")
 	if c.PACS.DICOMwebURL == "" {
 		bad("pacs.dicomweb_url", "must be set")
 	}

@@ -76,8 +76,10 @@ type OrderState string
 // Order states, in the order an order passes through them. Failed and
 // Rejected are terminal alongside Delivered.
 const (
-	StateReceived  OrderState = "received"
-	StateRouted    OrderState = "routed"
+	StateReceived OrderState = "received"
+	StateRouted   OrderState = "routed"
+	// StateScored: the engine's result — a score, or the reason there is
+	// none — is ready and awaits delivery.
 	StateScored    OrderState = "scored"
 	StateDelivered OrderState = "delivered"
 	// StateRejected: the study is not something any engine may score (not a

@@ -312,14 +312,9 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result) 
 		p.log.Warn("publishing result failed; will retry", "order", st.ID, "err", err)
 		return retryIn(p.opts.RetryMin)
 	}
-	state := StateScored
-	switch r.Outcome {
-	case OutcomeNotApplicable:
-		state = StateRejected
-	case OutcomeFailed:
-		state = StateFailed
-	}
-	prog := EngineProgress{State: state, Reason: r.Reason}
+	// Every outcome is "scored" until delivered: an order becomes terminal
+	// (delivered, rejected, failed) only once its answer is written.
+	prog := EngineProgress{State: StateScored, Reason: r.Reason}
 	if r.Outcome == OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier

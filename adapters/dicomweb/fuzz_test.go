@@ -1,0 +1,50 @@
+package dicomweb
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/routing"
+)
+
+// FuzzParseMultipart feeds the WADO-RS multipart parser arbitrary bodies and
+// Content-Types. It must never panic, never return more than the limit, and
+// classify every error as transient, malformed or too large.
+//
+//	go test ./adapters/dicomweb -run '^$' -fuzz FuzzParseMultipart -fuzztime 60s
+func FuzzParseMultipart(f *testing.F) {
+	const boundary = "833b6d3d-7c02-46db-80b5-11a2b2f2cb77-76bec399-6566-480b-b274-91a7d8c99"
+	ct := multipartType(boundary)
+	// A real file in the framing Orthanc 1.10 uses (headers, Content-Length,
+	// MIME-Version, CRLFs), as captured from its WADO-RS answer.
+	if real, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-jpegls-near-lossless.dcm")); err == nil {
+		f.Add(ct, orthancMultipart(boundary, real))
+		f.Add(ct, orthancMultipart(boundary, real)[:len(real)/2])
+		f.Add(ct, orthancMultipart(boundary, real[:300]))
+	}
+	small := fakePart10(40)
+	f.Add(ct, orthancMultipart(boundary, small))
+	f.Add(ct, orthancMultipart(boundary, small, small))
+	f.Add(multipartType("B"), []byte("--B\r\nContent-Type: application/dicom; transfer-syntax=*\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"+string(small)+"\r\n--B--"))
+	f.Add(multipartType("B"), []byte("preamble\r\n--B\r\n\r\n\r\n--B--\r\n"))
+	f.Add(`multipart/related; boundary="a:b"`, []byte("--a:b--"))
+	f.Add("application/dicom", small)
+	f.Add("", []byte{})
+
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, contentType string, body []byte) {
+		file, err := readFirstPart(contentType, strings.NewReader(string(body)), limit)
+		if err == nil {
+			if len(file) > limit || len(file) < 132 || string(file[128:132]) != "DICM" {
+				t.Fatalf("accepted %d bytes that are not a bounded Part 10 file", len(file))
+			}
+			return
+		}
+		if !routing.IsTransient(err) && !errors.Is(err, ErrMalformedResponse) && !errors.Is(err, ErrInstanceTooLarge) {
+			t.Fatalf("unclassified error: %v", err)
+		}
+	})
+}

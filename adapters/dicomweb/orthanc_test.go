@@ -1,0 +1,234 @@
+package dicomweb
+
+import (
+	"bytes"
+	"crypto/rand"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/suyashkumar/dicom"
+	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/routing"
+)
+
+// These tests talk to the real Orthanc (with the DICOMweb plugin) that
+// testenv/start.sh runs; they skip without it, and fail under
+// RADGATE_REQUIRE_PEERS=1.
+
+// sample is one test file and what its header says.
+type sample struct {
+	name                          string
+	data                          []byte
+	study, series, sop, sopClass  string
+	accession, modality, bodyPart string
+	transferSyntax                string
+}
+
+func loadSamples(t *testing.T) []sample {
+	t.Helper()
+	files, err := filepath.Glob(testenv.Testdata("cxr-dicom", "*.dcm"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var out []sample
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		require.NoError(t, err)
+		ds, err := dicom.Parse(bytes.NewReader(data), int64(len(data)), nil, dicom.SkipPixelData())
+		require.NoError(t, err, f)
+		get := func(tg tag.Tag) string {
+			e, err := ds.FindElementByTag(tg)
+			if err != nil {
+				return ""
+			}
+			v := dicom.MustGetStrings(e.Value)
+			if len(v) == 0 {
+				return ""
+			}
+			return strings.Trim(v[0], " \x00")
+		}
+		out = append(out, sample{
+			name: filepath.Base(f), data: data,
+			study: get(tag.StudyInstanceUID), series: get(tag.SeriesInstanceUID),
+			sop: get(tag.SOPInstanceUID), sopClass: get(tag.SOPClassUID),
+			accession: get(tag.AccessionNumber), modality: get(tag.Modality),
+			bodyPart: get(tag.BodyPartExamined), transferSyntax: get(tag.TransferSyntaxUID),
+		})
+	}
+	return out
+}
+
+func orthancClient(t *testing.T, password string) *Client {
+	t.Helper()
+	pacs := testenv.Orthanc(t)
+	c, err := New(Options{
+		BaseURL:  pacs.DICOMweb,
+		Username: pacs.Username,
+		Password: password,
+		Timeout:  30 * time.Second,
+	})
+	require.NoError(t, err)
+	return c
+}
+
+// randomUID returns a UID under the 2.25 (UUID-derived) root.
+func randomUID(t *testing.T) string {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	require.NoError(t, err)
+	return "2.25." + n.String()
+}
+
+func TestOrthancStoreFindRetrieve(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+	samples := loadSamples(t)
+
+	files := make([][]byte, len(samples))
+	for i, s := range samples {
+		files[i] = s.data
+	}
+	res, err := c.Store(t.Context(), files...)
+	require.NoError(t, err)
+	require.Empty(t, res.Failed)
+	stored := map[string]string{}
+	for _, s := range res.Stored {
+		stored[s.SOPInstanceUID] = s.SOPClassUID
+	}
+	for _, s := range samples {
+		require.Equal(t, s.sopClass, stored[s.sop], "%s: STOW-RS lists it as stored", s.name)
+	}
+
+	// Storing the same files again: Orthanc keeps the first copy and answers
+	// success ("AlreadyStored").
+	again, err := c.Store(t.Context(), files[0])
+	require.NoError(t, err)
+	require.Len(t, again.Stored, 1)
+	require.Equal(t, samples[0].sop, again.Stored[0].SOPInstanceUID)
+
+	for _, s := range samples {
+		t.Run(s.name, func(t *testing.T) {
+			byUID, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: "urn:oid:" + s.study})
+			require.NoError(t, err)
+			require.Equal(t, &routing.Study{
+				StudyInstanceUID: s.study,
+				AccessionNumber:  s.accession,
+				Series: []routing.Series{{
+					SeriesInstanceUID: s.series,
+					Modality:          s.modality,
+					BodyPartExamined:  s.bodyPart, // "" where the file has none
+					Instances:         []routing.Instance{{SOPInstanceUID: s.sop, SOPClassUID: s.sopClass}},
+				}},
+			}, byUID)
+			require.NotEmpty(t, byUID.Series[0].Modality)
+
+			byAccession, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: s.accession})
+			require.NoError(t, err)
+			require.Equal(t, byUID, byAccession)
+
+			got, err := c.RetrieveInstance(t.Context(), s.study, s.series, s.sop)
+			require.NoError(t, err)
+			// Retrieved as stored: byte for byte the file that was sent
+			// (Orthanc 1.10 keeps the meta header as it came).
+			require.True(t, bytes.Equal(s.data, got), "%s: retrieved %d bytes, sent %d; they differ", s.name, len(got), len(s.data))
+			ds, err := dicom.Parse(bytes.NewReader(got), int64(len(got)), nil, dicom.SkipPixelData())
+			require.NoError(t, err)
+			e, err := ds.FindElementByTag(tag.TransferSyntaxUID)
+			require.NoError(t, err)
+			require.Equal(t, s.transferSyntax, strings.Trim(dicom.MustGetStrings(e.Value)[0], " \x00"))
+			e, err = ds.FindElementByTag(tag.SOPInstanceUID)
+			require.NoError(t, err)
+			require.Equal(t, s.sop, strings.Trim(dicom.MustGetStrings(e.Value)[0], " \x00"))
+		})
+	}
+}
+
+// Orthanc matches accession numbers with wildcards and without regard to
+// case; FindStudy must only accept the exact value.
+func TestOrthancAccessionMatchIsExact(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+	samples := loadSamples(t)
+	s := samples[0]
+	_, err := c.Store(t.Context(), s.data)
+	require.NoError(t, err)
+
+	for _, acc := range []string{
+		s.accession[:len(s.accession)-1] + "*",
+		strings.ToLower(s.accession),
+		s.accession[:len(s.accession)-1] + "?",
+	} {
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: acc})
+		require.ErrorIs(t, err, routing.ErrStudyNotFound, "accession %q", acc)
+		require.False(t, routing.IsTransient(err))
+		require.Contains(t, err.Error(), acc, "the error names the query")
+	}
+}
+
+func TestOrthancUnknownStudy(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+
+	uid := randomUID(t)
+	_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: uid})
+	require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	require.False(t, routing.IsTransient(err))
+	require.Contains(t, err.Error(), uid)
+
+	_, err = c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: "RGS-ABSENT-" + uid[len(uid)-8:]})
+	require.ErrorIs(t, err, routing.ErrStudyNotFound)
+
+	_, err = c.RetrieveInstance(t.Context(), uid, randomUID(t), randomUID(t))
+	require.ErrorIs(t, err, ErrInstanceNotFound)
+	require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	require.False(t, routing.IsTransient(err))
+	require.Contains(t, err.Error(), "/studies/"+uid+"/series/")
+}
+
+func TestOrthancWrongPassword(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	const wrong = "not-the-password-7f3a"
+	c := orthancClient(t, wrong)
+	samples := loadSamples(t)
+	s := samples[0]
+
+	_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: s.study})
+	requirePermanentAuth(t, err, wrong)
+	_, err = c.RetrieveInstance(t.Context(), s.study, s.series, s.sop)
+	requirePermanentAuth(t, err, wrong)
+	_, err = c.Store(t.Context(), s.data)
+	requirePermanentAuth(t, err, wrong)
+
+	// No credentials at all.
+	anon, err := New(Options{BaseURL: pacs.DICOMweb})
+	require.NoError(t, err)
+	_, err = anon.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: s.study})
+	requirePermanentAuth(t, err, wrong)
+}
+
+func requirePermanentAuth(t *testing.T, err error, password string) {
+	t.Helper()
+	require.ErrorIs(t, err, ErrUnauthorized)
+	require.False(t, routing.IsTransient(err), "a refused password is not worth retrying")
+	require.Contains(t, err.Error(), "401")
+	require.NotContains(t, err.Error(), password)
+}
+
+// Orthanc answers 400 to a STOW-RS with a part it cannot parse, lists the
+// good parts as stored, and leaves the bad one out.
+func TestOrthancStorePartialFailure(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+	s := loadSamples(t)[0]
+
+	res, err := c.Store(t.Context(), s.data, []byte("not a DICOM file"))
+	require.ErrorIs(t, err, ErrStoreIncomplete)
+	require.False(t, routing.IsTransient(err))
+	require.Len(t, res.Stored, 1)
+	require.Equal(t, s.sop, res.Stored[0].SOPInstanceUID)
+}

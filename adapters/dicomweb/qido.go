@@ -1,0 +1,261 @@
+package dicomweb
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/radgate/radgate/routing"
+)
+
+// FindStudy looks the study up with QIDO-RS and lists its series and
+// instances.
+//
+// The Study Instance UID is used when q has one (a "urn:oid:" prefix is
+// stripped); otherwise the accession number. Matching is exact: QIDO-RS
+// treats '*' and '?' as wildcards and some servers (Orthanc) match without
+// regard to case, so answers whose UID or accession number differ from the
+// query are dropped. No match wraps routing.ErrStudyNotFound; several studies
+// with the accession number is ErrAmbiguousAccession (permanent: the order
+// should name the study by UID).
+//
+// Requests, under Options.BaseURL:
+//
+//	GET /studies?StudyInstanceUID=… (or AccessionNumber=…)
+//	GET /studies/{study}/series?includefield=0008103E&includefield=00180015
+//	GET /studies/{study}/series/{series}/instances?limit=…
+//
+// Body Part Examined is asked for at series level (Orthanc 1.10 with the
+// DICOMweb plugin 1.7 returns it there only when asked with includefield).
+// Where a server leaves it out of a series, the instance query asks for it
+// too and the first instance's value is used.
+//
+// Series come sorted by Series Number, instances by Instance Number (then by
+// UID). A series with no instance is left out; a study with none wraps
+// routing.ErrStudyNotFound (it is still arriving, or was deleted meanwhile).
+func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.Study, error) {
+	uid := routing.StripUIDPrefix(q.StudyInstanceUID)
+	acc := strings.TrimSpace(q.AccessionNumber)
+
+	query := url.Values{}
+	var what string
+	switch {
+	case uid != "":
+		if err := checkUID("Study Instance UID", uid); err != nil {
+			return nil, fmt.Errorf("dicomweb: finding a study: %w: %w", ErrInvalidQuery, err)
+		}
+		query.Set("StudyInstanceUID", uid)
+		what = "Study Instance UID " + uid
+	case acc != "":
+		query.Set("AccessionNumber", acc)
+		what = "accession number " + strconv.Quote(acc)
+	default:
+		return nil, fmt.Errorf("dicomweb: finding a study: %w: neither a Study Instance UID nor an accession number", ErrInvalidQuery)
+	}
+
+	studies, err := c.qido(ctx, "/studies", c.endpoint(query, "studies"))
+	if err != nil {
+		return nil, err
+	}
+	var matches []dataset
+	for _, s := range studies {
+		if uid != "" && s.str(tagStudyInstanceUID) == uid ||
+			uid == "" && s.str(tagAccessionNumber) == acc && s.str(tagStudyInstanceUID) != "" {
+			matches = append(matches, s)
+		}
+	}
+	if uid == "" {
+		matches = dedupeStudies(matches)
+	}
+	switch {
+	case len(matches) == 0:
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w", what, routing.ErrStudyNotFound)
+	case len(matches) > 1:
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w (%d studies); order it by Study Instance UID", what, ErrAmbiguousAccession, len(matches))
+	}
+	study := &routing.Study{
+		StudyInstanceUID: matches[0].str(tagStudyInstanceUID),
+		AccessionNumber:  matches[0].str(tagAccessionNumber),
+	}
+	if err := checkUID("Study Instance UID", study.StudyInstanceUID); err != nil {
+		return nil, fmt.Errorf("dicomweb: QIDO-RS answer for %s: %w: %w", what, ErrMalformedResponse, err)
+	}
+
+	seriesQuery := url.Values{"includefield": {tagSeriesDescription, tagBodyPartExamined}}
+	seriesList, err := c.qido(ctx, "series", c.endpoint(seriesQuery, "studies", study.StudyInstanceUID, "series"))
+	if err != nil {
+		return nil, err
+	}
+
+	type seriesRow struct {
+		series routing.Series
+		number int
+	}
+	var rows []seriesRow
+	seen := map[string]bool{}
+	total := 0
+	for _, s := range seriesList {
+		suid := s.str(tagSeriesInstanceUID)
+		if err := checkUID("Series Instance UID", suid); err != nil {
+			return nil, fmt.Errorf("dicomweb: QIDO-RS series of study %s: %w: %w", study.StudyInstanceUID, ErrMalformedResponse, err)
+		}
+		if seen[suid] {
+			continue
+		}
+		seen[suid] = true
+		se := routing.Series{
+			SeriesInstanceUID: suid,
+			Modality:          s.str(tagModality),
+			BodyPartExamined:  s.str(tagBodyPartExamined),
+		}
+		insts, bodyPart, err := c.listInstances(ctx, study.StudyInstanceUID, suid, se.BodyPartExamined == "", c.maxInstances-total)
+		if err != nil {
+			return nil, err
+		}
+		if len(insts) == 0 {
+			continue
+		}
+		total += len(insts)
+		se.Instances = insts
+		if se.BodyPartExamined == "" {
+			se.BodyPartExamined = bodyPart
+		}
+		n, _ := s.integer(tagSeriesNumber)
+		rows = append(rows, seriesRow{series: se, number: n})
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: the archive lists no instance: %w", what, routing.ErrStudyNotFound)
+	}
+	slices.SortStableFunc(rows, func(a, b seriesRow) int {
+		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.series.SeriesInstanceUID, b.series.SeriesInstanceUID))
+	})
+	for _, r := range rows {
+		study.Series = append(study.Series, r.series)
+	}
+	return study, nil
+}
+
+// listInstances lists the instances of one series, at most limit of them
+// (ErrTooManyInstances beyond). With wantBodyPart it also asks for Body Part
+// Examined and returns the first non-empty value.
+func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, wantBodyPart bool, limit int) ([]routing.Instance, string, error) {
+	if limit <= 0 {
+		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
+	}
+	query := url.Values{"limit": {strconv.Itoa(limit + 1)}}
+	if wantBodyPart {
+		query.Set("includefield", tagBodyPartExamined)
+	}
+	list, err := c.qido(ctx, "instances", c.endpoint(query, "studies", studyUID, "series", seriesUID, "instances"))
+	if err != nil {
+		return nil, "", err
+	}
+	type row struct {
+		inst   routing.Instance
+		number int
+	}
+	var rows []row
+	seen := map[string]bool{}
+	bodyPart := ""
+	for _, d := range list {
+		sop := d.str(tagSOPInstanceUID)
+		if err := checkUID("SOP Instance UID", sop); err != nil {
+			return nil, "", fmt.Errorf("dicomweb: QIDO-RS instances of series %s: %w: %w", seriesUID, ErrMalformedResponse, err)
+		}
+		if seen[sop] {
+			continue
+		}
+		seen[sop] = true
+		if bodyPart == "" && wantBodyPart {
+			bodyPart = d.str(tagBodyPartExamined)
+		}
+		n, _ := d.integer(tagInstanceNumber)
+		rows = append(rows, row{inst: routing.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}, number: n})
+	}
+	if len(rows) > limit {
+		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
+	}
+	slices.SortStableFunc(rows, func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.inst.SOPInstanceUID, b.inst.SOPInstanceUID))
+	})
+	out := make([]routing.Instance, len(rows))
+	for i, r := range rows {
+		out[i] = r.inst
+	}
+	return out, bodyPart, nil
+}
+
+// qido runs one QIDO-RS search and decodes the DICOM JSON array. level is
+// "/studies" for the root search (where 404 means a wrong base URL) or a
+// level under a study (where 404 means the study is absent).
+func (c *Client) qido(ctx context.Context, level string, u *url.URL) ([]dataset, error) {
+	r := &request{op: "QIDO-RS", method: http.MethodGet, url: u, header: http.Header{"Accept": {"application/dicom+json"}}}
+	var out []dataset
+	err := c.do(ctx, r, nil, func(resp *http.Response) error {
+		if resp.StatusCode == http.StatusNoContent {
+			return nil
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxJSONBytes+1))
+		if err != nil {
+			return bodyReadError(r, "the DICOM JSON answer", err)
+		}
+		if len(b) > maxJSONBytes {
+			return fmt.Errorf("dicomweb: %s: %w: the answer exceeds %d bytes", r.where(), ErrMalformedResponse, maxJSONBytes)
+		}
+		out, err = parseDatasets(b)
+		if err != nil {
+			return fmt.Errorf("dicomweb: %s: %w: not a DICOM JSON array: %v", r.where(), ErrMalformedResponse, err)
+		}
+		return nil
+	})
+	if err != nil {
+		var herr *HTTPError
+		if level != "/studies" && asHTTPStatus(err, &herr, http.StatusNotFound) {
+			return nil, fmt.Errorf("%w: %w", err, routing.ErrStudyNotFound)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// asHTTPStatus reports whether err holds an *HTTPError with the given status.
+func asHTTPStatus(err error, target **HTTPError, code int) bool {
+	return errors.As(err, target) && (*target).StatusCode == code
+}
+
+// dedupeStudies keeps one answer per Study Instance UID.
+func dedupeStudies(in []dataset) []dataset {
+	seen := map[string]bool{}
+	var out []dataset
+	for _, d := range in {
+		uid := d.str(tagStudyInstanceUID)
+		if !seen[uid] {
+			seen[uid] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// checkUID accepts a DICOM UID: digits and dots, components not empty, at
+// most 64 characters. Anything else is refused before it reaches a URL path.
+func checkUID(what, uid string) error {
+	if uid == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	ok := len(uid) <= 64 && uid[0] != '.' && uid[len(uid)-1] != '.' && !strings.Contains(uid, "..")
+	for i := 0; ok && i < len(uid); i++ {
+		ok = uid[i] == '.' || uid[i] >= '0' && uid[i] <= '9'
+	}
+	if !ok {
+		return fmt.Errorf("%s %q is not a DICOM UID (digits and dots, at most 64)", what, uid)
+	}
+	return nil
+}

@@ -1,0 +1,215 @@
+package dicomweb
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate/routing"
+)
+
+// The happy path against a real archive is in orthanc_test.go. These cases
+// cover answers Orthanc does not give: other servers' habits, ambiguity,
+// limits.
+
+// qidoServer answers each path from a table (404 for an unknown path) and
+// records the queries it saw.
+type qidoServer struct {
+	mu      sync.Mutex
+	answers map[string]string
+	status  map[string]int
+	queries map[string][]url.Values
+}
+
+func newQIDOServer(answers map[string]string) *qidoServer {
+	return &qidoServer{answers: answers, status: map[string]int{}, queries: map[string][]url.Values{}}
+}
+
+func (s *qidoServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := strings.TrimPrefix(r.URL.Path, "/dicom-web")
+	s.queries[p] = append(s.queries[p], r.URL.Query())
+	if code, ok := s.status[p]; ok {
+		w.WriteHeader(code)
+		return
+	}
+	body, ok := s.answers[p]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/dicom+json")
+	_, _ = w.Write([]byte(body))
+}
+
+func studyJSON(uid, accession string) string {
+	return `{"0020000D": {"vr": "UI", "Value": ["` + uid + `"]}, "00080050": {"vr": "SH", "Value": ["` + accession + `"]}}`
+}
+
+func TestFindStudyByAccessionIsExactAndUnambiguous(t *testing.T) {
+	const other = "1.2.826.0.1.3680043.8.498.2"
+	cases := []struct {
+		name    string
+		answer  string
+		wantErr error
+	}{
+		{"one exact match among wildcard and case matches",
+			`[` + studyJSON(other, "ACC1X") + `,` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(other+"1", "acc1") + `]`, nil},
+		{"the same study listed twice", `[` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(tStudy, "ACC1") + `]`, nil},
+		{"two studies with the accession number", `[` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(other, "ACC1") + `]`, ErrAmbiguousAccession},
+		{"no exact match", `[` + studyJSON(other, "ACC10") + `]`, routing.ErrStudyNotFound},
+		{"empty answer", ``, routing.ErrStudyNotFound},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newQIDOServer(map[string]string{
+				"/studies":                       tc.answer,
+				"/studies/" + tStudy + "/series": `[{"0020000E": {"vr": "UI", "Value": ["` + tSeries + `"]}, "00080060": {"vr": "CS", "Value": ["DX"]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}}]`,
+				"/studies/" + tStudy + "/series/" + tSeries + "/instances": `[{"00080018": {"vr": "UI", "Value": ["` + tSOP + `"]}, "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.1.1"]}}]`,
+			})
+			c := serve(t, srv.ServeHTTP)
+			st, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: " ACC1 "})
+			require.Equal(t, "ACC1", srv.queries["/studies"][0].Get("AccessionNumber"))
+			if tc.wantErr != nil {
+				require.ErrorIs(t, err, tc.wantErr)
+				requirePermanent(t, err)
+				require.Contains(t, err.Error(), `accession number "ACC1"`)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tStudy, st.StudyInstanceUID)
+			require.Equal(t, "ACC1", st.AccessionNumber)
+		})
+	}
+}
+
+func TestFindStudyParsesAndSorts(t *testing.T) {
+	const (
+		s1 = tStudy + ".10"
+		s2 = tStudy + ".20"
+	)
+	srv := newQIDOServer(map[string]string{
+		// Lowercase tags, numbers as strings, padding: other servers' habits.
+		"/studies": `[{"0020000d": {"vr": "UI", "Value": ["` + tStudy + `"]}, "00080050": {"vr": "SH", "Value": ["ACC1 "]}}]`,
+		"/studies/" + tStudy + "/series": `[
+			{"0020000E": {"vr": "UI", "Value": ["` + s2 + `"]}, "00080060": {"vr": "CS", "Value": ["DX"]}, "00200011": {"vr": "IS", "Value": [2]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}},
+			{"0020000E": {"vr": "UI", "Value": ["` + s1 + `"]}, "00080060": {"vr": "CS", "Value": ["CR"]}, "00200011": {"vr": "IS", "Value": ["1"]}},
+			{"0020000E": {"vr": "UI", "Value": ["` + s1 + `.5"]}, "00080060": {"vr": "CS", "Value": ["PR"]}}
+		]`,
+		// Series 1 has no Body Part Examined at series level: it comes from
+		// the instances.
+		"/studies/" + tStudy + "/series/" + s1 + "/instances": `[
+			{"00080018": {"vr": "UI", "Value": ["` + s1 + `.2"]}, "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.1"]}, "00200013": {"vr": "IS", "Value": [2]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}},
+			{"00080018": {"vr": "UI", "Value": ["` + s1 + `.1"]}, "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.1"]}, "00200013": {"vr": "IS", "Value": [1]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}}
+		]`,
+		"/studies/" + tStudy + "/series/" + s2 + "/instances": `[{"00080018": {"vr": "UI", "Value": ["` + s2 + `.1"]}}]`,
+		// A series whose instances are gone is left out.
+		"/studies/" + tStudy + "/series/" + s1 + ".5/instances": `[]`,
+	})
+	c := serve(t, srv.ServeHTTP)
+	st, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: "urn:oid:" + tStudy})
+	require.NoError(t, err)
+	require.Equal(t, &routing.Study{
+		StudyInstanceUID: tStudy,
+		AccessionNumber:  "ACC1",
+		Series: []routing.Series{
+			{SeriesInstanceUID: s1, Modality: "CR", BodyPartExamined: "CHEST", Instances: []routing.Instance{
+				{SOPInstanceUID: s1 + ".1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.1"},
+				{SOPInstanceUID: s1 + ".2", SOPClassUID: "1.2.840.10008.5.1.4.1.1.1"},
+			}},
+			{SeriesInstanceUID: s2, Modality: "DX", BodyPartExamined: "CHEST", Instances: []routing.Instance{{SOPInstanceUID: s2 + ".1"}}},
+		},
+	}, st)
+
+	require.Equal(t, tStudy, srv.queries["/studies"][0].Get("StudyInstanceUID"))
+	require.ElementsMatch(t, []string{"0008103E", "00180015"}, srv.queries["/studies/"+tStudy+"/series"][0]["includefield"])
+	// Body Part Examined is asked of the instances only where the series
+	// level lacked it.
+	require.Equal(t, "00180015", srv.queries["/studies/"+tStudy+"/series/"+s1+"/instances"][0].Get("includefield"))
+	require.Empty(t, srv.queries["/studies/"+tStudy+"/series/"+s2+"/instances"][0].Get("includefield"))
+}
+
+func TestFindStudyLimitsAndAbsence(t *testing.T) {
+	instances := `[{"00080018": {"vr": "UI", "Value": ["1.1"]}}, {"00080018": {"vr": "UI", "Value": ["1.2"]}}, {"00080018": {"vr": "UI", "Value": ["1.3"]}}]`
+	answers := func() map[string]string {
+		return map[string]string{
+			"/studies":                       `[` + studyJSON(tStudy, "A") + `]`,
+			"/studies/" + tStudy + "/series": `[{"0020000E": {"vr": "UI", "Value": ["` + tSeries + `"]}, "00080060": {"vr": "CS", "Value": ["CT"]}}]`,
+			"/studies/" + tStudy + "/series/" + tSeries + "/instances": instances,
+		}
+	}
+
+	t.Run("too many instances", func(t *testing.T) {
+		srv := newQIDOServer(answers())
+		c := serve(t, srv.ServeHTTP, func(o *Options) { o.MaxInstancesPerStudy = 2 })
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, ErrTooManyInstances)
+		requirePermanent(t, err)
+		require.Equal(t, "3", srv.queries["/studies/"+tStudy+"/series/"+tSeries+"/instances"][0].Get("limit"))
+	})
+	t.Run("series level 404 means absent", func(t *testing.T) {
+		a := answers()
+		delete(a, "/studies/"+tStudy+"/series")
+		c := serve(t, newQIDOServer(a).ServeHTTP)
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+		requirePermanent(t, err)
+	})
+	t.Run("root 404 is a wrong base URL, not an absent study", func(t *testing.T) {
+		c := serve(t, newQIDOServer(map[string]string{}).ServeHTTP)
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.NotErrorIs(t, err, routing.ErrStudyNotFound)
+		requirePermanent(t, err)
+		require.Contains(t, err.Error(), "404")
+	})
+	t.Run("204 No Content is no match", func(t *testing.T) {
+		srv := newQIDOServer(answers())
+		srv.status["/studies"] = http.StatusNoContent
+		c := serve(t, srv.ServeHTTP)
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	})
+	t.Run("a study without instances is not there yet", func(t *testing.T) {
+		a := answers()
+		a["/studies/"+tStudy+"/series"] = `[]`
+		c := serve(t, newQIDOServer(a).ServeHTTP)
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	})
+	t.Run("a malformed UID in an answer", func(t *testing.T) {
+		a := answers()
+		a["/studies/"+tStudy+"/series/"+tSeries+"/instances"] = `[{"00080018": {"vr": "UI", "Value": ["../../x"]}}]`
+		c := serve(t, newQIDOServer(a).ServeHTTP)
+		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, ErrMalformedResponse)
+		requirePermanent(t, err)
+	})
+}
+
+func TestInvalidQueries(t *testing.T) {
+	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("no request expected, got %s", r.URL)
+	})
+	for _, q := range []routing.StudyQuery{
+		{},
+		{AccessionNumber: "  "},
+		{StudyInstanceUID: "1.2.3/../4"},
+		{StudyInstanceUID: ".."},
+		{StudyInstanceUID: "1.2." + strings.Repeat("9", 70)},
+	} {
+		_, err := c.FindStudy(t.Context(), q)
+		require.ErrorIs(t, err, ErrInvalidQuery, "%+v", q)
+		requirePermanent(t, err)
+	}
+	_, err := c.RetrieveInstance(t.Context(), tStudy, tSeries, "1.2.3?x=1")
+	require.ErrorIs(t, err, ErrInvalidQuery)
+	_, err = c.Store(t.Context())
+	require.ErrorIs(t, err, ErrInvalidQuery)
+	_, err = c.Store(t.Context(), nil)
+	require.ErrorIs(t, err, ErrInvalidQuery)
+}

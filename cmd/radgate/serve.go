@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/radgate/radgate/adapters/dicomweb"
+	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/routing"
+)
+
+func init() {
+	var configPath, modelsDir, listen string
+	cmd := &cobra.Command{
+		Use:   "serve [--config radgate.yaml]",
+		Short: "Run the engine: FHIR intake, PACS fetch, scoring, delivery",
+		Long: `Run radgate: the HTTP intake of FHIR orders, the router that finds each
+study in the PACS over DICOMweb, the ONNX inference stage and the delivery of
+results to the FHIR server, connected by NATS JetStream (embedded unless
+nats.url is set). Without --config, every setting has its default.
+SIGINT/SIGTERM stop it gracefully: intake first, then in-flight work drains.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if configPath != "" {
+				var err error
+				if cfg, err = config.LoadFile(configPath); err != nil {
+					return &exitError{code: 2, err: err}
+				}
+			}
+			if modelsDir != "" {
+				cfg.ModelsDir = modelsDir
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			logger := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return serve(ctx, cfg, logger, nil)
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
+	cmd.Flags().StringVar(&modelsDir, "models", "", "models directory (overrides models_dir)")
+	cmd.Flags().StringVar(&listen, "listen", "", "intake address (overrides listen)")
+	rootCmd.AddCommand(cmd)
+}
+
+// serve runs until ctx is done. ready, when non-nil, receives the intake's
+// address once everything is up (tests use it).
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
+	log := logger.With("component", "serve")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Engines first: a bad model or a missing runtime should stop start-up
+	// before anything listens.
+	engines, closeEngines, err := loadEngines(cfg)
+	if err != nil {
+		return err
+	}
+	defer closeEngines()
+
+	nc, shutdownNATS, err := connectNATS(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer shutdownNATS()
+	topo, err := routing.EnsureTopology(ctx, nc)
+	if err != nil {
+		return err
+	}
+
+	pacsPassword, err := config.Secret(cfg.PACS.PasswordEnv, cfg.PACS.PasswordFile)
+	if err != nil {
+		return fmt.Errorf("pacs password: %w", err)
+	}
+	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: cfg.PACS.Username,
+		Password: pacsPassword, Timeout: cfg.PACS.Timeout.D()})
+	if err != nil {
+		return fmt.Errorf("pacs: %w", err)
+	}
+	token, err := config.Secret(cfg.FHIR.BearerTokenEnv, "")
+	if err != nil {
+		return fmt.Errorf("fhir bearer token: %w", err)
+	}
+	sink, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, Token: token,
+		Timeout: cfg.FHIR.Timeout.D(), Logger: logger})
+	if err != nil {
+		return fmt.Errorf("fhir: %w", err)
+	}
+	// Publishing the tier CodeSystem is best effort at start-up: a FHIR
+	// server that is down now gets results (retried) once it is back.
+	if err := sink.EnsureCodeSystem(ctx); err != nil {
+		log.Warn("could not publish the confidence-tier CodeSystem yet", "err", err)
+	}
+
+	pipe, err := routing.NewPipeline(routing.Options{
+		Topology: topo, Source: pacs, Engines: engines,
+		Sinks:  map[string]routing.Sink{"fhir": sink},
+		Logger: logger, Registerer: reg,
+		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
+		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
+		InferenceWorkers: cfg.Inference.Workers,
+	})
+	if err != nil {
+		return err
+	}
+	if err := pipe.Start(ctx); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/", fhiradapter.NewIntake(pipe, fhiradapter.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if nc.Status() != nats.CONNECTED {
+			http.Error(w, "NATS "+nc.Status().String(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		_ = pipe.Stop(context.Background())
+		return fmt.Errorf("intake listener: %w", err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- srv.Serve(ln) }()
+	if cfg.FHIR.SubscriptionEndpoint != "" {
+		for _, criteria := range []string{"ServiceRequest?status=active", "ImagingStudy?status=available"} {
+			if _, err := sink.EnsureSubscription(ctx, criteria, cfg.FHIR.SubscriptionEndpoint); err != nil {
+				log.Warn("could not subscribe to the FHIR server", "criteria", criteria, "err", err)
+			}
+		}
+	}
+	names := make([]string, len(engines))
+	for i, e := range engines {
+		names[i] = e.Info().ID + "@" + e.Info().Version
+	}
+	log.Info("radgate serving", "listen", ln.Addr().String(), "engines", strings.Join(names, ","),
+		"pacs", cfg.PACS.DICOMwebURL, "fhir", cfg.FHIR.BaseURL)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-srvErr:
+		log.Error("intake stopped", "err", err)
+	}
+	// Graceful stop: intake first, then drain the stages within a deadline.
+	log.Info("stopping: intake closed, draining in-flight work")
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	if err := pipe.Stop(sctx); err != nil {
+		log.Warn("drain incomplete; unacknowledged work will be redelivered", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// loadEngines opens an ONNX session for each configured engine.
+func loadEngines(cfg config.Config) ([]routing.Engine, func(), error) {
+	reg, err := inference.LoadEngines(cfg.ModelsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	lib, err := inference.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []routing.Engine
+	var opened []*inference.Engine
+	closeAll := func() {
+		for _, e := range opened {
+			_ = e.Close()
+		}
+	}
+	for _, id := range cfg.Engines {
+		m, err := reg.Get(id)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		e, err := inference.NewEngine(m, inference.EngineOptions{Library: lib})
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("engine %s: %w", id, err)
+		}
+		opened = append(opened, e)
+		out = append(out, routing.NewInferenceEngine(e, inference.HeatmapOptions{}))
+	}
+	return out, closeAll, nil
+}
+
+// connectNATS connects to nats.url, or starts the embedded server.
+func connectNATS(cfg config.Config, logger *slog.Logger) (*nats.Conn, func(), error) {
+	url := cfg.NATS.URL
+	var emb *routing.EmbeddedServer
+	if url == "" {
+		var err error
+		emb, err = routing.StartEmbedded(filepath.Join(cfg.DataDir, "nats"), -1)
+		if err != nil {
+			return nil, nil, err
+		}
+		url = emb.ClientURL()
+	}
+	nc, err := routing.Connect(url, cfg.NATS.CredentialsFile, logger)
+	if err != nil {
+		if emb != nil {
+			emb.Shutdown()
+		}
+		return nil, nil, err
+	}
+	return nc, func() {
+		if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			logger.Warn("draining NATS connection", "err", err)
+		}
+		for nc.IsDraining() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if emb != nil {
+			emb.Shutdown()
+		}
+	}, nil
+}

@@ -1,0 +1,247 @@
+package fhir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// IntakeBundle is a transaction or batch Bundle read for its orders.
+type IntakeBundle struct {
+	// Type is "transaction" or "batch".
+	Type    string
+	Entries []IntakeEntry
+}
+
+// IntakeEntry is one entry of an IntakeBundle. Exactly one of Order and Err
+// is set for a ServiceRequest or ImagingStudy; both are nil for any other
+// resource (a Patient, say), which radgate reads only to resolve references
+// and does not store.
+type IntakeEntry struct {
+	Index        int
+	FullURL      string
+	Method       string
+	ResourceType string
+	Order        *OrderResource
+	// Err is a *FieldError whose path starts "Bundle.entry[i]".
+	Err error
+}
+
+// Ignored reports whether the entry is neither an order nor an error.
+func (e *IntakeEntry) Ignored() bool { return e.Order == nil && e.Err == nil }
+
+// Err joins the errors of every entry (nil when all are usable).
+func (b *IntakeBundle) Err() error {
+	var errs []error
+	for _, e := range b.Entries {
+		if e.Err != nil {
+			errs = append(errs, e.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type rawBundle struct {
+	ResourceType string     `json:"resourceType"`
+	Type         *string    `json:"type"`
+	Entry        []rawEntry `json:"entry"`
+}
+
+type rawEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Request  *struct {
+		Method string `json:"method"`
+		URL    string `json:"url"`
+	} `json:"request"`
+}
+
+// rawResource is what ParseBundle reads of any entry to resolve references
+// made to it.
+type rawResource struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+	Identifier   []struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	} `json:"identifier"`
+}
+
+// ParseBundle reads a transaction or batch Bundle of ServiceRequests and
+// ImagingStudies. The error is a *FieldError about the Bundle as a whole;
+// problems with single entries are in each entry's Err (see
+// IntakeBundle.Err), so that a batch can answer each entry on its own.
+//
+// References between entries (urn:uuid fullUrls) mean nothing outside the
+// bundle, so they are rewritten as references by business identifier: a
+// subject pointing at a Patient entry becomes a reference by the Patient's
+// first identifier, a basedOn pointing at a ServiceRequest entry a reference
+// by its accession number (and an ImagingStudy without an accession number
+// takes that one). A urn: reference that matches no entry is dropped.
+func ParseBundle(b []byte) (*IntakeBundle, error) {
+	rt, _, err := peek(b)
+	if err != nil {
+		return nil, err
+	}
+	if rt != "Bundle" {
+		return nil, &FieldError{Path: "resourceType", Code: IssueInvalid,
+			Msg: fmt.Sprintf("expected Bundle, got %s", quoteOrNothing(rt))}
+	}
+	var raw rawBundle
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, jsonError("Bundle", err)
+	}
+	typ := deref(raw.Type)
+	if typ != "transaction" && typ != "batch" {
+		return nil, &FieldError{Path: "Bundle.type", Code: IssueNotSupported,
+			Msg: fmt.Sprintf("expected transaction or batch, got %s", quoteOrNothing(typ))}
+	}
+	if len(raw.Entry) == 0 {
+		return nil, &FieldError{Path: "Bundle.entry", Code: IssueRequired, Msg: "no entries"}
+	}
+
+	out := &IntakeBundle{Type: typ}
+	targets := map[string]target{}
+	orders := 0
+	for i, re := range raw.Entry {
+		e := IntakeEntry{Index: i, FullURL: re.FullURL}
+		prefix := fmt.Sprintf("Bundle.entry[%d]", i)
+		if re.Request != nil {
+			e.Method = strings.ToUpper(re.Request.Method)
+		}
+		if len(re.Resource) == 0 || string(re.Resource) == "null" {
+			e.Err = &FieldError{Path: prefix + ".resource", Code: IssueRequired, Msg: "missing"}
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		var rr rawResource
+		if err := json.Unmarshal(re.Resource, &rr); err != nil {
+			e.Err = rebase(jsonError("", err), prefix+".resource", "")
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		e.ResourceType = rr.ResourceType
+		if rr.ResourceType == "" {
+			e.Err = &FieldError{Path: prefix + ".resource.resourceType", Code: IssueRequired, Msg: "missing: expected a FHIR resource"}
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		if rr.ResourceType != "ServiceRequest" && rr.ResourceType != "ImagingStudy" {
+			if t, ok := firstIdentifier(rr); ok && re.FullURL != "" {
+				targets[re.FullURL] = t
+			}
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		orders++
+		if e.Method != "" && e.Method != "POST" && e.Method != "PUT" {
+			e.Err = &FieldError{Path: prefix + ".request.method", Code: IssueNotSupported,
+				Msg: fmt.Sprintf("radgate takes orders by POST or PUT, got %s", e.Method)}
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		o, err := ParseResource(re.Resource)
+		if err != nil {
+			e.Err = rebase(err, prefix+".resource", rr.ResourceType)
+		} else {
+			e.Order = o
+			if re.FullURL != "" {
+				t := target{resourceType: o.ResourceType}
+				switch {
+				case o.ResourceType == "ServiceRequest":
+					t.ident = o.Accession
+					t.accession = o.Accession
+				case o.Self != nil && o.Self.Identifier != nil:
+					t.ident = o.Self.Identifier
+				}
+				if t.ident != nil {
+					targets[re.FullURL] = t
+				}
+			}
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	if orders == 0 {
+		return nil, &FieldError{Path: "Bundle.entry", Code: IssueRequired,
+			Msg: "no ServiceRequest or ImagingStudy: radgate takes imaging orders only"}
+	}
+	for i := range out.Entries {
+		o := out.Entries[i].Order
+		if o == nil {
+			continue
+		}
+		o.Subject, _ = resolve(o.Subject, targets)
+		var basedOn []Reference
+		for j := range o.BasedOn {
+			r, t := resolve(&o.BasedOn[j], targets)
+			if r != nil {
+				basedOn = append(basedOn, *r)
+			}
+			if t != nil && t.accession != nil && o.Accession == nil {
+				a := *t.accession
+				o.Accession = &a
+			}
+		}
+		o.BasedOn = basedOn
+	}
+	return out, nil
+}
+
+type target struct {
+	resourceType string
+	ident        *Identifier
+	accession    *Identifier
+}
+
+func firstIdentifier(rr rawResource) (target, bool) {
+	for _, id := range rr.Identifier {
+		if strings.TrimSpace(id.Value) != "" {
+			return target{resourceType: rr.ResourceType, ident: &Identifier{System: id.System, Value: id.Value}}, true
+		}
+	}
+	return target{}, false
+}
+
+// resolve rewrites a reference to a bundle entry as a reference by that
+// entry's identifier, and drops urn: references that point nowhere.
+func resolve(r *Reference, targets map[string]target) (*Reference, *target) {
+	if r == nil || r.Reference == "" {
+		return r, nil
+	}
+	if t, ok := targets[r.Reference]; ok {
+		out := &Reference{Display: r.Display, Identifier: r.Identifier}
+		if out.Identifier == nil {
+			id := *t.ident
+			out.Identifier = &id
+		}
+		return out, &t
+	}
+	if strings.HasPrefix(r.Reference, "urn:") {
+		out := &Reference{Display: r.Display, Identifier: r.Identifier}
+		if out.Identifier == nil && out.Display == "" {
+			return nil, nil
+		}
+		return out, nil
+	}
+	return r, nil
+}
+
+// rebase moves a FieldError's path under prefix: "ServiceRequest.identifier"
+// becomes "Bundle.entry[2].resource.identifier".
+func rebase(err error, prefix, resourceType string) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return &FieldError{Path: prefix, Code: IssueInvalid, Msg: err.Error()}
+	}
+	out := *fe
+	switch {
+	case fe.Path == "":
+		out.Path = prefix
+	case resourceType != "" && (fe.Path == resourceType || strings.HasPrefix(fe.Path, resourceType+".")):
+		out.Path = prefix + fe.Path[len(resourceType):]
+	default:
+		out.Path = prefix + "." + fe.Path
+	}
+	return &out
+}

@@ -1,0 +1,26 @@
+// Package inference turns DICOM radiographs into AI results: it decodes the
+// pixel data (suyashkumar/dicom) and runs the PS3.3 grey-scale pipeline
+// (Modality LUT, VOI, MONOCHROME1 inversion) into one float32 plane, crops and
+// area-resizes it as the engine's manifest says, runs the ONNX model through
+// ONNX Runtime (yalue/onnxruntime_go), and renders the class activation map
+// as a PNG heatmap.
+//
+// It knows nothing of FHIR, NATS or routes, so it can be evaluated and
+// benchmarked alone. Engines come from model manifests (models/<id>/model.yaml,
+// see Manifest and LoadEngines), not from code registration.
+//
+// The usual flow:
+//
+//	lib, err := inference.FindLibrary(cfg.ONNXRuntimeLibrary)
+//	reg, err := inference.LoadEngines("models")
+//	m, err := reg.Get(inference.DefaultEngineID)
+//	eng, err := inference.NewEngine(m, inference.EngineOptions{Library: lib})
+//	defer eng.Close()
+//	img, err := inference.DecodeFile("study/1.dcm")
+//	res, err := eng.Score(ctx, []*inference.Image{img})
+//	if res[0].Marked {
+//		png, w, h, err := inference.RenderHeatmap(img, res[0], inference.HeatmapOptions{})
+//	}
+//
+// Every result must carry the manifest's Disclaimer, word for word.
+package inference

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test against the real peers. Installs what is missing, starts
+# Orthanc and the FHIR server on 127.0.0.1, runs go vet and go test, and fails
+# if any test was skipped (a skipped integration test is a failure here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash testenv/setup.sh
+bash testenv/start.sh
+trap 'bash testenv/stop.sh' EXIT
+# shellcheck disable=SC1091
+source testenv/run/env.sh
+export RADGATE_REQUIRE_PEERS=1
+
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './testenv/*'))
+if [ -n "$unformatted" ]; then
+  echo "gofmt would change: $unformatted" >&2
+  exit 1
+fi
+go vet ./...
+
+mkdir -p testenv/run
+log=testenv/run/go-test.log
+set +e
+go test -race -count=1 -shuffle=on -timeout 30m -v ./... 2>&1 | tee "$log" | grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)' 
+status=${PIPESTATUS[0]}
+set -e
+skipped=$(grep -E '^\s*--- SKIP' "$log" || true)
+if [ -n "$skipped" ]; then
+  echo "skipped tests are failures under the test command:" >&2
+  echo "$skipped" >&2
+  exit 1
+fi
+passed=$(grep -cE '^\s*--- PASS' "$log" || true)
+failed=$(grep -cE '^\s*--- FAIL' "$log" || true)
+echo "tests: $passed passed, $failed failed"
+exit "$status"
