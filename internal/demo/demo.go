@@ -45,6 +45,8 @@ const (
 // Case is one radiograph to order and score.
 type Case struct {
 	File string
+	// Data, when set, is the file's content (File then only names it).
+	Data []byte
 	Path Path
 	// Patient is the patient's display name (synthetic; never logged by radgate).
 	Patient string
@@ -81,10 +83,14 @@ type Env struct {
 // headers.
 func (e *Env) LoadImages(ctx context.Context, cases []*Case) error {
 	for _, c := range cases {
-		b, err := os.ReadFile(c.File)
-		if err != nil {
-			return err
+		b := c.Data
+		if b == nil {
+			var err error
+			if b, err = os.ReadFile(c.File); err != nil {
+				return err
+			}
 		}
+		var err error
 		if c.Meta, err = inference.ReadHeader(b); err != nil {
 			return fmt.Errorf("%s: %w", c.File, err)
 		}
@@ -198,9 +204,9 @@ func ImagingStudy(m *inference.Meta, subject, basedOn map[string]any) map[string
 	}
 	is := map[string]any{
 		"resourceType": "ImagingStudy", "status": "available",
-		"identifier":   ids,
-		"modality": []any{map[string]any{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": m.Modality}},
-		"subject":  subject,
+		"identifier": ids,
+		"modality":   []any{map[string]any{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": m.Modality}},
+		"subject":    subject,
 		"series": []any{map[string]any{"uid": m.SeriesInstanceUID,
 			"modality": map[string]any{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": m.Modality},
 			"instance": []any{map[string]any{"uid": m.SOPInstanceUID,

@@ -430,8 +430,16 @@ class TestRepository extends MemoryRepository {
     }
   }
 
+  // A transaction's snapshot copies the maps and history arrays, not the
+  // resources: stored versions are never changed in place, so sharing them is
+  // safe, and the cost stays proportional to the number of resources rather
+  // than their bytes (a deep clone re-copied every stored heatmap per write).
   snapshot() {
-    return { resources: structuredClone(this.resources), history: structuredClone(this.history) };
+    const maps = (outer, inner) => new Map([...outer].map(([k, m]) => [k, inner(m)]));
+    return {
+      resources: maps(this.resources, (m) => new Map(m)),
+      history: maps(this.history, (m) => new Map([...m].map(([id, versions]) => [id, versions.slice()]))),
+    };
   }
 
   restore(s) {
