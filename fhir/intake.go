@@ -92,10 +92,8 @@ func ParseServiceRequest(b []byte) (*OrderResource, error) {
 	}
 	o.Accession = acsn
 	// Some EHRs also carry the study UID on the order.
-	if uid, err := studyUID(rt, sr.Identifier, false); err != nil {
+	if o.StudyInstanceUID, err = studyUID(rt, sr.Identifier, false); err != nil {
 		return nil, err
-	} else {
-		o.StudyInstanceUID = uid
 	}
 	o.Subject = reference(&sr.Subject)
 	if sr.Code != nil {

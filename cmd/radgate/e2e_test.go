@@ -332,3 +332,60 @@ func TestIntakeRejectsBadRequestsAndKeepsServing(t *testing.T) {
 	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))
 	require.Equal(t, routing.StateDelivered, c.Status.State)
 }
+
+// TestStudyLateOrNeverInThePACS: an order whose study reaches Orthanc after
+// the order is waited for; one whose study never arrives ends failed, with a
+// Task on the FHIR server saying why — never silently dropped.
+func TestStudyLateOrNeverInThePACS(t *testing.T) {
+	rg := startRadgate(t, func(c *config.Config) { c.Orders.StudyWaitWindow = config.Duration(6 * time.Second) })
+	ctx := t.Context()
+	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
+	require.NoError(t, err)
+	seed := int(time.Now().UnixNano()/1e6%9000)*10 + 5
+	late, lateMeta, err := demo.Clone(src, seed)
+	require.NoError(t, err)
+	_, neverMeta, err := demo.Clone(src, seed+1)
+	require.NoError(t, err)
+
+	lateCase := &demo.Case{File: "late.dcm", Path: demo.ViaDirectPost, Meta: lateMeta}
+	neverCase := &demo.Case{File: "never.dcm", Path: demo.ViaDirectPost, Meta: neverMeta}
+	require.NoError(t, rg.env.Order(ctx, []*demo.Case{lateCase, neverCase}))
+	time.Sleep(1500 * time.Millisecond)
+	st, err := rg.env.OrderStatus(ctx, lateCase.OrderID)
+	require.NoError(t, err)
+	require.False(t, st.State.Terminal(), "still waiting for the study")
+	_, err = rg.env.PACS.Store(ctx, late)
+	require.NoError(t, err)
+
+	require.NoError(t, rg.env.Wait(ctx, []*demo.Case{lateCase, neverCase}, time.Minute))
+	require.Equal(t, routing.StateDelivered, lateCase.Status.State, lateCase.Status.Reason)
+	require.InDelta(t, reference(t)["cr-chest-mono1-10bit-explicit-le.dcm"], *lateCase.Status.Engines[config.DefaultEngine].Probability, 0.01)
+	require.Equal(t, routing.StateFailed, neverCase.Status.State)
+	require.Contains(t, neverCase.Status.Reason, "study not found in the PACS within 6s")
+	requireTask(t, rg, neverCase, "failed")
+}
+
+// TestExternalNATS: with nats.url set, radgate uses that server (a cluster
+// in production) instead of starting its own.
+func TestExternalNATS(t *testing.T) {
+	ext, err := routing.StartEmbedded(t.TempDir(), -1) // stands in for an external server
+	require.NoError(t, err)
+	t.Cleanup(ext.Shutdown)
+	rg := startRadgate(t, func(c *config.Config) { c.NATS.URL = ext.ClientURL() })
+	require.NoDirExists(t, filepath.Join(rg.cfg.DataDir, "nats"), "no embedded server when nats.url is set")
+
+	c := &demo.Case{File: testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"), Path: demo.ViaBundle}
+	require.NoError(t, rg.env.LoadImages(t.Context(), []*demo.Case{c}))
+	require.NoError(t, rg.env.Order(t.Context(), []*demo.Case{c}))
+	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))
+	require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+
+	nc, err := routing.Connect(ext.ClientURL(), "", nil)
+	require.NoError(t, err)
+	defer nc.Close()
+	topo, err := routing.EnsureTopology(t.Context(), nc)
+	require.NoError(t, err)
+	info, err := topo.JS.Stream(t.Context(), routing.StreamOrders)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, info.CachedInfo().State.Msgs, uint64(2), "the orders went through the external server")
+}
