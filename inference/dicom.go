@@ -275,6 +275,10 @@ func parse(data []byte, headerOnly bool) (*dicom.Dataset, *Meta, error) {
 	if !IsDICOM(data) {
 		return nil, nil, fmt.Errorf("%w: no \"DICM\" marker after the 128-byte preamble", ErrNotDICOM)
 	}
+	checkedTS, err := checkStructure(data)
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := []dicom.ParseOption{dicom.AllowUnknownSpecificCharacterSet()}
 	if headerOnly {
 		opts = append(opts, dicom.SkipPixelData())
@@ -290,8 +294,8 @@ func parse(data []byte, headerOnly bool) (*dicom.Dataset, *Meta, error) {
 		return nil, nil, fmt.Errorf("%w: no file meta information", ErrNotDICOM)
 	}
 	ts := getString(md.Elements, tag.TransferSyntaxUID)
-	if ts == "" {
-		return nil, nil, fmt.Errorf("%w: file meta information has no Transfer Syntax UID (0002,0010)", ErrMalformed)
+	if ts != checkedTS {
+		return nil, nil, fmt.Errorf("%w: file meta information is inconsistent (Transfer Syntax UID %q / %q)", ErrMalformed, ts, checkedTS)
 	}
 	deflated := ts == TSDeflatedExplicitVRLittleEndian
 	if _, _, err := uid.ParseTransferSyntaxUID(ts); err != nil {

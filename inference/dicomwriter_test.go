@@ -64,14 +64,6 @@ func tEncapsulated(fragments ...[]byte) tElem {
 	return tElem{group: 0x7FE0, elem: 0x0010, vr: "OB", fragments: fragments}
 }
 
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OW", "OF", "OD", "OL", "SQ", "UN", "UT", "UC", "UR":
-		return true
-	}
-	return false
-}
-
 func encodeElems(elems []tElem, implicit bool) []byte {
 	sorted := append([]tElem(nil), elems...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].tag() < sorted[j].tag() })

@@ -23,4 +23,18 @@
 //	}
 //
 // Every result must carry the manifest's Disclaimer, word for word.
+//
+// Two choices follow the engines' reference pipeline (pydicom + PyTorch)
+// rather than the letter of a textbook, because the reference
+// probabilities are what the engines are checked against:
+//
+//   - Resize "area" is PyTorch's interpolate(mode="area") (adaptive average
+//     pooling bins), not exact fractional-area weights; "area-exact" offers
+//     the latter. See ResizeArea.
+//   - Unsigned pixel words above Bits Stored are kept, not masked, unless an
+//     overlay is declared in those bits; signed data is masked and
+//     sign-extended. See grayPipeline.
+//
+// Decoding never panics and checks every declared length against the data
+// before the DICOM library allocates it (see checkStructure).
 package inference

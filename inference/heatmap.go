@@ -105,7 +105,8 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 		grow := grey[y*ow : (y+1)*ow]
 		for x := 0; x < ow; x++ {
 			g := float64(grow[x])
-			r, gg, b := g, g, g
+			p := prow[4*x : 4*x+4 : 4*x+4]
+			p[3] = 0xFF
 			if tx := xs[x]; tx.inside && ty.inside {
 				top := cam[ty.i0*cw+tx.i0]*(1-tx.f) + cam[ty.i0*cw+tx.i1]*tx.f
 				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
@@ -113,13 +114,12 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 				if h > 0 {
 					cr, cg, cb := jet(h)
 					a := alpha * h
-					r = (1-a)*g + a*cr
-					gg = (1-a)*g + a*cg
-					b = (1-a)*g + a*cb
+					p[0], p[1], p[2] = to8((1-a)*g+a*cr), to8((1-a)*g+a*cg), to8((1-a)*g+a*cb)
+					continue
 				}
 			}
-			p := prow[4*x : 4*x+4 : 4*x+4]
-			p[0], p[1], p[2], p[3] = to8(r), to8(gg), to8(b), 0xFF
+			v := to8(g)
+			p[0], p[1], p[2] = v, v, v
 		}
 	}
 	var buf bytes.Buffer
@@ -170,5 +170,11 @@ func jet(v float64) (r, g, b float64) {
 }
 
 func to8(v float64) uint8 {
-	return uint8(math.Round(math.Max(0, math.Min(1, v)) * 255))
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 1:
+		return 255
+	}
+	return uint8(v*255 + 0.5)
 }

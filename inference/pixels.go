@@ -9,6 +9,7 @@ import (
 	"image/color"
 	"image/jpeg"
 	"math"
+	"strings"
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -200,7 +201,11 @@ func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, o
 	if err != nil {
 		var ue jpeg.UnsupportedError
 		if errors.As(err, &ue) {
-			return unsupportedTS(ts, "the Go JPEG decoder reports "+ue.Error())
+			detail := ue.Error()
+			if strings.Contains(detail, "precision") {
+				detail = "12-bit JPEG (Go's JPEG decoder reads 8-bit only)"
+			}
+			return unsupportedTS(ts, detail)
 		}
 		return fmt.Errorf("%w: JPEG frame: %v", ErrMalformed, err)
 	}
@@ -293,15 +298,15 @@ type grayPipeline struct {
 	shift    uint
 	mask     uint32
 	maskHigh bool // clear bits above Bits Stored in unsigned data (embedded overlay)
-	bits    int
-	signed  bool
-	slope   float64
-	icept   float64
-	modLUT  *lut
-	voi     func(x float64) float64
-	voiName string
-	invert  bool
-	table   []float32
+	bits     int
+	signed   bool
+	slope    float64
+	icept    float64
+	modLUT   *lut
+	voi      func(x float64) float64
+	voiName  string
+	invert   bool
+	table    []float32
 }
 
 // lut is a DICOM lookup table (Modality or VOI LUT Sequence item).

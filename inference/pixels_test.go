@@ -252,6 +252,16 @@ func TestPixelPipelineErrors(t *testing.T) {
 			require.Contains(t, err.Error(), tc.msg)
 		})
 	}
+	t.Run("a corrupt length fails fast, before any allocation", func(t *testing.T) {
+		data := buildDICOM(TSExplicitVRLittleEndian, append(mono, tStr(0x0008, 0x1030, "LO", "XR CHEST"),
+			tBytes(0x7FE0, 0x0010, "OB", []byte{1, 2, 3, 4}))...)
+		i := bytes.Index(data, []byte("XR CHEST"))
+		require.Positive(t, i)
+		data[i-2], data[i-1] = 0xF0, 0xFF // LO's 2-byte length → 65520
+		_, err := Decode(data)
+		require.ErrorIs(t, err, ErrMalformed)
+		require.Contains(t, err.Error(), "element (0008,1030) length 65520 runs past the end of the data")
+	})
 	t.Run("not DICOM", func(t *testing.T) {
 		_, err := Decode([]byte("hello"))
 		require.ErrorIs(t, err, ErrNotDICOM)
@@ -314,14 +324,32 @@ func TestJPEGBaselineSynthetic(t *testing.T) {
 	})
 }
 
-// Decode must return an error, never panic, on any damage to a file.
+// Decode must return an error, never panic (nor allocate what a corrupt
+// length declares), on any damage to a file: every truncation point and
+// random byte changes in the first 2 KB.
 func TestDecodeNeverPanics(t *testing.T) {
+	g := image.NewGray(image.Rect(0, 0, 32, 32))
+	for i := range g.Pix {
+		g.Pix[i] = uint8(i)
+	}
+	var jb bytes.Buffer
+	require.NoError(t, jpeg.Encode(&jb, g, nil))
+	synthetic := buildDICOM(TSJPEGBaseline, append(imageAttrs(32, 32, 8, 8, 0, "MONOCHROME2"),
+		tSeq(0x0028, 0x3010, []tElem{tUS(0x0028, 0x3002, 2, 0, 8), tUS(0x0028, 0x3006, 0, 255)}),
+		tEncapsulated(jb.Bytes()[:200], jb.Bytes()[200:]))...)
 	for _, name := range []string{
 		testenv.Testdata("pneumoniamnist-val-dicom", "PMV0005.dcm"),
 		testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-deflated.dcm"),
+		"synthetic JPEG",
 	} {
-		orig, err := os.ReadFile(name)
-		require.NoError(t, err)
+		orig := synthetic
+		if name != "synthetic JPEG" {
+			var err error
+			orig, err = os.ReadFile(name)
+			require.NoError(t, err)
+		}
+		_, err := Decode(orig)
+		require.NoError(t, err, name)
 		step := max(1, len(orig)/600)
 		for n := 0; n < len(orig); n += step {
 			_, _ = Decode(orig[:n])

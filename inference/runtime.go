@@ -50,7 +50,7 @@ func FindLibrary(configured string) (string, error) {
 		}
 		return p, true
 	}
-	if p, ok := try("(1) config inference.onnxruntime_library", configured); ok {
+	if p, ok := try("(1) configured path (config inference.onnxruntime_library, or --onnxruntime-lib)", configured); ok {
 		return p, nil
 	}
 	if p, ok := try("(2) $"+LibraryEnv, os.Getenv(LibraryEnv)); ok {
@@ -87,6 +87,9 @@ func InitRuntime(libPath string) error {
 	}
 	if abs, err := filepath.Abs(libPath); err == nil {
 		libPath = abs
+	}
+	if real, err := filepath.EvalSymlinks(libPath); err == nil {
+		libPath = real // a symlink and its target are the same library
 	}
 	runtimeState.mu.Lock()
 	defer runtimeState.mu.Unlock()

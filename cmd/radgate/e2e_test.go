@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image/png"
 	"io"
@@ -170,7 +171,7 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 				require.Contains(t, c.Status.Reason, "not scored")
 				requireTask(t, rg, c, "rejected")
 				return
-			case !inference.Decodable(m.TransferSyntaxUID):
+			case errors.Is(decodeErr(t, c.File), inference.ErrUnsupportedTransferSyntax):
 				require.Equal(t, routing.StateFailed, c.Status.State)
 				require.Contains(t, c.Status.Reason, m.TransferSyntaxUID, "the failure names the transfer syntax")
 				requireTask(t, rg, c, "failed")
@@ -245,6 +246,13 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 		require.NotContains(t, logs, "Zyxwa")
 		require.NotContains(t, logs, "Testpatient")
 	})
+}
+
+// decodeErr is what decoding the file here says: the pipeline must agree.
+func decodeErr(t *testing.T, file string) error {
+	t.Helper()
+	_, err := inference.DecodeFile(file)
+	return err
 }
 
 // expectedHeatmapSize is the documented heatmap size: the source's, or

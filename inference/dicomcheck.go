@@ -1,0 +1,237 @@
+package inference
+
+import (
+	"bytes"
+	"compress/flate"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/suyashkumar/dicom/pkg/tag"
+)
+
+// The DICOM library allocates every value at its declared length before
+// reading it, so one corrupt length (0xFFFFFFF0, say) costs gigabytes and
+// minutes; and with no Transfer Syntax UID it guesses by parsing with each
+// syntax in turn. checkStructure walks the file first, with no allocation
+// beyond the deflated case, and rejects what would trip it: a file meta
+// group without a Transfer Syntax UID, and any element, item or fragment
+// whose length runs past the end of its container.
+
+// maxInflated bounds a deflated data set once inflated (a deflate bomb guard).
+const maxInflated = 1 << 30
+
+// maxNesting bounds sequence nesting.
+const maxNesting = 32
+
+// checkStructure validates the file meta information and the lengths of
+// every element of the data set. It returns the transfer syntax UID.
+func checkStructure(data []byte) (string, error) {
+	ts, start, err := readFileMeta(data)
+	if err != nil {
+		return "", err
+	}
+	ds := data[start:]
+	var bo binary.ByteOrder = binary.LittleEndian
+	implicit := false
+	switch ts {
+	case TSImplicitVRLittleEndian:
+		implicit = true
+	case TSExplicitVRBigEndian:
+		bo = binary.BigEndian
+	case TSDeflatedExplicitVRLittleEndian:
+		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ds)), maxInflated+1))
+		if err != nil {
+			return "", fmt.Errorf("%w: inflating the deflated data set: %v", ErrMalformed, err)
+		}
+		if len(inflated) > maxInflated {
+			return "", fmt.Errorf("%w: deflated data set inflates beyond %d bytes", ErrMalformed, maxInflated)
+		}
+		ds = inflated
+	}
+	w := walker{bo: bo, implicit: implicit}
+	if _, err := w.elements(ds, 0, false); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return ts, nil
+}
+
+// readFileMeta reads group 0002 (always explicit VR little endian) and
+// returns the Transfer Syntax UID and where the data set starts.
+func readFileMeta(data []byte) (ts string, start int, err error) {
+	le := binary.LittleEndian
+	p := 132
+	for p+8 <= len(data) && le.Uint16(data[p:]) == 0x0002 {
+		elem := le.Uint16(data[p+2:])
+		vr := string(data[p+4 : p+6])
+		var vl, hdr int
+		if longVR(vr) {
+			if p+12 > len(data) {
+				return "", 0, fmt.Errorf("%w: truncated file meta information", ErrMalformed)
+			}
+			vl, hdr = int(le.Uint32(data[p+8:])), 12
+		} else {
+			vl, hdr = int(le.Uint16(data[p+6:])), 8
+		}
+		if vl < 0 || p+hdr+vl > len(data) || vl == 0xFFFFFFFF {
+			return "", 0, fmt.Errorf("%w: file meta element (0002,%04X) length %d runs past the end of the file", ErrMalformed, elem, vl)
+		}
+		if elem == 0x0010 {
+			ts = strings.TrimRight(strings.TrimSpace(string(data[p+hdr:p+hdr+vl])), "\x00 ")
+		}
+		p += hdr + vl
+	}
+	if p == 132 {
+		return "", 0, fmt.Errorf("%w: no file meta information (group 0002) after the preamble", ErrNotDICOM)
+	}
+	if ts == "" {
+		return "", 0, fmt.Errorf("%w: file meta information has no Transfer Syntax UID (0002,0010)", ErrMalformed)
+	}
+	return ts, p, nil
+}
+
+func longVR(vr string) bool {
+	switch vr {
+	case "OB", "OW", "OF", "OD", "OL", "OV", "SQ", "UN", "UT", "UC", "UR", "SV", "UV":
+		return true
+	}
+	return false
+}
+
+type walker struct {
+	bo       binary.ByteOrder
+	implicit bool
+}
+
+const undefinedLength = 0xFFFFFFFF
+
+// elements walks the elements in b. With untilDelim, it stops after an Item
+// Delimitation Item and returns the bytes consumed.
+func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
+	if depth > maxNesting {
+		return 0, fmt.Errorf("sequences nested deeper than %d", maxNesting)
+	}
+	p := 0
+	for p < len(b) {
+		if len(b)-p < 8 {
+			return 0, fmt.Errorf("truncated element header at byte %d", p)
+		}
+		g, e := w.bo.Uint16(b[p:]), w.bo.Uint16(b[p+2:])
+		t := tag.Tag{Group: g, Element: e}
+		if g == 0xFFFE {
+			if e == 0xE00D && untilDelim && w.bo.Uint32(b[p+4:]) == 0 {
+				return p + 8, nil
+			}
+			return 0, fmt.Errorf("unexpected delimiter %s at byte %d", t, p)
+		}
+		var vr string
+		var vl uint32
+		hdr := 8
+		if w.implicit {
+			vl = w.bo.Uint32(b[p+4:])
+			vr = "UN"
+			if info, err := tag.Find(t); err == nil && len(info.VRs) > 0 {
+				vr = info.VRs[0]
+			}
+		} else {
+			vr = string(b[p+4 : p+6])
+			if longVR(vr) {
+				if len(b)-p < 12 {
+					return 0, fmt.Errorf("truncated element header %s", t)
+				}
+				vl, hdr = w.bo.Uint32(b[p+8:]), 12
+			} else {
+				vl = uint32(w.bo.Uint16(b[p+6:]))
+			}
+		}
+		p += hdr
+		rest := b[p:]
+		if vl == undefinedLength {
+			var n int
+			var err error
+			switch {
+			case t == tag.PixelData:
+				n, err = w.fragments(rest, t)
+			case vr == "SQ" || vr == "UN" || tag.GetVRKind(t, vr) == tag.VRSequence:
+				n, err = w.items(rest, depth+1, t)
+			default:
+				return 0, fmt.Errorf("element %s (VR %s) has an undefined length", t, vr)
+			}
+			if err != nil {
+				return 0, err
+			}
+			p += n
+			continue
+		}
+		if uint64(vl) > uint64(len(rest)) {
+			return 0, fmt.Errorf("element %s length %d runs past the end of the data (%d bytes left)", t, vl, len(rest))
+		}
+		if vr == "SQ" || (w.implicit && tag.GetVRKind(t, vr) == tag.VRSequence) {
+			if _, err := w.items(rest[:vl], depth+1, t); err != nil {
+				return 0, err
+			}
+		}
+		p += int(vl)
+	}
+	if untilDelim {
+		return 0, fmt.Errorf("item without its delimitation item")
+	}
+	return p, nil
+}
+
+// items walks sequence items; with a defined-length sequence b is exactly
+// its value, otherwise it stops after the Sequence Delimitation Item.
+func (w walker) items(b []byte, depth int, seq tag.Tag) (int, error) {
+	p := 0
+	for p < len(b) {
+		if len(b)-p < 8 {
+			return 0, fmt.Errorf("sequence %s: truncated item header", seq)
+		}
+		g, e, vl := w.bo.Uint16(b[p:]), w.bo.Uint16(b[p+2:]), w.bo.Uint32(b[p+4:])
+		p += 8
+		switch {
+		case g == 0xFFFE && e == 0xE0DD && vl == 0:
+			return p, nil
+		case g != 0xFFFE || e != 0xE000:
+			return 0, fmt.Errorf("sequence %s: expected an item, found (%04X,%04X)", seq, g, e)
+		}
+		if vl == undefinedLength {
+			n, err := w.elements(b[p:], depth, true)
+			if err != nil {
+				return 0, fmt.Errorf("sequence %s: %w", seq, err)
+			}
+			p += n
+			continue
+		}
+		if uint64(vl) > uint64(len(b)-p) {
+			return 0, fmt.Errorf("sequence %s: item length %d runs past the end of the data (%d bytes left)", seq, vl, len(b)-p)
+		}
+		if _, err := w.elements(b[p:p+int(vl)], depth, false); err != nil {
+			return 0, fmt.Errorf("sequence %s: %w", seq, err)
+		}
+		p += int(vl)
+	}
+	return p, nil
+}
+
+// fragments walks encapsulated Pixel Data up to its Sequence Delimitation Item.
+func (w walker) fragments(b []byte, t tag.Tag) (int, error) {
+	p := 0
+	for {
+		if len(b)-p < 8 {
+			return 0, fmt.Errorf("encapsulated %s: truncated before its sequence delimiter", t)
+		}
+		g, e, vl := w.bo.Uint16(b[p:]), w.bo.Uint16(b[p+2:]), w.bo.Uint32(b[p+4:])
+		p += 8
+		switch {
+		case g == 0xFFFE && e == 0xE0DD && vl == 0:
+			return p, nil
+		case g != 0xFFFE || e != 0xE000:
+			return 0, fmt.Errorf("encapsulated %s: expected a fragment item, found (%04X,%04X)", t, g, e)
+		case vl == undefinedLength || uint64(vl) > uint64(len(b)-p):
+			return 0, fmt.Errorf("encapsulated %s: fragment length %d runs past the end of the data", t, vl)
+		}
+		p += int(vl)
+	}
+}

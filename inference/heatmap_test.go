@@ -1,0 +1,142 @@
+package inference
+
+import (
+	"bytes"
+	"image"
+	"image/color"
+	"image/png"
+	"path/filepath"
+	"testing"
+
+	"github.com/radgate/radgate/internal/testenv"
+	"github.com/stretchr/testify/require"
+)
+
+func decodePNG(t *testing.T, b []byte) image.Image {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(b))
+	require.NoError(t, err)
+	return img
+}
+
+func gradientImage(w, h int) *Image {
+	img := &Image{Width: w, Height: h, Pixels: make([]float32, w*h)}
+	for i := range img.Pixels {
+		img.Pixels[i] = float32(i%w) / float32(w)
+	}
+	return img
+}
+
+func isGrey(c color.Color) bool {
+	r, g, b, _ := c.RGBA()
+	return r == g && g == b
+}
+
+func TestRenderHeatmapGeometry(t *testing.T) {
+	// A wide 300×200 image, centre-cropped to x 50..250; CAM hot in its
+	// top-left cell only.
+	img := gradientImage(300, 200)
+	cam := make([]float32, 49)
+	cam[0] = 3
+	res := Result{Probability: 0.9, Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
+		Crop: image.Rect(50, 0, 250, 200), SourceWidth: 300, SourceHeight: 200}
+	b, w, h, err := RenderHeatmap(img, res, HeatmapOptions{})
+	require.NoError(t, err)
+	require.Equal(t, [2]int{300, 200}, [2]int{w, h})
+	out := decodePNG(t, b)
+	require.Equal(t, image.Rect(0, 0, 300, 200), out.Bounds())
+	require.False(t, isGrey(out.At(55, 5)), "hot cell at the crop's top-left is coloured")
+	r, _, bl, _ := out.At(55, 5).RGBA()
+	require.Greater(t, r, bl, "the peak is red in the jet map")
+	require.True(t, isGrey(out.At(20, 5)), "left of the crop stays grey")
+	require.True(t, isGrey(out.At(280, 5)), "right of the crop stays grey")
+	require.True(t, isGrey(out.At(200, 150)), "cold CAM cells stay grey")
+	g := color.GrayModel.Convert(out.At(280, 5)).(color.Gray)
+	require.InDelta(t, 255*280.0/300, float64(g.Y), 1.5, "grey is the windowed radiograph")
+}
+
+func TestRenderHeatmapRules(t *testing.T) {
+	img := gradientImage(64, 48)
+	base := Result{CAM: make([]float32, 49), CAMWidth: 7, CAMHeight: 7,
+		Crop: image.Rect(8, 0, 56, 48), SourceWidth: 64, SourceHeight: 48}
+
+	t.Run("not marked: no heatmap", func(t *testing.T) {
+		r := base
+		r.Probability, r.Marked = 0.4, false
+		_, _, _, err := RenderHeatmap(img, r, HeatmapOptions{})
+		require.ErrorIs(t, err, ErrNotMarked)
+	})
+	t.Run("all-zero CAM stays zero: plain grey", func(t *testing.T) {
+		r := base
+		r.Marked = true
+		b, w, h, err := RenderHeatmap(img, r, HeatmapOptions{})
+		require.NoError(t, err)
+		out := decodePNG(t, b)
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				require.True(t, isGrey(out.At(x, y)))
+			}
+		}
+	})
+	t.Run("large sources are downscaled to MaxHeatmapEdge", func(t *testing.T) {
+		big := gradientImage(3000, 2000)
+		r := base
+		r.Marked, r.Crop, r.SourceWidth, r.SourceHeight = true, image.Rect(500, 0, 2500, 2000), 3000, 2000
+		r.CAM = append([]float32(nil), r.CAM...)
+		r.CAM[24] = 1
+		b, w, h, err := RenderHeatmap(big, r, HeatmapOptions{})
+		require.NoError(t, err)
+		require.Equal(t, MaxHeatmapEdge, 2048)
+		require.Equal(t, [2]int{2048, 1365}, [2]int{w, h})
+		require.Equal(t, image.Rect(0, 0, 2048, 1365), decodePNG(t, b).Bounds())
+	})
+	t.Run("a result for another image is refused", func(t *testing.T) {
+		r := base
+		r.Marked, r.SourceWidth = true, 65
+		_, _, _, err := RenderHeatmap(img, r, HeatmapOptions{})
+		require.ErrorContains(t, err, "result is for a 65×48 image")
+	})
+}
+
+func TestHeatmapFromEngine(t *testing.T) {
+	for _, tc := range []struct {
+		engine, dir, file string
+		w, h              int
+	}{
+		{"cxr-pneumonia-densenet121", "pneumoniamnist-val-dicom", "PMV0000.dcm", 28, 28},
+		{"cxr-pneumonia-densenet121-k224", "cxr-dicom", "cr-chest-mono1-10bit-deflated.dcm", 440, 440},
+	} {
+		t.Run(tc.engine, func(t *testing.T) {
+			e := newTestEngine(t, tc.engine)
+			img, err := DecodeFile(testenv.Testdata(tc.dir, tc.file))
+			require.NoError(t, err)
+			res, err := e.Score(t.Context(), []*Image{img})
+			require.NoError(t, err)
+			require.True(t, res[0].Marked, "%s scores %.3f", tc.file, res[0].Probability)
+			b, w, h, err := RenderHeatmap(img, res[0], HeatmapOptions{})
+			require.NoError(t, err)
+			require.Equal(t, [2]int{tc.w, tc.h}, [2]int{w, h})
+			out := decodePNG(t, b)
+			require.Equal(t, image.Rect(0, 0, tc.w, tc.h), out.Bounds())
+			coloured := 0
+			for y := 0; y < h; y++ {
+				for x := 0; x < w; x++ {
+					if !isGrey(out.At(x, y)) {
+						coloured++
+					}
+				}
+			}
+			require.Positive(t, coloured)
+		})
+	}
+	t.Run("an unmarked score gets none", func(t *testing.T) {
+		e := newTestEngine(t, DefaultEngineID)
+		img, err := DecodeFile(filepath.Join(testenv.Testdata("pneumoniamnist-val-dicom"), "PMV0003.dcm"))
+		require.NoError(t, err)
+		res, err := e.Score(t.Context(), []*Image{img})
+		require.NoError(t, err)
+		require.False(t, res[0].Marked)
+		_, _, _, err = RenderHeatmap(img, res[0], HeatmapOptions{})
+		require.ErrorIs(t, err, ErrNotMarked)
+	})
+}
