@@ -357,3 +357,22 @@ func TestRecompute(t *testing.T) {
 		})
 	}
 }
+
+// A delivery that finishes before the publisher records "scored" must not be
+// overwritten: the order stays terminal.
+func TestTerminalStateIsNeverRegressed(t *testing.T) {
+	h := newHarness(t, nil)
+	st, err := h.p.Accept(t.Context(), sr("C1", "c1"))
+	require.NoError(t, err)
+	_, err = h.p.store.update(t.Context(), st.ID, false, func(o *OrderStatus) error {
+		setEngine(o, "eng-a", EngineProgress{State: StateRejected, Reason: "hip", Report: "Task/1"})
+		return nil
+	})
+	require.NoError(t, err)
+	v := h.p.publishResult(t.Context(), st, Result{Engine: (&scorer{}).Info(), Outcome: OutcomeNotApplicable, Reason: "hip"})
+	require.Equal(t, ack, v.kind)
+	got, err := h.p.Status(t.Context(), st.ID)
+	require.NoError(t, err)
+	require.Equal(t, StateRejected, got.State)
+	require.Equal(t, "Task/1", got.Engines["eng-a"].Report)
+}

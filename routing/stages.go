@@ -320,8 +320,8 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result) 
 		prog.Probability, prog.Tier = &prob, r.Tier
 	}
 	if _, err := p.store.update(ctx, st.ID, false, func(o *OrderStatus) error {
-		if cur, ok := o.Engines[r.Engine.ID]; ok && cur.State == StateDelivered {
-			return errSkip // delivery already finished (it raced ahead of us)
+		if cur, ok := o.Engines[r.Engine.ID]; ok && cur.State.Terminal() {
+			return errSkip // delivery already finished: it can race ahead of this write
 		}
 		setEngine(o, r.Engine.ID, prog)
 		return nil
