@@ -133,6 +133,20 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate func(*Options)) *harness {
 	t.Helper()
+	h := newIdleHarness(t, mutate)
+	require.NoError(t, h.p.Start(t.Context()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, h.p.Stop(ctx))
+	})
+	return h
+}
+
+// newIdleHarness builds the pipeline on a real JetStream without starting
+// its stages, so a test can drive one handler step by step.
+func newIdleHarness(t *testing.T, mutate func(*Options)) *harness {
+	t.Helper()
 	srv, err := StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
@@ -155,12 +169,6 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 	}
 	h.p, err = NewPipeline(opts)
 	require.NoError(t, err)
-	require.NoError(t, h.p.Start(t.Context()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		require.NoError(t, h.p.Stop(ctx))
-	})
 	return h
 }
 
@@ -361,7 +369,7 @@ func TestRecompute(t *testing.T) {
 // A delivery that finishes before the publisher records "scored" must not be
 // overwritten: the order stays terminal.
 func TestTerminalStateIsNeverRegressed(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newIdleHarness(t, nil)
 	st, err := h.p.Accept(t.Context(), sr("C1", "c1"))
 	require.NoError(t, err)
 	_, err = h.p.store.update(t.Context(), st.ID, false, func(o *OrderStatus) error {
