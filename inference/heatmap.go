@@ -1,11 +1,9 @@
 package inference
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"image"
-	"image/png"
 	"math"
 )
 
@@ -40,7 +38,8 @@ var ErrNotMarked = errors.New("result is not marked: no heatmap below the mark t
 // over the windowed radiograph in grey. Outside the crop the radiograph is
 // plain grey. The PNG has the source's size, or is downscaled to
 // MaxHeatmapEdge (see HeatmapOptions.MaxEdge). It is encoded with
-// png.BestSpeed. Only a Marked result gets a heatmap unless opts.Force.
+// one fixed PNG filter and fast zlib (see pngWriter). Only a Marked result
+// gets a heatmap unless opts.Force.
 func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, int, error) {
 	if !res.Marked && !opts.Force {
 		return nil, 0, 0, ErrNotMarked
@@ -98,15 +97,17 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	xs := camTaps(ow, W, crop.Min.X, crop.Dx(), cw)
 	ys := camTaps(oh, H, crop.Min.Y, crop.Dy(), ch)
 
-	out := image.NewRGBA(image.Rect(0, 0, ow, oh))
+	enc, err := newPNGWriter(ow, oh)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	row := enc.row()
 	for y := 0; y < oh; y++ {
 		ty := ys[y]
-		prow := out.Pix[y*out.Stride : y*out.Stride+4*ow]
 		grow := grey[y*ow : (y+1)*ow]
 		for x := 0; x < ow; x++ {
 			g := float64(grow[x])
-			p := prow[4*x : 4*x+4 : 4*x+4]
-			p[3] = 0xFF
+			p := row[3*x : 3*x+3 : 3*x+3]
 			if tx := xs[x]; tx.inside && ty.inside {
 				top := cam[ty.i0*cw+tx.i0]*(1-tx.f) + cam[ty.i0*cw+tx.i1]*tx.f
 				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
@@ -121,13 +122,15 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 			v := to8(g)
 			p[0], p[1], p[2] = v, v, v
 		}
+		if err := enc.writeRow(); err != nil {
+			return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
+		}
 	}
-	var buf bytes.Buffer
-	enc := png.Encoder{CompressionLevel: png.BestSpeed}
-	if err := enc.Encode(&buf, out); err != nil {
+	png, err := enc.finish()
+	if err != nil {
 		return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
 	}
-	return buf.Bytes(), ow, oh, nil
+	return png, ow, oh, nil
 }
 
 type camTap struct {
