@@ -352,12 +352,14 @@ class TestRepository extends MemoryRepository {
     }
     validate(r);
     const saved = await MemoryRepository.prototype.createResource.call(this, r);
+    this.indexResource(saved);
     this.changed({ interaction, resource: core.deepClone(saved) });
     return saved;
   }
 
   async deleteResource(resourceType, id) {
     await super.deleteResource(resourceType, id);
+    this.identIndex = undefined;
     this.changed({ interaction: 'delete', resourceType, id });
   }
 
@@ -447,6 +449,94 @@ class TestRepository extends MemoryRepository {
     this.history.clear();
     s.resources.forEach((v, k) => this.resources.set(k, v));
     s.history.forEach((v, k) => this.history.set(k, v));
+    this.identIndex = undefined;
+  }
+
+  // --- identifier index: conditional creates search "identifier=system|value"
+  // on every write. The base class answers that by evaluating FHIRPath over
+  // every stored resource of the type, so each write got slower as the store
+  // grew; a real server answers it from an index, and so does this one. Any
+  // other search goes to the base class.
+
+  identKey(resourceType, system, value) {
+    return resourceType + '\u0000' + (system ?? '') + '\u0000' + value;
+  }
+
+  index() {
+    if (!this.identIndex) {
+      this.identIndex = new Map();
+      for (const [, byId] of this.resources) {
+        for (const r of byId.values()) {
+          this.indexResource(r);
+        }
+      }
+    }
+    return this.identIndex;
+  }
+
+  indexResource(r) {
+    if (!this.identIndex) {
+      return; // built lazily, from the store, on first use
+    }
+    for (const id of r.identifier ?? []) {
+      if (id?.value === undefined) {
+        continue;
+      }
+      const key = this.identKey(r.resourceType, id.system, id.value);
+      if (!this.identIndex.has(key)) {
+        this.identIndex.set(key, new Set());
+      }
+      this.identIndex.get(key).add(r.id);
+    }
+  }
+
+  // identifierOnly returns [system, value] when a search is exactly one
+  // "identifier=system|value" filter, else undefined.
+  identifierOnly(req) {
+    const f = req.filters;
+    if (!f || f.length !== 1 || f[0].code !== 'identifier' || (f[0].operator && f[0].operator !== 'eq')) {
+      return undefined;
+    }
+    if (req.sortRules?.length || req.offset || req.include || req.revInclude || req.types?.length > 1) {
+      return undefined;
+    }
+    const v = String(f[0].value);
+    const bar = v.indexOf('|');
+    if (bar < 0 || v.includes(',')) {
+      return undefined;
+    }
+    return [v.slice(0, bar), v.slice(bar + 1)];
+  }
+
+  async searchResources(req) {
+    const sv = this.identifierOnly(req);
+    if (!sv) {
+      return super.searchResources(req);
+    }
+    const ids = this.index().get(this.identKey(req.resourceType, sv[0], sv[1])) ?? new Set();
+    const byId = this.resources.get(req.resourceType);
+    const out = [];
+    for (const id of ids) {
+      const r = byId?.get(id);
+      // the index only grows between rebuilds: check the stored resource
+      if (r && (r.identifier ?? []).some((i) => (i.system ?? '') === sv[0] && i.value === sv[1])) {
+        out.push(core.deepClone(r));
+      }
+    }
+    return req.count !== undefined ? out.slice(0, req.count) : out;
+  }
+
+  async search(req) {
+    if (!this.identifierOnly(req)) {
+      return super.search(req);
+    }
+    const found = await this.searchResources(req);
+    return {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      total: found.length,
+      entry: found.map((resource) => ({ resource })),
+    };
   }
 
   // --- persistence: an append-only journal (one JSON line per stored version or
