@@ -48,8 +48,10 @@ type Inference struct {
 	// RADGATE_ONNXRUNTIME_LIB environment variable, then the set-up script's
 	// .tools/onnxruntime/lib/libonnxruntime.so.
 	ONNXRuntimeLibrary string `yaml:"onnxruntime_library"`
-	// Workers is how many jobs are scored at once (default 1: one ONNX
-	// session already uses every core).
+	// Workers is how many jobs the inference stage has in flight (default
+	// 4): their fetching, decoding and heatmap rendering overlap, and the
+	// images they wait to score share one ONNX Runtime run (one session per
+	// engine, using every core).
 	Workers int `yaml:"workers"`
 }
 
@@ -110,7 +112,7 @@ func Default() Config {
 		DataDir:   "data",
 		ModelsDir: "models",
 		Engines:   []string{DefaultEngine},
-		Inference: Inference{Workers: 1},
+		Inference: Inference{Workers: 4},
 		PACS: PACS{
 			DICOMwebURL: "http://127.0.0.1:8042/dicom-web",
 			Timeout:     Duration(30 * time.Second),

@@ -249,7 +249,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	for name, sink := range p.opts.Sinks {
 		stages = append(stages, &stageRunner{name: "deliver-" + name, stream: StreamResults,
 			durable: "deliver-" + token(name), filter: subjectResults + ">",
-			workers: 2, ackWait: 60 * time.Second, handle: p.deliverTo(name, sink)})
+			workers: 4, ackWait: 60 * time.Second, handle: p.deliverTo(name, sink)})
 	}
 	for _, s := range stages {
 		s.p = p

@@ -20,7 +20,7 @@ func Clone(file []byte, n int) ([]byte, *inference.Meta, error) {
 	}
 	out := file
 	for i, uid := range []string{m.StudyInstanceUID, m.SeriesInstanceUID, m.SOPInstanceUID} {
-		repl, err := variantUID(uid, n*3+i)
+		repl, err := variantUID(uid, byte('7'+i), n)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -43,15 +43,16 @@ func Clone(file []byte, n int) ([]byte, *inference.Meta, error) {
 	return out, cm, nil
 }
 
-// variantUID replaces the last component of uid with "9" followed by n,
-// zero-padded to the component's length (a valid component: no leading 0).
-func variantUID(uid string, n int) (string, error) {
+// variantUID replaces the last component of uid with lead (a non-zero
+// digit, one per kind of UID so study, series and instance never collide)
+// followed by n, zero-padded to the component's length.
+func variantUID(uid string, lead byte, n int) (string, error) {
 	i := strings.LastIndexByte(uid, '.')
 	last := uid[i+1:]
 	if i < 0 || len(last) < 4 {
 		return "", fmt.Errorf("UID %s: last component too short to vary", uid)
 	}
-	v := fmt.Sprintf("9%0*d", len(last)-1, n)
+	v := fmt.Sprintf("%c%0*d", lead, len(last)-1, n)
 	if len(v) != len(last) {
 		return "", fmt.Errorf("UID %s cannot hold variant %d", uid, n)
 	}
