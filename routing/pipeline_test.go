@@ -2,12 +2,14 @@ package routing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -384,3 +386,49 @@ func TestTerminalStateIsNeverRegressed(t *testing.T) {
 	require.Equal(t, StateRejected, got.State)
 	require.Equal(t, "Task/1", got.Engines["eng-a"].Report)
 }
+
+// The router publishes a job before it records "routed": a job read while
+// the order still says "received" must be scored, not skipped.
+func TestJobSeenBeforeRoutedIsStillScored(t *testing.T) {
+	h := newIdleHarness(t, nil)
+	h.arch.add("D1", "4.1", "CR", "CHEST", "sop-1")
+	st, err := h.p.Accept(t.Context(), sr("D1", "d1"))
+	require.NoError(t, err)
+	require.Empty(t, st.Engines, "nothing routed yet")
+	job := Job{OrderID: st.ID, Engine: "eng-a", StudyInstanceUID: "4.1",
+		Instances: []JobInstance{{SeriesInstanceUID: "4.1.1", SOPInstanceUID: "sop-1", Modality: "CR", BodyPart: "CHEST"}}}
+	v := h.p.score(t.Context(), fakeMsg(t, job))
+	require.Equal(t, ack, v.kind)
+	got, err := h.p.Status(t.Context(), st.ID)
+	require.NoError(t, err)
+	require.Equal(t, StateScored, got.Engines["eng-a"].State)
+	require.InDelta(t, 0.91, *got.Engines["eng-a"].Probability, 1e-9)
+}
+
+// testMsg is a jetstream.Msg for driving one handler directly.
+type testMsg struct {
+	data []byte
+	hdr  nats.Header
+}
+
+func fakeMsg(t *testing.T, v any) *testMsg {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return &testMsg{data: b, hdr: nats.Header{}}
+}
+
+func (m *testMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{NumDelivered: 1, Timestamp: time.Now()}, nil
+}
+func (m *testMsg) Data() []byte                     { return m.data }
+func (m *testMsg) Headers() nats.Header             { return m.hdr }
+func (m *testMsg) Subject() string                  { return "test" }
+func (m *testMsg) Reply() string                    { return "" }
+func (m *testMsg) Ack() error                       { return nil }
+func (m *testMsg) DoubleAck(context.Context) error  { return nil }
+func (m *testMsg) Nak() error                       { return nil }
+func (m *testMsg) NakWithDelay(time.Duration) error { return nil }
+func (m *testMsg) InProgress() error                { return nil }
+func (m *testMsg) Term() error                      { return nil }
+func (m *testMsg) TermWithReason(string) error      { return nil }

@@ -223,8 +223,11 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if err != nil {
 		return retryIn(p.opts.RetryMin)
 	}
-	if cur := st.Engines[job.Engine]; cur.State != StateRouted && cur.State != "" {
-		return done() // scored already (a redelivery after a crash)
+	// Skip only what is already past scoring (a redelivery after a crash).
+	// "received" is normal here: the router publishes the job before it
+	// records "routed", and this stage can read the order in between.
+	if cur := st.Engines[job.Engine]; cur.State == StateScored || cur.State.Terminal() {
+		return done()
 	}
 	age, n := msgAge(msg, p.opts.Now())
 	files := make([][]byte, 0, len(job.Instances))
