@@ -5,7 +5,9 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,11 +37,52 @@ type Config struct {
 // NATS selects the message broker.
 type NATS struct {
 	// URL of an external NATS server or cluster (nats://host:4222, comma
-	// separated for several). Empty runs an embedded server on 127.0.0.1
-	// with JetStream storage in data_dir/nats.
+	// separated for several). Empty runs an embedded server on
+	// embedded_listen with JetStream storage in data_dir/nats.
 	URL string `yaml:"url"`
 	// CredentialsFile is a NATS .creds file for the external server.
 	CredentialsFile string `yaml:"credentials_file"`
+	// EmbeddedListen is the host:port the embedded server listens on when
+	// url is empty (default 127.0.0.1:4222). Other radgate commands on the
+	// same host (radgate dlq) reach the running radgate serve there. The
+	// embedded server has no authentication: keep it on a loopback address;
+	// to reach NATS from other hosts, run a NATS server with authentication
+	// and set url instead. A port of 0 or -1 takes a free port (tests).
+	EmbeddedListen string `yaml:"embedded_listen"`
+}
+
+// EmbeddedAddr splits EmbeddedListen into host and port. A port of 0 or -1
+// comes back as -1: any free port. The host is an IP address, "localhost",
+// or empty (every interface).
+func (n NATS) EmbeddedAddr() (host string, port int, err error) {
+	host, p, err := net.SplitHostPort(n.EmbeddedListen)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:4222)", n.EmbeddedListen)
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < -1 || port > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be 1-65535 (0 or -1: any free port)", n.EmbeddedListen)
+	}
+	if host != "" && host != "localhost" && net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q: host must be an IP address or localhost", n.EmbeddedListen)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+// EmbeddedIsLoopback reports whether EmbeddedListen names a loopback host.
+func (n NATS) EmbeddedIsLoopback() bool {
+	host, _, err := net.SplitHostPort(n.EmbeddedListen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Inference configures the scoring stage.
@@ -112,6 +155,7 @@ func Default() Config {
 		DataDir:   "data",
 		ModelsDir: "models",
 		Engines:   []string{DefaultEngine},
+		NATS:      NATS{EmbeddedListen: "127.0.0.1:4222"},
 		Inference: Inference{Workers: 4},
 		PACS: PACS{
 			DICOMwebURL: "http://127.0.0.1:8042/dicom-web",

@@ -269,6 +269,14 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		bad("listen", "must not be empty (e.g. 127.0.0.1:8080)")
 	}
 	checkURL("nats.url", c.NATS.URL, "nats", "tls")
+	switch {
+	case c.NATS.EmbeddedListen == "" && c.NATS.URL == "":
+		bad("nats.embedded_listen", "must not be empty when nats.url is (e.g. 127.0.0.1:4222)")
+	case c.NATS.EmbeddedListen != "":
+		if _, _, err := c.NATS.EmbeddedAddr(); err != nil {
+			bad("nats.embedded_listen", err.Error())
+		}
+	}
 	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
 	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")
 	checkURL("fhir.subscription_endpoint", c.FHIR.SubscriptionEndpoint, "http", "https")

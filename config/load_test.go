@@ -57,7 +57,7 @@ func TestLoadErrors(t *testing.T) {
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
 				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, data_dir, models_dir, engines, nats, inference, pacs, fhir, orders)`,
-				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file)`,
+				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen)`,
 			},
 		},
 		{
@@ -67,6 +67,26 @@ func TestLoadErrors(t *testing.T) {
 				`radgate.yaml:1:7: pacs: expected a mapping of keys, got a list`,
 				`radgate.yaml:2:10: engines: expected a list, got "one"`,
 			},
+		},
+		{
+			name: "embedded NATS address that is not host:port",
+			yaml: "nats:\n  embedded_listen: 4222\n",
+			want: []string{`radgate.yaml:2:20: nats.embedded_listen: "4222" is not host:port (e.g. 127.0.0.1:4222)`},
+		},
+		{
+			name: "embedded NATS port out of range",
+			yaml: "nats:\n  embedded_listen: 127.0.0.1:70000\n",
+			want: []string{`radgate.yaml:2:20: nats.embedded_listen: "127.0.0.1:70000": port must be 1-65535 (0 or -1: any free port)`},
+		},
+		{
+			name: "embedded NATS on a hostname",
+			yaml: "nats:\n  embedded_listen: nats.example.org:4222\n",
+			want: []string{`radgate.yaml:2:20: nats.embedded_listen: "nats.example.org:4222": host must be an IP address or localhost`},
+		},
+		{
+			name: "embedded NATS address emptied without an external server",
+			yaml: "nats:\n  embedded_listen: \"\"\n",
+			want: []string{`radgate.yaml:2:20: nats.embedded_listen: must not be empty when nats.url is (e.g. 127.0.0.1:4222)`},
 		},
 		{
 			name: "syntax error",
@@ -86,4 +106,33 @@ func TestLoadErrors(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+func TestEmbeddedNATSAddress(t *testing.T) {
+	for _, tc := range []struct {
+		listen   string
+		host     string
+		port     int
+		loopback bool
+	}{
+		{"127.0.0.1:4222", "127.0.0.1", 4222, true},
+		{"localhost:4333", "localhost", 4333, true},
+		{"[::1]:4222", "::1", 4222, true},
+		{"127.0.0.1:0", "127.0.0.1", -1, true},
+		{"127.0.0.1:-1", "127.0.0.1", -1, true},
+		{"0.0.0.0:4222", "0.0.0.0", 4222, false},
+		{":4222", "", 4222, false},
+		{"10.1.2.3:4222", "10.1.2.3", 4222, false},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			cfg, err := Load("radgate.yaml", []byte("nats:\n  embedded_listen: \""+tc.listen+"\"\n"))
+			require.NoError(t, err)
+			host, port, err := cfg.NATS.EmbeddedAddr()
+			require.NoError(t, err)
+			require.Equal(t, tc.host, host)
+			require.Equal(t, tc.port, port)
+			require.Equal(t, tc.loopback, cfg.NATS.EmbeddedIsLoopback())
+		})
+	}
+	require.Equal(t, "127.0.0.1:4222", Default().NATS.EmbeddedListen, "loopback, NATS's usual port")
 }

@@ -2,11 +2,14 @@ package routing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +38,10 @@ const (
 	HeaderReason = "Radgate-Reason"
 	// HeaderSubject carries the original subject of a dead-lettered message.
 	HeaderSubject = "Radgate-Subject"
+	// HeaderReplayOf marks a message replayed from the dead-letter stream
+	// (radgate dlq replay) with the DLQ sequence it came from. The stages
+	// pass it on to what they publish in turn (see replayReset).
+	HeaderReplayOf = "Radgate-Replay-Of"
 )
 
 // DuplicateWindow is how long JetStream remembers a Nats-Msg-Id: an order or
@@ -42,15 +49,22 @@ const (
 // and the destinations' conditional creates keep one result per order.
 const DuplicateWindow = 10 * time.Minute
 
-// EmbeddedServer is a nats-server running inside the radgate process, on
-// 127.0.0.1 only, with JetStream on the data directory.
+// EmbeddedServer is a nats-server running inside the radgate process, with
+// JetStream on the data directory. It has no authentication: it listens on
+// loopback unless configured otherwise (config nats.embedded_listen).
 type EmbeddedServer struct {
 	srv *server.Server
 }
 
-// StartEmbedded starts nats-server in-process with JetStream file storage in
-// storeDir. port -1 picks a free port.
+// StartEmbedded starts nats-server in-process on 127.0.0.1 with JetStream
+// file storage in storeDir. port -1 picks a free port.
 func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
+	return StartEmbeddedOn(storeDir, "127.0.0.1", port)
+}
+
+// StartEmbeddedOn is StartEmbedded on host (an IP address or "localhost";
+// empty: every interface). port 0 or -1 picks a free port.
+func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating NATS store dir: %w", err)
 	}
@@ -58,9 +72,23 @@ func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
+	}
+	where := net.JoinHostPort(host, strconv.Itoa(port))
+	if port > 0 {
+		// nats-server opens the JetStream store before it listens: a port
+		// already taken (most likely by a radgate serve on the same
+		// data_dir) must stop us before a second server touches the store.
+		ln, err := net.Listen("tcp", where)
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded NATS server on %s: %w", where, err)
+		}
+		_ = ln.Close()
+	}
 	opts := &server.Options{
 		ServerName: "radgate-embedded",
-		Host:       "127.0.0.1",
+		Host:       host,
 		Port:       port,
 		JetStream:  true,
 		StoreDir:   abs,
@@ -72,16 +100,71 @@ func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
 	}
+	fatal := &fatalLogger{}
+	srv.SetLoggerV2(fatal, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("embedded NATS server not ready within 10s")
+	// A port taken meanwhile ends the server's start-up at once, but
+	// ReadyForConnections would wait out its whole timeout: poll both.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if srv.ReadyForConnections(100 * time.Millisecond) {
+			return &EmbeddedServer{srv: srv}, nil
+		}
+		if msg := fatal.get(); msg != "" || time.Now().After(deadline) {
+			srv.Shutdown()
+			if msg == "" {
+				msg = "not ready within 10s"
+			}
+			return nil, fmt.Errorf("starting the embedded NATS server on %s: %s", where, msg)
+		}
 	}
-	return &EmbeddedServer{srv: srv}, nil
 }
 
-// ClientURL is the URL clients connect to.
-func (e *EmbeddedServer) ClientURL() string { return e.srv.ClientURL() }
+// fatalLogger keeps the first fatal message of nats-server (a port already
+// in use, say) and discards the rest of its log.
+type fatalLogger struct {
+	mu  sync.Mutex
+	msg string
+}
+
+var _ server.Logger = (*fatalLogger)(nil)
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msg == "" {
+		l.msg = fmt.Sprintf(format, v...)
+	}
+}
+
+func (l *fatalLogger) get() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}
+
+// ClientURL is the URL clients connect to: the listening address, with a
+// wildcard host (0.0.0.0, ::) replaced by loopback.
+func (e *EmbeddedServer) ClientURL() string {
+	addr, ok := e.srv.Addr().(*net.TCPAddr)
+	if !ok {
+		return e.srv.ClientURL()
+	}
+	ip := addr.IP
+	if ip.IsUnspecified() {
+		// Go reports a listener on 0.0.0.0 as [::]: go by what was asked.
+		ip = net.IPv4(127, 0, 0, 1)
+		if strings.Contains(e.srv.ClientURL(), "[") {
+			ip = net.IPv6loopback
+		}
+	}
+	return "nats://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+}
 
 // Shutdown stops the server and waits for it.
 func (e *EmbeddedServer) Shutdown() {

@@ -30,6 +30,9 @@ type OrderStatus struct {
 
 	// Engines holds each engine's progress on this order.
 	Engines map[string]EngineProgress `json:"engines,omitempty"`
+	// ReplayOf is the dead-letter sequence of the last replayed message
+	// (radgate dlq replay) that re-opened this order.
+	ReplayOf string `json:"replay_of,omitempty"`
 
 	ReceivedAt time.Time `json:"received_at"`
 	UpdatedAt  time.Time `json:"updated_at"`

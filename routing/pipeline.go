@@ -407,12 +407,44 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 			return
 		}
 		err = msg.TermWithReason(v.reason)
+		s.p.failOrder(s.ctx, msg.Headers().Get(HeaderOrderID), s.name, v.reason)
 	}
 	if err != nil {
 		log.Warn("acknowledging failed", "err", err)
 	}
 	s.p.m.handled.WithLabelValues(s.name, [...]string{"ack", "retry", "dead-letter"}[v.kind]).Inc()
 	s.p.m.latency.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+}
+
+// failOrder makes a dead-lettered message visible on its order: every engine
+// not yet finished is marked failed with the reason, so GET /orders/{id}
+// never shows an order waiting for work that will not come. A replay
+// (radgate dlq replay) re-opens it.
+func (p *Pipeline) failOrder(ctx context.Context, orderID, stage, reason string) {
+	if orderID == "" {
+		return
+	}
+	why := fmt.Sprintf("dead-lettered by stage %s: %s (inspect with radgate dlq list; re-run with radgate dlq replay)", stage, reason)
+	_, err := p.store.update(ctx, orderID, false, func(o *OrderStatus) error {
+		changed := false
+		for _, eid := range p.order {
+			if cur, ok := o.Engines[eid]; !ok || !cur.State.Terminal() {
+				if o.Engines == nil {
+					o.Engines = map[string]EngineProgress{}
+				}
+				o.Engines[eid] = EngineProgress{State: StateFailed, Reason: why}
+				changed = true
+			}
+		}
+		if !changed {
+			return errSkip
+		}
+		o.recompute()
+		return nil
+	})
+	if err != nil && !errors.Is(err, ErrOrderNotFound) {
+		p.log.Warn("recording a dead letter on its order failed", "order", orderID, "err", err)
+	}
 }
 
 // deadLetter keeps a copy of msg with the reason in the DLQ stream.
@@ -422,6 +454,9 @@ func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.M
 	out.Header.Set(HeaderOrderID, msg.Headers().Get(HeaderOrderID))
 	out.Header.Set(HeaderReason, reason)
 	out.Header.Set(HeaderSubject, msg.Subject())
+	if r := msg.Headers().Get(HeaderReplayOf); r != "" {
+		out.Header.Set(HeaderReplayOf, r) // a replay that failed again says so
+	}
 	_, err := p.js.PublishMsg(ctx, out)
 	return err
 }

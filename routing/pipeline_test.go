@@ -379,7 +379,7 @@ func TestTerminalStateIsNeverRegressed(t *testing.T) {
 		return nil
 	})
 	require.NoError(t, err)
-	v := h.p.publishResult(t.Context(), st, Result{Engine: (&scorer{}).Info(), Outcome: OutcomeNotApplicable, Reason: "hip"})
+	v := h.p.publishResult(t.Context(), st, Result{Engine: (&scorer{}).Info(), Outcome: OutcomeNotApplicable, Reason: "hip"}, "")
 	require.Equal(t, ack, v.kind)
 	got, err := h.p.Status(t.Context(), st.ID)
 	require.NoError(t, err)
@@ -432,3 +432,22 @@ func (m *testMsg) NakWithDelay(time.Duration) error { return nil }
 func (m *testMsg) InProgress() error                { return nil }
 func (m *testMsg) Term() error                      { return nil }
 func (m *testMsg) TermWithReason(string) error      { return nil }
+
+// A message a stage gives up on (here: a job for an engine this process does
+// not have) leaves its order visibly failed, not waiting forever.
+func TestDeadLetterFailsTheOrderVisibly(t *testing.T) {
+	h := newHarness(t, nil)
+	st, err := h.p.Accept(t.Context(), sr("E1", "e1"))
+	require.NoError(t, err)
+	job := Job{OrderID: st.ID, Engine: "eng-missing", StudyInstanceUID: "5.1"}
+	b, err := json.Marshal(job)
+	require.NoError(t, err)
+	msg := nats.NewMsg(subjectJobs + "eng-missing")
+	msg.Data = b
+	msg.Header.Set(HeaderOrderID, st.ID)
+	_, err = h.topo.JS.PublishMsg(t.Context(), msg)
+	require.NoError(t, err)
+	st = h.waitState(t, st.ID, StateFailed)
+	require.Contains(t, st.Reason, "dead-lettered by stage inference")
+	require.Contains(t, st.Reason, `engine "eng-missing" is not loaded`)
+}

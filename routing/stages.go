@@ -34,15 +34,23 @@ type JobInstance struct {
 // route resolves an order's study in the archive and publishes one job per
 // engine that may score it. A study not there yet is retried with backoff
 // for the study wait window; after that, and for a study no engine may
-// score, a result says why, so the order is answered either way.
+// score, a result says why, so the order is answered either way. A replayed
+// event (HeaderReplayOf) first re-opens the order's failed and rejected
+// engines, so they are routed again.
 func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	id := msg.Headers().Get(HeaderOrderID)
+	replay := msg.Headers().Get(HeaderReplayOf)
 	st, err := p.store.get(ctx, id)
 	if err != nil {
 		if errors.Is(err, ErrOrderNotFound) {
 			return deadLetter("order " + id + " is not in the order store")
 		}
 		return retryIn(p.opts.RetryMin)
+	}
+	if replay != "" {
+		if st, err = p.reopen(ctx, id, replay, p.order, StateReceived); err != nil {
+			return retryIn(p.opts.RetryMin)
+		}
 	}
 	pending := p.enginesInState(st, StateReceived)
 	if len(pending) == 0 {
@@ -66,7 +74,7 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		job, reason := selectInstances(eng, study, st)
 		if reason != "" {
 			if v := p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeNotApplicable, Reason: reason,
-				StudyInstanceUID: study.StudyInstanceUID}); v.kind != ack {
+				StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
 				return v
 			}
 			continue
@@ -76,7 +84,10 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		out := nats.NewMsg(subjectJobs + token(eid))
 		out.Data = data
 		out.Header.Set(HeaderOrderID, id)
-		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID("job."+id+"."+eid)); err != nil {
+		if replay != "" {
+			out.Header.Set(HeaderReplayOf, replay)
+		}
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("job."+id+"."+eid, replay))); err != nil {
 			return retryIn(p.backoff(n))
 		}
 		if _, err := p.store.update(ctx, id, false, func(st *OrderStatus) error {
@@ -96,6 +107,35 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	return done()
 }
 
+// reopen applies replayReset to an order for a replayed message and returns
+// the order as it now stands.
+func (p *Pipeline) reopen(ctx context.Context, id, replay string, engines []string, to OrderState) (OrderStatus, error) {
+	reopened := false
+	st, err := p.store.update(ctx, id, false, func(o *OrderStatus) error {
+		if reopened = replayReset(o, replay, engines, to); !reopened {
+			return errSkip
+		}
+		return nil
+	})
+	if err == nil && reopened {
+		p.log.Info("order re-opened by a replayed message", "order", id, "replay_of", replay, "state", st.State)
+	}
+	return st, err
+}
+
+// replayMsgID namespaces the id of a message derived from a replayed one by
+// the replay's dead-letter sequence. The duplicate window still remembers the
+// first run's ids (job.<order>.<engine>, result.<id>) and would silently drop
+// the replay's job or result, leaving the order "routed" or "scored" for
+// good; a redelivery of the replayed message itself derives the same ids
+// again, so it stays deduplicated.
+func replayMsgID(id, replay string) string {
+	if replay == "" {
+		return id
+	}
+	return id + ".replay." + replay
+}
+
 // enginesInState lists the configured engines still at state s for an order
 // (an engine not yet recorded counts as received).
 func (p *Pipeline) enginesInState(st OrderStatus, s OrderState) []string {
@@ -113,7 +153,7 @@ func (p *Pipeline) enginesInState(st OrderStatus, s OrderState) []string {
 func (p *Pipeline) finishAll(ctx context.Context, msg jetstream.Msg, st OrderStatus, engines []string, o Outcome, reason string) verdict {
 	for _, eid := range engines {
 		if v := p.publishResult(ctx, st, Result{Engine: p.engines[eid].Info(), Outcome: o, Reason: reason,
-			StudyInstanceUID: st.StudyInstanceUID}); v.kind != ack {
+			StudyInstanceUID: st.StudyInstanceUID}, msg.Headers().Get(HeaderReplayOf)); v.kind != ack {
 			return v
 		}
 	}
@@ -209,8 +249,11 @@ func BodyPartFromProcedure(codes []Coding) string {
 }
 
 // score runs one job: fetch the images as stored, score them, keep the most
-// confident image's result and heatmap, and publish the result.
+// confident image's result and heatmap, and publish the result. A replayed
+// job (HeaderReplayOf) first re-opens its engine if that ended failed or
+// rejected.
 func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
+	replay := msg.Headers().Get(HeaderReplayOf)
 	var job Job
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		return deadLetter("undecodable job: " + err.Error())
@@ -222,6 +265,11 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	st, err := p.store.get(ctx, job.OrderID)
 	if err != nil {
 		return retryIn(p.opts.RetryMin)
+	}
+	if replay != "" {
+		if st, err = p.reopen(ctx, job.OrderID, replay, []string{job.Engine}, StateRouted); err != nil {
+			return retryIn(p.opts.RetryMin)
+		}
 	}
 	// Skip only what is already past scoring (a redelivery after a crash).
 	// "received" is normal here: the router publishes the job before it
@@ -240,7 +288,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 				return retryIn(p.backoff(n))
 			}
 			return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
-				Reason: fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err), StudyInstanceUID: job.StudyInstanceUID})
+				Reason: fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err), StudyInstanceUID: job.StudyInstanceUID}, replay)
 		}
 		files = append(files, b)
 	}
@@ -251,7 +299,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 			return retryIn(p.opts.RetryMin)
 		}
 		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
-			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID})
+			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
 	best := -1
 	var failures []string
@@ -266,7 +314,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	}
 	if best < 0 {
 		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
-			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID})
+			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
 	s := scores[best]
 	r := Result{Engine: eng.Info(), Outcome: OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
@@ -276,11 +324,11 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		png, w, h, err := s.Render()
 		if err != nil {
 			return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
-				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID})
+				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
 		}
 		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = png, w, h
 	}
-	return p.publishResult(ctx, st, r)
+	return p.publishResult(ctx, st, r, replay)
 }
 
 // ResultID is the deterministic id of an order × engine × model version.
@@ -291,7 +339,8 @@ func ResultID(orderID string, e EngineInfo) string {
 
 // publishResult stores the heatmap, publishes the result and records the
 // engine's progress; the returned verdict is for the message that led here.
-func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result) verdict {
+// replay is that message's HeaderReplayOf (empty when it is no replay).
+func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result, replay string) verdict {
 	r.ID = ResultID(st.ID, r.Engine)
 	r.Order = st
 	if r.ScoredAt.IsZero() {
@@ -311,7 +360,10 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result) 
 	out := nats.NewMsg(subjectResults + token(r.Engine.ID))
 	out.Data = data
 	out.Header.Set(HeaderOrderID, st.ID)
-	if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID("result."+r.ID)); err != nil {
+	if replay != "" {
+		out.Header.Set(HeaderReplayOf, replay)
+	}
+	if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("result."+r.ID, replay))); err != nil {
 		p.log.Warn("publishing result failed; will retry", "order", st.ID, "err", err)
 		return retryIn(p.opts.RetryMin)
 	}

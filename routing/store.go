@@ -196,6 +196,29 @@ func setEngine(st *OrderStatus, engine string, p EngineProgress) {
 	st.recompute()
 }
 
+// replayReset re-opens an order for a replayed message (one carrying
+// HeaderReplayOf = replayOf): each of engines that ended failed or rejected
+// goes back to state to, so the stage handling the replay works on it again
+// (the router routes only "received" engines; the inference stage skips
+// terminal ones). Delivered engines are left alone (their report exists), and
+// so are engines still in flight. It applies once per replay: the order
+// records replayOf, so a redelivery of the same replayed message finds it
+// and resets nothing that the replay's own run has since finished. It
+// returns false, changing nothing, when this replay was applied already.
+func replayReset(st *OrderStatus, replayOf string, engines []string, to OrderState) bool {
+	if replayOf == "" || st.ReplayOf == replayOf {
+		return false
+	}
+	st.ReplayOf = replayOf
+	for _, eid := range engines {
+		if cur, ok := st.Engines[eid]; ok && (cur.State == StateFailed || cur.State == StateRejected) {
+			st.Engines[eid] = EngineProgress{State: to}
+		}
+	}
+	st.recompute()
+	return true
+}
+
 // recompute derives the order's state from its engines: the least advanced
 // engine while any is running; once all are done, delivered only if every
 // engine delivered, else failed (or rejected) with the first reason.

@@ -19,12 +19,16 @@ go build -o bin/radgate-demo ./cmd/radgate-demo
 out=demo-out
 rm -rf "$out/data" "$out/heatmaps"
 mkdir -p "$out"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+natsport=$(free_port)
 cat > "$out/radgate.yaml" <<YAML
 # Written by scripts/demo.sh: radgate on embedded defaults, pointed at the
 # peers testenv/start.sh started. See radgate.example.yaml for every key.
 listen: 127.0.0.1:$port
 data_dir: $out/data
+nats:
+  embedded_listen: 127.0.0.1:$natsport
 pacs:
   dicomweb_url: $RADGATE_TEST_ORTHANC_URL/dicom-web
   username: $RADGATE_TEST_ORTHANC_USER

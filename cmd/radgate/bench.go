@@ -124,6 +124,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	defer os.RemoveAll(dataDir)
 	cfg := config.Default()
 	cfg.Listen, cfg.DataDir, cfg.ModelsDir = "127.0.0.1:0", dataDir, o.modelsDir
+	cfg.NATS.EmbeddedListen = "127.0.0.1:-1" // a private broker: never collide with a running serve
 	cfg.Inference.ONNXRuntimeLibrary = o.lib
 	cfg.PACS.DICOMwebURL, cfg.PACS.Username = o.orthanc+"/dicom-web", o.user
 	os.Setenv("RADGATE_BENCH_PACS_PASSWORD", o.password)

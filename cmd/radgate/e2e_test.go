@@ -65,6 +65,7 @@ func startRadgate(t *testing.T, mutate func(*config.Config)) *running {
 
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.NATS.EmbeddedListen = "127.0.0.1:-1"
 	cfg.DataDir = t.TempDir()
 	cfg.ModelsDir = filepath.Join(testenv.RepoRoot(), "models")
 	cfg.Inference.ONNXRuntimeLibrary = lib

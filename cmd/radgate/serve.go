@@ -217,17 +217,27 @@ func loadEngines(cfg config.Config) ([]routing.Engine, func(), error) {
 	return out, closeAll, nil
 }
 
-// connectNATS connects to nats.url, or starts the embedded server.
+// connectNATS connects to nats.url, or starts the embedded server on
+// nats.embedded_listen.
 func connectNATS(cfg config.Config, logger *slog.Logger) (*nats.Conn, func(), error) {
 	url := cfg.NATS.URL
 	var emb *routing.EmbeddedServer
 	if url == "" {
-		var err error
-		emb, err = routing.StartEmbedded(filepath.Join(cfg.DataDir, "nats"), -1)
+		host, port, err := cfg.NATS.EmbeddedAddr()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("nats.embedded_listen: %w", err)
+		}
+		emb, err = routing.StartEmbeddedOn(filepath.Join(cfg.DataDir, "nats"), host, port)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (set nats.embedded_listen to a free address, or nats.url)", err)
 		}
 		url = emb.ClientURL()
+		log := logger.With("component", "serve")
+		log.Info("embedded NATS listening", "url", url)
+		if !cfg.NATS.EmbeddedIsLoopback() {
+			log.Warn("the embedded NATS server has no authentication and listens beyond loopback: anyone who reaches it can read and publish orders",
+				"embedded_listen", cfg.NATS.EmbeddedListen)
+		}
 	}
 	nc, err := routing.Connect(url, cfg.NATS.CredentialsFile, logger)
 	if err != nil {

@@ -1,0 +1,358 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/routing"
+)
+
+func init() { rootCmd.AddCommand(newDLQCmd()) }
+
+// reasonWidth is how much of a reason `dlq list` shows on a terminal.
+const reasonWidth = 60
+
+// newDLQCmd builds `radgate dlq` and its subcommands (tests build their own).
+func newDLQCmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "dlq",
+		Short: "Inspect and replay dead letters: messages a stage gave up on",
+		Long: `Inspect and replay the dead-letter stream (RADGATE_DLQ): every message a
+stage terminated (a result the FHIR server refused for good, a job for an
+engine this process has not loaded, a stage that crashed), with the reason.
+
+radgate dlq connects to nats.url when it is set, else to the embedded NATS
+server of the running radgate serve at nats.embedded_listen (default
+127.0.0.1:4222); --config names the same radgate.yaml serve runs with.
+
+  radgate dlq list [--stage STAGE] [--json]
+  radgate dlq show ID [--json]
+  radgate dlq replay ID... [--keep]
+  radgate dlq replay --all [--stage STAGE] [--keep]
+
+ID is the dead letter's sequence in RADGATE_DLQ, as list prints it.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
+
+	var listStage string
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list [--stage STAGE] [--json]",
+		Short: "List dead letters, oldest first",
+		Long: `List dead letters, oldest first: ID (the RADGATE_DLQ sequence), time,
+stage, order id and reason, one per line. On a terminal the reason is cut to
+fit; --json prints one object per line with the full reason (keys seq, time,
+stage, order_id, reason, subject, replay_of).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, closeNATS, err := connectDLQ(configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			dls, err := d.List(cmd.Context(), listStage)
+			if err != nil {
+				return err
+			}
+			return printDeadLetters(cmd.OutOrStdout(), dls, listJSON)
+		},
+	}
+	list.Flags().StringVar(&listStage, "stage", "", "only this stage's dead letters (router, inference, deliver-fhir, …)")
+	list.Flags().BoolVar(&listJSON, "json", false, "one JSON object per line, reasons in full")
+
+	var showJSON bool
+	show := &cobra.Command{
+		Use:   "show ID [--json]",
+		Short: "Show one dead letter: its headers and its message",
+		Long: `Show one dead letter: its headers and the original message, decoded and
+indented. Messages carry identifiers and references, never pixel data; an
+order event may name the patient as the EHR sent it. --json prints one object
+(the keys of list --json, plus headers and message).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seqs, err := parseSeqs(args)
+			if err != nil {
+				return err
+			}
+			d, closeNATS, err := connectDLQ(configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			dl, err := d.Get(cmd.Context(), seqs[0])
+			if err != nil {
+				return err
+			}
+			return printDeadLetter(cmd.OutOrStdout(), dl, showJSON)
+		},
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print one JSON object")
+
+	var replayAll, keep bool
+	var replayStage string
+	replay := &cobra.Command{
+		Use:   "replay ID... | --all [--stage STAGE]",
+		Short: "Send dead letters again, after their cause is fixed",
+		Long: `Send each dead letter again to the subject it was first published to, so
+the stage that gave up on it runs again, and remove it from the dead-letter
+stream once JetStream has stored the replay (--keep leaves it there).
+
+The replay carries a message id of its own (the original one may still be in
+JetStream's duplicate window, which would drop it) and the header
+Radgate-Replay-Of: ID. An order a replayed event or job belongs to is
+re-opened: engines that ended failed or rejected are run again; delivered
+ones keep their report. A replayed result is delivered again (destinations
+are idempotent: one report per order and engine). Replaying the same ID twice
+within the duplicate window (10m) sends it once.
+
+Exit status: 0 when every dead letter was replayed, 1 when any was not.`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case replayAll && len(args) > 0:
+				return &exitError{code: 2, err: errors.New("replay takes IDs or --all, not both")}
+			case !replayAll && len(args) == 0:
+				return &exitError{code: 2, err: errors.New("replay needs IDs (see radgate dlq list) or --all")}
+			case !replayAll && replayStage != "":
+				return &exitError{code: 2, err: errors.New("--stage goes with --all")}
+			}
+			seqs, err := parseSeqs(args)
+			if err != nil {
+				return err
+			}
+			d, closeNATS, err := connectDLQ(configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			if replayAll {
+				dls, err := d.List(cmd.Context(), replayStage)
+				if err != nil {
+					return err
+				}
+				if len(dls) == 0 {
+					fmt.Fprintln(cmd.OutOrStdout(), "no dead letters to replay")
+					return nil
+				}
+				for _, dl := range dls {
+					seqs = append(seqs, dl.Seq)
+				}
+			}
+			return replaySeqs(cmd.Context(), d, seqs, keep, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	replay.Flags().BoolVar(&replayAll, "all", false, "replay every dead letter (of --stage, when given)")
+	replay.Flags().StringVar(&replayStage, "stage", "", "with --all: only this stage's dead letters")
+	replay.Flags().BoolVar(&keep, "keep", false, "keep the dead letters in the DLQ after replaying them")
+
+	cmd.AddCommand(list, show, replay)
+	return cmd
+}
+
+// connectDLQ connects to the NATS server radgate serve uses, as the config
+// names it: nats.url, else the embedded server at nats.embedded_listen.
+func connectDLQ(configPath string) (*routing.DLQ, func(), error) {
+	cfg := config.Default()
+	if configPath != "" {
+		var err error
+		if cfg, err = config.LoadFile(configPath); err != nil {
+			return nil, nil, &exitError{code: 2, err: err}
+		}
+	}
+	url, where := cfg.NATS.URL, "nats.url = "+cfg.NATS.URL
+	if url == "" {
+		where = "nats.embedded_listen = " + cfg.NATS.EmbeddedListen
+		host, port, err := cfg.NATS.EmbeddedAddr()
+		if err != nil {
+			return nil, nil, &exitError{code: 2, err: fmt.Errorf("nats.embedded_listen: %w", err)}
+		}
+		if port < 0 {
+			return nil, nil, &exitError{code: 2, err: fmt.Errorf("%s is a random port, which only radgate serve knows: give it a fixed port (or set nats.url)", where)}
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+			if ip != nil && ip.To4() == nil {
+				host = "::1"
+			}
+		}
+		url = "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
+	}
+	opts := []nats.Option{nats.Name("radgate-dlq"), nats.Timeout(3 * time.Second)}
+	if cfg.NATS.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATS.CredentialsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		if cfg.NATS.URL == "" {
+			return nil, nil, fmt.Errorf("is radgate serve running? %s: %w", where, err)
+		}
+		return nil, nil, fmt.Errorf("cannot reach NATS (%s): %w", where, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return routing.NewDLQ(js), nc.Close, nil
+}
+
+func parseSeqs(args []string) ([]uint64, error) {
+	out := make([]uint64, 0, len(args))
+	for _, a := range args {
+		n, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || n == 0 {
+			return nil, &exitError{code: 2, err: fmt.Errorf("%q is not a dead-letter ID (a sequence number, as radgate dlq list prints it)", a)}
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func printDeadLetters(w io.Writer, dls []routing.DeadLetter, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, dl := range dls {
+			if err := enc.Encode(dl); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(dls) == 0 {
+		_, err := fmt.Fprintln(w, "no dead letters")
+		return err
+	}
+	cut := isTerminal(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tTIME\tSTAGE\tORDER\tREASON")
+	for _, dl := range dls {
+		reason := strings.Join(strings.Fields(dl.Reason), " ")
+		if r := []rune(reason); cut && len(r) > reasonWidth {
+			reason = string(r[:reasonWidth-1]) + "…"
+		}
+		if dl.ReplayOf != "" {
+			reason = "(replay of " + dl.ReplayOf + ") " + reason
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.Local().Format(time.RFC3339), dl.Stage, orNone(dl.OrderID), reason)
+	}
+	return tw.Flush()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// shownDeadLetter is `dlq show --json`.
+type shownDeadLetter struct {
+	routing.DeadLetter
+	Headers map[string][]string `json:"headers"`
+	// Message is the original message when it is JSON (every radgate
+	// message is), else null with MessageBytes saying how long it was.
+	Message      json.RawMessage `json:"message"`
+	MessageBytes int             `json:"message_bytes"`
+}
+
+func printDeadLetter(w io.Writer, dl routing.DeadLetter, asJSON bool) error {
+	valid := json.Valid(dl.Data)
+	if asJSON {
+		out := shownDeadLetter{DeadLetter: dl, Headers: dl.Header, MessageBytes: len(dl.Data)}
+		if valid {
+			out.Message = dl.Data
+		} else {
+			out.Message = json.RawMessage("null")
+		}
+		return json.NewEncoder(w).Encode(out)
+	}
+	fmt.Fprintf(w, "dead letter %d in %s\n", dl.Seq, routing.StreamDLQ)
+	fmt.Fprintf(w, "time:    %s\n", dl.Time.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "stage:   %s\n", dl.Stage)
+	fmt.Fprintf(w, "headers:\n")
+	keys := make([]string, 0, len(dl.Header))
+	for k := range dl.Header {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range dl.Header[k] {
+			fmt.Fprintf(w, "  %s: %s\n", k, v)
+		}
+	}
+	fmt.Fprintf(w, "message (%d bytes, first published to %s):\n", len(dl.Data), dl.Subject)
+	if !valid {
+		_, err := fmt.Fprintln(w, "  (not JSON; not shown)")
+		return err
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, dl.Data, "", "  "); err != nil {
+		return err
+	}
+	pretty.WriteByte('\n')
+	_, err := pretty.WriteTo(w)
+	return err
+}
+
+// replaySeqs replays each dead letter, saying what became of it; it goes on
+// past failures and reports them together.
+func replaySeqs(ctx context.Context, d *routing.DLQ, seqs []uint64, keep bool, stdout, stderr io.Writer) error {
+	failed := 0
+	for _, seq := range seqs {
+		r, err := d.Replay(ctx, seq, keep)
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "radgate: dead letter %d: %v\n", seq, err)
+			if r.Stream == "" {
+				continue
+			}
+		}
+		dl := r.DeadLetter
+		what := fmt.Sprintf("dead letter %d (%s, order %s)", seq, dl.Stage, orNone(dl.OrderID))
+		if r.Duplicate {
+			fmt.Fprintf(stdout, "%s was replayed before, within the duplicate window: not sent again", what)
+		} else {
+			fmt.Fprintf(stdout, "replayed %s to %s: %s seq %d", what, dl.Subject, r.Stream, r.Seq)
+		}
+		switch {
+		case r.Removed:
+			fmt.Fprintln(stdout, "; removed from the DLQ")
+		case keep:
+			fmt.Fprintln(stdout, "; kept in the DLQ (--keep)")
+		default:
+			fmt.Fprintln(stdout, "; still in the DLQ")
+		}
+	}
+	if failed > 0 {
+		return &exitError{code: 1, err: fmt.Errorf("%d of %d dead letters not replayed", failed, len(seqs))}
+	}
+	return nil
+}
