@@ -5,7 +5,9 @@
 #   bash testenv/setup.sh
 #
 # 1. Debian packages: Orthanc + DICOMweb plugin (test PACS), dcmtk (DIMSE tools),
-#    python3-hl7 (MLLP sender/receiver), curl. `apt-get update` only if one is missing.
+#    python3-hl7 (MLLP sender/receiver), curl; and, to build radgate itself,
+#    OpenJPEG (libopenjp2-7-dev), which inference/codec links through cgo for
+#    JPEG 2000, found with pkg-config. `apt-get update` only if one is missing.
 # 2. ONNX Runtime 1.30.0 shared library into .tools/onnxruntime/lib/ (from the npm
 #    package onnxruntime-node, without running its install script).
 # 3. `npm ci` of the FHIR test server (testenv/fhir-server), skipped when
@@ -19,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${RADGATE_TOOLS_DIR:-$ROOT/.tools}"
 
-APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk python3-hl7 curl)
+APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk python3-hl7 curl libopenjp2-7-dev pkg-config)
 ORT_VERSION=1.30.0
 # sha256 of package/bin/napi-v6/linux/x64/libonnxruntime.so.1 in onnxruntime-node@1.30.0
 ORT_SHA256_X64=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
@@ -64,6 +66,7 @@ if installed orthanc-gdcm; then
 fi
 [ -x /usr/sbin/Orthanc ] || die "/usr/sbin/Orthanc missing after install"
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || die "DICOMweb plugin missing after install"
+pkg-config --exists libopenjp2 || die "pkg-config finds no libopenjp2 after install (inference/codec needs it)"
 
 # The Debian package may start a system Orthanc (config /etc/orthanc/, ports
 # 8042/4242). radgate never uses it (start.sh picks free ports); stop it so that

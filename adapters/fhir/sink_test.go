@@ -201,12 +201,15 @@ func TestSinkTransportErrors(t *testing.T) {
 		<-release
 	})
 	defer close(release)
-	s, err = NewSink(SinkOptions{BaseURL: srv.URL, Timeout: 100 * time.Millisecond})
+	s, err = NewSink(SinkOptions{BaseURL: srv.URL, Timeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	_, err = s.Deliver(t.Context(), testResult(t, routing.OutcomeNotApplicable))
 	require.Error(t, err)
 	require.True(t, routing.IsTransient(err), "%v", err)
-	require.Equal(t, int32(1), calls.Load())
+	// The sink never retries by itself (the stage does, with backoff). On a
+	// loaded machine the request may not even reach the server in time, so
+	// the bound is at most one call, not exactly one.
+	require.LessOrEqual(t, calls.Load(), int32(1))
 }
 
 func TestSinkInvalidResult(t *testing.T) {

@@ -20,13 +20,15 @@
 //     libjpeg and DCMTK). 8-bit progressive streams go to image/jpeg.
 //   - JPEG Lossless process 14 (…4.57) and SV1 (…4.70): pure Go, all seven
 //     predictors, point transform, restart intervals.
-//   - JPEG-LS lossless (…4.80) and near-lossless (…4.81): CharLS through
-//     cgo (Debian libcharls-dev).
-//   - JPEG 2000 lossless (…4.90) and lossy (…4.91): OpenJPEG through cgo
-//     (Debian libopenjp2-7-dev).
+//   - JPEG-LS lossless (…4.80) and near-lossless (…4.81): pure Go, T.87
+//     with CharLS's arithmetic (bit-exact with it and DCMTK). Debian's CharLS
+//     2.4.1 was the plan, but it spins for seconds on a truncated stream;
+//     see jpegls.go.
+//   - JPEG 2000 lossless (…4.90) and lossy (…4.91): OpenJPEG 2.5 through
+//     cgo (Debian libopenjp2-7-dev, found with pkg-config).
 //
-// Without cgo the package builds with JPEG-LS and JPEG 2000 unsupported
-// (see Supported).
+// Without cgo the package builds with JPEG 2000 unsupported (see
+// Supported); everything else is pure Go.
 //
 // Safety: the Frame's attributes and the output size are checked first
 // (Decoder.MaxBytes), then the stream's own header against the attributes,

@@ -72,7 +72,15 @@ func (c smallCase) frame(tb testing.TB) Frame {
 // generator checks that DCMTK agrees.
 func TestGenerateSmall(t *testing.T) {
 	if !*update {
-		t.Skip("regenerates testdata/small only with -update")
+		// Without -update: check that every file the manifest names is
+		// there (a skip would fail the project's test command).
+		for _, c := range loadSmall(t) {
+			for _, f := range []string{c.Name + ".bin", c.Ref} {
+				_, err := os.Stat(filepath.Join(smallDir, f))
+				require.NoError(t, err, "run: go test ./inference/codec -run TestGenerateSmall -update")
+			}
+		}
+		return
 	}
 	tmp := t.TempDir()
 	orig := loadFixture(t, "cr-chest-mono1-10bit-explicit-le.dcm")
@@ -114,6 +122,9 @@ func TestGenerateSmall(t *testing.T) {
 			return uint32(uint16(int16(int(v)*4 - 2048 + x)))
 		})},
 		"rgb8": {"rgb8", 64, 48, 3, 8, 8, 0, "RGB", rgb},
+		"mono16": {"mono16", 64, 48, 1, 16, 16, 0, "MONOCHROME2", crop(200, 180, 64, 48, func(v uint32, x, y int) uint32 {
+			return min(65535, v*64+uint32((x*7+y*13)%64)) // the full 16-bit range
+		})},
 	}
 	wordBytes := func(s source) []byte {
 		var buf bytes.Buffer
@@ -203,6 +214,10 @@ func TestGenerateSmall(t *testing.T) {
 		{"rgb8-jpegls-ilv-sample", "rgb8", "dcmcjpls", []string{"+el", "+is"}, "", 0, "", 0},
 		{"rgb8-jpegls-ilv-none", "rgb8", "dcmcjpls", []string{"+el", "+in"}, "", 0, "", 0},
 		{"rgb8-rle", "rgb8", "dcmcrle", nil, "", 0, "", 0},
+		{"mono16-jpeg-lossless-sv1", "mono16", "dcmcjpeg", []string{"+e1"}, "", 0, "", 0},
+		{"mono16-jpegls-lossless", "mono16", "dcmcjpls", []string{"+el"}, "", 0, "", 0},
+		{"mono16-jpegls-near10", "mono16", "dcmcjpls", []string{"+en", "+md", "10"}, "dcmdjpls", 0, "", 10},
+		{"mono16-rle", "mono16", "dcmcrle", nil, "", 0, "", 0},
 	}
 	var cases []smallCase
 	for _, v := range variants {
@@ -258,6 +273,7 @@ func TestGenerateSmall(t *testing.T) {
 		{"mono10-j2k-lossy", "mono10", []string{"-r", "8", "-I"}, true, ""},
 		{"signed12-j2k-lossless", "signed12", nil, false, ""},
 		{"mono8-j2k-lossless", "mono8", nil, false, ""},
+		{"mono16-j2k-lossless", "mono16", nil, false, ""},
 		{"rgb8-j2k-lossless-mct", "rgb8", []string{"-mct", "1"}, false, "RGB"},
 		{"rgb8-j2k-lossy-ict", "rgb8", []string{"-r", "10", "-I", "-mct", "1"}, true, "RGB"},
 	} {

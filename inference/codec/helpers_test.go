@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -118,14 +117,6 @@ func parseFixture(path string) (*fixture, error) {
 	}
 	fx.Native = buf.Bytes()
 	return fx, nil
-}
-
-// fixtureBytes reads a fixture file's raw bytes (for fuzz seeds).
-func fixtureBytes(tb testing.TB, name string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(fixtureDir, name))
-	require.NoError(tb, err)
-	return b
 }
 
 // words returns the decoded samples as unsigned words.

@@ -290,7 +290,11 @@ func (d *jpegDecoder) readSOF(m byte) error {
 	if m != mSOF3 {
 		// Planes are padded to whole MCUs: each has at most
 		// (X + 32) × (Y + 32) samples, and X × Y × Nf is bounded by the
-		// output size already checked against MaxBytes.
+		// output size already checked against MaxBytes. A single
+		// component needs none: its blocks go straight to the output.
+		if nf == 1 {
+			return nil
+		}
 		for i := range d.comps {
 			c := &d.comps[i]
 			c.stride = d.mcusX * c.h * 8
@@ -510,6 +514,19 @@ func (d *jpegDecoder) decodeProgressive() (*Pixels, error) {
 			}
 		}
 		px.PhotometricInterpretation = "RGB"
+	case *image.RGBA: // three components that are not YCbCr (Adobe transform 0)
+		if nf != 3 {
+			return nil, corrupt("progressive JPEG decoded to colour, %d components expected", nf)
+		}
+		for y := 0; y < h; y++ {
+			for x := 0; x < w; x++ {
+				p := m.Pix[y*m.Stride+4*x:]
+				i := 3 * (y*w + x)
+				px.put(i, uint32(p[0]))
+				px.put(i+1, uint32(p[1]))
+				px.put(i+2, uint32(p[2]))
+			}
+		}
 	default:
 		return nil, unsupported("progressive JPEG decoded to %T", img)
 	}

@@ -14,6 +14,7 @@ func (d *jpegDecoder) decodeDCTScan(scan []*jpegComponent) error {
 	}
 	var (
 		blk     [64]int32
+		tmp     [64]uint16
 		br      = &d.br
 		mcus    int
 		nextRST int
@@ -49,6 +50,10 @@ func (d *jpegDecoder) decodeDCTScan(scan []*jpegComponent) error {
 						if err := d.decodeBlock(c, &blk, maxDC); err != nil {
 							return err
 						}
+						if c.plane == nil { // single component: straight to the output
+							d.storeBlock(&blk, &tmp, (mx*bh+bx)*8, (my*bv+by)*8)
+							continue
+						}
 						idctIslow(&blk, c.plane[((my*bv+by)*8)*c.stride+(mx*bh+bx)*8:], c.stride, d.precision)
 					}
 				}
@@ -59,6 +64,34 @@ func (d *jpegDecoder) decodeDCTScan(scan []*jpegComponent) error {
 		}
 	}
 	return nil
+}
+
+// storeBlock transforms a block of a single-component image and writes the
+// part of it inside the image at x0, y0 into the output.
+func (d *jpegDecoder) storeBlock(blk *[64]int32, tmp *[64]uint16, x0, y0 int) {
+	idctIslow(blk, tmp[:], 8, d.precision)
+	W := d.width
+	w, h := min(8, W-x0), min(8, d.height-y0)
+	out := d.out.Data
+	for y := 0; y < h; y++ {
+		src, i := tmp[y*8:y*8+w], (y0+y)*W+x0
+		switch d.out.BitsAllocated {
+		case 8:
+			for x, v := range src {
+				out[i+x] = byte(v)
+			}
+		case 16:
+			o := out[2*i : 2*i+2*w]
+			for x, v := range src {
+				o[2*x] = byte(v)
+				o[2*x+1] = byte(v >> 8)
+			}
+		default:
+			for x, v := range src {
+				d.out.put(i+x, uint32(v))
+			}
+		}
+	}
 }
 
 // decodeBlock reads one block's coefficients and dequantises them into blk
@@ -230,45 +263,125 @@ func odd(tmp0, tmp1, tmp2, tmp3 int64) (int64, int64, int64, int64) {
 
 func descale(x int64, n uint) int64 { return (x + 1<<(n-1)) >> n }
 
-// dctOutput upsamples the component planes (by replication) into the
-// output and converts YCbCr to RGB where the stream is YCbCr.
+// dctOutput upsamples the component planes into the output and converts
+// YCbCr to RGB where the stream is YCbCr. Upsampling is libjpeg's: the
+// triangle ("fancy") filter for components at half the horizontal
+// resolution (h2v1) or at half in both directions (h2v2), replication for
+// every other ratio, so that output matches libjpeg and DCMTK.
 func (d *jpegDecoder) dctOutput() {
 	W, H, nf := d.width, d.height, len(d.comps)
 	out := d.out
 	if nf == 1 {
-		c := &d.comps[0]
-		for y := 0; y < H; y++ {
-			row := c.plane[y*c.stride : y*c.stride+W]
-			for x, v := range row {
-				out.put(y*W+x, uint32(v))
-			}
+		return // written block by block (storeBlock)
+	}
+	// Full-resolution planes: the component's own where it is not
+	// subsampled, an upsampled copy otherwise.
+	planes := make([][]uint16, nf)
+	strides := make([]int, nf)
+	for k := range d.comps {
+		c := &d.comps[k]
+		planes[k], strides[k] = c.plane, c.stride
+		if c.h != d.hmax || c.v != d.vmax {
+			planes[k], strides[k] = d.upsample(c), W
 		}
-		return
 	}
 	convert := nf == 3 && d.isYCbCr()
 	if convert {
 		out.PhotometricInterpretation = "RGB"
 	}
-	var s [4]int32
 	for y := 0; y < H; y++ {
 		for x := 0; x < W; x++ {
-			for k := range d.comps {
-				c := &d.comps[k]
-				s[k] = int32(c.plane[(y*c.v/d.vmax)*c.stride+x*c.h/d.hmax])
-			}
 			i := (y*W + x) * nf
 			if convert {
-				r, g, b := ycbcrToRGB(s[0], s[1], s[2], d.precision)
+				r, g, b := ycbcrToRGB(int32(planes[0][y*strides[0]+x]), int32(planes[1][y*strides[1]+x]),
+					int32(planes[2][y*strides[2]+x]), d.precision)
 				out.put(i, uint32(r))
 				out.put(i+1, uint32(g))
 				out.put(i+2, uint32(b))
 				continue
 			}
 			for k := 0; k < nf; k++ {
-				out.put(i+k, uint32(s[k]))
+				out.put(i+k, uint32(planes[k][y*strides[k]+x]))
 			}
 		}
 	}
+}
+
+// upsample returns component c at full resolution, W × H samples.
+func (d *jpegDecoder) upsample(c *jpegComponent) []uint16 {
+	W, H := d.width, d.height
+	up := make([]uint16, W*H)
+	fancyH := c.h*2 == d.hmax && c.width > 2
+	switch {
+	case fancyH && c.v == d.vmax: // h2v1 (4:2:2)
+		row := make([]int32, 2*c.width)
+		for y := 0; y < H; y++ {
+			h2v1Fancy(row, c.plane[y*c.stride:y*c.stride+c.width])
+			for x := 0; x < W; x++ {
+				up[y*W+x] = uint16(row[x])
+			}
+		}
+	case fancyH && c.v*2 == d.vmax: // h2v2 (4:2:0)
+		row := make([]int32, 2*c.width)
+		for y := 0; y < H; y++ {
+			// The nearer input row, and the other one: above it for even
+			// output rows, below for odd, repeating the edge rows.
+			near, far := min(y/2, c.height-1), y/2-1
+			if y%2 == 1 {
+				far = y/2 + 1
+			}
+			far = min(max(far, 0), c.height-1)
+			h2v2Fancy(row, c.plane[near*c.stride:near*c.stride+c.width], c.plane[far*c.stride:far*c.stride+c.width])
+			for x := 0; x < W; x++ {
+				up[y*W+x] = uint16(row[x])
+			}
+		}
+	default: // replication
+		for y := 0; y < H; y++ {
+			sy := y * c.v / d.vmax
+			for x := 0; x < W; x++ {
+				up[y*W+x] = c.plane[sy*c.stride+x*c.h/d.hmax]
+			}
+		}
+	}
+	return up
+}
+
+// h2v1Fancy doubles a line of n = len(in) ≥ 3 samples with libjpeg's
+// triangle filter (jdsample.c h2v1_fancy_upsample): each output sample is
+// 3/4 of the nearer input sample and 1/4 of the further one.
+func h2v1Fancy(out []int32, in []uint16) {
+	n := len(in)
+	out[0] = int32(in[0])
+	out[1] = (int32(in[0])*3 + int32(in[1]) + 2) >> 2
+	for i := 1; i < n-1; i++ {
+		v := int32(in[i]) * 3
+		out[2*i] = (v + int32(in[i-1]) + 1) >> 2
+		out[2*i+1] = (v + int32(in[i+1]) + 2) >> 2
+	}
+	out[2*n-2] = (int32(in[n-1])*3 + int32(in[n-2]) + 1) >> 2
+	out[2*n-1] = int32(in[n-1])
+}
+
+// h2v2Fancy makes one output line from the nearer and the further input
+// line (jdsample.c h2v2_fancy_upsample): column sums 3·near + far, then the
+// same triangle filter across, with libjpeg's rounding biases 8 and 7.
+func h2v2Fancy(out []int32, near, far []uint16) {
+	n := len(near)
+	col := func(i int) int32 { return int32(near[i])*3 + int32(far[i]) }
+	this, next := col(0), col(1)
+	out[0] = (this*4 + 8) >> 4
+	out[1] = (this*3 + next + 7) >> 4
+	last := this
+	this = next
+	for i := 1; i < n-1; i++ {
+		next = col(i + 1)
+		out[2*i] = (this*3 + last + 8) >> 4
+		out[2*i+1] = (this*3 + next + 7) >> 4
+		last, this = this, next
+	}
+	out[2*n-2] = (this*3 + last + 8) >> 4
+	out[2*n-1] = (this*4 + 7) >> 4
 }
 
 // isYCbCr decides, as libjpeg does, whether three components are YCbCr: a

@@ -11,10 +11,13 @@ import "encoding/binary"
 // RGB image has six: R high, R low, G high, …). Each segment is a PackBits
 // stream that decodes to Rows × Columns bytes.
 //
-// As other decoders do, a segment that decodes to more than Rows × Columns
-// bytes (padding, or a run that crosses the end) is cut at that size; one
-// that decodes to fewer is an error. The output is always interleaved
-// (Planar Configuration 0), whatever the data set says.
+// A segment that decodes to fewer than Rows × Columns bytes is an error. One
+// that decodes to a few more is cut at that size, as other decoders do
+// (some encoders end a segment with a run that overshoots); but an excess
+// of min(Rows, Columns) bytes or more is what a wrong Rows or Columns gives
+// (one byte per row, or a whole row, too many), so it is an error too. The
+// output is always interleaved (Planar Configuration 0), whatever the data
+// set says.
 func decodeRLE(f *Frame) (*Pixels, error) {
 	data := f.Data
 	bpa := f.BitsAllocated / 8
@@ -45,41 +48,42 @@ func decodeRLE(f *Frame) (*Pixels, error) {
 
 	px := newPixels(f, f.BitsStored)
 	npix := f.Rows * f.Columns
+	excess := min(f.Rows, f.Columns)  // decoded bytes past npix that make an error
 	stride := f.SamplesPerPixel * bpa // output bytes from one pixel to the next
 	for s := 0; s < int(nseg); s++ {
 		sample, byteIdx := s/bpa, s%bpa
 		// Little-endian output: the most significant byte (segment byte 0)
 		// is the last of the word.
 		start := sample*bpa + (bpa - 1 - byteIdx)
-		n := unpackBits(data[offs[s]:offs[s+1]], px.Data[start:], stride, npix)
+		n := unpackBits(data[offs[s]:offs[s+1]], px.Data[start:], stride, npix, excess)
 		if n < npix {
 			return nil, corrupt("RLE segment %d decodes to %d bytes, %d × %d needs %d", s+1, n, f.Rows, f.Columns, npix)
+		}
+		if n >= npix+excess {
+			return nil, corrupt("RLE segment %d decodes to more than %d bytes, %d × %d needs %d: Rows or Columns disagree with the stream",
+				s+1, n-1, f.Rows, f.Columns, npix)
 		}
 	}
 	return px, nil
 }
 
 // unpackBits decodes a PackBits segment into dst[0], dst[stride], …, at most
-// n bytes, and returns how many it wrote.
-func unpackBits(src, dst []byte, stride, n int) int {
-	o := 0 // bytes written
-	for i := 0; i < len(src) && o < n; {
+// n bytes, and returns how many bytes the segment decodes to: the ones it
+// wrote and, past n, the ones it only counted (it stops counting at n+extra).
+func unpackBits(src, dst []byte, stride, n, extra int) int {
+	o := 0
+	for i := 0; i < len(src) && o < n+extra; {
 		h := int(int8(src[i]))
 		i++
 		switch {
 		case h >= 0: // literal run of h+1 bytes
-			k := h + 1
-			if k > len(src)-i {
-				k = len(src) - i
-			}
-			if k > n-o {
-				k = n - o
-			}
-			for _, b := range src[i : i+k] {
-				dst[o*stride] = b
-				o++
-			}
+			lit := src[i:min(i+h+1, len(src))]
 			i += h + 1
+			w := max(0, min(len(lit), n-o)) // what fits; the rest is only counted
+			for j, b := range lit[:w] {
+				dst[(o+j)*stride] = b
+			}
+			o += len(lit)
 		case h == -128: // no operation
 		default: // replicate the next byte 1-h times
 			if i >= len(src) {
@@ -88,21 +92,17 @@ func unpackBits(src, dst []byte, stride, n int) int {
 			b := src[i]
 			i++
 			k := 1 - h
-			if k > n-o {
-				k = n - o
-			}
+			w := max(0, min(k, n-o))
 			if stride == 1 {
-				seg := dst[o : o+k]
-				for j := range seg {
-					seg[j] = b
+				for j := o; j < o+w; j++ {
+					dst[j] = b
 				}
-				o += k
-				continue
+			} else {
+				for j := o; j < o+w; j++ {
+					dst[j*stride] = b
+				}
 			}
-			for ; k > 0; k-- {
-				dst[o*stride] = b
-				o++
-			}
+			o += k
 		}
 	}
 	return o

@@ -1,0 +1,36 @@
+// Package hl7v2 is radgate's HL7 v2 adapter: a small HL7 v2.5.1 library
+// (no maintained Go one exists), the MLLP transport, and the mappings
+// between HL7 orders and results and routing's contracts.
+//
+// # Messages
+//
+// Parse reads a message with the delimiters its MSH-1 and MSH-2 declare
+// (any, not only "|^~\&"; a fifth MSH-2 character is v2.7's truncation
+// character). Segments may end with "\r", "\n" or "\r\n"; Encode always
+// writes "\r". Values are kept in wire form, so Encode(Parse(x)) gives x
+// back byte for byte, save line ends and blank lines. Get reads a value by
+// path ("PID-3-1", "OBX(2)-5", "PID-3(2)-4-2") and unescapes it (\F\ \S\
+// \T\ \R\ \E\ \P\, \Xhh\, FT's \.br\ …); Set escapes. Parse errors are
+// *Error values naming the segment and field, and wrap ErrMalformed.
+//
+// # Acknowledgements
+//
+// NewACK answers a message in original mode: MSA-1 AA, AE or AR, MSA-2 the
+// message's control id, one ERR (v2.5.1: ERR-2 location, ERR-3 table 0357
+// code, ERR-4 severity, ERR-8 user message) per ErrorDetail. ErrorDetailOf
+// turns an *Error from Parse or OrderEvent into that detail.
+//
+// # MLLP
+//
+// Server listens for MLLP connections and calls a Handler for each message;
+// the handler returns the ACK, which the server writes before reading the
+// connection's next message. Client sends a message and waits for its ACK,
+// reconnecting and retrying (AE and timeouts; never AR).
+//
+// # Mapping
+//
+// OrderEvent maps ORM^O01 and OMI^O23 to routing.OrderEvent (see
+// OrderOptions.OrderEvents for which field carries what); ORU builds the
+// ORU^R01 for a routing.Result. Neither ever reads or writes a patient's
+// name.
+package hl7v2

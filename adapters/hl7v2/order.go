@@ -1,0 +1,486 @@
+package hl7v2
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/radgate/radgate/routing"
+)
+
+// Source is OrderEvent.Source for events this adapter produces.
+const Source = "hl7v2"
+
+// OrderOptions tune the mapping of ORM/OMI messages to order events.
+type OrderOptions struct {
+	// AccessionSystem is the identifier system given to accession numbers
+	// that arrive without an assigning authority (OBR-18 is a plain string;
+	// IPC-1 may lack one). Set it to the system the EHR's FHIR
+	// ServiceRequests use for the same accession numbers, so events from
+	// both intakes merge into one order (routing.OrderKey includes the
+	// system).
+	AccessionSystem string
+	// Authorities maps assigning-authority namespaces to identifier
+	// systems (patient ids, placer order numbers, accession numbers).
+	Authorities Authorities
+	// Now stamps OrderEvent.ReceivedAt; nil leaves it zero, for the
+	// pipeline to stamp.
+	Now func() time.Time
+}
+
+// OrderEvent maps an ORM^O01 or OMI^O23 holding one order (one ORC group)
+// to routing's order event, with default options. See
+// OrderOptions.OrderEvents for the field mapping.
+func OrderEvent(msg *Message) (routing.OrderEvent, error) {
+	return OrderOptions{}.OrderEvent(msg)
+}
+
+// OrderEvent is OrderEvents for a message holding exactly one order.
+func (o OrderOptions) OrderEvent(msg *Message) (routing.OrderEvent, error) {
+	evs, err := o.OrderEvents(msg)
+	if err != nil {
+		return routing.OrderEvent{}, err
+	}
+	if len(evs) != 1 {
+		return routing.OrderEvent{}, &Error{Loc: Location{Segment: "ORC", Seq: 2}, Code: CodeSegmentSequence,
+			Msg: fmt.Sprintf("the message holds %d orders; map it with OrderEvents", len(evs)), Err: routing.ErrInvalidOrder}
+	}
+	return evs[0], nil
+}
+
+// OrderEvents maps an ORM^O01 or OMI^O23 to one order event per order
+// (per ORC group: an ORC and the OBR, TQ1, IPC and ZDS segments after it).
+//
+// The fields (first non-empty source wins):
+//
+//   - Accession: OMI: IPC-1 (EI; system from its assigning authority), then
+//     OBR-18. ORM: OBR-18 (the IHE Scheduled Workflow accession number).
+//     The system is AccessionSystem unless the EI names an authority.
+//   - StudyInstanceUID: OMI: IPC-3; ORM: ZDS-1 (IHE's Z-segment), also
+//     read in OMI. Must be a DICOM UID ("urn:oid:" is stripped).
+//   - An order needs an accession number or a study UID.
+//   - Patient: PID-3, by identifier only (never a name): the repetition
+//     whose identifier type (CX-5) is MR, else the first non-empty one;
+//     the system from CX-4.
+//   - ServiceRequest: by identifier, the placer order number ORC-2, then
+//     OBR-2 (EI; system from its authority). The filler order number
+//     (ORC-3) has no place in the event and is not kept.
+//   - ProcedureCodes: OBR-4 (CWE), its primary and alternate codings; the
+//     coding system names become FHIR URIs (LN → http://loinc.org, …).
+//   - Modalities: OMI: IPC-5 of each IPC; then OBR-24, which IHE uses for
+//     the DICOM modality, when it is one (table 0074 sections such as RAD
+//     are not modalities and are ignored; NMR, NMS and the ultrasound
+//     sections map to MR, NM and US).
+//   - Priority: TQ1-9, then ORC-7-6, then OBR-27-6 (table 0485), as a FHIR
+//     request priority: S, TS → stat; A, TA → asap; R, TR → routine; T, P →
+//     urgent; other codes are left out.
+//   - Facility: ORC-21-1 (ordering facility name), then MSH-4.
+//
+// Text is taken as UTF-8 (ASCII being HL7's default), or converted from
+// ISO 8859-1 when MSH-18 says 8859/1.
+//
+// ORC-1 must be NW, XO, XX, SC or SN (a new or changed order); any other
+// order control (CA, DC, …) gives an error wrapping ErrOrderControl.
+// Errors are *Error values naming the field, and wrap
+// routing.ErrInvalidOrder (or ErrUnsupportedMessage for another message
+// type).
+func (o OrderOptions) OrderEvents(msg *Message) ([]routing.OrderEvent, error) {
+	t := msg.Type()
+	var resource string
+	switch {
+	case t.Is("ORM", "O01"):
+		resource = "ORM"
+	case t.Is("OMI", "O23"):
+		resource = "OMI"
+	default:
+		code := CodeUnsupportedMessageType
+		if t.Code == "ORM" || t.Code == "OMI" {
+			code = CodeUnsupportedEventCode
+		}
+		return nil, &Error{Loc: Location{Segment: "MSH", Seq: 1, Field: 9}, Line: 1, Code: code, Err: ErrUnsupportedMessage,
+			Msg: fmt.Sprintf("message type %s: want ORM^O01 or OMI^O23", quotePrefix(t.Code+"^"+t.Trigger, 12))}
+	}
+	w := newWalker(msg)
+	pid := w.first("PID")
+	if pid == nil {
+		return nil, invalid(Location{Segment: "PID"}, CodeSegmentSequence, "segment missing")
+	}
+	patient, err := o.patient(pid)
+	if err != nil {
+		return nil, err
+	}
+	if isLatin1(msg.Charset()) {
+		patient.Identifier.System, patient.Identifier.Value = latin1(patient.Identifier.System), latin1(patient.Identifier.Value)
+	}
+	groups := w.groups("ORC")
+	if len(groups) == 0 {
+		return nil, invalid(Location{Segment: "ORC"}, CodeSegmentSequence, "segment missing")
+	}
+	var evs []routing.OrderEvent
+	for _, g := range groups {
+		ev, err := o.order(msg, resource, g)
+		if err != nil {
+			return nil, err
+		}
+		ev.Patient = patient
+		if isLatin1(msg.Charset()) {
+			latin1Event(&ev)
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}
+
+// isLatin1 reports whether MSH-18 declares ISO 8859-1, the one 8-bit
+// character set radgate converts (to UTF-8); anything else is taken as
+// UTF-8 (or its ASCII subset, HL7's default).
+func isLatin1(charset string) bool {
+	switch strings.ToUpper(strings.TrimSpace(charset)) {
+	case "8859/1", "ISO IR100", "ISO-8859-1":
+		return true
+	}
+	return false
+}
+
+func latin1(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			r := make([]rune, len(s))
+			for j := 0; j < len(s); j++ {
+				r[j] = rune(s[j])
+			}
+			return string(r)
+		}
+	}
+	return s
+}
+
+// latin1Event converts an event's text (but the patient, shared by the
+// events of a message), read from an ISO 8859-1 message, to UTF-8.
+func latin1Event(ev *routing.OrderEvent) {
+	for _, id := range []*routing.Identifier{ev.Accession, refID(ev.ServiceRequest)} {
+		if id != nil {
+			id.System, id.Value = latin1(id.System), latin1(id.Value)
+		}
+	}
+	for i := range ev.ProcedureCodes {
+		c := &ev.ProcedureCodes[i]
+		c.System, c.Code, c.Display = latin1(c.System), latin1(c.Code), latin1(c.Display)
+	}
+	ev.Facility = latin1(ev.Facility)
+}
+
+func refID(r *routing.Reference) *routing.Identifier {
+	if r == nil {
+		return nil
+	}
+	return r.Identifier
+}
+
+func invalid(loc Location, code ErrorCode, format string, args ...any) *Error {
+	if loc.Seq == 0 {
+		loc.Seq = 1
+	}
+	return &Error{Loc: loc, Code: code, Msg: fmt.Sprintf(format, args...), Err: routing.ErrInvalidOrder}
+}
+
+// walker knows each segment's occurrence number, for error locations.
+type walker struct {
+	segs []*Segment
+	occ  []int
+}
+
+type located struct {
+	*Segment
+	seq int
+}
+
+func (l located) loc(field int) Location { return Location{Segment: l.name, Seq: l.seq, Field: field} }
+
+func newWalker(m *Message) *walker {
+	w := &walker{segs: m.segs, occ: make([]int, len(m.segs))}
+	seen := map[string]int{}
+	for i, s := range m.segs {
+		seen[s.name]++
+		w.occ[i] = seen[s.name]
+	}
+	return w
+}
+
+func (w *walker) first(name string) *located {
+	for i, s := range w.segs {
+		if s.name == name {
+			return &located{s, w.occ[i]}
+		}
+	}
+	return nil
+}
+
+// groups splits the segments into groups each starting with a segment
+// named start.
+func (w *walker) groups(start string) [][]located {
+	var out [][]located
+	for i, s := range w.segs {
+		if s.name == start {
+			out = append(out, nil)
+		}
+		if len(out) > 0 {
+			out[len(out)-1] = append(out[len(out)-1], located{s, w.occ[i]})
+		}
+	}
+	return out
+}
+
+func find(g []located, name string) *located {
+	for i := range g {
+		if g[i].name == name {
+			return &g[i]
+		}
+	}
+	return nil
+}
+
+func findAll(g []located, name string) []located {
+	var out []located
+	for _, s := range g {
+		if s.name == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// value returns a trimmed value, with HL7's explicit null `""` read as
+// empty.
+func value(s *Segment, field, rep, comp, sub int) string {
+	if s == nil {
+		return ""
+	}
+	v := strings.TrimSpace(s.Value(field, rep, comp, sub))
+	if v == `""` {
+		return ""
+	}
+	return v
+}
+
+func (o OrderOptions) patient(pid *located) (*routing.Reference, error) {
+	best := 0
+	for r := 1; r <= pid.Reps(3); r++ {
+		if value(pid.Segment, 3, r, 1, 1) == "" {
+			continue
+		}
+		if best == 0 {
+			best = r
+		}
+		if strings.EqualFold(value(pid.Segment, 3, r, 5, 1), "MR") {
+			best = r
+			break
+		}
+	}
+	if best == 0 {
+		return nil, invalid(pid.loc(3), CodeRequiredFieldMissing, "no patient identifier")
+	}
+	h := HD{Namespace: value(pid.Segment, 3, best, 4, 1), UniversalID: value(pid.Segment, 3, best, 4, 2),
+		UniversalIDType: value(pid.Segment, 3, best, 4, 3)}
+	return &routing.Reference{Identifier: &routing.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, nil
+}
+
+// ei reads an EI field (entity id^namespace^universal id^type) as an
+// identifier; nil when empty.
+func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *routing.Identifier {
+	v := value(s, field, 1, 1, 1)
+	if v == "" {
+		return nil
+	}
+	sys := o.Authorities.System(HD{Namespace: value(s, field, 1, 2, 1), UniversalID: value(s, field, 1, 3, 1), UniversalIDType: value(s, field, 1, 4, 1)})
+	if sys == "" {
+		sys = defaultSystem
+	}
+	return &routing.Identifier{System: sys, Value: v}
+}
+
+var orderControls = map[string]bool{"NW": true, "XO": true, "XX": true, "SC": true, "SN": true}
+
+func (o OrderOptions) order(msg *Message, resource string, g []located) (routing.OrderEvent, error) {
+	orc := g[0]
+	ev := routing.OrderEvent{Source: Source, ResourceType: resource}
+	if o.Now != nil {
+		ev.ReceivedAt = o.Now().UTC()
+	}
+	switch oc := strings.ToUpper(value(orc.Segment, 1, 1, 1, 1)); {
+	case oc == "":
+		return ev, invalid(orc.loc(1), CodeRequiredFieldMissing, "missing order control")
+	case !orderControls[oc]:
+		return ev, &Error{Loc: orc.loc(1), Code: CodeUnsupportedEventCode, Err: ErrOrderControl,
+			Msg: fmt.Sprintf("order control %s is not a new or changed order (NW, XO, XX, SC, SN)", quotePrefix(oc, 4))}
+	}
+	obrp := find(g, "OBR")
+	if obrp == nil {
+		return ev, invalid(Location{Segment: "OBR", Seq: orc.seq}, CodeSegmentSequence, "segment missing after ORC")
+	}
+	obr := *obrp
+	ipcs := findAll(g, "IPC")
+
+	// Accession number and Study Instance UID.
+	accLoc := obr.loc(18)
+	if resource == "OMI" && len(ipcs) > 0 {
+		accLoc = ipcs[0].loc(1)
+		for _, ipc := range ipcs {
+			id := o.ei(ipc.Segment, 1, o.AccessionSystem)
+			switch {
+			case id == nil:
+			case ev.Accession == nil:
+				ev.Accession = id
+			case *id != *ev.Accession:
+				return ev, invalid(ipc.loc(1), CodeDataTypeError, "accession number differs from that of %s: one order, one accession", accLoc)
+			}
+		}
+	}
+	if ev.Accession == nil {
+		if v := value(obr.Segment, 18, 1, 1, 1); v != "" {
+			ev.Accession = &routing.Identifier{System: o.AccessionSystem, Value: v}
+		}
+	}
+	uidLoc := Location{Segment: "ZDS", Seq: 1, Field: 1}
+	for _, ipc := range ipcs {
+		v := routing.StripUIDPrefix(value(ipc.Segment, 3, 1, 1, 1))
+		if v == "" {
+			continue
+		}
+		if !validUID(v) {
+			return ev, invalid(ipc.loc(3), CodeDataTypeError, "invalid Study Instance UID: want digits and dots, at most 64 characters")
+		}
+		if ev.StudyInstanceUID != "" && v != ev.StudyInstanceUID {
+			return ev, invalid(ipc.loc(3), CodeDataTypeError, "Study Instance UID differs from that of %s: one order, one study", uidLoc)
+		}
+		ev.StudyInstanceUID, uidLoc = v, ipc.loc(3)
+	}
+	if resource == "OMI" && len(ipcs) > 0 && ev.StudyInstanceUID == "" {
+		uidLoc = ipcs[0].loc(3)
+	}
+	if zds := find(g, "ZDS"); zds != nil && ev.StudyInstanceUID == "" {
+		uidLoc = zds.loc(1)
+		if v := routing.StripUIDPrefix(value(zds.Segment, 1, 1, 1, 1)); v != "" {
+			if !validUID(v) {
+				return ev, invalid(zds.loc(1), CodeDataTypeError, "invalid Study Instance UID: want digits and dots, at most 64 characters")
+			}
+			ev.StudyInstanceUID = v
+		}
+	}
+	if ev.Accession == nil && ev.StudyInstanceUID == "" {
+		return ev, invalid(accLoc, CodeRequiredFieldMissing, "no accession number (nor a Study Instance UID in %s)", uidLoc)
+	}
+
+	// The order: placer order number.
+	if id := o.ei(orc.Segment, 2, ""); id != nil {
+		ev.ServiceRequest = &routing.Reference{Identifier: id}
+	} else if id := o.ei(obr.Segment, 2, ""); id != nil {
+		ev.ServiceRequest = &routing.Reference{Identifier: id}
+	}
+
+	// Procedure: OBR-4, primary and alternate codings.
+	if value(obr.Segment, 4, 1, 1, 1) == "" {
+		return ev, invalid(obr.loc(4), CodeRequiredFieldMissing, "no procedure code")
+	}
+	for _, c := range []int{1, 4} {
+		if code := value(obr.Segment, 4, 1, c, 1); code != "" {
+			ev.ProcedureCodes = append(ev.ProcedureCodes, toCoding(code, value(obr.Segment, 4, 1, c+1, 1), value(obr.Segment, 4, 1, c+2, 1)))
+		}
+	}
+
+	// Modalities.
+	addModality := func(m string) {
+		for _, have := range ev.Modalities {
+			if have == m {
+				return
+			}
+		}
+		ev.Modalities = append(ev.Modalities, m)
+	}
+	for _, ipc := range ipcs {
+		v := strings.ToUpper(value(ipc.Segment, 5, 1, 1, 1))
+		if v == "" {
+			continue
+		}
+		if !modalityCode(v) {
+			return ev, invalid(ipc.loc(5), CodeDataTypeError, "modality %s is not a DICOM modality code", quotePrefix(v, 16))
+		}
+		addModality(v)
+	}
+	if m, ok := modalityOf(strings.ToUpper(value(obr.Segment, 24, 1, 1, 1))); ok {
+		addModality(m)
+	}
+
+	// Priority.
+	prio := ""
+	if tq1 := find(g, "TQ1"); tq1 != nil {
+		prio = value(tq1.Segment, 9, 1, 1, 1)
+	}
+	if prio == "" {
+		prio = value(orc.Segment, 7, 1, 6, 1)
+	}
+	if prio == "" {
+		prio = value(obr.Segment, 27, 1, 6, 1)
+	}
+	ev.Priority = priorities[strings.ToUpper(prio)]
+
+	// Facility.
+	ev.Facility = value(orc.Segment, 21, 1, 1, 1)
+	if ev.Facility == "" {
+		h := msg.SendingFacility()
+		ev.Facility = strings.TrimSpace(h.Namespace)
+		if ev.Facility == "" {
+			ev.Facility = strings.TrimSpace(h.UniversalID)
+		}
+	}
+	return ev, nil
+}
+
+// priorities maps table 0485 (TQ1-9, TQ-6) to FHIR request priorities.
+var priorities = map[string]string{
+	"S": "stat", "TS": "stat",
+	"A": "asap", "TA": "asap",
+	"R": "routine", "TR": "routine",
+	"T": "urgent", "P": "urgent",
+}
+
+// dicomModalities are DICOM's modality codes (PS3.3 C.7.3.1.1.1).
+var dicomModalities = map[string]bool{}
+
+func init() {
+	for _, m := range strings.Fields(`AR ASMT AU BDUS BI BMD CR CT CTPROTOCOL DG DOC DX ECG EPS ES FID GM HC HD IO
+		IOL IVOCT IVUS KER KO LEN LS MG MR M3D NM OAM OCT OP OPM OPT OPTBSV OPTENF OPV OSS OT PLAN POS PR
+		PT PX REG RESP RF RG RTDOSE RTIMAGE RTINTENT RTPLAN RTRAD RTRECORD RTSEGANN RTSTRUCT RWV SEG SM SMR
+		SR SRF STAIN TEXTUREMAP TG US VA XA XAPROTOCOL XC`) {
+		dicomModalities[m] = true
+	}
+}
+
+// modalityOf reads OBR-24: a DICOM modality, or a table 0074 section that
+// names one.
+func modalityOf(v string) (string, bool) {
+	switch v {
+	case "NMR":
+		return "MR", true
+	case "NMS":
+		return "NM", true
+	case "RUS", "OUS", "CUS", "VUS":
+		return "US", true
+	}
+	return v, dicomModalities[v]
+}
+
+// modalityCode reports whether v looks like a DICOM modality code (CS:
+// capitals, digits, underscore, at most 16).
+func modalityCode(v string) bool {
+	if v == "" || len(v) > 16 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}

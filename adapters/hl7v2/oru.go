@@ -1,0 +1,332 @@
+package hl7v2
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/routing"
+)
+
+// ORUOptions tune ORU.
+type ORUOptions struct {
+	// SendingApplication and SendingFacility are MSH-3 and MSH-4; the
+	// application defaults to RADGATE.
+	SendingApplication HD
+	SendingFacility    HD
+	// ReceivingApplication and ReceivingFacility are MSH-5 and MSH-6 (the
+	// RIS).
+	ReceivingApplication HD
+	ReceivingFacility    HD
+	// ControlID is MSH-10. By default it derives from Result.ID (the id
+	// itself when it fits MSH-10's 20 characters, else a hash of it), so a
+	// result sent again carries the same control id and the receiver can
+	// recognise the duplicate.
+	ControlID string
+	// Time is MSH-7 and OBR-22 (results reported); zero means now.
+	Time time.Time
+	// ProcessingID is MSH-11; default "P".
+	ProcessingID string
+	// Delimiters of the message; zero means DefaultDelimiters.
+	Delimiters Delimiters
+	// Authorities maps identifier systems back to assigning authorities
+	// (the same map as OrderOptions.Authorities).
+	Authorities Authorities
+	// PDF, when set, is the report as a PDF, attached as an ED OBX
+	// (^application^pdf^Base64^…).
+	PDF []byte
+}
+
+// Observation identifiers (OBX-3) of the OBX segments ORU writes, coding
+// system CodingSystemRadgate unless noted. The confidence OBX (NM, in %)
+// is identified by the engine's finding instead (SNOMED CT 233604007
+// Pneumonia by default), as the FHIR Observation is.
+const (
+	ObsTier             = "confidence-tier"   // CWE, code of CodingSystemTier
+	ObsConclusion       = "conclusion"        // FT
+	ObsDisclaimer       = "disclaimer"        // FT
+	ObsAlgorithmName    = "algorithm-name"    // ST
+	ObsAlgorithmVersion = "algorithm-version" // ST
+	ObsReportPDF        = "report-pdf"        // ED
+	// ObsStudyUID is DICOM's 110180 "Study Instance UID" (coding system
+	// DCM), ST.
+	ObsStudyUID = "110180"
+)
+
+// ORU builds the ORU^R01 that reports a result to a RIS (v2.5.1):
+//
+//	MSH  ORU^R01^ORU_R01, MSH-10 from Result.ID (see ORUOptions.ControlID)
+//	PID  PID-3 the patient identifier only (no name, no birth date)
+//	ORC  RE; ORC-2 placer order number, ORC-3 filler order number
+//	OBR  OBR-2/3 as ORC-2/3, OBR-4 the ordered procedure (else LOINC
+//	     18748-4 Diagnostic imaging study), OBR-7 scored at, OBR-18 the
+//	     accession number, OBR-20 the result id, OBR-22 reported at,
+//	     OBR-24 RAD, OBR-25 F (X when not scored)
+//	OBX  NM  <finding>                 confidence, "%^percent^UCUM"
+//	OBX  CWE confidence-tier           low|mid|high ^…^RADGATE-TIER
+//	OBX  FT  conclusion                the FHIR report's conclusion sentence
+//	OBX  FT  disclaimer                word for word
+//	OBX  ST  algorithm-name, -version  the engine
+//	OBX  ST  110180^Study Instance UID^DCM, when known
+//	OBX  ED  report-pdf                ^application^pdf^Base64^…, when given
+//
+// Every OBX has status F, OBX-14 the scoring time and OBX-18 the engine
+// ("<engine id>@<version>^RADGATE"). The placer order number is the
+// ServiceRequest's identifier; the filler order number is the accession
+// number (the RIS, as order filler, usually keys its orders by it), else
+// the result id. A not-applicable or failed result gets OBR-25 X and an NTE
+// with the reason instead of the OBX segments.
+//
+// Errors wrap ErrInvalidResult.
+func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidResult, fmt.Sprintf(format, args...))
+	}
+	patient := r.Order.Patient
+	if patient == nil || patient.Identifier == nil || strings.TrimSpace(patient.Identifier.Value) == "" {
+		return nil, bad("Result.Order.Patient: no patient identifier for PID-3")
+	}
+	var tier rfhir.Coding
+	switch r.Outcome {
+	case routing.OutcomeScored:
+		var ok bool
+		if tier, ok = rfhir.TierCoding(r.Tier); !ok {
+			return nil, bad("Result.Tier: %q is not Low, Mid or High", r.Tier)
+		}
+		if math.IsNaN(r.Probability) || r.Probability < 0 || r.Probability > 1 {
+			return nil, bad("Result.Probability: %v is outside 0..1", r.Probability)
+		}
+		if strings.TrimSpace(r.Engine.Disclaimer) == "" {
+			return nil, bad("Result.Engine.Disclaimer: empty (every result carries the disclaimer)")
+		}
+	case routing.OutcomeNotApplicable, routing.OutcomeFailed:
+	default:
+		return nil, bad("Result.Outcome: %q is not scored, not-applicable or failed", r.Outcome)
+	}
+
+	m, err := New(opts.Delimiters)
+	if err != nil {
+		return nil, err
+	}
+	d := m.d
+	now := opts.Time
+	if now.IsZero() {
+		now = time.Now()
+	}
+	scored := r.ScoredAt
+	if scored.IsZero() {
+		scored = now
+	}
+	h := Header{
+		SendingApplication: opts.SendingApplication, SendingFacility: opts.SendingFacility,
+		ReceivingApplication: opts.ReceivingApplication, ReceivingFacility: opts.ReceivingFacility,
+		Time: now, Type: MessageType{Code: "ORU", Trigger: "R01", Structure: "ORU_R01"},
+		ControlID: opts.ControlID, ProcessingID: opts.ProcessingID, Version: "2.5.1",
+	}
+	if h.SendingApplication.IsZero() {
+		h.SendingApplication = HD{Namespace: "RADGATE"}
+	}
+	if h.ControlID == "" {
+		h.ControlID = resultControlID(r.ID)
+	}
+	if err := m.SetHeader(h); err != nil {
+		return nil, err
+	}
+
+	// hdRaw writes an HD as a CX/EI component: namespace&universal id&type.
+	hdRaw := func(a HD) string {
+		parts := []string{d.Escape(a.Namespace), d.Escape(a.UniversalID), d.Escape(a.UniversalIDType)}
+		return strings.TrimRight(strings.Join(parts, string(d.SubcomponentSep)), string(d.SubcomponentSep))
+	}
+	// eiRaw writes an identifier as an EI: value^namespace^universal id^type.
+	eiRaw := func(id *routing.Identifier) string {
+		if id == nil || id.Value == "" {
+			return ""
+		}
+		a := opts.Authorities.HD(id.System)
+		return joinComponents(d, d.Escape(id.Value), d.Escape(a.Namespace), d.Escape(a.UniversalID), d.Escape(a.UniversalIDType))
+	}
+	cwe := func(code, text, system string) string {
+		return joinComponents(d, d.Escape(code), d.Escape(text), d.Escape(system))
+	}
+	set := func(s *Segment, field int, raw string) {
+		// The raw values below are built from escaped parts: they cannot
+		// fail SetRaw's checks.
+		if err == nil {
+			err = s.SetRaw(fmt.Sprint(field), raw)
+		}
+	}
+
+	pid := m.AddSegment("PID")
+	set(pid, 1, "1")
+	set(pid, 3, joinComponents(d, d.Escape(patient.Identifier.Value), "", "", hdRaw(opts.Authorities.HD(patient.Identifier.System))))
+
+	var placer, filler string
+	if sr := r.Order.ServiceRequest; sr != nil {
+		placer = eiRaw(sr.Identifier)
+	}
+	filler = eiRaw(r.Order.Accession)
+	if placer == "" && filler == "" {
+		filler = eiRaw(&routing.Identifier{Value: r.ID, System: IdentifierNamespace})
+	}
+	orc := m.AddSegment("ORC")
+	set(orc, 1, "RE")
+	set(orc, 2, placer)
+	set(orc, 3, filler)
+	if r.Outcome == routing.OutcomeScored {
+		set(orc, 5, "CM")
+	}
+
+	obr := m.AddSegment("OBR")
+	set(obr, 1, "1")
+	set(obr, 2, placer)
+	set(obr, 3, filler)
+	if len(r.Order.ProcedureCodes) > 0 {
+		c := r.Order.ProcedureCodes[0]
+		set(obr, 4, cwe(c.Code, c.Display, CodingSystemName(c.System)))
+	} else {
+		set(obr, 4, cwe(rfhir.ReportCode.Code, rfhir.ReportCode.Display, "LN"))
+	}
+	set(obr, 7, FormatTime(scored))
+	if r.Order.Accession != nil {
+		set(obr, 18, d.Escape(r.Order.Accession.Value))
+	}
+	set(obr, 20, d.Escape(r.ID))
+	set(obr, 22, FormatTime(now))
+	set(obr, 24, "RAD")
+
+	engine := r.Engine.Name
+	if engine == "" {
+		engine = r.Engine.ID
+	}
+	label := engine
+	if r.Engine.Version != "" {
+		label += " " + r.Engine.Version
+	}
+
+	if r.Outcome != routing.OutcomeScored {
+		set(obr, 25, "X")
+		what := "not applicable"
+		if r.Outcome == routing.OutcomeFailed {
+			what = "failed"
+		}
+		reason := strings.TrimSpace(r.Reason)
+		if reason == "" {
+			reason = "no reason given"
+		}
+		nte := m.AddSegment("NTE")
+		set(nte, 1, "1")
+		set(nte, 2, "L")
+		set(nte, 3, d.EscapeFT(fmt.Sprintf("AI analysis by %s %s: %s", label, what, reason)))
+		if err != nil {
+			return nil, err
+		}
+		setCharset(m)
+		return m, nil
+	}
+	set(obr, 25, "F")
+
+	finding := r.Engine.Finding
+	if finding.Code == "" {
+		finding = routing.Coding{System: rfhir.DefaultFinding.System, Code: rfhir.DefaultFinding.Code, Display: rfhir.DefaultFinding.Display}
+	}
+	findingName := finding.Display
+	if findingName == "" {
+		findingName = finding.Code
+	}
+	engineID := r.Engine.ID
+	if r.Engine.Version != "" {
+		engineID += "@" + r.Engine.Version
+	}
+	equipment := joinComponents(d, d.Escape(engineID), d.Escape(IdentifierNamespace))
+	n := 0
+	obx := func(valueType, id, sub, value string) *Segment {
+		n++
+		s := m.AddSegment("OBX")
+		set(s, 1, fmt.Sprint(n))
+		set(s, 2, valueType)
+		set(s, 3, id)
+		set(s, 4, sub)
+		set(s, 5, value)
+		set(s, 11, "F")
+		set(s, 14, FormatTime(scored))
+		set(s, 18, equipment)
+		return s
+	}
+	conf := obx("NM", cwe(finding.Code, findingName+" (AI confidence)", CodingSystemName(finding.System)), "1",
+		rfhir.ConfidencePercent(r.Probability))
+	set(conf, 6, cwe("%", "percent", "UCUM"))
+	obx("CWE", cwe(ObsTier, "AI confidence tier", CodingSystemRadgate), "1", cwe(tier.Code, tier.Display, CodingSystemTier))
+
+	conclusion := fmt.Sprintf("%s: AI confidence %s %% (tier %s), by %s.", findingName,
+		rfhir.ConfidencePercent(r.Probability), tier.Display, label)
+	if r.Marked {
+		conclusion += " The region of interest is marked on the AI heatmap."
+	}
+	obx("FT", cwe(ObsConclusion, "AI conclusion", CodingSystemRadgate), "", d.EscapeFT(conclusion))
+	obx("FT", cwe(ObsDisclaimer, "Disclaimer", CodingSystemRadgate), "", d.EscapeFT(r.Engine.Disclaimer))
+	obx("ST", cwe(ObsAlgorithmName, "AI algorithm", CodingSystemRadgate), "", d.Escape(oneLine(engine)))
+	if r.Engine.Version != "" {
+		obx("ST", cwe(ObsAlgorithmVersion, "AI algorithm version", CodingSystemRadgate), "", d.Escape(oneLine(r.Engine.Version)))
+	}
+	study := r.StudyInstanceUID
+	if study == "" {
+		study = r.Order.StudyInstanceUID
+	}
+	if study = routing.StripUIDPrefix(study); study != "" {
+		obx("ST", cwe(ObsStudyUID, "Study Instance UID", "DCM"), "", d.Escape(study))
+	}
+	if len(opts.PDF) > 0 {
+		ed := joinComponents(d, "", "application", "pdf", "Base64", d.Escape(base64.StdEncoding.EncodeToString(opts.PDF)))
+		obx("ED", cwe(ObsReportPDF, "AI report (PDF)", CodingSystemRadgate), "", ed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	setCharset(m)
+	return m, nil
+}
+
+func joinComponents(d Delimiters, parts ...string) string {
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	return strings.Join(parts, string(d.ComponentSep))
+}
+
+// oneLine folds line breaks into spaces (ST holds no formatting).
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// resultControlID derives MSH-10 (at most 20 characters) from a result id.
+func resultControlID(id string) string {
+	if id == "" {
+		return NewControlID()
+	}
+	if len(id) <= 20 && strings.Trim(id, "0123456789abcdefABCDEF-_.") == "" {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:10])
+}
+
+// setCharset declares UTF-8 in MSH-18 when the message holds non-ASCII
+// text (HL7's default character set is ASCII).
+func setCharset(m *Message) {
+	for _, s := range m.segs {
+		str := s.String()
+		for i := 0; i < len(str); i++ {
+			if str[i] >= utf8.RuneSelf {
+				_ = m.msh().SetComponents(18, "UNICODE UTF-8")
+				return
+			}
+		}
+	}
+}

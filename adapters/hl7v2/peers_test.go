@@ -1,0 +1,316 @@
+package hl7v2
+
+// Tests against real MLLP peers: Debian's python3-hl7 (mllp_send, and an
+// asyncio receiver in testdata/mllp_peer.py), installed by
+// testenv/setup.sh. Without them the tests skip, except under the
+// project's test command (RADGATE_REQUIRE_PEERS=1), where they fail.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/routing"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	debianPython = "/usr/bin/python3" // not the python3 first on PATH
+	mllpSend     = "/usr/bin/mllp_send"
+)
+
+var python3HL7 = sync.OnceValue(func() error {
+	if _, err := os.Stat(debianPython); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, debianPython, "-c", "import hl7.mllp").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, bytes.TrimSpace(out))
+	}
+	return nil
+})
+
+// needPeer skips (or, with RADGATE_REQUIRE_PEERS=1, fails) a test whose
+// python3-hl7 peer is missing.
+func needPeer(t *testing.T, withMLLPSend bool) {
+	t.Helper()
+	missing := func(msg string) {
+		msg += " (install python3-hl7: testenv/setup.sh)"
+		if testenv.Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	if err := python3HL7(); err != nil {
+		missing("python3-hl7 is not usable with " + debianPython + ": " + err.Error())
+	}
+	if withMLLPSend {
+		if _, err := os.Stat(mllpSend); err != nil {
+			missing(mllpSend + " is missing")
+		}
+	}
+}
+
+// TestPeerMLLPSendToServer: python3-hl7's mllp_send sends orders to our
+// Server and receives our ACKs.
+func TestPeerMLLPSendToServer(t *testing.T) {
+	needPeer(t, true)
+	got := make(chan routing.OrderEvent, 10)
+	s := startServer(t, ServerOptions{Handler: orderHandler(got)})
+	_, port, _ := strings.Cut(s.Addr().String(), ":")
+
+	bad := edit(t, "orm_o01.hl7", "OBR-18=", "-ZDS", "MSH-10=ORM0002")
+	file := filepath.Join(t.TempDir(), "orders.hl7")
+	// --loose: "\n" line ends, messages start at "MSH|^~\&|".
+	body := readFixture(t, "orm_o01.hl7") + strings.ReplaceAll(bad.String(), "\r", "\n") + readFixture(t, "omi_o23.hl7")
+	require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mllpSend, "--loose", "-p", port, "-f", file, "127.0.0.1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "mllp_send: %s", stderr.String())
+
+	// mllp_send prints each ACK as received, framing bytes included.
+	fr := NewFrameReader(&stdout, 0)
+	var acks []Ack
+	for {
+		raw, err := fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		m, err := Parse(raw)
+		require.NoError(t, err)
+		a, err := ReadACK(m)
+		require.NoError(t, err)
+		require.Equal(t, "ACK", m.Type().Code)
+		acks = append(acks, a)
+	}
+	require.Len(t, acks, 3, "stdout: %q", stdout.String())
+	require.Equal(t, AA, acks[0].Code)
+	require.Equal(t, "ORM0001", acks[0].ControlID)
+	require.Equal(t, AE, acks[1].Code)
+	require.Equal(t, "ORM0002", acks[1].ControlID)
+	require.Equal(t, []ErrorDetail{{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeRequiredFieldMissing, Severity: SeverityError,
+		Message: "OBR-18: no accession number (nor a Study Instance UID in ZDS-1)"}}, acks[1].Errors)
+	require.Equal(t, AA, acks[2].Code)
+	require.Equal(t, "OMI0001", acks[2].ControlID)
+
+	orm, omi := <-got, <-got
+	require.Equal(t, "ORM", orm.ResourceType)
+	require.Equal(t, "1.2.840.113619.2.55.3.604688119.969.1268071029.320", orm.StudyInstanceUID)
+	require.Equal(t, "OMI", omi.ResourceType)
+	require.Equal(t, "1.2.3.4.5.6.7.8.9", omi.StudyInstanceUID)
+}
+
+// lockedBuffer collects a child's stderr while the test may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// pyPeer is testdata/mllp_peer.py, running.
+type pyPeer struct {
+	addr  string
+	lines chan string
+}
+
+func startPyPeer(t *testing.T) *pyPeer {
+	t.Helper()
+	cmd := exec.Command(debianPython, "-u", filepath.Join("testdata", "mllp_peer.py"))
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	stderr := &lockedBuffer{}
+	cmd.Stderr = stderr
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	p := &pyPeer{lines: make(chan string, 100)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer close(p.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		// Stop the peer we started, by its pid.
+		if proc, err := os.FindProcess(pid); err == nil {
+			_ = proc.Kill()
+		}
+		<-done
+		_ = cmd.Wait()
+	})
+	select {
+	case l, ok := <-p.lines:
+		require.True(t, ok, "mllp_peer.py exited: %s", stderr.String())
+		port, ok := strings.CutPrefix(l, "LISTENING ")
+		require.True(t, ok, "mllp_peer.py said %q", l)
+		p.addr = "127.0.0.1:" + port
+	case <-time.After(20 * time.Second):
+		t.Fatalf("mllp_peer.py did not start: %s", stderr.String())
+	}
+	return p
+}
+
+type received struct {
+	ControlID string            `json:"control_id"`
+	Type      string            `json:"type"`
+	Segments  []string          `json:"segments"`
+	PID3      string            `json:"pid3"`
+	PID5      string            `json:"pid5"`
+	OBR       map[string]string `json:"obr"`
+	OBX       []struct {
+		Type, ID, Value, Units, Status string
+	} `json:"obx"`
+	NTE []string `json:"nte"`
+}
+
+// next returns what the peer read from the next message.
+func (p *pyPeer) next(t *testing.T) received {
+	t.Helper()
+	select {
+	case l, ok := <-p.lines:
+		require.True(t, ok, "mllp_peer.py exited")
+		js, ok := strings.CutPrefix(l, "RECEIVED ")
+		require.True(t, ok, "mllp_peer.py said %q", l)
+		var r received
+		require.NoError(t, json.Unmarshal([]byte(js), &r))
+		return r
+	case <-time.After(10 * time.Second):
+		t.Fatal("mllp_peer.py received nothing")
+		return received{}
+	}
+}
+
+// TestPeerClientToPythonReceiver: our Client sends ORU^R01 to
+// python3-hl7's asyncio MLLP server, which parses them and acknowledges.
+func TestPeerClientToPythonReceiver(t *testing.T) {
+	needPeer(t, false)
+	p := startPyPeer(t)
+	c := newClient(t, p.addr, ClientOptions{AckTimeout: 5 * time.Second, MaxAttempts: 2})
+	ctx := t.Context()
+	pdf := []byte("%PDF-1.4\n%\xe2\xe3\xcf\xd3\n%%EOF\n")
+
+	t.Run("ORU accepted, read back by the peer", func(t *testing.T) {
+		m, err := ORU(sampleResult(), ORUOptions{ControlID: "ORU-OK-1", PDF: pdf, ReceivingApplication: HD{Namespace: "RIS"}})
+		require.NoError(t, err)
+		ack, err := c.Send(ctx, m)
+		require.NoError(t, err)
+		require.Equal(t, "AA", ack.Get("MSA-1"))
+		require.Equal(t, "ORU-OK-1", ack.Get("MSA-2"))
+		require.Equal(t, "RIS", ack.Get("MSH-3"), "python-hl7 swapped the applications")
+
+		r := p.next(t)
+		require.Equal(t, "ORU-OK-1", r.ControlID)
+		require.Equal(t, "ORU^R01^ORU_R01", r.Type)
+		require.Equal(t, []string{"MSH", "PID", "ORC", "OBR", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX"}, r.Segments)
+		require.Equal(t, "MRN12345^^^&1.2.3.4.9&ISO", r.PID3)
+		require.Equal(t, "", r.PID5)
+		require.Equal(t, "ACC-778899", r.OBR["18"])
+		require.Equal(t, "F", r.OBR["25"])
+		require.Equal(t, "NM", r.OBX[0].Type)
+		require.Equal(t, "87.3", r.OBX[0].Value)
+		require.Equal(t, "%^percent^UCUM", r.OBX[0].Units)
+		require.Equal(t, "CWE", r.OBX[1].Type)
+		require.Equal(t, "high^High^RADGATE-TIER", r.OBX[1].Value)
+		require.Equal(t, "disclaimer^Disclaimer^RADGATE", r.OBX[3].ID)
+		// python-hl7 turns \.br\ into "\r".
+		require.Equal(t, testDisclaimer, strings.ReplaceAll(r.OBX[3].Value, "\r", "\n"), "the disclaimer, word for word")
+		require.Equal(t, "ED", r.OBX[7].Type)
+		b64, ok := strings.CutPrefix(r.OBX[7].Value, "^application^pdf^Base64^")
+		require.True(t, ok, r.OBX[7].Value)
+		got, err := base64.StdEncoding.DecodeString(b64)
+		require.NoError(t, err)
+		require.Equal(t, pdf, got)
+		for _, o := range r.OBX {
+			require.Equal(t, "F", o.Status)
+		}
+	})
+
+	t.Run("other delimiters", func(t *testing.T) {
+		d := Delimiters{FieldSep: '$', ComponentSep: '%', RepetitionSep: '@', EscapeChar: '*', SubcomponentSep: '&'}
+		m, err := ORU(sampleResult(), ORUOptions{ControlID: "ORU-DELIM", Delimiters: d})
+		require.NoError(t, err)
+		ack, err := c.Send(ctx, m)
+		require.NoError(t, err)
+		require.Equal(t, d, ack.Delimiters(), "the ACK comes back in the message's delimiters")
+		require.Equal(t, "AA", ack.Get("MSA-1"))
+		r := p.next(t)
+		require.Equal(t, "ORU%R01%ORU_R01", r.Type)
+		require.Equal(t, "87.3", r.OBX[0].Value)
+		require.Equal(t, testDisclaimer, strings.ReplaceAll(r.OBX[3].Value, "\r", "\n"))
+	})
+
+	t.Run("not scored", func(t *testing.T) {
+		res := sampleResult()
+		res.Outcome, res.Reason = routing.OutcomeNotApplicable, "lateral view only | no PA"
+		m, err := ORU(res, ORUOptions{ControlID: "ORU-X-1"})
+		require.NoError(t, err)
+		_, err = c.Send(ctx, m)
+		require.NoError(t, err)
+		r := p.next(t)
+		require.Equal(t, "X", r.OBR["25"])
+		require.Empty(t, r.OBX)
+		require.Equal(t, []string{"AI analysis by CXR pneumonia DenseNet-121 1.2.0 not applicable: lateral view only | no PA"}, r.NTE)
+	})
+
+	t.Run("AE is retried, then reported", func(t *testing.T) {
+		_, err := c.Send(ctx, oru(t, "AE-1"))
+		require.ErrorIs(t, err, ErrApplicationError)
+		var ae *AckError
+		require.True(t, errors.As(err, &ae))
+		require.Equal(t, 2, ae.Attempts)
+		require.Equal(t, []ErrorDetail{{Code: CodeInternalError, Severity: SeverityError, Message: "flagged AE by the test"}}, ae.Errors)
+		require.Equal(t, "AE-1", p.next(t).ControlID)
+		require.Equal(t, "AE-1", p.next(t).ControlID, "sent twice, same control id")
+	})
+
+	t.Run("AR is final", func(t *testing.T) {
+		_, err := c.Send(ctx, oru(t, "AR-1"))
+		require.ErrorIs(t, err, ErrRejected)
+		require.ErrorContains(t, err, "flagged AR by the test (200 Unsupported message type)")
+		require.Equal(t, "AR-1", p.next(t).ControlID)
+		ack, err := c.Send(ctx, oru(t, "ORU-OK-2"))
+		require.NoError(t, err, "the next message goes through")
+		require.Equal(t, "ORU-OK-2", ack.Get("MSA-2"))
+		require.Equal(t, "ORU-OK-2", p.next(t).ControlID, "AR-1 was not sent again")
+	})
+
+	t.Run("no ACK: timeout", func(t *testing.T) {
+		quick := newClient(t, p.addr, ClientOptions{AckTimeout: 200 * time.Millisecond, MaxAttempts: 1})
+		_, err := quick.Send(ctx, oru(t, "SILENT-1"))
+		require.ErrorIs(t, err, ErrAckTimeout)
+		require.True(t, routing.IsTransient(err))
+		require.Equal(t, "SILENT-1", p.next(t).ControlID)
+	})
+}

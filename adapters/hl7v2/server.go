@@ -1,0 +1,397 @@
+package hl7v2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Handler processes one received message and returns the acknowledgement
+// to send back (build it with NewACK). It runs on the connection's
+// goroutine: the next message of that connection is read only after the
+// ACK is written, which keeps HL7's original-mode ordering.
+//
+// Return AA only once the message is durably taken care of (for an order:
+// published), AE when it could not be processed now, AR when it never can
+// be. A nil ACK is answered AE (207): silence is not acceptance. A handler
+// that panics is answered AE (207) too, and the server goes on. ctx is
+// cancelled when the server is force-closed.
+type Handler func(ctx context.Context, msg *Message) *Message
+
+// Server defaults.
+const (
+	DefaultReadTimeout  = 30 * time.Second
+	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// Addr is the TCP address to listen on ("127.0.0.1:2575"; port 0
+	// picks a free one, see Server.Addr).
+	Addr string
+	// Handler answers each message. Required.
+	Handler Handler
+	// ReadTimeout bounds reading one message, from its first byte to its
+	// end block. Default DefaultReadTimeout.
+	ReadTimeout time.Duration
+	// IdleTimeout closes a connection that sends nothing for this long
+	// between messages. Default DefaultIdleTimeout; negative means never.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing an ACK. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// MaxMessageSize bounds a message; a larger one is read to its end,
+	// discarded and answered AR. Default DefaultMaxMessageSize.
+	MaxMessageSize int
+	// Logger receives connection and error events (identifiers only, never
+	// message content); nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is an MLLP listener. Each connection gets a goroutine owned by the
+// server; messages on one connection are handled one at a time.
+//
+// The server answers by itself, without calling the handler, messages it
+// cannot parse (AR with an ERR naming the fault), messages whose MSH lacks
+// MSH-9, MSH-10 or MSH-12 (AR, 101), and messages over MaxMessageSize (AR,
+// 207).
+type Server struct {
+	opts ServerOptions
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	ln       net.Listener
+	conns    map[*serverConn]struct{}
+	closing  bool
+	closed   chan struct{} // closed when every goroutine has exited
+	closeErr error
+
+	baseCtx context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+type serverConn struct {
+	c net.Conn
+
+	mu       sync.Mutex
+	idle     bool
+	draining bool
+}
+
+// NewServer validates opts; it does not listen (see Start).
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Handler == nil {
+		return nil, errors.New("hl7v2: ServerOptions.Handler is required")
+	}
+	if opts.Addr == "" {
+		return nil, errors.New("hl7v2: ServerOptions.Addr is required (host:port)")
+	}
+	if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
+		return nil, fmt.Errorf("hl7v2: ServerOptions.Addr %q: %w", opts.Addr, err)
+	}
+	if opts.ReadTimeout == 0 {
+		opts.ReadTimeout = DefaultReadTimeout
+	}
+	if opts.IdleTimeout == 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.WriteTimeout == 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.MaxMessageSize <= 0 {
+		opts.MaxMessageSize = DefaultMaxMessageSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: opts, log: log.With("component", "hl7v2.server"), conns: map[*serverConn]struct{}{}}, nil
+}
+
+// Start listens on Addr and accepts connections until Close. It may be
+// called once.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return ErrClosed
+	}
+	if s.ln != nil {
+		return errors.New("hl7v2: server already started")
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("hl7v2: listening on %s: %w", s.opts.Addr, err)
+	}
+	s.ln = ln
+	s.baseCtx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	s.wg.Add(1)
+	go s.acceptLoop(ln)
+	s.log.Info("listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the address the server listens on, or nil before Start.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failure (EMFILE, …): back off and go on.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		sc := &serverConn{c: c, idle: true}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		s.conns[sc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(sc)
+	}
+}
+
+// setActive marks the connection busy with a message; false when the
+// server is draining and the connection should end instead.
+func (c *serverConn) setActive() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return false
+	}
+	c.idle = false
+	return true
+}
+
+func (c *serverConn) setIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = true
+	return !c.draining
+}
+
+// drain asks the connection to end after its current message; an idle
+// connection is closed at once.
+func (c *serverConn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	if c.idle {
+		_ = c.c.Close()
+	}
+}
+
+func (s *Server) serveConn(sc *serverConn) {
+	defer s.wg.Done()
+	remote := sc.c.RemoteAddr().String()
+	log := s.log.With("remote", remote)
+	defer func() {
+		_ = sc.c.Close()
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+		log.Debug("connection closed")
+	}()
+	log.Debug("connection opened")
+	fr := NewFrameReader(sc.c, s.opts.MaxMessageSize)
+	for {
+		if s.opts.IdleTimeout > 0 {
+			_ = sc.c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+		} else {
+			_ = sc.c.SetReadDeadline(time.Time{})
+		}
+		if err := fr.wait(); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				log.Debug("connection idle or broken", "err", err)
+			}
+			return
+		}
+		if !sc.setActive() {
+			return
+		}
+		_ = sc.c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		raw, err := fr.ReadFrame()
+		var ack *Message
+		var tooBig *FrameTooLargeError
+		switch {
+		case errors.As(err, &tooBig):
+			log.Warn("message too large", "size", tooBig.Size, "max", tooBig.Max)
+			hdr, _ := ParseHeader(tooBig.Head)
+			ack = NewACK(hdr, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: tooBig.Error()})
+		case err != nil:
+			log.Warn("reading message failed; closing the connection", "err", err)
+			return
+		default:
+			ack = s.handle(raw, log)
+		}
+		_ = sc.c.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if err := WriteFrame(sc.c, ack.Encode()); err != nil {
+			log.Warn("writing ACK failed", "err", err)
+			return
+		}
+		if !sc.setIdle() {
+			return
+		}
+	}
+}
+
+// handle parses a message and runs the handler, returning the ACK.
+func (s *Server) handle(raw []byte, log *slog.Logger) (ack *Message) {
+	msg, err := Parse(raw)
+	if err != nil {
+		hdr, _ := ParseHeader(raw)
+		log.Warn("rejected malformed message", "control_id", controlIDOf(hdr), "err", err)
+		return NewACK(hdr, AR, ErrorDetailOf(err))
+	}
+	if err := ValidateHeader(msg); err != nil {
+		log.Warn("rejected message with an incomplete header", "control_id", msg.ControlID(), "err", err)
+		return NewACK(msg, AR, ErrorDetailOf(err))
+	}
+	log = log.With("control_id", msg.ControlID(), "type", msg.Type().String())
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			ack = NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "internal error while processing the message"})
+		}
+	}()
+	ack = s.opts.Handler(s.baseCtx, msg)
+	if ack == nil {
+		log.Error("handler returned no acknowledgement")
+		return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "the application gave no acknowledgement"})
+	}
+	if a, err := ReadACK(ack); err == nil {
+		log.Debug("acknowledged", "ack", a.Code)
+	}
+	return ack
+}
+
+func controlIDOf(m *Message) string {
+	if m == nil {
+		return ""
+	}
+	return m.ControlID()
+}
+
+// ValidateHeader checks the MSH fields every message must carry for an
+// exchange: MSH-9 (code, and trigger unless the message is an ACK),
+// MSH-10 and MSH-12. Errors are *Error with code 101.
+func ValidateHeader(m *Message) error {
+	missing := func(field, comp int, what string) error {
+		return &Error{Loc: Location{Segment: "MSH", Seq: 1, Field: field, Comp: comp}, Line: 1,
+			Code: CodeRequiredFieldMissing, Msg: "missing " + what, Err: ErrMalformed}
+	}
+	t := m.Type()
+	switch {
+	case t.Code == "":
+		return missing(9, 1, "message type")
+	case t.Trigger == "" && t.Code != "ACK":
+		return missing(9, 2, "trigger event")
+	case m.ControlID() == "":
+		return missing(10, 0, "message control id")
+	case m.Version() == "":
+		return missing(12, 0, "version id")
+	}
+	return nil
+}
+
+// Close stops accepting connections, closes idle ones, lets connections
+// busy with a message finish it (handler and ACK), then closes them. At
+// about three quarters of ctx's deadline it force-closes what is left and
+// cancels the handlers' context. It returns ctx's error if goroutines were
+// still running when ctx ended. Close is idempotent; it works on a server
+// that was never started.
+func (s *Server) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closing {
+		done := s.closed
+		s.mu.Unlock()
+		if done == nil {
+			return nil
+		}
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.closing = true
+	s.closed = make(chan struct{})
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	for c := range s.conns {
+		c.drain()
+	}
+	cancel := s.cancel
+	s.mu.Unlock()
+
+	go func() {
+		s.wg.Wait()
+		close(s.closed)
+	}()
+
+	force := make(<-chan time.Time)
+	if dl, ok := ctx.Deadline(); ok {
+		t := time.NewTimer(time.Until(dl) * 3 / 4)
+		defer t.Stop()
+		force = t.C
+	}
+	select {
+	case <-s.closed:
+	case <-force:
+		s.forceClose(cancel)
+	case <-ctx.Done():
+		s.forceClose(cancel)
+	}
+	select {
+	case <-s.closed:
+		if cancel != nil {
+			cancel()
+		}
+		s.log.Info("stopped")
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hl7v2: closing the server: %w", ctx.Err())
+	}
+}
+
+func (s *Server) forceClose(cancel context.CancelFunc) {
+	s.log.Warn("force-closing connections still busy")
+	if cancel != nil {
+		cancel()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		_ = c.c.Close()
+	}
+	s.mu.Unlock()
+}
