@@ -12,6 +12,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 	"github.com/suyashkumar/dicom/pkg/uid"
+
+	"github.com/radgate/radgate/inference/codec"
 )
 
 // Transfer syntax UIDs that this package names or decodes.
@@ -77,10 +79,10 @@ func TransferSyntaxName(tsUID string) string {
 func Decodable(tsUID string) bool {
 	switch tsUID {
 	case TSImplicitVRLittleEndian, TSExplicitVRLittleEndian, TSDeflatedExplicitVRLittleEndian,
-		TSExplicitVRBigEndian, TSJPEGBaseline, TSJPEGExtended:
+		TSExplicitVRBigEndian, TSJPEGBaseline:
 		return true
 	}
-	return false
+	return codec.Supported(tsUID)
 }
 
 // Decode errors. Every error Decode returns wraps one of these (or is an

@@ -37,15 +37,15 @@ func ExampleLoadEngines() {
 
 // A file in a transfer syntax that is not decoded yet says which.
 func ExampleDecodeFile() {
-	_, err := inference.DecodeFile("../testdata/cxr-dicom/cr-chest-mono1-10bit-rle.dcm")
-	fmt.Println(err)
-	img, err := inference.DecodeFile("../testdata/cxr-dicom/cr-chest-mono1-10bit-explicit-le.dcm")
-	if err != nil {
-		fmt.Println(err)
-		return
+	for _, f := range []string{"cr-chest-mono1-10bit-explicit-le.dcm", "cr-chest-mono1-10bit-rle.dcm"} {
+		img, err := inference.DecodeFile("../testdata/cxr-dicom/" + f)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(img.Meta.TransferSyntaxName(), img.Meta.Modality, img.Width, img.Height, img.Meta.PhotometricInterpretation, img.VOI)
 	}
-	fmt.Println(img.Meta.Modality, img.Width, img.Height, img.Meta.PhotometricInterpretation, img.VOI)
 	// Output:
-	// transfer syntax 1.2.840.10008.1.2.5 (RLE Lossless) is not decoded yet
-	// CR 440 440 MONOCHROME1 window 550/1024 (LINEAR)
+	// Explicit VR Little Endian CR 440 440 MONOCHROME1 window 550/1024 (LINEAR)
+	// RLE Lossless CR 440 440 MONOCHROME1 window 550/1024 (LINEAR)
 }

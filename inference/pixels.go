@@ -13,6 +13,8 @@ import (
 
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/radgate/radgate/inference/codec"
 )
 
 // decodePixels turns the first frame of the Pixel Data into the 0..1 plane.
@@ -187,15 +189,34 @@ func colourToGray(m *Meta, pipe *grayPipeline, out []float32, word func(int) uin
 	return nil
 }
 
-// decodeEncapsulated decodes the first frame of encapsulated (JPEG) pixel data.
+// decodeEncapsulated decodes the first frame of encapsulated pixel data.
+// JPEG Baseline goes through image/jpeg (validated against the reference
+// sets); every other compressed syntax through package codec, whose output
+// has the layout of native little-endian Pixel Data and so takes the same
+// path as an uncompressed file from there on.
 func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, out []float32) error {
 	ts := m.TransferSyntaxUID
-	if ts != TSJPEGBaseline && ts != TSJPEGExtended {
-		return unsupportedTS(ts, "")
-	}
 	data := firstFrameBytes(info, m.NumberOfFrames)
 	if len(data) == 0 {
 		return fmt.Errorf("%w: encapsulated Pixel Data has no fragments", ErrMalformed)
+	}
+	if ts != TSJPEGBaseline {
+		if !codec.Supported(ts) {
+			return unsupportedTS(ts, "")
+		}
+		px, err := codec.Decode(codec.Frame{TransferSyntaxUID: ts, Data: data, Rows: m.Rows, Columns: m.Columns,
+			SamplesPerPixel: m.SamplesPerPixel, BitsAllocated: m.BitsAllocated, BitsStored: m.BitsStored,
+			PixelRepresentation: m.PixelRepresentation, PhotometricInterpretation: m.PhotometricInterpretation})
+		if err != nil {
+			if errors.Is(err, codec.ErrUnsupported) {
+				return unsupportedTS(ts, err.Error())
+			}
+			return fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+		native := *m
+		native.BitsAllocated = px.BitsAllocated
+		native.PlanarConfiguration = 0 // codecs return interleaved samples
+		return decodeNative(px.Data, binary.LittleEndian, &native, pipe, out)
 	}
 	img, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {
