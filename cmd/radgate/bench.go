@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -35,6 +36,7 @@ type benchOptions struct {
 	rate                             float64
 	latencyOrders                    int
 	jsonOut                          bool
+	cpuProfile                       string
 }
 
 // benchReport is what `radgate bench --json` prints.
@@ -92,6 +94,7 @@ being written, as radgate's order store records them).`,
 	f.Float64Var(&o.rate, "rate", 2, "orders per second for the latency phase")
 	f.IntVar(&o.latencyOrders, "latency-orders", 40, "orders posted at --rate for latency")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON object")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole-path phases to this file (go tool pprof)")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -170,6 +173,18 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	warm, thr, lat := cases[:1], cases[1:1+o.throughputOrders], cases[1+o.throughputOrders:]
 	if err := postAndWait(ctx, env, warm, 0); err != nil { // warm-up: sessions, connections
 		return err
+	}
+
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	// Phase 2: throughput, every order posted at once.
