@@ -1,9 +1,16 @@
 package inference
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"runtime"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // synthetic2048 is a 2048×2048, 12-of-16-bit MONOCHROME1 DX with a window,
@@ -78,5 +85,190 @@ func BenchmarkRenderHeatmap(b *testing.B) {
 		if _, _, _, err := RenderHeatmap(img, res, HeatmapOptions{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// synthetic3000 is a 3000×3000, 12-of-16-bit MONOCHROME2 DX with a window,
+// as a Part 10 file in memory: 18 MB of pixel data.
+func synthetic3000() []byte {
+	const n = 3000
+	pix := make([]byte, 2*n*n)
+	for i := 0; i < n*n; i++ {
+		binary.LittleEndian.PutUint16(pix[2*i:], uint16((i*7+i/n*13)%4096))
+	}
+	elems := append(imageAttrs(n, n, 16, 12, 0, "MONOCHROME2"),
+		tStr(0x0028, 0x1050, "DS", "2048"), tStr(0x0028, 0x1051, "DS", "4096"),
+		tBytes(0x7FE0, 0x0010, "OW", pix))
+	return buildDICOM(TSExplicitVRLittleEndian, elems...)
+}
+
+// BenchmarkDecodePreprocess3000: the memory bound of issue 3. The least a
+// decode can hold is the raw pixel bytes (3000²×2 = 18 MB) and one float32
+// plane (3000²×4 = 36 MB); bytes/op beyond those 54 MB would be a further
+// full-size copy.
+func BenchmarkDecodePreprocess3000(b *testing.B) {
+	data := synthetic3000()
+	p := Preprocessing{Crop: CropCenterSquare, Size: 224, Resize: ResizeArea}
+	dst := make([]float32, 224*224)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	for b.Loop() {
+		img, err := Decode(data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.Preprocess(img, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&ms1)
+	const minimum = 3000*3000*2 + 3000*3000*4
+	perOp := float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(b.N)
+	b.ReportMetric(perOp/1e6, "MB/op")
+	b.ReportMetric(perOp/minimum, "x-minimum")
+}
+
+// stageFixture is the 1024² marked chest radiograph of testdata/cxr-dicom,
+// as Part 10 bytes, decoded, and preprocessed into the default engine's
+// [1,1,224,224] input.
+type stageFixture struct {
+	data []byte
+	img  *Image
+	in   []float32
+}
+
+func newStageFixture(tb testing.TB, e *Engine) stageFixture {
+	tb.Helper()
+	data, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	img, err := Decode(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := e.Manifest().Preprocessing.Size
+	in := make([]float32, s*s)
+	if _, err := e.Manifest().Preprocessing.Preprocess(img, in); err != nil {
+		tb.Fatal(err)
+	}
+	return stageFixture{data: data, img: img, in: in}
+}
+
+// runOverhead times bare ScoreTensor and Score on the same image, each
+// rounds times, interleaved (so drift in machine load hits both alike), and
+// returns the median of each. Score's input is the decoded image, so its
+// extra time is preprocessing, the input copy and building the Result.
+func runOverhead(tb testing.TB, e *Engine, f stageFixture, rounds int) (bare, score time.Duration) {
+	tb.Helper()
+	ctx := context.Background()
+	imgs := []*Image{f.img}
+	bs := make([]time.Duration, rounds)
+	ss := make([]time.Duration, rounds)
+	for i := -2; i < rounds; i++ { // two warm-up rounds
+		t0 := time.Now()
+		if _, _, err := e.ScoreTensor(ctx, f.in, 1); err != nil {
+			tb.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := e.Score(ctx, imgs); err != nil {
+			tb.Fatal(err)
+		}
+		t2 := time.Now()
+		if i >= 0 {
+			bs[i], ss[i] = t1.Sub(t0), t2.Sub(t1)
+		}
+	}
+	slices.Sort(bs)
+	slices.Sort(ss)
+	return bs[rounds/2], ss[rounds/2]
+}
+
+// BenchmarkInferenceStage: images/s through the inference stage beside bare
+// session.Run, in the same run, on the 1024² marked chest radiograph,
+// batch 1:
+//
+//	bare-run  ScoreTensor on the ready 224² tensor
+//	score     Engine.Score on the decoded image (preprocess + run + CAM)
+//	stage     Decode of the Part 10 bytes → Score → RenderHeatmap PNG
+//	ratio     bare-run and score interleaved; run-ratio = bare / score
+//	          (target ≥ 0.9: Score's work around the run ≤ ~10 % of it)
+func BenchmarkInferenceStage(b *testing.B) {
+	e := newTestEngine(b, DefaultEngineID)
+	f := newStageFixture(b, e)
+	imagesPerSec := func(b *testing.B) {
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "images/s")
+	}
+	if _, _, err := e.ScoreTensor(b.Context(), f.in, 1); err != nil { // warm-up
+		b.Fatal(err)
+	}
+	b.Run("bare-run", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := e.ScoreTensor(b.Context(), f.in, 1); err != nil {
+				b.Fatal(err)
+			}
+		}
+		imagesPerSec(b)
+	})
+	b.Run("score", func(b *testing.B) {
+		b.ReportAllocs()
+		imgs := []*Image{f.img}
+		for b.Loop() {
+			if _, err := e.Score(b.Context(), imgs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		imagesPerSec(b)
+	})
+	b.Run("stage", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(f.data)))
+		for b.Loop() {
+			img, err := Decode(f.data)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := e.Score(b.Context(), []*Image{img})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if !res[0].Marked {
+				b.Fatalf("fixture not marked (p=%.3f)", res[0].Probability)
+			}
+			if _, _, _, err := RenderHeatmap(img, res[0], HeatmapOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		imagesPerSec(b)
+	})
+	b.Run("ratio", func(b *testing.B) {
+		var bare, score time.Duration
+		for b.Loop() {
+			bare, score = runOverhead(b, e, f, 9)
+		}
+		b.ReportMetric(float64(bare.Microseconds())/1e3, "bare-ms")
+		b.ReportMetric(float64(score.Microseconds())/1e3, "score-ms")
+		b.ReportMetric(float64(bare)/float64(score), "run-ratio")
+	})
+}
+
+// TestRunOverhead logs run-part-overhead = bare ScoreTensor time / Score
+// time on the same image (medians of interleaved runs). It asserts only a
+// loose bound: timings on a shared machine are noisy; BENCHMARKS.md records
+// the figures of a quiet run.
+func TestRunOverhead(t *testing.T) {
+	if testing.Short() {
+		t.Skip("timing test")
+	}
+	e := newTestEngine(t, DefaultEngineID)
+	f := newStageFixture(t, e)
+	bare, score := runOverhead(t, e, f, 15)
+	ratio := float64(bare) / float64(score)
+	t.Logf("bare ScoreTensor %v, Score %v: run-part-overhead ratio %.3f (target ≥ 0.9)", bare, score, ratio)
+	if ratio < 0.5 {
+		t.Errorf("run-part-overhead ratio %.3f: Score spends more than the run itself around the run", ratio)
 	}
 }

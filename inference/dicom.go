@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/suyashkumar/dicom"
@@ -168,6 +169,40 @@ type Meta struct {
 	// and (0028,3000) are present.
 	HasVOILUTSequence      bool
 	HasModalityLUTSequence bool
+	// PresentationIntentType is (0008,0068), upper-cased: "FOR PRESENTATION",
+	// "FOR PROCESSING" or "" when absent.
+	PresentationIntentType string
+}
+
+// forProcessingSOPClasses are the DX, mammography and intra-oral "For
+// Processing" storage SOP classes (PS3.4 B.5).
+var forProcessingSOPClasses = []string{
+	"1.2.840.10008.5.1.4.1.1.1.1.1", // Digital X-Ray Image Storage – For Processing
+	"1.2.840.10008.5.1.4.1.1.1.2.1", // Digital Mammography X-Ray Image Storage – For Processing
+	"1.2.840.10008.5.1.4.1.1.1.3.1", // Digital Intra-Oral X-Ray Image Storage – For Processing
+}
+
+// ForProcessing reports raw detector data: Presentation Intent Type FOR
+// PROCESSING, or a For Processing SOP class. Such an image is not meant to
+// be looked at as it stands: the modality's own processing (log transform,
+// equalisation, edge enhancement) has not been applied.
+func (m *Meta) ForProcessing() bool {
+	return m.PresentationIntentType == "FOR PROCESSING" || slices.Contains(forProcessingSOPClasses, m.SOPClassUID)
+}
+
+// IntentWarning returns, for a FOR PROCESSING image, a caution about the
+// scored rendering; "" for any other image. Decode treats such an image like
+// any other (window if present, else VOI LUT, else the full stored-bit range,
+// which is what FOR PROCESSING data usually gets, having no VOI); the engines
+// were trained on display renderings, so the score deserves this caution.
+func (m *Meta) IntentWarning() string {
+	if !m.ForProcessing() {
+		return ""
+	}
+	if m.HasWindow || m.HasVOILUTSequence {
+		return "FOR PROCESSING image: scored with its VOI on raw detector data, not a display rendering"
+	}
+	return "FOR PROCESSING image: scored with the stored-bit range, not a display rendering"
 }
 
 // TransferSyntaxName is the name of m.TransferSyntaxUID.
@@ -337,5 +372,6 @@ func parse(data []byte, headerOnly bool) (*dicom.Dataset, *Meta, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	meta.PresentationIntentType = strings.ToUpper(getString(ds.Elements, tag.PresentationIntentType))
 	return ds, meta, nil
 }

@@ -172,10 +172,14 @@ func (m *Manifest) Check(meta *Meta) string {
 	case !slices.Contains(m.BodyParts, bp):
 		probs = append(probs, fmt.Sprintf("body part %s is not one of %s", bp, strings.Join(m.BodyParts, ", ")))
 	}
-	if len(probs) == 0 {
-		return ""
+	var out []string
+	if len(probs) > 0 {
+		out = append(out, fmt.Sprintf("outside engine %s's declaration: %s", m.ID, strings.Join(probs, "; ")))
 	}
-	return fmt.Sprintf("outside engine %s's declaration: %s", m.ID, strings.Join(probs, "; "))
+	if w := meta.IntentWarning(); w != "" {
+		out = append(out, w)
+	}
+	return strings.Join(out, "; ")
 }
 
 // ManifestError is one problem in a manifest, at a position when known.
