@@ -203,6 +203,8 @@ type Topology struct {
 	JS       jetstream.JetStream
 	Orders   jetstream.KeyValue
 	Heatmaps jetstream.ObjectStore
+	// Usage counts analyses per facility × engine × day (billing).
+	Usage *UsageMeter
 }
 
 // EnsureTopology creates or updates every stream and bucket. It is
@@ -257,5 +259,9 @@ func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating object store %s: %w", BucketHeatmaps, err)
 	}
-	return &Topology{JS: js, Orders: kv, Heatmaps: obj}, nil
+	usage, err := EnsureUsageMeter(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return &Topology{JS: js, Orders: kv, Heatmaps: obj, Usage: usage}, nil
 }

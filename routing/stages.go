@@ -383,6 +383,14 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result, 
 	}); err != nil {
 		return retryIn(p.opts.RetryMin)
 	}
+	// Bill the analysis: counted once per result id, so the retry this
+	// verdict may cause, or a replay, never counts it twice.
+	if u := p.opts.Topology.Usage; u != nil && r.Outcome == OutcomeScored {
+		if _, err := u.Count(ctx, r.ID, r.Engine.ID, st.Facility, r.ScoredAt); err != nil {
+			p.log.Warn("counting usage failed; will retry", "order", st.ID, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
+	}
 	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
 	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier)
 	return done()

@@ -167,9 +167,19 @@ Exit status: 0 when every dead letter was replayed, 1 when any was not.`,
 	return cmd
 }
 
-// connectDLQ connects to the NATS server radgate serve uses, as the config
-// names it: nats.url, else the embedded server at nats.embedded_listen.
+// connectDLQ opens the dead-letter stream of the running radgate.
 func connectDLQ(configPath string) (*routing.DLQ, func(), error) {
+	js, closeFn, err := connectJetStream(configPath, "radgate-dlq")
+	if err != nil {
+		return nil, nil, err
+	}
+	return routing.NewDLQ(js), closeFn, nil
+}
+
+// connectJetStream connects to the NATS server radgate serve uses, as the
+// config names it: nats.url, else the embedded server at
+// nats.embedded_listen. The CLI tools (dlq, usage) share it.
+func connectJetStream(configPath, clientName string) (jetstream.JetStream, func(), error) {
 	cfg := config.Default()
 	if configPath != "" {
 		var err error
@@ -195,7 +205,7 @@ func connectDLQ(configPath string) (*routing.DLQ, func(), error) {
 		}
 		url = "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
 	}
-	opts := []nats.Option{nats.Name("radgate-dlq"), nats.Timeout(3 * time.Second)}
+	opts := []nats.Option{nats.Name(clientName), nats.Timeout(3 * time.Second)}
 	if cfg.NATS.CredentialsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.NATS.CredentialsFile))
 	}
@@ -211,7 +221,7 @@ func connectDLQ(configPath string) (*routing.DLQ, func(), error) {
 		nc.Close()
 		return nil, nil, err
 	}
-	return routing.NewDLQ(js), nc.Close, nil
+	return js, nc.Close, nil
 }
 
 func parseSeqs(args []string) ([]uint64, error) {
