@@ -32,6 +32,7 @@ type Config struct {
 	PACS      PACS      `yaml:"pacs"`
 	FHIR      FHIR      `yaml:"fhir"`
 	Orders    Orders    `yaml:"orders"`
+	HL7v2     HL7v2     `yaml:"hl7v2"`
 }
 
 // NATS selects the message broker.
@@ -143,6 +144,35 @@ type Orders struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 }
 
+// HL7v2 is the HL7 v2 order intake: ORM^O01 and OMI^O23 over MLLP, for a
+// RIS that does not speak FHIR. Each order becomes the same order event as
+// a FHIR ServiceRequest. The sender gets AA once the order is durably
+// stored; AE with an ERR naming the field for an order it must fix; AE with
+// ERR-3 207 (application internal error) when radgate cannot store orders
+// right now (NATS unavailable), which the sender should resend later; AR
+// for other message types and for order controls other than new or changed
+// orders (CA, DC, …).
+type HL7v2 struct {
+	// Listen is the host:port of the MLLP listener, e.g. 127.0.0.1:2575.
+	// Empty (the default) turns the HL7 v2 intake off. MLLP has no
+	// authentication or encryption: keep it on loopback or a trusted
+	// network.
+	Listen string `yaml:"listen"`
+	// AccessionSystem is the identifier system given to accession numbers
+	// from OBR-18 (and IPC-1 without an assigning authority). Set it to the
+	// system your EHR's FHIR ServiceRequests use for accession numbers
+	// (e.g. http://hospital.example.org/fhir/accession): an order's key is
+	// the system and the number together, so only then do an ORM and a
+	// ServiceRequest for the same study make one order and one report.
+	// Empty (the default) leaves HL7 accession numbers without a system.
+	AccessionSystem string `yaml:"accession_system"`
+	// MaxMessageBytes bounds one HL7 message; a larger one is answered AR.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// ReadTimeout bounds receiving one message, from its first byte to the
+	// end of its MLLP block.
+	ReadTimeout Duration `yaml:"read_timeout"`
+}
+
 // DefaultEngine is the engine used when none is configured.
 const DefaultEngine = "cxr-pneumonia-densenet121"
 
@@ -171,6 +201,10 @@ func Default() Config {
 			RetryMax:        Duration(30 * time.Second),
 			DeliveryWindow:  Duration(1 * time.Hour),
 			MaxBodyBytes:    10 << 20,
+		},
+		HL7v2: HL7v2{
+			MaxMessageBytes: 1 << 20,
+			ReadTimeout:     Duration(30 * time.Second),
 		},
 	}
 }

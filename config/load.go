@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -307,7 +308,38 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.Orders.MaxBodyBytes <= 0 {
 		bad("orders.max_body_bytes", "must be positive")
 	}
+	if c.HL7v2.Listen != "" {
+		if err := checkHostPort(c.HL7v2.Listen); err != nil {
+			bad("hl7v2.listen", err.Error())
+		} else if c.HL7v2.Listen == c.Listen {
+			bad("hl7v2.listen", fmt.Sprintf("%q is also the HTTP listen address", c.HL7v2.Listen))
+		}
+	}
+	if s := c.HL7v2.AccessionSystem; s != "" {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || strings.ContainsAny(s, " \t|") {
+			bad("hl7v2.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
+		}
+	}
+	if c.HL7v2.MaxMessageBytes <= 0 {
+		bad("hl7v2.max_message_bytes", "must be positive")
+	}
+	if c.HL7v2.ReadTimeout <= 0 {
+		bad("hl7v2.read_timeout", "must be positive")
+	}
 	return errs
+}
+
+// checkHostPort checks a listen address: host:port, port 0-65535 (0: any
+// free port).
+func checkHostPort(addr string) error {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:2575)", addr)
+	}
+	if n, err := strconv.Atoi(p); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port must be 0-65535", addr)
+	}
+	return nil
 }
 
 func contains(list []string, s string) bool {

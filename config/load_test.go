@@ -21,6 +21,16 @@ orders:
 	require.Equal(t, 2*time.Minute, cfg.Orders.StudyWaitWindow.D())
 	require.Equal(t, Default().FHIR, cfg.FHIR, "untouched sections keep their defaults")
 	require.Equal(t, []string{DefaultEngine}, cfg.Engines)
+	require.Equal(t, "", cfg.HL7v2.Listen, "the HL7 v2 intake is off by default")
+}
+
+func TestLoadHL7v2(t *testing.T) {
+	cfg, err := Load("radgate.yaml", []byte("hl7v2:\n  listen: 127.0.0.1:2575\n  accession_system: urn:oid:1.2.3.4\n"))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:2575", cfg.HL7v2.Listen)
+	require.Equal(t, "urn:oid:1.2.3.4", cfg.HL7v2.AccessionSystem)
+	require.Equal(t, 1<<20, cfg.HL7v2.MaxMessageBytes)
+	require.Equal(t, 30*time.Second, cfg.HL7v2.ReadTimeout.D())
 }
 
 func TestLoadEmptyIsDefault(t *testing.T) {
@@ -56,7 +66,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
-				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, data_dir, models_dir, engines, nats, inference, pacs, fhir, orders)`,
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, data_dir, models_dir, engines, nats, inference, pacs, fhir, orders, hl7v2)`,
 				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen)`,
 			},
 		},
@@ -87,6 +97,20 @@ func TestLoadErrors(t *testing.T) {
 			name: "embedded NATS address emptied without an external server",
 			yaml: "nats:\n  embedded_listen: \"\"\n",
 			want: []string{`radgate.yaml:2:20: nats.embedded_listen: must not be empty when nats.url is (e.g. 127.0.0.1:4222)`},
+		},
+		{
+			name: "HL7 v2 listener that is not host:port, and a bad accession system",
+			yaml: "hl7v2:\n  listen: 2575\n  accession_system: hospital accession\n  read_timeout: 0s\n",
+			want: []string{
+				`radgate.yaml:2:11: hl7v2.listen: "2575" is not host:port (e.g. 127.0.0.1:2575)`,
+				`radgate.yaml:3:21: hl7v2.accession_system: "hospital accession" is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)`,
+				`radgate.yaml:4:17: hl7v2.read_timeout: must be positive`,
+			},
+		},
+		{
+			name: "HL7 v2 listener on the HTTP intake's address",
+			yaml: "listen: 127.0.0.1:8080\nhl7v2:\n  listen: 127.0.0.1:8080\n",
+			want: []string{`radgate.yaml:3:11: hl7v2.listen: "127.0.0.1:8080" is also the HTTP listen address`},
 		},
 		{
 			name: "syntax error",

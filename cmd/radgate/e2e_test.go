@@ -335,7 +335,15 @@ func TestIntakeRejectsBadRequestsAndKeepsServing(t *testing.T) {
 		})
 	}
 	// Still serving: a good order is accepted and reaches a terminal state.
-	c := &demo.Case{File: testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"), Path: demo.ViaDirectPost}
+	// A clone with its own accession number: the sample's own accession is
+	// ordered through the Subscription by TestOrderToResultOnRealPeers, and
+	// with one shared FHIR server the first report of an order is the one
+	// that stays (conditional create), whichever test ran first.
+	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
+	require.NoError(t, err)
+	clone, _, err := demo.Clone(src, int(time.Now().UnixNano()/1e6%9000)*10+1)
+	require.NoError(t, err)
+	c := &demo.Case{File: "still-serving.dcm", Data: clone, Path: demo.ViaDirectPost}
 	require.NoError(t, rg.env.LoadImages(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Order(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))
@@ -383,7 +391,11 @@ func TestExternalNATS(t *testing.T) {
 	rg := startRadgate(t, func(c *config.Config) { c.NATS.URL = ext.ClientURL() })
 	require.NoDirExists(t, filepath.Join(rg.cfg.DataDir, "nats"), "no embedded server when nats.url is set")
 
-	c := &demo.Case{File: testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"), Path: demo.ViaBundle}
+	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	require.NoError(t, err)
+	clone, _, err := demo.Clone(src, int(time.Now().UnixNano()/1e6%9000)*10+2) // own accession (see above)
+	require.NoError(t, err)
+	c := &demo.Case{File: "external-nats.dcm", Data: clone, Path: demo.ViaBundle}
 	require.NoError(t, rg.env.LoadImages(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Order(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))

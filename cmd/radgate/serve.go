@@ -22,6 +22,7 @@ import (
 
 	"github.com/radgate/radgate/adapters/dicomweb"
 	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/routing"
@@ -31,11 +32,12 @@ func init() {
 	var configPath, modelsDir, listen string
 	cmd := &cobra.Command{
 		Use:   "serve [--config radgate.yaml]",
-		Short: "Run the engine: FHIR intake, PACS fetch, scoring, delivery",
+		Short: "Run the engine: FHIR (and HL7 v2) intake, PACS fetch, scoring, delivery",
 		Long: `Run radgate: the HTTP intake of FHIR orders, the router that finds each
 study in the PACS over DICOMweb, the ONNX inference stage and the delivery of
 results to the FHIR server, connected by NATS JetStream (embedded unless
-nats.url is set). Without --config, every setting has its default.
+nats.url is set). With hl7v2.listen set, an MLLP listener also takes HL7 v2
+orders (ORM^O01, OMI^O23). Without --config, every setting has its default.
 SIGINT/SIGTERM stop it gracefully: intake first, then in-flight work drains.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -128,6 +130,39 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return err
 	}
 
+	// The HL7 v2 (MLLP) order intake, when configured: after the pipeline,
+	// which its handler hands orders to.
+	var mllp *hl7v2.Server
+	if cfg.HL7v2.Listen != "" {
+		mllp, err = hl7v2.NewServer(hl7v2.ServerOptions{
+			Addr: cfg.HL7v2.Listen,
+			Handler: hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
+				Order:  hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
+				Logger: logger,
+			}),
+			ReadTimeout:    cfg.HL7v2.ReadTimeout.D(),
+			MaxMessageSize: cfg.HL7v2.MaxMessageBytes,
+			Logger:         logger,
+		})
+		if err == nil {
+			err = mllp.Start(ctx)
+		}
+		if err != nil {
+			_ = pipe.Stop(context.Background())
+			return fmt.Errorf("hl7v2 intake: %w", err)
+		}
+		log.Info("HL7 v2 intake listening (MLLP)", "hl7v2_listen", mllp.Addr().String(),
+			"accession_system", cfg.HL7v2.AccessionSystem)
+	}
+	closeMLLP := func(ctx context.Context) {
+		if mllp == nil {
+			return
+		}
+		if err := mllp.Close(ctx); err != nil {
+			log.Warn("HL7 v2 intake did not stop cleanly", "err", err)
+		}
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle("/", fhiradapter.NewIntake(pipe, fhiradapter.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -142,6 +177,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		closeMLLP(context.Background())
 		_ = pipe.Stop(context.Background())
 		return fmt.Errorf("intake listener: %w", err)
 	}
@@ -171,10 +207,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	case err := <-srvErr:
 		log.Error("intake stopped", "err", err)
 	}
-	// Graceful stop: intake first, then drain the stages within a deadline.
+	// Graceful stop: intake first (the HL7 v2 listener, then HTTP: each
+	// lets a message or request in progress finish), then drain the stages,
+	// all within one deadline.
 	log.Info("stopping: intake closed, draining in-flight work")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	closeMLLP(sctx)
 	_ = srv.Shutdown(sctx)
 	if err := pipe.Stop(sctx); err != nil {
 		log.Warn("drain incomplete; unacknowledged work will be redelivered", "err", err)

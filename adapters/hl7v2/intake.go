@@ -1,0 +1,101 @@
+package hl7v2
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/radgate/radgate/routing"
+)
+
+// DefaultAcceptTimeout bounds storing one message's orders when
+// IntakeOptions.AcceptTimeout is zero.
+const DefaultAcceptTimeout = 30 * time.Second
+
+// IntakeOptions configure NewIntakeHandler.
+type IntakeOptions struct {
+	// Order is the mapping of ORM/OMI to order events; set
+	// Order.AccessionSystem to the system the FHIR intake sees for the same
+	// accession numbers, so both intakes make one order per study.
+	Order OrderOptions
+	// AcceptTimeout bounds storing a message's orders (all of its
+	// routing.Intake.Accept calls together). Default DefaultAcceptTimeout.
+	AcceptTimeout time.Duration
+	// Logger receives one line per message: control id, message type and
+	// order ids (never patient data); nil discards them.
+	Logger *slog.Logger
+}
+
+// NewIntakeHandler returns the Server handler of radgate's HL7 v2 order
+// intake: it maps each ORM^O01 or OMI^O23 to one order event per order (per
+// ORC group, see OrderOptions.OrderEvents), hands each to in.Accept, and
+// answers:
+//
+//   - AA once every Accept returned nil, that is once every order of the
+//     message is durably stored (routing.Intake's contract).
+//   - AR, with an ERR naming MSH-9, for a message type other than ORM^O01
+//     and OMI^O23, and for an order control (ORC-1) that is not a new or
+//     changed order (CA, DC, …): radgate will never process them, and
+//     sending them again does not help.
+//   - AE, with an ERR naming the field (ERR-2) and its table 0357 code
+//     (101 required field missing, 102 data type error, …), for an order
+//     that cannot be mapped or that Accept refuses as invalid
+//     (routing.ErrInvalidOrder). No order of such a message is stored.
+//   - AE with ERR-3 207 (application internal error) and ERR-4 E when
+//     storing failed for another reason (the message broker is down or
+//     slow, the intake is shutting down): the message was fine; the sender
+//     should send it again later, as interface engines do on AE. Orders
+//     stored before the failure are stored again harmlessly (events are
+//     deduplicated and merge into the same order).
+//
+// All mapping happens before the first Accept, so a bad order in a
+// message with several stores none of them.
+func NewIntakeHandler(in routing.Intake, opts IntakeOptions) Handler {
+	if opts.AcceptTimeout <= 0 {
+		opts.AcceptTimeout = DefaultAcceptTimeout
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "hl7v2-intake")
+	return func(ctx context.Context, msg *Message) *Message {
+		l := log.With("control_id", msg.ControlID(), "type", msg.Type().String())
+		evs, err := opts.Order.OrderEvents(msg)
+		if err != nil {
+			code := AE
+			if errors.Is(err, ErrUnsupportedMessage) || errors.Is(err, ErrOrderControl) {
+				code = AR
+			}
+			// *Error messages never quote patient data (see Error).
+			l.Warn("HL7 order not accepted", "ack", code, "error", err)
+			return NewACK(msg, code, ErrorDetailOf(err))
+		}
+		actx, cancel := context.WithTimeout(ctx, opts.AcceptTimeout)
+		defer cancel()
+		ids := make([]string, 0, len(evs))
+		for i, ev := range evs {
+			st, err := in.Accept(actx, ev)
+			if err == nil {
+				ids = append(ids, st.ID)
+				continue
+			}
+			if errors.Is(err, routing.ErrInvalidOrder) {
+				d := ErrorDetailOf(err)
+				var he *Error
+				if !errors.As(err, &he) {
+					d.Code = CodeRequiredFieldMissing
+				}
+				l.Warn("HL7 order refused as invalid", "ack", AE, "order", i+1, "accepted_before", ids, "error", err)
+				return NewACK(msg, AE, d)
+			}
+			l.Error("HL7 order not stored; the sender should retry", "ack", AE, "order", i+1,
+				"accepted_before", ids, "error", err)
+			return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
+				Message: "the order could not be stored now (temporary failure); send the message again later"})
+		}
+		l.Info("HL7 orders accepted", "order_ids", ids)
+		return NewACK(msg, AA)
+	}
+}
