@@ -263,7 +263,9 @@ func TestServerCloseForces(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	require.NoError(t, s.Close(ctx), "force-closed at ¾ of the deadline, the handler returned")
-	require.Less(t, time.Since(start), 400*time.Millisecond)
+	// The handler would block forever; Close must not. The bound leaves
+	// scheduling slack for a loaded CI machine under the race detector.
+	require.Less(t, time.Since(start), 2*time.Second)
 }
 
 func TestServerNeverStarted(t *testing.T) {
