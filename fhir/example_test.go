@@ -56,6 +56,7 @@ func ExampleBuildResultBundle() {
 	// POST Device identifier=https%3A%2F%2Fradgate.dev%2Ffhir%2Fsid%2Fengine%7Ccxr-pneumonia-densenet121%401.0.0
 	// POST Observation identifier=https%3A%2F%2Fradgate.dev%2Ffhir%2Fsid%2Fresult%7C3f2a9c0e1b7d4a55a1c2e3f4%2Fobservation
 	// POST DiagnosticReport identifier=https%3A%2F%2Fradgate.dev%2Ffhir%2Fsid%2Fresult%7C3f2a9c0e1b7d4a55a1c2e3f4
+	// PUT Provenance/radgate-3f2a9c0e1b7d4a55a1c2e3f4
 }
 
 func ExampleOutcomeFromError() {

@@ -287,7 +287,15 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 			Link:    r4.Reference{Reference: &mediaURL, Type: ptr("Media")},
 		}}
 	}
-	if _, err := b.add("DiagnosticReport", "report:"+in.ID, drID, dr); err != nil {
+	drURL, err := b.add("DiagnosticReport", "report:"+in.ID, drID, dr)
+	if err != nil {
+		return nil, err
+	}
+	targets := []string{drURL, obsURL}
+	if mediaURL != "" {
+		targets = append(targets, mediaURL)
+	}
+	if err := b.provenance(in, issued, deviceURL, isRef, targets); err != nil {
 		return nil, err
 	}
 	return b.marshal()
@@ -347,10 +355,56 @@ func BuildTaskBundle(in ResultInput, status TaskStatus) ([]byte, error) {
 		Owner:           &r4.Reference{Reference: &deviceURL, Type: ptr("Device")},
 		Note:            []r4.Annotation{{Text: in.Engine.Disclaimer}},
 	}
-	if _, err := b.add("Task", "task:"+in.ID, id, t); err != nil {
+	taskURL, err := b.add("Task", "task:"+in.ID, id, t)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.provenance(in, issued, deviceURL, in.imagingStudyRef(), []string{taskURL}); err != nil {
 		return nil, err
 	}
 	return b.marshal()
+}
+
+// ProvenanceID is the id of the Provenance written for result id. Provenance
+// has no identifier element for a conditional create, so it is written with
+// PUT at this deterministic id: a redelivered result replaces it with the
+// same content instead of adding a second one.
+func ProvenanceID(resultID string) string { return "radgate-" + resultID }
+
+// provenance adds the Provenance of a result: what produced it (the engine's
+// Device, name and version), from what (the ImagingStudy, role source), when
+// (recorded = issued), and what it covers (targets). The policy names the
+// engine version, so a model change shows in the audit trail.
+func (b *txBundle) provenance(in ResultInput, issued, deviceURL string, study *r4.Reference, targets []string) error {
+	prov := r4.Provenance{
+		Id:       ptr(ProvenanceID(in.ID)),
+		Recorded: issued,
+		Policy:   []string{"urn:radgate:engine:" + in.Engine.ID + ":" + in.Engine.Version},
+		Activity: concept("AI analysis", Coding{System: CodeSystemRadgate, Code: CodeAIAnalysis, Display: "AI analysis"}),
+		Agent: []r4.ProvenanceAgent{{
+			Type: concept("Assembler", Coding{System: "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+				Code: "assembler", Display: "Assembler"}),
+			Who: r4.Reference{Reference: ptr(deviceURL), Type: ptr("Device"),
+				Display: ptr(in.Engine.Name + " " + in.Engine.Version)},
+		}},
+	}
+	for _, t := range targets {
+		prov.Target = append(prov.Target, r4.Reference{Reference: ptr(t)})
+	}
+	if study != nil {
+		prov.Entity = []r4.ProvenanceEntity{{Role: r4.ProvenanceEntityRoleSource, What: *study}}
+	}
+	raw, err := json.Marshal(prov)
+	if err != nil {
+		return fmt.Errorf("writing Provenance: %w", err)
+	}
+	full := uuidURN("provenance:" + in.ID)
+	b.entries = append(b.entries, r4.BundleEntry{
+		FullUrl:  &full,
+		Resource: raw,
+		Request:  &r4.BundleEntryRequest{Method: r4.HTTPVerbPUT, Url: "Provenance/" + ProvenanceID(in.ID)},
+	})
+	return nil
 }
 
 func (in *ResultInput) validate() error {

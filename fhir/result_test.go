@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -94,15 +95,26 @@ func (b tx) byType(t *testing.T) map[string]map[string]any {
 }
 
 // checkStructure checks what every radgate transaction must satisfy: each
-// entry a conditional create on the resource's own identifier, and every
-// urn:uuid reference resolving to an entry of the bundle.
+// entry a conditional create on the resource's own identifier — except the
+// Provenance, which has no identifier and is a PUT at its deterministic id —
+// and every urn:uuid reference resolving to an entry of the bundle.
 func checkStructure(t *testing.T, b tx) {
 	t.Helper()
 	full := map[string]bool{}
+	provenances := 0
 	for _, e := range b.Entry {
 		require.True(t, strings.HasPrefix(e.FullURL, "urn:uuid:"), e.FullURL)
 		require.Len(t, e.FullURL, len("urn:uuid:")+36)
 		full[e.FullURL] = true
+		if e.Resource["resourceType"] == "Provenance" {
+			provenances++
+			require.Equal(t, "PUT", e.Request.Method)
+			require.Equal(t, "Provenance/"+e.Resource["id"].(string), e.Request.URL)
+			require.True(t, strings.HasPrefix(e.Resource["id"].(string), "radgate-"))
+			require.NotEmpty(t, e.Resource["target"])
+			require.Contains(t, fmt.Sprint(e.Resource["agent"]), "Device")
+			continue
+		}
 		require.Equal(t, "POST", e.Request.Method)
 		require.Equal(t, e.Resource["resourceType"], e.Request.URL)
 		ids := e.Resource["identifier"].([]any)
@@ -144,7 +156,7 @@ func TestBuildResultBundleMarked(t *testing.T) {
 	b := decodeTx(t, raw)
 	checkStructure(t, b)
 	res := b.byType(t)
-	require.Len(t, res, 4)
+	require.Len(t, res, 5) // Device, Observation, Media, DiagnosticReport, Provenance
 	fullURL := map[string]string{}
 	for _, e := range b.Entry {
 		fullURL[e.Resource["resourceType"].(string)] = e.FullURL
@@ -263,7 +275,7 @@ func TestBuildTaskBundle(t *testing.T) {
 			b := decodeTx(t, raw)
 			checkStructure(t, b)
 			res := b.byType(t)
-			require.Len(t, res, 2)
+			require.Len(t, res, 3) // Device, Task, Provenance
 			task := res["Task"]
 			require.Equal(t, string(st), task["status"])
 			require.Equal(t, "order", task["intent"])

@@ -122,11 +122,11 @@ func TestSinkDeliver(t *testing.T) {
 			require.Equal(t, routing.Receipt{Report: c.report}, rc)
 			switch c.outcome {
 			case routing.OutcomeScored:
-				require.Equal(t, []string{"Device:active", "Media:completed", "Observation:final", "DiagnosticReport:final"}, got)
+				require.Equal(t, []string{"Device:active", "Media:completed", "Observation:final", "DiagnosticReport:final", "Provenance:"}, got)
 			case routing.OutcomeNotApplicable:
-				require.Equal(t, []string{"Device:active", "Task:rejected"}, got)
+				require.Equal(t, []string{"Device:active", "Task:rejected", "Provenance:"}, got)
 			case routing.OutcomeFailed:
-				require.Equal(t, []string{"Device:active", "Task:failed"}, got)
+				require.Equal(t, []string{"Device:active", "Task:failed", "Provenance:"}, got)
 			}
 		})
 	}

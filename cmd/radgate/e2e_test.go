@@ -199,6 +199,17 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 			} else {
 				require.Contains(t, basedOn, m.AccessionNumber, "by identifier when it does not")
 			}
+			// Provenance: what produced the report, from which study, which model version.
+			resID := routing.ResultID(c.OrderID, routing.EngineInfo{ID: config.DefaultEngine, Version: manifest.Version})
+			pb, err := rg.env.FHIR.Read(t.Context(), "Provenance/"+rfhir.ProvenanceID(resID))
+			require.NoError(t, err, "each result carries a Provenance")
+			var prov map[string]any
+			require.NoError(t, json.Unmarshal(pb, &prov))
+			require.Contains(t, mustJSON(prov["target"]), `"`+rep.Ref+`"`)
+			require.Contains(t, mustJSON(prov["agent"]), `"reference":"Device/`)
+			require.Contains(t, mustJSON(prov["policy"]), manifest.Version)
+			require.NotEmpty(t, prov["entity"], "the source study")
+
 			obs := rep.Observation
 			require.Contains(t, mustJSON(obs["code"]), "233604007")
 			require.Equal(t, "%", obs["valueQuantity"].(map[string]any)["code"])
