@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +27,16 @@ type Config struct {
 	// Engines lists the engine ids every order is scored by. Empty means the
 	// default engine, cxr-pneumonia-densenet121.
 	Engines []string `yaml:"engines"`
+	// RoutesFile is the route file (see routing/route): which studies go to
+	// which engines and where their results go. Empty: one built-in route
+	// sends every order the engines accept to the "fhir" destination.
+	// Relative paths are relative to the working directory. radgate serve
+	// reloads it on SIGHUP and when the file changes.
+	RoutesFile string `yaml:"routes_file"`
+	// Destinations are result destinations that routes name, besides the
+	// built-in "fhir" (the fhir section below). Names are lower-case
+	// letters, digits, '-' and '_'.
+	Destinations map[string]Destination `yaml:"destinations"`
 
 	NATS      NATS      `yaml:"nats"`
 	Inference Inference `yaml:"inference"`
@@ -128,6 +139,44 @@ type FHIR struct {
 	SubscriptionEndpoint string `yaml:"subscription_endpoint"`
 }
 
+// Destination types.
+const (
+	DestinationFHIR     = "fhir"
+	DestinationHL7v2    = "hl7v2"
+	DestinationDICOMweb = "dicomweb"
+)
+
+// BuiltinDestination is the name of the destination the fhir section
+// defines.
+const BuiltinDestination = "fhir"
+
+// Destination is one place results are delivered to.
+type Destination struct {
+	// Type is fhir (DiagnosticReport, Observation, Media, Task), hl7v2
+	// (ORU^R01 over MLLP to a RIS) or dicomweb (derived image and SR stored
+	// into the study over STOW-RS).
+	Type string `yaml:"type"`
+	// URL is the FHIR base (fhir) or the DICOMweb root (dicomweb).
+	URL string `yaml:"url"`
+	// Address is the RIS's MLLP host:port (hl7v2).
+	Address string `yaml:"address"`
+	// Timeout bounds each request to the destination (default 30s).
+	Timeout Duration `yaml:"timeout"`
+}
+
+// DestinationNames lists every destination routes may name: the built-in
+// "fhir" and the configured ones, sorted.
+func (c Config) DestinationNames() []string {
+	names := []string{BuiltinDestination}
+	for n := range c.Destinations {
+		if n != BuiltinDestination {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names[1:])
+	return names
+}
+
 // Orders sets how long radgate waits for what an order needs.
 type Orders struct {
 	// StudyWaitWindow is how long an order waits for its study to appear in
@@ -181,12 +230,13 @@ const DefaultEngine = "cxr-pneumonia-densenet121"
 // leaves out.
 func Default() Config {
 	return Config{
-		Listen:    "127.0.0.1:8080",
-		DataDir:   "data",
-		ModelsDir: "models",
-		Engines:   []string{DefaultEngine},
-		NATS:      NATS{EmbeddedListen: "127.0.0.1:4222"},
-		Inference: Inference{Workers: 4},
+		Listen:       "127.0.0.1:8080",
+		DataDir:      "data",
+		ModelsDir:    "models",
+		Engines:      []string{DefaultEngine},
+		Destinations: map[string]Destination{},
+		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222"},
+		Inference:    Inference{Workers: 4},
 		PACS: PACS{
 			DICOMwebURL: "http://127.0.0.1:8042/dicom-web",
 			Timeout:     Duration(30 * time.Second),

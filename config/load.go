@@ -326,7 +326,50 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.HL7v2.ReadTimeout <= 0 {
 		bad("hl7v2.read_timeout", "must be positive")
 	}
+	for _, name := range sortedKeys(c.Destinations) {
+		d := c.Destinations[name]
+		path := "destinations." + name
+		if !destinationNameRE.MatchString(name) {
+			bad(path, "a destination name is lower-case letters, digits, '-' and '_', starting with a letter")
+			continue
+		}
+		if name == BuiltinDestination {
+			bad(path, `"fhir" is the built-in destination of the fhir section; choose another name`)
+			continue
+		}
+		switch d.Type {
+		case DestinationFHIR, DestinationDICOMweb:
+			if d.URL == "" {
+				bad(path, fmt.Sprintf("url must be set for a %s destination", d.Type))
+			}
+			checkURL(path+".url", d.URL, "http", "https")
+		case DestinationHL7v2:
+			if d.Address == "" {
+				bad(path, "address must be set for an hl7v2 destination (host:port of the RIS MLLP listener)")
+			} else if err := checkHostPort(d.Address); err != nil {
+				bad(path+".address", err.Error())
+			}
+		case "":
+			bad(path, "type must be set: fhir, hl7v2 or dicomweb")
+		default:
+			bad(path+".type", fmt.Sprintf("unknown destination type %q (known: fhir, hl7v2, dicomweb)", d.Type))
+		}
+		if d.Timeout < 0 {
+			bad(path+".timeout", "must not be negative")
+		}
+	}
 	return errs
+}
+
+var destinationNameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // checkHostPort checks a listen address: host:port, port 0-65535 (0: any
