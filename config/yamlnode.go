@@ -1,0 +1,40 @@
+package config
+
+import (
+	"sort"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// This file exports the small helpers other packages need to report YAML
+// findings the way radgate.yaml does (routing/route walks its own node
+// tree and positions every error with them).
+
+// YAMLError turns a yaml.v3 parse error ("yaml: line 3: …") into a
+// positioned Error of file name.
+func YAMLError(name string, err error) Error { return yamlError(name, err) }
+
+// Describe names what a node holds, for messages such as
+// `expected a list, got "CR"`: "a mapping", "a list", or the quoted scalar.
+// A null scalar (a key with nothing after it) is "nothing".
+func Describe(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" && (n.Value == "" || n.Value == "~" || n.Value == "null") {
+		return "nothing"
+	}
+	return describe(n)
+}
+
+// SortErrors orders findings by file, then line, then column, keeping the
+// order of findings at the same position.
+func SortErrors(es Errors) {
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i], es[j]
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Column < b.Column
+	})
+}
