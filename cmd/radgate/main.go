@@ -18,6 +18,11 @@ var rootCmd = &cobra.Command{
 	SilenceErrors: true,
 }
 
+func init() {
+	rootCmd.AddCommand(newLintCmd())
+	rootCmd.AddCommand(newRouteTestCmd())
+}
+
 // exitError carries a process exit code through cobra without printing twice.
 type exitError struct {
 	code int
