@@ -148,9 +148,11 @@ type StudyQuery struct {
 
 // Study is what the archive holds for a study, at series and instance level.
 type Study struct {
-	StudyInstanceUID string   `json:"study_instance_uid"`
-	AccessionNumber  string   `json:"accession_number,omitempty"`
-	Series           []Series `json:"series"`
+	StudyInstanceUID string `json:"study_instance_uid"`
+	AccessionNumber  string `json:"accession_number,omitempty"`
+	// InstitutionName is the study's DICOM Institution Name (0008,0080).
+	InstitutionName string   `json:"institution_name,omitempty"`
+	Series          []Series `json:"series"`
 }
 
 // Series is one series of a study.
@@ -227,6 +229,14 @@ type Result struct {
 	HeatmapHeight int    `json:"heatmap_height,omitempty"`
 
 	ScoredAt time.Time `json:"scored_at"`
+
+	// Destination is the destination this copy of the result is for;
+	// Destinations lists every destination of the order × engine.
+	Destination  string   `json:"destination,omitempty"`
+	Destinations []string `json:"destinations,omitempty"`
+	// Read, when set, is the route's radiologist read request; a FHIR
+	// destination writes the read Task when Read.Wanted(Tier).
+	Read *ReadRequest `json:"read,omitempty"`
 }
 
 // Receipt is what a sink reports after a durable write.

@@ -51,7 +51,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	require.Equal(t, "deliver-fhir", dl.Stage)
 	require.Equal(t, st.ID, dl.OrderID)
 	require.Equal(t, "delivering to fhir: HTTP 400: DiagnosticReport.code is required", dl.Reason)
-	require.Equal(t, subjectResults+"eng-a", dl.Subject)
+	require.Equal(t, subjectResults+"fhir.eng-a", dl.Subject)
 	require.WithinDuration(t, time.Now(), dl.Time, time.Minute)
 	require.Empty(t, dl.Data, "list reads headers only")
 	require.Empty(t, dl.ReplayOf)
@@ -69,7 +69,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	// the duplicate window, and JetStream would drop the message.
 	again := nats.NewMsg(dl.Subject)
 	again.Data = shown.Data
-	ack, err := h.topo.JS.PublishMsg(t.Context(), again, jetstream.WithMsgID("result."+resultID))
+	ack, err := h.topo.JS.PublishMsg(t.Context(), again, jetstream.WithMsgID("result."+resultID+".fhir"))
 	require.NoError(t, err)
 	require.True(t, ack.Duplicate)
 

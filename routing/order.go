@@ -26,7 +26,11 @@ type OrderStatus struct {
 	ProcedureCodes   []Coding    `json:"procedure_codes,omitempty"`
 	Facility         string      `json:"facility,omitempty"`
 	Priority         string      `json:"priority,omitempty"`
+	Modalities       []string    `json:"modalities,omitempty"`
 	Sources          []string    `json:"sources,omitempty"`
+
+	// Route is the route decision, made when the order is first routed.
+	Route *RouteDecision `json:"route,omitempty"`
 
 	// Engines holds each engine's progress on this order.
 	Engines map[string]EngineProgress `json:"engines,omitempty"`
@@ -45,6 +49,15 @@ type EngineProgress struct {
 	Probability *float64   `json:"probability,omitempty"`
 	Tier        string     `json:"tier,omitempty"`
 	Report      string     `json:"report,omitempty"`
+	// Deliveries is the progress at each destination of the engine's result.
+	Deliveries map[string]DeliveryProgress `json:"deliveries,omitempty"`
+}
+
+// DeliveryProgress is one destination's progress on one engine's result.
+type DeliveryProgress struct {
+	State  OrderState `json:"state"`
+	Report string     `json:"report,omitempty"`
+	Reason string     `json:"reason,omitempty"`
 }
 
 // OrderKey is the stable key of the order an event belongs to: the accession

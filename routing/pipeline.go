@@ -9,12 +9,15 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/radgate/radgate/routing/route"
 )
 
 // Engine is a scoring engine as the inference stage sees it. The inference
@@ -52,6 +55,9 @@ type Options struct {
 	// Sinks are the result destinations by name; each gets its own durable
 	// consumer, so a slow one never holds back another.
 	Sinks map[string]Sink
+	// Routes decides which engines score an order and where the results
+	// go. Nil: every engine, every sink (route.Default).
+	Routes *route.Set
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -76,13 +82,14 @@ type Options struct {
 // acks: a message is acknowledged only after what it led to (the next
 // message, or the destination's write) is durable.
 type Pipeline struct {
-	opts    Options
-	log     *slog.Logger
-	js      jetstream.JetStream
-	store   *orderStore
-	engines map[string]Engine
-	order   []string // engine ids in configured order
-	m       *metrics
+	opts  Options
+	log   *slog.Logger
+	js    jetstream.JetStream
+	store *orderStore
+	m     *metrics
+
+	routesMu sync.RWMutex
+	rs       routeState
 
 	mu      sync.Mutex
 	running []*stageRunner
@@ -129,20 +136,35 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		opts.RouterWorkers = 4
 	}
 	p := &Pipeline{
-		opts:    opts,
-		log:     opts.Logger.With("component", "pipeline"),
-		js:      opts.Topology.JS,
-		store:   &orderStore{kv: opts.Topology.Orders, now: opts.Now},
-		engines: map[string]Engine{},
-		m:       newMetrics(opts.Registerer),
+		opts:  opts,
+		log:   opts.Logger.With("component", "pipeline"),
+		js:    opts.Topology.JS,
+		store: &orderStore{kv: opts.Topology.Orders, now: opts.Now},
+		m:     newMetrics(opts.Registerer),
+		rs:    routeState{engines: map[string]Engine{}},
 	}
+	var ids []string
 	for _, e := range opts.Engines {
 		id := e.Info().ID
-		if _, dup := p.engines[id]; dup {
+		if _, dup := p.rs.engines[id]; dup {
 			return nil, fmt.Errorf("routing: engine %q configured twice", id)
 		}
-		p.engines[id] = e
-		p.order = append(p.order, id)
+		p.rs.engines[id] = e
+		ids = append(ids, id)
+	}
+	p.rs.set = opts.Routes
+	if p.rs.set == nil {
+		sinks := make([]string, 0, len(opts.Sinks))
+		for name := range opts.Sinks {
+			sinks = append(sinks, name)
+		}
+		slices.Sort(sinks)
+		p.rs.set = route.Default(ids, sinks)
+	}
+	for _, d := range p.rs.set.Destinations() {
+		if _, ok := opts.Sinks[d]; !ok {
+			return nil, fmt.Errorf("routing: the routes name destination %q, which has no sink", d)
+		}
 	}
 	return p, nil
 }
@@ -248,7 +270,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	for name, sink := range p.opts.Sinks {
 		stages = append(stages, &stageRunner{name: "deliver-" + name, stream: StreamResults,
-			durable: "deliver-" + token(name), filter: subjectResults + ">",
+			durable: "deliver-" + token(name), filter: subjectResults + token(name) + ".>",
 			workers: 4, ackWait: 60 * time.Second, handle: p.deliverTo(name, sink)})
 	}
 	for _, s := range stages {
@@ -427,7 +449,11 @@ func (p *Pipeline) failOrder(ctx context.Context, orderID, stage, reason string)
 	why := fmt.Sprintf("dead-lettered by stage %s: %s (inspect with radgate dlq list; re-run with radgate dlq replay)", stage, reason)
 	_, err := p.store.update(ctx, orderID, false, func(o *OrderStatus) error {
 		changed := false
-		for _, eid := range p.order {
+		engines := orderEngines(*o)
+		if len(engines) == 0 {
+			engines = []string{RouterEngine}
+		}
+		for _, eid := range engines {
 			if cur, ok := o.Engines[eid]; !ok || !cur.State.Terminal() {
 				if o.Engines == nil {
 					o.Engines = map[string]EngineProgress{}

@@ -334,7 +334,7 @@ func TestPermanentDeliveryFailureIsDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, st.ID, msg.Headers().Get(HeaderOrderID))
 	require.Contains(t, msg.Headers().Get(HeaderReason), "HTTP 400")
-	require.Equal(t, subjectResults+"eng-a", msg.Headers().Get(HeaderSubject))
+	require.Equal(t, subjectResults+"fhir.eng-a", msg.Headers().Get(HeaderSubject))
 }
 
 func TestInvalidOrderIsRefused(t *testing.T) {

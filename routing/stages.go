@@ -31,12 +31,15 @@ type JobInstance struct {
 	BodyPart          string `json:"body_part,omitempty"`
 }
 
-// route resolves an order's study in the archive and publishes one job per
-// engine that may score it. A study not there yet is retried with backoff
-// for the study wait window; after that, and for a study no engine may
-// score, a result says why, so the order is answered either way. A replayed
-// event (HeaderReplayOf) first re-opens the order's failed and rejected
-// engines, so they are routed again.
+// route resolves an order's study in the archive, decides the order's route
+// (which engines, which destinations, whether a read is requested) and
+// publishes one job per engine that may score it. A study not there yet is
+// retried with backoff for the study wait window; after that, for an order
+// no route matches, and for a study an engine may not score, a result says
+// why, so the order is answered either way. The decision is recorded on the
+// order once: a reload of the routes leaves orders in flight as decided. A
+// replayed event (HeaderReplayOf) first re-opens the order's failed and
+// rejected engines, so they are routed again.
 func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	id := msg.Headers().Get(HeaderOrderID)
 	replay := msg.Headers().Get(HeaderReplayOf)
@@ -48,12 +51,16 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		return retryIn(p.opts.RetryMin)
 	}
 	if replay != "" {
-		if st, err = p.reopen(ctx, id, replay, p.order, StateReceived); err != nil {
+		if st, err = p.reopen(ctx, id, replay, append(orderEngines(st), RouterEngine), StateReceived); err != nil {
 			return retryIn(p.opts.RetryMin)
 		}
 	}
-	pending := p.enginesInState(st, StateReceived)
-	if len(pending) == 0 {
+	// An order is (re)decided when it has no decision yet, or when its
+	// order-level answer (no route, study never found) was re-opened.
+	routerCur, routerSeen := st.Engines[RouterEngine]
+	decide := (st.Route == nil && len(st.Engines) == 0) || (routerSeen && routerCur.State == StateReceived)
+	pending := enginesInState(st, StateReceived)
+	if !decide && len(pending) == 0 {
 		return done() // routed already, by an earlier event of the same order
 	}
 	age, n := msgAge(msg, p.opts.Now())
@@ -67,10 +74,47 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		if errors.Is(err, ErrStudyNotFound) {
 			reason = fmt.Sprintf("study not found in the PACS within %s (%s)", p.opts.StudyWaitWindow, describeQuery(st))
 		}
+		if decide {
+			return p.answerOrder(ctx, msg, st, OutcomeFailed, reason)
+		}
 		return p.finishAll(ctx, msg, st, pending, OutcomeFailed, reason)
 	}
+	if decide {
+		rs := p.routes()
+		d := decisionOf(rs.set.Decide(Facts(st, study)), rs.set.Digest())
+		st, err = p.store.update(ctx, id, false, func(o *OrderStatus) error {
+			if rc, seen := o.Engines[RouterEngine]; o.Route != nil && !(seen && rc.State == StateReceived) {
+				return errSkip // another event of the order decided first
+			}
+			o.Route = d
+			if d.Matched {
+				delete(o.Engines, RouterEngine)
+			}
+			if o.StudyInstanceUID == "" {
+				o.StudyInstanceUID = study.StudyInstanceUID
+			}
+			o.recompute()
+			return nil
+		})
+		if err != nil {
+			return retryIn(p.backoff(n))
+		}
+		if !st.Route.Matched {
+			return p.answerOrder(ctx, msg, st, OutcomeNotApplicable, st.Route.Reason)
+		}
+		p.log.Info("order matched a route", "order", id, "routes", strings.Join(st.Route.Routes, ","),
+			"engines", strings.Join(st.Route.Engines, ","), "destinations", strings.Join(st.Route.Destinations, ","))
+		pending = enginesInState(st, StateReceived)
+	}
 	for _, eid := range pending {
-		eng := p.engines[eid]
+		eng, ok := p.engine(eid)
+		if !ok {
+			if v := p.publishResult(ctx, st, Result{Engine: EngineInfo{ID: eid, Name: eid}, Outcome: OutcomeFailed,
+				Reason: fmt.Sprintf("engine %s is not loaded in this radgate process", eid), StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
+				return v
+			}
+			continue
+		}
 		job, reason := selectInstances(eng, study, st)
 		if reason != "" {
 			if v := p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeNotApplicable, Reason: reason,
@@ -107,6 +151,30 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	return done()
 }
 
+// answerOrder gives an order-level answer (no route matched, or the study
+// never arrived so no route could be chosen) under RouterEngine: published
+// to the route set's unmatched destinations, or, when it names none,
+// recorded on the order only.
+func (p *Pipeline) answerOrder(ctx context.Context, msg jetstream.Msg, st OrderStatus, o Outcome, reason string) verdict {
+	p.log.Warn("order answered without scoring", "order", st.ID, "outcome", o, "reason", reason)
+	dests := p.routes().set.Unmatched()
+	if len(dests) == 0 {
+		state := StateRejected
+		if o == OutcomeFailed {
+			state = StateFailed
+		}
+		if _, err := p.store.update(ctx, st.ID, false, func(s *OrderStatus) error {
+			setEngine(s, RouterEngine, EngineProgress{State: state, Reason: reason})
+			return nil
+		}); err != nil {
+			return retryIn(p.opts.RetryMin)
+		}
+		return done()
+	}
+	return p.publishTo(ctx, st, Result{Engine: routerInfo(), Outcome: o, Reason: reason, StudyInstanceUID: st.StudyInstanceUID},
+		msg.Headers().Get(HeaderReplayOf), dests, nil)
+}
+
 // reopen applies replayReset to an order for a replayed message and returns
 // the order as it now stands.
 func (p *Pipeline) reopen(ctx context.Context, id, replay string, engines []string, to OrderState) (OrderStatus, error) {
@@ -136,11 +204,14 @@ func replayMsgID(id, replay string) string {
 	return id + ".replay." + replay
 }
 
-// enginesInState lists the configured engines still at state s for an order
-// (an engine not yet recorded counts as received).
-func (p *Pipeline) enginesInState(st OrderStatus, s OrderState) []string {
+// enginesInState lists the engines of an order's route decision still at
+// state s (an engine not yet recorded counts as received).
+func enginesInState(st OrderStatus, s OrderState) []string {
 	var out []string
-	for _, eid := range p.order {
+	for _, eid := range orderEngines(st) {
+		if eid == RouterEngine {
+			continue
+		}
 		cur, ok := st.Engines[eid]
 		if (!ok && s == StateReceived) || (ok && cur.State == s) {
 			out = append(out, eid)
@@ -152,7 +223,11 @@ func (p *Pipeline) enginesInState(st OrderStatus, s OrderState) []string {
 // finishAll publishes a failed or not-applicable result for each engine.
 func (p *Pipeline) finishAll(ctx context.Context, msg jetstream.Msg, st OrderStatus, engines []string, o Outcome, reason string) verdict {
 	for _, eid := range engines {
-		if v := p.publishResult(ctx, st, Result{Engine: p.engines[eid].Info(), Outcome: o, Reason: reason,
+		info := EngineInfo{ID: eid, Name: eid}
+		if eng, ok := p.engine(eid); ok {
+			info = eng.Info()
+		}
+		if v := p.publishResult(ctx, st, Result{Engine: info, Outcome: o, Reason: reason,
 			StudyInstanceUID: st.StudyInstanceUID}, msg.Headers().Get(HeaderReplayOf)); v.kind != ack {
 			return v
 		}
@@ -258,7 +333,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if err := json.Unmarshal(msg.Data(), &job); err != nil {
 		return deadLetter("undecodable job: " + err.Error())
 	}
-	eng, ok := p.engines[job.Engine]
+	eng, ok := p.engine(job.Engine)
 	if !ok {
 		return deadLetter(fmt.Sprintf("engine %q is not loaded in this process", job.Engine))
 	}
@@ -337,14 +412,34 @@ func ResultID(orderID string, e EngineInfo) string {
 	return hex.EncodeToString(sum[:12])
 }
 
-// publishResult stores the heatmap, publishes the result and records the
-// engine's progress; the returned verdict is for the message that led here.
-// replay is that message's HeaderReplayOf (empty when it is no replay).
+// publishResult publishes an engine's result to the destinations of the
+// order's route decision, with the route's read request.
 func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result, replay string) verdict {
+	var dests []string
+	var read *ReadRequest
+	if st.Route != nil {
+		dests, read = st.Route.Destinations, st.Route.Read
+	} else {
+		// No decision recorded (an order routed before route decisions
+		// were kept): every destination of the current routes.
+		dests = p.routes().set.Destinations()
+	}
+	return p.publishTo(ctx, st, r, replay, dests, read)
+}
+
+// publishTo stores the heatmap, publishes one copy of the result per
+// destination and records the engine's progress; the returned verdict is for
+// the message that led here. replay is that message's HeaderReplayOf (empty
+// when it is no replay).
+func (p *Pipeline) publishTo(ctx context.Context, st OrderStatus, r Result, replay string, dests []string, read *ReadRequest) verdict {
 	r.ID = ResultID(st.ID, r.Engine)
 	r.Order = st
+	r.Destinations, r.Read = dests, read
 	if r.ScoredAt.IsZero() {
 		r.ScoredAt = p.opts.Now().UTC()
+	}
+	if len(dests) == 0 {
+		return deadLetter(fmt.Sprintf("result %s of engine %s has no destination (the order's route decision names none)", r.ID, r.Engine.ID))
 	}
 	if len(r.HeatmapPNG) > 0 {
 		r.HeatmapObject = r.ID + ".png"
@@ -353,30 +448,40 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result, 
 			return retryIn(p.opts.RetryMin)
 		}
 	}
-	data, err := json.Marshal(r)
-	if err != nil {
-		return deadLetter("encoding result: " + err.Error())
-	}
-	out := nats.NewMsg(subjectResults + token(r.Engine.ID))
-	out.Data = data
-	out.Header.Set(HeaderOrderID, st.ID)
-	if replay != "" {
-		out.Header.Set(HeaderReplayOf, replay)
-	}
-	if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("result."+r.ID, replay))); err != nil {
-		p.log.Warn("publishing result failed; will retry", "order", st.ID, "err", err)
-		return retryIn(p.opts.RetryMin)
+	for _, d := range dests {
+		r.Destination = d
+		data, err := json.Marshal(r)
+		if err != nil {
+			return deadLetter("encoding result: " + err.Error())
+		}
+		out := nats.NewMsg(subjectResults + token(d) + "." + token(r.Engine.ID))
+		out.Data = data
+		out.Header.Set(HeaderOrderID, st.ID)
+		if replay != "" {
+			out.Header.Set(HeaderReplayOf, replay)
+		}
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("result."+r.ID+"."+d, replay))); err != nil {
+			p.log.Warn("publishing result failed; will retry", "order", st.ID, "destination", d, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
 	}
 	// Every outcome is "scored" until delivered: an order becomes terminal
 	// (delivered, rejected, failed) only once its answer is written.
-	prog := EngineProgress{State: StateScored, Reason: r.Reason}
+	prog := EngineProgress{State: StateScored, Reason: r.Reason, Deliveries: map[string]DeliveryProgress{}}
+	for _, d := range dests {
+		prog.Deliveries[d] = DeliveryProgress{State: StateScored}
+	}
 	if r.Outcome == OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier
 	}
 	if _, err := p.store.update(ctx, st.ID, false, func(o *OrderStatus) error {
-		if cur, ok := o.Engines[r.Engine.ID]; ok && cur.State.Terminal() {
+		cur, ok := o.Engines[r.Engine.ID]
+		if ok && cur.State.Terminal() {
 			return errSkip // delivery already finished: it can race ahead of this write
+		}
+		for d, dp := range cur.Deliveries {
+			prog.Deliveries[d] = dp // a destination that answered already
 		}
 		setEngine(o, r.Engine.ID, prog)
 		return nil
@@ -392,7 +497,8 @@ func (p *Pipeline) publishResult(ctx context.Context, st OrderStatus, r Result, 
 		}
 	}
 	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
-	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier)
+	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier,
+		"destinations", strings.Join(dests, ","))
 	return done()
 }
 
@@ -419,26 +525,22 @@ func (p *Pipeline) deliverTo(name string, sink Sink) func(context.Context, jetst
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		receipt, err := sink.Deliver(dctx, r)
 		cancel()
+		dest := r.Destination
+		if dest == "" {
+			dest = name
+		}
 		if err != nil {
 			if IsTransient(err) && age < p.opts.DeliveryWindow {
 				p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "err", err)
 				return retryIn(p.backoff(n))
 			}
 			reason := fmt.Sprintf("delivering to %s: %v", name, err)
-			p.recordDelivery(ctx, r, EngineProgress{State: StateFailed, Reason: reason})
+			if err := p.recordDelivery(ctx, r, dest, DeliveryProgress{State: StateFailed, Reason: reason}); err != nil {
+				p.log.Warn("recording a failed delivery failed", "order", r.Order.ID, "err", err)
+			}
 			return deadLetter(reason)
 		}
-		prog := EngineProgress{State: StateDelivered, Report: receipt.Report, Reason: r.Reason}
-		switch r.Outcome {
-		case OutcomeScored:
-			prob := r.Probability
-			prog.Probability, prog.Tier = &prob, r.Tier
-		case OutcomeNotApplicable:
-			prog.State = StateRejected
-		case OutcomeFailed:
-			prog.State = StateFailed
-		}
-		if err := p.recordDelivery(ctx, r, prog); err != nil {
+		if err := p.recordDelivery(ctx, r, dest, DeliveryProgress{State: StateDelivered, Report: receipt.Report}); err != nil {
 			return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe
 		}
 		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "report", receipt.Report)
@@ -446,9 +548,53 @@ func (p *Pipeline) deliverTo(name string, sink Sink) func(context.Context, jetst
 	}
 }
 
-func (p *Pipeline) recordDelivery(ctx context.Context, r Result, prog EngineProgress) error {
+// recordDelivery records one destination's answer for a result; once every
+// destination of the result has answered, the engine becomes terminal:
+// failed if any destination failed, else delivered (scored), rejected (not
+// applicable) or failed (failed) — with the first destination's report.
+func (p *Pipeline) recordDelivery(ctx context.Context, r Result, dest string, dp DeliveryProgress) error {
 	_, err := p.store.update(ctx, r.Order.ID, false, func(o *OrderStatus) error {
-		setEngine(o, r.Engine.ID, prog)
+		cur := o.Engines[r.Engine.ID]
+		if cur.Deliveries == nil {
+			cur.Deliveries = map[string]DeliveryProgress{}
+		}
+		cur.Deliveries[dest] = dp
+		dests := r.Destinations
+		if len(dests) == 0 {
+			dests = []string{dest}
+		}
+		if cur.Reason == "" {
+			cur.Reason = r.Reason
+		}
+		if r.Outcome == OutcomeScored {
+			prob := r.Probability
+			cur.Probability, cur.Tier = &prob, r.Tier
+		}
+		final := map[Outcome]OrderState{OutcomeScored: StateDelivered, OutcomeNotApplicable: StateRejected, OutcomeFailed: StateFailed}[r.Outcome]
+		if final == "" {
+			final = StateFailed
+		}
+		cur.Report = ""
+		for _, d := range dests {
+			got := cur.Deliveries[d]
+			switch {
+			case got.State == StateFailed:
+				final, cur.Reason = StateFailed, got.Reason
+			case got.State != StateDelivered:
+				final = StateScored // still waiting for this destination
+			}
+			if cur.Report == "" {
+				cur.Report = got.Report
+			}
+			if final == StateFailed && got.State == StateFailed {
+				break
+			}
+		}
+		if final == StateScored && cur.State.Terminal() {
+			final = cur.State
+		}
+		cur.State = final
+		setEngine(o, r.Engine.ID, cur)
 		return nil
 	})
 	return err

@@ -178,6 +178,11 @@ func merge(st *OrderStatus, key string, ev OrderEvent) {
 	if st.Facility == "" {
 		st.Facility = ev.Facility
 	}
+	for _, m := range ev.Modalities {
+		if m != "" && !slices.Contains(st.Modalities, m) {
+			st.Modalities = append(st.Modalities, m)
+		}
+	}
 	if st.Priority == "" {
 		st.Priority = ev.Priority
 	}

@@ -13,6 +13,7 @@ const (
 	tagSOPClassUID           = "00080016"
 	tagSOPInstanceUID        = "00080018"
 	tagAccessionNumber       = "00080050"
+	tagInstitutionName       = "00080080"
 	tagModality              = "00080060"
 	tagSeriesDescription     = "0008103E"
 	tagRetrieveURL           = "00081190"

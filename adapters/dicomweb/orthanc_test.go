@@ -28,7 +28,7 @@ type sample struct {
 	data                          []byte
 	study, series, sop, sopClass  string
 	accession, modality, bodyPart string
-	transferSyntax                string
+	transferSyntax, institution   string
 }
 
 func loadSamples(t *testing.T) []sample {
@@ -59,6 +59,7 @@ func loadSamples(t *testing.T) []sample {
 			sop: get(tag.SOPInstanceUID), sopClass: get(tag.SOPClassUID),
 			accession: get(tag.AccessionNumber), modality: get(tag.Modality),
 			bodyPart: get(tag.BodyPartExamined), transferSyntax: get(tag.TransferSyntaxUID),
+			institution: get(tag.InstitutionName),
 		})
 	}
 	return out
@@ -118,6 +119,7 @@ func TestOrthancStoreFindRetrieve(t *testing.T) {
 			require.Equal(t, &routing.Study{
 				StudyInstanceUID: s.study,
 				AccessionNumber:  s.accession,
+				InstitutionName:  s.institution,
 				Series: []routing.Series{{
 					SeriesInstanceUID: s.series,
 					Modality:          s.modality,

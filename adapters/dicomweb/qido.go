@@ -44,7 +44,9 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 	uid := routing.StripUIDPrefix(q.StudyInstanceUID)
 	acc := strings.TrimSpace(q.AccessionNumber)
 
-	query := url.Values{}
+	// Institution Name is a study-level attribute routes match on; servers
+	// return it only when asked.
+	query := url.Values{"includefield": {tagInstitutionName}}
 	var what string
 	switch {
 	case uid != "":
@@ -83,6 +85,7 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 	study := &routing.Study{
 		StudyInstanceUID: matches[0].str(tagStudyInstanceUID),
 		AccessionNumber:  matches[0].str(tagAccessionNumber),
+		InstitutionName:  matches[0].str(tagInstitutionName),
 	}
 	if err := checkUID("Study Instance UID", study.StudyInstanceUID); err != nil {
 		return nil, fmt.Errorf("dicomweb: QIDO-RS answer for %s: %w: %w", what, ErrMalformedResponse, err)

@@ -76,7 +76,35 @@ func (s *Sink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, 
 	}
 	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "engine", r.Engine.ID,
 		"outcome", r.Outcome, "report", e.Reference, "status", e.Status)
+	if r.Outcome == routing.OutcomeScored && r.Read.Wanted(r.Tier) {
+		if err := s.requestRead(ctx, r, in, e.Reference); err != nil {
+			return routing.Receipt{}, err
+		}
+	}
 	return routing.Receipt{Report: e.Reference}, nil
+}
+
+// requestRead writes the route's radiologist read request: a Task for the
+// reading group with the report as focus and input. It is a conditional
+// create of its own (after the report, which it points at), so a retry after
+// a failure here finds the report written and adds the Task once.
+func (s *Sink) requestRead(ctx context.Context, r routing.Result, in rfhir.ResultInput, report string) error {
+	bundle, err := rfhir.BuildReadTaskBundle(in, rfhir.ReadRequest{
+		Owner: r.Read.Group, OwnerDisplay: r.Read.GroupDisplay, Report: report, Priority: r.Order.Priority, OrderID: r.Order.ID,
+	})
+	if err != nil {
+		return fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
+	}
+	tr, err := s.Transaction(ctx, bundle)
+	if err != nil {
+		s.log.Warn("read request not written", "result_id", r.ID, "order_id", r.Order.ID,
+			"transient", routing.IsTransient(err), "error", err)
+		return fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
+	}
+	task, _ := tr.Find("Task")
+	s.log.Info("radiologist read requested", "result_id", r.ID, "order_id", r.Order.ID, "task", task.Reference,
+		"group", r.Read.Group, "tier", r.Tier)
+	return nil
 }
 
 // ResultInput maps a routing.Result to the values the fhir package builds

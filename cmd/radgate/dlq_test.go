@@ -223,7 +223,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.Equal(t, "deliver-fhir", dl.Stage)
 		require.Equal(t, c.OrderID, dl.OrderID)
 		require.Contains(t, dl.Reason, "Not a FHIR path")
-		require.Equal(t, "radgate.results."+config.DefaultEngine, dl.Subject)
+		require.Equal(t, "radgate.results.fhir."+config.DefaultEngine, dl.Subject)
 		id = strconv.FormatUint(dl.Seq, 10)
 
 		out, _, err = runDLQ(t, "show", id, "--config", cfgFile)
@@ -252,7 +252,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 
 		out, _, err := runDLQ(t, "replay", id, "--config", cfgFile)
 		require.NoError(t, err)
-		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to radgate.results."+config.DefaultEngine)
+		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to radgate.results.fhir."+config.DefaultEngine)
 		require.Contains(t, out, "removed from the DLQ")
 
 		require.Eventually(t, func() bool {

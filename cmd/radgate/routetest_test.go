@@ -41,7 +41,7 @@ expect:
   matched: true
   routes: [chest-xray-urgent]
   destinations: [fhir, ris]
-  read: {request: always, group: Group/chest-readers}
+  read: {request: always, group: CareTeam/chest-readers}
 `), 0o644))
 	out, _, err := runCmd(t, newRouteTestCmd(), "--config", routesTestdata("radgate.yaml"),
 		"--models", filepath.Join(testenv.RepoRoot(), "models"),
@@ -53,7 +53,7 @@ expect:
 		"FAIL routine chest wrongly expected urgent (" + wrong + ")",
 		"    routes: want [chest-xray-urgent], got [chest-xray]",
 		"    destinations: want [fhir ris], got [fhir]",
-		"    read: want {request: always, group: Group/chest-readers}, got {request: from_tier, from_tier: Mid, group: Group/chest-readers}",
+		"    read: want {request: always, group: CareTeam/chest-readers}, got {request: from_tier, from_tier: Mid, group: CareTeam/chest-readers}",
 		"PASS 09-ct-head-unmatched",
 		"2 passed, 1 failed",
 	}, strings.Split(strings.TrimSpace(out), "\n")[1:])

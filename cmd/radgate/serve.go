@@ -24,7 +24,6 @@ import (
 	fhiradapter "github.com/radgate/radgate/adapters/fhir"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
-	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/routing"
 )
 
@@ -73,13 +72,21 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Engines first: a bad model or a missing runtime should stop start-up
-	// before anything listens.
-	engines, closeEngines, err := loadEngines(cfg)
+	// Engines and routes first: a bad model, a missing runtime or a broken
+	// route file should stop start-up before anything listens.
+	loader, err := newEngineLoader(cfg)
 	if err != nil {
 		return err
 	}
-	defer closeEngines()
+	defer loader.Close()
+	routes, err := loadRoutes(cfg, loader.IDs())
+	if err != nil {
+		return &exitError{code: 2, err: err}
+	}
+	engines, err := loader.load(routes.Engines())
+	if err != nil {
+		return err
+	}
 
 	nc, shutdownNATS, err := connectNATS(cfg, logger)
 	if err != nil {
@@ -100,24 +107,23 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
-	token, err := config.Secret(cfg.FHIR.BearerTokenEnv, "")
+	sinks, sink, err := buildSinks(cfg, logger)
 	if err != nil {
-		return fmt.Errorf("fhir bearer token: %w", err)
+		return err
 	}
-	sink, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, Token: token,
-		Timeout: cfg.FHIR.Timeout.D(), Logger: logger})
-	if err != nil {
-		return fmt.Errorf("fhir: %w", err)
-	}
-	// Publishing the tier CodeSystem is best effort at start-up: a FHIR
+	// Publishing radgate's CodeSystems is best effort at start-up: a FHIR
 	// server that is down now gets results (retried) once it is back.
-	if err := sink.EnsureCodeSystem(ctx); err != nil {
-		log.Warn("could not publish the confidence-tier CodeSystem yet", "err", err)
+	for name, s := range sinks {
+		if fs, ok := s.(*fhiradapter.Sink); ok {
+			if err := fs.EnsureCodeSystem(ctx); err != nil {
+				log.Warn("could not publish radgate's CodeSystems yet", "destination", name, "err", err)
+			}
+		}
 	}
 
 	pipe, err := routing.NewPipeline(routing.Options{
-		Topology: topo, Source: pacs, Engines: engines,
-		Sinks:  map[string]routing.Sink{"fhir": sink},
+		Topology: topo, Source: pacs, Engines: engines, Routes: routes,
+		Sinks:  sinks,
 		Logger: logger, Registerer: reg,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
@@ -129,6 +135,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	if err := pipe.Start(ctx); err != nil {
 		return err
 	}
+	reloader := newRouteReloader(cfg, loader, sinks, pipe, routes.Digest(), logger.With("component", "routes"), reg)
+	go reloader.watch(ctx)
 
 	// The HL7 v2 (MLLP) order intake, when configured: after the pipeline,
 	// which its handler hands orders to.
@@ -220,40 +228,6 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	}
 	log.Info("stopped")
 	return nil
-}
-
-// loadEngines opens an ONNX session for each configured engine.
-func loadEngines(cfg config.Config) ([]routing.Engine, func(), error) {
-	reg, err := inference.LoadEngines(cfg.ModelsDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	lib, err := inference.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
-	if err != nil {
-		return nil, nil, err
-	}
-	var out []routing.Engine
-	var opened []*inference.Engine
-	closeAll := func() {
-		for _, e := range opened {
-			_ = e.Close()
-		}
-	}
-	for _, id := range cfg.Engines {
-		m, err := reg.Get(id)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		e, err := inference.NewEngine(m, inference.EngineOptions{Library: lib})
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("engine %s: %w", id, err)
-		}
-		opened = append(opened, e)
-		out = append(out, routing.NewInferenceEngine(e, inference.HeatmapOptions{}))
-	}
-	return out, closeAll, nil
 }
 
 // connectNATS connects to nats.url, or starts the embedded server on

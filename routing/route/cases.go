@@ -32,7 +32,7 @@ import (
 //	  routes: [chest-xray]
 //	  engines: [cxr-pneumonia-densenet121]
 //	  destinations: [fhir-stmary]
-//	  read: {request: always, group: Group/stmary-readers}   # from_tier and group compared exactly
+//	  read: {request: always, group: CareTeam/stmary-readers}   # from_tier and group compared exactly
 //	  facility: St Mary Hospital      # the facility override applied ("" for none)
 //	  reason_contains: modality CT    # unmatched: a part of Decision.Reason
 type Case struct {

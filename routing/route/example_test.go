@@ -16,7 +16,7 @@ routes:
     when: {modality: [CR, DX], body_part: [CHEST]}
     engines: [cxr-pneumonia-densenet121]
     destinations: [fhir, ris]
-    read: {request: from_tier, from_tier: Mid, group: Group/chest-readers}
+    read: {request: from_tier, from_tier: Mid, group: CareTeam/chest-readers}
 `), reg)
 	if err != nil {
 		panic(err)

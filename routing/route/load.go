@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -64,6 +65,10 @@ type parser struct {
 	reg  Registry
 	errs config.Errors
 }
+
+// readOwnerTypes are the resource types FHIR R4 allows as Task.owner that
+// stand for readers (a Group is not one of them).
+var readOwnerTypes = []string{"CareTeam", "Organization", "PractitionerRole", "HealthcareService", "Practitioner"}
 
 func (p *parser) errf(n *yaml.Node, format string, args ...any) {
 	e := config.Error{File: p.file, Message: fmt.Sprintf(format, args...)}
@@ -508,13 +513,17 @@ func (p *parser) read(n *yaml.Node, what string) (ReadRequest, bool) {
 	}
 	if g, has := m["group"]; has {
 		if v, ok := p.scalar(g.val, what+".group"); ok {
-			if !referenceRE.MatchString(v) {
-				p.errf(g.val, "%s.group: %q is not a FHIR reference (Type/id, e.g. Group/chest-readers)", what, v)
+			typ, _, _ := strings.Cut(v, "/")
+			switch {
+			case !referenceRE.MatchString(v):
+				p.errf(g.val, "%s.group: %q is not a FHIR reference (Type/id, e.g. CareTeam/chest-readers)", what, v)
+			case !slices.Contains(readOwnerTypes, typ):
+				p.errf(g.val, "%s.group: %q: a read Task's owner must be a %s (FHIR R4 Task.owner)", what, v, strings.Join(readOwnerTypes, ", "))
 			}
 			r.Group = v
 		}
 	} else if r.When == ReadAlways || r.When == ReadFromTier {
-		p.errf(m["request"].val, "%s: group must be set when a read is requested (the FHIR reference of the reading group, e.g. Group/chest-readers)", what)
+		p.errf(m["request"].val, "%s: group must be set when a read is requested (the FHIR reference of the reading group, e.g. CareTeam/chest-readers)", what)
 	}
 	if d, has := m["display"]; has {
 		r.GroupDisplay, _ = p.scalar(d.val, what+".display")

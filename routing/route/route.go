@@ -61,7 +61,7 @@ func tierRank(t string) int {
 type ReadRequest struct {
 	When         string // "never" | "always" | "from_tier"
 	FromTier     string // "Low" | "Mid" | "High" when When == "from_tier"
-	Group        string // FHIR reference of the reading group, e.g. "Group/chest-readers" or "Organization/..."
+	Group        string // FHIR reference of the reading group, e.g. "CareTeam/chest-readers" or "Organization/..."
 	GroupDisplay string
 }
 
@@ -155,13 +155,15 @@ type Set struct {
 
 // Default is the built-in set used when no routes file is configured: one
 // route "default" matching every order, scored by engines, results to
-// destinations, no read requested, and the "no route matched" answer (which
-// cannot happen) to the order's status only.
+// destinations, no read requested; order-level answers (a study that never
+// arrived, so no route could be chosen) go to the same destinations.
 func Default(engines, destinations []string) *Set {
 	r := rule{name: "default", engines: dedup(engines), destinations: dedup(destinations), read: ReadRequest{When: ReadNever}}
 	src := fmt.Sprintf("# built-in\nmatch: first\nroutes:\n  - name: default\n    engines: [%s]\n    destinations: [%s]\n",
 		strings.Join(r.engines, ", "), strings.Join(r.destinations, ", "))
-	return &Set{digest: digest([]byte(src)), routes: []rule{r}}
+	// Its order-level answers (a study that never arrived) go to the same
+	// destinations.
+	return &Set{digest: digest([]byte(src)), routes: []rule{r}, unmatched: r.destinations}
 }
 
 func digest(b []byte) string {

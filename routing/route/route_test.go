@@ -64,8 +64,8 @@ var badFiles = map[string][]string{
 	},
 	"read-errors.bad.yaml": {
 		`read-errors.bad.yaml:6:21: route "a": read: from_tier must be set with request: from_tier (Low, Mid, High)`,
-		`read-errors.bad.yaml:6:39: route "a": read.group: "chest-readers" is not a FHIR reference (Type/id, e.g. Group/chest-readers)`,
-		`read-errors.bad.yaml:11:21: route "b": read: group must be set when a read is requested (the FHIR reference of the reading group, e.g. Group/chest-readers)`,
+		`read-errors.bad.yaml:6:39: route "a": read.group: "chest-readers" is not a FHIR reference (Type/id, e.g. CareTeam/chest-readers)`,
+		`read-errors.bad.yaml:11:21: route "b": read: group must be set when a read is requested (the FHIR reference of the reading group, e.g. CareTeam/chest-readers)`,
 		`read-errors.bad.yaml:16:28: route "c": read: from_tier is used only with request: from_tier (request is never)`,
 	},
 	"top-level.bad.yaml": {
@@ -156,12 +156,12 @@ routes:
     when: {modality: [CR, DX], body_part: [CHEST], priority: [stat]}
     engines: [cxr-pneumonia-densenet121, cxr-pneumonia-densenet121-k224]
     destinations: [fhir, ris]
-    read: {request: always, group: Group/chest-readers}
+    read: {request: always, group: CareTeam/chest-readers}
   - name: chest
     when: {modality: [CR, DX], body_part: [CHEST]}
     engines: [cxr-pneumonia-densenet121]
     destinations: [fhir]
-    read: {request: from_tier, from_tier: Mid, group: Group/chest-readers}
+    read: {request: from_tier, from_tier: Mid, group: CareTeam/chest-readers}
   - name: general-hospital-dx
     when: {modality: [DX], facility: [General Hospital]}
     engines: [cxr-pneumonia-densenet121-k224]
@@ -184,7 +184,7 @@ unmatched:
 	require.NoError(t, err)
 
 	never := ReadRequest{When: ReadNever}
-	chestMid := ReadRequest{When: ReadFromTier, FromTier: "Mid", Group: "Group/chest-readers"}
+	chestMid := ReadRequest{When: ReadFromTier, FromTier: "Mid", Group: "CareTeam/chest-readers"}
 	tests := []struct {
 		name string
 		set  *Set
@@ -194,7 +194,7 @@ unmatched:
 		{"first: the first matching route decides", first,
 			Facts{Modalities: []string{"DX"}, BodyParts: []string{"CHEST"}, Facilities: []string{"General Hospital"}, Priority: "stat"},
 			Decision{Matched: true, Routes: []string{"stat-chest"}, Engines: []string{"cxr-pneumonia-densenet121", "cxr-pneumonia-densenet121-k224"},
-				Destinations: []string{"fhir", "ris"}, Read: ReadRequest{When: ReadAlways, Group: "Group/chest-readers"}}},
+				Destinations: []string{"fhir", "ris"}, Read: ReadRequest{When: ReadAlways, Group: "CareTeam/chest-readers"}}},
 		{"first: no priority is routine", first,
 			Facts{Modalities: []string{"CR"}, BodyParts: []string{"CHEST"}},
 			Decision{Matched: true, Routes: []string{"chest"}, Engines: []string{"cxr-pneumonia-densenet121"}, Destinations: []string{"fhir"}, Read: chestMid}},
@@ -219,11 +219,11 @@ unmatched:
 		{"all: engines and destinations merged in route order, most demanding read", all,
 			Facts{Modalities: []string{"DX"}, BodyParts: []string{"CHEST"}, Priority: "stat"},
 			Decision{Matched: true, Routes: []string{"all-chest", "dx", "stat"}, Engines: []string{"cxr-pneumonia-densenet121", "cxr-pneumonia-densenet121-k224"},
-				Destinations: []string{"fhir", "pacs", "ris"}, Read: ReadRequest{When: ReadFromTier, FromTier: "Low", Group: "Group/dx-readers"}}},
+				Destinations: []string{"fhir", "pacs", "ris"}, Read: ReadRequest{When: ReadFromTier, FromTier: "Low", Group: "CareTeam/dx-readers"}}},
 		{"all: one route", all,
 			Facts{Modalities: []string{"CR"}, BodyParts: []string{"CHEST"}},
 			Decision{Matched: true, Routes: []string{"all-chest"}, Engines: []string{"cxr-pneumonia-densenet121"},
-				Destinations: []string{"fhir"}, Read: ReadRequest{When: ReadFromTier, FromTier: "High", Group: "Group/chest-readers"}}},
+				Destinations: []string{"fhir"}, Read: ReadRequest{When: ReadFromTier, FromTier: "High", Group: "CareTeam/chest-readers"}}},
 		{"all: facility override after merging", all,
 			Facts{Modalities: []string{"DX"}, BodyParts: []string{"CHEST"}, Facilities: []string{"Clinic B"}},
 			Decision{Matched: true, Routes: []string{"all-chest", "dx"}, Engines: []string{"cxr-pneumonia-densenet121", "cxr-pneumonia-densenet121-k224"},
@@ -301,7 +301,7 @@ func TestDefaultMatchesEveryOrder(t *testing.T) {
 	require.Equal(t, "", s.File())
 	require.Len(t, s.Digest(), 64)
 	require.NotEqual(t, s.Digest(), Default([]string{"cxr-pneumonia-densenet121-k224"}, []string{"fhir"}).Digest())
-	require.Empty(t, s.Unmatched())
+	require.Equal(t, []string{"fhir"}, s.Unmatched(), "order-level answers (a study that never arrived) go to the default destinations")
 	require.Equal(t, []string{"cxr-pneumonia-densenet121"}, s.Engines())
 	require.Equal(t, []string{"fhir"}, s.Destinations())
 }
@@ -349,7 +349,7 @@ expect:
   routes: [chest-xray-urgent]
   engines: [cxr-pneumonia-densenet121, cxr-pneumonia-densenet121-k224]
   destinations: [fhir]
-  read: {request: from_tier, from_tier: Mid, group: Group/chest-readers}
+  read: {request: from_tier, from_tier: Mid, group: CareTeam/chest-readers}
   facility: ""
 `)
 	write(t, dir, "wrong-unmatched.yaml", `
@@ -368,7 +368,7 @@ expect: {matched: false, reason_contains: modality CT}
 		`routes: want [chest-xray-urgent], got [chest-xray]`,
 		`engines: want [cxr-pneumonia-densenet121 cxr-pneumonia-densenet121-k224], got [cxr-pneumonia-densenet121]`,
 		`destinations: want [fhir], got [fhir-stmary]`,
-		`read: want {request: from_tier, from_tier: Mid, group: Group/chest-readers}, got {request: always, group: Group/stmary-readers}`,
+		`read: want {request: from_tier, from_tier: Mid, group: CareTeam/chest-readers}, got {request: always, group: CareTeam/stmary-readers}`,
 		`facility: want "", got "St Mary Hospital"`,
 	}, s.Run(cases[1]))
 }
@@ -404,4 +404,17 @@ expect: {routes: [x], reason_contains: CR}
 
 	_, err = LoadCases(t.TempDir())
 	require.ErrorContains(t, err, "no *.yaml case files in")
+}
+
+// FHIR R4 Task.owner cannot be a Group: the read request's group must be a
+// resource a Task may be owned by.
+func TestReadGroupMustBeATaskOwnerType(t *testing.T) {
+	src := `routes:
+  - name: chest
+    engines: [cxr-pneumonia-densenet121]
+    destinations: [fhir]
+    read: {request: always, group: Group/chest-readers}
+`
+	_, err := Load("g.yaml", []byte(src), Registry{Engines: []string{"cxr-pneumonia-densenet121"}, Destinations: []string{"fhir"}})
+	require.EqualError(t, err, `g.yaml:5:36: route "chest": read.group: "Group/chest-readers": a read Task's owner must be a CareTeam, Organization, PractitionerRole, HealthcareService, Practitioner (FHIR R4 Task.owner)`)
 }
