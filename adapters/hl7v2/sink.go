@@ -204,19 +204,19 @@ var ErrNotStored = errors.New("no HL7 message stored for this result")
 
 // StoredMessage is the delivery record of a stored message.
 type StoredMessage struct {
-	ResultID    string
-	OrderID     string
-	ControlID   string
-	Destination string
-	StoredAt    time.Time
+	ResultID    string    `json:"result_id"`
+	OrderID     string    `json:"order_id,omitempty"`
+	ControlID   string    `json:"control_id"`
+	Destination string    `json:"destination"`
+	StoredAt    time.Time `json:"stored_at"`
 	// SentAt is when the last acknowledgement arrived (zero: none yet).
-	SentAt    time.Time
-	AckCode   AckCode
-	AckError  string
-	LastError string
-	Attempts  int
+	SentAt    time.Time `json:"sent_at,omitzero"`
+	AckCode   AckCode   `json:"ack_code,omitempty"`
+	AckError  string    `json:"ack_error,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Attempts  int       `json:"attempts"`
 	// Size is the message's size in bytes.
-	Size uint64
+	Size uint64 `json:"size"`
 }
 
 func (m StoredMessage) metadata() map[string]string {
@@ -371,22 +371,22 @@ func (o *Outbox) put(ctx context.Context, m StoredMessage, raw []byte) error {
 	return nil
 }
 
-// send sends msg with c and records the outcome in m's metadata. An ACK
+// send sends msg with c and records the outcome in m's metadata (the
+// destination is the last one that answered). An ACK
 // other than AA/CA is a permanent *AckError; anything else that failed is
 // routing.Transient (ctx's own end included: the message may be sent again).
 func (o *Outbox) send(ctx context.Context, c *Client, m StoredMessage, msg *Message, addr string, now func() time.Time) (StoredMessage, error) {
 	m.Attempts++
-	m.Destination = addr
 	ack, sendErr := c.Send(ctx, msg)
 	var ae *AckError
 	switch {
 	case sendErr == nil:
 		a, _ := ReadACK(ack) // Send checked it
 		m.AckCode, m.AckError, m.LastError = a.Code, "", ""
-		m.SentAt = now().UTC()
+		m.SentAt, m.Destination = now().UTC(), addr
 	case errors.As(sendErr, &ae):
 		m.AckCode, m.AckError = ae.Code, ae.Error()
-		m.SentAt = now().UTC()
+		m.SentAt, m.Destination = now().UTC(), addr
 	default:
 		m.LastError = sendErr.Error()
 		sendErr = routing.Transient(sendErr)
