@@ -82,6 +82,10 @@ type ResultInput struct {
 	HeatmapWidth  int
 	HeatmapHeight int
 
+	// PDF, when set, is the human-readable report (see package report),
+	// attached to the DiagnosticReport as presentedForm (application/pdf).
+	PDF []byte
+
 	// Reason explains a result that was not scored (BuildTaskBundle).
 	Reason string
 
@@ -161,7 +165,8 @@ func IfNoneExist(id Identifier) string {
 //   - DiagnosticReport: status final, category radiology (LOINC LP29684-5),
 //     code LOINC 18748-4, basedOn the ServiceRequest, imagingStudy, result →
 //     the Observation, media → the Media, conclusion stating confidence and
-//     tier followed by the disclaimer word for word.
+//     tier followed by the disclaimer word for word (see Conclusion),
+//     presentedForm the PDF report when ResultInput.PDF is set.
 //
 // Each entry's request.ifNoneExist matches its identifier (SystemResult
 // with the result id, suffixed for the Observation and the Media), so
@@ -261,12 +266,7 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		return nil, err
 	}
 
-	conclusion := fmt.Sprintf("%s: AI confidence %s %% (tier %s), by %s.", findingName,
-		ConfidencePercent(in.Probability), tier.Display, engineName)
-	if in.Marked {
-		conclusion += " The region of interest is marked on the attached heatmap."
-	}
-	conclusion += " " + in.Engine.Disclaimer
+	conclusion := conclusionSentence(findingName, in.Probability, tier, engineName, in.Marked) + " " + in.Engine.Disclaimer
 	drID := ResultIdentifier(in.ID)
 	dr := r4.DiagnosticReport{
 		Identifier:        []r4.Identifier{toR4Identifier(drID)},
@@ -280,6 +280,16 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		Result:            []r4.Reference{{Reference: &obsURL, Type: ptr("Observation")}},
 		ImagingStudy:      refList(isRef),
 		Conclusion:        &conclusion,
+	}
+	if len(in.PDF) > 0 {
+		dr.PresentedForm = []r4.Attachment{{
+			ContentType: ptr("application/pdf"),
+			Language:    ptr("en"),
+			Data:        ptr(base64.StdEncoding.EncodeToString(in.PDF)),
+			Size:        ptr(len(in.PDF)),
+			Title:       ptr("AI decision support report: " + engineName),
+			Creation:    &effective,
+		}}
 	}
 	if mediaURL != "" {
 		dr.Media = []r4.DiagnosticReportMedia{{
@@ -299,6 +309,47 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		return nil, err
 	}
 	return b.marshal()
+}
+
+// Conclusion is the sentence DiagnosticReport.conclusion opens with (the
+// disclaimer follows it there): the finding, the confidence in % with one
+// decimal, the tier and the engine, and, when the region is marked, a
+// pointer to the heatmap. For example:
+//
+//	Pneumonia: AI confidence 87.7 % (tier High), by CXR pneumonia DenseNet-121 1.0.0. The region of interest is marked on the attached heatmap.
+//
+// The PDF report and the HL7 ORU print the same sentence. Errors wrap
+// ErrInvalidResult (an unknown tier, a probability outside 0..1).
+func Conclusion(in ResultInput) (string, error) {
+	tier, ok := TierCoding(in.Tier)
+	if !ok {
+		return "", fmt.Errorf("%w: ResultInput.Tier: %q is not Low, Mid or High", ErrInvalidResult, in.Tier)
+	}
+	if math.IsNaN(in.Probability) || in.Probability < 0 || in.Probability > 1 {
+		return "", fmt.Errorf("%w: ResultInput.Probability: %v is outside 0..1", ErrInvalidResult, in.Probability)
+	}
+	return conclusionSentence(in.Engine.findingName(), in.Probability, tier, in.Engine.label(), in.Marked), nil
+}
+
+func conclusionSentence(findingName string, p float64, tier Coding, engineName string, marked bool) string {
+	s := fmt.Sprintf("%s: AI confidence %s %% (tier %s), by %s.", findingName, ConfidencePercent(p), tier.Display, engineName)
+	if marked {
+		s += " The region of interest is marked on the attached heatmap."
+	}
+	return s
+}
+
+// findingName is the display of the engine's finding (DefaultFinding when
+// none is set), else its code.
+func (e *Engine) findingName() string {
+	f := e.Finding
+	if f.Code == "" {
+		f = DefaultFinding
+	}
+	if f.Display != "" {
+		return f.Display
+	}
+	return f.Code
 }
 
 // BuildTaskBundle answers an order that was not scored: one transaction

@@ -12,6 +12,18 @@ import (
 // SinkOptions configures the FHIR result sink.
 type SinkOptions = ClientOptions
 
+// PDFFunc renders the human-readable report of a scored result (see package
+// report). An error it wraps with routing.Transient is retried; any other
+// ends the delivery.
+type PDFFunc func(ctx context.Context, r routing.Result) ([]byte, error)
+
+// SinkOption tunes a Sink.
+type SinkOption func(*Sink)
+
+// WithPDF attaches the PDF that f renders to every scored result's
+// DiagnosticReport, as presentedForm (application/pdf).
+func WithPDF(f PDFFunc) SinkOption { return func(s *Sink) { s.pdf = f } }
+
 // Sink writes results to a FHIR server: a scored result as one transaction
 // of Device, Observation, Media (when marked) and DiagnosticReport; a result
 // that was not scored as a transaction of Device and Task (see
@@ -21,17 +33,22 @@ type SinkOptions = ClientOptions
 type Sink struct {
 	*Client
 	now func() time.Time
+	pdf PDFFunc
 }
 
 var _ routing.Sink = (*Sink)(nil)
 
 // NewSink validates opts; it does no I/O.
-func NewSink(opts SinkOptions) (*Sink, error) {
+func NewSink(opts SinkOptions, options ...SinkOption) (*Sink, error) {
 	c, err := NewClient(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{Client: c, now: time.Now}, nil
+	s := &Sink{Client: c, now: time.Now}
+	for _, o := range options {
+		o(s)
+	}
+	return s, nil
 }
 
 // Deliver writes r and returns the report's reference ("DiagnosticReport/12"
@@ -51,6 +68,11 @@ func (s *Sink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, 
 	switch r.Outcome {
 	case routing.OutcomeScored:
 		want = "DiagnosticReport"
+		if s.pdf != nil {
+			if in.PDF, err = s.pdf(ctx, r); err != nil {
+				return routing.Receipt{}, fmt.Errorf("delivering result %s: rendering the PDF report: %w", r.ID, err)
+			}
+		}
 		bundle, err = rfhir.BuildResultBundle(in)
 	case routing.OutcomeNotApplicable:
 		want = "Task"

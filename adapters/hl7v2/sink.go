@@ -1,0 +1,405 @@
+package hl7v2
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate/routing"
+)
+
+// BucketOutbox is the JetStream object store holding every ORU^R01 the
+// result sink sent (or tried to send), one object per result: <result
+// id>.hl7, the message exactly as sent, with its delivery record in the
+// object's metadata (Meta* keys).
+const BucketOutbox = "radgate_hl7_out"
+
+// Metadata keys of a stored message.
+const (
+	MetaResultID    = "result_id"
+	MetaOrderID     = "order_id"
+	MetaControlID   = "control_id"  // MSH-10
+	MetaDestination = "destination" // host:port it was sent to
+	MetaStoredAt    = "stored_at"   // RFC 3339, when it was stored (before the first send)
+	MetaSentAt      = "sent_at"     // when the last acknowledgement arrived
+	MetaAckCode     = "ack_code"    // MSA-1 of that acknowledgement (AA, AE, …)
+	MetaAckError    = "ack_error"   // the refusal, ERR segments included
+	MetaLastError   = "last_error"  // the last transport error (no answer, refused)
+	MetaAttempts    = "attempts"    // how many times Deliver or resend sent it
+)
+
+// PDFFunc renders the human-readable report of a scored result (see package
+// report). An error it wraps with routing.Transient is retried; any other
+// ends the delivery.
+type PDFFunc func(ctx context.Context, r routing.Result) ([]byte, error)
+
+// ResultSinkOptions configure a ResultSink.
+type ResultSinkOptions struct {
+	// JS is the JetStream context of radgate's NATS; the sink stores every
+	// message in BucketOutbox (created when absent) before sending it.
+	// Required.
+	JS jetstream.JetStream
+	// Address is the RIS's MLLP listener, host:port. Required.
+	Address string
+	// ORU tunes the message: applications and facilities (MSH-3..6),
+	// authorities, delimiters. ControlID, Time and PDF are set by the sink.
+	ORU ORUOptions
+	// PDF, when set, renders the report attached as an ED OBX.
+	PDF PDFFunc
+	// Client tunes the MLLP client (timeouts, attempts, backoff); Addr is
+	// Address. AE is never retried by the sink: it is final.
+	Client ClientOptions
+	// Logger receives delivery events (identifiers only); nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// ResultSink delivers results to a RIS as ORU^R01 over MLLP (routing.Sink).
+//
+// Before the first send of a result the message is stored in BucketOutbox
+// (object <result id>.hl7), so it can be inspected and re-sent (radgate hl7
+// show, resend). Delivering a result again sends the stored message
+// unchanged, with the same MSH-10, or nothing when its ACK was already AA:
+// the RIS sees one control id per result.
+//
+// Deliver returns once the RIS acknowledged with AA (or CA). AE, CE, AR
+// and CR are permanent errors naming the ACK's ERR segments (an
+// *AckError); no answer, a refused or broken connection and a timeout are
+// routing.Transient.
+type ResultSink struct {
+	opts   ResultSinkOptions
+	log    *slog.Logger
+	client *Client
+
+	mu     sync.Mutex // serialises Deliver (one message in flight per connection anyway)
+	outbox *Outbox
+}
+
+var _ routing.Sink = (*ResultSink)(nil)
+
+// NewResultSink validates opts; it does no I/O (the bucket is created on
+// first use, the connection opened on first send).
+func NewResultSink(opts ResultSinkOptions) (*ResultSink, error) {
+	if opts.JS == nil {
+		return nil, errors.New("hl7v2: ResultSinkOptions.JS is required (the outbox is a JetStream object store)")
+	}
+	if strings.TrimSpace(opts.Address) == "" {
+		return nil, errors.New("hl7v2: ResultSinkOptions.Address is required (the RIS's MLLP host:port)")
+	}
+	if _, _, err := net.SplitHostPort(opts.Address); err != nil {
+		return nil, fmt.Errorf("hl7v2: ResultSinkOptions.Address %q: %w", opts.Address, err)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	copts := opts.Client
+	copts.Addr = opts.Address
+	copts.NoRetryOnAE = true
+	if copts.Logger == nil {
+		copts.Logger = log
+	}
+	c, err := NewClient(copts)
+	if err != nil {
+		return nil, err
+	}
+	return &ResultSink{opts: opts, log: log.With("component", "hl7v2.sink", "destination", opts.Address), client: c}, nil
+}
+
+// Close closes the MLLP connection; it is idempotent.
+func (s *ResultSink) Close() error { return s.client.Close() }
+
+// Deliver stores and sends r's ORU^R01 (see ResultSink).
+func (s *ResultSink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, error) {
+	if strings.TrimSpace(r.ID) == "" {
+		return routing.Receipt{}, fmt.Errorf("hl7v2: delivering a result: %w: Result.ID is empty", ErrInvalidResult)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outbox == nil {
+		ob, err := OpenOutbox(ctx, s.opts.JS, true)
+		if err != nil {
+			return routing.Receipt{}, routing.Transient(err)
+		}
+		s.outbox = ob
+	}
+	fail := func(doing string, err error) (routing.Receipt, error) {
+		return routing.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", r.ID, doing, err)
+	}
+
+	stored, raw, err := s.outbox.Get(ctx, r.ID)
+	switch {
+	case errors.Is(err, ErrNotStored):
+		msg, err := s.build(ctx, r)
+		if err != nil {
+			return fail("building the ORU^R01", err)
+		}
+		raw = msg.Encode()
+		now := s.opts.Now().UTC()
+		stored = StoredMessage{ResultID: r.ID, OrderID: r.Order.ID, ControlID: msg.ControlID(),
+			Destination: s.opts.Address, StoredAt: now}
+		if err := s.outbox.put(ctx, stored, raw); err != nil {
+			return fail("storing the message", routing.Transient(err))
+		}
+	case err != nil:
+		return fail("reading the outbox", routing.Transient(err))
+	case stored.AckCode.Accepted():
+		// Delivered before: the RIS has this control id already.
+		s.log.Info("result already delivered", "result_id", r.ID, "order_id", r.Order.ID,
+			"control_id", stored.ControlID, "ack", stored.AckCode)
+		return routing.Receipt{Report: receiptOf(stored.ControlID)}, nil
+	default:
+		s.log.Info("sending the stored message again", "result_id", r.ID, "control_id", stored.ControlID,
+			"last_ack", stored.AckCode)
+	}
+
+	msg, err := Parse(raw)
+	if err != nil {
+		return fail("reading the stored message", err)
+	}
+	stored, err = s.outbox.send(ctx, s.client, stored, msg, s.opts.Address, s.opts.Now)
+	if err != nil {
+		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
+			"transient", routing.IsTransient(err), "error", err)
+		return fail("sending to "+s.opts.Address, err)
+	}
+	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
+		"ack", stored.AckCode)
+	return routing.Receipt{Report: receiptOf(stored.ControlID)}, nil
+}
+
+// receiptOf names a delivered ORU in routing.Receipt.Report.
+func receiptOf(controlID string) string { return "ORU^R01/" + controlID }
+
+func (s *ResultSink) build(ctx context.Context, r routing.Result) (*Message, error) {
+	o := s.opts.ORU
+	o.ControlID = ""
+	o.Time = s.opts.Now()
+	o.PDF = nil
+	if s.opts.PDF != nil && r.Outcome == routing.OutcomeScored {
+		pdf, err := s.opts.PDF(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("rendering the PDF report: %w", err)
+		}
+		o.PDF = pdf
+	}
+	return ORU(r, o)
+}
+
+// ErrNotStored: the outbox holds no message for the result id.
+var ErrNotStored = errors.New("no HL7 message stored for this result")
+
+// StoredMessage is the delivery record of a stored message.
+type StoredMessage struct {
+	ResultID    string    `json:"result_id"`
+	OrderID     string    `json:"order_id,omitempty"`
+	ControlID   string    `json:"control_id"`
+	Destination string    `json:"destination"`
+	StoredAt    time.Time `json:"stored_at"`
+	// SentAt is when the last acknowledgement arrived (zero: none yet).
+	SentAt    time.Time `json:"sent_at,omitzero"`
+	AckCode   AckCode   `json:"ack_code,omitempty"`
+	AckError  string    `json:"ack_error,omitempty"`
+	LastError string    `json:"last_error,omitempty"`
+	Attempts  int       `json:"attempts"`
+	// Size is the message's size in bytes.
+	Size uint64 `json:"size"`
+}
+
+func (m StoredMessage) metadata() map[string]string {
+	md := map[string]string{
+		MetaResultID: m.ResultID, MetaControlID: m.ControlID, MetaDestination: m.Destination,
+		MetaStoredAt: m.StoredAt.UTC().Format(time.RFC3339Nano),
+	}
+	set := func(k, v string) {
+		if v != "" {
+			md[k] = v
+		}
+	}
+	set(MetaOrderID, m.OrderID)
+	if !m.SentAt.IsZero() {
+		md[MetaSentAt] = m.SentAt.UTC().Format(time.RFC3339Nano)
+	}
+	set(MetaAckCode, string(m.AckCode))
+	set(MetaAckError, m.AckError)
+	set(MetaLastError, m.LastError)
+	if m.Attempts > 0 {
+		md[MetaAttempts] = fmt.Sprint(m.Attempts)
+	}
+	return md
+}
+
+func storedFromInfo(info *jetstream.ObjectInfo) StoredMessage {
+	md := info.Metadata
+	m := StoredMessage{
+		ResultID: md[MetaResultID], OrderID: md[MetaOrderID], ControlID: md[MetaControlID],
+		Destination: md[MetaDestination], AckCode: AckCode(md[MetaAckCode]), AckError: md[MetaAckError],
+		LastError: md[MetaLastError], Size: info.Size,
+	}
+	if m.ResultID == "" {
+		m.ResultID = strings.TrimSuffix(info.Name, ".hl7")
+	}
+	m.StoredAt, _ = time.Parse(time.RFC3339Nano, md[MetaStoredAt])
+	m.SentAt, _ = time.Parse(time.RFC3339Nano, md[MetaSentAt])
+	_, _ = fmt.Sscan(md[MetaAttempts], &m.Attempts)
+	return m
+}
+
+// Outbox is BucketOutbox: the stored ORU^R01 messages.
+type Outbox struct {
+	store jetstream.ObjectStore
+}
+
+// OpenOutbox opens BucketOutbox; with create it is created when absent
+// (file storage, no expiry), else a missing bucket is an error saying so.
+func OpenOutbox(ctx context.Context, js jetstream.JetStream, create bool) (*Outbox, error) {
+	var (
+		st  jetstream.ObjectStore
+		err error
+	)
+	if create {
+		st, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      BucketOutbox,
+			Description: "ORU^R01 messages sent to a RIS, by result id, with their delivery record",
+			Storage:     jetstream.FileStorage,
+		})
+	} else {
+		st, err = js.ObjectStore(ctx, BucketOutbox)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			return nil, fmt.Errorf("hl7v2: no HL7 message has been stored yet (object store %s does not exist)", BucketOutbox)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hl7v2: opening object store %s: %w", BucketOutbox, err)
+	}
+	return &Outbox{store: st}, nil
+}
+
+// ObjectName is the outbox object of a result id.
+func ObjectName(resultID string) string { return resultID + ".hl7" }
+
+// Get returns the record and the message of result id (ErrNotStored when
+// there is none).
+func (o *Outbox) Get(ctx context.Context, resultID string) (StoredMessage, []byte, error) {
+	name := ObjectName(resultID)
+	info, err := o.store.GetInfo(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, resultID, name, BucketOutbox)
+	}
+	if err != nil {
+		return StoredMessage{}, nil, fmt.Errorf("hl7v2: reading %s: %w", name, err)
+	}
+	raw, err := o.store.GetBytes(ctx, name)
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, resultID, name, BucketOutbox)
+	}
+	if err != nil {
+		return StoredMessage{}, nil, fmt.Errorf("hl7v2: reading %s: %w", name, err)
+	}
+	return storedFromInfo(info), raw, nil
+}
+
+// List returns every stored message's record, oldest first.
+func (o *Outbox) List(ctx context.Context) ([]StoredMessage, error) {
+	infos, err := o.store.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hl7v2: listing %s: %w", BucketOutbox, err)
+	}
+	out := make([]StoredMessage, 0, len(infos))
+	for _, info := range infos {
+		if info.Deleted {
+			continue
+		}
+		out = append(out, storedFromInfo(info))
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].StoredAt.Equal(out[j].StoredAt) {
+			return out[i].StoredAt.Before(out[j].StoredAt)
+		}
+		return out[i].ResultID < out[j].ResultID
+	})
+	return out, nil
+}
+
+// Resend sends result id's stored message, unchanged (same MSH-10), to
+// addr and records the outcome. copts tunes the client (Addr is addr).
+// Errors are as ResultSink.Deliver's.
+func (o *Outbox) Resend(ctx context.Context, resultID, addr string, copts ClientOptions) (StoredMessage, error) {
+	m, raw, err := o.Get(ctx, resultID)
+	if err != nil {
+		return m, err
+	}
+	msg, err := Parse(raw)
+	if err != nil {
+		return m, fmt.Errorf("hl7v2: reading the stored message of %s: %w", resultID, err)
+	}
+	copts.Addr = addr
+	copts.NoRetryOnAE = true
+	c, err := NewClient(copts)
+	if err != nil {
+		return m, err
+	}
+	defer c.Close()
+	return o.send(ctx, c, m, msg, addr, time.Now)
+}
+
+func (o *Outbox) put(ctx context.Context, m StoredMessage, raw []byte) error {
+	_, err := o.store.Put(ctx, jetstream.ObjectMeta{
+		Name:        ObjectName(m.ResultID),
+		Description: "ORU^R01 " + m.ControlID,
+		Metadata:    m.metadata(),
+	}, bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("hl7v2: storing %s in %s: %w", ObjectName(m.ResultID), BucketOutbox, err)
+	}
+	return nil
+}
+
+// send sends msg with c and records the outcome in m's metadata (the
+// destination is the last one that answered). An ACK
+// other than AA/CA is a permanent *AckError; anything else that failed is
+// routing.Transient (ctx's own end included: the message may be sent again).
+func (o *Outbox) send(ctx context.Context, c *Client, m StoredMessage, msg *Message, addr string, now func() time.Time) (StoredMessage, error) {
+	m.Attempts++
+	ack, sendErr := c.Send(ctx, msg)
+	var ae *AckError
+	switch {
+	case sendErr == nil:
+		a, _ := ReadACK(ack) // Send checked it
+		m.AckCode, m.AckError, m.LastError = a.Code, "", ""
+		m.SentAt, m.Destination = now().UTC(), addr
+	case errors.As(sendErr, &ae):
+		m.AckCode, m.AckError = ae.Code, ae.Error()
+		m.SentAt, m.Destination = now().UTC(), addr
+	default:
+		m.LastError = sendErr.Error()
+		sendErr = routing.Transient(sendErr)
+	}
+	// Record the outcome even when ctx ended: the send is over either way.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := o.store.UpdateMeta(uctx, ObjectName(m.ResultID), jetstream.ObjectMeta{
+		Name: ObjectName(m.ResultID), Description: "ORU^R01 " + m.ControlID, Metadata: m.metadata(),
+	}); err != nil && sendErr == nil {
+		// Delivered all the same; a later Deliver would send it again with
+		// the same control id, which the RIS recognises.
+		return m, nil
+	}
+	return m, sendErr
+}

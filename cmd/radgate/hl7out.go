@@ -1,0 +1,247 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/radgate/radgate/adapters/hl7v2"
+)
+
+func init() { rootCmd.AddCommand(newHL7Cmd()) }
+
+// edShown is how much of an ED OBX's data `hl7 show` prints without --full.
+const edShown = 60
+
+// newHL7Cmd builds `radgate hl7` and its subcommands (tests build their own).
+func newHL7Cmd() *cobra.Command {
+	var configPath string
+	cmd := &cobra.Command{
+		Use:   "hl7",
+		Short: "Inspect and re-send the HL7 v2 results (ORU^R01) sent to a RIS",
+		Long: `Inspect and re-send the ORU^R01 messages the HL7 v2 result destination
+sent to a RIS. Every message is stored before it is sent, in the JetStream
+object store ` + hl7v2.BucketOutbox + ` (one object per result: <result id>.hl7), with its
+delivery record: destination, control id (MSH-10), when it was stored and
+acknowledged, the ACK code and, for a refusal, the ERR segments.
+
+radgate hl7 connects to nats.url when it is set, else to the embedded NATS
+server of the running radgate serve at nats.embedded_listen (default
+127.0.0.1:4222); --config names the same radgate.yaml serve runs with.
+
+  radgate hl7 list [--json]
+  radgate hl7 show RESULT_ID [--json | --raw] [--full]
+  radgate hl7 resend RESULT_ID [--to HOST:PORT] [--timeout 30s]`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	cmd.PersistentFlags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
+
+	var listJSON bool
+	list := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List stored messages, oldest first",
+		Long: `List the stored messages, oldest first: result id, control id (MSH-10),
+stored at, ACK code (none yet: -), destination, order id. --json prints one
+object per line (keys result_id, order_id, control_id, destination,
+stored_at, sent_at, ack_code, ack_error, last_error, attempts, size).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ob, closeNATS, err := connectOutbox(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			msgs, err := ob.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return printStoredMessages(cmd.OutOrStdout(), msgs, listJSON)
+		},
+	}
+	list.Flags().BoolVar(&listJSON, "json", false, "one JSON object per line")
+
+	var showJSON, showRaw, showFull bool
+	show := &cobra.Command{
+		Use:   "show RESULT_ID [--json | --raw] [--full]",
+		Short: "Show one stored message and its delivery record",
+		Long: `Show one stored message: its delivery record, then the message, one
+segment per line. The message carries the patient identifier (PID-3) but no
+name. An embedded PDF (ED OBX) is cut short unless --full. --raw writes the
+message exactly as sent (segments end with a carriage return), nothing else;
+--json prints one object (the keys of list --json, plus message).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if showJSON && showRaw {
+				return &exitError{code: 2, err: errors.New("--json and --raw go alone")}
+			}
+			ob, closeNATS, err := connectOutbox(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			m, raw, err := ob.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case showRaw:
+				_, err = w.Write(raw)
+				return err
+			case showJSON:
+				return json.NewEncoder(w).Encode(struct {
+					hl7v2.StoredMessage
+					Message string `json:"message"`
+				}{m, string(raw)})
+			}
+			return printStoredMessage(w, m, raw, showFull)
+		},
+	}
+	show.Flags().BoolVar(&showJSON, "json", false, "print one JSON object")
+	show.Flags().BoolVar(&showRaw, "raw", false, "write the message exactly as sent")
+	show.Flags().BoolVar(&showFull, "full", false, "show embedded data (the PDF) in full")
+
+	var to string
+	var timeout time.Duration
+	resend := &cobra.Command{
+		Use:   "resend RESULT_ID [--to HOST:PORT]",
+		Short: "Send a stored message again, unchanged",
+		Long: `Send a stored message again over MLLP, exactly as stored (same MSH-10, so
+the RIS can recognise a duplicate), to --to or, without it, to the
+destination it was sent to, and record the outcome. It tries once and waits
+--timeout for the ACK.
+
+Exit status: 0 when the RIS answered AA (or CA); 1 otherwise (the ACK's
+errors, or why nothing came back, are printed).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to != "" {
+				if _, _, err := net.SplitHostPort(to); err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--to %q: want host:port: %w", to, err)}
+				}
+			}
+			if timeout <= 0 {
+				return &exitError{code: 2, err: fmt.Errorf("--timeout %s: must be positive", timeout)}
+			}
+			ob, closeNATS, err := connectOutbox(cmd, configPath)
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			ctx := cmd.Context()
+			addr := to
+			if addr == "" {
+				m, _, err := ob.Get(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				if addr = m.Destination; addr == "" {
+					return &exitError{code: 2, err: fmt.Errorf("result %s: no destination is recorded: give --to HOST:PORT", args[0])}
+				}
+			}
+			m, err := ob.Resend(ctx, args[0], addr, hl7v2.ClientOptions{
+				DialTimeout: min(timeout, hl7v2.DefaultDialTimeout), AckTimeout: timeout, MaxAttempts: 1,
+			})
+			if err != nil {
+				return fmt.Errorf("resending %s (MSH-10 %s) to %s: %w", args[0], orNone(m.ControlID), addr, err)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "resent %s (MSH-10 %s) to %s: %s\n", m.ResultID, m.ControlID, addr, m.AckCode)
+			return err
+		},
+	}
+	resend.Flags().StringVar(&to, "to", "", "MLLP receiver host:port (default: the recorded destination)")
+	resend.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the connection and the ACK")
+
+	cmd.AddCommand(list, show, resend)
+	return cmd
+}
+
+// connectOutbox opens the outbox on the NATS server radgate serve uses.
+func connectOutbox(cmd *cobra.Command, configPath string) (*hl7v2.Outbox, func(), error) {
+	js, closeNATS, err := connectJetStream(configPath, "radgate-hl7")
+	if err != nil {
+		return nil, nil, err
+	}
+	ob, err := hl7v2.OpenOutbox(cmd.Context(), js, false)
+	if err != nil {
+		closeNATS()
+		return nil, nil, err
+	}
+	return ob, closeNATS, nil
+}
+
+func printStoredMessages(w io.Writer, msgs []hl7v2.StoredMessage, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, m := range msgs {
+			if err := enc.Encode(m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(msgs) == 0 {
+		_, err := fmt.Fprintln(w, "no stored messages")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESULT\tMSH-10\tSTORED\tACK\tDESTINATION\tORDER")
+	for _, m := range msgs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ResultID, m.ControlID, m.StoredAt.Local().Format(time.RFC3339),
+			orNone(string(m.AckCode)), orNone(m.Destination), orNone(m.OrderID))
+	}
+	return tw.Flush()
+}
+
+func printStoredMessage(w io.Writer, m hl7v2.StoredMessage, raw []byte, full bool) error {
+	fmt.Fprintf(w, "result:      %s (object %s in %s)\n", m.ResultID, hl7v2.ObjectName(m.ResultID), hl7v2.BucketOutbox)
+	fmt.Fprintf(w, "order:       %s\n", orNone(m.OrderID))
+	fmt.Fprintf(w, "control id:  %s\n", m.ControlID)
+	fmt.Fprintf(w, "destination: %s\n", orNone(m.Destination))
+	fmt.Fprintf(w, "stored at:   %s\n", m.StoredAt.Local().Format(time.RFC3339))
+	sent := "-"
+	if !m.SentAt.IsZero() {
+		sent = m.SentAt.Local().Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "acked at:    %s\n", sent)
+	fmt.Fprintf(w, "ack:         %s\n", orNone(string(m.AckCode)))
+	if m.AckError != "" {
+		fmt.Fprintf(w, "ack error:   %s\n", m.AckError)
+	}
+	if m.LastError != "" {
+		fmt.Fprintf(w, "last error:  %s\n", m.LastError)
+	}
+	fmt.Fprintf(w, "attempts:    %d\n", m.Attempts)
+	fmt.Fprintf(w, "message (%d bytes):\n", len(raw))
+	for _, seg := range strings.Split(strings.TrimRight(string(raw), "\r\n"), "\r") {
+		if !full {
+			seg = shortenED(seg)
+		}
+		if _, err := fmt.Fprintf(w, "  %s\n", seg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shortenED cuts the data of an ED OBX (OBX|n|ED|…) to edShown characters.
+func shortenED(seg string) string {
+	if len(seg) < 8 || !strings.HasPrefix(seg, "OBX") {
+		return seg
+	}
+	sep := seg[3:4]
+	fields := strings.Split(seg, sep)
+	if len(fields) < 6 || fields[2] != "ED" || len(fields[5]) <= edShown {
+		return seg
+	}
+	fields[5] = fmt.Sprintf("%s… (%d characters; --full shows them)", fields[5][:edShown], len(fields[5]))
+	return strings.Join(fields, sep)
+}

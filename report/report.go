@@ -1,0 +1,374 @@
+// Package report writes the human-readable form of a scored result: a
+// one-page PDF with the radiograph (and the AI heatmap when the region was
+// marked), the confidence and its tier, the conclusion sentence the FHIR
+// DiagnosticReport carries, the engine's disclaimer word for word, the
+// algorithm, and the order and study identifiers.
+//
+// The PDF names no patient: radgate carries references and identifiers only.
+// The same input always gives the same bytes (the document dates are the
+// scoring time, catalogs are sorted, fonts are embedded from Go's own
+// gofont), so a redelivered result presents the same document.
+package report
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/draw"
+	"image/png"
+	"strings"
+	"time"
+
+	"github.com/go-pdf/fpdf"
+	"golang.org/x/image/font/gofont/gobold"
+	"golang.org/x/image/font/gofont/goregular"
+
+	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/routing"
+)
+
+// Title is the report's heading.
+const Title = "AI decision support — pneumonia findings (not a diagnosis)"
+
+// TierLegend explains the tiers and when the region is marked.
+const TierLegend = "Tiers: Low < 30 %, Mid 30–65 %, High ≥ 65 %. The region of interest is marked only when the confidence is ≥ 50 %."
+
+// ErrInvalidInput is wrapped by PDF's errors about its input.
+var ErrInvalidInput = errors.New("invalid report input")
+
+// Input is what a report is made of.
+type Input struct {
+	// Result is the scored result (Outcome must be scored). When Marked,
+	// HeatmapPNG — the class activation map over the windowed radiograph —
+	// is the picture.
+	Result routing.Result
+	// Thumbnail, optional, is a PNG of the radiograph, shown when the
+	// result is not marked. Without it the picture is a box saying there
+	// is no image.
+	Thumbnail []byte
+}
+
+// Page geometry, in mm (A4 portrait).
+const (
+	pageW    = 210.0
+	margin   = 15.0
+	contentW = pageW - 2*margin
+	imgBox   = 92.0 // the picture's square
+	lineH    = 5.0
+)
+
+const fontFamily = "go"
+
+// PDF writes the one-page report of in.Result. Errors wrap ErrInvalidInput
+// when the input cannot make a report (a result that was not scored, an
+// unknown tier, a marked result without a heatmap, an image that is not a
+// PNG).
+func PDF(in Input) ([]byte, error) {
+	r := in.Result
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("report for result %q: %w: %s", r.ID, ErrInvalidInput, fmt.Sprintf(format, args...))
+	}
+	if strings.TrimSpace(r.ID) == "" {
+		return nil, bad("Result.ID: empty")
+	}
+	if r.Outcome != routing.OutcomeScored {
+		return nil, bad("Result.Outcome: %q: only a scored result has a report", r.Outcome)
+	}
+	if strings.TrimSpace(r.Engine.Disclaimer) == "" {
+		return nil, bad("Result.Engine.Disclaimer: empty (every result carries the disclaimer)")
+	}
+	tier, ok := rfhir.TierCoding(r.Tier)
+	if !ok {
+		return nil, bad("Result.Tier: %q is not Low, Mid or High", r.Tier)
+	}
+	engine := rfhir.Engine{ID: r.Engine.ID, Name: r.Engine.Name, Version: r.Engine.Version, Disclaimer: r.Engine.Disclaimer,
+		Finding: rfhir.Coding{System: r.Engine.Finding.System, Code: r.Engine.Finding.Code, Display: r.Engine.Finding.Display}}
+	conclusion, err := rfhir.Conclusion(rfhir.ResultInput{Engine: engine, Probability: r.Probability, Tier: r.Tier, Marked: r.Marked})
+	if err != nil {
+		return nil, fmt.Errorf("report for result %q: %w: %w", r.ID, ErrInvalidInput, err)
+	}
+
+	var picture []byte
+	var caption string
+	switch {
+	case r.Marked:
+		if len(r.HeatmapPNG) == 0 {
+			return nil, bad("Result.HeatmapPNG: empty, but the result is marked")
+		}
+		if picture, err = normalisePNG(r.HeatmapPNG); err != nil {
+			return nil, bad("Result.HeatmapPNG: %v", err)
+		}
+		caption = "AI heatmap (class activation map) over the radiograph: the marked region is what drove the score."
+	case len(in.Thumbnail) > 0:
+		if picture, err = normalisePNG(in.Thumbnail); err != nil {
+			return nil, bad("Thumbnail: %v", err)
+		}
+		caption = "Radiograph as scored. No region is marked (confidence below 50 %)."
+	default:
+		caption = "No region is marked (confidence below 50 %)."
+	}
+
+	scored := r.ScoredAt.UTC()
+	if r.ScoredAt.IsZero() {
+		// A fixed date keeps the output a function of the input.
+		scored = time.Unix(0, 0).UTC()
+	}
+
+	f := fpdf.New("P", "mm", "A4", "")
+	f.SetCreationDate(scored)
+	f.SetModificationDate(scored)
+	f.SetCatalogSort(true)
+	f.SetCompression(true)
+	f.SetProducer("radgate", false)
+	f.SetCreator("radgate", false)
+	f.SetTitle(Title, true)
+	f.SetSubject("AI result "+r.ID, true)
+	f.SetLang("en")
+	f.SetMargins(margin, margin, margin)
+	f.SetAutoPageBreak(false, margin)
+	f.AddUTF8FontFromBytes(fontFamily, "", goregular.TTF)
+	f.AddUTF8FontFromBytes(fontFamily, "B", gobold.TTF)
+	f.AddPage()
+
+	label := r.Engine.Name
+	if label == "" {
+		label = r.Engine.ID
+	}
+
+	// Heading.
+	f.SetFont(fontFamily, "B", 15)
+	f.MultiCell(contentW, 7, Title, "", "L", false)
+	f.SetFont(fontFamily, "", 9.5)
+	f.SetTextColor(90, 90, 90)
+	f.MultiCell(contentW, lineH, fmt.Sprintf("Algorithm %s, version %s. Scored %s.", label, orDash(r.Engine.Version), formatTime(scored)), "", "L", false)
+	f.SetTextColor(0, 0, 0)
+	f.Ln(3)
+
+	// The picture, left.
+	top := f.GetY()
+	drawPicture(f, picture, margin, top)
+	f.SetXY(margin, top+imgBox+1.5)
+	f.SetFont(fontFamily, "", 8.5)
+	f.MultiCell(imgBox, 4, caption, "", "L", false)
+	belowPicture := f.GetY()
+
+	// The score, right.
+	x := margin + imgBox + 8
+	w := pageW - margin - x
+	f.SetXY(x, top)
+	f.SetFont(fontFamily, "", 10)
+	f.CellFormat(w, lineH, findingLabel(r.Engine.Finding)+" — AI confidence", "", 2, "L", false, 0, "")
+	f.SetFont(fontFamily, "B", 30)
+	f.CellFormat(w, 14, rfhir.ConfidencePercent(r.Probability)+" %", "", 2, "L", false, 0, "")
+	cr, cg, cb := tierColour(tier.Code)
+	f.SetFillColor(cr, cg, cb)
+	f.SetTextColor(255, 255, 255)
+	f.SetFont(fontFamily, "B", 12)
+	f.CellFormat(36, 8, "Tier: "+tier.Display, "", 2, "C", true, 0, "")
+	f.SetTextColor(0, 0, 0)
+	f.Ln(2)
+	f.SetX(x)
+	f.SetFont(fontFamily, "", 10)
+	marked := "Region of interest: not marked"
+	if r.Marked {
+		marked = "Region of interest: marked on the heatmap"
+	}
+	f.MultiCell(w, lineH, marked, "", "L", false)
+	f.Ln(1)
+	f.SetX(x)
+	f.SetFont(fontFamily, "", 8.5)
+	f.SetTextColor(90, 90, 90)
+	f.MultiCell(w, 4, TierLegend, "", "L", false)
+	f.SetTextColor(0, 0, 0)
+	f.Ln(3)
+	f.SetX(x)
+	f.SetFont(fontFamily, "B", 10)
+	f.CellFormat(w, lineH, "Conclusion", "", 2, "L", false, 0, "")
+	f.SetFont(fontFamily, "", 10)
+	f.MultiCell(w, lineH, conclusion, "", "L", false)
+
+	// The disclaimer, full width, boxed.
+	f.SetXY(margin, max(belowPicture, f.GetY())+5)
+	f.SetFont(fontFamily, "B", 10)
+	f.CellFormat(contentW, 6, "Disclaimer", "", 1, "L", false, 0, "")
+	f.SetFont(fontFamily, "", 10)
+	f.SetFillColor(255, 246, 214)
+	f.SetDrawColor(200, 160, 60)
+	f.SetCellMargin(2.5)
+	f.MultiCell(contentW, lineH, r.Engine.Disclaimer, "1", "L", true)
+	f.SetCellMargin(1)
+	f.SetDrawColor(0, 0, 0)
+	f.Ln(5)
+
+	// Identifiers.
+	f.SetFont(fontFamily, "B", 10)
+	f.CellFormat(contentW, 6, "Order, study and result", "", 1, "L", false, 0, "")
+	for _, row := range identifierRows(r) {
+		f.SetFont(fontFamily, "", 8.5)
+		f.SetTextColor(90, 90, 90)
+		f.CellFormat(45, 4.6, row[0], "", 0, "L", false, 0, "")
+		f.SetTextColor(0, 0, 0)
+		f.MultiCell(contentW-45, 4.6, row[1], "", "L", false)
+	}
+
+	// Footer.
+	f.SetXY(margin, 297-margin-4)
+	f.SetFont(fontFamily, "", 7.5)
+	f.SetTextColor(120, 120, 120)
+	f.CellFormat(contentW, 4, "radgate AI result "+r.ID+". Decision support only: not a diagnosis. No patient data is printed on this page.", "T", 0, "L", false, 0, "")
+
+	if f.PageCount() != 1 {
+		return nil, bad("the report does not fit on one page (%d pages): a value is too long", f.PageCount())
+	}
+	var buf bytes.Buffer
+	if err := f.Output(&buf); err != nil {
+		return nil, fmt.Errorf("report for result %q: writing the PDF: %w", r.ID, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// drawPicture draws the (normalised) PNG fitted into the square at x, y, or
+// a box saying there is no image.
+func drawPicture(f *fpdf.Fpdf, picture []byte, x, y float64) {
+	f.SetDrawColor(160, 160, 160)
+	f.SetFillColor(20, 20, 20)
+	if picture == nil {
+		f.SetFillColor(240, 240, 240)
+		f.Rect(x, y, imgBox, imgBox, "FD")
+		f.SetXY(x, y+imgBox/2-4)
+		f.SetFont(fontFamily, "", 11)
+		f.SetTextColor(100, 100, 100)
+		f.CellFormat(imgBox, 8, "No image", "", 2, "C", false, 0, "")
+		f.SetTextColor(0, 0, 0)
+		f.SetDrawColor(0, 0, 0)
+		return
+	}
+	f.Rect(x, y, imgBox, imgBox, "FD")
+	opt := fpdf.ImageOptions{ImageType: "PNG"}
+	info := f.RegisterImageOptionsReader("picture", opt, bytes.NewReader(picture))
+	if info == nil || f.Err() {
+		return
+	}
+	iw, ih := info.Width(), info.Height()
+	w, h := imgBox, imgBox
+	if iw > ih {
+		h = imgBox * ih / iw
+	} else {
+		w = imgBox * iw / ih
+	}
+	f.ImageOptions("picture", x+(imgBox-w)/2, y+(imgBox-h)/2, w, h, false, opt, 0, "")
+	f.SetDrawColor(0, 0, 0)
+}
+
+// normalisePNG decodes a PNG and writes it again as 8-bit grey or RGB(A),
+// non-interlaced: fpdf reads neither 16-bit nor interlaced PNGs.
+func normalisePNG(b []byte) ([]byte, error) {
+	img, err := png.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("not a PNG: %w", err)
+	}
+	var out image.Image
+	switch m := img.(type) {
+	case *image.Gray, *image.RGBA, *image.NRGBA:
+		out = m
+	case *image.Gray16:
+		g := image.NewGray(m.Bounds())
+		draw.Draw(g, g.Bounds(), m, m.Bounds().Min, draw.Src)
+		out = g
+	default:
+		n := image.NewNRGBA(img.Bounds())
+		draw.Draw(n, n.Bounds(), img, img.Bounds().Min, draw.Src)
+		out = n
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, out); err != nil {
+		return nil, fmt.Errorf("re-encoding the PNG: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// identifierRows lists what identifies the order, the study and the result.
+func identifierRows(r routing.Result) [][2]string {
+	var rows [][2]string
+	add := func(k, v string) {
+		if strings.TrimSpace(v) != "" {
+			rows = append(rows, [2]string{k, v})
+		}
+	}
+	o := r.Order
+	if a := o.Accession; a != nil && a.Value != "" {
+		v := a.Value
+		if a.System != "" {
+			v += "  (" + a.System + ")"
+		}
+		add("Accession number", v)
+	}
+	add("ServiceRequest", refString(o.ServiceRequest))
+	add("ImagingStudy", refString(o.ImagingStudy))
+	study := r.StudyInstanceUID
+	if study == "" {
+		study = o.StudyInstanceUID
+	}
+	add("Study Instance UID", routing.StripUIDPrefix(study))
+	add("Series Instance UID", r.SeriesInstanceUID)
+	add("SOP Instance UID", r.SOPInstanceUID)
+	add("Order id", o.ID)
+	add("Result id", r.ID)
+	engine := r.Engine.ID
+	if r.Engine.Version != "" {
+		engine += "@" + r.Engine.Version
+	}
+	add("Algorithm", strings.TrimSpace(r.Engine.Name+"  ("+engine+")"))
+	add("Algorithm version", r.Engine.Version)
+	if !r.ScoredAt.IsZero() {
+		add("Scored at", formatTime(r.ScoredAt))
+	}
+	return rows
+}
+
+// refString writes a reference literally, or as system|value.
+func refString(r *routing.Reference) string {
+	if r.IsZero() {
+		return ""
+	}
+	if r.Reference != "" {
+		return r.Reference
+	}
+	if r.Identifier.System != "" {
+		return "identifier " + r.Identifier.System + "|" + r.Identifier.Value
+	}
+	return "identifier " + r.Identifier.Value
+}
+
+func findingLabel(c routing.Coding) string {
+	if c.Code == "" {
+		c = routing.Coding{Display: rfhir.DefaultFinding.Display, Code: rfhir.DefaultFinding.Code}
+	}
+	if c.Display != "" {
+		return c.Display
+	}
+	return c.Code
+}
+
+func tierColour(code string) (r, g, b int) {
+	switch code {
+	case "high":
+		return 176, 38, 38
+	case "mid":
+		return 201, 120, 20
+	default:
+		return 60, 120, 60
+	}
+}
+
+func formatTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
