@@ -350,3 +350,23 @@ func TestWritePreviewPNG(t *testing.T) {
 	defer f.Close()
 	require.NoError(t, png.Encode(f, SCImage(t, parse(t, out))))
 }
+
+func TestEncapsulatedPDF(t *testing.T) {
+	src := readTestdata(t, "dx-chest-implicit-le-8bit.dcm")
+	doc := []byte("%PDF-1.4\n% radgate test\n%%EOF\n") // odd length: padded
+	out, err := EncapsulatedPDF(src, testInput("pdf-1", 0.5, true), doc)
+	require.NoError(t, err)
+	ds := parse(t, out)
+	require.Equal(t, SOPClassEncapsulatedPDF, str(t, ds, tag.SOPClassUID))
+	require.Equal(t, UIDsFor("pdf-1").PDF, str(t, ds, tag.SOPInstanceUID))
+	require.Equal(t, "application/pdf", str(t, ds, tag.MIMETypeOfEncapsulatedDocument))
+	e, err := ds.FindElementByTag(tag.EncapsulatedDocument)
+	require.NoError(t, err)
+	require.Equal(t, doc, bytes.TrimRight(e.Value.GetValue().([]byte), "\x00"))
+	d := Dump(t, "dcmdump", out)
+	require.Contains(t, d, "EncapsulatedPDFStorage")
+	require.Contains(t, d, "(0042,0012) LO [application/pdf]")
+
+	_, err = EncapsulatedPDF(src, testInput("pdf-1", 0.5, true), []byte("<html>"))
+	require.ErrorIs(t, err, ErrInput)
+}
