@@ -90,6 +90,22 @@ func reUID(t *testing.T, file []byte, uid string) ([]byte, string) {
 	return bytes.ReplaceAll(file, []byte(uid), []byte(repl)), repl
 }
 
+// newAccession replaces the accession number in file with a random one of
+// the same length starting with "K", so that no other test's search by
+// accession number finds the copy.
+func newAccession(t *testing.T, file []byte, acc string) ([]byte, string) {
+	t.Helper()
+	require.GreaterOrEqual(t, len(acc), 4)
+	b := make([]byte, len(acc)-1)
+	_, err := rand.Read(b)
+	require.NoError(t, err)
+	for i := range b {
+		b[i] = '0' + b[i]%10
+	}
+	repl := "K" + string(b)
+	return bytes.ReplaceAll(file, []byte(acc), []byte(repl)), repl
+}
+
 func sinkHeatmap(t *testing.T, src []byte) []byte {
 	t.Helper()
 	img, err := inference.Decode(src)
@@ -174,6 +190,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	src, study := reUID(t, orig, meta.StudyInstanceUID)
 	src, series := reUID(t, src, meta.SeriesInstanceUID)
 	src, sop := reUID(t, src, meta.SOPInstanceUID)
+	src, accession := newAccession(t, src, meta.AccessionNumber)
 	_, err = c.Store(t.Context(), src)
 	require.NoError(t, err)
 
@@ -218,7 +235,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 				tag.SOPClassUID: derived.SOPClassSecondaryCapture, tag.SOPInstanceUID: u.SC,
 				tag.SeriesInstanceUID: u.SCSeries, tag.StudyInstanceUID: study,
 				tag.ImageType: `DERIVED\SECONDARY`, tag.BurnedInAnnotation: "YES", tag.ConversionType: "WSD",
-				tag.Manufacturer: "radgate", tag.PatientName: "Covid0000", tag.AccessionNumber: meta.AccessionNumber,
+				tag.Manufacturer: "radgate", tag.PatientName: "Covid0000", tag.AccessionNumber: accession,
 				tag.SeriesDescription: derived.SCSeriesDescription, tag.PhotometricInterpretation: "RGB",
 			} {
 				require.Equal(t, want, dsString(t, sc, tg), "%v", tg)
@@ -303,6 +320,7 @@ func TestOrthancSinkNoSCWhenUnmarked(t *testing.T) {
 	src, study := reUID(t, orig, meta.StudyInstanceUID)
 	src, series := reUID(t, src, meta.SeriesInstanceUID)
 	src, sop := reUID(t, src, meta.SOPInstanceUID)
+	src, accession := newAccession(t, src, meta.AccessionNumber)
 	_, err = c.Store(t.Context(), src)
 	require.NoError(t, err)
 
@@ -315,4 +333,5 @@ func TestOrthancSinkNoSCWhenUnmarked(t *testing.T) {
 	st, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: study})
 	require.NoError(t, err)
 	require.Len(t, st.Series, 2, "the source and the SR, no SC")
+	require.Equal(t, accession, st.AccessionNumber)
 }
