@@ -345,10 +345,17 @@ func TestWritePreviewPNG(t *testing.T) {
 	in.HeatmapPNG = Heatmap(t, src)
 	out, err := SecondaryCapture(src, in)
 	require.NoError(t, err)
-	f, err := os.Create(filepath.Join(dir, "sc-marked.png"))
+	write := func(name string, sc []byte) {
+		f, err := os.Create(filepath.Join(dir, name))
+		require.NoError(t, err)
+		defer f.Close()
+		require.NoError(t, png.Encode(f, SCImage(t, parse(t, sc))))
+	}
+	write("sc-marked.png", out)
+	small := readTestdata(t, "cr-chest-mono1-10bit-explicit-le.dcm")
+	out, err = SecondaryCapture(small, testInput("preview-unmarked", 0.214, false))
 	require.NoError(t, err)
-	defer f.Close()
-	require.NoError(t, png.Encode(f, SCImage(t, parse(t, out))))
+	write("sc-unmarked.png", out)
 }
 
 func TestEncapsulatedPDF(t *testing.T) {
