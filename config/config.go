@@ -20,6 +20,9 @@ type Config struct {
 	// Listen is the address of the HTTP intake (FHIR endpoints, /orders,
 	// /healthz, /readyz, /metrics).
 	Listen string `yaml:"listen"`
+	// HTTP secures the intake: TLS, client certificates, bearer tokens
+	// (see auth.go).
+	HTTP HTTP `yaml:"http"`
 	// DataDir holds the embedded NATS server's JetStream store.
 	DataDir string `yaml:"data_dir"`
 	// ModelsDir holds one folder per engine (model.onnx + model.yaml).
@@ -122,6 +125,10 @@ type PACS struct {
 	PasswordFile string `yaml:"password_file"`
 	// Timeout bounds each request to the PACS.
 	Timeout Duration `yaml:"timeout"`
+	// Auth is how radgate authenticates to the PACS (instead of the
+	// username and password keys above); TLS how it verifies it.
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
 }
 
 // FHIR is the FHIR R4 server results are written to.
@@ -137,6 +144,11 @@ type FHIR struct {
 	// ImagingStudies) that notify the given URL — its own /fhir/notify as
 	// the FHIR server reaches it, e.g. http://127.0.0.1:8080/fhir/notify.
 	SubscriptionEndpoint string `yaml:"subscription_endpoint"`
+	// Auth is how radgate authenticates to the FHIR server (instead of
+	// bearer_token_env): bearer, basic or OAuth2 client credentials (SMART
+	// Backend Services); TLS how it verifies it.
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
 }
 
 // Destination types.
@@ -162,6 +174,10 @@ type Destination struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each request to the destination (default 30s).
 	Timeout Duration `yaml:"timeout"`
+	// Auth and TLS as in the fhir and pacs sections (fhir and dicomweb
+	// destinations only).
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
 }
 
 // DestinationNames lists every destination routes may name: the built-in
@@ -230,7 +246,12 @@ const DefaultEngine = "cxr-pneumonia-densenet121"
 // leaves out.
 func Default() Config {
 	return Config{
-		Listen:       "127.0.0.1:8080",
+		Listen: "127.0.0.1:8080",
+		HTTP: HTTP{
+			TLS: ServerTLS{ClientAuth: ClientCertNone},
+			Auth: IntakeAuth{Mode: AuthNone, Algorithms: []string{"RS256", "RS384", "ES256", "ES384"},
+				Leeway: Duration(30 * time.Second)},
+		},
 		DataDir:      "data",
 		ModelsDir:    "models",
 		Engines:      []string{DefaultEngine},
