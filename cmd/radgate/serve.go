@@ -73,7 +73,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Engines first: a bad model or a missing runtime should stop start-up
+	// Security first (cmd/radgate/security.go): a missing secret or an
+	// exposed intake without authentication stops start-up at once.
+	sec, err := newSecurity(cfg, logger)
+	if err != nil {
+		return err
+	}
+
+	// Engines next: a bad model or a missing runtime should stop start-up
 	// before anything listens.
 	engines, closeEngines, err := loadEngines(cfg)
 	if err != nil {
@@ -91,21 +98,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return err
 	}
 
-	pacsPassword, err := config.Secret(cfg.PACS.PasswordEnv, cfg.PACS.PasswordFile)
-	if err != nil {
-		return fmt.Errorf("pacs password: %w", err)
-	}
-	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: cfg.PACS.Username,
-		Password: pacsPassword, Timeout: cfg.PACS.Timeout.D()})
+	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
+		Timeout: cfg.PACS.Timeout.D()})
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
-	token, err := config.Secret(cfg.FHIR.BearerTokenEnv, "")
-	if err != nil {
-		return fmt.Errorf("fhir bearer token: %w", err)
-	}
-	sink, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, Token: token,
-		Timeout: cfg.FHIR.Timeout.D(), Logger: logger})
+	sink, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir,
+		Logger: logger})
 	if err != nil {
 		return fmt.Errorf("fhir: %w", err)
 	}
@@ -181,7 +180,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		_ = pipe.Stop(context.Background())
 		return fmt.Errorf("intake listener: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+	ln = sec.listener(ln)
+	srv := &http.Server{Handler: sec.wrap(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()
