@@ -20,6 +20,9 @@ type Config struct {
 	// Listen is the address of the HTTP intake (FHIR endpoints, /orders,
 	// /healthz, /readyz, /metrics).
 	Listen string `yaml:"listen"`
+	// HTTP secures the intake: TLS, client certificates, bearer tokens
+	// (see auth.go).
+	HTTP HTTP `yaml:"http"`
 	// DataDir holds the embedded NATS server's JetStream store.
 	DataDir string `yaml:"data_dir"`
 	// ModelsDir holds one folder per engine (model.onnx + model.yaml).
@@ -122,6 +125,10 @@ type PACS struct {
 	PasswordFile string `yaml:"password_file"`
 	// Timeout bounds each request to the PACS.
 	Timeout Duration `yaml:"timeout"`
+	// Auth is how radgate authenticates to the PACS (instead of the
+	// username and password keys above); TLS how it verifies it.
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
 }
 
 // FHIR is the FHIR R4 server results are written to.
@@ -137,6 +144,14 @@ type FHIR struct {
 	// ImagingStudies) that notify the given URL — its own /fhir/notify as
 	// the FHIR server reaches it, e.g. http://127.0.0.1:8080/fhir/notify.
 	SubscriptionEndpoint string `yaml:"subscription_endpoint"`
+	// PDFReport attaches the one-page PDF report to each DiagnosticReport as
+	// presentedForm (default true).
+	PDFReport bool `yaml:"pdf_report"`
+	// Auth is how radgate authenticates to the FHIR server (instead of
+	// bearer_token_env): bearer, basic or OAuth2 client credentials (SMART
+	// Backend Services); TLS how it verifies it.
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
 }
 
 // Destination types.
@@ -162,7 +177,34 @@ type Destination struct {
 	Address string `yaml:"address"`
 	// Timeout bounds each request to the destination (default 30s).
 	Timeout Duration `yaml:"timeout"`
+	// Auth and TLS as in the fhir and pacs sections (fhir and dicomweb
+	// destinations only).
+	Auth ClientAuth `yaml:"auth"`
+	TLS  ClientTLS  `yaml:"tls"`
+	// PDFReport attaches the one-page PDF report: as the DiagnosticReport's
+	// presentedForm (fhir), an ED OBX (hl7v2), an Encapsulated PDF in the
+	// study (dicomweb).
+	PDFReport bool `yaml:"pdf_report"`
+	// SC and SR (dicomweb): store a Secondary Capture with the heatmap and
+	// the result burned in, and a Comprehensive SR (default: both).
+	SC *bool `yaml:"sc"`
+	SR *bool `yaml:"sr"`
+	// SCWhenUnmarked (dicomweb): below the marking threshold the Secondary
+	// Capture shows the radiograph with the text ("image", the default),
+	// the text only ("text"), or is not stored ("none").
+	SCWhenUnmarked string `yaml:"sc_when_unmarked"`
+	// SendingApplication, SendingFacility, ReceivingApplication and
+	// ReceivingFacility (hl7v2) are MSH-3 to MSH-6 of the ORU^R01.
+	SendingApplication   string `yaml:"sending_application"`
+	SendingFacility      string `yaml:"sending_facility"`
+	ReceivingApplication string `yaml:"receiving_application"`
+	ReceivingFacility    string `yaml:"receiving_facility"`
 }
+
+// StoreSC and StoreSR say what a dicomweb destination stores (both unless
+// turned off).
+func (d Destination) StoreSC() bool { return d.SC == nil || *d.SC }
+func (d Destination) StoreSR() bool { return d.SR == nil || *d.SR }
 
 // DestinationNames lists every destination routes may name: the built-in
 // "fhir" and the configured ones, sorted.
@@ -230,7 +272,12 @@ const DefaultEngine = "cxr-pneumonia-densenet121"
 // leaves out.
 func Default() Config {
 	return Config{
-		Listen:       "127.0.0.1:8080",
+		Listen: "127.0.0.1:8080",
+		HTTP: HTTP{
+			TLS: ServerTLS{ClientAuth: ClientCertNone},
+			Auth: IntakeAuth{Mode: AuthNone, Algorithms: []string{"RS256", "RS384", "ES256", "ES384"},
+				Leeway: Duration(30 * time.Second)},
+		},
 		DataDir:      "data",
 		ModelsDir:    "models",
 		Engines:      []string{DefaultEngine},
@@ -242,8 +289,9 @@ func Default() Config {
 			Timeout:     Duration(30 * time.Second),
 		},
 		FHIR: FHIR{
-			BaseURL: "http://127.0.0.1:8103/fhir/R4",
-			Timeout: Duration(30 * time.Second),
+			BaseURL:   "http://127.0.0.1:8103/fhir/R4",
+			PDFReport: true,
+			Timeout:   Duration(30 * time.Second),
 		},
 		Orders: Orders{
 			StudyWaitWindow: Duration(10 * time.Minute),

@@ -248,13 +248,22 @@ func nodeAt(root *yaml.Node, path string) *yaml.Node {
 // validate checks values that decode but make no sense.
 func validate(name string, root *yaml.Node, c *Config) Errors {
 	var errs Errors
-	bad := func(path, msg string) {
+	// badAt reports msg about path at the node of the first of at that the
+	// file has, or else at the nearest ancestor of path the file has.
+	badAt := func(at []string, path, msg string) {
 		e := Error{File: name, Message: fmt.Sprintf("%s: %s", path, msg)}
-		if n := nodeAt(root, path); n != nil {
-			e.Line, e.Column = n.Line, n.Column
+		for p := path; p != ""; p = p[:max(strings.LastIndex(p, "."), 0)] {
+			at = append(at, p)
+		}
+		for _, p := range at {
+			if n := nodeAt(root, p); n != nil {
+				e.Line, e.Column = n.Line, n.Column
+				break
+			}
 		}
 		errs = append(errs, e)
 	}
+	bad := func(path, msg string) { badAt(nil, path, msg) }
 	checkURL := func(path, raw string, schemes ...string) {
 		if raw == "" {
 			return
@@ -326,6 +335,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.HL7v2.ReadTimeout <= 0 {
 		bad("hl7v2.read_timeout", "must be positive")
 	}
+	validateSecurity(c, bad, badAt)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name
@@ -356,6 +366,22 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		}
 		if d.Timeout < 0 {
 			bad(path+".timeout", "must not be negative")
+		}
+		if d.Type != DestinationDICOMweb && (d.SC != nil || d.SR != nil || d.SCWhenUnmarked != "") {
+			bad(path, "sc, sr and sc_when_unmarked apply to dicomweb destinations only")
+		}
+		if d.Type != DestinationHL7v2 && (d.SendingApplication != "" || d.SendingFacility != "" || d.ReceivingApplication != "" || d.ReceivingFacility != "") {
+			bad(path, "sending_/receiving_application and _facility apply to hl7v2 destinations only")
+		}
+		if d.Type == DestinationDICOMweb {
+			switch d.SCWhenUnmarked {
+			case "", "image", "text", "none":
+			default:
+				bad(path+".sc_when_unmarked", fmt.Sprintf("%q is not image, text or none", d.SCWhenUnmarked))
+			}
+			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport {
+				bad(path, "stores nothing: set sc, sr or pdf_report")
+			}
 		}
 	}
 	return errs

@@ -15,9 +15,15 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate/adapters/dicomweb"
 	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/derived"
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/report"
 	"github.com/radgate/radgate/routing"
 	"github.com/radgate/radgate/routing/route"
 )
@@ -95,18 +101,28 @@ func loadRoutes(cfg config.Config, engineIDs []string) (*route.Set, error) {
 	return route.LoadFile(cfg.RoutesFile, route.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
 }
 
-// buildSinks builds a result sink for every configured destination.
-func buildSinks(cfg config.Config, logger *slog.Logger) (map[string]routing.Sink, *fhiradapter.Sink, error) {
-	token, err := config.Secret(cfg.FHIR.BearerTokenEnv, "")
-	if err != nil {
-		return nil, nil, fmt.Errorf("fhir bearer token: %w", err)
+// buildSinks builds a result sink for every destination: the built-in
+// "fhir" (the fhir section) and each one configured. It returns the sinks
+// and the built-in FHIR sink (for the Subscriptions), and a function that
+// closes what the sinks hold open.
+func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *dicomweb.Client, logger *slog.Logger) (map[string]routing.Sink, *fhiradapter.Sink, func(), error) {
+	pdf := pdfReport(pacs)
+	var opts []fhiradapter.SinkOption
+	if cfg.FHIR.PDFReport {
+		opts = append(opts, fhiradapter.WithPDF(pdf))
 	}
-	main, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, Token: token,
-		Timeout: cfg.FHIR.Timeout.D(), Logger: logger})
+	main, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir,
+		Timeout: cfg.FHIR.Timeout.D(), Logger: logger}, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("fhir: %w", err)
+		return nil, nil, nil, fmt.Errorf("fhir: %w", err)
 	}
 	sinks := map[string]routing.Sink{config.BuiltinDestination: main}
+	var closers []func() error
+	closeAll := func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}
 	for _, name := range cfg.DestinationNames() {
 		d, ok := cfg.Destinations[name]
 		if !ok {
@@ -116,18 +132,71 @@ func buildSinks(cfg config.Config, logger *slog.Logger) (map[string]routing.Sink
 		if timeout <= 0 {
 			timeout = 30 * time.Second
 		}
+		var destPDF func(context.Context, routing.Result) ([]byte, error)
+		if d.PDFReport {
+			destPDF = pdf
+		}
+		var s routing.Sink
 		switch d.Type {
 		case config.DestinationFHIR:
-			s, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: d.URL, Timeout: timeout, Logger: logger})
-			if err != nil {
-				return nil, nil, fmt.Errorf("destinations.%s: %w", name, err)
+			var o []fhiradapter.SinkOption
+			if destPDF != nil {
+				o = append(o, fhiradapter.WithPDF(destPDF))
 			}
-			sinks[name] = s
+			s, err = fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: d.URL, HTTPClient: sec.destinations[name],
+				Timeout: timeout, Logger: logger}, o...)
+		case config.DestinationDICOMweb:
+			var c *dicomweb.Client
+			c, err = dicomweb.New(dicomweb.Options{BaseURL: d.URL, HTTPClient: sec.destinations[name], Timeout: timeout})
+			if err == nil {
+				o := dicomweb.SinkOptions{SC: d.StoreSC(), SR: d.StoreSR(), SCWhenUnmarked: d.SCWhenUnmarked, PDF: destPDF}
+				if err = o.Validate(); err == nil {
+					s = dicomweb.NewSink(c, o)
+				}
+			}
+		case config.DestinationHL7v2:
+			var rs *hl7v2.ResultSink
+			rs, err = hl7v2.NewResultSink(hl7v2.ResultSinkOptions{JS: js, Address: d.Address, PDF: destPDF, Logger: logger,
+				ORU: hl7v2.ORUOptions{
+					SendingApplication:   hl7v2.HD{Namespace: d.SendingApplication},
+					SendingFacility:      hl7v2.HD{Namespace: d.SendingFacility},
+					ReceivingApplication: hl7v2.HD{Namespace: d.ReceivingApplication},
+					ReceivingFacility:    hl7v2.HD{Namespace: d.ReceivingFacility},
+				},
+				Client: hl7v2.ClientOptions{AckTimeout: timeout},
+			})
+			if err == nil {
+				closers = append(closers, rs.Close)
+				s = rs
+			}
 		default:
-			return nil, nil, fmt.Errorf("destinations.%s: type %s is not supported by this build", name, d.Type)
+			err = fmt.Errorf("unknown destination type %q", d.Type)
 		}
+		if err != nil {
+			closeAll()
+			return nil, nil, nil, fmt.Errorf("destinations.%s: %w", name, err)
+		}
+		sinks[name] = s
 	}
-	return sinks, main, nil
+	return sinks, main, closeAll, nil
+}
+
+// pdfReport renders a result's one-page PDF report. A result that is not
+// marked shows the radiograph itself, fetched from the PACS as stored.
+func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]byte, error) {
+	return func(ctx context.Context, r routing.Result) ([]byte, error) {
+		in := report.Input{Result: r}
+		if !r.Marked && pacs != nil && r.SOPInstanceUID != "" {
+			src, err := pacs.RetrieveInstance(ctx, r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID)
+			if err != nil {
+				return nil, fmt.Errorf("the report's radiograph: %w", err)
+			}
+			if in.Thumbnail, err = derived.Thumbnail(src, 768); err != nil {
+				return nil, fmt.Errorf("the report's radiograph: %w", err)
+			}
+		}
+		return report.PDF(in)
+	}
 }
 
 // routeReloader reloads the route file on SIGHUP and when the file changes:

@@ -72,7 +72,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Engines and routes first: a bad model, a missing runtime or a broken
+	// Security first (cmd/radgate/security.go): a missing secret or an
+	// exposed intake without authentication stops start-up at once.
+	sec, err := newSecurity(cfg, logger)
+	if err != nil {
+		return err
+	}
+
+	// Engines and routes next: a bad model, a missing runtime or a broken
 	// route file should stop start-up before anything listens.
 	loader, err := newEngineLoader(cfg)
 	if err != nil {
@@ -98,19 +105,16 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return err
 	}
 
-	pacsPassword, err := config.Secret(cfg.PACS.PasswordEnv, cfg.PACS.PasswordFile)
-	if err != nil {
-		return fmt.Errorf("pacs password: %w", err)
-	}
-	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: cfg.PACS.Username,
-		Password: pacsPassword, Timeout: cfg.PACS.Timeout.D()})
+	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
+		Timeout: cfg.PACS.Timeout.D()})
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
-	sinks, sink, err := buildSinks(cfg, logger)
+	sinks, sink, closeSinks, err := buildSinks(cfg, sec, topo.JS, pacs, logger)
 	if err != nil {
 		return err
 	}
+	defer closeSinks()
 	// Publishing radgate's CodeSystems is best effort at start-up: a FHIR
 	// server that is down now gets results (retried) once it is back.
 	for name, s := range sinks {
@@ -189,7 +193,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		_ = pipe.Stop(context.Background())
 		return fmt.Errorf("intake listener: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+	ln = sec.listener(ln)
+	srv := &http.Server{Handler: sec.wrap(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- srv.Serve(ln) }()

@@ -1,6 +1,7 @@
 'use strict';
 // radgate's FHIR R4 test peer: Medplum's FHIR router and in-memory repository
-// behind node:http. For tests only: no authentication, no TLS, one process.
+// behind node:http. For tests only: no TLS, one process; authentication only
+// in the opt-in mode below.
 //
 //   node server.js [--host 127.0.0.1] [--port 0] [--port-file FILE] [--data FILE] [--base /fhir/R4]
 //
@@ -20,6 +21,19 @@
 //    written before each write is answered, replayed at start.
 // It logs method, path (never the query string), status and duration, and
 // never a resource body.
+//
+// Opt-in authentication (a SMART Backend Services stand-in), off unless
+// RADGATE_FHIR_REQUIRE_TOKEN=1. Then every request under the base except
+// GET metadata needs "Authorization: Bearer <token>" (else 401 with
+// WWW-Authenticate and an OperationOutcome), the token being either
+// RADGATE_FHIR_STATIC_TOKEN or one issued by POST /auth/token, an OAuth2
+// client_credentials token endpoint for client RADGATE_FHIR_CLIENT_ID that
+// accepts either RADGATE_FHIR_CLIENT_SECRET (HTTP basic or form) or a
+// private_key_jwt client assertion (RS384/ES384/ES256, iss = sub = client id,
+// aud = the token URL, exp within 5 minutes, jti not seen before) signed by a
+// key of the JWKS file RADGATE_FHIR_CLIENT_JWKS_FILE. Tokens live
+// RADGATE_FHIR_TOKEN_TTL seconds (default 300). GET /auth/stats answers
+// {"tokensIssued": n, "refused": n}. Tokens and secrets are never logged.
 
 const http = require('node:http');
 const https = require('node:https');
@@ -864,8 +878,162 @@ function capabilityStatement(baseUrl) {
   };
 }
 
+// ---------------------------------------------------------------- opt-in authentication
+
+const crypto = require('node:crypto');
+
+function loadAuth() {
+  if (process.env.RADGATE_FHIR_REQUIRE_TOKEN !== '1') {
+    return null;
+  }
+  const auth = {
+    staticToken: process.env.RADGATE_FHIR_STATIC_TOKEN || '',
+    clientId: process.env.RADGATE_FHIR_CLIENT_ID || '',
+    clientSecret: process.env.RADGATE_FHIR_CLIENT_SECRET || '',
+    keys: [],
+    ttl: Number(process.env.RADGATE_FHIR_TOKEN_TTL || 300),
+    tokens: new Map(), // token -> expiry (ms)
+    jtis: new Set(),
+    stats: { tokensIssued: 0, refused: 0 },
+  };
+  const jwksFile = process.env.RADGATE_FHIR_CLIENT_JWKS_FILE || '';
+  if (jwksFile) {
+    for (const jwk of JSON.parse(fs.readFileSync(jwksFile, 'utf8')).keys ?? []) {
+      auth.keys.push({ kid: jwk.kid, key: crypto.createPublicKey({ key: jwk, format: 'jwk' }) });
+    }
+  }
+  if (!Number.isFinite(auth.ttl) || auth.ttl <= 0) {
+    fail('RADGATE_FHIR_TOKEN_TTL must be a positive number of seconds');
+  }
+  return auth;
+}
+
+function safeEqual(a, b) {
+  const x = Buffer.from(String(a));
+  const y = Buffer.from(String(b));
+  return x.length === y.length && crypto.timingSafeEqual(x, y);
+}
+
+function b64urlJSON(part) {
+  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+}
+
+// verifyAssertion checks a private_key_jwt client assertion; it returns an
+// error text or ''.
+function verifyAssertion(auth, assertion, tokenUrl) {
+  const parts = String(assertion).split('.');
+  if (parts.length !== 3) {
+    return 'malformed client assertion';
+  }
+  let header, claims;
+  try {
+    header = b64urlJSON(parts[0]);
+    claims = b64urlJSON(parts[1]);
+  } catch {
+    return 'malformed client assertion';
+  }
+  const hashes = { RS384: 'sha384', ES384: 'sha384', ES256: 'sha256' };
+  const hash = hashes[header.alg];
+  if (!hash) {
+    return `client assertion algorithm ${header.alg} not accepted`;
+  }
+  const candidates = auth.keys.filter((k) => !header.kid || k.kid === header.kid);
+  const data = Buffer.from(`${parts[0]}.${parts[1]}`);
+  const sig = Buffer.from(parts[2], 'base64url');
+  const ok = candidates.some((k) => {
+    try {
+      const key = header.alg.startsWith('ES') ? { key: k.key, dsaEncoding: 'ieee-p1363' } : k.key;
+      return crypto.verify(hash, data, key, sig);
+    } catch {
+      return false;
+    }
+  });
+  if (!ok) {
+    return 'client assertion signature does not verify';
+  }
+  const now = Date.now() / 1000;
+  if (claims.iss !== auth.clientId || claims.sub !== auth.clientId) {
+    return 'client assertion iss/sub is not the client id';
+  }
+  const aud = Array.isArray(claims.aud) ? claims.aud : [claims.aud];
+  if (!aud.includes(tokenUrl)) {
+    return 'client assertion aud is not the token URL';
+  }
+  if (typeof claims.exp !== 'number' || claims.exp < now || claims.exp > now + 300 + 5) {
+    return 'client assertion exp missing, past or more than 5 minutes away';
+  }
+  if (!claims.jti || auth.jtis.has(claims.jti)) {
+    return 'client assertion jti missing or replayed';
+  }
+  auth.jtis.add(claims.jti);
+  return '';
+}
+
+function oauthError(res, status, error, description) {
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+  res.end(JSON.stringify({ error, error_description: description }));
+}
+
+// handleToken answers POST /auth/token (client_credentials).
+function handleToken(auth, req, res, raw) {
+  const form = new URLSearchParams(raw.toString('utf8'));
+  if (form.get('grant_type') !== 'client_credentials') {
+    return oauthError(res, 400, 'unsupported_grant_type', 'only client_credentials');
+  }
+  let clientId = form.get('client_id') || '';
+  let secret = form.get('client_secret') || '';
+  const basic = /^Basic\s+(.+)$/i.exec(req.headers.authorization || '');
+  if (basic) {
+    const [id, ...rest] = Buffer.from(basic[1], 'base64').toString('utf8').split(':');
+    clientId = decodeURIComponent(id);
+    secret = decodeURIComponent(rest.join(':'));
+  }
+  const tokenUrl = `http://${req.headers.host}/auth/token`;
+  let problem = '';
+  if (form.get('client_assertion_type') === 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+    if (!auth.keys.length) {
+      problem = 'no client JWKS registered';
+    } else {
+      problem = verifyAssertion(auth, form.get('client_assertion'), tokenUrl);
+      if (!problem && clientId && clientId !== auth.clientId) {
+        problem = 'client_id does not match the assertion';
+      }
+    }
+  } else if (!auth.clientSecret || clientId !== auth.clientId || !safeEqual(secret, auth.clientSecret)) {
+    problem = 'unknown client or wrong secret';
+  }
+  if (problem) {
+    auth.stats.refused++;
+    return oauthError(res, 401, 'invalid_client', problem);
+  }
+  const token = crypto.randomBytes(24).toString('base64url');
+  auth.tokens.set(token, Date.now() + auth.ttl * 1000);
+  auth.stats.tokensIssued++;
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
+  res.end(JSON.stringify({ access_token: token, token_type: 'bearer', expires_in: auth.ttl, scope: form.get('scope') || '' }));
+}
+
+// authorized checks a request under the FHIR base; it answers 401 and
+// returns false when the bearer token is missing or unknown.
+function authorized(auth, req, res) {
+  const m = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization || '');
+  let ok = false;
+  if (m) {
+    const exp = auth.tokens.get(m[1]);
+    ok = (auth.staticToken && safeEqual(m[1], auth.staticToken)) || (exp !== undefined && exp > Date.now());
+  }
+  if (!ok) {
+    auth.stats.refused++;
+    send(res, 401, outcome('error', 'login', m ? 'invalid or expired token' : 'a bearer token is required'), {
+      'WWW-Authenticate': m ? 'Bearer error="invalid_token"' : 'Bearer',
+    });
+  }
+  return ok;
+}
+
 function main() {
   const opts = parseArgs(process.argv.slice(2));
+  const auth = loadAuth();
   const repo = new TestRepository(opts.data ? path.resolve(opts.data) : '');
   repo.listeners.push((ev) => notifySubscriptions(repo, ev));
   const router = new FhirRouter();
@@ -887,12 +1055,21 @@ function main() {
     if (p === '/healthz') {
       return send(res, 200, { status: 'ok' });
     }
+    if (auth && p === '/auth/token' && req.method === 'POST') {
+      return handleToken(auth, req, res, raw);
+    }
+    if (auth && p === '/auth/stats' && req.method === 'GET') {
+      return send(res, 200, auth.stats);
+    }
     if (p !== opts.base && !p.startsWith(opts.base + '/')) {
       return send(res, 404, outcome('error', 'not-found', `Not a FHIR path; the base is ${opts.base}`));
     }
     const rel = p.slice(opts.base.length).replace(/^\/+/, '');
     if (rel === 'metadata' && req.method === 'GET') {
       return send(res, 200, capabilityStatement(baseUrl));
+    }
+    if (auth && !authorized(auth, req, res)) {
+      return undefined;
     }
     if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(req.method)) {
       return send(res, 405, outcome('error', 'not-supported', `Method ${req.method} is not supported`));
@@ -990,7 +1167,8 @@ function main() {
     }
     log(
       `listening on http://${opts.host}:${port}${opts.base} (definitions loaded in ${Date.now() - loadStart}ms` +
-        `${opts.data ? `, data file ${path.resolve(opts.data)}` : ', no persistence'})`,
+        `${opts.data ? `, data file ${path.resolve(opts.data)}` : ', no persistence'}` +
+        `${auth ? ', bearer tokens required (token endpoint /auth/token)' : ''})`,
     );
   });
   server.on('error', (err) => {
