@@ -96,7 +96,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return fmt.Errorf("pacs password: %w", err)
 	}
 	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: cfg.PACS.Username,
-		Password: pacsPassword, Timeout: cfg.PACS.Timeout.D()})
+		Password: pacsPassword, Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
@@ -121,7 +121,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		Logger: logger, Registerer: reg,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
-		InferenceWorkers: cfg.Inference.Workers,
+		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy,
 	})
 	if err != nil {
 		return err
