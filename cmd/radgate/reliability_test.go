@@ -109,7 +109,7 @@ func TestReliabilitySIGTERMDrains(t *testing.T) {
 	// second never handles it again (a message left unacknowledged would
 	// be routed, scored or delivered a second time).
 	both := logs + p2.logs.String()
-	for _, line := range []string{`msg="order routed"`, `msg="result published"`, `msg="result delivered"`} {
+	for _, line := range []string{`msg="order routed"`, `msg="result published"`, `msg="result delivered" component=pipeline`} {
 		require.Equal(t, len(orders), strings.Count(both, line), "%s once per order across both runs", line)
 	}
 	t.Logf("SIGTERM after %d of %d delivered; exited 0 in %s; after restart all delivered once; test %s",
