@@ -257,8 +257,8 @@ func TestReliabilityLimits(t *testing.T) {
 	orders := makeOrders(t, 1)
 	many := orders[0]
 	files := [][]byte{many.data}
-	for k := 1; k <= 3; k++ { // the same study, three more images
-		files = append(files, withSOPInstanceUID(t, many.data, many.meta.SOPInstanceUID, k))
+	for range 3 { // three more images of the same study (clones of the same file)
+		files = append(files, intoStudy(makeOrders(t, 1)[0], many))
 	}
 	for _, f := range files {
 		_, err := r.pacs.Store(ctx, f)
@@ -366,17 +366,19 @@ func orderFor(t *testing.T, name string, data []byte, m *inference.Meta) *order 
 	return o
 }
 
-// withSOPInstanceUID returns file with its SOP Instance UID varied in its
-// last digits (same length), as a further image of the same study.
-func withSOPInstanceUID(t *testing.T, file []byte, uid string, k int) []byte {
-	t.Helper()
-	require.Greater(t, len(uid), 8)
-	repl := uid[:len(uid)-2] + fmt.Sprintf("%02d", 90+k)
-	if repl == uid {
-		repl = uid[:len(uid)-2] + fmt.Sprintf("%02d", 80+k)
+// intoStudy returns o's image (its own SOP Instance UID, from a fresh clone
+// number) moved into the study, series and accession of into. Both are
+// clones, so the replaced values have the same lengths.
+func intoStudy(o, into *order) []byte {
+	b := o.data
+	for _, r := range [][2]string{
+		{o.meta.StudyInstanceUID, into.meta.StudyInstanceUID},
+		{o.meta.SeriesInstanceUID, into.meta.SeriesInstanceUID},
+		{o.meta.AccessionNumber, into.meta.AccessionNumber},
+	} {
+		b = bytes.ReplaceAll(b, []byte(r[0]), []byte(r[1]))
 	}
-	require.NotEqual(t, '0', repl[strings.LastIndexByte(repl, '.')+1])
-	return bytes.ReplaceAll(file, []byte(uid), []byte(repl))
+	return b
 }
 
 // widen rewrites a 28 × 28, 8-bit, explicit VR little endian file (Pixel
