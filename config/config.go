@@ -125,6 +125,9 @@ type PACS struct {
 	PasswordFile string `yaml:"password_file"`
 	// Timeout bounds each request to the PACS.
 	Timeout Duration `yaml:"timeout"`
+	// MaxInstanceBytes bounds one image retrieved over WADO-RS (default 256
+	// MiB); a larger one fails its order with a reason naming the limit.
+	MaxInstanceBytes int64 `yaml:"max_instance_bytes"`
 	// Auth is how radgate authenticates to the PACS (instead of the
 	// username and password keys above); TLS how it verifies it.
 	Auth ClientAuth `yaml:"auth"`
@@ -233,6 +236,10 @@ type Orders struct {
 	DeliveryWindow Duration `yaml:"delivery_window"`
 	// MaxBodyBytes limits an intake request body.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxInstancesPerStudy bounds the images of one study an engine is
+	// given to score (default 50); an order whose study has more fails with
+	// a reason naming the limit rather than fetching them all.
+	MaxInstancesPerStudy int `yaml:"max_instances_per_study"`
 }
 
 // HL7v2 is the HL7 v2 order intake: ORM^O01 and OMI^O23 over MLLP, for a
@@ -285,8 +292,9 @@ func Default() Config {
 		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222"},
 		Inference:    Inference{Workers: 4},
 		PACS: PACS{
-			DICOMwebURL: "http://127.0.0.1:8042/dicom-web",
-			Timeout:     Duration(30 * time.Second),
+			DICOMwebURL:      "http://127.0.0.1:8042/dicom-web",
+			Timeout:          Duration(30 * time.Second),
+			MaxInstanceBytes: 256 << 20,
 		},
 		FHIR: FHIR{
 			BaseURL:   "http://127.0.0.1:8103/fhir/R4",
@@ -294,11 +302,12 @@ func Default() Config {
 			Timeout:   Duration(30 * time.Second),
 		},
 		Orders: Orders{
-			StudyWaitWindow: Duration(10 * time.Minute),
-			RetryMin:        Duration(1 * time.Second),
-			RetryMax:        Duration(30 * time.Second),
-			DeliveryWindow:  Duration(1 * time.Hour),
-			MaxBodyBytes:    10 << 20,
+			StudyWaitWindow:      Duration(10 * time.Minute),
+			RetryMin:             Duration(1 * time.Second),
+			RetryMax:             Duration(30 * time.Second),
+			DeliveryWindow:       Duration(1 * time.Hour),
+			MaxBodyBytes:         10 << 20,
+			MaxInstancesPerStudy: 50,
 		},
 		HL7v2: HL7v2{
 			MaxMessageBytes: 1 << 20,

@@ -317,6 +317,12 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.Orders.MaxBodyBytes <= 0 {
 		bad("orders.max_body_bytes", "must be positive")
 	}
+	if c.Orders.MaxInstancesPerStudy <= 0 {
+		bad("orders.max_instances_per_study", "must be positive")
+	}
+	if c.PACS.MaxInstanceBytes <= 0 {
+		bad("pacs.max_instance_bytes", "must be positive")
+	}
 	if c.HL7v2.Listen != "" {
 		if err := checkHostPort(c.HL7v2.Listen); err != nil {
 			bad("hl7v2.listen", err.Error())

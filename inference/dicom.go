@@ -40,6 +40,10 @@ const (
 // with memory.
 const MaxPixels = 64 << 20
 
+// MaxImageEdge bounds Rows and Columns each (8192): an image larger than
+// 8192 × 8192 is refused with ErrUnsupportedImage naming its size.
+const MaxImageEdge = 8192
+
 var transferSyntaxNames = map[string]string{
 	TSImplicitVRLittleEndian:         "Implicit VR Little Endian",
 	TSExplicitVRLittleEndian:         "Explicit VR Little Endian",

@@ -75,6 +75,9 @@ func checkGeometry(m *Meta) error {
 	if m.Rows <= 0 || m.Columns <= 0 {
 		return fmt.Errorf("%w: Rows %d × Columns %d", ErrMalformed, m.Rows, m.Columns)
 	}
+	if m.Rows > MaxImageEdge || m.Columns > MaxImageEdge {
+		return fmt.Errorf("%w: image of %d × %d pixels is larger than the %d × %d limit", ErrUnsupportedImage, m.Columns, m.Rows, MaxImageEdge, MaxImageEdge)
+	}
 	if m.Rows*m.Columns > MaxPixels {
 		return fmt.Errorf("%w: %d × %d pixels exceeds the %d-pixel limit", ErrMalformed, m.Columns, m.Rows, MaxPixels)
 	}

@@ -72,6 +72,9 @@ type Options struct {
 	InferenceWorkers int
 	// RouterWorkers is how many orders are resolved against the PACS at once.
 	RouterWorkers int
+	// MaxInstancesPerStudy bounds the images one engine is given for one
+	// order (default 50); a study with more fails with a reason naming it.
+	MaxInstancesPerStudy int
 
 	// Now is the clock (tests replace it).
 	Now func() time.Time
@@ -134,6 +137,9 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	}
 	if opts.RouterWorkers <= 0 {
 		opts.RouterWorkers = 4
+	}
+	if opts.MaxInstancesPerStudy <= 0 {
+		opts.MaxInstancesPerStudy = 50
 	}
 	p := &Pipeline{
 		opts:  opts,

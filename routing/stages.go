@@ -123,6 +123,14 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 			}
 			continue
 		}
+		if n, limit := len(job.Instances), p.opts.MaxInstancesPerStudy; n > limit {
+			if v := p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+				Reason:           fmt.Sprintf("not scored: the study has %d images for engine %s, more than the limit of %d (orders.max_instances_per_study)", n, eid, limit),
+				StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
+				return v
+			}
+			continue
+		}
 		job.OrderID = id
 		data, _ := json.Marshal(job)
 		out := nats.NewMsg(subjectJobs + token(eid))

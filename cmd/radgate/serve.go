@@ -106,7 +106,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	}
 
 	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
-		Timeout: cfg.PACS.Timeout.D()})
+		Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
@@ -131,7 +131,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		Logger: logger, Registerer: reg,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
-		InferenceWorkers: cfg.Inference.Workers,
+		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy,
 	})
 	if err != nil {
 		return err
