@@ -16,11 +16,13 @@ import (
 	"fmt"
 	"image"
 	"image/draw"
+	"image/jpeg"
 	"image/png"
 	"strings"
 	"time"
 
 	"github.com/go-pdf/fpdf"
+	xdraw "golang.org/x/image/draw"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
 
@@ -245,7 +247,7 @@ func drawPicture(f *fpdf.Fpdf, picture []byte, x, y float64) {
 		return
 	}
 	f.Rect(x, y, imgBox, imgBox, "FD")
-	opt := fpdf.ImageOptions{ImageType: "PNG"}
+	opt := fpdf.ImageOptions{ImageType: "JPG"}
 	info := f.RegisterImageOptionsReader("picture", opt, bytes.NewReader(picture))
 	if info == nil || f.Err() {
 		return
@@ -261,29 +263,32 @@ func drawPicture(f *fpdf.Fpdf, picture []byte, x, y float64) {
 	f.SetDrawColor(0, 0, 0)
 }
 
-// normalisePNG decodes a PNG and writes it again as 8-bit grey or RGB(A),
-// non-interlaced: fpdf reads neither 16-bit nor interlaced PNGs.
+// maxPictureEdge bounds the picture's long edge in pixels: about 300 dpi
+// over the printed square, so the page stays sharp on paper while the PDF
+// stays small enough to travel in an HL7 ED segment or a FHIR attachment.
+const maxPictureEdge = 1024
+
+// normalisePNG decodes a PNG, scales it down to maxPictureEdge and writes
+// it as a baseline JPEG (quality 90, opaque on black): fpdf embeds JPEG as
+// it is, and a radiograph with its heatmap compresses ten times better as a
+// JPEG than as a PNG.
 func normalisePNG(b []byte) ([]byte, error) {
 	img, err := png.Decode(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("not a PNG: %w", err)
 	}
-	var out image.Image
-	switch m := img.(type) {
-	case *image.Gray, *image.RGBA, *image.NRGBA:
-		out = m
-	case *image.Gray16:
-		g := image.NewGray(m.Bounds())
-		draw.Draw(g, g.Bounds(), m, m.Bounds().Min, draw.Src)
-		out = g
-	default:
-		n := image.NewNRGBA(img.Bounds())
-		draw.Draw(n, n.Bounds(), img, img.Bounds().Min, draw.Src)
-		out = n
+	r := img.Bounds()
+	w, h := r.Dx(), r.Dy()
+	if long := max(w, h); long > maxPictureEdge {
+		w = max(1, w*maxPictureEdge/long)
+		h = max(1, h*maxPictureEdge/long)
 	}
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	draw.Draw(out, out.Bounds(), image.Black, image.Point{}, draw.Src)
+	xdraw.CatmullRom.Scale(out, out.Bounds(), img, r, xdraw.Over, nil)
 	var buf bytes.Buffer
-	if err := png.Encode(&buf, out); err != nil {
-		return nil, fmt.Errorf("re-encoding the PNG: %w", err)
+	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: 90}); err != nil {
+		return nil, fmt.Errorf("encoding the picture: %w", err)
 	}
 	return buf.Bytes(), nil
 }

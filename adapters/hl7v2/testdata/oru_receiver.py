@@ -42,7 +42,9 @@ async def serve(reader, writer):
 
 async def main():
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    server = await start_hl7_server(serve, host="127.0.0.1", port=port, encoding="utf-8")
+    # A RIS takes reports with PDFs attached: allow blocks of up to 16 MiB
+    # (asyncio's default line limit is 64 KiB).
+    server = await start_hl7_server(serve, host="127.0.0.1", port=port, encoding="utf-8", limit=16 << 20)
     print("LISTENING %d" % server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
