@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"sync"
 )
 
 // Crop modes of Preprocessing.Crop.
@@ -72,46 +73,53 @@ func (p Preprocessing) CropRect(w, h int) image.Rectangle {
 
 // Preprocess crops img and area-resizes it into dst, which must hold
 // Size×Size values (one [1,Size,Size] slice of the input tensor). It returns
-// the crop rectangle in img's coordinates.
+// the crop rectangle in img's coordinates. An image Decode keeps as stored
+// words is resized straight from them through its lookup table, row by row,
+// without building the full-size plane; the result is the same as resizing
+// Image.Plane().
 func (p Preprocessing) Preprocess(img *Image, dst []float32) (image.Rectangle, error) {
 	if err := p.Validate(); err != nil {
 		return image.Rectangle{}, err
 	}
-	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pixels) != img.Width*img.Height {
+	if !img.consistent() {
 		return image.Rectangle{}, fmt.Errorf("preprocess: empty or inconsistent image")
 	}
 	if len(dst) != p.Size*p.Size {
 		return image.Rectangle{}, fmt.Errorf("preprocess: destination holds %d values, want %d", len(dst), p.Size*p.Size)
 	}
 	r := p.CropRect(img.Width, img.Height)
-	Resize(img.Pixels, img.Width, r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
+	resizeRows(img.rows(r), r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
 	return r, nil
 }
 
-// axisWeights are the box-filter taps of one axis: output i averages source
-// samples start[i] … start[i]+len(w[i])-1 with weights w[i] (summing to 1).
-type axisWeights struct {
+// axisTaps are the box-filter taps of one axis: output i averages source
+// samples start[i] … start[i]+n-1 with weights w[off[i]:off[i+1]] (n of
+// them, summing to 1).
+type axisTaps struct {
 	start []int
-	w     [][]float64
+	off   []int
+	w     []float64
 }
+
+func (a *axisTaps) taps(i int) []float64 { return a.w[a.off[i]:a.off[i+1]] }
 
 // boxWeights returns the taps of one axis: PyTorch area bins, or exact
 // fractional-area weights.
-func boxWeights(in, out int, exact bool) axisWeights {
-	aw := axisWeights{start: make([]int, out), w: make([][]float64, out)}
+func boxWeights(in, out int, exact bool) axisTaps {
+	aw := axisTaps{start: make([]int, out), off: make([]int, out+1), w: make([]float64, 0, in+2*out)}
 	if !exact {
 		for i := 0; i < out; i++ {
 			k0 := i * in / out
 			k1 := ((i+1)*in + out - 1) / out
-			ws := make([]float64, k1-k0)
-			for j := range ws {
-				ws[j] = 1 / float64(k1-k0)
+			for range k1 - k0 {
+				aw.w = append(aw.w, 1/float64(k1-k0))
 			}
-			aw.start[i], aw.w[i] = k0, ws
+			aw.start[i], aw.off[i+1] = k0, len(aw.w)
 		}
 		return aw
 	}
 	scale := float64(in) / float64(out)
+	var ws []float64
 	for i := 0; i < out; i++ {
 		a, b := float64(i)*scale, float64(i+1)*scale
 		k0 := int(math.Floor(a))
@@ -122,7 +130,7 @@ func boxWeights(in, out int, exact bool) axisWeights {
 		if k1 <= k0 {
 			k1 = k0 + 1
 		}
-		ws := make([]float64, 0, k1-k0)
+		ws = ws[:0]
 		var sum float64
 		for k := k0; k < k1; k++ {
 			ov := math.Min(b, float64(k+1)) - math.Max(a, float64(k))
@@ -142,7 +150,8 @@ func boxWeights(in, out int, exact bool) axisWeights {
 		for len(ws) > 1 && ws[len(ws)-1] == 0 {
 			ws = ws[:len(ws)-1]
 		}
-		aw.start[i], aw.w[i] = k0, ws
+		aw.w = append(aw.w, ws...)
+		aw.start[i], aw.off[i+1] = k0, len(aw.w)
 	}
 	return aw
 }
@@ -150,33 +159,72 @@ func boxWeights(in, out int, exact bool) axisWeights {
 // Resize resamples the rectangle r of src (a plane with the given row
 // stride) into dst (dw×dh, row-major) by area averaging: PyTorch's area
 // bins (ResizeArea), or with exact fractional-area weights when exact
-// (ResizeAreaExact). It is separable: one horizontal pass into a dw-wide
-// float32 scratch of r's height, then a vertical pass accumulated in
-// float64.
+// (ResizeAreaExact). It is separable: a horizontal pass per source row,
+// rounded to float32, then a vertical pass accumulated in float64.
 func Resize(src []float32, stride int, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
+	resizeRows(func(y int, _ []float32) []float32 {
+		return src[y*stride+r.Min.X : y*stride+r.Max.X]
+	}, r, dst, dw, dh, exact)
+}
+
+// resizeScratch is resizeRows' working memory, pooled.
+type resizeScratch struct {
+	buf []float32    // one source row, when rows fills it
+	h   [2][]float32 // the last two horizontally resampled rows
+	acc []float64    // the output row being accumulated
+}
+
+var resizeScratchPool = sync.Pool{New: func() any { return new(resizeScratch) }}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// resizeRows is Resize over a row reader: rows(y, buf) returns source row y
+// (absolute, in r.Min.Y … r.Max.Y-1), columns r.Min.X … r.Max.X-1, either
+// buf (r.Dx() values) filled or a slice of a plane. It streams: each output
+// row averages the horizontally resampled source rows of its bin, and only
+// the last two of those are kept (bins of neighbouring output rows share at
+// most one source row when downsampling; upsampling reuses the same ones),
+// so the working memory is a few rows. The arithmetic and its order are
+// those of the plain two-pass filter: horizontal taps summed in float64 and
+// rounded to float32, vertical taps summed in float64.
+func resizeRows(rows func(y int, buf []float32) []float32, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
 	rw, rh := r.Dx(), r.Dy()
 	wx := boxWeights(rw, dw, exact)
 	wy := boxWeights(rh, dh, exact)
-	tmp := make([]float32, rh*dw)
-	for y := 0; y < rh; y++ {
-		row := src[(r.Min.Y+y)*stride+r.Min.X : (r.Min.Y+y)*stride+r.Max.X]
-		trow := tmp[y*dw : (y+1)*dw]
-		for j := 0; j < dw; j++ {
-			s := row[wx.start[j]:]
-			var acc float64
-			for k, w := range wx.w[j] {
-				acc += w * float64(s[k])
-			}
-			trow[j] = float32(acc)
+	sc := resizeScratchPool.Get().(*resizeScratch)
+	defer resizeScratchPool.Put(sc)
+	sc.buf = grow(sc.buf, rw)
+	sc.h[0], sc.h[1] = grow(sc.h[0], dw), grow(sc.h[1], dw)
+	acc := grow(sc.acc, dw)
+	sc.acc = acc
+	cached := [2]int{-1, -1}
+	hrow := func(y int) []float32 {
+		if cached[0] == y {
+			return sc.h[0]
 		}
+		if cached[1] == y {
+			return sc.h[1]
+		}
+		c := 0 // evict the older row: rows are asked for in increasing order
+		if cached[1] < cached[0] {
+			c = 1
+		}
+		horizontal(rows(r.Min.Y+y, sc.buf), &wx, sc.h[c])
+		cached[c] = y
+		return sc.h[c]
 	}
-	acc := make([]float64, dw)
 	for i := 0; i < dh; i++ {
 		clear(acc)
 		k0 := wy.start[i]
-		for k, w := range wy.w[i] {
-			trow := tmp[(k0+k)*dw : (k0+k+1)*dw]
-			for j, v := range trow {
+		for k, w := range wy.taps(i) {
+			t := hrow(k0 + k)
+			t = t[:len(acc)]
+			for j, v := range t {
 				acc[j] += w * float64(v)
 			}
 		}
@@ -184,5 +232,19 @@ func Resize(src []float32, stride int, r image.Rectangle, dst []float32, dw, dh 
 		for j := range drow {
 			drow[j] = float32(acc[j])
 		}
+	}
+}
+
+// horizontal resamples one source row into out with the taps wx.
+func horizontal(src []float32, wx *axisTaps, out []float32) {
+	for j := range out {
+		ws := wx.taps(j)
+		s := src[wx.start[j]:]
+		s = s[:len(ws)]
+		var acc float64
+		for k, w := range ws {
+			acc += w * float64(s[k])
+		}
+		out[j] = float32(acc)
 	}
 }
