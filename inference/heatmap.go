@@ -81,7 +81,7 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	greyRow := img.rows(image.Rect(0, 0, W, H))
 	if ow != W || oh != H {
 		grey := make([]float32, ow*oh)
-		resizeRows(greyRow, image.Rect(0, 0, W, H), grey, ow, oh, true)
+		resizeRows(img.adder(image.Rect(0, 0, W, H)), image.Rect(0, 0, W, H), grey, ow, oh, true)
 		greyRow = func(y int, _ []float32) []float32 { return grey[y*ow : (y+1)*ow] }
 	}
 	rowBuf := make([]float32, ow)

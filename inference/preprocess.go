@@ -88,7 +88,7 @@ func (p Preprocessing) Preprocess(img *Image, dst []float32) (image.Rectangle, e
 		return image.Rectangle{}, fmt.Errorf("preprocess: destination holds %d values, want %d", len(dst), p.Size*p.Size)
 	}
 	r := p.CropRect(img.Width, img.Height)
-	resizeRows(img.rows(r), r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
+	resizeRows(img.adder(r), r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
 	return r, nil
 }
 
@@ -159,92 +159,64 @@ func boxWeights(in, out int, exact bool) axisTaps {
 // Resize resamples the rectangle r of src (a plane with the given row
 // stride) into dst (dw×dh, row-major) by area averaging: PyTorch's area
 // bins (ResizeArea), or with exact fractional-area weights when exact
-// (ResizeAreaExact). It is separable: a horizontal pass per source row,
-// rounded to float32, then a vertical pass accumulated in float64.
+// (ResizeAreaExact). See resizeRows.
 func Resize(src []float32, stride int, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
-	resizeRows(func(y int, _ []float32) []float32 {
-		return src[y*stride+r.Min.X : y*stride+r.Max.X]
-	}, r, dst, dw, dh, exact)
+	resizeRows(planeAdder(src, stride, r), r, dst, dw, dh, exact)
+}
+
+// A rowAdder adds w × (source row y, columns r.Min.X … r.Max.X-1) into acc,
+// which holds r.Dx() values. y is absolute.
+type rowAdder func(y int, w float64, acc []float64)
+
+// planeAdder reads the rows of a float32 plane.
+func planeAdder(src []float32, stride int, r image.Rectangle) rowAdder {
+	return func(y int, w float64, acc []float64) {
+		row := src[y*stride+r.Min.X : y*stride+r.Min.X+len(acc)]
+		for x, v := range row {
+			acc[x] += w * float64(v)
+		}
+	}
 }
 
 // resizeScratch is resizeRows' working memory, pooled.
-type resizeScratch struct {
-	buf []float32    // one source row, when rows fills it
-	h   [2][]float32 // the last two horizontally resampled rows
-	acc []float64    // the output row being accumulated
-}
+type resizeScratch struct{ col []float64 }
 
 var resizeScratchPool = sync.Pool{New: func() any { return new(resizeScratch) }}
 
-func grow[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n)
-	}
-	return s[:n]
-}
-
-// resizeRows is Resize over a row reader: rows(y, buf) returns source row y
-// (absolute, in r.Min.Y … r.Max.Y-1), columns r.Min.X … r.Max.X-1, either
-// buf (r.Dx() values) filled or a slice of a plane. It streams: each output
-// row averages the horizontally resampled source rows of its bin, and only
-// the last two of those are kept (bins of neighbouring output rows share at
-// most one source row when downsampling; upsampling reuses the same ones),
-// so the working memory is a few rows. The arithmetic and its order are
-// those of the plain two-pass filter: horizontal taps summed in float64 and
-// rounded to float32, vertical taps summed in float64.
-func resizeRows(rows func(y int, buf []float32) []float32, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
+// resizeRows resamples the rectangle r of the source that add reads into
+// dst (dw×dh). The filter is separable and done vertical pass first: for
+// each output row, the source rows of its bin are added, weighted, into one
+// float64 row of r's width (one pass over the source, each row read once
+// per bin it belongs to, the running sums in L1), then that row gets the
+// horizontal taps. Every product and sum is float64 and the result is
+// rounded to float32 once, so it differs from the horizontal-first order
+// (which rounds its intermediate rows to float32) by float32 rounding only.
+func resizeRows(add rowAdder, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
 	rw, rh := r.Dx(), r.Dy()
 	wx := boxWeights(rw, dw, exact)
 	wy := boxWeights(rh, dh, exact)
 	sc := resizeScratchPool.Get().(*resizeScratch)
 	defer resizeScratchPool.Put(sc)
-	sc.buf = grow(sc.buf, rw)
-	sc.h[0], sc.h[1] = grow(sc.h[0], dw), grow(sc.h[1], dw)
-	acc := grow(sc.acc, dw)
-	sc.acc = acc
-	cached := [2]int{-1, -1}
-	hrow := func(y int) []float32 {
-		if cached[0] == y {
-			return sc.h[0]
-		}
-		if cached[1] == y {
-			return sc.h[1]
-		}
-		c := 0 // evict the older row: rows are asked for in increasing order
-		if cached[1] < cached[0] {
-			c = 1
-		}
-		horizontal(rows(r.Min.Y+y, sc.buf), &wx, sc.h[c])
-		cached[c] = y
-		return sc.h[c]
+	if cap(sc.col) < rw {
+		sc.col = make([]float64, rw)
 	}
+	col := sc.col[:rw]
 	for i := 0; i < dh; i++ {
-		clear(acc)
-		k0 := wy.start[i]
+		clear(col)
+		y0 := r.Min.Y + wy.start[i]
 		for k, w := range wy.taps(i) {
-			t := hrow(k0 + k)
-			t = t[:len(acc)]
-			for j, v := range t {
-				acc[j] += w * float64(v)
-			}
+			add(y0+k, w, col)
 		}
 		drow := dst[i*dw : (i+1)*dw]
 		for j := range drow {
-			drow[j] = float32(acc[j])
+			ws := wx.taps(j)
+			s := col[wx.start[j]:]
+			s = s[:len(ws)]
+			var acc float64
+			for k, w := range ws {
+				acc += w * s[k]
+			}
+			drow[j] = float32(acc)
 		}
-	}
-}
-
-// horizontal resamples one source row into out with the taps wx.
-func horizontal(src []float32, wx *axisTaps, out []float32) {
-	for j := range out {
-		ws := wx.taps(j)
-		s := src[wx.start[j]:]
-		s = s[:len(ws)]
-		var acc float64
-		for k, w := range ws {
-			acc += w * float64(s[k])
-		}
-		out[j] = float32(acc)
 	}
 }

@@ -62,6 +62,30 @@ func (s *storedPlane) row(y, x0 int, dst []float32) {
 	}
 }
 
+// add adds w × (row y, columns x0 … x0+len(acc)-1) into acc.
+func (s *storedPlane) add(y, x0 int, w float64, acc []float64) {
+	off := y*s.stride + x0*s.bpp
+	b := s.data[off : off+len(acc)*s.bpp]
+	switch {
+	case s.bpp == 1:
+		tab := (*[1 << 8]float32)(s.table[:1<<8])
+		b = b[:len(acc)]
+		for x, v := range b {
+			acc[x] += w * float64(tab[v])
+		}
+	case s.bigEndian:
+		tab := (*[1 << 16]float32)(s.table[:1<<16])
+		for x := range acc {
+			acc[x] += w * float64(tab[uint16(b[2*x])<<8|uint16(b[2*x+1])])
+		}
+	default:
+		tab := (*[1 << 16]float32)(s.table[:1<<16])
+		for x := range acc {
+			acc[x] += w * float64(tab[uint16(b[2*x])|uint16(b[2*x+1])<<8])
+		}
+	}
+}
+
 // at returns the value at column x, row y.
 func (s *storedPlane) at(x, y int) float32 {
 	var v [1]float32
@@ -101,6 +125,15 @@ func (img *Image) consistent() bool {
 		return len(img.Pixels) == img.Width*img.Height
 	}
 	return img.stored != nil && img.stored.width == img.Width && img.stored.height == img.Height
+}
+
+// adder returns the rowAdder of img over the columns of r.
+func (img *Image) adder(r image.Rectangle) rowAdder {
+	if img.Pixels == nil && img.stored != nil {
+		s := img.stored
+		return func(y int, w float64, acc []float64) { s.add(y, r.Min.X, w, acc) }
+	}
+	return planeAdder(img.Pixels, img.Width, r)
 }
 
 // rows returns a row reader over img for the columns of r: rows(y, buf)
