@@ -3,6 +3,7 @@ package inference
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -43,6 +44,169 @@ func BenchmarkDecodePreprocess(b *testing.B) {
 		if _, err := p.Preprocess(img, dst); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// oldDecodePreprocess is the path before issue 3's fast decode: the
+// library's copy of the Pixel Data, the full float32 plane through the
+// lookup table, then the two-pass resize with a full-height scratch.
+func oldDecodePreprocess(data []byte, p Preprocessing, dst []float32) error {
+	img, err := decode(data, false)
+	if err != nil {
+		return err
+	}
+	r := p.CropRect(img.Width, img.Height)
+	referenceResize(img.Pixels, img.Width, r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
+	return nil
+}
+
+// newDecodePreprocess is Decode then Preprocess: stored words resized
+// through the lookup table, no full-size plane.
+func newDecodePreprocess(data []byte, p Preprocessing, dst []float32) error {
+	img, err := Decode(data)
+	if err != nil {
+		return err
+	}
+	_, err = p.Preprocess(img, dst)
+	return err
+}
+
+// reportCPU reports the process CPU time per op since cpu0 (GC included):
+// on a loaded machine a steadier measure of the work than ns/op.
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	if cpu0 == 0 {
+		return
+	}
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/1e3/float64(b.N), "cpu-ms/op")
+}
+
+// synthetic2048x16 is a 2048² MONOCHROME2 using all 16 bits, no window.
+func synthetic2048x16() []byte {
+	const n = 2048
+	pix := make([]byte, 2*n*n)
+	for i := 0; i < n*n; i++ {
+		binary.LittleEndian.PutUint16(pix[2*i:], uint16(i*40503>>3))
+	}
+	elems := append(imageAttrs(n, n, 16, 16, 0, "MONOCHROME2"), tBytes(0x7FE0, 0x0010, "OW", pix))
+	return buildDICOM(TSExplicitVRLittleEndian, elems...)
+}
+
+// decodeCases are the inputs of the decode+preprocess benchmarks: the two
+// native 2048² images, and the full-size compressed radiographs of
+// testdata/cxr-dicom.
+func decodeCases(tb testing.TB) []struct {
+	name string
+	data []byte
+} {
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"native-2048-12bit-mono1-window", synthetic2048()},
+		{"native-2048-16bit", synthetic2048x16()},
+	}
+	for _, f := range []struct{ name, file string }{
+		{"jpeg-baseline-1024", "cr-chest-pa-jpeg-baseline.dcm"},
+		{"jpeg-lossless-2140x1760", "cr-hip-jpeg-lossless.dcm"},
+		{"jpeg2000-lossy-1955x1841", "cr-chest-mono1-jpeg2000-lossy.dcm"},
+	} {
+		data, err := os.ReadFile(testenv.Testdata("cxr-dicom", f.file))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cases = append(cases, struct {
+			name string
+			data []byte
+		}{f.name, data})
+	}
+	return cases
+}
+
+// BenchmarkDecodePreprocess2k: Part 10 bytes → 224² input (centre crop,
+// area), old path beside new path in the same run, per input. Compare the
+// old/new ratio of each input, not absolute times:
+//
+//	go test ./inference -run '^$' -bench 'DecodePreprocess2k' -benchmem -count 5
+func BenchmarkDecodePreprocess2k(b *testing.B) {
+	p := Preprocessing{Crop: CropCenterSquare, Size: 224, Resize: ResizeArea}
+	dst := make([]float32, 224*224)
+	for _, c := range decodeCases(b) {
+		if _, err := Decode(c.data); errors.Is(err, ErrUnsupportedTransferSyntax) {
+			continue // a codec this build lacks
+		}
+		for _, path := range []struct {
+			name string
+			run  func([]byte, Preprocessing, []float32) error
+		}{{"old", oldDecodePreprocess}, {"new", newDecodePreprocess}} {
+			b.Run(c.name+"/"+path.name, func(b *testing.B) {
+				b.SetBytes(int64(len(c.data)))
+				b.ReportAllocs()
+				cpu0 := processCPU()
+				for b.Loop() {
+					if err := path.run(c.data, p, dst); err != nil {
+						b.Fatal(err)
+					}
+				}
+				reportCPU(b, cpu0)
+			})
+		}
+	}
+}
+
+// BenchmarkDecodePreprocessVsRun: decode + preprocess of each input beside
+// one bare session.Run (ScoreTensor, batch 1, default engine) on a ready
+// tensor, interleaved round by round (9 rounds after 2 warm-ups, medians)
+// so that the machine's load hits all alike. It reports the medians and
+// new/run and old/run, the share of one inference that decoding takes.
+func BenchmarkDecodePreprocessVsRun(b *testing.B) {
+	e := newTestEngine(b, DefaultEngineID)
+	size := e.Manifest().Preprocessing.Size
+	p := Preprocessing{Crop: CropCenterSquare, Size: size, Resize: ResizeArea}
+	dst := make([]float32, size*size)
+	in := make([]float32, size*size)
+	for i := range in {
+		in[i] = float32(i%size) / float32(size)
+	}
+	for _, c := range decodeCases(b) {
+		if _, err := Decode(c.data); errors.Is(err, ErrUnsupportedTransferSyntax) {
+			continue
+		}
+		b.Run(c.name, func(b *testing.B) {
+			const rounds = 9
+			var run, oldT, newT [rounds]time.Duration
+			for b.Loop() {
+				for i := -2; i < rounds; i++ {
+					t0 := time.Now()
+					if _, _, err := e.ScoreTensor(b.Context(), in, 1); err != nil {
+						b.Fatal(err)
+					}
+					t1 := time.Now()
+					if err := oldDecodePreprocess(c.data, p, dst); err != nil {
+						b.Fatal(err)
+					}
+					t2 := time.Now()
+					if err := newDecodePreprocess(c.data, p, dst); err != nil {
+						b.Fatal(err)
+					}
+					t3 := time.Now()
+					if i >= 0 {
+						run[i], oldT[i], newT[i] = t1.Sub(t0), t2.Sub(t1), t3.Sub(t2)
+					}
+				}
+			}
+			med := func(d [rounds]time.Duration) float64 {
+				s := d[:]
+				slices.Sort(s)
+				return float64(s[rounds/2].Microseconds()) / 1e3
+			}
+			r, o, n := med(run), med(oldT), med(newT)
+			b.ReportMetric(r, "run-ms")
+			b.ReportMetric(o, "old-ms")
+			b.ReportMetric(n, "new-ms")
+			b.ReportMetric(o/r, "old/run")
+			b.ReportMetric(n/r, "new/run")
+			b.ReportMetric(o/n, "speedup")
+		})
 	}
 }
 
@@ -102,32 +266,39 @@ func synthetic3000() []byte {
 	return buildDICOM(TSExplicitVRLittleEndian, elems...)
 }
 
-// BenchmarkDecodePreprocess3000: the memory bound of issue 3. The least a
-// decode can hold is the raw pixel bytes (3000²×2 = 18 MB) and one float32
-// plane (3000²×4 = 36 MB); bytes/op beyond those 54 MB would be a further
-// full-size copy.
+// BenchmarkDecodePreprocess3000: the memory bound of issue 3, old path
+// beside new. The old path held the raw pixel bytes (the library's copy,
+// 3000²×2 = 18 MB) and one float32 plane (3000²×4 = 36 MB): that 54 MB is
+// the "minimum" x-minimum is relative to. The new path reads the Pixel Data
+// in place from the file's bytes and resizes from the stored words, so it
+// allocates neither (the plane is built only if Image.Plane is called).
 func BenchmarkDecodePreprocess3000(b *testing.B) {
 	data := synthetic3000()
 	p := Preprocessing{Crop: CropCenterSquare, Size: 224, Resize: ResizeArea}
 	dst := make([]float32, 224*224)
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	for b.Loop() {
-		img, err := Decode(data)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := p.Preprocess(img, dst); err != nil {
-			b.Fatal(err)
-		}
+	for _, path := range []struct {
+		name string
+		run  func([]byte, Preprocessing, []float32) error
+	}{{"old", oldDecodePreprocess}, {"new", newDecodePreprocess}} {
+		b.Run(path.name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			b.ReportAllocs()
+			var ms0, ms1 runtime.MemStats
+			runtime.ReadMemStats(&ms0)
+			cpu0 := processCPU()
+			for b.Loop() {
+				if err := path.run(data, p, dst); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportCPU(b, cpu0)
+			runtime.ReadMemStats(&ms1)
+			const minimum = 3000*3000*2 + 3000*3000*4
+			perOp := float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(b.N)
+			b.ReportMetric(perOp/1e6, "MB/op")
+			b.ReportMetric(perOp/minimum, "x-minimum")
+		})
 	}
-	runtime.ReadMemStats(&ms1)
-	const minimum = 3000*3000*2 + 3000*3000*4
-	perOp := float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(b.N)
-	b.ReportMetric(perOp/1e6, "MB/op")
-	b.ReportMetric(perOp/minimum, "x-minimum")
 }
 
 // stageFixture is the 1024² marked chest radiograph of testdata/cxr-dicom,

@@ -222,14 +222,28 @@ type Image struct {
 	// air dark (MONOCHROME2 sense): Modality LUT, then VOI (first window;
 	// else VOI LUT Sequence; else the full range of the stored bits), then
 	// MONOCHROME1 inversion.
+	//
+	// Decode leaves Pixels nil for a grey image of at most 16 bits allocated
+	// (every radiograph it is meant for): it keeps the stored words and the
+	// pipeline as one lookup table instead, and Preprocess and RenderHeatmap
+	// read rows through the table, so the full-size plane is never built for
+	// scoring. Plane returns the plane in every case, building it on first
+	// use; At reads one pixel either way.
 	Pixels []float32
-	// VOI says which VOI transform produced Pixels, e.g. "window 550/1024
-	// (LINEAR)", "VOI LUT Sequence", "stored range 0..1023".
+	// VOI says which VOI transform produced the values, e.g. "window
+	// 550/1024 (LINEAR)", "VOI LUT Sequence", "stored range 0..1023".
 	VOI string
+
+	stored *storedPlane // the stored words when Pixels is nil
 }
 
 // At returns the pixel at column x, row y.
-func (img *Image) At(x, y int) float32 { return img.Pixels[y*img.Width+x] }
+func (img *Image) At(x, y int) float32 {
+	if img.Pixels == nil && img.stored != nil {
+		return img.stored.at(x, y)
+	}
+	return img.Pixels[y*img.Width+x]
+}
 
 // DecodeFile reads and decodes a DICOM file. See Decode.
 func DecodeFile(path string) (*Image, error) {
@@ -250,25 +264,34 @@ func DecodeReader(r io.Reader) (*Image, error) {
 }
 
 // Decode decodes a DICOM Part 10 file held in data: its header into Meta and
-// the first frame of its pixel data into a float32 plane (see Image.Pixels).
-// It never panics: a panic inside the DICOM library becomes an ErrMalformed
-// error. Pixel data in a transfer syntax it cannot decode gives an
-// *UnsupportedTransferSyntaxError naming the UID and its name.
+// the first frame of its pixel data (see Image.Pixels and Image.Plane). A
+// grey image in a native transfer syntax is read in place: the Image then
+// refers to data's pixel bytes, so data must not be modified while the Image
+// is in use. It never panics: a panic inside the DICOM library becomes an
+// ErrMalformed error. Pixel data in a transfer syntax it cannot decode gives
+// an *UnsupportedTransferSyntaxError naming the UID and its name.
 func Decode(data []byte) (img *Image, err error) {
+	return decode(data, true)
+}
+
+// decode is Decode; with lazy false it is the reference path (the library
+// copies the Pixel Data value and the full float32 plane is built), which
+// tests compare the lazy path with.
+func decode(data []byte, lazy bool) (img *Image, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			img, err = nil, fmt.Errorf("%w: DICOM parser failed: %v", ErrMalformed, r)
 		}
 	}()
-	ds, meta, err := parse(data, false)
+	ds, meta, inPlace, err := parse(data, false, lazy)
 	if err != nil {
 		return nil, err
 	}
-	pix, voi, err := decodePixels(ds, meta)
+	out, voi, err := decodePixels(ds, meta, lazy, inPlace)
 	if err != nil {
 		return nil, err
 	}
-	return &Image{Meta: *meta, Width: meta.Columns, Height: meta.Rows, Pixels: pix, VOI: voi}, nil
+	return &Image{Meta: *meta, Width: meta.Columns, Height: meta.Rows, Pixels: out.pix, VOI: voi, stored: out.stored}, nil
 }
 
 // ReadHeaderFile reads a DICOM file's header. See ReadHeader.
@@ -288,7 +311,7 @@ func ReadHeader(data []byte) (m *Meta, err error) {
 			m, err = nil, fmt.Errorf("%w: DICOM parser failed: %v", ErrMalformed, r)
 		}
 	}()
-	_, meta, err := parse(data, true)
+	_, meta, _, err := parse(data, true, false)
 	return meta, err
 }
 
@@ -311,44 +334,50 @@ var (
 
 // parse reads the dataset. With headerOnly, Pixel Data is skipped and any
 // transfer syntax is accepted; otherwise an undecodable transfer syntax is an
-// error before the data set is read.
-func parse(data []byte, headerOnly bool) (*dicom.Dataset, *Meta, error) {
+// error before the data set is read. With inPlace, a native (defined-length)
+// top-level Pixel Data value is not copied by the library: it is skipped
+// there and returned as pixels, a slice of data (or of the inflated data set).
+func parse(data []byte, headerOnly, inPlace bool) (ds *dicom.Dataset, meta *Meta, pixels []byte, err error) {
 	if !IsDICOM(data) {
-		return nil, nil, fmt.Errorf("%w: no \"DICM\" marker after the 128-byte preamble", ErrNotDICOM)
+		return nil, nil, nil, fmt.Errorf("%w: no \"DICM\" marker after the 128-byte preamble", ErrNotDICOM)
 	}
-	checkedTS, err := checkStructure(data)
+	checkedTS, native, err := checkStructure(data)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	opts := []dicom.ParseOption{dicom.AllowUnknownSpecificCharacterSet()}
-	if headerOnly {
+	switch {
+	case headerOnly:
 		opts = append(opts, dicom.SkipPixelData())
-	} else {
+	case inPlace && native != nil:
+		opts = append(opts, dicom.SkipPixelData())
+		pixels = native
+	default:
 		opts = append(opts, dicom.SkipProcessingPixelDataValue())
 	}
 	p, err := dicom.NewParser(bytes.NewReader(data), int64(len(data)), nil, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: reading file meta information: %v", ErrMalformed, err)
+		return nil, nil, nil, fmt.Errorf("%w: reading file meta information: %v", ErrMalformed, err)
 	}
 	md := p.GetMetadata()
 	if len(md.Elements) == 0 {
-		return nil, nil, fmt.Errorf("%w: no file meta information", ErrNotDICOM)
+		return nil, nil, nil, fmt.Errorf("%w: no file meta information", ErrNotDICOM)
 	}
 	ts := getString(md.Elements, tag.TransferSyntaxUID)
 	if ts != checkedTS {
-		return nil, nil, fmt.Errorf("%w: file meta information is inconsistent (Transfer Syntax UID %q / %q)", ErrMalformed, ts, checkedTS)
+		return nil, nil, nil, fmt.Errorf("%w: file meta information is inconsistent (Transfer Syntax UID %q / %q)", ErrMalformed, ts, checkedTS)
 	}
 	deflated := ts == TSDeflatedExplicitVRLittleEndian
 	if _, _, err := uid.ParseTransferSyntaxUID(ts); err != nil {
 		// Unknown to the library: every non-native transfer syntax is explicit
 		// VR little endian (PS3.5 A.4), which lets the header still be read.
 		if !headerOnly {
-			return nil, nil, unsupportedTS(ts, "")
+			return nil, nil, nil, unsupportedTS(ts, "")
 		}
 		p.SetTransferSyntax(binary.LittleEndian, false)
 	}
 	if !headerOnly && !Decodable(ts) {
-		return nil, nil, unsupportedTS(ts, "")
+		return nil, nil, nil, unsupportedTS(ts, "")
 	}
 	elems := append([]*dicom.Element(nil), md.Elements...)
 	for {
@@ -367,15 +396,15 @@ func parse(data []byte, headerOnly bool) (*dicom.Dataset, *Meta, error) {
 			break
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, nil, fmt.Errorf("%w: truncated data set: %v", ErrMalformed, err)
+			return nil, nil, nil, fmt.Errorf("%w: truncated data set: %v", ErrMalformed, err)
 		}
-		return nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, nil, nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	ds := &dicom.Dataset{Elements: elems}
-	meta, err := readMeta(ds.Elements, ts)
+	ds = &dicom.Dataset{Elements: elems}
+	meta, err = readMeta(ds.Elements, ts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	meta.PresentationIntentType = strings.ToUpper(getString(ds.Elements, tag.PresentationIntentType))
-	return ds, meta, nil
+	return ds, meta, pixels, nil
 }

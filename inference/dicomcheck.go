@@ -26,11 +26,13 @@ const maxInflated = 1 << 30
 const maxNesting = 32
 
 // checkStructure validates the file meta information and the lengths of
-// every element of the data set. It returns the transfer syntax UID.
-func checkStructure(data []byte) (string, error) {
+// every element of the data set. It returns the transfer syntax UID and,
+// when the data set has a top-level native (defined-length) Pixel Data
+// element, its value: a slice of data, or of the inflated data set.
+func checkStructure(data []byte) (string, []byte, error) {
 	ts, start, err := readFileMeta(data)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	ds := data[start:]
 	var bo binary.ByteOrder = binary.LittleEndian
@@ -43,18 +45,19 @@ func checkStructure(data []byte) (string, error) {
 	case TSDeflatedExplicitVRLittleEndian:
 		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ds)), maxInflated+1))
 		if err != nil {
-			return "", fmt.Errorf("%w: inflating the deflated data set: %v", ErrMalformed, err)
+			return "", nil, fmt.Errorf("%w: inflating the deflated data set: %v", ErrMalformed, err)
 		}
 		if len(inflated) > maxInflated {
-			return "", fmt.Errorf("%w: deflated data set inflates beyond %d bytes", ErrMalformed, maxInflated)
+			return "", nil, fmt.Errorf("%w: deflated data set inflates beyond %d bytes", ErrMalformed, maxInflated)
 		}
 		ds = inflated
 	}
-	w := walker{bo: bo, implicit: implicit}
+	var native []byte
+	w := walker{bo: bo, implicit: implicit, native: &native}
 	if _, err := w.elements(ds, 0, false); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrMalformed, err)
+		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return ts, nil
+	return ts, native, nil
 }
 
 // readFileMeta reads group 0002 (always explicit VR little endian) and
@@ -102,6 +105,7 @@ func longVR(vr string) bool {
 type walker struct {
 	bo       binary.ByteOrder
 	implicit bool
+	native   *[]byte // set to the first top-level defined-length Pixel Data value
 }
 
 const undefinedLength = 0xFFFFFFFF
@@ -166,6 +170,9 @@ func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
 		}
 		if uint64(vl) > uint64(len(rest)) {
 			return 0, fmt.Errorf("element %s length %d runs past the end of the data (%d bytes left)", t, vl, len(rest))
+		}
+		if depth == 0 && !untilDelim && t == tag.PixelData && w.native != nil && *w.native == nil {
+			*w.native = rest[:vl:vl]
 		}
 		if vr == "SQ" || (w.implicit && tag.GetVRKind(t, vr) == tag.VRSequence) {
 			if _, err := w.items(rest[:vl], depth+1, t); err != nil {

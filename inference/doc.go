@@ -1,7 +1,10 @@
 // Package inference turns DICOM radiographs into AI results: it decodes the
 // pixel data (suyashkumar/dicom) and runs the PS3.3 grey-scale pipeline
-// (Modality LUT, VOI, MONOCHROME1 inversion) into one float32 plane, crops and
-// area-resizes it as the engine's manifest says, runs the ONNX model through
+// (Modality LUT, VOI, MONOCHROME1 inversion; for grey images of up to 16
+// bits one lookup table applied to the stored words as they are read),
+// crops and area-resizes it as the engine's manifest says straight from the
+// stored words (the full-size float32 plane is built only on demand, see
+// Image.Plane), runs the ONNX model through
 // ONNX Runtime (yalue/onnxruntime_go), and renders the class activation map
 // as a PNG heatmap.
 //

@@ -40,7 +40,7 @@ func TestDecodeForProcessing(t *testing.T) {
 			require.Equal(t, tc.warning, img.Meta.IntentWarning())
 			if tc.voi == "stored range 0..16383" {
 				for i, v := range vals {
-					require.InDelta(t, float64(v)/16383, img.Pixels[i], 1e-6)
+					require.InDelta(t, float64(v)/16383, img.Plane()[i], 1e-6)
 				}
 			}
 			hdr, err := ReadHeader(data)

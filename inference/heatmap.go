@@ -44,7 +44,7 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	if !res.Marked && !opts.Force {
 		return nil, 0, 0, ErrNotMarked
 	}
-	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pixels) != img.Width*img.Height {
+	if !img.consistent() {
 		return nil, 0, 0, errors.New("heatmap: empty or inconsistent image")
 	}
 	if res.SourceWidth != img.Width || res.SourceHeight != img.Height {
@@ -76,11 +76,15 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 		ow = max(1, int(math.Round(float64(W)*s)))
 		oh = max(1, int(math.Round(float64(H)*s)))
 	}
-	grey := img.Pixels
+	// The grey rows: the source's own (read through the lookup table when
+	// the image is kept as stored words), or the downscaled plane.
+	greyRow := img.rows(image.Rect(0, 0, W, H))
 	if ow != W || oh != H {
-		grey = make([]float32, ow*oh)
-		Resize(img.Pixels, W, image.Rect(0, 0, W, H), grey, ow, oh, true)
+		grey := make([]float32, ow*oh)
+		resizeRows(img.adder(image.Rect(0, 0, W, H)), image.Rect(0, 0, W, H), grey, ow, oh, true)
+		greyRow = func(y int, _ []float32) []float32 { return grey[y*ow : (y+1)*ow] }
 	}
+	rowBuf := make([]float32, ow)
 
 	cam := make([]float64, len(res.CAM))
 	var peak float64
@@ -104,7 +108,7 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	row := enc.row()
 	for y := 0; y < oh; y++ {
 		ty := ys[y]
-		grow := grey[y*ow : (y+1)*ow]
+		grow := greyRow(y, rowBuf)
 		for x := 0; x < ow; x++ {
 			g := float64(grow[x])
 			p := row[3*x : 3*x+3 : 3*x+3]

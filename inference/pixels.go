@@ -17,8 +17,39 @@ import (
 	"github.com/radgate/radgate/inference/codec"
 )
 
-// decodePixels turns the first frame of the Pixel Data into the 0..1 plane.
-func decodePixels(ds *dicom.Dataset, m *Meta) ([]float32, string, error) {
+// pixelsOut receives a decoded frame: either the full float32 plane, or,
+// when lazy allows it (grey, at most 16 bits allocated, so the pipeline is
+// one lookup table), the stored words and the table (see storedPlane).
+type pixelsOut struct {
+	lazy   bool
+	n      int
+	pix    []float32
+	stored *storedPlane
+}
+
+// plane allocates and returns the full plane.
+func (o *pixelsOut) plane() []float32 {
+	if o.pix == nil {
+		o.pix = make([]float32, o.n)
+	}
+	return o.pix
+}
+
+// keep stores the words when lazy and the layout allows it, and reports
+// whether it did.
+func (o *pixelsOut) keep(m *Meta, pipe *grayPipeline, data []byte, stride, bpp int, bigEndian bool) bool {
+	if !o.lazy || m.SamplesPerPixel != 1 || pipe.table == nil {
+		return false
+	}
+	o.stored = newStoredPlane(data, stride, m.Columns, m.Rows, bpp, bigEndian, pipe.table)
+	return o.stored != nil
+}
+
+// decodePixels decodes the first frame of the Pixel Data: into the 0..1
+// plane, or with lazy into a storedPlane where it can. inPlace, when not
+// nil, is the native Pixel Data value read in place from the file (the
+// data set was parsed with the pixel data skipped).
+func decodePixels(ds *dicom.Dataset, m *Meta, lazy bool, inPlace []byte) (*pixelsOut, string, error) {
 	elems := ds.Elements
 	pe := findElement(elems, tag.PixelData)
 	if pe == nil {
@@ -41,18 +72,22 @@ func decodePixels(ds *dicom.Dataset, m *Meta) ([]float32, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	n := m.Rows * m.Columns
-	out := make([]float32, n)
+	out := &pixelsOut{lazy: lazy, n: m.Rows * m.Columns}
 	if info.IsEncapsulated {
 		if err := decodeEncapsulated(info, m, pipe, out); err != nil {
 			return nil, "", err
 		}
 		return out, pipe.voiName, nil
 	}
-	if !info.IntentionallyUnprocessed {
+	var raw []byte
+	switch {
+	case info.IntentionallySkipped && inPlace != nil:
+		raw = inPlace
+	case info.IntentionallyUnprocessed:
+		raw = info.UnprocessedValueData
+	default:
 		return nil, "", fmt.Errorf("%w: native Pixel Data was not kept raw", ErrMalformed)
 	}
-	raw := info.UnprocessedValueData
 	var bo binary.ByteOrder = binary.LittleEndian
 	if m.TransferSyntaxUID == TSExplicitVRBigEndian {
 		bo = binary.BigEndian
@@ -122,7 +157,7 @@ func checkGeometry(m *Meta) error {
 }
 
 // decodeNative maps the first frame of native pixel data.
-func decodeNative(raw []byte, bo binary.ByteOrder, m *Meta, pipe *grayPipeline, out []float32) error {
+func decodeNative(raw []byte, bo binary.ByteOrder, m *Meta, pipe *grayPipeline, po *pixelsOut) error {
 	n := m.Rows * m.Columns
 	bpp := m.BitsAllocated / 8
 	frame := n * m.SamplesPerPixel * bpp
@@ -131,6 +166,10 @@ func decodeNative(raw []byte, bo binary.ByteOrder, m *Meta, pipe *grayPipeline, 
 			ErrMalformed, len(raw), m.Columns, m.Rows, m.BitsAllocated, frame)
 	}
 	raw = raw[:frame]
+	if po.keep(m, pipe, raw, m.Columns*bpp, bpp, bo == binary.BigEndian) {
+		return nil
+	}
+	out := po.plane()
 	word := func(i int) uint32 {
 		switch bpp {
 		case 1:
@@ -197,7 +236,7 @@ func colourToGray(m *Meta, pipe *grayPipeline, out []float32, word func(int) uin
 // sets); every other compressed syntax through package codec, whose output
 // has the layout of native little-endian Pixel Data and so takes the same
 // path as an uncompressed file from there on.
-func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, out []float32) error {
+func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, po *pixelsOut) error {
 	ts := m.TransferSyntaxUID
 	data := firstFrameBytes(info, m.NumberOfFrames)
 	if len(data) == 0 {
@@ -219,7 +258,7 @@ func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, o
 		native := *m
 		native.BitsAllocated = px.BitsAllocated
 		native.PlanarConfiguration = 0 // codecs return interleaved samples
-		return decodeNative(px.Data, binary.LittleEndian, &native, pipe, out)
+		return decodeNative(px.Data, binary.LittleEndian, &native, pipe, po)
 	}
 	img, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {
@@ -243,6 +282,17 @@ func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, o
 		return unsupportedTS(ts, fmt.Sprintf("Bits Stored %d needs a 12-bit JPEG decoder", m.BitsStored))
 	}
 	tab := pipe.table
+	switch g := img.(type) {
+	case *image.Gray:
+		if po.keep(m, pipe, g.Pix[g.PixOffset(b.Min.X, b.Min.Y):], g.Stride, 1, false) {
+			return nil
+		}
+	case *image.YCbCr:
+		if po.keep(m, pipe, g.Y[g.YOffset(b.Min.X, b.Min.Y):], g.YStride, 1, false) {
+			return nil
+		}
+	}
+	out := po.plane()
 	var grayAt func(x, y int) uint8
 	switch g := img.(type) {
 	case *image.Gray:

@@ -203,9 +203,9 @@ func TestPixelPipeline(t *testing.T) {
 			data := buildDICOM(ts, append(tc.elems, tBytes(0x7FE0, 0x0010, vr, tc.pixels))...)
 			img, err := Decode(data)
 			require.NoError(t, err)
-			require.Len(t, img.Pixels, len(tc.want))
+			require.Len(t, img.Plane(), len(tc.want))
 			for i, w := range tc.want {
-				require.InDeltaf(t, w, img.Pixels[i], 1e-6, "pixel %d", i)
+				require.InDeltaf(t, w, img.Plane()[i], 1e-6, "pixel %d", i)
 			}
 			if tc.wantVOI != "" {
 				require.Equal(t, tc.wantVOI, img.VOI)
@@ -308,7 +308,7 @@ func TestJPEGBaselineSynthetic(t *testing.T) {
 				if tc.mono1 {
 					want = 1 - want
 				}
-				require.InDeltaf(t, want, img.Pixels[i], 3.0/255, "pixel %d", i) // JPEG q100 rounding
+				require.InDeltaf(t, want, img.Plane()[i], 3.0/255, "pixel %d", i) // JPEG q100 rounding
 			}
 		})
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"math"
+	"sync"
 )
 
 // Crop modes of Preprocessing.Crop.
@@ -72,46 +73,53 @@ func (p Preprocessing) CropRect(w, h int) image.Rectangle {
 
 // Preprocess crops img and area-resizes it into dst, which must hold
 // Size×Size values (one [1,Size,Size] slice of the input tensor). It returns
-// the crop rectangle in img's coordinates.
+// the crop rectangle in img's coordinates. An image Decode keeps as stored
+// words is resized straight from them through its lookup table, row by row,
+// without building the full-size plane; the result is the same as resizing
+// Image.Plane().
 func (p Preprocessing) Preprocess(img *Image, dst []float32) (image.Rectangle, error) {
 	if err := p.Validate(); err != nil {
 		return image.Rectangle{}, err
 	}
-	if img == nil || img.Width <= 0 || img.Height <= 0 || len(img.Pixels) != img.Width*img.Height {
+	if !img.consistent() {
 		return image.Rectangle{}, fmt.Errorf("preprocess: empty or inconsistent image")
 	}
 	if len(dst) != p.Size*p.Size {
 		return image.Rectangle{}, fmt.Errorf("preprocess: destination holds %d values, want %d", len(dst), p.Size*p.Size)
 	}
 	r := p.CropRect(img.Width, img.Height)
-	Resize(img.Pixels, img.Width, r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
+	resizeRows(img.adder(r), r, dst, p.Size, p.Size, p.Resize == ResizeAreaExact)
 	return r, nil
 }
 
-// axisWeights are the box-filter taps of one axis: output i averages source
-// samples start[i] … start[i]+len(w[i])-1 with weights w[i] (summing to 1).
-type axisWeights struct {
+// axisTaps are the box-filter taps of one axis: output i averages source
+// samples start[i] … start[i]+n-1 with weights w[off[i]:off[i+1]] (n of
+// them, summing to 1).
+type axisTaps struct {
 	start []int
-	w     [][]float64
+	off   []int
+	w     []float64
 }
+
+func (a *axisTaps) taps(i int) []float64 { return a.w[a.off[i]:a.off[i+1]] }
 
 // boxWeights returns the taps of one axis: PyTorch area bins, or exact
 // fractional-area weights.
-func boxWeights(in, out int, exact bool) axisWeights {
-	aw := axisWeights{start: make([]int, out), w: make([][]float64, out)}
+func boxWeights(in, out int, exact bool) axisTaps {
+	aw := axisTaps{start: make([]int, out), off: make([]int, out+1), w: make([]float64, 0, in+2*out)}
 	if !exact {
 		for i := 0; i < out; i++ {
 			k0 := i * in / out
 			k1 := ((i+1)*in + out - 1) / out
-			ws := make([]float64, k1-k0)
-			for j := range ws {
-				ws[j] = 1 / float64(k1-k0)
+			for range k1 - k0 {
+				aw.w = append(aw.w, 1/float64(k1-k0))
 			}
-			aw.start[i], aw.w[i] = k0, ws
+			aw.start[i], aw.off[i+1] = k0, len(aw.w)
 		}
 		return aw
 	}
 	scale := float64(in) / float64(out)
+	var ws []float64
 	for i := 0; i < out; i++ {
 		a, b := float64(i)*scale, float64(i+1)*scale
 		k0 := int(math.Floor(a))
@@ -122,7 +130,7 @@ func boxWeights(in, out int, exact bool) axisWeights {
 		if k1 <= k0 {
 			k1 = k0 + 1
 		}
-		ws := make([]float64, 0, k1-k0)
+		ws = ws[:0]
 		var sum float64
 		for k := k0; k < k1; k++ {
 			ov := math.Min(b, float64(k+1)) - math.Max(a, float64(k))
@@ -142,7 +150,8 @@ func boxWeights(in, out int, exact bool) axisWeights {
 		for len(ws) > 1 && ws[len(ws)-1] == 0 {
 			ws = ws[:len(ws)-1]
 		}
-		aw.start[i], aw.w[i] = k0, ws
+		aw.w = append(aw.w, ws...)
+		aw.start[i], aw.off[i+1] = k0, len(aw.w)
 	}
 	return aw
 }
@@ -150,39 +159,64 @@ func boxWeights(in, out int, exact bool) axisWeights {
 // Resize resamples the rectangle r of src (a plane with the given row
 // stride) into dst (dw×dh, row-major) by area averaging: PyTorch's area
 // bins (ResizeArea), or with exact fractional-area weights when exact
-// (ResizeAreaExact). It is separable: one horizontal pass into a dw-wide
-// float32 scratch of r's height, then a vertical pass accumulated in
-// float64.
+// (ResizeAreaExact). See resizeRows.
 func Resize(src []float32, stride int, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
+	resizeRows(planeAdder(src, stride, r), r, dst, dw, dh, exact)
+}
+
+// A rowAdder adds w × (source row y, columns r.Min.X … r.Max.X-1) into acc,
+// which holds r.Dx() values. y is absolute.
+type rowAdder func(y int, w float64, acc []float64)
+
+// planeAdder reads the rows of a float32 plane.
+func planeAdder(src []float32, stride int, r image.Rectangle) rowAdder {
+	return func(y int, w float64, acc []float64) {
+		row := src[y*stride+r.Min.X : y*stride+r.Min.X+len(acc)]
+		for x, v := range row {
+			acc[x] += w * float64(v)
+		}
+	}
+}
+
+// resizeScratch is resizeRows' working memory, pooled.
+type resizeScratch struct{ col []float64 }
+
+var resizeScratchPool = sync.Pool{New: func() any { return new(resizeScratch) }}
+
+// resizeRows resamples the rectangle r of the source that add reads into
+// dst (dw×dh). The filter is separable and done vertical pass first: for
+// each output row, the source rows of its bin are added, weighted, into one
+// float64 row of r's width (one pass over the source, each row read once
+// per bin it belongs to, the running sums in L1), then that row gets the
+// horizontal taps. Every product and sum is float64 and the result is
+// rounded to float32 once, so it differs from the horizontal-first order
+// (which rounds its intermediate rows to float32) by float32 rounding only.
+func resizeRows(add rowAdder, r image.Rectangle, dst []float32, dw, dh int, exact bool) {
 	rw, rh := r.Dx(), r.Dy()
 	wx := boxWeights(rw, dw, exact)
 	wy := boxWeights(rh, dh, exact)
-	tmp := make([]float32, rh*dw)
-	for y := 0; y < rh; y++ {
-		row := src[(r.Min.Y+y)*stride+r.Min.X : (r.Min.Y+y)*stride+r.Max.X]
-		trow := tmp[y*dw : (y+1)*dw]
-		for j := 0; j < dw; j++ {
-			s := row[wx.start[j]:]
-			var acc float64
-			for k, w := range wx.w[j] {
-				acc += w * float64(s[k])
-			}
-			trow[j] = float32(acc)
-		}
+	sc := resizeScratchPool.Get().(*resizeScratch)
+	defer resizeScratchPool.Put(sc)
+	if cap(sc.col) < rw {
+		sc.col = make([]float64, rw)
 	}
-	acc := make([]float64, dw)
+	col := sc.col[:rw]
 	for i := 0; i < dh; i++ {
-		clear(acc)
-		k0 := wy.start[i]
-		for k, w := range wy.w[i] {
-			trow := tmp[(k0+k)*dw : (k0+k+1)*dw]
-			for j, v := range trow {
-				acc[j] += w * float64(v)
-			}
+		clear(col)
+		y0 := r.Min.Y + wy.start[i]
+		for k, w := range wy.taps(i) {
+			add(y0+k, w, col)
 		}
 		drow := dst[i*dw : (i+1)*dw]
 		for j := range drow {
-			drow[j] = float32(acc[j])
+			ws := wx.taps(j)
+			s := col[wx.start[j]:]
+			s = s[:len(ws)]
+			var acc float64
+			for k, w := range ws {
+				acc += w * s[k]
+			}
+			drow[j] = float32(acc)
 		}
 	}
 }

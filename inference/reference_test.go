@@ -143,12 +143,12 @@ func TestCompressedReencodingsMatchTheOriginal(t *testing.T) {
 			require.Equal(t, orig.Width, img.Width)
 			require.Equal(t, orig.Height, img.Height)
 			if tc.maxAbs == 0 {
-				require.Equal(t, orig.Pixels, img.Pixels, "lossless: identical pixels")
+				require.Equal(t, orig.Plane(), img.Plane(), "lossless: identical pixels")
 				return
 			}
 			var worst float64
-			for i := range orig.Pixels {
-				worst = math.Max(worst, math.Abs(float64(orig.Pixels[i]-img.Pixels[i])))
+			for i := range orig.Plane() {
+				worst = math.Max(worst, math.Abs(float64(orig.Plane()[i]-img.Plane()[i])))
 			}
 			t.Logf("max |Δ| in the 0..1 plane: %.5f", worst)
 			require.LessOrEqual(t, worst, tc.maxAbs)
@@ -175,7 +175,7 @@ func TestNativeReencodingsIdentical(t *testing.T) {
 			require.Equal(t, tc.ts, img.Meta.TransferSyntaxUID)
 			require.Equal(t, orig.Width, img.Width)
 			require.Equal(t, orig.Height, img.Height)
-			require.Equal(t, orig.Pixels, img.Pixels)
+			require.Equal(t, orig.Plane(), img.Plane())
 			// Same image attributes; only the encoding and the identifiers
 			// (each sample file has its own UIDs) differ.
 			m := img.Meta
@@ -195,9 +195,9 @@ func TestJPEGBaselineMonochrome1Header(t *testing.T) {
 	require.NoError(t, err)
 	m1, err := DecodeFile(filepath.Join(dir, "cr-chest-header-mono1-jpeg-baseline.dcm"))
 	require.NoError(t, err)
-	require.Equal(t, len(m2.Pixels), len(m1.Pixels))
-	for i := range m2.Pixels {
-		require.InDelta(t, 1-m2.Pixels[i], m1.Pixels[i], 1e-6)
+	require.Equal(t, len(m2.Plane()), len(m1.Plane()))
+	for i := range m2.Plane() {
+		require.InDelta(t, 1-m2.Plane()[i], m1.Plane()[i], 1e-6)
 	}
 }
 
