@@ -24,10 +24,11 @@ func Thumbnail(src []byte, maxEdge int) ([]byte, error) {
 		s := float64(maxEdge) / float64(long)
 		ow, oh = max(1, int(float64(W)*s+0.5)), max(1, int(float64(H)*s+0.5))
 	}
-	grey := img.Pixels
+	plane := img.Plane()
+	grey := plane
 	if ow != W || oh != H {
 		grey = make([]float32, ow*oh)
-		inference.Resize(img.Pixels, W, image.Rect(0, 0, W, H), grey, ow, oh, true)
+		inference.Resize(plane, W, image.Rect(0, 0, W, H), grey, ow, oh, true)
 	}
 	out := image.NewGray(image.Rect(0, 0, ow, oh))
 	for i, v := range grey {
