@@ -114,7 +114,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		dump, err := exec.Command("dsrdump", srFile).CombinedOutput()
 		require.NoError(t, err, "%s", dump)
 		require.Contains(t, string(dump), "Algorithm Version")
-		require.Contains(t, string(dump), rfhir.ConfidencePercent(obs.ValueQuantity.Value/100)+" %")
+		require.Contains(t, string(dump), `"`+rfhir.ConfidencePercent(obs.ValueQuantity.Value/100)+`" (%,UCUM`)
 		pdfObj, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.PDFSeries, uids.PDF)
 		require.NoError(t, err)
 		require.Contains(t, string(pdfObj), "%PDF-", "the Encapsulated PDF")
