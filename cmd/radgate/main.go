@@ -16,6 +16,15 @@ var rootCmd = &cobra.Command{
 	Short:         "Imaging-AI interface engine: orders in, AI results out",
 	SilenceUsage:  true,
 	SilenceErrors: true,
+	// cobra gives a subcommand the context of the first Execute only; when
+	// the command tree runs more than once in a process (the tests), later
+	// runs would see a stale, cancelled context. Every run takes the
+	// root's, which ExecuteContext sets each time.
+	PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		if ctx := cmd.Root().Context(); ctx != nil {
+			cmd.SetContext(ctx)
+		}
+	},
 }
 
 func init() {

@@ -221,7 +221,9 @@ func TestReliabilityPACSFaults(t *testing.T) {
 	require.Contains(t, permanent.status.Reason, "study not retrieved from the PACS")
 	require.GreaterOrEqual(t, failedAfter, window, "failed only once the wait window had passed")
 	require.GreaterOrEqual(t, px.Hits("permanent"), 3, "retried within the window")
-	rep := permanent.status.Engines[config.DefaultEngine].Report
+	// The study never came back, so no route was chosen: the answer is the
+	// router's, to the unmatched destinations (the default's: fhir).
+	rep := permanent.status.Engines[routing.RouterEngine].Report
 	require.True(t, strings.HasPrefix(rep, "Task/"), "a failed order is answered with a Task, got %q", rep)
 	t.Logf("404→stored→delivered; 503×%d, truncated×%d, PACS paused %s: all delivered once; permanent 500 (%d tries) failed after %s (window %s); test %s",
 		px.Hits("503"), px.Hits("truncated"), pausedFor.Round(100*time.Millisecond), px.Hits("permanent"),
