@@ -147,6 +147,11 @@ type FHIR struct {
 	// ImagingStudies) that notify the given URL — its own /fhir/notify as
 	// the FHIR server reaches it, e.g. http://127.0.0.1:8080/fhir/notify.
 	SubscriptionEndpoint string `yaml:"subscription_endpoint"`
+	// SubscriptionTokenEnv names the environment variable holding the bearer
+	// token the Subscriptions send with each notification (channel.header
+	// "Authorization: Bearer …"): one of http.auth's static tokens when the
+	// intake requires authentication.
+	SubscriptionTokenEnv string `yaml:"subscription_token_env"`
 	// PDFReport attaches the one-page PDF report to each DiagnosticReport as
 	// presentedForm (default true).
 	PDFReport bool `yaml:"pdf_report"`

@@ -78,6 +78,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	if err != nil {
 		return err
 	}
+	var subHeaders []string
+	if cfg.FHIR.SubscriptionTokenEnv != "" {
+		tok, err := config.Secret(cfg.FHIR.SubscriptionTokenEnv, "")
+		if err != nil {
+			return fmt.Errorf("fhir.subscription_token_env: %w", err)
+		}
+		subHeaders = append(subHeaders, "Authorization: Bearer "+tok)
+	}
 
 	// Engines and routes next: a bad model, a missing runtime or a broken
 	// route file should stop start-up before anything listens.
@@ -200,7 +208,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	go func() { srvErr <- srv.Serve(ln) }()
 	if cfg.FHIR.SubscriptionEndpoint != "" {
 		for _, criteria := range []string{"ServiceRequest?status=active", "ImagingStudy?status=available"} {
-			if _, err := sink.EnsureSubscription(ctx, criteria, cfg.FHIR.SubscriptionEndpoint); err != nil {
+			if _, err := sink.EnsureSubscription(ctx, criteria, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
 				log.Warn("could not subscribe to the FHIR server", "criteria", criteria, "err", err)
 			}
 		}
