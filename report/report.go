@@ -22,7 +22,6 @@ import (
 	"time"
 
 	"github.com/go-pdf/fpdf"
-	xdraw "golang.org/x/image/draw"
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
 
@@ -277,20 +276,69 @@ func normalisePNG(b []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("not a PNG: %w", err)
 	}
-	r := img.Bounds()
-	w, h := r.Dx(), r.Dy()
-	if long := max(w, h); long > maxPictureEdge {
-		w = max(1, w*maxPictureEdge/long)
-		h = max(1, h*maxPictureEdge/long)
-	}
-	out := image.NewRGBA(image.Rect(0, 0, w, h))
-	draw.Draw(out, out.Bounds(), image.Black, image.Point{}, draw.Src)
-	xdraw.CatmullRom.Scale(out, out.Bounds(), img, r, xdraw.Over, nil)
+	out := shrink(img, maxPictureEdge)
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, out, &jpeg.Options{Quality: 90}); err != nil {
 		return nil, fmt.Errorf("encoding the picture: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// shrink returns img as RGBA on black, scaled by area averaging so that its
+// long edge is at most maxEdge: each output pixel is the mean of the source
+// pixels whose centres fall in it (exact for whole-number ratios, like the
+// usual 2048 → 1024). A general-purpose kernel scaler took 300 ms here.
+func shrink(img image.Image, maxEdge int) *image.RGBA {
+	r := img.Bounds()
+	W, H := r.Dx(), r.Dy()
+	src, ok := img.(*image.RGBA)
+	if !ok || r.Min != (image.Point{}) {
+		src = image.NewRGBA(image.Rect(0, 0, W, H))
+		draw.Draw(src, src.Bounds(), image.Black, image.Point{}, draw.Src)
+		draw.Draw(src, src.Bounds(), img, r.Min, draw.Over)
+	}
+	w, h := W, H
+	if long := max(W, H); long > maxEdge {
+		w, h = max(1, W*maxEdge/long), max(1, H*maxEdge/long)
+	}
+	if w == W && h == H {
+		return src
+	}
+	out := image.NewRGBA(image.Rect(0, 0, w, h))
+	acc := make([]uint32, 4*w)
+	x0 := make([]int, w+1)
+	for x := 0; x <= w; x++ {
+		x0[x] = x * W / w
+	}
+	for y := 0; y < h; y++ {
+		clear(acc)
+		rows := 0
+		for sy := y * H / h; sy < (y+1)*H/h; sy++ {
+			row := src.Pix[sy*src.Stride:]
+			for x := 0; x < w; x++ {
+				for sx := x0[x]; sx < x0[x+1]; sx++ {
+					p := row[4*sx : 4*sx+4]
+					a := acc[4*x : 4*x+4]
+					a[0] += uint32(p[0])
+					a[1] += uint32(p[1])
+					a[2] += uint32(p[2])
+					a[3] += uint32(p[3])
+				}
+			}
+			rows++
+		}
+		for x := 0; x < w; x++ {
+			n := uint32(rows * (x0[x+1] - x0[x]))
+			if n == 0 {
+				continue
+			}
+			o := out.Pix[y*out.Stride+4*x:]
+			for c := 0; c < 4; c++ {
+				o[c] = uint8((acc[4*x+c] + n/2) / n)
+			}
+		}
+	}
+	return out
 }
 
 // identifierRows lists what identifies the order, the study and the result.
