@@ -333,12 +333,13 @@ func abs(v int) int {
 	return v
 }
 
-// TestWritePreviewPNG writes SC previews to $RADGATE_SC_PREVIEW_DIR (when
-// set) for a person to look at.
+// TestWritePreviewPNG writes the SC's pixels as PNGs — to
+// $RADGATE_SC_PREVIEW_DIR when set, for a person to look at — and checks
+// that each is the picture with the text band below it.
 func TestWritePreviewPNG(t *testing.T) {
 	dir := os.Getenv("RADGATE_SC_PREVIEW_DIR")
 	if dir == "" {
-		t.Skip("RADGATE_SC_PREVIEW_DIR not set")
+		dir = t.TempDir()
 	}
 	src := readTestdata(t, "dx-chest-implicit-le-8bit.dcm")
 	in := testInput("preview", 0.873, true)
@@ -349,7 +350,20 @@ func TestWritePreviewPNG(t *testing.T) {
 		f, err := os.Create(filepath.Join(dir, name))
 		require.NoError(t, err)
 		defer f.Close()
-		require.NoError(t, png.Encode(f, SCImage(t, parse(t, sc))))
+		img := SCImage(t, parse(t, sc))
+		require.NoError(t, png.Encode(f, img))
+		b := img.Bounds()
+		require.Greater(t, b.Dy(), b.Dx()/2, "%s: a picture, not only text", name)
+		// The last rows are the text band: black with some lit text pixels.
+		lit := 0
+		for y := b.Max.Y - b.Dy()/10; y < b.Max.Y; y++ {
+			for x := b.Min.X; x < b.Max.X; x++ {
+				if r, _, _, _ := img.At(x, y).RGBA(); r > 0x8000 {
+					lit++
+				}
+			}
+		}
+		require.Positive(t, lit, "%s: burned-in text at the bottom", name)
 	}
 	write("sc-marked.png", out)
 	small := readTestdata(t, "cr-chest-mono1-10bit-explicit-le.dcm")
