@@ -31,6 +31,7 @@ type benchOptions struct {
 	orthanc, user, password, fhirURL string
 	modelsDir, lib                   string
 	samples                          []string
+	pdfReport                        bool
 	bareRuns                         int
 	throughputOrders                 int
 	rate                             float64
@@ -94,6 +95,7 @@ being written, as radgate's order store records them).`,
 	f.Float64Var(&o.rate, "rate", 2, "orders per second for the latency phase")
 	f.IntVar(&o.latencyOrders, "latency-orders", 40, "orders posted at --rate for latency")
 	f.BoolVar(&o.jsonOut, "json", false, "print one JSON object")
+	f.BoolVar(&o.pdfReport, "pdf-report", config.Default().FHIR.PDFReport, "attach the PDF report to each DiagnosticReport (fhir.pdf_report)")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole-path phases to this file (go tool pprof)")
 	rootCmd.AddCommand(cmd)
 }
@@ -133,6 +135,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	os.Setenv("RADGATE_BENCH_PACS_PASSWORD", o.password)
 	cfg.PACS.PasswordEnv = "RADGATE_BENCH_PACS_PASSWORD"
 	cfg.FHIR.BaseURL = o.fhirURL
+	cfg.FHIR.PDFReport = o.pdfReport
 	cfg.Orders.RetryMin = config.Duration(50 * time.Millisecond)
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
