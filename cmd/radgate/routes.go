@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -182,9 +184,36 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 }
 
 // pdfReport renders a result's one-page PDF report. A result that is not
-// marked shows the radiograph itself, fetched from the PACS as stored.
+// marked shows the radiograph itself, fetched from the PACS as stored. The
+// same result goes to several destinations at about the same time: the last
+// few reports are kept, keyed by everything the page shows, so each is
+// rendered once.
 func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]byte, error) {
+	var (
+		mu     sync.Mutex
+		recent = map[[32]byte][]byte{}
+		order  [][32]byte
+	)
+	const keep = 32
 	return func(ctx context.Context, r routing.Result) ([]byte, error) {
+		k := r
+		k.Destination, k.Destinations, k.Read = "", nil, nil // not on the page
+		j, err := json.Marshal(k)
+		if err != nil {
+			return nil, err
+		}
+		h := sha256.New()
+		h.Write(j)
+		h.Write(r.HeatmapPNG)
+		var key [32]byte
+		copy(key[:], h.Sum(nil))
+		mu.Lock()
+		pdf, ok := recent[key]
+		mu.Unlock()
+		if ok {
+			return pdf, nil
+		}
+
 		in := report.Input{Result: r}
 		if !r.Marked && pacs != nil && r.SOPInstanceUID != "" {
 			src, err := pacs.RetrieveInstance(ctx, r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID)
@@ -195,7 +224,20 @@ func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]b
 				return nil, fmt.Errorf("the report's radiograph: %w", err)
 			}
 		}
-		return report.PDF(in)
+		if pdf, err = report.PDF(in); err != nil {
+			return nil, err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if _, dup := recent[key]; !dup {
+			recent[key] = pdf
+			order = append(order, key)
+			if len(order) > keep {
+				delete(recent, order[0])
+				order = order[1:]
+			}
+		}
+		return pdf, nil
 	}
 }
 
