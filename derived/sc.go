@@ -161,25 +161,34 @@ func decodeHeatmap(p []byte) (*image.RGBA, error) {
 // averaging, as the heatmap is) so that its long edge is at most
 // inference.MaxHeatmapEdge.
 func greyRGBA(img *inference.Image) *image.RGBA {
-	W, H := img.Width, img.Height
-	ow, oh := W, H
-	if long := max(W, H); long > inference.MaxHeatmapEdge {
-		s := float64(inference.MaxHeatmapEdge) / float64(long)
-		ow = max(1, int(float64(W)*s+0.5))
-		oh = max(1, int(float64(H)*s+0.5))
-	}
-	plane := img.Plane()
-	grey := plane
-	if ow != W || oh != H {
-		grey = make([]float32, ow*oh)
-		inference.Resize(plane, W, image.Rect(0, 0, W, H), grey, ow, oh, true)
-	}
+	grey, ow, oh := greyScaled(img, inference.MaxHeatmapEdge)
 	out := image.NewRGBA(image.Rect(0, 0, ow, oh))
-	for i, v := range grey {
-		g := uint8(min(max(v, 0), 1)*255 + 0.5)
+	for i, g := range grey {
 		out.Pix[4*i], out.Pix[4*i+1], out.Pix[4*i+2], out.Pix[4*i+3] = g, g, g, 255
 	}
 	return out
+}
+
+// greyScaled is the decoded radiograph as 8-bit grey, downscaled by area
+// averaging so that its long edge is at most maxEdge.
+func greyScaled(img *inference.Image, maxEdge int) (grey []uint8, w, h int) {
+	W, H := img.Width, img.Height
+	w, h = W, H
+	if long := max(W, H); maxEdge > 0 && long > maxEdge {
+		s := float64(maxEdge) / float64(long)
+		w, h = max(1, int(float64(W)*s+0.5)), max(1, int(float64(H)*s+0.5))
+	}
+	plane := img.Plane()
+	if w != W || h != H {
+		small := make([]float32, w*h)
+		inference.Resize(plane, W, image.Rect(0, 0, W, H), small, w, h, true)
+		plane = small
+	}
+	grey = make([]uint8, len(plane))
+	for i, v := range plane {
+		grey[i] = uint8(min(max(v, 0), 1)*255 + 0.5)
+	}
+	return grey, w, h
 }
 
 // line is one paragraph of burned-in text.

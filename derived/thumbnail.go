@@ -18,22 +18,8 @@ func Thumbnail(src []byte, maxEdge int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrSource, err)
 	}
-	W, H := img.Width, img.Height
-	ow, oh := W, H
-	if long := max(W, H); maxEdge > 0 && long > maxEdge {
-		s := float64(maxEdge) / float64(long)
-		ow, oh = max(1, int(float64(W)*s+0.5)), max(1, int(float64(H)*s+0.5))
-	}
-	plane := img.Plane()
-	grey := plane
-	if ow != W || oh != H {
-		grey = make([]float32, ow*oh)
-		inference.Resize(plane, W, image.Rect(0, 0, W, H), grey, ow, oh, true)
-	}
-	out := image.NewGray(image.Rect(0, 0, ow, oh))
-	for i, v := range grey {
-		out.Pix[i] = uint8(min(max(v, 0), 1)*255 + 0.5)
-	}
+	grey, w, h := greyScaled(img, maxEdge)
+	out := &image.Gray{Pix: grey, Stride: w, Rect: image.Rect(0, 0, w, h)}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, out); err != nil {
 		return nil, err
