@@ -196,9 +196,16 @@ func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]b
 	)
 	const keep = 32
 	return func(ctx context.Context, r routing.Result) ([]byte, error) {
+		// What the page shows (report.PDF): the order's progress is not on
+		// it, and changes between one destination's delivery and the next.
 		k := r
-		k.Destination, k.Destinations, k.Read = "", nil, nil // not on the page
-		j, err := json.Marshal(k)
+		k.Order, k.Destination, k.Destinations, k.Read = routing.OrderStatus{}, "", nil, nil
+		j, err := json.Marshal(struct {
+			R                              routing.Result
+			Accession                      *routing.Identifier
+			ServiceRequest, ImagingStudy   *routing.Reference
+			OrderID, OrderStudyInstanceUID string
+		}{k, r.Order.Accession, r.Order.ServiceRequest, r.Order.ImagingStudy, r.Order.ID, r.Order.StudyInstanceUID})
 		if err != nil {
 			return nil, err
 		}

@@ -31,6 +31,8 @@ func TestPDFReportPerResult(t *testing.T) {
 	first, err := pdf(ctx, r)
 	require.NoError(t, err)
 	r.Destination = "ris"
+	r.Order.Engines = map[string]routing.EngineProgress{"eng": {State: routing.StateScored,
+		Deliveries: map[string]routing.DeliveryProgress{"fhir": {State: routing.StateDelivered}}}} // progress is not on the page
 	again, err := pdf(ctx, r)
 	require.NoError(t, err)
 	require.Equal(t, first, again)
