@@ -30,7 +30,7 @@ type Config struct {
 	// Engines lists the engine ids every order is scored by. Empty means the
 	// default engine, cxr-pneumonia-densenet121.
 	Engines []string `yaml:"engines"`
-	// RoutesFile is the route file (see routing/route): which studies go to
+	// RoutesFile is the route file (see package routing): which studies go to
 	// which engines and where their results go. Empty: one built-in route
 	// sends every order the engines accept to the "fhir" destination.
 	// Relative paths are relative to the working directory. radgate serve

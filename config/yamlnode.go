@@ -7,7 +7,7 @@ import (
 )
 
 // This file exports the small helpers other packages need to report YAML
-// findings the way radgate.yaml does (routing/route walks its own node
+// findings the way radgate.yaml does (package routing walks its own node
 // tree and positions every error with them).
 
 // YAMLError turns a yaml.v3 parse error ("yaml: line 3: …") into a

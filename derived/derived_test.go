@@ -16,9 +16,9 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 const testDisclaimer = "AI decision support: confidence of an imaging finding of infectious pneumonia. It does not determine whether pneumonia is present, nor its severity or progression. Not a diagnosis."
@@ -33,10 +33,10 @@ func testInput(id string, p float64, marked bool) Input {
 	}
 	return Input{
 		ResultID: id,
-		Engine: routing.EngineInfo{
+		Engine: radgate.EngineInfo{
 			ID: "cxr-pneumonia-densenet121", Name: "Chest radiograph pneumonia finding, DenseNet-121 + CAM",
 			Version: "1.0.0", Disclaimer: testDisclaimer,
-			Finding: routing.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
+			Finding: radgate.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
 		},
 		Probability: p, Tier: tier, Marked: marked,
 		Time: time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC),

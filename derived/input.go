@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/fhir"
-	"github.com/radgate/radgate/routing"
 )
 
 // What a Secondary Capture shows for a result below the marking threshold
@@ -40,7 +40,7 @@ type Input struct {
 	// Engine names the engine (name, version), its disclaimer (written word
 	// for word) and the finding it scores (SNOMED CT 233604007 Pneumonia
 	// when Finding.Code is empty).
-	Engine routing.EngineInfo
+	Engine radgate.EngineInfo
 	// Probability is the engine's output, 0..1. The confidence shown is
 	// Probability × 100 with one decimal (ConfidencePercent), formatted as
 	// in the FHIR report, so every output states the same number.
@@ -62,7 +62,7 @@ type Input struct {
 }
 
 // FromResult returns the Input for a scored result.
-func FromResult(r routing.Result) Input {
+func FromResult(r radgate.Result) Input {
 	return Input{
 		ResultID:    r.ID,
 		Engine:      r.Engine,
@@ -145,7 +145,7 @@ const schemeRadgate = "99RADGATE"
 func (in *Input) finding() (code, error) {
 	f := in.Engine.Finding
 	if f.Code == "" {
-		f = routing.Coding{System: fhir.DefaultFinding.System, Code: fhir.DefaultFinding.Code, Display: fhir.DefaultFinding.Display}
+		f = radgate.Coding{System: fhir.DefaultFinding.System, Code: fhir.DefaultFinding.Code, Display: fhir.DefaultFinding.Display}
 	}
 	scheme, ok := schemes[f.System]
 	if !ok {

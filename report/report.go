@@ -25,8 +25,8 @@ import (
 	"golang.org/x/image/font/gofont/gobold"
 	"golang.org/x/image/font/gofont/goregular"
 
-	rfhir "github.com/radgate/radgate/fhir"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/fhir"
 )
 
 // Title is the report's heading.
@@ -43,7 +43,7 @@ type Input struct {
 	// Result is the scored result (Outcome must be scored). When Marked,
 	// HeatmapPNG — the class activation map over the windowed radiograph —
 	// is the picture.
-	Result routing.Result
+	Result radgate.Result
 	// Thumbnail, optional, is a PNG of the radiograph, shown when the
 	// result is not marked. Without it the picture is a box saying there
 	// is no image.
@@ -73,19 +73,19 @@ func PDF(in Input) ([]byte, error) {
 	if strings.TrimSpace(r.ID) == "" {
 		return nil, bad("Result.ID: empty")
 	}
-	if r.Outcome != routing.OutcomeScored {
+	if r.Outcome != radgate.OutcomeScored {
 		return nil, bad("Result.Outcome: %q: only a scored result has a report", r.Outcome)
 	}
 	if strings.TrimSpace(r.Engine.Disclaimer) == "" {
 		return nil, bad("Result.Engine.Disclaimer: empty (every result carries the disclaimer)")
 	}
-	tier, ok := rfhir.TierCoding(r.Tier)
+	tier, ok := fhir.TierCoding(r.Tier)
 	if !ok {
 		return nil, bad("Result.Tier: %q is not Low, Mid or High", r.Tier)
 	}
-	engine := rfhir.Engine{ID: r.Engine.ID, Name: r.Engine.Name, Version: r.Engine.Version, Disclaimer: r.Engine.Disclaimer,
-		Finding: rfhir.Coding{System: r.Engine.Finding.System, Code: r.Engine.Finding.Code, Display: r.Engine.Finding.Display}}
-	conclusion, err := rfhir.Conclusion(rfhir.ResultInput{Engine: engine, Probability: r.Probability, Tier: r.Tier, Marked: r.Marked})
+	engine := fhir.Engine{ID: r.Engine.ID, Name: r.Engine.Name, Version: r.Engine.Version, Disclaimer: r.Engine.Disclaimer,
+		Finding: fhir.Coding{System: r.Engine.Finding.System, Code: r.Engine.Finding.Code, Display: r.Engine.Finding.Display}}
+	conclusion, err := fhir.Conclusion(fhir.ResultInput{Engine: engine, Probability: r.Probability, Tier: r.Tier, Marked: r.Marked})
 	if err != nil {
 		return nil, fmt.Errorf("report for result %q: %w: %w", r.ID, ErrInvalidInput, err)
 	}
@@ -161,7 +161,7 @@ func PDF(in Input) ([]byte, error) {
 	f.SetFont(fontFamily, "", 10)
 	f.CellFormat(w, lineH, findingLabel(r.Engine.Finding)+" — AI confidence", "", 2, "L", false, 0, "")
 	f.SetFont(fontFamily, "B", 30)
-	f.CellFormat(w, 14, rfhir.ConfidencePercent(r.Probability)+" %", "", 2, "L", false, 0, "")
+	f.CellFormat(w, 14, fhir.ConfidencePercent(r.Probability)+" %", "", 2, "L", false, 0, "")
 	cr, cg, cb := tierColour(tier.Code)
 	f.SetFillColor(cr, cg, cb)
 	f.SetTextColor(255, 255, 255)
@@ -342,7 +342,7 @@ func shrink(img image.Image, maxEdge int) *image.RGBA {
 }
 
 // identifierRows lists what identifies the order, the study and the result.
-func identifierRows(r routing.Result) [][2]string {
+func identifierRows(r radgate.Result) [][2]string {
 	var rows [][2]string
 	add := func(k, v string) {
 		if strings.TrimSpace(v) != "" {
@@ -363,7 +363,7 @@ func identifierRows(r routing.Result) [][2]string {
 	if study == "" {
 		study = o.StudyInstanceUID
 	}
-	add("Study Instance UID", routing.StripUIDPrefix(study))
+	add("Study Instance UID", radgate.StripUIDPrefix(study))
 	add("Series Instance UID", r.SeriesInstanceUID)
 	add("SOP Instance UID", r.SOPInstanceUID)
 	add("Order id", o.ID)
@@ -381,7 +381,7 @@ func identifierRows(r routing.Result) [][2]string {
 }
 
 // refString writes a reference literally, or as system|value.
-func refString(r *routing.Reference) string {
+func refString(r *radgate.Reference) string {
 	if r.IsZero() {
 		return ""
 	}
@@ -394,9 +394,9 @@ func refString(r *routing.Reference) string {
 	return "identifier " + r.Identifier.Value
 }
 
-func findingLabel(c routing.Coding) string {
+func findingLabel(c radgate.Coding) string {
 	if c.Code == "" {
-		c = routing.Coding{Display: rfhir.DefaultFinding.Display, Code: rfhir.DefaultFinding.Code}
+		c = radgate.Coding{Display: fhir.DefaultFinding.Display, Code: fhir.DefaultFinding.Code}
 	}
 	if c.Display != "" {
 		return c.Display

@@ -18,8 +18,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // -report.out DIR writes the test reports there (to look at them).
@@ -69,23 +69,23 @@ func radiograph(t testing.TB, w, h int, heat bool) []byte {
 	return buf.Bytes()
 }
 
-func testResult(t testing.TB, marked bool) routing.Result {
-	r := routing.Result{
+func testResult(t testing.TB, marked bool) radgate.Result {
+	r := radgate.Result{
 		ID: "r-7c1e9a0b42d5",
-		Order: routing.OrderStatus{
+		Order: radgate.OrderStatus{
 			ID:               "o-5d2e",
-			Accession:        &routing.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-PDF-0001"},
+			Accession:        &radgate.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-PDF-0001"},
 			StudyInstanceUID: "urn:oid:1.2.826.0.1.3680043.8.498.77",
-			ServiceRequest:   &routing.Reference{Reference: "ServiceRequest/sr-1"},
-			ImagingStudy:     &routing.Reference{Identifier: &routing.Identifier{System: "urn:dicom:uid", Value: "urn:oid:1.2.826.0.1.3680043.8.498.77"}},
-			Patient:          &routing.Reference{Reference: "Patient/p-1", Display: "Zyxwa Pdfpatient"},
+			ServiceRequest:   &radgate.Reference{Reference: "ServiceRequest/sr-1"},
+			ImagingStudy:     &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:dicom:uid", Value: "urn:oid:1.2.826.0.1.3680043.8.498.77"}},
+			Patient:          &radgate.Reference{Reference: "Patient/p-1", Display: "Zyxwa Pdfpatient"},
 		},
-		Engine: routing.EngineInfo{
+		Engine: radgate.EngineInfo{
 			ID: "cxr-pneumonia-densenet121", Name: "CXR pneumonia DenseNet-121", Version: "1.0.0",
 			Disclaimer: testDisclaimer,
-			Finding:    routing.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
+			Finding:    radgate.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
 		},
-		Outcome:           routing.OutcomeScored,
+		Outcome:           radgate.OutcomeScored,
 		Probability:       0.2345,
 		Tier:              "Low",
 		SeriesInstanceUID: "1.2.826.0.1.3680043.8.498.77.1",
@@ -218,7 +218,7 @@ func TestPDFBadInput(t *testing.T) {
 		edit func(in *Input)
 		want string
 	}{
-		{"not scored", func(in *Input) { in.Result.Outcome = routing.OutcomeNotApplicable }, `Result.Outcome: "not-applicable"`},
+		{"not scored", func(in *Input) { in.Result.Outcome = radgate.OutcomeNotApplicable }, `Result.Outcome: "not-applicable"`},
 		{"no id", func(in *Input) { in.Result.ID = "" }, "Result.ID: empty"},
 		{"tier", func(in *Input) { in.Result.Tier = "Extreme" }, `"Extreme" is not Low, Mid or High`},
 		{"probability", func(in *Input) { in.Result.Probability = 1.5 }, "1.5 is outside 0..1"},

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // Defaults filled in by New for zero Options fields.
@@ -66,7 +66,7 @@ type Client struct {
 	maxInstances int
 }
 
-var _ routing.StudySource = (*Client)(nil)
+var _ radgate.StudySource = (*Client)(nil)
 
 // New validates opts and returns a Client. It does no I/O. Every problem with
 // opts is reported, not only the first.
@@ -260,14 +260,14 @@ func classifyTransport(r *request, err error) error {
 	if errors.As(err, &unknownAuthority) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify) {
 		return wrapped
 	}
-	return routing.Transient(wrapped)
+	return radgate.Transient(wrapped)
 }
 
 // bodyReadError classifies an error met while reading a response body: the
 // connection dropped, the deadline passed, or the body ended early. All are
 // transient.
 func bodyReadError(r *request, what string, err error) error {
-	return routing.Transient(fmt.Errorf("dicomweb: %s: reading %s: %w", r.where(), what, err))
+	return radgate.Transient(fmt.Errorf("dicomweb: %s: reading %s: %w", r.where(), what, err))
 }
 
 // statusError builds the classified error for an unwanted HTTP status.
@@ -281,7 +281,7 @@ func statusError(r *request, resp *http.Response) error {
 		RetryAfter: retryAfter(resp.Header.Get("Retry-After")),
 	}
 	if transientStatus(resp.StatusCode) {
-		return routing.Transient(herr)
+		return radgate.Transient(herr)
 	}
 	return herr
 }

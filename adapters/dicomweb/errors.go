@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // Sentinel errors. Test with errors.Is.
@@ -14,7 +14,7 @@ var (
 	// ErrInstanceNotFound: WADO-RS answered 404 for an instance (it was
 	// deleted, or never stored). It wraps routing.ErrStudyNotFound, so the
 	// router treats it as "not (yet) in the archive".
-	ErrInstanceNotFound = fmt.Errorf("instance not found in the archive: %w", routing.ErrStudyNotFound)
+	ErrInstanceNotFound = fmt.Errorf("instance not found in the archive: %w", radgate.ErrStudyNotFound)
 	// ErrUnauthorized: the PACS answered 401 or 403. Permanent: fix the
 	// credentials or the PACS's permissions.
 	ErrUnauthorized = errors.New("the PACS refused the request: check the DICOMweb username and password or bearer token, and the user's permissions")

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	"github.com/radgate/radgate/routing"
 )
 
 // A study source for the router: find the study an order names, then fetch
@@ -23,11 +23,11 @@ func ExampleClient_FindStudy() {
 		panic(err) // a configuration error
 	}
 	ctx := context.Background()
-	study, err := pacs.FindStudy(ctx, routing.StudyQuery{AccessionNumber: "RGS0012"})
+	study, err := pacs.FindStudy(ctx, radgate.StudyQuery{AccessionNumber: "RGS0012"})
 	switch {
-	case errors.Is(err, routing.ErrStudyNotFound):
+	case errors.Is(err, radgate.ErrStudyNotFound):
 		return // not in the archive yet: the router retries later
-	case routing.IsTransient(err):
+	case radgate.IsTransient(err):
 		return // PACS busy or unreachable: retry later
 	case err != nil:
 		return // permanent: fail the order with err as the reason

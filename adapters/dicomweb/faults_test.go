@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // Faults a real Orthanc cannot be made to produce, from small servers on
@@ -87,14 +87,14 @@ func rawResponse(t *testing.T, w http.ResponseWriter, head string, body []byte) 
 func requireTransient(t *testing.T, err error) {
 	t.Helper()
 	require.Error(t, err)
-	require.True(t, routing.IsTransient(err), "want transient, got %v", err)
+	require.True(t, radgate.IsTransient(err), "want transient, got %v", err)
 	require.NotContains(t, err.Error(), secret)
 }
 
 func requirePermanent(t *testing.T, err error) {
 	t.Helper()
 	require.Error(t, err)
-	require.False(t, routing.IsTransient(err), "want permanent, got %v", err)
+	require.False(t, radgate.IsTransient(err), "want permanent, got %v", err)
 	require.NotContains(t, err.Error(), secret)
 }
 
@@ -252,7 +252,7 @@ func TestHTTPStatusClassification(t *testing.T) {
 			_, err := c.RetrieveInstance(t.Context(), tStudy, tSeries, tSOP)
 			check(err)
 			require.Contains(t, err.Error(), "WADO-RS GET /dicom-web/studies/"+tStudy)
-			_, err = c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: "RGS0042"})
+			_, err = c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: "RGS0042"})
 			check(err)
 			require.Contains(t, err.Error(), "QIDO-RS GET /dicom-web/studies?AccessionNumber=RGS0042")
 			_, err = c.Store(t.Context(), fakePart10(10))
@@ -268,7 +268,7 @@ func TestRetrieveNotFound(t *testing.T) {
 	})
 	_, err := c.RetrieveInstance(t.Context(), tStudy, tSeries, tSOP)
 	require.ErrorIs(t, err, ErrInstanceNotFound)
-	require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound)
 	requirePermanent(t, err)
 }
 
@@ -287,7 +287,7 @@ func TestTimeoutsAndRefusedConnections(t *testing.T) {
 		requireTransient(t, err)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		require.Less(t, time.Since(start), 3*time.Second)
-		_, err = c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: "RGS0001"})
+		_, err = c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: "RGS0001"})
 		requireTransient(t, err)
 		require.Contains(t, err.Error(), "AccessionNumber=RGS0001")
 	})
@@ -317,7 +317,7 @@ func TestTimeoutsAndRefusedConnections(t *testing.T) {
 		_, err = c.RetrieveInstance(t.Context(), tStudy, tSeries, tSOP)
 		requireTransient(t, err)
 		require.Contains(t, err.Error(), "connection refused")
-		_, err = c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err = c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
 		requireTransient(t, err)
 		_, err = c.Store(t.Context(), fakePart10(1))
 		requireTransient(t, err)
@@ -328,7 +328,7 @@ func TestTimeoutsAndRefusedConnections(t *testing.T) {
 		c := serve(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 		ctx, cancel := context.WithCancel(t.Context())
 		time.AfterFunc(100*time.Millisecond, cancel)
-		_, err := c.FindStudy(ctx, routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err := c.FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: tStudy})
 		requireTransient(t, err)
 		require.ErrorIs(t, err, context.Canceled)
 	})
@@ -340,14 +340,14 @@ func TestQIDOTruncatedOrMalformedJSON(t *testing.T) {
 		c := serve(t, func(w http.ResponseWriter, r *http.Request) {
 			rawResponse(t, w, fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/dicom+json\r\nContent-Length: %d\r\n\r\n", len(body)), []byte(body[:20]))
 		})
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
 		requireTransient(t, err)
 	})
 	t.Run("not JSON", func(t *testing.T) {
 		c := serve(t, func(w http.ResponseWriter, r *http.Request) {
 			_, _ = w.Write([]byte("<html>proxy error page</html>"))
 		})
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
 		require.ErrorIs(t, err, ErrMalformedResponse)
 		requirePermanent(t, err)
 	})

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // FuzzParseMultipart feeds the WADO-RS multipart parser arbitrary bodies and
@@ -43,7 +43,7 @@ func FuzzParseMultipart(f *testing.F) {
 			}
 			return
 		}
-		if !routing.IsTransient(err) && !errors.Is(err, ErrMalformedResponse) && !errors.Is(err, ErrInstanceTooLarge) {
+		if !radgate.IsTransient(err) && !errors.Is(err, ErrMalformedResponse) && !errors.Is(err, ErrInstanceTooLarge) {
 			t.Fatalf("unclassified error: %v", err)
 		}
 	})

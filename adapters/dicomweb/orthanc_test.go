@@ -14,8 +14,8 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // These tests talk to the real Orthanc (with the DICOMweb plugin) that
@@ -114,22 +114,22 @@ func TestOrthancStoreFindRetrieve(t *testing.T) {
 
 	for _, s := range samples {
 		t.Run(s.name, func(t *testing.T) {
-			byUID, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: "urn:oid:" + s.study})
+			byUID, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: "urn:oid:" + s.study})
 			require.NoError(t, err)
-			require.Equal(t, &routing.Study{
+			require.Equal(t, &radgate.Study{
 				StudyInstanceUID: s.study,
 				AccessionNumber:  s.accession,
 				InstitutionName:  s.institution,
-				Series: []routing.Series{{
+				Series: []radgate.Series{{
 					SeriesInstanceUID: s.series,
 					Modality:          s.modality,
 					BodyPartExamined:  s.bodyPart, // "" where the file has none
-					Instances:         []routing.Instance{{SOPInstanceUID: s.sop, SOPClassUID: s.sopClass}},
+					Instances:         []radgate.Instance{{SOPInstanceUID: s.sop, SOPClassUID: s.sopClass}},
 				}},
 			}, byUID)
 			require.NotEmpty(t, byUID.Series[0].Modality)
 
-			byAccession, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: s.accession})
+			byAccession, err := c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: s.accession})
 			require.NoError(t, err)
 			require.Equal(t, byUID, byAccession)
 
@@ -165,9 +165,9 @@ func TestOrthancAccessionMatchIsExact(t *testing.T) {
 		strings.ToLower(s.accession),
 		s.accession[:len(s.accession)-1] + "?",
 	} {
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: acc})
-		require.ErrorIs(t, err, routing.ErrStudyNotFound, "accession %q", acc)
-		require.False(t, routing.IsTransient(err))
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: acc})
+		require.ErrorIs(t, err, radgate.ErrStudyNotFound, "accession %q", acc)
+		require.False(t, radgate.IsTransient(err))
 		require.Contains(t, err.Error(), acc, "the error names the query")
 	}
 }
@@ -177,18 +177,18 @@ func TestOrthancUnknownStudy(t *testing.T) {
 	c := orthancClient(t, pacs.Password)
 
 	uid := randomUID(t)
-	_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: uid})
-	require.ErrorIs(t, err, routing.ErrStudyNotFound)
-	require.False(t, routing.IsTransient(err))
+	_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: uid})
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound)
+	require.False(t, radgate.IsTransient(err))
 	require.Contains(t, err.Error(), uid)
 
-	_, err = c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: "RGS-ABSENT-" + uid[len(uid)-8:]})
-	require.ErrorIs(t, err, routing.ErrStudyNotFound)
+	_, err = c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: "RGS-ABSENT-" + uid[len(uid)-8:]})
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound)
 
 	_, err = c.RetrieveInstance(t.Context(), uid, randomUID(t), randomUID(t))
 	require.ErrorIs(t, err, ErrInstanceNotFound)
-	require.ErrorIs(t, err, routing.ErrStudyNotFound)
-	require.False(t, routing.IsTransient(err))
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound)
+	require.False(t, radgate.IsTransient(err))
 	require.Contains(t, err.Error(), "/studies/"+uid+"/series/")
 }
 
@@ -199,7 +199,7 @@ func TestOrthancWrongPassword(t *testing.T) {
 	samples := loadSamples(t)
 	s := samples[0]
 
-	_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: s.study})
+	_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: s.study})
 	requirePermanentAuth(t, err, wrong)
 	_, err = c.RetrieveInstance(t.Context(), s.study, s.series, s.sop)
 	requirePermanentAuth(t, err, wrong)
@@ -209,14 +209,14 @@ func TestOrthancWrongPassword(t *testing.T) {
 	// No credentials at all.
 	anon, err := New(Options{BaseURL: pacs.DICOMweb})
 	require.NoError(t, err)
-	_, err = anon.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: s.study})
+	_, err = anon.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: s.study})
 	requirePermanentAuth(t, err, wrong)
 }
 
 func requirePermanentAuth(t *testing.T, err error, password string) {
 	t.Helper()
 	require.ErrorIs(t, err, ErrUnauthorized)
-	require.False(t, routing.IsTransient(err), "a refused password is not worth retrying")
+	require.False(t, radgate.IsTransient(err), "a refused password is not worth retrying")
 	require.Contains(t, err.Error(), "401")
 	require.NotContains(t, err.Error(), password)
 }
@@ -230,7 +230,7 @@ func TestOrthancStorePartialFailure(t *testing.T) {
 
 	res, err := c.Store(t.Context(), s.data, []byte("not a DICOM file"))
 	require.ErrorIs(t, err, ErrStoreIncomplete)
-	require.False(t, routing.IsTransient(err))
+	require.False(t, radgate.IsTransient(err))
 	require.Len(t, res.Stored, 1)
 	require.Equal(t, s.sop, res.Stored[0].SOPInstanceUID)
 }

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // FindStudy looks the study up with QIDO-RS and lists its series and
@@ -40,8 +40,8 @@ import (
 // Series come sorted by Series Number, instances by Instance Number (then by
 // UID). A series with no instance is left out; a study with none wraps
 // routing.ErrStudyNotFound (it is still arriving, or was deleted meanwhile).
-func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.Study, error) {
-	uid := routing.StripUIDPrefix(q.StudyInstanceUID)
+func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
+	uid := radgate.StripUIDPrefix(q.StudyInstanceUID)
 	acc := strings.TrimSpace(q.AccessionNumber)
 
 	// Institution Name is a study-level attribute routes match on; servers
@@ -78,11 +78,11 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 	}
 	switch {
 	case len(matches) == 0:
-		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w", what, routing.ErrStudyNotFound)
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w", what, radgate.ErrStudyNotFound)
 	case len(matches) > 1:
 		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w (%d studies); order it by Study Instance UID", what, ErrAmbiguousAccession, len(matches))
 	}
-	study := &routing.Study{
+	study := &radgate.Study{
 		StudyInstanceUID: matches[0].str(tagStudyInstanceUID),
 		AccessionNumber:  matches[0].str(tagAccessionNumber),
 		InstitutionName:  matches[0].str(tagInstitutionName),
@@ -98,7 +98,7 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 	}
 
 	type seriesRow struct {
-		series routing.Series
+		series radgate.Series
 		number int
 	}
 	var rows []seriesRow
@@ -113,7 +113,7 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 			continue
 		}
 		seen[suid] = true
-		se := routing.Series{
+		se := radgate.Series{
 			SeriesInstanceUID: suid,
 			Modality:          s.str(tagModality),
 			BodyPartExamined:  s.str(tagBodyPartExamined),
@@ -134,7 +134,7 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 		rows = append(rows, seriesRow{series: se, number: n})
 	}
 	if len(rows) == 0 {
-		return nil, fmt.Errorf("dicomweb: finding the study with %s: the archive lists no instance: %w", what, routing.ErrStudyNotFound)
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: the archive lists no instance: %w", what, radgate.ErrStudyNotFound)
 	}
 	slices.SortStableFunc(rows, func(a, b seriesRow) int {
 		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.series.SeriesInstanceUID, b.series.SeriesInstanceUID))
@@ -148,7 +148,7 @@ func (c *Client) FindStudy(ctx context.Context, q routing.StudyQuery) (*routing.
 // listInstances lists the instances of one series, at most limit of them
 // (ErrTooManyInstances beyond). With wantBodyPart it also asks for Body Part
 // Examined and returns the first non-empty value.
-func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, wantBodyPart bool, limit int) ([]routing.Instance, string, error) {
+func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, wantBodyPart bool, limit int) ([]radgate.Instance, string, error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
 	}
@@ -161,7 +161,7 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 		return nil, "", err
 	}
 	type row struct {
-		inst   routing.Instance
+		inst   radgate.Instance
 		number int
 	}
 	var rows []row
@@ -180,7 +180,7 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 			bodyPart = d.str(tagBodyPartExamined)
 		}
 		n, _ := d.integer(tagInstanceNumber)
-		rows = append(rows, row{inst: routing.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}, number: n})
+		rows = append(rows, row{inst: radgate.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}, number: n})
 	}
 	if len(rows) > limit {
 		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
@@ -188,7 +188,7 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 	slices.SortStableFunc(rows, func(a, b row) int {
 		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.inst.SOPInstanceUID, b.inst.SOPInstanceUID))
 	})
-	out := make([]routing.Instance, len(rows))
+	out := make([]radgate.Instance, len(rows))
 	for i, r := range rows {
 		out[i] = r.inst
 	}
@@ -221,7 +221,7 @@ func (c *Client) qido(ctx context.Context, level string, u *url.URL) ([]dataset,
 	if err != nil {
 		var herr *HTTPError
 		if level != "/studies" && asHTTPStatus(err, &herr, http.StatusNotFound) {
-			return nil, fmt.Errorf("%w: %w", err, routing.ErrStudyNotFound)
+			return nil, fmt.Errorf("%w: %w", err, radgate.ErrStudyNotFound)
 		}
 		return nil, err
 	}

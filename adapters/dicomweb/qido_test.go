@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // The happy path against a real archive is in orthanc_test.go. These cases
@@ -62,8 +62,8 @@ func TestFindStudyByAccessionIsExactAndUnambiguous(t *testing.T) {
 			`[` + studyJSON(other, "ACC1X") + `,` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(other+"1", "acc1") + `]`, nil},
 		{"the same study listed twice", `[` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(tStudy, "ACC1") + `]`, nil},
 		{"two studies with the accession number", `[` + studyJSON(tStudy, "ACC1") + `,` + studyJSON(other, "ACC1") + `]`, ErrAmbiguousAccession},
-		{"no exact match", `[` + studyJSON(other, "ACC10") + `]`, routing.ErrStudyNotFound},
-		{"empty answer", ``, routing.ErrStudyNotFound},
+		{"no exact match", `[` + studyJSON(other, "ACC10") + `]`, radgate.ErrStudyNotFound},
+		{"empty answer", ``, radgate.ErrStudyNotFound},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -73,7 +73,7 @@ func TestFindStudyByAccessionIsExactAndUnambiguous(t *testing.T) {
 				"/studies/" + tStudy + "/series/" + tSeries + "/instances": `[{"00080018": {"vr": "UI", "Value": ["` + tSOP + `"]}, "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.1.1"]}}]`,
 			})
 			c := serve(t, srv.ServeHTTP)
-			st, err := c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: " ACC1 "})
+			st, err := c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: " ACC1 "})
 			require.Equal(t, "ACC1", srv.queries["/studies"][0].Get("AccessionNumber"))
 			if tc.wantErr != nil {
 				require.ErrorIs(t, err, tc.wantErr)
@@ -112,17 +112,17 @@ func TestFindStudyParsesAndSorts(t *testing.T) {
 		"/studies/" + tStudy + "/series/" + s1 + ".5/instances": `[]`,
 	})
 	c := serve(t, srv.ServeHTTP)
-	st, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: "urn:oid:" + tStudy})
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: "urn:oid:" + tStudy})
 	require.NoError(t, err)
-	require.Equal(t, &routing.Study{
+	require.Equal(t, &radgate.Study{
 		StudyInstanceUID: tStudy,
 		AccessionNumber:  "ACC1",
-		Series: []routing.Series{
-			{SeriesInstanceUID: s1, Modality: "CR", BodyPartExamined: "CHEST", Instances: []routing.Instance{
+		Series: []radgate.Series{
+			{SeriesInstanceUID: s1, Modality: "CR", BodyPartExamined: "CHEST", Instances: []radgate.Instance{
 				{SOPInstanceUID: s1 + ".1", SOPClassUID: "1.2.840.10008.5.1.4.1.1.1"},
 				{SOPInstanceUID: s1 + ".2", SOPClassUID: "1.2.840.10008.5.1.4.1.1.1"},
 			}},
-			{SeriesInstanceUID: s2, Modality: "DX", BodyPartExamined: "CHEST", Instances: []routing.Instance{{SOPInstanceUID: s2 + ".1"}}},
+			{SeriesInstanceUID: s2, Modality: "DX", BodyPartExamined: "CHEST", Instances: []radgate.Instance{{SOPInstanceUID: s2 + ".1"}}},
 		},
 	}, st)
 
@@ -147,7 +147,7 @@ func TestFindStudyLimitsAndAbsence(t *testing.T) {
 	t.Run("too many instances", func(t *testing.T) {
 		srv := newQIDOServer(answers())
 		c := serve(t, srv.ServeHTTP, func(o *Options) { o.MaxInstancesPerStudy = 2 })
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
 		require.ErrorIs(t, err, ErrTooManyInstances)
 		requirePermanent(t, err)
 		require.Equal(t, "3", srv.queries["/studies/"+tStudy+"/series/"+tSeries+"/instances"][0].Get("limit"))
@@ -156,14 +156,14 @@ func TestFindStudyLimitsAndAbsence(t *testing.T) {
 		a := answers()
 		delete(a, "/studies/"+tStudy+"/series")
 		c := serve(t, newQIDOServer(a).ServeHTTP)
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
-		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, radgate.ErrStudyNotFound)
 		requirePermanent(t, err)
 	})
 	t.Run("root 404 is a wrong base URL, not an absent study", func(t *testing.T) {
 		c := serve(t, newQIDOServer(map[string]string{}).ServeHTTP)
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
-		require.NotErrorIs(t, err, routing.ErrStudyNotFound)
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.NotErrorIs(t, err, radgate.ErrStudyNotFound)
 		requirePermanent(t, err)
 		require.Contains(t, err.Error(), "404")
 	})
@@ -171,21 +171,21 @@ func TestFindStudyLimitsAndAbsence(t *testing.T) {
 		srv := newQIDOServer(answers())
 		srv.status["/studies"] = http.StatusNoContent
 		c := serve(t, srv.ServeHTTP)
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
-		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, radgate.ErrStudyNotFound)
 	})
 	t.Run("a study without instances is not there yet", func(t *testing.T) {
 		a := answers()
 		a["/studies/"+tStudy+"/series"] = `[]`
 		c := serve(t, newQIDOServer(a).ServeHTTP)
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
-		require.ErrorIs(t, err, routing.ErrStudyNotFound)
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.ErrorIs(t, err, radgate.ErrStudyNotFound)
 	})
 	t.Run("a malformed UID in an answer", func(t *testing.T) {
 		a := answers()
 		a["/studies/"+tStudy+"/series/"+tSeries+"/instances"] = `[{"00080018": {"vr": "UI", "Value": ["../../x"]}}]`
 		c := serve(t, newQIDOServer(a).ServeHTTP)
-		_, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: tStudy})
+		_, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
 		require.ErrorIs(t, err, ErrMalformedResponse)
 		requirePermanent(t, err)
 	})
@@ -195,7 +195,7 @@ func TestInvalidQueries(t *testing.T) {
 	c := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		t.Errorf("no request expected, got %s", r.URL)
 	})
-	for _, q := range []routing.StudyQuery{
+	for _, q := range []radgate.StudyQuery{
 		{},
 		{AccessionNumber: "  "},
 		{StudyInstanceUID: "1.2.3/../4"},

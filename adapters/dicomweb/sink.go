@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/derived"
 	"github.com/radgate/radgate/inference"
-	"github.com/radgate/radgate/routing"
 )
 
 // SinkOptions chooses what the PACS result sink stores.
@@ -24,7 +24,7 @@ type SinkOptions struct {
 	// PDF, when set, renders the result's PDF report; it is stored as an
 	// Encapsulated PDF (derived.EncapsulatedPDF). Its errors are passed on
 	// as they are (wrap with routing.Transient what is worth retrying).
-	PDF func(ctx context.Context, r routing.Result) ([]byte, error)
+	PDF func(ctx context.Context, r radgate.Result) ([]byte, error)
 }
 
 // Validate reports an option that cannot work: an unknown SCWhenUnmarked,
@@ -58,7 +58,7 @@ type Sink struct {
 	opts SinkOptions
 }
 
-var _ routing.Sink = (*Sink)(nil)
+var _ radgate.Sink = (*Sink)(nil)
 
 // NewSink returns a sink that stores through c. It does no I/O; opts are
 // checked by Deliver (and by SinkOptions.Validate, which configuration
@@ -78,12 +78,12 @@ const duplicateSOPInstance = 0x0111
 // 408/429/5xx are routing.Transient (as the Client classifies them); a
 // result or source that cannot become DICOM objects, and 4xx answers, are
 // permanent.
-func (s *Sink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, error) {
-	if r.Outcome != routing.OutcomeScored {
-		return routing.Receipt{}, nil
+func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
+	if r.Outcome != radgate.OutcomeScored {
+		return radgate.Receipt{}, nil
 	}
-	fail := func(err error) (routing.Receipt, error) {
-		return routing.Receipt{}, fmt.Errorf("storing result %s on the PACS: %w", r.ID, err)
+	fail := func(err error) (radgate.Receipt, error) {
+		return radgate.Receipt{}, fmt.Errorf("storing result %s on the PACS: %w", r.ID, err)
 	}
 	if err := s.opts.Validate(); err != nil {
 		return fail(err)
@@ -140,18 +140,18 @@ func (s *Sink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, 
 		files, report = append(files, f), path(u.SRSeries, u.SR)
 	}
 	if len(files) == 0 {
-		return routing.Receipt{}, nil
+		return radgate.Receipt{}, nil
 	}
 	res, err := s.c.Store(ctx, files...)
 	if err != nil && !onlyDuplicates(res, len(files)) {
 		return fail(err)
 	}
-	return routing.Receipt{Report: report}, nil
+	return radgate.Receipt{Report: report}, nil
 }
 
 // checkStudy refuses a retrieved instance of another study: the derived
 // objects would file into the wrong study.
-func checkStudy(src []byte, r routing.Result) error {
+func checkStudy(src []byte, r radgate.Result) error {
 	m, err := inference.ReadHeader(src)
 	if err != nil {
 		return fmt.Errorf("reading the retrieved instance %s: %w", r.SOPInstanceUID, err)

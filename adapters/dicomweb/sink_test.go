@@ -18,18 +18,18 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/derived"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 const sinkDisclaimer = "AI decision support: confidence of an imaging finding of infectious pneumonia. It does not determine whether pneumonia is present, nor its severity or progression. Not a diagnosis."
 
-var sinkEngine = routing.EngineInfo{
+var sinkEngine = radgate.EngineInfo{
 	ID: "cxr-pneumonia-densenet121", Name: "Chest radiograph pneumonia finding, DenseNet-121 + CAM",
 	Version: "1.0.0", Disclaimer: sinkDisclaimer,
-	Finding: routing.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
+	Finding: radgate.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"},
 }
 
 func TestSinkOptionsValidate(t *testing.T) {
@@ -46,19 +46,19 @@ func TestSinkIgnoresUnscoredResults(t *testing.T) {
 	c, err := New(Options{BaseURL: "http://127.0.0.1:1/dicom-web", Timeout: time.Second})
 	require.NoError(t, err)
 	s := NewSink(c, SinkOptions{SC: true, SR: true})
-	for _, o := range []routing.Outcome{routing.OutcomeNotApplicable, routing.OutcomeFailed} {
-		rec, err := s.Deliver(t.Context(), routing.Result{ID: "x", Outcome: o, Reason: "not a chest radiograph"})
+	for _, o := range []radgate.Outcome{radgate.OutcomeNotApplicable, radgate.OutcomeFailed} {
+		rec, err := s.Deliver(t.Context(), radgate.Result{ID: "x", Outcome: o, Reason: "not a chest radiograph"})
 		require.NoError(t, err)
-		require.Equal(t, routing.Receipt{}, rec)
+		require.Equal(t, radgate.Receipt{}, rec)
 	}
 	// A scored result without the scored instance's UIDs is refused, permanently.
-	_, err = s.Deliver(t.Context(), routing.Result{ID: "x", Outcome: routing.OutcomeScored})
+	_, err = s.Deliver(t.Context(), radgate.Result{ID: "x", Outcome: radgate.OutcomeScored})
 	require.Error(t, err)
-	require.False(t, routing.IsTransient(err))
+	require.False(t, radgate.IsTransient(err))
 	// The PACS unreachable: transient.
-	_, err = s.Deliver(t.Context(), routing.Result{ID: "x", Outcome: routing.OutcomeScored,
+	_, err = s.Deliver(t.Context(), radgate.Result{ID: "x", Outcome: radgate.OutcomeScored,
 		StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4", SOPInstanceUID: "1.2.3.4.5"})
-	require.True(t, routing.IsTransient(err), "%v", err)
+	require.True(t, radgate.IsTransient(err), "%v", err)
 }
 
 // reUID replaces uid in file with a variant of the same length whose last
@@ -195,11 +195,11 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	require.NoError(t, err)
 
 	pdf := []byte("%PDF-1.4\n% radgate sink test\n%%EOF\n")
-	sink := NewSink(c, SinkOptions{SC: true, SR: true, PDF: func(_ context.Context, r routing.Result) ([]byte, error) {
+	sink := NewSink(c, SinkOptions{SC: true, SR: true, PDF: func(_ context.Context, r radgate.Result) ([]byte, error) {
 		return pdf, nil
 	}})
-	base := routing.Result{
-		Engine: sinkEngine, Outcome: routing.OutcomeScored,
+	base := radgate.Result{
+		Engine: sinkEngine, Outcome: radgate.OutcomeScored,
 		StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop,
 		ScoredAt: time.Now().UTC(),
 	}
@@ -208,20 +208,20 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	marked.HeatmapPNG = sinkHeatmap(t, src)
 	unmarked.ID, unmarked.Probability, unmarked.Tier = "sink-unmarked-"+study, 0.214, "Low"
 
-	for _, r := range []routing.Result{marked, unmarked} {
+	for _, r := range []radgate.Result{marked, unmarked} {
 		rec, err := sink.Deliver(t.Context(), r)
 		require.NoError(t, err)
 		u := derived.UIDsFor(r.ID)
 		require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
 	}
 	// A result that was not scored stores nothing.
-	rec, err := sink.Deliver(t.Context(), routing.Result{ID: "sink-na-" + study, Outcome: routing.OutcomeNotApplicable,
+	rec, err := sink.Deliver(t.Context(), radgate.Result{ID: "sink-na-" + study, Outcome: radgate.OutcomeNotApplicable,
 		StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop})
 	require.NoError(t, err)
-	require.Equal(t, routing.Receipt{}, rec)
+	require.Equal(t, radgate.Receipt{}, rec)
 
 	for _, tc := range []struct {
-		r      routing.Result
+		r      radgate.Result
 		marked bool
 	}{{marked, true}, {unmarked, false}} {
 		u := derived.UIDsFor(tc.r.ID)
@@ -291,18 +291,18 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	}
 
 	// Delivering both again leaves one instance of each object.
-	for _, r := range []routing.Result{marked, unmarked} {
+	for _, r := range []radgate.Result{marked, unmarked} {
 		_, err := sink.Deliver(t.Context(), r)
 		require.NoError(t, err)
 	}
-	st, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: study})
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: study})
 	require.NoError(t, err)
 	counts := map[string]int{}
 	for _, s := range st.Series {
 		counts[s.SeriesInstanceUID] = len(s.Instances)
 	}
 	want := map[string]int{series: 1}
-	for _, r := range []routing.Result{marked, unmarked} {
+	for _, r := range []radgate.Result{marked, unmarked} {
 		u := derived.UIDsFor(r.ID)
 		want[u.SCSeries], want[u.SRSeries], want[u.PDFSeries] = 1, 1, 1
 	}
@@ -324,13 +324,13 @@ func TestOrthancSinkNoSCWhenUnmarked(t *testing.T) {
 	_, err = c.Store(t.Context(), src)
 	require.NoError(t, err)
 
-	r := routing.Result{ID: "sink-none-" + study, Engine: sinkEngine, Outcome: routing.OutcomeScored,
+	r := radgate.Result{ID: "sink-none-" + study, Engine: sinkEngine, Outcome: radgate.OutcomeScored,
 		Probability: 0.31, Tier: "Mid", StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop}
 	rec, err := NewSink(c, SinkOptions{SC: true, SR: true, SCWhenUnmarked: derived.SCUnmarkedNone}).Deliver(t.Context(), r)
 	require.NoError(t, err)
 	u := derived.UIDsFor(r.ID)
 	require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
-	st, err := c.FindStudy(t.Context(), routing.StudyQuery{StudyInstanceUID: study})
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: study})
 	require.NoError(t, err)
 	require.Len(t, st.Series, 2, "the source and the SR, no SC")
 	require.Equal(t, accession, st.AccessionNumber)

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // acceptAsStored asks for the instance in the transfer syntax it is stored
@@ -48,10 +48,10 @@ func (c *Client) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sopI
 	err := c.do(ctx, r, nil, func(resp *http.Response) error {
 		var err error
 		file, err = readFirstPart(resp.Header.Get("Content-Type"), resp.Body, c.maxInstance)
-		var te *routing.TransientError
+		var te *radgate.TransientError
 		switch {
 		case errors.As(err, &te):
-			return routing.Transient(fmt.Errorf("dicomweb: %s: %w", r.where(), te.Err))
+			return radgate.Transient(fmt.Errorf("dicomweb: %s: %w", r.where(), te.Err))
 		case err != nil:
 			return fmt.Errorf("dicomweb: %s: %w", r.where(), err)
 		}
@@ -140,10 +140,10 @@ func readFirstPart(contentType string, body io.Reader, limit int64) ([]byte, err
 	// before the closing boundary (transient), or the body is malformed.
 	fail := func(what string, err error) error {
 		if tr.readErr != nil {
-			return routing.Transient(fmt.Errorf("reading %s: %w", what, tr.readErr))
+			return radgate.Transient(fmt.Errorf("reading %s: %w", what, tr.readErr))
 		}
 		if tr.eof && !tr.endsWithClose(boundary) {
-			return routing.Transient(fmt.Errorf("reading %s: %w", what, &truncationError{err: err}))
+			return radgate.Transient(fmt.Errorf("reading %s: %w", what, &truncationError{err: err}))
 		}
 		return fmt.Errorf("%w: reading %s: %v", ErrMalformedResponse, what, err)
 	}

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -65,7 +65,7 @@ func TestNewACK(t *testing.T) {
 }
 
 func TestErrorDetailOf(t *testing.T) {
-	e := &Error{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeRequiredFieldMissing, Msg: "no accession number", Err: routing.ErrInvalidOrder}
+	e := &Error{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeRequiredFieldMissing, Msg: "no accession number", Err: radgate.ErrInvalidOrder}
 	wrapped := fmt.Errorf("mapping order: %w", e)
 	require.Equal(t, ErrorDetail{Loc: e.Loc, Code: CodeRequiredFieldMissing, Severity: SeverityError, Message: "mapping order: OBR-18: no accession number"}, ErrorDetailOf(wrapped))
 	require.Equal(t, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "boom"}, ErrorDetailOf(errors.New("boom")))

@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // Client defaults.
@@ -139,7 +139,7 @@ func (c *Client) connect(ctx context.Context) error {
 	defer cancel()
 	conn, err := c.opts.Dialer(dctx, "tcp", c.opts.Addr)
 	if err != nil {
-		return routing.Transient(fmt.Errorf("hl7v2: connecting to %s: %w", c.opts.Addr, err))
+		return radgate.Transient(fmt.Errorf("hl7v2: connecting to %s: %w", c.opts.Addr, err))
 	}
 	c.conn, c.fr = conn, NewFrameReader(conn, c.opts.MaxAckSize)
 	c.log.Debug("connected")
@@ -254,7 +254,7 @@ func (c *Client) Send(ctx context.Context, msg *Message) (*Message, error) {
 	if errors.As(lastErr, &ae) {
 		return nil, ae
 	}
-	return nil, routing.Transient(fmt.Errorf("hl7v2: sending %s to %s failed after %d attempts: %w", ctrl, c.opts.Addr, attempts, lastErr))
+	return nil, radgate.Transient(fmt.Errorf("hl7v2: sending %s to %s failed after %d attempts: %w", ctrl, c.opts.Addr, attempts, lastErr))
 }
 
 // try sends the frame once and waits for the matching ACK. Any error

@@ -3,8 +3,8 @@ package hl7v2
 import (
 	"strings"
 
-	rfhir "github.com/radgate/radgate/fhir"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/fhir"
 )
 
 // HL7 v2 coding system names (table 0396) radgate writes for its own code
@@ -27,18 +27,18 @@ const (
 
 // codingSystems maps table 0396 names to FHIR code system URIs.
 var codingSystems = map[string]string{
-	"LN":                rfhir.SystemLOINC,
-	"SCT":               rfhir.SystemSNOMED,
-	"SNM":               rfhir.SystemSNOMED,
-	"UCUM":              rfhir.SystemUCUM,
+	"LN":                fhir.SystemLOINC,
+	"SCT":               fhir.SystemSNOMED,
+	"SNM":               fhir.SystemSNOMED,
+	"UCUM":              fhir.SystemUCUM,
 	"DCM":               "http://dicom.nema.org/resources/ontology/DCM",
 	"C4":                "http://www.ama-assn.org/go/cpt",
 	"CPT4":              "http://www.ama-assn.org/go/cpt",
 	"I10":               "http://hl7.org/fhir/sid/icd-10",
 	"I9C":               "http://hl7.org/fhir/sid/icd-9-cm",
 	"RADLEX":            "http://radlex.org",
-	CodingSystemTier:    rfhir.CodeSystemTier,
-	CodingSystemRadgate: rfhir.CodeSystemRadgate,
+	CodingSystemTier:    fhir.CodeSystemTier,
+	CodingSystemRadgate: fhir.CodeSystemRadgate,
 }
 
 var codingSystemNames = func() map[string]string {
@@ -48,7 +48,7 @@ var codingSystemNames = func() map[string]string {
 			m[uri] = name
 		}
 	}
-	m[rfhir.SystemSNOMED] = "SCT"
+	m[fhir.SystemSNOMED] = "SCT"
 	m["http://www.ama-assn.org/go/cpt"] = "C4"
 	return m
 }()
@@ -159,6 +159,6 @@ func validUID(s string) bool {
 }
 
 // toCoding turns a CWE triplet into a routing.Coding.
-func toCoding(code, text, system string) routing.Coding {
-	return routing.Coding{System: CodingSystemURI(system), Code: code, Display: text}
+func toCoding(code, text, system string) radgate.Coding {
+	return radgate.Coding{System: CodingSystemURI(system), Code: code, Display: text}
 }

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // DefaultAcceptTimeout bounds storing one message's orders when
@@ -51,7 +51,7 @@ type IntakeOptions struct {
 //
 // All mapping happens before the first Accept, so a bad order in a
 // message with several stores none of them.
-func NewIntakeHandler(in routing.Intake, opts IntakeOptions) Handler {
+func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 	if opts.AcceptTimeout <= 0 {
 		opts.AcceptTimeout = DefaultAcceptTimeout
 	}
@@ -81,7 +81,7 @@ func NewIntakeHandler(in routing.Intake, opts IntakeOptions) Handler {
 				ids = append(ids, st.ID)
 				continue
 			}
-			if errors.Is(err, routing.ErrInvalidOrder) {
+			if errors.Is(err, radgate.ErrInvalidOrder) {
 				d := ErrorDetailOf(err)
 				var he *Error
 				if !errors.As(err, &he) {

@@ -12,39 +12,39 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // fakeIntake records accepted events; err, when set, is returned instead
 // (from the failAt-th call on, 1-based; 0 means every call).
 type fakeIntake struct {
 	mu     sync.Mutex
-	got    []routing.OrderEvent
+	got    []radgate.OrderEvent
 	err    error
 	failAt int
 	calls  int
 }
 
-func (f *fakeIntake) Accept(_ context.Context, ev routing.OrderEvent) (routing.OrderStatus, error) {
+func (f *fakeIntake) Accept(_ context.Context, ev radgate.OrderEvent) (radgate.OrderStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	if f.err != nil && f.calls >= f.failAt {
-		return routing.OrderStatus{}, f.err
+		return radgate.OrderStatus{}, f.err
 	}
 	f.got = append(f.got, ev)
-	key, err := routing.OrderKey(ev)
+	key, err := radgate.OrderKey(ev)
 	if err != nil {
-		return routing.OrderStatus{}, err
+		return radgate.OrderStatus{}, err
 	}
-	return routing.OrderStatus{ID: routing.OrderID(key), Key: key, State: routing.StateReceived}, nil
+	return radgate.OrderStatus{ID: radgate.OrderID(key), Key: key, State: radgate.StateReceived}, nil
 }
 
-func (f *fakeIntake) Status(context.Context, string) (routing.OrderStatus, error) {
-	return routing.OrderStatus{}, routing.ErrOrderNotFound
+func (f *fakeIntake) Status(context.Context, string) (radgate.OrderStatus, error) {
+	return radgate.OrderStatus{}, radgate.ErrOrderNotFound
 }
 
-func intakeAck(t *testing.T, in routing.Intake, msg *Message, logs *bytes.Buffer) Ack {
+func intakeAck(t *testing.T, in radgate.Intake, msg *Message, logs *bytes.Buffer) Ack {
 	t.Helper()
 	var logger *slog.Logger
 	if logs != nil {
@@ -64,9 +64,9 @@ func TestIntakeHandlerAcceptsOrders(t *testing.T) {
 	require.Equal(t, AA, a.Code)
 	require.Empty(t, a.Errors)
 	require.Len(t, in.got, 1)
-	require.Equal(t, &routing.Identifier{System: "http://hosp.example/acsn", Value: "ACC-778899"}, in.got[0].Accession)
+	require.Equal(t, &radgate.Identifier{System: "http://hosp.example/acsn", Value: "ACC-778899"}, in.got[0].Accession)
 	require.Equal(t, Source, in.got[0].Source)
-	id := routing.OrderID("acsn|http://hosp.example/acsn|ACC-778899")
+	id := radgate.OrderID("acsn|http://hosp.example/acsn|ACC-778899")
 	require.Contains(t, logs.String(), id)
 	require.Contains(t, logs.String(), "ORM0001")
 	require.NotContains(t, logs.String(), "Doe")
@@ -113,7 +113,7 @@ func TestIntakeHandlerAnswersFaults(t *testing.T) {
 		{
 			name: "invalid per Accept",
 			msg:  func(t *testing.T) *Message { return mustParse(t, readFixture(t, "orm_o01.hl7")) },
-			in:   &fakeIntake{err: fmt.Errorf("%w: something", routing.ErrInvalidOrder)}, code: AE,
+			in:   &fakeIntake{err: fmt.Errorf("%w: something", radgate.ErrInvalidOrder)}, code: AE,
 			err: ErrorDetail{Code: CodeRequiredFieldMissing, Severity: SeverityError, Message: "invalid order: something"},
 		},
 		{

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // Source is OrderEvent.Source for events this adapter produces.
@@ -31,19 +31,19 @@ type OrderOptions struct {
 // OrderEvent maps an ORM^O01 or OMI^O23 holding one order (one ORC group)
 // to routing's order event, with default options. See
 // OrderOptions.OrderEvents for the field mapping.
-func OrderEvent(msg *Message) (routing.OrderEvent, error) {
+func OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 	return OrderOptions{}.OrderEvent(msg)
 }
 
 // OrderEvent is OrderEvents for a message holding exactly one order.
-func (o OrderOptions) OrderEvent(msg *Message) (routing.OrderEvent, error) {
+func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 	evs, err := o.OrderEvents(msg)
 	if err != nil {
-		return routing.OrderEvent{}, err
+		return radgate.OrderEvent{}, err
 	}
 	if len(evs) != 1 {
-		return routing.OrderEvent{}, &Error{Loc: Location{Segment: "ORC", Seq: 2}, Code: CodeSegmentSequence,
-			Msg: fmt.Sprintf("the message holds %d orders; map it with OrderEvents", len(evs)), Err: routing.ErrInvalidOrder}
+		return radgate.OrderEvent{}, &Error{Loc: Location{Segment: "ORC", Seq: 2}, Code: CodeSegmentSequence,
+			Msg: fmt.Sprintf("the message holds %d orders; map it with OrderEvents", len(evs)), Err: radgate.ErrInvalidOrder}
 	}
 	return evs[0], nil
 }
@@ -84,7 +84,7 @@ func (o OrderOptions) OrderEvent(msg *Message) (routing.OrderEvent, error) {
 // Errors are *Error values naming the field, and wrap
 // routing.ErrInvalidOrder (or ErrUnsupportedMessage for another message
 // type).
-func (o OrderOptions) OrderEvents(msg *Message) ([]routing.OrderEvent, error) {
+func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 	t := msg.Type()
 	var resource string
 	switch {
@@ -116,7 +116,7 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]routing.OrderEvent, error) {
 	if len(groups) == 0 {
 		return nil, invalid(Location{Segment: "ORC"}, CodeSegmentSequence, "segment missing")
 	}
-	var evs []routing.OrderEvent
+	var evs []radgate.OrderEvent
 	for _, g := range groups {
 		ev, err := o.order(msg, resource, g)
 		if err != nil {
@@ -157,8 +157,8 @@ func latin1(s string) string {
 
 // latin1Event converts an event's text (but the patient, shared by the
 // events of a message), read from an ISO 8859-1 message, to UTF-8.
-func latin1Event(ev *routing.OrderEvent) {
-	for _, id := range []*routing.Identifier{ev.Accession, refID(ev.ServiceRequest)} {
+func latin1Event(ev *radgate.OrderEvent) {
+	for _, id := range []*radgate.Identifier{ev.Accession, refID(ev.ServiceRequest)} {
 		if id != nil {
 			id.System, id.Value = latin1(id.System), latin1(id.Value)
 		}
@@ -170,7 +170,7 @@ func latin1Event(ev *routing.OrderEvent) {
 	ev.Facility = latin1(ev.Facility)
 }
 
-func refID(r *routing.Reference) *routing.Identifier {
+func refID(r *radgate.Reference) *radgate.Identifier {
 	if r == nil {
 		return nil
 	}
@@ -181,7 +181,7 @@ func invalid(loc Location, code ErrorCode, format string, args ...any) *Error {
 	if loc.Seq == 0 {
 		loc.Seq = 1
 	}
-	return &Error{Loc: loc, Code: code, Msg: fmt.Sprintf(format, args...), Err: routing.ErrInvalidOrder}
+	return &Error{Loc: loc, Code: code, Msg: fmt.Sprintf(format, args...), Err: radgate.ErrInvalidOrder}
 }
 
 // walker knows each segment's occurrence number, for error locations.
@@ -263,7 +263,7 @@ func value(s *Segment, field, rep, comp, sub int) string {
 	return v
 }
 
-func (o OrderOptions) patient(pid *located) (*routing.Reference, error) {
+func (o OrderOptions) patient(pid *located) (*radgate.Reference, error) {
 	best := 0
 	for r := 1; r <= pid.Reps(3); r++ {
 		if value(pid.Segment, 3, r, 1, 1) == "" {
@@ -282,12 +282,12 @@ func (o OrderOptions) patient(pid *located) (*routing.Reference, error) {
 	}
 	h := HD{Namespace: value(pid.Segment, 3, best, 4, 1), UniversalID: value(pid.Segment, 3, best, 4, 2),
 		UniversalIDType: value(pid.Segment, 3, best, 4, 3)}
-	return &routing.Reference{Identifier: &routing.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, nil
+	return &radgate.Reference{Identifier: &radgate.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, nil
 }
 
 // ei reads an EI field (entity id^namespace^universal id^type) as an
 // identifier; nil when empty.
-func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *routing.Identifier {
+func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *radgate.Identifier {
 	v := value(s, field, 1, 1, 1)
 	if v == "" {
 		return nil
@@ -296,14 +296,14 @@ func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *routing.I
 	if sys == "" {
 		sys = defaultSystem
 	}
-	return &routing.Identifier{System: sys, Value: v}
+	return &radgate.Identifier{System: sys, Value: v}
 }
 
 var orderControls = map[string]bool{"NW": true, "XO": true, "XX": true, "SC": true, "SN": true}
 
-func (o OrderOptions) order(msg *Message, resource string, g []located) (routing.OrderEvent, error) {
+func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate.OrderEvent, error) {
 	orc := g[0]
-	ev := routing.OrderEvent{Source: Source, ResourceType: resource}
+	ev := radgate.OrderEvent{Source: Source, ResourceType: resource}
 	if o.Now != nil {
 		ev.ReceivedAt = o.Now().UTC()
 	}
@@ -338,12 +338,12 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (routing
 	}
 	if ev.Accession == nil {
 		if v := value(obr.Segment, 18, 1, 1, 1); v != "" {
-			ev.Accession = &routing.Identifier{System: o.AccessionSystem, Value: v}
+			ev.Accession = &radgate.Identifier{System: o.AccessionSystem, Value: v}
 		}
 	}
 	uidLoc := Location{Segment: "ZDS", Seq: 1, Field: 1}
 	for _, ipc := range ipcs {
-		v := routing.StripUIDPrefix(value(ipc.Segment, 3, 1, 1, 1))
+		v := radgate.StripUIDPrefix(value(ipc.Segment, 3, 1, 1, 1))
 		if v == "" {
 			continue
 		}
@@ -360,7 +360,7 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (routing
 	}
 	if zds := find(g, "ZDS"); zds != nil && ev.StudyInstanceUID == "" {
 		uidLoc = zds.loc(1)
-		if v := routing.StripUIDPrefix(value(zds.Segment, 1, 1, 1, 1)); v != "" {
+		if v := radgate.StripUIDPrefix(value(zds.Segment, 1, 1, 1, 1)); v != "" {
 			if !validUID(v) {
 				return ev, invalid(zds.loc(1), CodeDataTypeError, "invalid Study Instance UID: want digits and dots, at most 64 characters")
 			}
@@ -373,9 +373,9 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (routing
 
 	// The order: placer order number.
 	if id := o.ei(orc.Segment, 2, ""); id != nil {
-		ev.ServiceRequest = &routing.Reference{Identifier: id}
+		ev.ServiceRequest = &radgate.Reference{Identifier: id}
 	} else if id := o.ei(obr.Segment, 2, ""); id != nil {
-		ev.ServiceRequest = &routing.Reference{Identifier: id}
+		ev.ServiceRequest = &radgate.Reference{Identifier: id}
 	}
 
 	// Procedure: OBR-4, primary and alternate codings.

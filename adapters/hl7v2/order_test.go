@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -15,14 +15,14 @@ func TestOrderEventORM(t *testing.T) {
 	m := mustParse(t, readFixture(t, "orm_o01.hl7"))
 	ev, err := OrderEvent(m)
 	require.NoError(t, err)
-	require.Equal(t, routing.OrderEvent{
+	require.Equal(t, radgate.OrderEvent{
 		Source:           "hl7v2",
 		ResourceType:     "ORM",
-		Accession:        &routing.Identifier{Value: "ACC-778899"},
+		Accession:        &radgate.Identifier{Value: "ACC-778899"},
 		StudyInstanceUID: "1.2.840.113619.2.55.3.604688119.969.1268071029.320",
-		ServiceRequest:   &routing.Reference{Identifier: &routing.Identifier{System: "urn:oid:1.2.3.4.7", Value: "PLC-1001"}},
-		Patient:          &routing.Reference{Identifier: &routing.Identifier{System: "urn:oid:1.2.3.4.9", Value: "MRN12345"}},
-		ProcedureCodes: []routing.Coding{
+		ServiceRequest:   &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:oid:1.2.3.4.7", Value: "PLC-1001"}},
+		Patient:          &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:oid:1.2.3.4.9", Value: "MRN12345"}},
+		ProcedureCodes: []radgate.Coding{
 			{System: "http://loinc.org", Code: "36643-5", Display: "XR Chest 2 Views"},
 			{System: "http://radlex.org", Code: "RPID2474", Display: "XR CHEST PA AND LAT"},
 		},
@@ -30,7 +30,7 @@ func TestOrderEventORM(t *testing.T) {
 		Facility:   "Saint Elsewhere Clinic",
 		Priority:   "stat",
 	}, ev)
-	key, err := routing.OrderKey(ev)
+	key, err := radgate.OrderKey(ev)
 	require.NoError(t, err)
 	require.Equal(t, "acsn||ACC-778899", key)
 
@@ -44,7 +44,7 @@ func TestOrderEventORM(t *testing.T) {
 	ev, err = OrderOptions{AccessionSystem: "urn:oid:1.2.3.4.5", Authorities: Authorities{"HOSP": "https://hosp.example/mrn"},
 		Now: func() time.Time { return now }}.OrderEvent(m)
 	require.NoError(t, err)
-	require.Equal(t, &routing.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"}, ev.Accession)
+	require.Equal(t, &radgate.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"}, ev.Accession)
 	require.Equal(t, "urn:oid:1.2.3.4.9", ev.Patient.Identifier.System, "an ISO OID wins over the namespace")
 	require.Equal(t, now.UTC(), ev.ReceivedAt)
 }
@@ -53,14 +53,14 @@ func TestOrderEventOMI(t *testing.T) {
 	m := mustParse(t, readFixture(t, "omi_o23.hl7"))
 	ev, err := OrderOptions{AccessionSystem: "urn:unused", Authorities: Authorities{"HOSP": "https://hosp.example/mrn"}}.OrderEvent(m)
 	require.NoError(t, err)
-	require.Equal(t, routing.OrderEvent{
+	require.Equal(t, radgate.OrderEvent{
 		Source:           "hl7v2",
 		ResourceType:     "OMI",
-		Accession:        &routing.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"},
+		Accession:        &radgate.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"},
 		StudyInstanceUID: "1.2.3.4.5.6.7.8.9",
-		ServiceRequest:   &routing.Reference{Identifier: &routing.Identifier{System: "EHR", Value: "PLC-1001"}},
-		Patient:          &routing.Reference{Identifier: &routing.Identifier{System: "https://hosp.example/mrn", Value: "MRN12345"}},
-		ProcedureCodes:   []routing.Coding{{System: "http://loinc.org", Code: "36643-5", Display: "XR Chest 2 Views"}},
+		ServiceRequest:   &radgate.Reference{Identifier: &radgate.Identifier{System: "EHR", Value: "PLC-1001"}},
+		Patient:          &radgate.Reference{Identifier: &radgate.Identifier{System: "https://hosp.example/mrn", Value: "MRN12345"}},
+		ProcedureCodes:   []radgate.Coding{{System: "http://loinc.org", Code: "36643-5", Display: "XR Chest 2 Views"}},
 		Modalities:       []string{"DX", "CR"},
 		Facility:         "HOSP",
 		Priority:         "asap",
@@ -90,8 +90,8 @@ func TestOrderEventVariants(t *testing.T) {
 	require.Equal(t, "routine", ev.Priority, "OBR-27-6 when ORC-7 is empty")
 	require.Empty(t, ev.Modalities, "RAD is a section, not a modality")
 	require.Equal(t, "HOSP", ev.Facility, "MSH-4 without ORC-21")
-	require.Equal(t, &routing.Reference{Identifier: &routing.Identifier{System: "urn:oid:1.2.3.4.7", Value: "PLC-1001"}}, ev.ServiceRequest, "OBR-2 without ORC-2")
-	require.Equal(t, &routing.Identifier{System: "urn:oid:2.16.840.1", Value: "X1"}, ev.Patient.Identifier, "first non-empty PID-3 without an MR")
+	require.Equal(t, &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:oid:1.2.3.4.7", Value: "PLC-1001"}}, ev.ServiceRequest, "OBR-2 without ORC-2")
+	require.Equal(t, &radgate.Identifier{System: "urn:oid:2.16.840.1", Value: "X1"}, ev.Patient.Identifier, "first non-empty PID-3 without an MR")
 
 	ev, err = OrderEvent(edit(t, "orm_o01.hl7", "OBR-18=", "ZDS-1=urn:oid:1.2.3^^Application^DICOM", "OBR-24=NMR", "ORC-7=^^^^^PRN"))
 	require.NoError(t, err)
@@ -99,13 +99,13 @@ func TestOrderEventVariants(t *testing.T) {
 	require.Equal(t, "1.2.3", ev.StudyInstanceUID, "a study UID alone is enough, urn:oid: stripped")
 	require.Equal(t, []string{"MR"}, ev.Modalities)
 	require.Equal(t, "", ev.Priority, "PRN has no FHIR priority")
-	key, err := routing.OrderKey(ev)
+	key, err := radgate.OrderKey(ev)
 	require.NoError(t, err)
 	require.Equal(t, "study|1.2.3", key)
 
 	ev, err = OrderEvent(edit(t, "omi_o23.hl7", "IPC-1=", "IPC(2)-1=", "OBR-18=ACC-FALLBACK", "-TQ1", "ORC-7=^^^^^T"))
 	require.NoError(t, err)
-	require.Equal(t, &routing.Identifier{Value: "ACC-FALLBACK"}, ev.Accession, "OMI falls back to OBR-18")
+	require.Equal(t, &radgate.Identifier{Value: "ACC-FALLBACK"}, ev.Accession, "OMI falls back to OBR-18")
 	require.Equal(t, "urgent", ev.Priority)
 
 	// ISO 8859-1 text becomes UTF-8.
@@ -138,31 +138,31 @@ func TestOrderEventErrors(t *testing.T) {
 		wrapped error
 	}{
 		{"no accession, no study", edit(t, "orm_o01.hl7", "OBR-18=", "-ZDS"),
-			"OBR-18: no accession number (nor a Study Instance UID in ZDS-1)", Location{Segment: "OBR", Seq: 1, Field: 18}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"OBR-18: no accession number (nor a Study Instance UID in ZDS-1)", Location{Segment: "OBR", Seq: 1, Field: 18}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"explicit null accession", edit(t, "orm_o01.hl7", `OBR-18=""`, "ZDS-1="),
-			"OBR-18: no accession number (nor a Study Instance UID in ZDS-1)", Location{Segment: "OBR", Seq: 1, Field: 18}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"OBR-18: no accession number (nor a Study Instance UID in ZDS-1)", Location{Segment: "OBR", Seq: 1, Field: 18}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"OMI without accession or study", edit(t, "omi_o23.hl7", "IPC-1=", "IPC(2)-1=", "IPC-3=", "IPC(2)-3="),
-			"IPC-1: no accession number (nor a Study Instance UID in IPC-3)", Location{Segment: "IPC", Seq: 1, Field: 1}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"IPC-1: no accession number (nor a Study Instance UID in IPC-3)", Location{Segment: "IPC", Seq: 1, Field: 1}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"bad study UID", edit(t, "orm_o01.hl7", "ZDS-1=1.2.abc"),
-			"ZDS-1: invalid Study Instance UID: want digits and dots, at most 64 characters", Location{Segment: "ZDS", Seq: 1, Field: 1}, CodeDataTypeError, routing.ErrInvalidOrder},
+			"ZDS-1: invalid Study Instance UID: want digits and dots, at most 64 characters", Location{Segment: "ZDS", Seq: 1, Field: 1}, CodeDataTypeError, radgate.ErrInvalidOrder},
 		{"conflicting IPC", edit(t, "omi_o23.hl7", "IPC(2)-3=1.2.3"),
-			"IPC(2)-3: Study Instance UID differs from that of IPC-3: one order, one study", Location{Segment: "IPC", Seq: 2, Field: 3}, CodeDataTypeError, routing.ErrInvalidOrder},
+			"IPC(2)-3: Study Instance UID differs from that of IPC-3: one order, one study", Location{Segment: "IPC", Seq: 2, Field: 3}, CodeDataTypeError, radgate.ErrInvalidOrder},
 		{"conflicting accession", edit(t, "omi_o23.hl7", "IPC(2)-1=OTHER"),
-			"IPC(2)-1: accession number differs from that of IPC-1: one order, one accession", Location{Segment: "IPC", Seq: 2, Field: 1}, CodeDataTypeError, routing.ErrInvalidOrder},
+			"IPC(2)-1: accession number differs from that of IPC-1: one order, one accession", Location{Segment: "IPC", Seq: 2, Field: 1}, CodeDataTypeError, radgate.ErrInvalidOrder},
 		{"bad modality", edit(t, "omi_o23.hl7", "IPC-5=Chest X-ray"),
-			`IPC-5: modality "CHEST X-RAY" is not a DICOM modality code`, Location{Segment: "IPC", Seq: 1, Field: 5}, CodeDataTypeError, routing.ErrInvalidOrder},
+			`IPC-5: modality "CHEST X-RAY" is not a DICOM modality code`, Location{Segment: "IPC", Seq: 1, Field: 5}, CodeDataTypeError, radgate.ErrInvalidOrder},
 		{"no patient id", edit(t, "orm_o01.hl7", "PID-3=^^^HOSP^MR"),
-			"PID-3: no patient identifier", Location{Segment: "PID", Seq: 1, Field: 3}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"PID-3: no patient identifier", Location{Segment: "PID", Seq: 1, Field: 3}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"no PID", edit(t, "orm_o01.hl7", "-PID"),
-			"PID: segment missing", Location{Segment: "PID", Seq: 1}, CodeSegmentSequence, routing.ErrInvalidOrder},
+			"PID: segment missing", Location{Segment: "PID", Seq: 1}, CodeSegmentSequence, radgate.ErrInvalidOrder},
 		{"no ORC", edit(t, "orm_o01.hl7", "-ORC"),
-			"ORC: segment missing", Location{Segment: "ORC", Seq: 1}, CodeSegmentSequence, routing.ErrInvalidOrder},
+			"ORC: segment missing", Location{Segment: "ORC", Seq: 1}, CodeSegmentSequence, radgate.ErrInvalidOrder},
 		{"no OBR", edit(t, "orm_o01.hl7", "-OBR"),
-			"OBR: segment missing after ORC", Location{Segment: "OBR", Seq: 1}, CodeSegmentSequence, routing.ErrInvalidOrder},
+			"OBR: segment missing after ORC", Location{Segment: "OBR", Seq: 1}, CodeSegmentSequence, radgate.ErrInvalidOrder},
 		{"no procedure code", edit(t, "orm_o01.hl7", "OBR-4=^XR Chest"),
-			"OBR-4: no procedure code", Location{Segment: "OBR", Seq: 1, Field: 4}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"OBR-4: no procedure code", Location{Segment: "OBR", Seq: 1, Field: 4}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"no order control", edit(t, "orm_o01.hl7", "ORC-1="),
-			"ORC-1: missing order control", Location{Segment: "ORC", Seq: 1, Field: 1}, CodeRequiredFieldMissing, routing.ErrInvalidOrder},
+			"ORC-1: missing order control", Location{Segment: "ORC", Seq: 1, Field: 1}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"cancel", edit(t, "orm_o01.hl7", "ORC-1=CA"),
 			`ORC-1: order control "CA" is not a new or changed order (NW, XO, XX, SC, SN)`, Location{Segment: "ORC", Seq: 1, Field: 1}, CodeUnsupportedEventCode, ErrOrderControl},
 		{"ADT", edit(t, "orm_o01.hl7", "MSH-9=ADT^A01"),

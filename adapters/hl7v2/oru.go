@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	rfhir "github.com/radgate/radgate/fhir"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/fhir"
 )
 
 // ORUOptions tune ORU.
@@ -84,7 +84,7 @@ const (
 // with the reason instead of the OBX segments.
 //
 // Errors wrap ErrInvalidResult.
-func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
+func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidResult, fmt.Sprintf(format, args...))
 	}
@@ -92,11 +92,11 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 	if patient == nil || patient.Identifier == nil || strings.TrimSpace(patient.Identifier.Value) == "" {
 		return nil, bad("Result.Order.Patient: no patient identifier for PID-3")
 	}
-	var tier rfhir.Coding
+	var tier fhir.Coding
 	switch r.Outcome {
-	case routing.OutcomeScored:
+	case radgate.OutcomeScored:
 		var ok bool
-		if tier, ok = rfhir.TierCoding(r.Tier); !ok {
+		if tier, ok = fhir.TierCoding(r.Tier); !ok {
 			return nil, bad("Result.Tier: %q is not Low, Mid or High", r.Tier)
 		}
 		if math.IsNaN(r.Probability) || r.Probability < 0 || r.Probability > 1 {
@@ -105,7 +105,7 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 		if strings.TrimSpace(r.Engine.Disclaimer) == "" {
 			return nil, bad("Result.Engine.Disclaimer: empty (every result carries the disclaimer)")
 		}
-	case routing.OutcomeNotApplicable, routing.OutcomeFailed:
+	case radgate.OutcomeNotApplicable, radgate.OutcomeFailed:
 	default:
 		return nil, bad("Result.Outcome: %q is not scored, not-applicable or failed", r.Outcome)
 	}
@@ -145,7 +145,7 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 		return strings.TrimRight(strings.Join(parts, string(d.SubcomponentSep)), string(d.SubcomponentSep))
 	}
 	// eiRaw writes an identifier as an EI: value^namespace^universal id^type.
-	eiRaw := func(id *routing.Identifier) string {
+	eiRaw := func(id *radgate.Identifier) string {
 		if id == nil || id.Value == "" {
 			return ""
 		}
@@ -173,13 +173,13 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 	}
 	filler = eiRaw(r.Order.Accession)
 	if placer == "" && filler == "" {
-		filler = eiRaw(&routing.Identifier{Value: r.ID, System: IdentifierNamespace})
+		filler = eiRaw(&radgate.Identifier{Value: r.ID, System: IdentifierNamespace})
 	}
 	orc := m.AddSegment("ORC")
 	set(orc, 1, "RE")
 	set(orc, 2, placer)
 	set(orc, 3, filler)
-	if r.Outcome == routing.OutcomeScored {
+	if r.Outcome == radgate.OutcomeScored {
 		set(orc, 5, "CM")
 	}
 
@@ -191,7 +191,7 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 		c := r.Order.ProcedureCodes[0]
 		set(obr, 4, cwe(c.Code, c.Display, CodingSystemName(c.System)))
 	} else {
-		set(obr, 4, cwe(rfhir.ReportCode.Code, rfhir.ReportCode.Display, "LN"))
+		set(obr, 4, cwe(fhir.ReportCode.Code, fhir.ReportCode.Display, "LN"))
 	}
 	set(obr, 7, FormatTime(scored))
 	if r.Order.Accession != nil {
@@ -210,10 +210,10 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 		label += " " + r.Engine.Version
 	}
 
-	if r.Outcome != routing.OutcomeScored {
+	if r.Outcome != radgate.OutcomeScored {
 		set(obr, 25, "X")
 		what := "not applicable"
-		if r.Outcome == routing.OutcomeFailed {
+		if r.Outcome == radgate.OutcomeFailed {
 			what = "failed"
 		}
 		reason := strings.TrimSpace(r.Reason)
@@ -234,7 +234,7 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 
 	finding := r.Engine.Finding
 	if finding.Code == "" {
-		finding = routing.Coding{System: rfhir.DefaultFinding.System, Code: rfhir.DefaultFinding.Code, Display: rfhir.DefaultFinding.Display}
+		finding = radgate.Coding{System: fhir.DefaultFinding.System, Code: fhir.DefaultFinding.Code, Display: fhir.DefaultFinding.Display}
 	}
 	findingName := finding.Display
 	if findingName == "" {
@@ -260,12 +260,12 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 		return s
 	}
 	conf := obx("NM", cwe(finding.Code, findingName+" (AI confidence)", CodingSystemName(finding.System)), "1",
-		rfhir.ConfidencePercent(r.Probability))
+		fhir.ConfidencePercent(r.Probability))
 	set(conf, 6, cwe("%", "percent", "UCUM"))
 	obx("CWE", cwe(ObsTier, "AI confidence tier", CodingSystemRadgate), "1", cwe(tier.Code, tier.Display, CodingSystemTier))
 
 	conclusion := fmt.Sprintf("%s: AI confidence %s %% (tier %s), by %s.", findingName,
-		rfhir.ConfidencePercent(r.Probability), tier.Display, label)
+		fhir.ConfidencePercent(r.Probability), tier.Display, label)
 	if r.Marked {
 		conclusion += " The region of interest is marked on the AI heatmap."
 	}
@@ -279,7 +279,7 @@ func ORU(r routing.Result, opts ORUOptions) (*Message, error) {
 	if study == "" {
 		study = r.Order.StudyInstanceUID
 	}
-	if study = routing.StripUIDPrefix(study); study != "" {
+	if study = radgate.StripUIDPrefix(study); study != "" {
 		obx("ST", cwe(ObsStudyUID, "Study Instance UID", "DCM"), "", d.Escape(study))
 	}
 	if len(opts.PDF) > 0 {

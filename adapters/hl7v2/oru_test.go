@@ -7,28 +7,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 	"github.com/stretchr/testify/require"
 )
 
 const testDisclaimer = "AI decision support — not a diagnosis.\nReview the image yourself | ^ & ~ \\ #"
 
-func sampleResult() routing.Result {
-	return routing.Result{
+func sampleResult() radgate.Result {
+	return radgate.Result{
 		ID: "0123456789abcdef01234567",
-		Order: routing.OrderStatus{
+		Order: radgate.OrderStatus{
 			ID:             "order-1",
-			Accession:      &routing.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"},
-			ServiceRequest: &routing.Reference{Identifier: &routing.Identifier{System: "EHR", Value: "PLC-1001"}},
-			Patient: &routing.Reference{Identifier: &routing.Identifier{System: "urn:oid:1.2.3.4.9", Value: "MRN12345"},
+			Accession:      &radgate.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-778899"},
+			ServiceRequest: &radgate.Reference{Identifier: &radgate.Identifier{System: "EHR", Value: "PLC-1001"}},
+			Patient: &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:oid:1.2.3.4.9", Value: "MRN12345"},
 				Display: "Doe, Jane"},
-			ProcedureCodes:   []routing.Coding{{System: "http://loinc.org", Code: "36643-5", Display: "XR Chest 2 Views"}},
+			ProcedureCodes:   []radgate.Coding{{System: "http://loinc.org", Code: "36643-5", Display: "XR Chest 2 Views"}},
 			StudyInstanceUID: "1.2.3.4.5.6.7.8.9",
 		},
-		Engine: routing.EngineInfo{ID: "cxr-pneumonia", Name: "CXR pneumonia DenseNet-121", Version: "1.2.0",
+		Engine: radgate.EngineInfo{ID: "cxr-pneumonia", Name: "CXR pneumonia DenseNet-121", Version: "1.2.0",
 			Disclaimer: testDisclaimer,
-			Finding:    routing.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"}},
-		Outcome:          routing.OutcomeScored,
+			Finding:    radgate.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"}},
+		Outcome:          radgate.OutcomeScored,
 		Probability:      0.87349,
 		Tier:             "High",
 		Marked:           true,
@@ -93,7 +93,7 @@ func TestORUWithPDFAndOtherDelimiters(t *testing.T) {
 	r := sampleResult()
 	r.Order.ServiceRequest = nil
 	r.Order.ProcedureCodes = nil
-	r.Engine.Finding = routing.Coding{}
+	r.Engine.Finding = radgate.Coding{}
 	r.Marked = false
 	d := Delimiters{FieldSep: '$', ComponentSep: '%', RepetitionSep: '@', EscapeChar: '*', SubcomponentSep: '&'}
 	m, err := ORU(r, ORUOptions{Time: fixedTime, PDF: pdf, Delimiters: d, ControlID: "CTRL-1"})
@@ -122,14 +122,14 @@ func TestORUWithPDFAndOtherDelimiters(t *testing.T) {
 
 func TestORUNotScored(t *testing.T) {
 	for _, c := range []struct {
-		outcome routing.Outcome
+		outcome radgate.Outcome
 		reason  string
 		want    string
 	}{
-		{routing.OutcomeNotApplicable, "not a chest radiograph (body part: KNEE | modality MR)",
+		{radgate.OutcomeNotApplicable, "not a chest radiograph (body part: KNEE | modality MR)",
 			`NTE|1|L|AI analysis by CXR pneumonia DenseNet-121 1.2.0 not applicable: not a chest radiograph (body part: KNEE \F\ modality MR)`},
-		{routing.OutcomeFailed, "study never arrived\nafter 24 h", `NTE|1|L|AI analysis by CXR pneumonia DenseNet-121 1.2.0 failed: study never arrived\.br\after 24 h`},
-		{routing.OutcomeFailed, "", `NTE|1|L|AI analysis by CXR pneumonia DenseNet-121 1.2.0 failed: no reason given`},
+		{radgate.OutcomeFailed, "study never arrived\nafter 24 h", `NTE|1|L|AI analysis by CXR pneumonia DenseNet-121 1.2.0 failed: study never arrived\.br\after 24 h`},
+		{radgate.OutcomeFailed, "", `NTE|1|L|AI analysis by CXR pneumonia DenseNet-121 1.2.0 failed: no reason given`},
 	} {
 		t.Run(string(c.outcome), func(t *testing.T) {
 			r := sampleResult()
@@ -151,17 +151,17 @@ func TestORUNotScored(t *testing.T) {
 func TestORUErrors(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		edit func(*routing.Result)
+		edit func(*radgate.Result)
 		want string
 	}{
-		{"no patient", func(r *routing.Result) { r.Order.Patient = nil }, "invalid result for ORU^R01: Result.Order.Patient: no patient identifier for PID-3"},
-		{"literal patient reference only", func(r *routing.Result) { r.Order.Patient = &routing.Reference{Reference: "Patient/1"} },
+		{"no patient", func(r *radgate.Result) { r.Order.Patient = nil }, "invalid result for ORU^R01: Result.Order.Patient: no patient identifier for PID-3"},
+		{"literal patient reference only", func(r *radgate.Result) { r.Order.Patient = &radgate.Reference{Reference: "Patient/1"} },
 			"invalid result for ORU^R01: Result.Order.Patient: no patient identifier for PID-3"},
-		{"bad tier", func(r *routing.Result) { r.Tier = "Severe" }, `invalid result for ORU^R01: Result.Tier: "Severe" is not Low, Mid or High`},
-		{"NaN", func(r *routing.Result) { r.Probability = math.NaN() }, "invalid result for ORU^R01: Result.Probability: NaN is outside 0..1"},
-		{"above 1", func(r *routing.Result) { r.Probability = 1.5 }, "invalid result for ORU^R01: Result.Probability: 1.5 is outside 0..1"},
-		{"no disclaimer", func(r *routing.Result) { r.Engine.Disclaimer = " " }, "invalid result for ORU^R01: Result.Engine.Disclaimer: empty (every result carries the disclaimer)"},
-		{"unknown outcome", func(r *routing.Result) { r.Outcome = "maybe" }, `invalid result for ORU^R01: Result.Outcome: "maybe" is not scored, not-applicable or failed`},
+		{"bad tier", func(r *radgate.Result) { r.Tier = "Severe" }, `invalid result for ORU^R01: Result.Tier: "Severe" is not Low, Mid or High`},
+		{"NaN", func(r *radgate.Result) { r.Probability = math.NaN() }, "invalid result for ORU^R01: Result.Probability: NaN is outside 0..1"},
+		{"above 1", func(r *radgate.Result) { r.Probability = 1.5 }, "invalid result for ORU^R01: Result.Probability: 1.5 is outside 0..1"},
+		{"no disclaimer", func(r *radgate.Result) { r.Engine.Disclaimer = " " }, "invalid result for ORU^R01: Result.Engine.Disclaimer: empty (every result carries the disclaimer)"},
+		{"unknown outcome", func(r *radgate.Result) { r.Outcome = "maybe" }, `invalid result for ORU^R01: Result.Outcome: "maybe" is not scored, not-applicable or failed`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := sampleResult()

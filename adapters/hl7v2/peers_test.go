@@ -21,8 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 	"github.com/stretchr/testify/require"
 )
 
@@ -69,7 +69,7 @@ func needPeer(t *testing.T, withMLLPSend bool) {
 // Server and receives our ACKs.
 func TestPeerMLLPSendToServer(t *testing.T) {
 	needPeer(t, true)
-	got := make(chan routing.OrderEvent, 10)
+	got := make(chan radgate.OrderEvent, 10)
 	s := startServer(t, ServerOptions{Handler: orderHandler(got)})
 	_, port, _ := strings.Cut(s.Addr().String(), ":")
 
@@ -273,7 +273,7 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 
 	t.Run("not scored", func(t *testing.T) {
 		res := sampleResult()
-		res.Outcome, res.Reason = routing.OutcomeNotApplicable, "lateral view only | no PA"
+		res.Outcome, res.Reason = radgate.OutcomeNotApplicable, "lateral view only | no PA"
 		m, err := ORU(res, ORUOptions{ControlID: "ORU-X-1"})
 		require.NoError(t, err)
 		_, err = c.Send(ctx, m)
@@ -310,7 +310,7 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 		quick := newClient(t, p.addr, ClientOptions{AckTimeout: 200 * time.Millisecond, MaxAttempts: 1})
 		_, err := quick.Send(ctx, oru(t, "SILENT-1"))
 		require.ErrorIs(t, err, ErrAckTimeout)
-		require.True(t, routing.IsTransient(err))
+		require.True(t, radgate.IsTransient(err))
 		require.Equal(t, "SILENT-1", p.next(t).ControlID)
 	})
 }

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 	"github.com/stretchr/testify/require"
 )
 
@@ -49,7 +49,7 @@ func newClient(t *testing.T, addr string, opts ClientOptions) *Client {
 
 // orderHandler is the handler radgate's intake would be: map the order,
 // answer AA, or AE/AR with the error.
-func orderHandler(got chan<- routing.OrderEvent) Handler {
+func orderHandler(got chan<- radgate.OrderEvent) Handler {
 	return func(ctx context.Context, msg *Message) *Message {
 		ev, err := OrderEvent(msg)
 		switch {
@@ -72,7 +72,7 @@ func withControlID(t *testing.T, m *Message, id string) *Message {
 }
 
 func TestServerClient(t *testing.T) {
-	got := make(chan routing.OrderEvent, 10)
+	got := make(chan radgate.OrderEvent, 10)
 	s := startServer(t, ServerOptions{Handler: orderHandler(got)})
 	c := newClient(t, s.Addr().String(), ClientOptions{})
 	ctx := t.Context()
@@ -243,7 +243,7 @@ func TestServerCloseDrains(t *testing.T) {
 	// The idle connection was closed; sending now fails.
 	_, err = idle.Send(t.Context(), withControlID(t, mustParse(t, readFixture(t, "orm_o01.hl7")), "AFTER"))
 	require.Error(t, err)
-	require.True(t, routing.IsTransient(err))
+	require.True(t, radgate.IsTransient(err))
 }
 
 func TestServerCloseForces(t *testing.T) {
@@ -388,7 +388,7 @@ func TestClientTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := c.Send(t.Context(), oru(t, "T1"))
 	require.ErrorIs(t, err, ErrAckTimeout)
-	require.True(t, routing.IsTransient(err))
+	require.True(t, radgate.IsTransient(err))
 	require.ErrorContains(t, err, "hl7v2: sending T1 to "+p.addr()+" failed after 2 attempts: timed out waiting for the HL7 acknowledgement")
 	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond)
 	require.Eventually(t, func() bool { return p.msgs.Load() == 2 }, time.Second, 10*time.Millisecond, "sent twice")
@@ -437,7 +437,7 @@ func TestClientReconnects(t *testing.T) {
 		require.NoError(t, ln.Close())
 		c := newClient(t, addr, ClientOptions{MaxAttempts: 2})
 		_, err = c.Send(t.Context(), oru(t, "X1"))
-		require.True(t, routing.IsTransient(err))
+		require.True(t, radgate.IsTransient(err))
 		require.ErrorContains(t, err, "failed after 2 attempts: hl7v2: connecting to "+addr)
 	})
 }
@@ -471,7 +471,7 @@ func TestClientAcks(t *testing.T) {
 
 	_, err := c.Send(t.Context(), oru(t, "AR1"))
 	require.ErrorIs(t, err, ErrRejected)
-	require.False(t, routing.IsTransient(err))
+	require.False(t, radgate.IsTransient(err))
 	require.EqualError(t, err, `HL7 acknowledgement AR for message "AR1": no ORU here (200 Unsupported message type)`)
 	require.EqualValues(t, 1, p.msgs.Load(), "AR is not retried")
 

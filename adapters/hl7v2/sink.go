@@ -14,7 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // BucketOutbox is the JetStream object store holding every ORU^R01 the
@@ -40,7 +40,7 @@ const (
 // PDFFunc renders the human-readable report of a scored result (see package
 // report). An error it wraps with routing.Transient is retried; any other
 // ends the delivery.
-type PDFFunc func(ctx context.Context, r routing.Result) ([]byte, error)
+type PDFFunc func(ctx context.Context, r radgate.Result) ([]byte, error)
 
 // ResultSinkOptions configure a ResultSink.
 type ResultSinkOptions struct {
@@ -85,7 +85,7 @@ type ResultSink struct {
 	outbox *Outbox
 }
 
-var _ routing.Sink = (*ResultSink)(nil)
+var _ radgate.Sink = (*ResultSink)(nil)
 
 // NewResultSink validates opts; it does no I/O (the bucket is created on
 // first use, the connection opened on first send).
@@ -123,21 +123,21 @@ func NewResultSink(opts ResultSinkOptions) (*ResultSink, error) {
 func (s *ResultSink) Close() error { return s.client.Close() }
 
 // Deliver stores and sends r's ORU^R01 (see ResultSink).
-func (s *ResultSink) Deliver(ctx context.Context, r routing.Result) (routing.Receipt, error) {
+func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
 	if strings.TrimSpace(r.ID) == "" {
-		return routing.Receipt{}, fmt.Errorf("hl7v2: delivering a result: %w: Result.ID is empty", ErrInvalidResult)
+		return radgate.Receipt{}, fmt.Errorf("hl7v2: delivering a result: %w: Result.ID is empty", ErrInvalidResult)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.outbox == nil {
 		ob, err := OpenOutbox(ctx, s.opts.JS, true)
 		if err != nil {
-			return routing.Receipt{}, routing.Transient(err)
+			return radgate.Receipt{}, radgate.Transient(err)
 		}
 		s.outbox = ob
 	}
-	fail := func(doing string, err error) (routing.Receipt, error) {
-		return routing.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", r.ID, doing, err)
+	fail := func(doing string, err error) (radgate.Receipt, error) {
+		return radgate.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", r.ID, doing, err)
 	}
 
 	stored, raw, err := s.outbox.Get(ctx, r.ID)
@@ -152,15 +152,15 @@ func (s *ResultSink) Deliver(ctx context.Context, r routing.Result) (routing.Rec
 		stored = StoredMessage{ResultID: r.ID, OrderID: r.Order.ID, ControlID: msg.ControlID(),
 			Destination: s.opts.Address, StoredAt: now}
 		if err := s.outbox.put(ctx, stored, raw); err != nil {
-			return fail("storing the message", routing.Transient(err))
+			return fail("storing the message", radgate.Transient(err))
 		}
 	case err != nil:
-		return fail("reading the outbox", routing.Transient(err))
+		return fail("reading the outbox", radgate.Transient(err))
 	case stored.AckCode.Accepted():
 		// Delivered before: the RIS has this control id already.
 		s.log.Info("result already delivered", "result_id", r.ID, "order_id", r.Order.ID,
 			"control_id", stored.ControlID, "ack", stored.AckCode)
-		return routing.Receipt{Report: receiptOf(stored.ControlID)}, nil
+		return radgate.Receipt{Report: receiptOf(stored.ControlID)}, nil
 	default:
 		s.log.Info("sending the stored message again", "result_id", r.ID, "control_id", stored.ControlID,
 			"last_ack", stored.AckCode)
@@ -173,23 +173,23 @@ func (s *ResultSink) Deliver(ctx context.Context, r routing.Result) (routing.Rec
 	stored, err = s.outbox.send(ctx, s.client, stored, msg, s.opts.Address, s.opts.Now)
 	if err != nil {
 		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
-			"transient", routing.IsTransient(err), "error", err)
+			"transient", radgate.IsTransient(err), "error", err)
 		return fail("sending to "+s.opts.Address, err)
 	}
 	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
 		"ack", stored.AckCode)
-	return routing.Receipt{Report: receiptOf(stored.ControlID)}, nil
+	return radgate.Receipt{Report: receiptOf(stored.ControlID)}, nil
 }
 
 // receiptOf names a delivered ORU in routing.Receipt.Report.
 func receiptOf(controlID string) string { return "ORU^R01/" + controlID }
 
-func (s *ResultSink) build(ctx context.Context, r routing.Result) (*Message, error) {
+func (s *ResultSink) build(ctx context.Context, r radgate.Result) (*Message, error) {
 	o := s.opts.ORU
 	o.ControlID = ""
 	o.Time = s.opts.Now()
 	o.PDF = nil
-	if s.opts.PDF != nil && r.Outcome == routing.OutcomeScored {
+	if s.opts.PDF != nil && r.Outcome == radgate.OutcomeScored {
 		pdf, err := s.opts.PDF(ctx, r)
 		if err != nil {
 			return nil, fmt.Errorf("rendering the PDF report: %w", err)
@@ -389,7 +389,7 @@ func (o *Outbox) send(ctx context.Context, c *Client, m StoredMessage, msg *Mess
 		m.SentAt, m.Destination = now().UTC(), addr
 	default:
 		m.LastError = sendErr.Error()
-		sendErr = routing.Transient(sendErr)
+		sendErr = radgate.Transient(sendErr)
 	}
 	// Record the outcome even when ctx ended: the send is over either way.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -22,9 +22,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/report"
-	"github.com/radgate/radgate/routing"
 )
 
 // receiver is testdata/oru_receiver.py (python3-hl7), running.
@@ -105,7 +106,7 @@ func (r *receiver) next(t *testing.T) []byte {
 
 func embeddedJS(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	srv, err := routing.StartEmbedded(t.TempDir(), -1)
+	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
 	nc, err := nats.Connect(srv.ClientURL())
@@ -126,10 +127,10 @@ func hexID(t *testing.T, n int) string {
 
 // fhirValues are what the FHIR bundle of r says: confidence, tier code,
 // and the DiagnosticReport's conclusion.
-func fhirValues(t *testing.T, r routing.Result) (confidence, tier, conclusion string) {
+func fhirValues(t *testing.T, r radgate.Result) (confidence, tier, conclusion string) {
 	t.Helper()
-	b, err := rfhir.BuildResultBundle(rfhir.ResultInput{
-		ID: r.ID, Engine: rfhir.Engine{ID: r.Engine.ID, Name: r.Engine.Name, Version: r.Engine.Version, Disclaimer: r.Engine.Disclaimer},
+	b, err := fhir.BuildResultBundle(fhir.ResultInput{
+		ID: r.ID, Engine: fhir.Engine{ID: r.Engine.ID, Name: r.Engine.Name, Version: r.Engine.Version, Disclaimer: r.Engine.Disclaimer},
 		Probability: r.Probability, Tier: r.Tier, ScoredAt: r.ScoredAt,
 	})
 	require.NoError(t, err)
@@ -172,7 +173,7 @@ func TestResultSinkOnPythonReceiver(t *testing.T) {
 	sink, err := NewResultSink(ResultSinkOptions{
 		JS: js, Address: peer.addr,
 		ORU: ORUOptions{ReceivingApplication: HD{Namespace: "RIS"}, ReceivingFacility: HD{Namespace: "HOSP"}},
-		PDF: func(_ context.Context, r routing.Result) ([]byte, error) {
+		PDF: func(_ context.Context, r radgate.Result) ([]byte, error) {
 			return report.PDF(report.Input{Result: r})
 		},
 		Client: ClientOptions{DialTimeout: 5 * time.Second, AckTimeout: 10 * time.Second, MaxAttempts: 1},
@@ -190,7 +191,7 @@ func TestResultSinkOnPythonReceiver(t *testing.T) {
 	}
 	var hm bytes.Buffer
 	require.NoError(t, png.Encode(&hm, heatmap))
-	sinkResult := func(id string) routing.Result {
+	sinkResult := func(id string) radgate.Result {
 		r := sampleResult()
 		r.ID, r.HeatmapPNG = id, hm.Bytes()
 		return r
@@ -262,7 +263,7 @@ func TestResultSinkOnPythonReceiver(t *testing.T) {
 	ae := sinkResult("AE-" + hexID(t, 4)) // short enough to be MSH-10 itself
 	_, err = sink.Deliver(ctx, ae)
 	require.Error(t, err)
-	require.False(t, routing.IsTransient(err), "AE is permanent: %v", err)
+	require.False(t, radgate.IsTransient(err), "AE is permanent: %v", err)
 	require.ErrorIs(t, err, ErrApplicationError)
 	require.ErrorContains(t, err, "flagged AE by the receiver (207 Application internal error)")
 	require.ErrorContains(t, err, ae.ID)
@@ -279,7 +280,7 @@ func TestResultSinkOnPythonReceiver(t *testing.T) {
 	peer.stop()
 	_, err = sink.Deliver(ctx, down)
 	require.Error(t, err)
-	require.True(t, routing.IsTransient(err), "a stopped receiver is transient: %v", err)
+	require.True(t, radgate.IsTransient(err), "a stopped receiver is transient: %v", err)
 	stored, raw, err = outbox.Get(ctx, down.ID)
 	require.NoError(t, err, "stored before the send")
 	require.Empty(t, stored.AckCode)
@@ -319,13 +320,13 @@ func TestNewResultSinkErrors(t *testing.T) {
 	}
 	s, err := NewResultSink(ResultSinkOptions{JS: js, Address: "127.0.0.1:1"})
 	require.NoError(t, err)
-	_, err = s.Deliver(t.Context(), routing.Result{})
+	_, err = s.Deliver(t.Context(), radgate.Result{})
 	require.ErrorIs(t, err, ErrInvalidResult)
 	bad := sampleResult()
 	bad.Tier = "Extreme"
 	_, err = s.Deliver(t.Context(), bad)
 	require.ErrorIs(t, err, ErrInvalidResult, "an unreportable result is permanent")
-	require.False(t, routing.IsTransient(err))
+	require.False(t, radgate.IsTransient(err))
 	_, _, err = mustOutbox(t, js).Get(t.Context(), bad.ID)
 	require.True(t, errors.Is(err, ErrNotStored), "nothing stored for it")
 }

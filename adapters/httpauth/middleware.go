@@ -29,7 +29,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 )
 
 // OpenPaths are the paths served without authentication (GET and HEAD
@@ -94,7 +94,7 @@ func Middleware(cfg config.IntakeAuth, opts Options) (func(http.Handler) http.Ha
 			if err != nil {
 				log.Info("request refused: invalid token", "method", r.Method, "path", r.URL.Path,
 					"remote", r.RemoteAddr, "reason", err.Error())
-				code := rfhir.IssueCode("login")
+				code := fhir.IssueCode("login")
 				if errors.Is(err, errExpired) {
 					code = "expired"
 				}
@@ -132,7 +132,7 @@ func bearerToken(r *http.Request) (string, bool) {
 
 // refuse writes 401 with an RFC 6750 challenge and an OperationOutcome.
 // description must never contain the token.
-func refuse(w http.ResponseWriter, errCode, description string, code rfhir.IssueCode) {
+func refuse(w http.ResponseWriter, errCode, description string, code fhir.IssueCode) {
 	challenge := `Bearer realm="radgate"`
 	if errCode != "" {
 		challenge += fmt.Sprintf(`, error=%q, error_description=%q`, errCode, strings.ReplaceAll(description, `"`, "'"))
@@ -141,7 +141,7 @@ func refuse(w http.ResponseWriter, errCode, description string, code rfhir.Issue
 	w.Header().Set("Content-Type", "application/fhir+json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusUnauthorized)
-	_, _ = w.Write(rfhir.NewOutcome(rfhir.SeverityError, code, description).JSON())
+	_, _ = w.Write(fhir.NewOutcome(fhir.SeverityError, code, description).JSON())
 }
 
 // staticTokens are the accepted tokens, kept as SHA-256 digests so that

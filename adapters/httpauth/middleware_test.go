@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 )
 
 // syncBuffer captures every log line of a test.
@@ -74,7 +74,7 @@ func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, token, wantErr
 		require.Contains(t, ch, `error="`+wantErr+`"`)
 	}
 	require.Equal(t, "application/fhir+json", rec.Header().Get("Content-Type"))
-	oo, err := rfhir.ParseOperationOutcome(rec.Body.Bytes())
+	oo, err := fhir.ParseOperationOutcome(rec.Body.Bytes())
 	require.NoError(t, err)
 	require.Len(t, oo.Issues, 1)
 	if token != "" {

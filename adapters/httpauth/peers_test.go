@@ -29,13 +29,13 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 type logBuffer struct {
@@ -69,17 +69,17 @@ func TestTransportBasicAgainstOrthanc(t *testing.T) {
 		require.NoError(t, err)
 		c, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, HTTPClient: &http.Client{Transport: rt}, Timeout: 30 * time.Second})
 		require.NoError(t, err)
-		_, err = c.FindStudy(t.Context(), routing.StudyQuery{AccessionNumber: accession})
+		_, err = c.FindStudy(t.Context(), radgate.StudyQuery{AccessionNumber: accession})
 		if err != nil {
 			slog.New(slog.NewTextHandler(logs, nil)).Info("find", "err", err)
 		}
 		return err
 	}
 	err := find(config.ClientAuth{Username: pacs.Username, PasswordEnv: "RADGATE_TEST_ORTHANC_PW"})
-	require.ErrorIs(t, err, routing.ErrStudyNotFound, "authenticated: the query ran and found nothing")
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound, "authenticated: the query ran and found nothing")
 	err = find(config.ClientAuth{Username: pacs.Username, PasswordEnv: "RADGATE_TEST_ORTHANC_BAD_PW"})
 	require.Error(t, err)
-	require.NotErrorIs(t, err, routing.ErrStudyNotFound)
+	require.NotErrorIs(t, err, radgate.ErrStudyNotFound)
 	require.Contains(t, err.Error(), "401")
 	err = find(config.ClientAuth{})
 	require.Contains(t, err.Error(), "401")
@@ -181,15 +181,15 @@ func TestTransportAgainstFHIRServerWithTokens(t *testing.T) {
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var errTexts []string
-	client := func(auth config.ClientAuth) *fhiradapter.Client {
+	client := func(auth config.ClientAuth) *fhirhttp.Client {
 		rt, err := httpauth.Transport(auth, config.ClientTLS{}, nil)
 		require.NoError(t, err)
-		c, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: srv.base, Logger: logger,
+		c, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: srv.base, Logger: logger,
 			HTTPClient: &http.Client{Transport: rt, Timeout: 30 * time.Second}})
 		require.NoError(t, err)
 		return c
 	}
-	search := func(c *fhiradapter.Client) error {
+	search := func(c *fhirhttp.Client) error {
 		_, err := c.Search(t.Context(), "Patient", url.Values{"identifier": {"urn:radgate:test|auth"}})
 		if err != nil {
 			errTexts = append(errTexts, err.Error())
@@ -200,7 +200,7 @@ func TestTransportAgainstFHIRServerWithTokens(t *testing.T) {
 
 	t.Run("no credentials: 401 from the server", func(t *testing.T) {
 		err := search(client(config.ClientAuth{}))
-		var oe *rfhir.OutcomeError
+		var oe *fhir.OutcomeError
 		require.ErrorAs(t, err, &oe)
 		require.Equal(t, http.StatusUnauthorized, oe.Status)
 	})

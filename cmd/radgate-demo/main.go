@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/internal/demo"
 )
 
@@ -46,7 +46,7 @@ func run(radgateURL, fhirURL, orthanc, user, password, samples, heatmaps string,
 	if err != nil {
 		return err
 	}
-	fc, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: fhirURL})
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: fhirURL})
 	if err != nil {
 		return err
 	}

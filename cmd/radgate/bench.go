@@ -18,12 +18,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/demo"
-	"github.com/radgate/radgate/routing"
 )
 
 // benchOptions are the knobs of `radgate bench`.
@@ -154,7 +154,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fc, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: o.fhirURL})
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: o.fhirURL})
 	if err != nil {
 		return err
 	}
@@ -208,7 +208,7 @@ func runBench(ctx context.Context, o benchOptions, out io.Writer) error {
 	}
 	var lats []float64
 	for _, c := range append(slices.Clone(thr), lat...) {
-		if c.Status.State != routing.StateDelivered {
+		if c.Status.State != radgate.StateDelivered {
 			return fmt.Errorf("order %s ended %s: %s", c.OrderID, c.Status.State, c.Status.Reason)
 		}
 		if p := c.Status.Engines[config.DefaultEngine].Probability; p != nil && *p >= 0.5 {

@@ -12,11 +12,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
-	"github.com/radgate/radgate/routing"
 )
 
 func init() {
@@ -102,17 +103,17 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 		return failed
 	}
 	defer os.RemoveAll(dir)
-	emb, err := routing.StartEmbedded(filepath.Join(dir, "nats"), -1)
+	emb, err := broker.StartEmbedded(filepath.Join(dir, "nats"), -1)
 	if !step("scratch NATS for building the destinations", err) {
 		return failed
 	}
 	defer emb.Shutdown()
-	nc, err := routing.Connect(emb.ClientURL(), "", logger)
+	nc, err := broker.Connect(emb.ClientURL(), "", logger)
 	if !step("scratch NATS connection", err) {
 		return failed
 	}
 	defer nc.Close()
-	topo, err := routing.EnsureTopology(ctx, nc)
+	topo, err := broker.EnsureTopology(ctx, nc)
 	if !step("scratch JetStream topology", err) {
 		return failed
 	}
@@ -136,8 +137,8 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 	}
 	if pacs != nil {
 		probe("connect pacs "+cfg.PACS.DICOMwebURL+" (QIDO-RS)", func(ctx context.Context) error {
-			_, err := pacs.FindStudy(ctx, routing.StudyQuery{StudyInstanceUID: "2.25.1"})
-			if errors.Is(err, routing.ErrStudyNotFound) {
+			_, err := pacs.FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: "2.25.1"})
+			if errors.Is(err, radgate.ErrStudyNotFound) {
 				return nil // reached, authenticated, and answered
 			}
 			return err
@@ -146,7 +147,7 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 	for _, name := range cfg.DestinationNames() {
 		if name == config.BuiltinDestination {
 			probe("connect destination fhir "+cfg.FHIR.BaseURL+" (FHIR metadata)", func(ctx context.Context) error {
-				c, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir, Logger: logger})
+				c, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir, Logger: logger})
 				if err != nil {
 					return err
 				}
@@ -158,7 +159,7 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 		switch d.Type {
 		case config.DestinationFHIR:
 			probe("connect destination "+name+" "+d.URL+" (FHIR metadata)", func(ctx context.Context) error {
-				c, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: d.URL, HTTPClient: sec.destinations[name], Logger: logger})
+				c, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: d.URL, HTTPClient: sec.destinations[name], Logger: logger})
 				if err != nil {
 					return err
 				}
@@ -170,8 +171,8 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 				if err != nil {
 					return err
 				}
-				_, err = c.FindStudy(ctx, routing.StudyQuery{StudyInstanceUID: "2.25.1"})
-				if errors.Is(err, routing.ErrStudyNotFound) {
+				_, err = c.FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: "2.25.1"})
+				if errors.Is(err, radgate.ErrStudyNotFound) {
 					return nil
 				}
 				return err
@@ -189,7 +190,7 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 	}
 	if cfg.NATS.URL != "" {
 		probe("connect nats "+cfg.NATS.URL, func(context.Context) error {
-			c, err := routing.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
+			c, err := broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
 			if err == nil {
 				c.Close()
 			}

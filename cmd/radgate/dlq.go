@@ -19,8 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
-	"github.com/radgate/radgate/routing"
 )
 
 func init() { rootCmd.AddCommand(newDLQCmd()) }
@@ -168,12 +168,12 @@ Exit status: 0 when every dead letter was replayed, 1 when any was not.`,
 }
 
 // connectDLQ opens the dead-letter stream of the running radgate.
-func connectDLQ(configPath string) (*routing.DLQ, func(), error) {
+func connectDLQ(configPath string) (*broker.DLQ, func(), error) {
 	js, closeFn, err := connectJetStream(configPath, "radgate-dlq")
 	if err != nil {
 		return nil, nil, err
 	}
-	return routing.NewDLQ(js), closeFn, nil
+	return broker.NewDLQ(js), closeFn, nil
 }
 
 // connectJetStream connects to the NATS server radgate serve uses, as the
@@ -246,7 +246,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func printDeadLetters(w io.Writer, dls []routing.DeadLetter, asJSON bool) error {
+func printDeadLetters(w io.Writer, dls []broker.DeadLetter, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		for _, dl := range dls {
@@ -285,7 +285,7 @@ func orNone(s string) string {
 
 // shownDeadLetter is `dlq show --json`.
 type shownDeadLetter struct {
-	routing.DeadLetter
+	broker.DeadLetter
 	Headers map[string][]string `json:"headers"`
 	// Message is the original message when it is JSON (every radgate
 	// message is), else null with MessageBytes saying how long it was.
@@ -293,7 +293,7 @@ type shownDeadLetter struct {
 	MessageBytes int             `json:"message_bytes"`
 }
 
-func printDeadLetter(w io.Writer, dl routing.DeadLetter, asJSON bool) error {
+func printDeadLetter(w io.Writer, dl broker.DeadLetter, asJSON bool) error {
 	valid := json.Valid(dl.Data)
 	if asJSON {
 		out := shownDeadLetter{DeadLetter: dl, Headers: dl.Header, MessageBytes: len(dl.Data)}
@@ -304,7 +304,7 @@ func printDeadLetter(w io.Writer, dl routing.DeadLetter, asJSON bool) error {
 		}
 		return json.NewEncoder(w).Encode(out)
 	}
-	fmt.Fprintf(w, "dead letter %d in %s\n", dl.Seq, routing.StreamDLQ)
+	fmt.Fprintf(w, "dead letter %d in %s\n", dl.Seq, broker.StreamDLQ)
 	fmt.Fprintf(w, "time:    %s\n", dl.Time.Local().Format(time.RFC3339))
 	fmt.Fprintf(w, "stage:   %s\n", dl.Stage)
 	fmt.Fprintf(w, "headers:\n")
@@ -334,7 +334,7 @@ func printDeadLetter(w io.Writer, dl routing.DeadLetter, asJSON bool) error {
 
 // replaySeqs replays each dead letter, saying what became of it; it goes on
 // past failures and reports them together.
-func replaySeqs(ctx context.Context, d *routing.DLQ, seqs []uint64, keep bool, stdout, stderr io.Writer) error {
+func replaySeqs(ctx context.Context, d *broker.DLQ, seqs []uint64, keep bool, stdout, stderr io.Writer) error {
 	failed := 0
 	for _, seq := range seqs {
 		r, err := d.Replay(ctx, seq, keep)

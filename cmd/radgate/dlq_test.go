@@ -15,10 +15,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // runDLQ runs `radgate dlq ARGS` in-process on a command of its own.
@@ -86,13 +88,13 @@ func TestDLQCommand(t *testing.T) {
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	p, _ := strconv.Atoi(port)
-	srv, err := routing.StartEmbeddedOn(t.TempDir(), host, p)
+	srv, err := broker.StartEmbeddedOn(t.TempDir(), host, p)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
-	nc, err := routing.Connect(srv.ClientURL(), "", nil)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	topo, err := routing.EnsureTopology(t.Context(), nc)
+	topo, err := broker.EnsureTopology(t.Context(), nc)
 	require.NoError(t, err)
 	cfg := dlqConfig(t, addr)
 
@@ -100,9 +102,9 @@ func TestDLQCommand(t *testing.T) {
 	put := func(stage, subject, order, reason string, data any) uint64 {
 		m := nats.NewMsg("radgate.dlq." + stage)
 		m.Data, _ = json.Marshal(data)
-		m.Header.Set(routing.HeaderOrderID, order)
-		m.Header.Set(routing.HeaderReason, reason)
-		m.Header.Set(routing.HeaderSubject, subject)
+		m.Header.Set(broker.HeaderOrderID, order)
+		m.Header.Set(broker.HeaderReason, reason)
+		m.Header.Set(broker.HeaderSubject, subject)
 		ack, err := topo.JS.PublishMsg(t.Context(), m)
 		require.NoError(t, err)
 		return ack.Sequence
@@ -110,7 +112,7 @@ func TestDLQCommand(t *testing.T) {
 	resSeq := put("deliver-fhir", "radgate.results.eng-a", "aaaa00000000000000000001", longReason,
 		map[string]any{"id": "r1", "outcome": "scored", "order": map[string]any{"id": "aaaa00000000000000000001"}})
 	jobSeq := put("inference", "radgate.jobs.eng-x", "aaaa00000000000000000002", `engine "eng-x" is not loaded in this process`,
-		routing.Job{OrderID: "aaaa00000000000000000002", Engine: "eng-x", StudyInstanceUID: "1.2.3"})
+		pipeline.Job{OrderID: "aaaa00000000000000000002", Engine: "eng-x", StudyInstanceUID: "1.2.3"})
 
 	out, _, err := runDLQ(t, "list", "--config", cfg)
 	require.NoError(t, err)
@@ -143,24 +145,24 @@ func TestDLQCommand(t *testing.T) {
 	var shown struct {
 		Seq     uint64              `json:"seq"`
 		Headers map[string][]string `json:"headers"`
-		Message routing.Job         `json:"message"`
+		Message pipeline.Job        `json:"message"`
 	}
 	require.NoError(t, json.Unmarshal([]byte(out), &shown))
 	require.Equal(t, jobSeq, shown.Seq)
 	require.Equal(t, "eng-x", shown.Message.Engine)
-	require.Equal(t, []string{"radgate.jobs.eng-x"}, shown.Headers[routing.HeaderSubject])
+	require.Equal(t, []string{"radgate.jobs.eng-x"}, shown.Headers[broker.HeaderSubject])
 
 	// --all --stage, kept: the job goes back to JOBS with a replay id.
 	out, _, err = runDLQ(t, "replay", "--all", "--stage", "inference", "--keep", "--config", cfg)
 	require.NoError(t, err)
 	require.Equal(t, "replayed dead letter "+strconv.FormatUint(jobSeq, 10)+" (inference, order aaaa00000000000000000002) to radgate.jobs.eng-x: RADGATE_JOBS seq 1; kept in the DLQ (--keep)\n", out)
-	jobs, err := topo.JS.Stream(t.Context(), routing.StreamJobs)
+	jobs, err := topo.JS.Stream(t.Context(), broker.StreamJobs)
 	require.NoError(t, err)
 	raw, err := jobs.GetMsg(t.Context(), 1)
 	require.NoError(t, err)
-	require.Equal(t, strconv.FormatUint(jobSeq, 10), raw.Header.Get(routing.HeaderReplayOf))
+	require.Equal(t, strconv.FormatUint(jobSeq, 10), raw.Header.Get(broker.HeaderReplayOf))
 	require.Equal(t, "replay."+strconv.FormatUint(jobSeq, 10), raw.Header.Get(jetstream.MsgIDHeader))
-	require.Equal(t, "aaaa00000000000000000002", raw.Header.Get(routing.HeaderOrderID))
+	require.Equal(t, "aaaa00000000000000000002", raw.Header.Get(broker.HeaderOrderID))
 
 	// The same one again within the duplicate window: not sent twice.
 	out, _, err = runDLQ(t, "replay", strconv.FormatUint(jobSeq, 10), "--config", cfg)
@@ -209,11 +211,11 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.NoError(t, rg.env.LoadImages(ctx, []*demo.Case{c}))
 		require.NoError(t, rg.env.Order(ctx, []*demo.Case{c}))
 		require.NoError(t, rg.env.Wait(ctx, []*demo.Case{c}, 2*time.Minute))
-		require.Equal(t, routing.StateFailed, c.Status.State)
+		require.Equal(t, radgate.StateFailed, c.Status.State)
 		require.Contains(t, c.Status.Reason, "delivering to fhir")
 		require.Contains(t, c.Status.Reason, "404")
 
-		var dl routing.DeadLetter
+		var dl broker.DeadLetter
 		var out string
 		require.Eventually(t, func() bool { // the order is marked failed just before the DLQ copy is written
 			out, _, err = runDLQ(t, "list", "--json", "--config", cfgFile)
@@ -248,7 +250,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		ctx := t.Context()
 		st, err := rg.env.OrderStatus(ctx, c.OrderID)
 		require.NoError(t, err)
-		require.Equal(t, routing.StateFailed, st.State, "a restart alone re-runs nothing")
+		require.Equal(t, radgate.StateFailed, st.State, "a restart alone re-runs nothing")
 
 		out, _, err := runDLQ(t, "replay", id, "--config", cfgFile)
 		require.NoError(t, err)
@@ -257,7 +259,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 
 		require.Eventually(t, func() bool {
 			st, err = rg.env.OrderStatus(ctx, c.OrderID)
-			return err == nil && st.State == routing.StateDelivered
+			return err == nil && st.State == radgate.StateDelivered
 		}, time.Minute, 100*time.Millisecond, "order never delivered: %+v", st)
 		require.True(t, strings.HasPrefix(st.Engines[config.DefaultEngine].Report, "DiagnosticReport/"), st.Engines[config.DefaultEngine].Report)
 		require.NotNil(t, st.Engines[config.DefaultEngine].Probability, "the score survives the replay")

@@ -22,14 +22,16 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // running is radgate serve started in-process against the real peers.
@@ -112,7 +114,7 @@ func startRadgate(t *testing.T, mutate func(*config.Config)) *running {
 
 	pc, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, Username: pacs.Username, Password: pacs.Password})
 	require.NoError(t, err)
-	fc, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: fhirSrv.URL})
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: fhirSrv.URL})
 	require.NoError(t, err)
 	return &running{url: "http://" + addr, cfg: cfg, logs: logs,
 		env: &demo.Env{RadgateURL: "http://" + addr, FHIR: fc, PACS: pc}}
@@ -168,18 +170,18 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 			chest := strings.EqualFold(m.BodyPartExamined, "CHEST") || (m.BodyPartExamined == "" && m.Modality == "DX")
 			switch {
 			case m.Modality == "CT" || !chest:
-				require.Equal(t, routing.StateRejected, c.Status.State, "a non-chest study is answered, not scored")
+				require.Equal(t, radgate.StateRejected, c.Status.State, "a non-chest study is answered, not scored")
 				require.Contains(t, c.Status.Reason, "not scored")
 				requireTask(t, rg, c, "rejected")
 				return
 			case errors.Is(decodeErr(t, c.File), inference.ErrUnsupportedTransferSyntax):
-				require.Equal(t, routing.StateFailed, c.Status.State)
+				require.Equal(t, radgate.StateFailed, c.Status.State)
 				require.Contains(t, c.Status.Reason, m.TransferSyntaxUID, "the failure names the transfer syntax")
 				requireTask(t, rg, c, "failed")
 				return
 			}
 			scored++
-			require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+			require.Equal(t, radgate.StateDelivered, c.Status.State, c.Status.Reason)
 			rep := c.Report
 			require.NotNil(t, rep)
 			p := *c.Status.Engines[config.DefaultEngine].Probability
@@ -200,8 +202,8 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 				require.Contains(t, basedOn, m.AccessionNumber, "by identifier when it does not")
 			}
 			// Provenance: what produced the report, from which study, which model version.
-			resID := routing.ResultID(c.OrderID, routing.EngineInfo{ID: config.DefaultEngine, Version: manifest.Version})
-			pb, err := rg.env.FHIR.Read(t.Context(), "Provenance/"+rfhir.ProvenanceID(resID))
+			resID := pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: manifest.Version})
+			pb, err := rg.env.FHIR.Read(t.Context(), "Provenance/"+fhir.ProvenanceID(resID))
 			require.NoError(t, err, "each result carries a Provenance")
 			var prov map[string]any
 			require.NoError(t, json.Unmarshal(pb, &prov))
@@ -248,7 +250,7 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 		require.NoError(t, rg.env.Order(ctx, []*demo.Case{{File: c.File, Path: demo.ViaBundle, Meta: c.Meta}}))
 		time.Sleep(2 * time.Second) // time for any duplicate to surface
 		require.NoError(t, rg.env.Wait(ctx, []*demo.Case{again}, 30*time.Second))
-		require.Equal(t, routing.StateDelivered, again.Status.State)
+		require.Equal(t, radgate.StateDelivered, again.Status.State)
 		require.Equal(t, 1, countReports(t, rg, c))
 	})
 
@@ -282,7 +284,7 @@ func requireTask(t *testing.T, rg *running, c *demo.Case, status string) {
 	t.Helper()
 	rep := c.Status.Engines[config.DefaultEngine].Report
 	if rep == "" { // an order-level answer: no route could be chosen
-		rep = c.Status.Engines[routing.RouterEngine].Report
+		rep = c.Status.Engines[radgate.RouterEngine].Report
 	}
 	require.True(t, strings.HasPrefix(rep, "Task/"), "the order is answered on the FHIR server with a Task, got %q", rep)
 	b, err := rg.env.FHIR.Read(t.Context(), rep)
@@ -295,8 +297,8 @@ func requireTask(t *testing.T, rg *running, c *demo.Case, status string) {
 
 func countReports(t *testing.T, rg *running, c *demo.Case) int {
 	t.Helper()
-	resID := routing.ResultID(c.OrderID, routing.EngineInfo{ID: config.DefaultEngine, Version: engineVersion(t, rg)})
-	id := rfhir.ResultIdentifier(resID)
+	resID := pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: engineVersion(t, rg)})
+	id := fhir.ResultIdentifier(resID)
 	found, err := rg.env.FHIR.Search(t.Context(), "DiagnosticReport", map[string][]string{"identifier": {id.System + "|" + id.Value}})
 	require.NoError(t, err)
 	return len(found)
@@ -361,7 +363,7 @@ func TestIntakeRejectsBadRequestsAndKeepsServing(t *testing.T) {
 	require.NoError(t, rg.env.LoadImages(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Order(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))
-	require.Equal(t, routing.StateDelivered, c.Status.State)
+	require.Equal(t, radgate.StateDelivered, c.Status.State)
 }
 
 // TestStudyLateOrNeverInThePACS: an order whose study reaches Orthanc after
@@ -389,9 +391,9 @@ func TestStudyLateOrNeverInThePACS(t *testing.T) {
 	require.NoError(t, err)
 
 	require.NoError(t, rg.env.Wait(ctx, []*demo.Case{lateCase, neverCase}, time.Minute))
-	require.Equal(t, routing.StateDelivered, lateCase.Status.State, lateCase.Status.Reason)
+	require.Equal(t, radgate.StateDelivered, lateCase.Status.State, lateCase.Status.Reason)
 	require.InDelta(t, reference(t)["cr-chest-mono1-10bit-explicit-le.dcm"], *lateCase.Status.Engines[config.DefaultEngine].Probability, 0.01)
-	require.Equal(t, routing.StateFailed, neverCase.Status.State)
+	require.Equal(t, radgate.StateFailed, neverCase.Status.State)
 	require.Contains(t, neverCase.Status.Reason, "study not found in the PACS within 6s")
 	requireTask(t, rg, neverCase, "failed")
 }
@@ -399,7 +401,7 @@ func TestStudyLateOrNeverInThePACS(t *testing.T) {
 // TestExternalNATS: with nats.url set, radgate uses that server (a cluster
 // in production) instead of starting its own.
 func TestExternalNATS(t *testing.T) {
-	ext, err := routing.StartEmbedded(t.TempDir(), -1) // stands in for an external server
+	ext, err := broker.StartEmbedded(t.TempDir(), -1) // stands in for an external server
 	require.NoError(t, err)
 	t.Cleanup(ext.Shutdown)
 	rg := startRadgate(t, func(c *config.Config) { c.NATS.URL = ext.ClientURL() })
@@ -413,14 +415,14 @@ func TestExternalNATS(t *testing.T) {
 	require.NoError(t, rg.env.LoadImages(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Order(t.Context(), []*demo.Case{c}))
 	require.NoError(t, rg.env.Wait(t.Context(), []*demo.Case{c}, time.Minute))
-	require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+	require.Equal(t, radgate.StateDelivered, c.Status.State, c.Status.Reason)
 
-	nc, err := routing.Connect(ext.ClientURL(), "", nil)
+	nc, err := broker.Connect(ext.ClientURL(), "", nil)
 	require.NoError(t, err)
 	defer nc.Close()
-	topo, err := routing.EnsureTopology(t.Context(), nc)
+	topo, err := broker.EnsureTopology(t.Context(), nc)
 	require.NoError(t, err)
-	info, err := topo.JS.Stream(t.Context(), routing.StreamOrders)
+	info, err := topo.JS.Stream(t.Context(), broker.StreamOrders)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, info.CachedInfo().State.Msgs, uint64(2), "the orders went through the external server")
 }

@@ -14,11 +14,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 const mllpSend = "/usr/bin/mllp_send" // Debian python3-hl7, run by /usr/bin/python3
@@ -110,13 +110,13 @@ func TestHL7OrderToResultOnRealPeers(t *testing.T) {
 	require.Equal(t, "HL7E2E0001", ack.ControlID)
 
 	// The ACK came after the order was stored: it is known at once.
-	c.OrderID = routing.OrderID(mustKey(t, routing.OrderEvent{Accession: &routing.Identifier{System: demo.AccessionSystem, Value: acc}}))
+	c.OrderID = radgate.OrderID(mustKey(t, radgate.OrderEvent{Accession: &radgate.Identifier{System: demo.AccessionSystem, Value: acc}}))
 	st, err := rg.env.OrderStatus(ctx, c.OrderID)
 	require.NoError(t, err, "the order exists as soon as AA is sent")
 	require.Contains(t, st.Sources, hl7v2.Source+":ORM")
 
 	require.NoError(t, rg.env.Wait(ctx, []*demo.Case{c}, 2*time.Minute))
-	require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+	require.Equal(t, radgate.StateDelivered, c.Status.State, c.Status.Reason)
 	rep := c.Status.Engines[config.DefaultEngine].Report
 	require.True(t, strings.HasPrefix(rep, "DiagnosticReport/"), rep)
 	b, err := rg.env.FHIR.Read(ctx, rep)
@@ -150,9 +150,9 @@ func TestHL7OrderToResultOnRealPeers(t *testing.T) {
 	require.NotContains(t, logs, "Hl7patient")
 }
 
-func mustKey(t *testing.T, ev routing.OrderEvent) string {
+func mustKey(t *testing.T, ev radgate.OrderEvent) string {
 	t.Helper()
-	k, err := routing.OrderKey(ev)
+	k, err := radgate.OrderKey(ev)
 	require.NoError(t, err)
 	return k
 }

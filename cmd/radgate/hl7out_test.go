@@ -17,9 +17,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // runHL7 runs `radgate hl7 ARGS` in-process on a command of its own.
@@ -105,10 +106,10 @@ func TestHL7CommandListShowResend(t *testing.T) {
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
 	p, _ := strconv.Atoi(port)
-	srv, err := routing.StartEmbeddedOn(t.TempDir(), host, p)
+	srv, err := broker.StartEmbeddedOn(t.TempDir(), host, p)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
-	nc, err := routing.Connect(srv.ClientURL(), "", nil)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
@@ -123,14 +124,14 @@ func TestHL7CommandListShowResend(t *testing.T) {
 		Client: hl7v2.ClientOptions{AckTimeout: 10 * time.Second, MaxAttempts: 1}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sink.Close() })
-	r := routing.Result{
+	r := radgate.Result{
 		ID: "5f0c2a9e7d41b3c6a8e0f1d2",
-		Order: routing.OrderStatus{ID: "order-hl7-cli",
-			Accession: &routing.Identifier{Value: "ACC-HL7-CLI"},
-			Patient:   &routing.Reference{Identifier: &routing.Identifier{Value: "MRN-CLI-1"}, Display: "Zyxwa Clipatient"}},
-		Engine: routing.EngineInfo{ID: "cxr-pneumonia-densenet121", Name: "CXR pneumonia DenseNet-121", Version: "1.0.0",
+		Order: radgate.OrderStatus{ID: "order-hl7-cli",
+			Accession: &radgate.Identifier{Value: "ACC-HL7-CLI"},
+			Patient:   &radgate.Reference{Identifier: &radgate.Identifier{Value: "MRN-CLI-1"}, Display: "Zyxwa Clipatient"}},
+		Engine: radgate.EngineInfo{ID: "cxr-pneumonia-densenet121", Name: "CXR pneumonia DenseNet-121", Version: "1.0.0",
 			Disclaimer: "AI decision support — not a diagnosis."},
-		Outcome: routing.OutcomeScored, Probability: 0.42, Tier: "Mid",
+		Outcome: radgate.OutcomeScored, Probability: 0.42, Tier: "Mid",
 		StudyInstanceUID: "1.2.826.0.1.3680043.8.498.99", ScoredAt: time.Date(2026, 3, 4, 9, 0, 0, 0, time.UTC),
 	}
 	rec, err := sink.Deliver(t.Context(), r)

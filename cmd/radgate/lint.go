@@ -10,7 +10,7 @@ import (
 
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
-	"github.com/radgate/radgate/routing/route"
+	"github.com/radgate/radgate/routing"
 )
 
 // routeEnv is what route files are checked against: the config (for its
@@ -18,7 +18,7 @@ import (
 // models directory.
 type routeEnv struct {
 	cfg config.Config
-	reg route.Registry
+	reg routing.Registry
 }
 
 // loadRouteEnv loads --config (else ./radgate.yaml when it exists, else the
@@ -50,7 +50,7 @@ func loadRouteEnv(configPath, modelsDir string, stderr io.Writer) (routeEnv, err
 		}
 		fmt.Fprintf(stderr, "radgate: some engines in %s did not load (routes naming them are reported as unknown):\n%v\n", modelsDir, err)
 	}
-	env.reg = route.Registry{Engines: engines.IDs(), Destinations: env.cfg.DestinationNames()}
+	env.reg = routing.Registry{Engines: engines.IDs(), Destinations: env.cfg.DestinationNames()}
 	return env, nil
 }
 
@@ -87,10 +87,10 @@ manifests in --models (default: the config's models_dir).`,
 }
 
 // lintRoutes prints every finding of every file, or "FILE: ok".
-func lintRoutes(reg route.Registry, files []string, out io.Writer) error {
+func lintRoutes(reg routing.Registry, files []string, out io.Writer) error {
 	findings, bad := 0, 0
 	for _, f := range files {
-		_, err := route.LoadFile(f, reg)
+		_, err := routing.LoadFile(f, reg)
 		if err == nil {
 			fmt.Fprintf(out, "%s: ok\n", f)
 			continue

@@ -31,14 +31,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // execEnv makes this test binary run as the radgate command (see TestMain).
@@ -87,7 +88,7 @@ type rig struct {
 	cfg     config.Config
 	cfgPath string
 	env     []string
-	fhir    *fhiradapter.Client
+	fhir    *fhirhttp.Client
 	pacs    *dicomweb.Client
 	version string
 
@@ -140,7 +141,7 @@ func newRig(t *testing.T, ps peers, mutate func(*config.Config)) *rig {
 
 	pc, err := dicomweb.New(dicomweb.Options{BaseURL: ps.pacs.DICOMweb, Username: ps.pacs.Username, Password: ps.pacs.Password})
 	require.NoError(t, err)
-	fc, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: ps.fhir})
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: ps.fhir})
 	require.NoError(t, err)
 	m, err := inference.LoadManifest(filepath.Join(cfg.ModelsDir, config.DefaultEngine, "model.yaml"))
 	require.NoError(t, err)
@@ -320,7 +321,7 @@ type order struct {
 	id      string
 	name    string // patient name on the order (FHIR)
 	mrn     string // patient identifier on the order (FHIR)
-	status  routing.OrderStatus
+	status  radgate.OrderStatus
 	elapsed time.Duration // from the POST to terminal, when measured
 }
 
@@ -340,9 +341,9 @@ func makeOrders(t *testing.T, n int) []*order {
 		seed := int(seeds.Add(1))
 		b, m, err := demo.Clone(src, seed)
 		require.NoError(t, err)
-		key, err := routing.OrderKey(routing.OrderEvent{Accession: &routing.Identifier{System: demo.AccessionSystem, Value: m.AccessionNumber}})
+		key, err := radgate.OrderKey(radgate.OrderEvent{Accession: &radgate.Identifier{System: demo.AccessionSystem, Value: m.AccessionNumber}})
 		require.NoError(t, err)
-		out[i] = &order{file: filepath.Base(f), data: b, meta: m, id: routing.OrderID(key),
+		out[i] = &order{file: filepath.Base(f), data: b, meta: m, id: radgate.OrderID(key),
 			name: fmt.Sprintf("Synthetic PMV%07d", seed%10_000_000), mrn: fmt.Sprintf("PMV-0%07d", seed%10_000_000)}
 	}
 	return out
@@ -429,8 +430,8 @@ func waitTerminal(t *testing.T, p *proc, limit time.Duration, orders ...*order) 
 // found by the result identifier radgate derives from order × engine ×
 // model version.
 func (r *rig) reports(ctx context.Context, o *order) (int, error) {
-	resID := routing.ResultID(o.id, routing.EngineInfo{ID: config.DefaultEngine, Version: r.version})
-	id := rfhir.ResultIdentifier(resID)
+	resID := pipeline.ResultID(o.id, radgate.EngineInfo{ID: config.DefaultEngine, Version: r.version})
+	id := fhir.ResultIdentifier(resID)
 	found, err := r.fhir.Search(ctx, "DiagnosticReport", url.Values{"identifier": {id.System + "|" + id.Value}})
 	return len(found), err
 }
@@ -441,7 +442,7 @@ func (r *rig) requireOneReportEach(t *testing.T, orders ...*order) {
 	t.Helper()
 	var lost, dup []string
 	for _, o := range orders {
-		require.Equal(t, routing.StateDelivered, o.status.State, "order %s: %s", o.id, o.status.Reason)
+		require.Equal(t, radgate.StateDelivered, o.status.State, "order %s: %s", o.id, o.status.Reason)
 		n, err := r.reports(t.Context(), o)
 		require.NoError(t, err)
 		switch {

@@ -22,12 +22,12 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/faultproxy"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // TestReliabilityKill9MidFlight: 200 orders, radgate killed with SIGKILL
@@ -211,19 +211,19 @@ func TestReliabilityPACSFaults(t *testing.T) {
 	waitTerminal(t, p, window+time.Minute, permanent)
 	failedAfter := time.Since(permanentPosted)
 	for _, o := range []*order{notYet, unavailable, truncated, paused} {
-		require.Equal(t, routing.StateDelivered, o.status.State, "%s: %s", o.file, o.status.Reason)
+		require.Equal(t, radgate.StateDelivered, o.status.State, "%s: %s", o.file, o.status.Reason)
 	}
 	r.requireOneReportEach(t, notYet, unavailable, truncated, paused)
 	require.Equal(t, 3, px.Hits("503"), "the 503s were answered and retried")
 	require.Equal(t, 2, px.Hits("truncated"), "both truncated bodies were retried")
-	require.Equal(t, routing.StateFailed, permanent.status.State)
+	require.Equal(t, radgate.StateFailed, permanent.status.State)
 	require.Contains(t, permanent.status.Reason, "500 Internal Server Error")
 	require.Contains(t, permanent.status.Reason, "study not retrieved from the PACS")
 	require.GreaterOrEqual(t, failedAfter, window, "failed only once the wait window had passed")
 	require.GreaterOrEqual(t, px.Hits("permanent"), 3, "retried within the window")
 	// The study never came back, so no route was chosen: the answer is the
 	// router's, to the unmatched destinations (the default's: fhir).
-	rep := permanent.status.Engines[routing.RouterEngine].Report
+	rep := permanent.status.Engines[radgate.RouterEngine].Report
 	require.True(t, strings.HasPrefix(rep, "Task/"), "a failed order is answered with a Task, got %q", rep)
 	t.Logf("404→stored→delivered; 503×%d, truncated×%d, PACS paused %s: all delivered once; permanent 500 (%d tries) failed after %s (window %s); test %s",
 		px.Hits("503"), px.Hits("truncated"), pausedFor.Round(100*time.Millisecond), px.Hits("permanent"),
@@ -289,7 +289,7 @@ func TestReliabilityLimits(t *testing.T) {
 		{heavy, []string{"larger than the configured limit", "limit 40000"}},
 		{wide, []string{"8193 × 4 pixels", "8192 × 8192 limit"}},
 	} {
-		require.Equal(t, routing.StateFailed, tc.o.status.State, "%s: %s", tc.o.file, tc.o.status.Reason)
+		require.Equal(t, radgate.StateFailed, tc.o.status.State, "%s: %s", tc.o.file, tc.o.status.Reason)
 		for _, w := range tc.want {
 			require.Contains(t, tc.o.status.Reason, w, tc.o.file)
 		}
@@ -337,9 +337,9 @@ func TestReliabilityNoPatientDataInLogs(t *testing.T) {
 
 	waitTerminal(t, p, 2*time.Minute, orders...)
 	for _, o := range scored {
-		require.Equal(t, routing.StateDelivered, o.status.State, o.status.Reason)
+		require.Equal(t, radgate.StateDelivered, o.status.State, o.status.Reason)
 	}
-	require.Equal(t, routing.StateFailed, never.status.State)
+	require.Equal(t, radgate.StateFailed, never.status.State)
 	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	<-p.done
 
@@ -361,9 +361,9 @@ func orderFor(t *testing.T, name string, data []byte, m *inference.Meta) *order 
 	t.Helper()
 	o := &order{file: name, data: data, meta: m, name: "Synthetic PMV limit", mrn: "PMV-0limit"}
 	if m != nil {
-		key, err := routing.OrderKey(routing.OrderEvent{Accession: &routing.Identifier{System: demo.AccessionSystem, Value: m.AccessionNumber}})
+		key, err := radgate.OrderKey(radgate.OrderEvent{Accession: &radgate.Identifier{System: demo.AccessionSystem, Value: m.AccessionNumber}})
 		require.NoError(t, err)
-		o.id = routing.OrderID(key)
+		o.id = radgate.OrderID(key)
 	}
 	return o
 }

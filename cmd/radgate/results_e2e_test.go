@@ -15,12 +15,13 @@ import (
 	"github.com/suyashkumar/dicom"
 	"github.com/suyashkumar/dicom/pkg/tag"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/derived"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // TestResultsToPACSAndRIS: a route sends each result to the FHIR server,
@@ -72,13 +73,13 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 
 	for i, c := range cases {
 		st := c.Status
-		require.Equal(t, routing.StateDelivered, st.State, st.Reason)
+		require.Equal(t, radgate.StateDelivered, st.State, st.Reason)
 		prog := st.Engines[config.DefaultEngine]
 		for _, d := range []string{"fhir", "pacs-results", "ris"} {
-			require.Equal(t, routing.StateDelivered, prog.Deliveries[d].State, d)
+			require.Equal(t, radgate.StateDelivered, prog.Deliveries[d].State, d)
 		}
 		marked := i == 0
-		resultID := routing.ResultID(c.OrderID, routing.EngineInfo{ID: config.DefaultEngine, Version: version})
+		resultID := pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: version})
 
 		// FHIR: the report with its PDF.
 		raw, err := rg.env.FHIR.Read(ctx, prog.Deliveries["fhir"].Report)
@@ -114,7 +115,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		dump, err := exec.Command("dsrdump", srFile).CombinedOutput()
 		require.NoError(t, err, "%s", dump)
 		require.Contains(t, string(dump), "Algorithm Version")
-		require.Contains(t, string(dump), `"`+rfhir.ConfidencePercent(obs.ValueQuantity.Value/100)+`" (%,UCUM`)
+		require.Contains(t, string(dump), `"`+fhir.ConfidencePercent(obs.ValueQuantity.Value/100)+`" (%,UCUM`)
 		pdfObj, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.PDFSeries, uids.PDF)
 		require.NoError(t, err)
 		require.Contains(t, string(pdfObj), "%PDF-", "the Encapsulated PDF")
@@ -125,7 +126,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		require.NotNil(t, m, "an ORU for accession %s", c.Meta.AccessionNumber)
 		require.Equal(t, "ORU", m.Get("MSH-9-1"))
 		require.Equal(t, "RIS", m.Get("MSH-5"))
-		require.Equal(t, rfhir.ConfidencePercent(obs.ValueQuantity.Value/100), m.Get("OBX(1)-5"))
+		require.Equal(t, fhir.ConfidencePercent(obs.ValueQuantity.Value/100), m.Get("OBX(1)-5"))
 		require.Equal(t, strings.ToLower(prog.Tier), m.Get("OBX(2)-5-1"))
 		require.True(t, strings.HasPrefix(prog.Deliveries["ris"].Report, "ORU^R01/"), prog.Deliveries["ris"].Report)
 		require.Contains(t, m.String(), "application^pdf^Base64", "the PDF as an ED OBX")

@@ -19,15 +19,16 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/derived"
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/pipeline"
 	"github.com/radgate/radgate/report"
 	"github.com/radgate/radgate/routing"
-	"github.com/radgate/radgate/routing/route"
 )
 
 // engineLoader opens engines from the models directory on demand and keeps
@@ -38,7 +39,7 @@ type engineLoader struct {
 	lib string
 
 	mu     sync.Mutex
-	loaded map[string]routing.Engine
+	loaded map[string]radgate.Engine
 	opened []*inference.Engine
 }
 
@@ -51,17 +52,17 @@ func newEngineLoader(cfg config.Config) (*engineLoader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &engineLoader{reg: reg, lib: lib, loaded: map[string]routing.Engine{}}, nil
+	return &engineLoader{reg: reg, lib: lib, loaded: map[string]radgate.Engine{}}, nil
 }
 
 // IDs lists every engine in the models directory.
 func (l *engineLoader) IDs() []string { return l.reg.IDs() }
 
 // load returns the engines with these ids, opening those not open yet.
-func (l *engineLoader) load(ids []string) ([]routing.Engine, error) {
+func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out []routing.Engine
+	var out []radgate.Engine
 	for _, id := range ids {
 		if e, ok := l.loaded[id]; ok {
 			out = append(out, e)
@@ -76,7 +77,7 @@ func (l *engineLoader) load(ids []string) ([]routing.Engine, error) {
 			return nil, fmt.Errorf("engine %s: %w", id, err)
 		}
 		l.opened = append(l.opened, e)
-		re := routing.NewInferenceEngine(e, inference.HeatmapOptions{})
+		re := pipeline.NewInferenceEngine(e, inference.HeatmapOptions{})
 		l.loaded[id] = re
 		out = append(out, re)
 	}
@@ -89,36 +90,36 @@ func (l *engineLoader) Close() {
 	for _, e := range l.opened {
 		_ = e.Close()
 	}
-	l.opened, l.loaded = nil, map[string]routing.Engine{}
+	l.opened, l.loaded = nil, map[string]radgate.Engine{}
 }
 
 // loadRoutes reads the configured route file, checked against the engines in
 // the models directory and the configured destinations; without a route
 // file, the built-in route sends every order to cfg.Engines and the "fhir"
 // destination.
-func loadRoutes(cfg config.Config, engineIDs []string) (*route.Set, error) {
+func loadRoutes(cfg config.Config, engineIDs []string) (*routing.Set, error) {
 	if cfg.RoutesFile == "" {
-		return route.Default(cfg.Engines, []string{config.BuiltinDestination}), nil
+		return routing.Default(cfg.Engines, []string{config.BuiltinDestination}), nil
 	}
-	return route.LoadFile(cfg.RoutesFile, route.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
+	return routing.LoadFile(cfg.RoutesFile, routing.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
 }
 
 // buildSinks builds a result sink for every destination: the built-in
 // "fhir" (the fhir section) and each one configured. It returns the sinks
 // and the built-in FHIR sink (for the Subscriptions), and a function that
 // closes what the sinks hold open.
-func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *dicomweb.Client, logger *slog.Logger) (map[string]routing.Sink, *fhiradapter.Sink, func(), error) {
+func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *dicomweb.Client, logger *slog.Logger) (map[string]radgate.Sink, *fhirhttp.Sink, func(), error) {
 	pdf := pdfReport(pacs)
-	var opts []fhiradapter.SinkOption
+	var opts []fhirhttp.SinkOption
 	if cfg.FHIR.PDFReport {
-		opts = append(opts, fhiradapter.WithPDF(pdf))
+		opts = append(opts, fhirhttp.WithPDF(pdf))
 	}
-	main, err := fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir,
+	main, err := fhirhttp.NewSink(fhirhttp.SinkOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir,
 		Timeout: cfg.FHIR.Timeout.D(), Logger: logger}, opts...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("fhir: %w", err)
 	}
-	sinks := map[string]routing.Sink{config.BuiltinDestination: main}
+	sinks := map[string]radgate.Sink{config.BuiltinDestination: main}
 	var closers []func() error
 	closeAll := func() {
 		for _, c := range closers {
@@ -134,18 +135,18 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 		if timeout <= 0 {
 			timeout = 30 * time.Second
 		}
-		var destPDF func(context.Context, routing.Result) ([]byte, error)
+		var destPDF func(context.Context, radgate.Result) ([]byte, error)
 		if d.PDFReport {
 			destPDF = pdf
 		}
-		var s routing.Sink
+		var s radgate.Sink
 		switch d.Type {
 		case config.DestinationFHIR:
-			var o []fhiradapter.SinkOption
+			var o []fhirhttp.SinkOption
 			if destPDF != nil {
-				o = append(o, fhiradapter.WithPDF(destPDF))
+				o = append(o, fhirhttp.WithPDF(destPDF))
 			}
-			s, err = fhiradapter.NewSink(fhiradapter.SinkOptions{BaseURL: d.URL, HTTPClient: sec.destinations[name],
+			s, err = fhirhttp.NewSink(fhirhttp.SinkOptions{BaseURL: d.URL, HTTPClient: sec.destinations[name],
 				Timeout: timeout, Logger: logger}, o...)
 		case config.DestinationDICOMweb:
 			var c *dicomweb.Client
@@ -188,22 +189,22 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 // same result goes to several destinations at about the same time: the last
 // few reports are kept, keyed by everything the page shows, so each is
 // rendered once.
-func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]byte, error) {
+func pdfReport(pacs *dicomweb.Client) func(context.Context, radgate.Result) ([]byte, error) {
 	var (
 		mu     sync.Mutex
 		recent = map[[32]byte][]byte{}
 		order  [][32]byte
 	)
 	const keep = 32
-	return func(ctx context.Context, r routing.Result) ([]byte, error) {
+	return func(ctx context.Context, r radgate.Result) ([]byte, error) {
 		// What the page shows (report.PDF): the order's progress is not on
 		// it, and changes between one destination's delivery and the next.
 		k := r
-		k.Order, k.Destination, k.Destinations, k.Read = routing.OrderStatus{}, "", nil, nil
+		k.Order, k.Destination, k.Destinations, k.Read = radgate.OrderStatus{}, "", nil, nil
 		j, err := json.Marshal(struct {
-			R                              routing.Result
-			Accession                      *routing.Identifier
-			ServiceRequest, ImagingStudy   *routing.Reference
+			R                              radgate.Result
+			Accession                      *radgate.Identifier
+			ServiceRequest, ImagingStudy   *radgate.Reference
 			OrderID, OrderStudyInstanceUID string
 		}{k, r.Order.Accession, r.Order.ServiceRequest, r.Order.ImagingStudy, r.Order.ID, r.Order.StudyInstanceUID})
 		if err != nil {
@@ -255,8 +256,8 @@ func pdfReport(pacs *dicomweb.Client) func(context.Context, routing.Result) ([]b
 type routeReloader struct {
 	cfg     config.Config
 	engines *engineLoader
-	sinks   map[string]routing.Sink
-	pipe    *routing.Pipeline
+	sinks   map[string]radgate.Sink
+	pipe    *pipeline.Pipeline
 	log     *slog.Logger
 
 	reloads  *prometheus.CounterVec
@@ -266,7 +267,7 @@ type routeReloader struct {
 	digest   string
 }
 
-func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string]routing.Sink, pipe *routing.Pipeline,
+func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string]radgate.Sink, pipe *pipeline.Pipeline,
 	digest string, log *slog.Logger, reg prometheus.Registerer) *routeReloader {
 	r := &routeReloader{cfg: cfg, engines: engines, sinks: sinks, pipe: pipe, log: log, digest: digest,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -292,7 +293,7 @@ func (r *routeReloader) reload(why string) error {
 	defer r.mu.Unlock()
 	set, err := loadRoutes(r.cfg, r.engines.IDs())
 	if err == nil {
-		var engines []routing.Engine
+		var engines []radgate.Engine
 		if engines, err = r.engines.load(set.Engines()); err == nil {
 			for _, d := range set.Destinations() {
 				if _, ok := r.sinks[d]; !ok {

@@ -16,12 +16,13 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
-	rfhir "github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // loadRouted stores cloned copies of testdata files in the PACS.
@@ -54,9 +55,9 @@ func orderFrom(t *testing.T, rg *running, c *demo.Case, facility, priority strin
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode, "%s", b)
-	key, err := routing.OrderKey(routing.OrderEvent{Accession: &routing.Identifier{System: demo.AccessionSystem, Value: c.Meta.AccessionNumber}})
+	key, err := radgate.OrderKey(radgate.OrderEvent{Accession: &radgate.Identifier{System: demo.AccessionSystem, Value: c.Meta.AccessionNumber}})
 	require.NoError(t, err)
-	c.OrderID = routing.OrderID(key)
+	c.OrderID = radgate.OrderID(key)
 }
 
 func writeFile(t *testing.T, path, content string) {
@@ -66,7 +67,7 @@ func writeFile(t *testing.T, path, content string) {
 	require.NoError(t, os.Rename(tmp, path)) // as editors and config management do
 }
 
-func countByIdentifier(t *testing.T, c *fhiradapter.Client, resourceType string, id rfhir.Identifier) int {
+func countByIdentifier(t *testing.T, c *fhirhttp.Client, resourceType string, id fhir.Identifier) int {
 	t.Helper()
 	found, err := c.Search(t.Context(), resourceType, map[string][]string{"identifier": {id.System + "|" + id.Value}})
 	require.NoError(t, err)
@@ -121,7 +122,7 @@ unmatched:
 		c.RoutesFile = routesFile
 		c.Destinations = map[string]config.Destination{"stmary": {Type: config.DestinationFHIR, URL: stMary.URL}}
 	})
-	stMaryFHIR, err := fhiradapter.NewClient(fhiradapter.ClientOptions{BaseURL: stMary.URL})
+	stMaryFHIR, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: stMary.URL})
 	require.NoError(t, err)
 	ctx := t.Context()
 	seed := int(time.Now().UnixNano()/1e6%9000)*10 + 7
@@ -133,25 +134,25 @@ unmatched:
 	require.NoError(t, rg.env.Wait(ctx, cases, 3*time.Minute))
 
 	version := engineVersion(t, rg)
-	resultID := func(c *demo.Case, engine string) rfhir.Identifier {
-		return rfhir.ResultIdentifier(routing.ResultID(c.OrderID, routing.EngineInfo{ID: engine, Version: version}))
+	resultID := func(c *demo.Case, engine string) fhir.Identifier {
+		return fhir.ResultIdentifier(pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: engine, Version: version}))
 	}
-	readTask := func(c *demo.Case) rfhir.Identifier {
-		return rfhir.Identifier{System: rfhir.SystemReadRequest, Value: c.OrderID}
+	readTask := func(c *demo.Case) fhir.Identifier {
+		return fhir.Identifier{System: fhir.SystemReadRequest, Value: c.OrderID}
 	}
 
 	// Urgent, General Hospital: both engines, reports on the main server,
 	// one read Task for the study.
 	st := urgent.Status
-	require.Equal(t, routing.StateDelivered, st.State, st.Reason)
+	require.Equal(t, radgate.StateDelivered, st.State, st.Reason)
 	require.Equal(t, []string{"urgent-chest"}, st.Route.Routes)
 	require.Equal(t, []string{"fhir"}, st.Route.Destinations)
 	for _, e := range []string{config.DefaultEngine, k224} {
-		require.Equal(t, routing.StateDelivered, st.Engines[e].State, e)
+		require.Equal(t, radgate.StateDelivered, st.Engines[e].State, e)
 		require.True(t, strings.HasPrefix(st.Engines[e].Deliveries["fhir"].Report, "DiagnosticReport/"), e)
 		require.Equal(t, 1, countByIdentifier(t, rg.env.FHIR, "DiagnosticReport", resultID(urgent, e)), e)
 	}
-	found, err := rg.env.FHIR.Search(ctx, "Task", map[string][]string{"identifier": {rfhir.SystemReadRequest + "|" + urgent.OrderID}})
+	found, err := rg.env.FHIR.Search(ctx, "Task", map[string][]string{"identifier": {fhir.SystemReadRequest + "|" + urgent.OrderID}})
 	require.NoError(t, err)
 	require.Len(t, found, 1, "one read Task for the study, whichever engine asked first")
 	var task map[string]any
@@ -164,7 +165,7 @@ unmatched:
 	// Routine, St Mary: one engine, report on St Mary's own server only, no
 	// read requested.
 	st = stm.Status
-	require.Equal(t, routing.StateDelivered, st.State, st.Reason)
+	require.Equal(t, radgate.StateDelivered, st.State, st.Reason)
 	require.Equal(t, []string{"chest"}, st.Route.Routes)
 	require.Equal(t, "St Mary Hospital", st.Route.Facility)
 	require.Equal(t, []string{"stmary"}, st.Route.Destinations)
@@ -176,10 +177,10 @@ unmatched:
 
 	// The hip study matches no route: answered with the reason, not scored.
 	st = hip.Status
-	require.Equal(t, routing.StateRejected, st.State)
+	require.Equal(t, radgate.StateRejected, st.State)
 	require.False(t, st.Route.Matched)
 	require.Contains(t, st.Reason, "no route matches: modality CR, body part HIP")
-	ans := st.Engines[routing.RouterEngine]
+	ans := st.Engines[radgate.RouterEngine]
 	require.True(t, strings.HasPrefix(ans.Report, "Task/"), "answered on the FHIR server: %+v", ans)
 	b, err := rg.env.FHIR.Read(ctx, ans.Report)
 	require.NoError(t, err)
@@ -233,7 +234,7 @@ func TestRoutesReload(t *testing.T) {
 	orderFrom(t, rg, cases[0], "General Hospital", "routine")
 	require.NoError(t, rg.env.Wait(ctx, cases[:1], 2*time.Minute))
 	require.Equal(t, []string{"v1"}, cases[0].Status.Route.Routes)
-	require.Equal(t, routing.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
+	require.Equal(t, radgate.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
 
 	// Orders in flight while a good file replaces the routes keep theirs.
 	orderFrom(t, rg, cases[1], "General Hospital", "routine")
@@ -243,7 +244,7 @@ func TestRoutesReload(t *testing.T) {
 	require.Equal(t, "0", metric(t, rg, "radgate_routes_reload_error"))
 	require.NoError(t, rg.env.Wait(ctx, cases[1:3], 2*time.Minute))
 	for _, c := range cases[1:3] {
-		require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+		require.Equal(t, radgate.StateDelivered, c.Status.State, c.Status.Reason)
 		require.Len(t, c.Status.Route.Routes, 1)
 		eng := map[string]string{"v1": config.DefaultEngine, "v2": k224}[c.Status.Route.Routes[0]]
 		require.Contains(t, c.Status.Engines, eng, "scored by the engine of the route it was given")
@@ -255,5 +256,5 @@ func TestRoutesReload(t *testing.T) {
 	orderFrom(t, rg, cases[3], "General Hospital", "routine")
 	require.NoError(t, rg.env.Wait(ctx, cases[3:], 2*time.Minute))
 	require.Equal(t, []string{"v2"}, cases[3].Status.Route.Routes)
-	require.Equal(t, routing.StateDelivered, cases[3].Status.Engines[k224].State)
+	require.Equal(t, radgate.StateDelivered, cases[3].Status.Engines[k224].State)
 }

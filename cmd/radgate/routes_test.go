@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate"
 )
 
 // The PDF a result gets is the same at every destination (rendered once),
@@ -18,11 +18,11 @@ import (
 func TestPDFReportPerResult(t *testing.T) {
 	var heat bytes.Buffer
 	require.NoError(t, png.Encode(&heat, image.NewRGBA(image.Rect(0, 0, 64, 64))))
-	r := routing.Result{ID: "res-1", Outcome: routing.OutcomeScored, Probability: 0.81, Tier: "High", Marked: true,
+	r := radgate.Result{ID: "res-1", Outcome: radgate.OutcomeScored, Probability: 0.81, Tier: "High", Marked: true,
 		HeatmapPNG: heat.Bytes(), ScoredAt: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC),
-		Order: routing.OrderStatus{ID: "ord-1", Accession: &routing.Identifier{System: "urn:acsn", Value: "A-1"}},
-		Engine: routing.EngineInfo{ID: "eng", Name: "Engine", Version: "1", Disclaimer: "Not a diagnosis.",
-			Finding: routing.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"}},
+		Order: radgate.OrderStatus{ID: "ord-1", Accession: &radgate.Identifier{System: "urn:acsn", Value: "A-1"}},
+		Engine: radgate.EngineInfo{ID: "eng", Name: "Engine", Version: "1", Disclaimer: "Not a diagnosis.",
+			Finding: radgate.Coding{System: "http://snomed.info/sct", Code: "233604007", Display: "Pneumonia"}},
 		StudyInstanceUID: "1.2.3", SeriesInstanceUID: "1.2.3.4", SOPInstanceUID: "1.2.3.4.5"}
 	pdf := pdfReport(nil)
 	ctx := context.Background()
@@ -31,14 +31,14 @@ func TestPDFReportPerResult(t *testing.T) {
 	first, err := pdf(ctx, r)
 	require.NoError(t, err)
 	r.Destination = "ris"
-	r.Order.Engines = map[string]routing.EngineProgress{"eng": {State: routing.StateScored,
-		Deliveries: map[string]routing.DeliveryProgress{"fhir": {State: routing.StateDelivered}}}} // progress is not on the page
+	r.Order.Engines = map[string]radgate.EngineProgress{"eng": {State: radgate.StateScored,
+		Deliveries: map[string]radgate.DeliveryProgress{"fhir": {State: radgate.StateDelivered}}}} // progress is not on the page
 	again, err := pdf(ctx, r)
 	require.NoError(t, err)
 	require.Equal(t, first, again)
 	require.Same(t, &first[0], &again[0], "rendered once, kept for the next destination")
 
-	r.Order.ServiceRequest = &routing.Reference{Reference: "ServiceRequest/9"} // the order learned more
+	r.Order.ServiceRequest = &radgate.Reference{Reference: "ServiceRequest/9"} // the order learned more
 	changed, err := pdf(ctx, r)
 	require.NoError(t, err)
 	require.NotEqual(t, first, changed)

@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/radgate/radgate/config"
-	"github.com/radgate/radgate/routing/route"
+	"github.com/radgate/radgate/routing"
 )
 
 func newRouteTestCmd() *cobra.Command {
@@ -50,19 +50,19 @@ func runRouteCases(env routeEnv, routesFile, dir string, out io.Writer) error {
 	if routesFile == "" {
 		routesFile = env.cfg.RoutesFile
 	}
-	var set *route.Set
+	var set *routing.Set
 	if routesFile == "" {
-		set = route.Default(env.cfg.Engines, []string{config.BuiltinDestination})
+		set = routing.Default(env.cfg.Engines, []string{config.BuiltinDestination})
 		fmt.Fprintf(out, "routes: built-in default (sha256 %s)\n", set.Digest()[:12])
 	} else {
 		var err error
-		if set, err = route.LoadFile(routesFile, env.reg); err != nil {
+		if set, err = routing.LoadFile(routesFile, env.reg); err != nil {
 			printFindings(out, routesFile, err)
 			return &exitError{code: 1, err: fmt.Errorf("route file %s does not load", routesFile)}
 		}
 		fmt.Fprintf(out, "routes: %s (sha256 %s)\n", routesFile, set.Digest()[:12])
 	}
-	cases, loadErr := route.LoadCases(dir)
+	cases, loadErr := routing.LoadCases(dir)
 	broken := 0
 	if loadErr != nil {
 		var errs config.Errors

@@ -8,17 +8,18 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // TestScaleOutTwoProcessesOneNATS: two radgate processes against one
 // external NATS server share the durable consumers of every stage, so they
 // share the work; orders posted to either end with exactly one report each.
 func TestScaleOutTwoProcessesOneNATS(t *testing.T) {
-	ext, err := routing.StartEmbedded(t.TempDir(), -1) // stands in for the hospital's NATS cluster
+	ext, err := broker.StartEmbedded(t.TempDir(), -1) // stands in for the hospital's NATS cluster
 	require.NoError(t, err)
 	t.Cleanup(ext.Shutdown)
 	a := startRadgate(t, func(c *config.Config) { c.NATS.URL = ext.ClientURL() })
@@ -46,7 +47,7 @@ func TestScaleOutTwoProcessesOneNATS(t *testing.T) {
 
 	published := map[*running]int{}
 	for _, c := range all {
-		require.Equal(t, routing.StateDelivered, c.Status.State, c.Status.Reason)
+		require.Equal(t, radgate.StateDelivered, c.Status.State, c.Status.Reason)
 		require.Equal(t, 1, countReports(t, a, c), "exactly one report for order %s", c.OrderID)
 		for _, rg := range []*running{a, b} {
 			if strings.Contains(rg.logs.String(), `msg="result published" component=pipeline order=`+c.OrderID) {

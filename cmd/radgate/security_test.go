@@ -23,10 +23,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // An intake beyond loopback without authentication is refused before
@@ -184,5 +184,5 @@ func TestServeIntakeOverMutualTLS(t *testing.T) {
 	require.NoError(t, rg.env.LoadImages(t.Context(), cases))
 	require.NoError(t, rg.env.Order(t.Context(), cases))
 	require.NoError(t, rg.env.Wait(t.Context(), cases, 2*time.Minute))
-	require.Equal(t, routing.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
+	require.Equal(t, radgate.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
 }

@@ -21,10 +21,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/billing"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/pipeline"
 )
 
 func init() {
@@ -108,7 +110,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return err
 	}
 	defer shutdownNATS()
-	topo, err := routing.EnsureTopology(ctx, nc)
+	topo, err := broker.EnsureTopology(ctx, nc)
 	if err != nil {
 		return err
 	}
@@ -126,15 +128,19 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	// Publishing radgate's CodeSystems is best effort at start-up: a FHIR
 	// server that is down now gets results (retried) once it is back.
 	for name, s := range sinks {
-		if fs, ok := s.(*fhiradapter.Sink); ok {
+		if fs, ok := s.(*fhirhttp.Sink); ok {
 			if err := fs.EnsureCodeSystem(ctx); err != nil {
 				log.Warn("could not publish radgate's CodeSystems yet", "destination", name, "err", err)
 			}
 		}
 	}
 
-	pipe, err := routing.NewPipeline(routing.Options{
-		Topology: topo, Source: pacs, Engines: engines, Routes: routes,
+	usage, err := billing.EnsureUsageMeter(ctx, topo.JS)
+	if err != nil {
+		return err
+	}
+	pipe, err := pipeline.NewPipeline(pipeline.Options{
+		Topology: topo, Usage: usage, Source: pacs, Engines: engines, Routes: routes,
 		Sinks:  sinks,
 		Logger: logger, Registerer: reg,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
@@ -184,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", fhiradapter.NewIntake(pipe, fhiradapter.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
+	mux.Handle("/", fhirhttp.NewIntake(pipe, fhirhttp.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if nc.Status() != nats.CONNECTED {
@@ -247,13 +253,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 // nats.embedded_listen.
 func connectNATS(cfg config.Config, logger *slog.Logger) (*nats.Conn, func(), error) {
 	url := cfg.NATS.URL
-	var emb *routing.EmbeddedServer
+	var emb *broker.EmbeddedServer
 	if url == "" {
 		host, port, err := cfg.NATS.EmbeddedAddr()
 		if err != nil {
 			return nil, nil, fmt.Errorf("nats.embedded_listen: %w", err)
 		}
-		emb, err = routing.StartEmbeddedOn(filepath.Join(cfg.DataDir, "nats"), host, port)
+		emb, err = broker.StartEmbeddedOn(filepath.Join(cfg.DataDir, "nats"), host, port)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w (set nats.embedded_listen to a free address, or nats.url)", err)
 		}
@@ -265,7 +271,7 @@ func connectNATS(cfg config.Config, logger *slog.Logger) (*nats.Conn, func(), er
 				"embedded_listen", cfg.NATS.EmbeddedListen)
 		}
 	}
-	nc, err := routing.Connect(url, cfg.NATS.CredentialsFile, logger)
+	nc, err := broker.Connect(url, cfg.NATS.CredentialsFile, logger)
 	if err != nil {
 		if emb != nil {
 			emb.Shutdown()

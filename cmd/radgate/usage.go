@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/radgate/radgate/routing"
+	"github.com/radgate/radgate/billing"
 )
 
 func init() {
@@ -41,7 +41,7 @@ when it is embedded.`,
 			defer closeFn()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
-			u, err := routing.OpenUsageMeter(ctx, js)
+			u, err := billing.OpenUsageMeter(ctx, js)
 			if err != nil {
 				return err
 			}
@@ -60,7 +60,7 @@ when it is embedded.`,
 	rootCmd.AddCommand(cmd)
 }
 
-func printUsage(w io.Writer, month string, rows []routing.UsageRow, csvOut, jsonOut bool) error {
+func printUsage(w io.Writer, month string, rows []billing.UsageRow, csvOut, jsonOut bool) error {
 	switch {
 	case csvOut:
 		cw := csv.NewWriter(w)
@@ -75,7 +75,7 @@ func printUsage(w io.Writer, month string, rows []routing.UsageRow, csvOut, json
 		for _, r := range rows {
 			if err := enc.Encode(struct {
 				Month string `json:"month"`
-				routing.UsageRow
+				billing.UsageRow
 			}{month, r}); err != nil {
 				return err
 			}

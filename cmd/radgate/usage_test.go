@@ -9,10 +9,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/billing"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // TestUsageCountsWhatRan: two chest studies are scored and one hip study is
@@ -36,7 +37,7 @@ func TestUsageCountsWhatRan(t *testing.T) {
 	require.NoError(t, rg.env.LoadImages(ctx, cases))
 	require.NoError(t, rg.env.Order(ctx, cases))
 	require.NoError(t, rg.env.Wait(ctx, cases, 2*time.Minute))
-	require.Equal(t, routing.StateRejected, cases[2].Status.State, "the hip study is not scored")
+	require.Equal(t, radgate.StateRejected, cases[2].Status.State, "the hip study is not scored")
 	require.NoError(t, rg.env.Order(ctx, cases)) // the same orders again
 	time.Sleep(time.Second)
 
@@ -50,6 +51,6 @@ func TestUsageCountsWhatRan(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, [][]string{
 		{"month", "facility", "engine", "analyses"},
-		{month, routing.UnknownFacility, config.DefaultEngine, "2"},
+		{month, billing.UnknownFacility, config.DefaultEngine, "2"},
 	}, rows)
 }

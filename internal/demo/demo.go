@@ -20,10 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	fhiradapter "github.com/radgate/radgate/adapters/fhir"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/inference"
-	"github.com/radgate/radgate/routing"
 )
 
 // AccessionSystem is the demo hospital's accession number namespace.
@@ -54,7 +54,7 @@ type Case struct {
 	Meta *inference.Meta
 
 	OrderID string
-	Status  routing.OrderStatus
+	Status  radgate.OrderStatus
 	Report  *Report
 }
 
@@ -74,7 +74,7 @@ type Report struct {
 // Env is the running hospital around radgate.
 type Env struct {
 	RadgateURL string // radgate's intake base, http://127.0.0.1:8080
-	FHIR       *fhiradapter.Client
+	FHIR       *fhirhttp.Client
 	PACS       *dicomweb.Client
 	HTTP       *http.Client
 }
@@ -125,15 +125,15 @@ func (e *Env) Order(ctx context.Context, cases []*Case) error {
 }
 
 func (e *Env) order(ctx context.Context, i int, c *Case) error {
-	var acsn *routing.Identifier
+	var acsn *radgate.Identifier
 	if c.Meta.AccessionNumber != "" {
-		acsn = &routing.Identifier{System: AccessionSystem, Value: c.Meta.AccessionNumber}
+		acsn = &radgate.Identifier{System: AccessionSystem, Value: c.Meta.AccessionNumber}
 	}
-	key, err := routing.OrderKey(routing.OrderEvent{Accession: acsn, StudyInstanceUID: c.Meta.StudyInstanceUID})
+	key, err := radgate.OrderKey(radgate.OrderEvent{Accession: acsn, StudyInstanceUID: c.Meta.StudyInstanceUID})
 	if err != nil {
 		return err
 	}
-	c.OrderID = routing.OrderID(key)
+	c.OrderID = radgate.OrderID(key)
 	name := c.Patient
 	if name == "" {
 		name = fmt.Sprintf("Demo Patient %02d", i+1)
@@ -264,8 +264,8 @@ func (e *Env) client() *http.Client {
 }
 
 // OrderStatus reads GET /orders/{id} from radgate.
-func (e *Env) OrderStatus(ctx context.Context, id string) (routing.OrderStatus, error) {
-	var st routing.OrderStatus
+func (e *Env) OrderStatus(ctx context.Context, id string) (radgate.OrderStatus, error) {
+	var st radgate.OrderStatus
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.RadgateURL+"/orders/"+url.PathEscape(id), nil)
 	if err != nil {
 		return st, err

@@ -9,11 +9,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/faultproxy"
 	"github.com/radgate/radgate/internal/testenv"
-	"github.com/radgate/radgate/routing"
 )
 
 // TestFaultsInFrontOfOrthanc: the proxy in front of the real Orthanc answers
@@ -44,11 +44,11 @@ func TestFaultsInFrontOfOrthanc(t *testing.T) {
 	var herr *dicomweb.HTTPError
 	require.ErrorAs(t, err, &herr)
 	require.Equal(t, http.StatusServiceUnavailable, herr.StatusCode)
-	require.True(t, routing.IsTransient(err))
+	require.True(t, radgate.IsTransient(err))
 
 	_, err = c.RetrieveInstance(t.Context(), m.StudyInstanceUID, m.SeriesInstanceUID, m.SOPInstanceUID)
 	require.Error(t, err)
-	require.True(t, routing.IsTransient(err), "a body cut short is worth retrying: %v", err)
+	require.True(t, radgate.IsTransient(err), "a body cut short is worth retrying: %v", err)
 	require.Contains(t, err.Error(), "cut short")
 	require.False(t, errors.Is(err, dicomweb.ErrMalformedResponse))
 

@@ -1,0 +1,421 @@
+package fhirhttp
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/fhir"
+)
+
+// DefaultMaxBodyBytes is the default cap on an intake request body.
+const DefaultMaxBodyBytes = 10 << 20
+
+// Source is the OrderEvent.Source of events from this adapter.
+const Source = "fhir"
+
+// IntakeOptions configures the HTTP intake.
+type IntakeOptions struct {
+	// MaxBodyBytes caps a request body; a larger one is answered 413.
+	// Zero means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// Logger receives one line per request outcome (ids and resource types
+	// only, never patient data). Nil discards.
+	Logger *slog.Logger
+	// Now stamps OrderEvent.ReceivedAt; nil means time.Now.
+	Now func() time.Time
+}
+
+// Intake is the HTTP intake of FHIR orders. It serves:
+//
+//	POST /fhir/ServiceRequest   one ServiceRequest
+//	POST /fhir/ImagingStudy     one ImagingStudy
+//	POST /fhir                  a transaction or batch Bundle of them
+//	POST /fhir/notify           an R4 rest-hook notification: the matching
+//	                            resource as the body (PUT and a /Type/id
+//	                            suffix are accepted too); an empty body is a
+//	                            heartbeat, answered 200
+//	GET  /orders/{id}           the order's routing.OrderStatus as JSON
+//
+// A single resource that becomes an order is answered 202 Accepted with
+// Location: /orders/{id} and the OrderStatus as the body, only after
+// routing.Intake.Accept returned, that is once the order is durable.
+//
+// A Bundle is answered 200 with a transaction-response (or batch-response)
+// Bundle, as FHIR clients expect of a transaction: each order entry has
+// response.status "202 Accepted" and response.location /orders/{id}; an entry
+// of any other resource type (a Patient the orders point at) is read to
+// resolve references, not stored, and says so in its response.outcome. A
+// transaction is all or nothing as far as the client's mistakes go: every
+// entry is validated before any is accepted, and one bad entry gets the whole
+// Bundle a 400 naming each fault. If accepting fails half way (the message
+// store is down), the answer is 503 and the client resends the whole Bundle:
+// orders are keyed by accession number or study UID, so entries accepted the
+// first time are not duplicated. In a batch each entry stands alone and gets
+// its own status (202, 400 or 503).
+//
+// Errors are OperationOutcomes: malformed JSON, a wrong resourceType, no
+// accession number or no Study Instance UID → 400 with the element named in
+// issue.expression; a body over the limit → 413; an unsupported media type →
+// 415; a wrong method → 405; an order routing refuses (routing.ErrInvalidOrder)
+// → 400; any other failure to accept → 503 (nothing was accepted: retry).
+type Intake struct {
+	in      radgate.Intake
+	maxBody int64
+	log     *slog.Logger
+	now     func() time.Time
+	mux     *http.ServeMux
+}
+
+var _ http.Handler = (*Intake)(nil)
+
+// NewIntake returns the intake handler, handing orders to in. Mount it at
+// the root of the listener (it answers unknown paths 404 with an
+// OperationOutcome), or at "/fhir", "/fhir/" and "/orders/".
+func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
+	if in == nil {
+		panic("fhirhttp: NewIntake with a nil radgate.Intake")
+	}
+	h := &Intake{in: in, maxBody: opts.MaxBodyBytes, log: opts.Logger, now: opts.Now}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "fhir-intake")
+	if h.now == nil {
+		h.now = time.Now
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/fhir", h.methods(h.postBundle, http.MethodPost))
+	mux.HandleFunc("/fhir/{$}", h.methods(h.postBundle, http.MethodPost))
+	mux.HandleFunc("/fhir/ServiceRequest", h.methods(h.postResource(fhir.ParseServiceRequest), http.MethodPost))
+	mux.HandleFunc("/fhir/ImagingStudy", h.methods(h.postResource(fhir.ParseImagingStudy), http.MethodPost))
+	mux.HandleFunc("/fhir/notify", h.methods(h.notify, http.MethodPost, http.MethodPut))
+	mux.HandleFunc("/fhir/notify/", h.methods(h.notify, http.MethodPost, http.MethodPut))
+	mux.HandleFunc("/orders/{id}", h.methods(h.getOrder, http.MethodGet, http.MethodHead))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
+			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id})", r.URL.Path)))
+	})
+	h.mux = mux
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Intake) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Intake) methods(next http.HandlerFunc, allowed ...string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range allowed {
+			if r.Method == m {
+				next(w, r)
+				return
+			}
+		}
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeOutcome(w, http.StatusMethodNotAllowed, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
+			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))))
+	}
+}
+
+// readBody checks the media type and reads the body within the limit; on
+// failure it has answered the request.
+func (h *Intake) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		switch {
+		case err != nil:
+			writeOutcome(w, http.StatusUnsupportedMediaType, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
+				fmt.Sprintf("unreadable Content-Type %q: send application/fhir+json", ct)))
+			return nil, false
+		case mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir":
+			writeOutcome(w, http.StatusUnsupportedMediaType, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
+				fmt.Sprintf("Content-Type %s not supported: radgate reads FHIR JSON (application/fhir+json or application/json)", mt)))
+			return nil, false
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			h.log.Warn("request body too large", "path", r.URL.Path, "limit_bytes", tooBig.Limit)
+			writeOutcome(w, http.StatusRequestEntityTooLarge, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTooCostly,
+				fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)))
+			return nil, false
+		}
+		writeOutcome(w, http.StatusBadRequest, fhir.NewOutcome(fhir.SeverityError, fhir.IssueStructure,
+			"reading the request body: "+err.Error()))
+		return nil, false
+	}
+	return body, true
+}
+
+// postResource serves POST /fhir/ServiceRequest and /fhir/ImagingStudy.
+func (h *Intake) postResource(parse func([]byte) (*fhir.OrderResource, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, ok := h.readBody(w, r)
+		if !ok {
+			return
+		}
+		o, err := parse(body)
+		if err != nil {
+			h.rejected(w, r, err)
+			return
+		}
+		h.acceptOne(w, r, o)
+	}
+}
+
+// notify serves R4 rest-hook notifications.
+func (h *Intake) notify(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		h.log.Debug("rest-hook heartbeat")
+		writeOutcome(w, http.StatusOK, fhir.NewOutcome(fhir.SeverityInformation, fhir.IssueInformational, "heartbeat received"))
+		return
+	}
+	var head struct {
+		ResourceType string `json:"resourceType"`
+	}
+	if json.Unmarshal(body, &head) == nil && head.ResourceType == "Bundle" {
+		h.serveBundle(w, r, body)
+		return
+	}
+	o, err := fhir.ParseResource(body)
+	if err != nil {
+		h.rejected(w, r, err)
+		return
+	}
+	h.acceptOne(w, r, o)
+}
+
+func (h *Intake) acceptOne(w http.ResponseWriter, r *http.Request, o *fhir.OrderResource) {
+	st, err := h.in.Accept(r.Context(), h.event(o))
+	if err != nil {
+		code, oo := acceptError(err)
+		h.log.Warn("order not accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "status", code, "error", err)
+		if code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "5")
+		}
+		writeOutcome(w, code, oo)
+		return
+	}
+	h.log.Info("order accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "order_id", st.ID, "state", st.State)
+	w.Header().Set("Location", "/orders/"+st.ID)
+	writeJSON(w, http.StatusAccepted, "application/json", st)
+}
+
+// postBundle serves POST /fhir.
+func (h *Intake) postBundle(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	h.serveBundle(w, r, body)
+}
+
+func (h *Intake) serveBundle(w http.ResponseWriter, r *http.Request, body []byte) {
+	b, err := fhir.ParseBundle(body)
+	if err != nil {
+		h.rejected(w, r, err)
+		return
+	}
+	if b.Type == "transaction" {
+		h.transaction(w, r, b)
+		return
+	}
+	h.batch(w, r, b)
+}
+
+var ignoredOutcome = fhir.NewOutcome(fhir.SeverityInformation, fhir.IssueInformational,
+	"not stored: radgate takes ServiceRequest and ImagingStudy only; this entry was read to resolve references")
+
+func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle) {
+	if err := b.Err(); err != nil {
+		h.rejected(w, r, err)
+		return
+	}
+	resp := make([]fhir.EntryResponse, len(b.Entries))
+	accepted := 0
+	for i, e := range b.Entries {
+		if e.Ignored() {
+			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
+			continue
+		}
+		st, err := h.in.Accept(r.Context(), h.event(e.Order))
+		if err != nil {
+			code, oo := acceptError(err)
+			for j := range oo.Issues {
+				oo.Issues[j].Expression = []string{fmt.Sprintf("Bundle.entry[%d]", i)}
+				oo.Issues[j].Diagnostics = fmt.Sprintf("Bundle.entry[%d]: %s (%d earlier entries were accepted; resending the whole Bundle is safe)",
+					i, oo.Issues[j].Diagnostics, accepted)
+			}
+			h.log.Warn("transaction not accepted", "entry", i, "resource_type", e.ResourceType, "accepted_before", accepted, "status", code, "error", err)
+			if code == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", "5")
+			}
+			writeOutcome(w, code, oo)
+			return
+		}
+		accepted++
+		h.log.Info("order accepted", "path", r.URL.Path, "entry", i, "resource_type", e.ResourceType, "order_id", st.ID, "state", st.State)
+		resp[i] = fhir.EntryResponse{Status: "202 Accepted", Location: "/orders/" + st.ID}
+	}
+	writeRaw(w, http.StatusOK, "application/fhir+json", fhir.BuildResponseBundle("transaction-response", resp))
+}
+
+func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle) {
+	resp := make([]fhir.EntryResponse, len(b.Entries))
+	for i, e := range b.Entries {
+		switch {
+		case e.Err != nil:
+			resp[i] = fhir.EntryResponse{Status: "400 Bad Request", Outcome: fhir.OutcomeFromError(e.Err, fhir.IssueInvalid)}
+			h.logRejected(r, e.Err)
+		case e.Ignored():
+			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
+		default:
+			st, err := h.in.Accept(r.Context(), h.event(e.Order))
+			if err != nil {
+				code, oo := acceptError(err)
+				h.log.Warn("batch entry not accepted", "entry", i, "resource_type", e.ResourceType, "status", code, "error", err)
+				resp[i] = fhir.EntryResponse{Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Outcome: oo}
+				continue
+			}
+			h.log.Info("order accepted", "path", r.URL.Path, "entry", i, "resource_type", e.ResourceType, "order_id", st.ID, "state", st.State)
+			resp[i] = fhir.EntryResponse{Status: "202 Accepted", Location: "/orders/" + st.ID}
+		}
+	}
+	writeRaw(w, http.StatusOK, "application/fhir+json", fhir.BuildResponseBundle("batch-response", resp))
+}
+
+// getOrder serves GET /orders/{id}.
+func (h *Intake) getOrder(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	st, err := h.in.Status(r.Context(), id)
+	switch {
+	case errors.Is(err, radgate.ErrOrderNotFound):
+		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
+			fmt.Sprintf("order %q not found", id)))
+	case err != nil:
+		h.log.Warn("order status unavailable", "order_id", id, "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeOutcome(w, http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
+			"order status unavailable: "+err.Error()))
+	default:
+		writeJSON(w, http.StatusOK, "application/json", st)
+	}
+}
+
+// rejected answers a request whose body cannot become an order.
+func (h *Intake) rejected(w http.ResponseWriter, r *http.Request, err error) {
+	h.logRejected(r, err)
+	writeOutcome(w, http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid))
+}
+
+// logRejected logs where a request was at fault, never the message itself
+// (it may quote values from the resource).
+func (h *Intake) logRejected(r *http.Request, err error) {
+	var paths []string
+	for _, is := range fhir.OutcomeFromError(err, fhir.IssueInvalid).Issues {
+		paths = append(paths, strings.Join(is.Expression, ",")+"("+string(is.Code)+")")
+	}
+	h.log.Info("request rejected", "path", r.URL.Path, "faults", strings.Join(paths, " "))
+}
+
+// acceptError maps an Accept error to an HTTP status and an outcome.
+func acceptError(err error) (int, *fhir.Outcome) {
+	if errors.Is(err, radgate.ErrInvalidOrder) {
+		return http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid)
+	}
+	msg := "order not accepted, retry later: " + err.Error()
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		msg = "order not accepted (request cancelled or timed out), retry: " + err.Error()
+	}
+	return http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient, msg)
+}
+
+// event maps an intake resource to routing's OrderEvent.
+func (h *Intake) event(o *fhir.OrderResource) radgate.OrderEvent {
+	ev := radgate.OrderEvent{
+		Source:           Source,
+		ResourceType:     o.ResourceType,
+		ReceivedAt:       h.now().UTC(),
+		StudyInstanceUID: o.StudyInstanceUID,
+		Patient:          toRoutingRef(o.Subject),
+		Modalities:       o.Modalities,
+		Facility:         o.Facility,
+		Priority:         o.Priority,
+	}
+	if o.Accession != nil {
+		ev.Accession = &radgate.Identifier{System: o.Accession.System, Value: o.Accession.Value}
+	}
+	for _, c := range o.Codes {
+		ev.ProcedureCodes = append(ev.ProcedureCodes, radgate.Coding{System: c.System, Code: c.Code, Display: c.Display})
+	}
+	for i := range o.BasedOn {
+		ev.BasedOn = append(ev.BasedOn, *toRoutingRef(&o.BasedOn[i]))
+	}
+	switch o.ResourceType {
+	case "ServiceRequest":
+		ev.ServiceRequest = toRoutingRef(o.Self)
+	case "ImagingStudy":
+		ev.ImagingStudy = toRoutingRef(o.Self)
+		// A study based on exactly one ServiceRequest names the order's request.
+		if len(o.BasedOn) == 1 && isServiceRequestRef(o.BasedOn[0]) {
+			ev.ServiceRequest = toRoutingRef(&o.BasedOn[0])
+		}
+	}
+	return ev
+}
+
+func isServiceRequestRef(r fhir.Reference) bool {
+	if r.Reference != "" {
+		return strings.HasPrefix(r.Reference, "ServiceRequest/") || strings.Contains(r.Reference, "/ServiceRequest/")
+	}
+	return r.Identifier != nil && r.Identifier.Value != ""
+}
+
+func toRoutingRef(r *fhir.Reference) *radgate.Reference {
+	if r == nil {
+		return nil
+	}
+	out := &radgate.Reference{Reference: r.Reference, Display: r.Display}
+	if r.Identifier != nil {
+		out.Identifier = &radgate.Identifier{System: r.Identifier.System, Value: r.Identifier.Value}
+	}
+	return out
+}
+
+func writeOutcome(w http.ResponseWriter, code int, o *fhir.Outcome) {
+	writeRaw(w, code, "application/fhir+json", o.JSON())
+}
+
+func writeJSON(w http.ResponseWriter, code int, contentType string, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeOutcome(w, http.StatusInternalServerError, fhir.NewOutcome(fhir.SeverityError, fhir.IssueException, "writing the response: "+err.Error()))
+		return
+	}
+	writeRaw(w, code, contentType, b)
+}
+
+func writeRaw(w http.ResponseWriter, code int, contentType string, b []byte) {
+	w.Header().Set("Content-Type", contentType+"; charset=utf-8")
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)+1))
+	w.WriteHeader(code)
+	_, _ = w.Write(append(b, '\n'))
+}

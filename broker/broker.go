@@ -1,0 +1,286 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream, bucket and subject names. Every stage reads and writes only these.
+const (
+	StreamOrders  = "RADGATE_ORDERS"
+	StreamJobs    = "RADGATE_JOBS"
+	StreamResults = "RADGATE_RESULTS"
+	StreamDLQ     = "RADGATE_DLQ"
+
+	BucketOrders   = "radgate_orders"
+	BucketHeatmaps = "radgate_heatmaps"
+
+	SubjectOrders  = "radgate.orders."
+	SubjectJobs    = "radgate.jobs."
+	SubjectResults = "radgate.results."
+	SubjectDLQ     = "radgate.dlq."
+
+	// HeaderOrderID carries the order id on every message.
+	HeaderOrderID = "Radgate-Order-Id"
+	// HeaderReason carries why a message went to the dead-letter stream.
+	HeaderReason = "Radgate-Reason"
+	// HeaderSubject carries the original subject of a dead-lettered message.
+	HeaderSubject = "Radgate-Subject"
+	// HeaderReplayOf marks a message replayed from the dead-letter stream
+	// (radgate dlq replay) with the DLQ sequence it came from. The stages
+	// pass it on to what they publish in turn (see replayReset).
+	HeaderReplayOf = "Radgate-Replay-Of"
+)
+
+// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id: an order or
+// job re-sent within it is dropped at the broker. Beyond it, the order store
+// and the destinations' conditional creates keep one result per order.
+const DuplicateWindow = 10 * time.Minute
+
+// EmbeddedServer is a nats-server running inside the radgate process, with
+// JetStream on the data directory. It has no authentication: it listens on
+// loopback unless configured otherwise (config nats.embedded_listen).
+type EmbeddedServer struct {
+	srv *server.Server
+}
+
+// StartEmbedded starts nats-server in-process on 127.0.0.1 with JetStream
+// file storage in storeDir. port -1 picks a free port.
+func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
+	return StartEmbeddedOn(storeDir, "127.0.0.1", port)
+}
+
+// StartEmbeddedOn is StartEmbedded on host (an IP address or "localhost";
+// empty: every interface). port 0 or -1 picks a free port.
+func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
+	if err := os.MkdirAll(storeDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating NATS store dir: %w", err)
+	}
+	abs, err := filepath.Abs(storeDir)
+	if err != nil {
+		return nil, err
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
+	}
+	where := net.JoinHostPort(host, strconv.Itoa(port))
+	if port > 0 {
+		// nats-server opens the JetStream store before it listens: a port
+		// already taken (most likely by a radgate serve on the same
+		// data_dir) must stop us before a second server touches the store.
+		ln, err := net.Listen("tcp", where)
+		if err != nil {
+			return nil, fmt.Errorf("starting the embedded NATS server on %s: %w", where, err)
+		}
+		_ = ln.Close()
+	}
+	opts := &server.Options{
+		ServerName: "radgate-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   abs,
+		NoSigs:     true,
+		NoLog:      true,
+		MaxPayload: 8 << 20,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
+	}
+	fatal := &fatalLogger{}
+	srv.SetLoggerV2(fatal, false, false, false)
+	go srv.Start()
+	// A port taken meanwhile ends the server's start-up at once, but
+	// ReadyForConnections would wait out its whole timeout: poll both.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if srv.ReadyForConnections(100 * time.Millisecond) {
+			return &EmbeddedServer{srv: srv}, nil
+		}
+		if msg := fatal.get(); msg != "" || time.Now().After(deadline) {
+			srv.Shutdown()
+			if msg == "" {
+				msg = "not ready within 10s"
+			}
+			return nil, fmt.Errorf("starting the embedded NATS server on %s: %s", where, msg)
+		}
+	}
+}
+
+// fatalLogger keeps the first fatal message of nats-server (a port already
+// in use, say) and discards the rest of its log.
+type fatalLogger struct {
+	mu  sync.Mutex
+	msg string
+}
+
+var _ server.Logger = (*fatalLogger)(nil)
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.msg == "" {
+		l.msg = fmt.Sprintf(format, v...)
+	}
+}
+
+func (l *fatalLogger) get() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.msg
+}
+
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}
+
+// ClientURL is the URL clients connect to: the listening address, with a
+// wildcard host (0.0.0.0, ::) replaced by loopback.
+func (e *EmbeddedServer) ClientURL() string {
+	addr, ok := e.srv.Addr().(*net.TCPAddr)
+	if !ok {
+		return e.srv.ClientURL()
+	}
+	ip := addr.IP
+	if ip.IsUnspecified() {
+		// Go reports a listener on 0.0.0.0 as [::]: go by what was asked.
+		ip = net.IPv4(127, 0, 0, 1)
+		if strings.Contains(e.srv.ClientURL(), "[") {
+			ip = net.IPv6loopback
+		}
+	}
+	return "nats://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
+}
+
+// Shutdown stops the server and waits for it.
+func (e *EmbeddedServer) Shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+}
+
+// Connect opens a NATS connection that keeps reconnecting.
+func Connect(url, credsFile string, logger *slog.Logger) (*nats.Conn, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []nats.Option{
+		nats.Name("radgate"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
+	}
+	if credsFile != "" {
+		opts = append(opts, nats.UserCredentials(credsFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
+
+// Topology holds the JetStream streams and buckets radgate uses.
+type Topology struct {
+	JS       jetstream.JetStream
+	Orders   jetstream.KeyValue
+	Heatmaps jetstream.ObjectStore
+}
+
+// EnsureTopology creates or updates every stream and bucket. It is
+// idempotent and safe to run from every radgate process of a cluster.
+func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	streams := []jetstream.StreamConfig{
+		{
+			Name: StreamOrders, Subjects: []string{SubjectOrders + ">"},
+			Description: "accepted intake events, one per resource received",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+		},
+		{
+			Name: StreamJobs, Subjects: []string{SubjectJobs + ">"},
+			Description: "one scoring job per study × engine",
+			Storage:     jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy,
+			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+		},
+		{
+			Name: StreamResults, Subjects: []string{SubjectResults + ">"},
+			Description: "one result per order × engine, read by each destination",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+		},
+		{
+			Name: StreamDLQ, Subjects: []string{SubjectDLQ + ">"},
+			Description: "messages a stage gave up on, with the reason",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			MaxAge: 90 * 24 * time.Hour,
+		},
+	}
+	for _, sc := range streams {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("creating stream %s: %w", sc.Name, err)
+		}
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketOrders, Description: "order state and reference index",
+		Storage: jetstream.FileStorage, History: 5,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s: %w", BucketOrders, err)
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BucketHeatmaps, Description: "heatmap PNGs by result id",
+		Storage: jetstream.FileStorage, TTL: 30 * 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating object store %s: %w", BucketHeatmaps, err)
+	}
+	return &Topology{JS: js, Orders: kv, Heatmaps: obj}, nil
+}
+
+// Token makes s safe as one NATS subject token.
+func Token(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c == '.' || c == '*' || c == '>' || c == ' ' || c < 0x21 || c > 0x7e {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "_"
+	}
+	return string(b)
+}
+
+// IsWrongSequence reports whether err is JetStream refusing an update whose
+// expected last sequence is no longer the latest (a concurrent writer won).
+func IsWrongSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return strings.Contains(err.Error(), "wrong last sequence")
+}

@@ -1,0 +1,71 @@
+package pipeline
+
+import (
+	"context"
+
+	"github.com/radgate/radgate"
+
+	"github.com/radgate/radgate/inference"
+)
+
+// inferenceEngine adapts an inference.Engine (an ONNX model from its
+// manifest) to the inference stage.
+type inferenceEngine struct {
+	e     *inference.Engine
+	info  radgate.EngineInfo
+	hm    inference.HeatmapOptions
+	batch *batcher
+}
+
+// MaxInferenceBatch caps the images scored in one ONNX Runtime run when
+// several jobs wait (8: most of the per-image gain of batching on a CPU, at a
+// bounded wait for the first image of the batch).
+const MaxInferenceBatch = 8
+
+// NewInferenceEngine adapts e for the pipeline; heatmaps are drawn with hm.
+// Concurrent Score calls are batched into shared runs (see batcher).
+func NewInferenceEngine(e *inference.Engine, hm inference.HeatmapOptions) radgate.Engine {
+	m := e.Manifest()
+	return &inferenceEngine{e: e, hm: hm, batch: &batcher{score: e.Score, maxBatch: MaxInferenceBatch}, info: radgate.EngineInfo{
+		ID: m.ID, Name: m.Name, Version: m.Version, Disclaimer: m.Disclaimer,
+		Finding: radgate.Coding{System: m.Finding.System, Code: m.Finding.Code, Display: m.Finding.Display},
+	}}
+}
+
+func (a *inferenceEngine) Info() radgate.EngineInfo { return a.info }
+func (a *inferenceEngine) Modalities() []string     { return a.e.Manifest().Modalities }
+func (a *inferenceEngine) BodyParts() []string      { return a.e.Manifest().BodyParts }
+
+// Score decodes every file, then scores all decodable images in one batch,
+// shared with whatever other workers are waiting.
+func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.ImageScore, error) {
+	out := make([]radgate.ImageScore, len(files))
+	imgs := make([]*inference.Image, 0, len(files))
+	idx := make([]int, 0, len(files))
+	for i, f := range files {
+		img, err := inference.Decode(f)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].SOPInstanceUID = img.Meta.SOPInstanceUID
+		out[i].SeriesInstanceUID = img.Meta.SeriesInstanceUID
+		out[i].Modality = img.Meta.Modality
+		out[i].BodyPart = img.Meta.BodyPartExamined
+		imgs = append(imgs, img)
+		idx = append(idx, i)
+	}
+	if len(imgs) == 0 {
+		return out, nil
+	}
+	res, err := a.batch.Score(ctx, imgs)
+	if err != nil {
+		return nil, err
+	}
+	for k, r := range res {
+		i, img, r := idx[k], imgs[k], r
+		out[i].Probability, out[i].Tier, out[i].Marked = r.Probability, string(r.Tier), r.Marked
+		out[i].Render = func() ([]byte, int, int, error) { return inference.RenderHeatmap(img, r, a.hm) }
+	}
+	return out, nil
+}

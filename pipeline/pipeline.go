@@ -1,0 +1,511 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/billing"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/routing"
+)
+
+// Options configures a Pipeline.
+type Options struct {
+	Topology *broker.Topology
+	// Usage counts every scored analysis per facility × engine × day; nil
+	// counts nothing.
+	Usage   *billing.UsageMeter
+	Source  radgate.StudySource
+	Engines []radgate.Engine
+	// Sinks are the result destinations by name; each gets its own durable
+	// consumer, so a slow one never holds back another.
+	Sinks map[string]radgate.Sink
+	// Routes decides which engines score an order and where the results
+	// go. Nil: every engine, every sink (routing.Default).
+	Routes *routing.Set
+
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+
+	// StudyWaitWindow bounds how long an order waits for its study.
+	StudyWaitWindow time.Duration
+	// DeliveryWindow bounds how long a result is retried at a destination.
+	DeliveryWindow time.Duration
+	// RetryMin and RetryMax bound the exponential backoff of retries.
+	RetryMin, RetryMax time.Duration
+	// InferenceWorkers is how many jobs are scored at once.
+	InferenceWorkers int
+	// RouterWorkers is how many orders are resolved against the PACS at once.
+	RouterWorkers int
+	// MaxInstancesPerStudy bounds the images one engine is given for one
+	// order (default 50); a study with more fails with a reason naming it.
+	MaxInstancesPerStudy int
+
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+}
+
+// Pipeline carries orders from intake to delivery over JetStream. It
+// implements Intake. Every stage is a durable pull consumer with explicit
+// acks: a message is acknowledged only after what it led to (the next
+// message, or the destination's write) is durable.
+type Pipeline struct {
+	opts  Options
+	log   *slog.Logger
+	js    jetstream.JetStream
+	store *orderStore
+	m     *metrics
+
+	routesMu sync.RWMutex
+	rs       routeState
+
+	mu      sync.Mutex
+	running []*stageRunner
+}
+
+var _ radgate.Intake = (*Pipeline)(nil)
+
+// NewPipeline validates opts; it does no I/O.
+func NewPipeline(opts Options) (*Pipeline, error) {
+	if opts.Topology == nil {
+		return nil, errors.New("routing: no JetStream topology")
+	}
+	if opts.Source == nil {
+		return nil, errors.New("routing: no study source")
+	}
+	if len(opts.Engines) == 0 {
+		return nil, errors.New("routing: no engine")
+	}
+	if len(opts.Sinks) == 0 {
+		return nil, errors.New("routing: no result destination")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.StudyWaitWindow <= 0 {
+		opts.StudyWaitWindow = 10 * time.Minute
+	}
+	if opts.DeliveryWindow <= 0 {
+		opts.DeliveryWindow = time.Hour
+	}
+	if opts.RetryMin <= 0 {
+		opts.RetryMin = time.Second
+	}
+	if opts.RetryMax < opts.RetryMin {
+		opts.RetryMax = 30 * opts.RetryMin
+	}
+	if opts.InferenceWorkers <= 0 {
+		opts.InferenceWorkers = 1
+	}
+	if opts.RouterWorkers <= 0 {
+		opts.RouterWorkers = 4
+	}
+	if opts.MaxInstancesPerStudy <= 0 {
+		opts.MaxInstancesPerStudy = 50
+	}
+	p := &Pipeline{
+		opts:  opts,
+		log:   opts.Logger.With("component", "pipeline"),
+		js:    opts.Topology.JS,
+		store: &orderStore{kv: opts.Topology.Orders, now: opts.Now},
+		m:     newMetrics(opts.Registerer),
+		rs:    routeState{engines: map[string]radgate.Engine{}},
+	}
+	var ids []string
+	for _, e := range opts.Engines {
+		id := e.Info().ID
+		if _, dup := p.rs.engines[id]; dup {
+			return nil, fmt.Errorf("routing: engine %q configured twice", id)
+		}
+		p.rs.engines[id] = e
+		ids = append(ids, id)
+	}
+	p.rs.set = opts.Routes
+	if p.rs.set == nil {
+		sinks := make([]string, 0, len(opts.Sinks))
+		for name := range opts.Sinks {
+			sinks = append(sinks, name)
+		}
+		slices.Sort(sinks)
+		p.rs.set = routing.Default(ids, sinks)
+	}
+	for _, d := range p.rs.set.Destinations() {
+		if _, ok := opts.Sinks[d]; !ok {
+			return nil, fmt.Errorf("routing: the routes name destination %q, which has no sink", d)
+		}
+	}
+	return p, nil
+}
+
+// Accept implements Intake: it merges ev into its order in the order store
+// and publishes it to the ORDERS stream, returning once JetStream has
+// acknowledged both.
+func (p *Pipeline) Accept(ctx context.Context, ev radgate.OrderEvent) (radgate.OrderStatus, error) {
+	if ev.ReceivedAt.IsZero() {
+		ev.ReceivedAt = p.opts.Now()
+	}
+	id, key, err := p.resolveOrder(ctx, ev)
+	if err != nil {
+		return radgate.OrderStatus{}, err
+	}
+	st, err := p.store.update(ctx, id, true, func(st *radgate.OrderStatus) error {
+		merge(st, key, ev)
+		return nil
+	})
+	if err != nil {
+		return radgate.OrderStatus{}, err
+	}
+	if ev.ResourceType == "ServiceRequest" && ev.ServiceRequest != nil && ev.ServiceRequest.Reference != "" {
+		if err := p.store.indexRef(ctx, ev.ServiceRequest.Reference, id); err != nil {
+			return radgate.OrderStatus{}, err
+		}
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return radgate.OrderStatus{}, err
+	}
+	msg := nats.NewMsg(broker.SubjectOrders + broker.Token(ev.Source))
+	msg.Data = data
+	msg.Header.Set(broker.HeaderOrderID, id)
+	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(eventMsgID(id, ev))); err != nil {
+		return radgate.OrderStatus{}, fmt.Errorf("publishing order %s: %w", id, err)
+	}
+	p.m.accepted.WithLabelValues(ev.Source).Inc()
+	p.log.Info("order accepted", "order", id, "source", ev.Source, "resource", ev.ResourceType)
+	return st, nil
+}
+
+// resolveOrder finds the order an event belongs to: an ImagingStudy without
+// an accession number joins the order of the ServiceRequest it is based on.
+func (p *Pipeline) resolveOrder(ctx context.Context, ev radgate.OrderEvent) (id, key string, err error) {
+	if ev.Accession == nil || ev.Accession.Value == "" {
+		for _, b := range ev.BasedOn {
+			if b.Reference == "" {
+				continue
+			}
+			if oid, ok, err := p.store.lookupRef(ctx, b.Reference); err != nil {
+				return "", "", err
+			} else if ok {
+				st, err := p.store.get(ctx, oid)
+				if err != nil {
+					return "", "", err
+				}
+				return oid, st.Key, nil
+			}
+		}
+	}
+	key, err = radgate.OrderKey(ev)
+	if err != nil {
+		return "", "", err
+	}
+	return radgate.OrderID(key), key, nil
+}
+
+// eventMsgID identifies one intake event for JetStream's duplicate window:
+// the same resource posted twice is stored once.
+func eventMsgID(orderID string, ev radgate.OrderEvent) string {
+	ref := ""
+	switch {
+	case ev.ResourceType == "ServiceRequest" && !ev.ServiceRequest.IsZero():
+		ref = ev.ServiceRequest.Reference
+	case ev.ResourceType == "ImagingStudy" && !ev.ImagingStudy.IsZero():
+		ref = ev.ImagingStudy.Reference
+	}
+	if ref == "" {
+		b, _ := json.Marshal(struct {
+			A *radgate.Identifier
+			S string
+			P []radgate.Coding
+		}{ev.Accession, ev.StudyInstanceUID, ev.ProcedureCodes})
+		sum := sha256.Sum256(b)
+		ref = hex.EncodeToString(sum[:8])
+	}
+	return orderID + "." + ev.Source + "." + ev.ResourceType + "." + ref
+}
+
+// Status implements Intake.
+func (p *Pipeline) Status(ctx context.Context, id string) (radgate.OrderStatus, error) {
+	return p.store.get(ctx, id)
+}
+
+// Start creates the durable consumers and starts consuming. Stop drains them.
+func (p *Pipeline) Start(ctx context.Context) error {
+	stages := []*stageRunner{
+		{name: "router", stream: broker.StreamOrders, durable: "router", filter: broker.SubjectOrders + ">",
+			workers: p.opts.RouterWorkers, ackWait: 30 * time.Second, handle: p.route},
+		{name: "inference", stream: broker.StreamJobs, durable: "inference", filter: broker.SubjectJobs + ">",
+			workers: p.opts.InferenceWorkers, ackWait: 60 * time.Second, handle: p.score},
+	}
+	for name, sink := range p.opts.Sinks {
+		stages = append(stages, &stageRunner{name: "deliver-" + name, stream: broker.StreamResults,
+			durable: "deliver-" + broker.Token(name), filter: broker.SubjectResults + broker.Token(name) + ".>",
+			workers: 4, ackWait: 60 * time.Second, handle: p.deliverTo(name, sink)})
+	}
+	for _, s := range stages {
+		s.p = p
+		if err := s.start(ctx); err != nil {
+			_ = p.Stop(context.Background())
+			return err
+		}
+		p.mu.Lock()
+		p.running = append(p.running, s)
+		p.mu.Unlock()
+	}
+	return nil
+}
+
+// Stop drains every stage: no new messages are taken, in-flight ones finish
+// (or are left unacknowledged for redelivery when ctx expires).
+func (p *Pipeline) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	running := p.running
+	p.running = nil
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range running {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.stop(ctx) }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping pipeline: %w", ctx.Err())
+	}
+}
+
+// verdict is what a stage handler decided for its message.
+type verdict struct {
+	kind   verdictKind
+	delay  time.Duration
+	reason string
+}
+
+type verdictKind int
+
+const (
+	ack verdictKind = iota
+	retry
+	terminate // Term + dead-letter copy
+)
+
+func done() verdict                    { return verdict{kind: ack} }
+func retryIn(d time.Duration) verdict  { return verdict{kind: retry, delay: d} }
+func deadLetter(reason string) verdict { return verdict{kind: terminate, reason: reason} }
+func (p *Pipeline) backoff(n uint64) time.Duration {
+	d := p.opts.RetryMin
+	for i := uint64(1); i < n && d < p.opts.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, p.opts.RetryMax)
+}
+
+// stageRunner runs one durable consumer with a bounded pool of workers.
+type stageRunner struct {
+	p       *Pipeline
+	name    string
+	stream  string
+	durable string
+	filter  string
+	workers int
+	ackWait time.Duration
+	handle  func(ctx context.Context, msg jetstream.Msg) verdict
+
+	cc     jetstream.ConsumeContext
+	sem    chan struct{}
+	wg     sync.WaitGroup
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (s *stageRunner) start(ctx context.Context) error {
+	cons, err := s.p.js.CreateOrUpdateConsumer(ctx, s.stream, jetstream.ConsumerConfig{
+		Durable:       s.durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.ackWait,
+		MaxDeliver:    -1, // bounded by each stage's time window instead
+		FilterSubject: s.filter,
+		MaxAckPending: 4 * s.workers,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("creating consumer %s on %s: %w", s.durable, s.stream, err)
+	}
+	s.sem = make(chan struct{}, s.workers)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		s.sem <- struct{}{}
+		s.wg.Add(1)
+		go func() {
+			defer func() { <-s.sem; s.wg.Done() }()
+			s.process(msg)
+		}()
+	}, jetstream.PullMaxMessages(s.workers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.p.log.Debug("consumer error", "stage", s.name, "err", err)
+	}))
+	if err != nil {
+		return fmt.Errorf("consuming %s: %w", s.durable, err)
+	}
+	s.cc = cc
+	return nil
+}
+
+func (s *stageRunner) stop(ctx context.Context) {
+	if s.cc == nil {
+		return
+	}
+	s.cc.Drain()
+	select {
+	case <-s.cc.Closed():
+	case <-ctx.Done():
+	}
+	workersDone := make(chan struct{})
+	go func() { s.wg.Wait(); close(workersDone) }()
+	select {
+	case <-workersDone:
+	case <-ctx.Done():
+		s.cancel() // abandon: unacked messages are redelivered after AckWait
+		<-workersDone
+	}
+	s.cancel()
+}
+
+func (s *stageRunner) process(msg jetstream.Msg) {
+	start := time.Now()
+	log := s.p.log.With("stage", s.name, "order", msg.Headers().Get(broker.HeaderOrderID))
+	v := func() (v verdict) {
+		defer func() {
+			if r := recover(); r != nil {
+				log.Error("stage panicked", "panic", r, "stack", string(debug.Stack()))
+				v = deadLetter(fmt.Sprintf("internal error in stage %s: %v", s.name, r))
+			}
+		}()
+		return s.handle(s.ctx, msg)
+	}()
+	var err error
+	switch v.kind {
+	case ack:
+		err = msg.DoubleAck(s.ctx)
+	case retry:
+		err = msg.NakWithDelay(v.delay)
+	case terminate:
+		if dlqErr := s.p.deadLetter(s.ctx, s.name, msg, v.reason); dlqErr != nil {
+			log.Error("dead-lettering failed; leaving the message for redelivery", "err", dlqErr)
+			_ = msg.NakWithDelay(s.p.opts.RetryMax)
+			return
+		}
+		err = msg.TermWithReason(v.reason)
+		s.p.failOrder(s.ctx, msg.Headers().Get(broker.HeaderOrderID), s.name, v.reason)
+	}
+	if err != nil {
+		log.Warn("acknowledging failed", "err", err)
+	}
+	s.p.m.handled.WithLabelValues(s.name, [...]string{"ack", "retry", "dead-letter"}[v.kind]).Inc()
+	s.p.m.latency.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+}
+
+// failOrder makes a dead-lettered message visible on its order: every engine
+// not yet finished is marked failed with the reason, so GET /orders/{id}
+// never shows an order waiting for work that will not come. A replay
+// (radgate dlq replay) re-opens it.
+func (p *Pipeline) failOrder(ctx context.Context, orderID, stage, reason string) {
+	if orderID == "" {
+		return
+	}
+	why := fmt.Sprintf("dead-lettered by stage %s: %s (inspect with radgate dlq list; re-run with radgate dlq replay)", stage, reason)
+	_, err := p.store.update(ctx, orderID, false, func(o *radgate.OrderStatus) error {
+		changed := false
+		engines := orderEngines(*o)
+		if len(engines) == 0 {
+			engines = []string{radgate.RouterEngine}
+		}
+		for _, eid := range engines {
+			if cur, ok := o.Engines[eid]; !ok || !cur.State.Terminal() {
+				if o.Engines == nil {
+					o.Engines = map[string]radgate.EngineProgress{}
+				}
+				o.Engines[eid] = radgate.EngineProgress{State: radgate.StateFailed, Reason: why}
+				changed = true
+			}
+		}
+		if !changed {
+			return errSkip
+		}
+		recompute(o)
+		return nil
+	})
+	if err != nil && !errors.Is(err, radgate.ErrOrderNotFound) {
+		p.log.Warn("recording a dead letter on its order failed", "order", orderID, "err", err)
+	}
+}
+
+// deadLetter keeps a copy of msg with the reason in the DLQ stream.
+func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.Msg, reason string) error {
+	out := nats.NewMsg(broker.SubjectDLQ + broker.Token(stage))
+	out.Data = msg.Data()
+	out.Header.Set(broker.HeaderOrderID, msg.Headers().Get(broker.HeaderOrderID))
+	out.Header.Set(broker.HeaderReason, reason)
+	out.Header.Set(broker.HeaderSubject, msg.Subject())
+	if r := msg.Headers().Get(broker.HeaderReplayOf); r != "" {
+		out.Header.Set(broker.HeaderReplayOf, r) // a replay that failed again says so
+	}
+	_, err := p.js.PublishMsg(ctx, out)
+	return err
+}
+
+// msgAge is how long ago JetStream first stored msg.
+func msgAge(msg jetstream.Msg, now time.Time) (time.Duration, uint64) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return 0, 1
+	}
+	return now.Sub(md.Timestamp), md.NumDelivered
+}
+
+type metrics struct {
+	accepted *prometheus.CounterVec
+	handled  *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	results  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "radgate_intake_orders_accepted_total", Help: "Intake events accepted, by source.",
+		}, []string{"source"}),
+		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "radgate_stage_messages_total", Help: "Messages handled by each stage, by verdict.",
+		}, []string{"stage", "verdict"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "radgate_stage_handle_seconds", Help: "Time a stage spends on one message.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+		}, []string{"stage"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "radgate_results_total", Help: "Results produced, by engine and outcome.",
+		}, []string{"engine", "outcome"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.accepted, m.handled, m.latency, m.results)
+	}
+	return m
+}

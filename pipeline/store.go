@@ -1,0 +1,258 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/broker"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// orderStore keeps order state in a JetStream KV bucket: "o.<id>" holds the
+// OrderStatus, "ref.<hash>" maps a ServiceRequest reference to its order so an
+// ImagingStudy based on it joins the same order.
+type orderStore struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+}
+
+func orderKeyName(id string) string { return "o." + id }
+
+func refKeyName(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return "ref." + hex.EncodeToString(sum[:12])
+}
+
+// get returns the order, or ErrOrderNotFound.
+func (s *orderStore) get(ctx context.Context, id string) (radgate.OrderStatus, error) {
+	var st radgate.OrderStatus
+	if !validOrderID(id) {
+		return st, radgate.ErrOrderNotFound
+	}
+	e, err := s.kv.Get(ctx, orderKeyName(id))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, radgate.ErrOrderNotFound
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading order %s: %w", id, err)
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return st, fmt.Errorf("decoding order %s: %w", id, err)
+	}
+	return st, nil
+}
+
+func validOrderID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// update applies fn to the order under optimistic concurrency, creating it
+// when create is true and it does not exist. fn may return errSkip to leave
+// the stored value untouched.
+func (s *orderStore) update(ctx context.Context, id string, create bool, fn func(*radgate.OrderStatus) error) (radgate.OrderStatus, error) {
+	key := orderKeyName(id)
+	for attempt := 0; attempt < 20; attempt++ {
+		var st radgate.OrderStatus
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if !create {
+				return st, radgate.ErrOrderNotFound
+			}
+			st = radgate.OrderStatus{ID: id, State: radgate.StateReceived, ReceivedAt: s.now()}
+		case err != nil:
+			return st, fmt.Errorf("reading order %s: %w", id, err)
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return st, fmt.Errorf("decoding order %s: %w", id, err)
+			}
+		}
+		if err := fn(&st); err != nil {
+			if errors.Is(err, errSkip) {
+				return st, nil
+			}
+			return st, err
+		}
+		st.UpdatedAt = s.now()
+		b, err := json.Marshal(st)
+		if err != nil {
+			return st, err
+		}
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, b)
+		} else {
+			_, err = s.kv.Update(ctx, key, b, rev)
+		}
+		if err == nil {
+			return st, nil
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || broker.IsWrongSequence(err) {
+			continue // someone else wrote first: re-read and re-apply
+		}
+		return st, fmt.Errorf("writing order %s: %w", id, err)
+	}
+	return radgate.OrderStatus{}, fmt.Errorf("writing order %s: too much contention", id)
+}
+
+var errSkip = errors.New("skip update")
+
+// lookupRef returns the order a ServiceRequest reference belongs to.
+func (s *orderStore) lookupRef(ctx context.Context, ref string) (string, bool, error) {
+	e, err := s.kv.Get(ctx, refKeyName(ref))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("reading reference index: %w", err)
+	}
+	return string(e.Value()), true, nil
+}
+
+func (s *orderStore) indexRef(ctx context.Context, ref, id string) error {
+	if _, err := s.kv.Put(ctx, refKeyName(ref), []byte(id)); err != nil {
+		return fmt.Errorf("writing reference index: %w", err)
+	}
+	return nil
+}
+
+// merge folds an intake event into the order it belongs to.
+func merge(st *radgate.OrderStatus, key string, ev radgate.OrderEvent) {
+	st.Key = key
+	if st.Accession == nil && ev.Accession != nil && ev.Accession.Value != "" {
+		a := *ev.Accession
+		st.Accession = &a
+	}
+	if st.StudyInstanceUID == "" {
+		st.StudyInstanceUID = radgate.StripUIDPrefix(ev.StudyInstanceUID)
+	}
+	if !ev.ServiceRequest.IsZero() && (st.ServiceRequest.IsZero() || st.ServiceRequest.Reference == "") {
+		r := *ev.ServiceRequest
+		st.ServiceRequest = &r
+	}
+	if st.ServiceRequest.IsZero() {
+		for _, b := range ev.BasedOn {
+			if !b.IsZero() {
+				r := b
+				st.ServiceRequest = &r
+				break
+			}
+		}
+	}
+	if !ev.ImagingStudy.IsZero() && (st.ImagingStudy.IsZero() || st.ImagingStudy.Reference == "") {
+		r := *ev.ImagingStudy
+		st.ImagingStudy = &r
+	}
+	if !ev.Patient.IsZero() && (st.Patient.IsZero() || st.Patient.Reference == "") {
+		r := *ev.Patient
+		st.Patient = &r
+	}
+	for _, c := range ev.ProcedureCodes {
+		if !slices.Contains(st.ProcedureCodes, c) {
+			st.ProcedureCodes = append(st.ProcedureCodes, c)
+		}
+	}
+	if st.Facility == "" {
+		st.Facility = ev.Facility
+	}
+	for _, m := range ev.Modalities {
+		if m != "" && !slices.Contains(st.Modalities, m) {
+			st.Modalities = append(st.Modalities, m)
+		}
+	}
+	if st.Priority == "" {
+		st.Priority = ev.Priority
+	}
+	src := ev.Source + ":" + ev.ResourceType
+	if !slices.Contains(st.Sources, src) {
+		st.Sources = append(st.Sources, src)
+	}
+}
+
+// setEngine records one engine's progress and recomputes the order state.
+func setEngine(st *radgate.OrderStatus, engine string, p radgate.EngineProgress) {
+	if st.Engines == nil {
+		st.Engines = map[string]radgate.EngineProgress{}
+	}
+	st.Engines[engine] = p
+	recompute(st)
+}
+
+// replayReset re-opens an order for a replayed message (one carrying
+// HeaderReplayOf = replayOf): each of engines that ended failed or rejected
+// goes back to state to, so the stage handling the replay works on it again
+// (the router routes only "received" engines; the inference stage skips
+// terminal ones). Delivered engines are left alone (their report exists), and
+// so are engines still in flight. It applies once per replay: the order
+// records replayOf, so a redelivery of the same replayed message finds it
+// and resets nothing that the replay's own run has since finished. It
+// returns false, changing nothing, when this replay was applied already.
+func replayReset(st *radgate.OrderStatus, replayOf string, engines []string, to radgate.OrderState) bool {
+	if replayOf == "" || st.ReplayOf == replayOf {
+		return false
+	}
+	st.ReplayOf = replayOf
+	for _, eid := range engines {
+		if cur, ok := st.Engines[eid]; ok && (cur.State == radgate.StateFailed || cur.State == radgate.StateRejected) {
+			st.Engines[eid] = radgate.EngineProgress{State: to}
+		}
+	}
+	recompute(st)
+	return true
+}
+
+// recompute derives the order's state from its engines: the least advanced
+// engine while any is running; once all are done, delivered only if every
+// engine delivered, else failed (or rejected) with the first reason.
+func recompute(st *radgate.OrderStatus) {
+	if len(st.Engines) == 0 {
+		return
+	}
+	rank := map[radgate.OrderState]int{radgate.StateReceived: 0, radgate.StateRouted: 1, radgate.StateScored: 2}
+	names := make([]string, 0, len(st.Engines))
+	for n := range st.Engines {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	allDone := true
+	least := radgate.StateScored
+	for _, n := range names {
+		p := st.Engines[n]
+		if !p.State.Terminal() {
+			allDone = false
+			if rank[p.State] < rank[least] {
+				least = p.State
+			}
+		}
+	}
+	if !allDone {
+		st.State, st.Reason = least, ""
+		return
+	}
+	st.State, st.Reason = radgate.StateDelivered, ""
+	for _, want := range []radgate.OrderState{radgate.StateFailed, radgate.StateRejected} {
+		for _, n := range names {
+			if p := st.Engines[n]; p.State == want {
+				st.State, st.Reason = want, n+": "+p.Reason
+				return
+			}
+		}
+	}
+}

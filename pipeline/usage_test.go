@@ -1,0 +1,71 @@
+package pipeline
+
+import (
+	"testing"
+	"time"
+
+	"github.com/radgate/radgate/billing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestUsageCountsEachResultOnce(t *testing.T) {
+	h := newIdleHarness(t, nil)
+	u := h.usage
+	nov := time.Date(2026, 11, 27, 23, 59, 0, 0, time.UTC)
+	for _, c := range []struct {
+		id, engine, facility string
+		at                   time.Time
+		counted              bool
+	}{
+		{"r1", "eng-a", "St Mary's Hospital", nov, true},
+		{"r1", "eng-a", "St Mary's Hospital", nov, false}, // redelivered
+		{"r2", "eng-a", "St Mary's Hospital", nov.Add(-48 * time.Hour), true},
+		{"r3", "eng-b", "St Mary's Hospital", nov, true},
+		{"r4", "eng-a", "Clinic 2", nov, true},
+		{"r5", "eng-a", "", nov, true},
+		{"r6", "eng-a", "Clinic 2", time.Date(2026, 12, 1, 0, 1, 0, 0, time.UTC), true}, // December
+	} {
+		got, err := u.Count(t.Context(), c.id, c.engine, c.facility, c.at)
+		require.NoError(t, err)
+		require.Equal(t, c.counted, got, c.id)
+	}
+	rows, err := u.Month(t.Context(), "2026-11")
+	require.NoError(t, err)
+	require.Equal(t, []billing.UsageRow{
+		{Facility: billing.UnknownFacility, Engine: "eng-a", Analyses: 1},
+		{Facility: "Clinic 2", Engine: "eng-a", Analyses: 1},
+		{Facility: "St Mary's Hospital", Engine: "eng-a", Analyses: 2},
+		{Facility: "St Mary's Hospital", Engine: "eng-b", Analyses: 1},
+	}, rows)
+	dec, err := u.Month(t.Context(), "2026-12")
+	require.NoError(t, err)
+	require.Equal(t, []billing.UsageRow{{Facility: "Clinic 2", Engine: "eng-a", Analyses: 1}}, dec)
+	_, err = u.Month(t.Context(), "November")
+	require.ErrorContains(t, err, "want YYYY-MM")
+}
+
+// Scored results are billed by the pipeline; a study no engine may score is not.
+func TestPipelineBillsScoredAnalysesOnly(t *testing.T) {
+	h := newHarness(t, nil)
+	h.arch.add("U1", "6.1", "CR", "CHEST", "sop-1")
+	h.arch.add("U2", "6.2", "CR", "HIP", "sop-1")
+	for _, acsn := range []string{"U1", "U2"} {
+		ev := sr(acsn, "u-"+acsn)
+		ev.Facility = "Radiology North"
+		st, err := h.p.Accept(t.Context(), ev)
+		require.NoError(t, err)
+		h.waitTerminal(t, st.ID)
+	}
+	rows, err := h.usage.Month(t.Context(), time.Now().UTC().Format("2006-01"))
+	require.NoError(t, err)
+	require.Equal(t, []billing.UsageRow{{Facility: "Radiology North", Engine: "eng-a", Analyses: 1}}, rows)
+}
+
+func (h *harness) waitTerminal(t *testing.T, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		st, err := h.p.Status(t.Context(), id)
+		return err == nil && st.State.Terminal()
+	}, 10*time.Second, 20*time.Millisecond)
+}
