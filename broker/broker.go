@@ -54,8 +54,12 @@ const DuplicateWindow = 10 * time.Minute
 // JetStream on the data directory. It has no authentication: it listens on
 // loopback unless configured otherwise (config nats.embedded_listen).
 type EmbeddedServer struct {
-	srv *server.Server
+	srv  *server.Server
+	done chan struct{}
 }
+
+// Done is closed once the server has shut down, asked to or not.
+func (e *EmbeddedServer) Done() <-chan struct{} { return e.done }
 
 // StartEmbedded starts nats-server in-process on 127.0.0.1 with JetStream
 // file storage in storeDir. port -1 picks a free port.
@@ -66,6 +70,13 @@ func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
 // StartEmbeddedOn is StartEmbedded on host (an IP address or "localhost";
 // empty: every interface). port 0 or -1 picks a free port.
 func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
+	return StartEmbeddedLogged(storeDir, host, port, nil)
+}
+
+// StartEmbeddedLogged is StartEmbeddedOn with nats-server's own log sent to
+// logger (component "nats"): its errors and warnings at those levels, its
+// notices at debug. nil discards them.
+func StartEmbeddedLogged(storeDir, host string, port int, logger *slog.Logger) (*EmbeddedServer, error) {
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating NATS store dir: %w", err)
 	}
@@ -101,14 +112,19 @@ func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
 	}
-	fatal := &fatalLogger{}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	fatal := &serverLogger{log: logger.With("component", "nats")}
 	srv.SetLoggerV2(fatal, false, false, false)
 	go srv.Start()
 	// A port taken meanwhile ends the server's start-up at once, but
 	// ReadyForConnections would wait out its whole timeout: poll both.
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if srv.ReadyForConnections(100 * time.Millisecond) {
-			return &EmbeddedServer{srv: srv}, nil
+			e := &EmbeddedServer{srv: srv, done: make(chan struct{})}
+			go func() { srv.WaitForShutdown(); close(e.done) }()
+			return e, nil
 		}
 		if msg := fatal.get(); msg != "" || time.Now().After(deadline) {
 			srv.Shutdown()
@@ -120,34 +136,37 @@ func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
 	}
 }
 
-// fatalLogger keeps the first fatal message of nats-server (a port already
-// in use, say) and discards the rest of its log.
-type fatalLogger struct {
+// serverLogger passes nats-server's log to slog and keeps its first fatal
+// message (a port already in use, say) for the start-up error.
+type serverLogger struct {
+	log *slog.Logger
 	mu  sync.Mutex
 	msg string
 }
 
-var _ server.Logger = (*fatalLogger)(nil)
+var _ server.Logger = (*serverLogger)(nil)
 
-func (l *fatalLogger) Fatalf(format string, v ...any) {
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.msg == "" {
-		l.msg = fmt.Sprintf(format, v...)
+		l.msg = msg
 	}
 }
 
-func (l *fatalLogger) get() string {
+func (l *serverLogger) get() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.msg
 }
 
-func (*fatalLogger) Noticef(string, ...any) {}
-func (*fatalLogger) Warnf(string, ...any)   {}
-func (*fatalLogger) Errorf(string, ...any)  {}
-func (*fatalLogger) Debugf(string, ...any)  {}
-func (*fatalLogger) Tracef(string, ...any)  {}
+func (l *serverLogger) Noticef(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *serverLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (*serverLogger) Tracef(string, ...any)             {}
 
 // ClientURL is the URL clients connect to: the listening address, with a
 // wildcard host (0.0.0.0, ::) replaced by loopback.

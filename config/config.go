@@ -17,6 +17,9 @@ import (
 
 // Config is the whole of radgate.yaml.
 type Config struct {
+	// src is the file the Config was loaded from (for ErrorAt).
+	src source
+
 	// Listen is the address of the HTTP intake (FHIR endpoints, /orders,
 	// /healthz, /readyz, /metrics).
 	Listen string `yaml:"listen"`

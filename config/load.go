@@ -72,6 +72,7 @@ func Load(name string, data []byte) (Config, error) {
 		return cfg, nil
 	}
 	root := doc.Content[0]
+	cfg.src = source{file: name, root: root}
 	var errs Errors
 	checkKeys(name, root, reflect.TypeOf(cfg), "", &errs)
 	if len(errs) == 0 {
@@ -353,42 +354,12 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 			bad(path, `"fhir" is the built-in destination of the fhir section; choose another name`)
 			continue
 		}
-		switch d.Type {
-		case DestinationFHIR, DestinationDICOMweb:
-			if d.URL == "" {
-				bad(path, fmt.Sprintf("url must be set for a %s destination", d.Type))
-			}
-			checkURL(path+".url", d.URL, "http", "https")
-		case DestinationHL7v2:
-			if d.Address == "" {
-				bad(path, "address must be set for an hl7v2 destination (host:port of the RIS MLLP listener)")
-			} else if err := checkHostPort(d.Address); err != nil {
-				bad(path+".address", err.Error())
-			}
-		case "":
-			bad(path, "type must be set: fhir, hl7v2 or dicomweb")
-		default:
-			bad(path+".type", fmt.Sprintf("unknown destination type %q (known: fhir, hl7v2, dicomweb)", d.Type))
-		}
 		if d.Timeout < 0 {
 			bad(path+".timeout", "must not be negative")
 		}
-		if d.Type != DestinationDICOMweb && (d.SC != nil || d.SR != nil || d.SCWhenUnmarked != "") {
-			bad(path, "sc, sr and sc_when_unmarked apply to dicomweb destinations only")
-		}
-		if d.Type != DestinationHL7v2 && (d.SendingApplication != "" || d.SendingFacility != "" || d.ReceivingApplication != "" || d.ReceivingFacility != "") {
-			bad(path, "sending_/receiving_application and _facility apply to hl7v2 destinations only")
-		}
-		if d.Type == DestinationDICOMweb {
-			switch d.SCWhenUnmarked {
-			case "", "image", "text", "none":
-			default:
-				bad(path+".sc_when_unmarked", fmt.Sprintf("%q is not image, text or none", d.SCWhenUnmarked))
-			}
-			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport {
-				bad(path, "stores nothing: set sc, sr or pdf_report")
-			}
-		}
+		// What a destination of each type needs is checked by the type
+		// itself (radgate.Registry.CheckConfig): the types are registered
+		// by the adapters, which this package does not know.
 	}
 	return errs
 }
@@ -424,4 +395,17 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// CheckHostPort reports whether addr is host:port with a valid port; the
+// error quotes addr and gives an example.
+func CheckHostPort(addr string) error { return checkHostPort(addr) }
+
+// CheckHTTPURL reports whether raw is an http or https URL with a host.
+func CheckHTTPURL(raw string) error {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return fmt.Errorf("%q is not a URL with scheme http or https and a host", raw)
+	}
+	return nil
 }

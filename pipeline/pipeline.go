@@ -360,13 +360,27 @@ func (s *stageRunner) start(ctx context.Context) error {
 			s.process(msg)
 		}()
 	}, jetstream.PullMaxMessages(s.workers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		s.p.log.Debug("consumer error", "stage", s.name, "err", err)
+		s.p.log.Log(context.Background(), consumerErrorLevel(err), "consumer error", "stage", s.name, "err", err)
 	}))
 	if err != nil {
 		return fmt.Errorf("consuming %s: %w", s.durable, err)
 	}
 	s.cc = cc
 	return nil
+}
+
+// consumerErrorLevel is how loud a JetStream consumer error is: a consumer
+// that is gone stops its stage (error); the connection closing is the
+// normal end (debug); anything else — missed heartbeats, a leader change —
+// is retried by the client but worth seeing (warn).
+func consumerErrorLevel(err error) slog.Level {
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound):
+		return slog.LevelError
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining), errors.Is(err, nats.ErrDrainTimeout):
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }
 
 func (s *stageRunner) stop(ctx context.Context) {

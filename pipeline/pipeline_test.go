@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -457,4 +458,11 @@ func TestDeadLetterFailsTheOrderVisibly(t *testing.T) {
 	st = h.waitState(t, st.ID, radgate.StateFailed)
 	require.Contains(t, st.Reason, "dead-lettered by stage inference")
 	require.Contains(t, st.Reason, `engine "eng-missing" is not loaded`)
+}
+
+func TestConsumerErrorLevel(t *testing.T) {
+	require.Equal(t, slog.LevelError, consumerErrorLevel(jetstream.ErrConsumerDeleted))
+	require.Equal(t, slog.LevelError, consumerErrorLevel(fmt.Errorf("pull: %w", jetstream.ErrConsumerNotFound)))
+	require.Equal(t, slog.LevelDebug, consumerErrorLevel(nats.ErrConnectionClosed))
+	require.Equal(t, slog.LevelWarn, consumerErrorLevel(jetstream.ErrNoHeartbeat))
 }

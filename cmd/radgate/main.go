@@ -4,10 +4,17 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/spf13/cobra"
+
+	// The adapters register their destination types (radgate.RegisterDestination).
+	_ "github.com/radgate/radgate/adapters/dicomweb"
+	_ "github.com/radgate/radgate/adapters/fhirhttp"
+	_ "github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/service"
 )
 
 // rootCmd is the radgate command; each subcommand adds itself in its own file.
@@ -43,8 +50,13 @@ func (e *exitError) Error() string { return e.err.Error() }
 func main() {
 	if err := rootCmd.Execute(); err != nil {
 		code := 1
-		if ee, ok := err.(*exitError); ok {
+		var ee *exitError
+		var ce *service.ConfigError
+		switch {
+		case errors.As(err, &ee):
 			code = ee.code
+		case errors.As(err, &ce):
+			code = 2
 		}
 		if err.Error() != "" {
 			fmt.Fprintln(os.Stderr, "radgate:", err)

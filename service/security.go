@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"crypto/tls"
@@ -8,11 +8,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/config"
 )
 
-// security is what radgate serve takes from the http section and the auth
+// security is what radgate serve and check take from the http section and the auth
 // and tls sections of pacs, fhir and destinations: the intake's
 // authentication and TLS, and authenticated HTTP clients for the servers
 // radgate calls. Secrets are read once here and never logged.
@@ -24,13 +25,13 @@ type security struct {
 	tls *tls.Config
 	// pacs and fhir send the requests to the PACS and the FHIR server.
 	pacs, fhir *http.Client
-	// destinations holds a client per fhir or dicomweb destination.
+	// destinations holds a client per destination of an HTTP type.
 	destinations map[string]*http.Client
 }
 
 // newSecurity checks the intake's exposure (again, after command-line
 // overrides), reads the secrets and builds the middleware and clients.
-func newSecurity(cfg config.Config, logger *slog.Logger) (*security, error) {
+func newSecurity(cfg config.Config, reg *radgate.Registry, logger *slog.Logger) (*security, error) {
 	if err := cfg.CheckIntakeExposure(); err != nil {
 		return nil, err
 	}
@@ -58,7 +59,7 @@ func newSecurity(cfg config.Config, logger *slog.Logger) (*security, error) {
 	}
 	for _, name := range cfg.DestinationNames() {
 		d, ok := cfg.Destinations[name]
-		if !ok || d.Type == config.DestinationHL7v2 {
+		if t, known := reg.Destination(d.Type); !ok || !known || !t.HTTP {
 			continue
 		}
 		timeout := d.Timeout.D()

@@ -1,0 +1,58 @@
+package hl7v2
+
+import (
+	"context"
+	"time"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
+)
+
+func init() { radgate.RegisterDestination(DestinationType()) }
+
+// DestinationType is the "hl7v2" destination: ORU^R01 to a RIS over MLLP,
+// kept in the JetStream outbox before it is sent (ResultSink).
+func DestinationType() radgate.DestinationType {
+	return radgate.DestinationType{
+		Name:    "hl7v2",
+		Summary: "RIS over HL7 v2.5.1 MLLP: ORU^R01 (outbox in JetStream)",
+		Keys:    []string{"address", "sending_application", "sending_facility", "receiving_application", "receiving_facility"},
+		Check: func(d config.Destination) []radgate.KeyError {
+			if d.Address == "" {
+				return []radgate.KeyError{{Message: "address must be set for an hl7v2 destination (host:port of the RIS MLLP listener)"}}
+			}
+			if err := config.CheckHostPort(d.Address); err != nil {
+				return []radgate.KeyError{{Key: "address", Message: err.Error()}}
+			}
+			return nil
+		},
+		New: func(dc radgate.DestinationContext) (radgate.Sink, error) {
+			d := dc.Config
+			return NewResultSink(ResultSinkOptions{JS: dc.JetStream, Address: d.Address, PDF: dc.PDF, Logger: dc.Logger,
+				ORU: ORUOptions{
+					SendingApplication:   HD{Namespace: d.SendingApplication},
+					SendingFacility:      HD{Namespace: d.SendingFacility},
+					ReceivingApplication: HD{Namespace: d.ReceivingApplication},
+					ReceivingFacility:    HD{Namespace: d.ReceivingFacility},
+				},
+				Client: ClientOptions{AckTimeout: timeoutOf(d)},
+			})
+		},
+		ProbeDoes: "MLLP connection",
+		Probe: func(ctx context.Context, dc radgate.DestinationContext) error {
+			c, err := NewClient(ClientOptions{Addr: dc.Config.Address, DialTimeout: timeoutOf(dc.Config)})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.Connect(ctx)
+		},
+	}
+}
+
+func timeoutOf(d config.Destination) time.Duration {
+	if t := d.Timeout.D(); t > 0 {
+		return t
+	}
+	return 30 * time.Second
+}

@@ -1,0 +1,155 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/config"
+)
+
+// CheckOptions tune Check.
+type CheckOptions struct {
+	// Connect also reaches each peer: the PACS, every destination, an
+	// external NATS server.
+	Connect bool
+	// Timeout bounds each probe (default 10 s).
+	Timeout time.Duration
+	// Registry holds the destination types; nil is radgate.DefaultRegistry.
+	Registry *radgate.Registry
+}
+
+// Check builds every component Run would — secrets, engines and their ONNX
+// sessions, routes, every destination through its registered type — without
+// serving, and with o.Connect reaches each peer. It prints one line per step
+// ("ok   …" or "FAIL …: why") to w and returns how many failed.
+func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) int {
+	reg := o.Registry
+	if reg == nil {
+		reg = radgate.DefaultRegistry()
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	failed := 0
+	step := func(what string, err error) bool {
+		if err != nil {
+			failed++
+			fmt.Fprintf(w, "FAIL %s: %v\n", what, err)
+			return false
+		}
+		fmt.Fprintf(w, "ok   %s\n", what)
+		return true
+	}
+	logger := slog.New(slog.DiscardHandler)
+
+	var cfgErr error
+	if errs := reg.CheckConfig(cfg); len(errs) > 0 {
+		cfgErr = errs
+	}
+	if !step("destinations: types "+fmt.Sprint(reg.DestinationTypes()), cfgErr) {
+		return failed
+	}
+	sec, err := newSecurity(cfg, reg, logger)
+	if !step("security: intake exposure, secrets, TLS material", err) {
+		return failed
+	}
+	loader, err := newEngineLoader(cfg)
+	if !step("engines: models directory "+cfg.ModelsDir+" and ONNX Runtime", err) {
+		return failed
+	}
+	defer loader.Close()
+	routes, err := loadRoutes(cfg, loader.IDs())
+	what := "routes: built-in (engines: section, destination fhir)"
+	if cfg.RoutesFile != "" {
+		what = "routes: " + cfg.RoutesFile
+	}
+	if !step(what, err) {
+		return failed
+	}
+	for _, id := range routes.Engines() {
+		_, err := loader.load([]string{id})
+		step("engine "+id+": ONNX session", err)
+	}
+
+	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
+		Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
+	step("pacs: DICOMweb client for "+cfg.PACS.DICOMwebURL, err)
+
+	// Sinks that keep state in JetStream (the HL7 v2 outbox) are built on a
+	// throw-away embedded server here.
+	dir, err := os.MkdirTemp("", "radgate-check-")
+	if !step("scratch NATS for building the destinations", err) {
+		return failed
+	}
+	defer os.RemoveAll(dir)
+	emb, err := broker.StartEmbedded(filepath.Join(dir, "nats"), -1)
+	if !step("scratch NATS for building the destinations", err) {
+		return failed
+	}
+	defer emb.Shutdown()
+	nc, err := broker.Connect(emb.ClientURL(), "", logger)
+	if !step("scratch NATS connection", err) {
+		return failed
+	}
+	defer nc.Close()
+	topo, err := broker.EnsureTopology(ctx, nc)
+	if !step("scratch JetStream topology", err) {
+		return failed
+	}
+	dests, err := buildSinks(cfg, reg, sec, topo.JS, pdfReport(pacs), logger)
+	if step(fmt.Sprintf("destinations: %d built", len(cfg.DestinationNames())), err) {
+		defer dests.Close()
+		for _, d := range routes.Destinations() {
+			if _, ok := dests.sinks[d]; !ok {
+				step("route destination "+d, errors.New("no sink"))
+			}
+		}
+	}
+	if !o.Connect {
+		return failed
+	}
+
+	probe := func(what string, f func(context.Context) error) {
+		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		defer cancel()
+		step(what, f(pctx))
+	}
+	if pacs != nil {
+		probe("connect pacs "+cfg.PACS.DICOMwebURL+" (QIDO-RS)", func(ctx context.Context) error {
+			return dicomweb.Probe(ctx, pacs)
+		})
+	}
+	for _, name := range cfg.DestinationNames() {
+		dc := destinationContext(cfg, name, sec, topo.JS, nil, logger)
+		t, ok := reg.Destination(dc.Config.Type)
+		if !ok || t.Probe == nil {
+			continue
+		}
+		where := dc.Config.URL
+		if where == "" {
+			where = dc.Config.Address
+		}
+		probe(fmt.Sprintf("connect destination %s %s (%s)", name, where, t.ProbeDoes), func(ctx context.Context) error {
+			return t.Probe(ctx, dc)
+		})
+	}
+	if cfg.NATS.URL != "" {
+		probe("connect nats "+cfg.NATS.URL, func(context.Context) error {
+			c, err := broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	return failed
+}

@@ -1,0 +1,73 @@
+package service
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/pipeline"
+)
+
+// engineLoader opens engines from the models directory on demand and keeps
+// them open: a route reload that names a new engine loads it before the new
+// routes are swapped in.
+type engineLoader struct {
+	reg *inference.Registry
+	lib string
+
+	mu     sync.Mutex
+	loaded map[string]radgate.Engine
+	opened []*inference.Engine
+}
+
+func newEngineLoader(cfg config.Config) (*engineLoader, error) {
+	reg, err := inference.LoadEngines(cfg.ModelsDir)
+	if err != nil {
+		return nil, err
+	}
+	lib, err := inference.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
+	if err != nil {
+		return nil, err
+	}
+	return &engineLoader{reg: reg, lib: lib, loaded: map[string]radgate.Engine{}}, nil
+}
+
+// IDs lists every engine in the models directory.
+func (l *engineLoader) IDs() []string { return l.reg.IDs() }
+
+// load returns the engines with these ids, opening those not open yet.
+func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []radgate.Engine
+	for _, id := range ids {
+		if e, ok := l.loaded[id]; ok {
+			out = append(out, e)
+			continue
+		}
+		m, err := l.reg.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		e, err := inference.NewEngine(m, inference.EngineOptions{Library: l.lib})
+		if err != nil {
+			return nil, fmt.Errorf("engine %s: %w", id, err)
+		}
+		l.opened = append(l.opened, e)
+		re := pipeline.NewInferenceEngine(e, inference.HeatmapOptions{})
+		l.loaded[id] = re
+		out = append(out, re)
+	}
+	return out, nil
+}
+
+func (l *engineLoader) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, e := range l.opened {
+		_ = e.Close()
+	}
+	l.opened, l.loaded = nil, map[string]radgate.Engine{}
+}

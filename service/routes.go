@@ -1,0 +1,150 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/pipeline"
+	"github.com/radgate/radgate/routing"
+)
+
+// loadRoutes reads the configured route file, checked against the engines in
+// the models directory and the configured destinations; without a route
+// file, the built-in route sends every order to cfg.Engines and the "fhir"
+// destination.
+func loadRoutes(cfg config.Config, engineIDs []string) (*routing.Set, error) {
+	if cfg.RoutesFile == "" {
+		return routing.Default(cfg.Engines, []string{config.BuiltinDestination}), nil
+	}
+	return routing.LoadFile(cfg.RoutesFile, routing.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
+}
+
+// routeReloader reloads the route file on SIGHUP and when the file changes:
+// the whole new set is built (and its engines loaded) and swapped in only on
+// success; on failure the old routes keep serving and the error is logged
+// and exported as radgate_routes_reload_error 1.
+type routeReloader struct {
+	cfg     config.Config
+	engines *engineLoader
+	sinks   map[string]radgate.Sink
+	pipe    *pipeline.Pipeline
+	log     *slog.Logger
+
+	reloads  *prometheus.CounterVec
+	failing  prometheus.Gauge
+	loadedAt prometheus.Gauge
+	mu       sync.Mutex
+	digest   string
+}
+
+func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string]radgate.Sink, pipe *pipeline.Pipeline,
+	digest string, log *slog.Logger, reg prometheus.Registerer) *routeReloader {
+	r := &routeReloader{cfg: cfg, engines: engines, sinks: sinks, pipe: pipe, log: log, digest: digest,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "radgate_routes_reloads_total", Help: "Route file reloads, by result (success, failure, unchanged).",
+		}, []string{"result"}),
+		failing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "radgate_routes_reload_error",
+			Help: "1 when the last route reload failed (the previous routes keep serving), else 0.",
+		}),
+		loadedAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "radgate_routes_loaded_timestamp_seconds", Help: "When the routes in service were loaded.",
+		}),
+	}
+	r.loadedAt.SetToCurrentTime()
+	reg.MustRegister(r.reloads, r.failing, r.loadedAt)
+	return r
+}
+
+// reload builds and swaps in the route file; it returns the error that kept
+// the old routes in service.
+func (r *routeReloader) reload(why string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set, err := loadRoutes(r.cfg, r.engines.IDs())
+	if err == nil {
+		var engines []radgate.Engine
+		if engines, err = r.engines.load(set.Engines()); err == nil {
+			for _, d := range set.Destinations() {
+				if _, ok := r.sinks[d]; !ok {
+					err = fmt.Errorf("destination %q has no sink", d)
+					break
+				}
+			}
+			if err == nil {
+				if set.Digest() == r.digest {
+					r.reloads.WithLabelValues("unchanged").Inc()
+					r.failing.Set(0)
+					return nil
+				}
+				r.pipe.SetRoutes(set, engines)
+				r.digest = set.Digest()
+				r.reloads.WithLabelValues("success").Inc()
+				r.failing.Set(0)
+				r.loadedAt.SetToCurrentTime()
+				r.log.Info("routes reloaded", "trigger", why, "file", r.cfg.RoutesFile, "digest", set.Digest())
+				return nil
+			}
+		}
+	}
+	r.reloads.WithLabelValues("failure").Inc()
+	r.failing.Set(1)
+	r.log.Error("route reload failed; the previous routes keep serving", "trigger", why, "file", r.cfg.RoutesFile, "err", err)
+	return err
+}
+
+// watch reloads on SIGHUP and on changes to the route file until ctx ends.
+// It watches the file's directory, so editors that replace the file (write a
+// temporary, rename) are seen too.
+func (r *routeReloader) watch(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	if r.cfg.RoutesFile != "" {
+		w, err := fsnotify.NewWatcher()
+		if err == nil {
+			err = w.Add(filepath.Dir(r.cfg.RoutesFile))
+		}
+		if err != nil {
+			r.log.Warn("cannot watch the route file; reload with SIGHUP", "file", r.cfg.RoutesFile, "err", err)
+		} else {
+			defer w.Close()
+			events, errs = w.Events, w.Errors
+		}
+	}
+	target := filepath.Clean(r.cfg.RoutesFile)
+	var debounce <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			_ = r.reload("SIGHUP")
+		case ev := <-events:
+			if filepath.Clean(ev.Name) == target && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {
+				debounce = time.After(300 * time.Millisecond) // let the writer finish
+			}
+		case err := <-errs:
+			if err != nil && !errors.Is(err, fsnotify.ErrEventOverflow) {
+				r.log.Warn("watching the route file", "err", err)
+			}
+		case <-debounce:
+			debounce = nil
+			_ = r.reload("file changed")
+		}
+	}
+}

@@ -1,0 +1,338 @@
+// Package service assembles radgate from its configuration: it reads the
+// secrets, opens the engines, loads the routes, builds every source and
+// destination through the registry, starts the pipeline and the intakes, and
+// runs them as one group with an ordered start and stop. radgate serve and
+// radgate check are thin commands over Run and Check.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/adapters/fhirhttp"
+	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/billing"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/pipeline"
+)
+
+// ConfigError is a configuration that does not load or check out (radgate
+// exits 2 on it, 1 on anything else).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Options tune Run.
+type Options struct {
+	// Logger receives every component's log; nil discards.
+	Logger *slog.Logger
+	// Registry holds the destination types; nil is radgate.DefaultRegistry.
+	Registry *radgate.Registry
+	// Ready, when set, receives the intake's address once everything is up.
+	Ready chan<- string
+	// StopTimeout bounds the graceful stop (default 30 s).
+	StopTimeout time.Duration
+	// Listener, when set, is the HTTP intake's socket instead of one bound
+	// to cfg.Listen (socket activation, tests); Run closes it.
+	Listener net.Listener
+}
+
+// LoadConfig reads radgate.yaml (an empty path gives the defaults) and checks
+// every destination against its registered type. Every finding is reported,
+// each at file:line:col, in one *ConfigError.
+func LoadConfig(path string, reg *radgate.Registry) (config.Config, error) {
+	if reg == nil {
+		reg = radgate.DefaultRegistry()
+	}
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.LoadFile(path); err != nil {
+			return cfg, &ConfigError{Err: err}
+		}
+	}
+	if errs := reg.CheckConfig(cfg); len(errs) > 0 {
+		return cfg, &ConfigError{Err: errs}
+	}
+	return cfg, nil
+}
+
+// Run runs radgate until ctx is done or a long-running part fails: the
+// intakes (HTTP, and MLLP when hl7v2.listen is set), the route reloader, the
+// pipeline's stages and NATS. Start-up is ordered so that nothing listens
+// before what it hands work to is running; the stop runs the other way —
+// intakes first (each lets a request in progress finish), then the stages
+// drain, then NATS — within one deadline. A part that fails on its own (the
+// intake listener, the embedded NATS server) stops the rest and Run returns
+// its error; a stop asked for by ctx returns nil.
+func Run(ctx context.Context, cfg config.Config, o Options) error {
+	logger := o.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := o.Registry
+	if reg == nil {
+		reg = radgate.DefaultRegistry()
+	}
+	if o.StopTimeout <= 0 {
+		o.StopTimeout = 30 * time.Second
+	}
+	if errs := reg.CheckConfig(cfg); len(errs) > 0 {
+		return &ConfigError{Err: errs}
+	}
+	log := logger.With("component", "serve")
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Security first: a missing secret or an exposed intake without
+	// authentication stops start-up at once.
+	sec, err := newSecurity(cfg, reg, logger)
+	if err != nil {
+		return err
+	}
+	var subHeaders []string
+	if cfg.FHIR.SubscriptionTokenEnv != "" {
+		tok, err := config.Secret(cfg.FHIR.SubscriptionTokenEnv, "")
+		if err != nil {
+			return fmt.Errorf("fhir.subscription_token_env: %w", err)
+		}
+		subHeaders = append(subHeaders, "Authorization: Bearer "+tok)
+	}
+
+	// Engines and routes next: a bad model, a missing runtime or a broken
+	// route file stops start-up before anything listens.
+	loader, err := newEngineLoader(cfg)
+	if err != nil {
+		return err
+	}
+	defer loader.Close()
+	routes, err := loadRoutes(cfg, loader.IDs())
+	if err != nil {
+		return &ConfigError{Err: err}
+	}
+	engines, err := loader.load(routes.Engines())
+	if err != nil {
+		return err
+	}
+
+	nb, err := connectNATS(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer nb.close()
+	topo, err := broker.EnsureTopology(ctx, nb.nc)
+	if err != nil {
+		return err
+	}
+	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
+		Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
+	if err != nil {
+		return fmt.Errorf("pacs: %w", err)
+	}
+	dests, err := buildSinks(cfg, reg, sec, topo.JS, pdfReport(pacs), logger)
+	if err != nil {
+		return err
+	}
+	defer dests.Close()
+	// Start-up work of the destinations (radgate's CodeSystems on each FHIR
+	// server) is best effort: a peer that is down now gets results, retried,
+	// once it is back.
+	for name, s := range dests.sinks {
+		if p, ok := s.(radgate.Preparer); ok {
+			if err := p.Prepare(ctx); err != nil {
+				log.Warn("destination not prepared yet; deliveries will retry", "destination", name, "err", err)
+			}
+		}
+	}
+
+	usage, err := billing.EnsureUsageMeter(ctx, topo.JS)
+	if err != nil {
+		return err
+	}
+	pipe, err := pipeline.NewPipeline(pipeline.Options{
+		Topology: topo, Usage: usage, Source: pacs, Engines: engines, Routes: routes,
+		Sinks:  dests.sinks,
+		Logger: logger, Registerer: metrics,
+		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
+		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
+		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy,
+	})
+	if err != nil {
+		return err
+	}
+
+	var g run.Group
+	// The stop signal: ctx. Its interrupt is a no-op; when another actor
+	// fails, stopping ctx's wait is what ends this one.
+	{
+		stop := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case <-ctx.Done():
+			case <-stop:
+			}
+			return nil
+		}, func(error) { close(stop) })
+	}
+	// One deadline for the whole graceful stop, started by the first
+	// interrupt (the interrupts run in the order the actors were added:
+	// intakes, reloader, stages, NATS).
+	var stopCtx context.Context
+	stopping := func() context.Context {
+		if stopCtx == nil {
+			var cancel context.CancelFunc
+			stopCtx, cancel = context.WithTimeout(context.Background(), o.StopTimeout)
+			_ = cancel // released when the deadline passes; Run returns long before
+			log.Info("stopping: intake closed, draining in-flight work")
+		}
+		return stopCtx
+	}
+
+	// The intake's socket is bound now, so that a taken port stops start-up
+	// before anything runs; it is served only once the stages and the other
+	// intake are up.
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("intake listener: %w", err)
+		}
+	}
+	ln = sec.listener(ln)
+	defer ln.Close() // after a failed start-up; Serve closes it otherwise
+
+	// The pipeline's stages start before any intake, which hands them work.
+	if err := pipe.Start(ctx); err != nil {
+		return err
+	}
+	stagesDone := make(chan struct{})
+	stopStages := func() {
+		select {
+		case <-stagesDone:
+			return
+		default:
+		}
+		if err := pipe.Stop(stopping()); err != nil {
+			log.Warn("drain incomplete; unacknowledged work will be redelivered", "err", err)
+		}
+		close(stagesDone)
+	}
+
+	// The HL7 v2 (MLLP) order intake, when configured.
+	if cfg.HL7v2.Listen != "" {
+		mllp, err := hl7v2.NewServer(hl7v2.ServerOptions{
+			Addr: cfg.HL7v2.Listen,
+			Handler: hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
+				Order:  hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
+				Logger: logger,
+			}),
+			ReadTimeout:    cfg.HL7v2.ReadTimeout.D(),
+			MaxMessageSize: cfg.HL7v2.MaxMessageBytes,
+			Logger:         logger,
+		})
+		if err == nil {
+			err = mllp.Start(ctx)
+		}
+		if err != nil {
+			stopStages()
+			return fmt.Errorf("hl7v2 intake: %w", err)
+		}
+		log.Info("HL7 v2 intake listening (MLLP)", "hl7v2_listen", mllp.Addr().String(),
+			"accession_system", cfg.HL7v2.AccessionSystem)
+		closed := make(chan struct{})
+		g.Add(func() error { <-closed; return nil }, func(error) {
+			if err := mllp.Close(stopping()); err != nil {
+				log.Warn("HL7 v2 intake did not stop cleanly", "err", err)
+			}
+			close(closed)
+		})
+	}
+
+	// The HTTP intake.
+	mux := http.NewServeMux()
+	mux.Handle("/", fhirhttp.NewIntake(pipe, fhirhttp.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s := nb.nc.Status(); s != nats.CONNECTED {
+			http.Error(w, "NATS "+s.String(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
+	srv := &http.Server{Handler: sec.wrap(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
+		ErrorLog: slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)}
+	g.Add(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("the HTTP intake stopped", "err", err)
+			return fmt.Errorf("HTTP intake: %w", err)
+		}
+		return nil
+	}, func(error) { _ = srv.Shutdown(stopping()) })
+
+	// The route reloader (SIGHUP, file changes).
+	reloader := newRouteReloader(cfg, loader, dests.sinks, pipe, routes.Digest(), logger.With("component", "routes"), metrics)
+	{
+		rctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })
+	}
+
+	// The stages: drained after the intakes closed.
+	g.Add(func() error { <-stagesDone; return nil }, func(error) { stopStages() })
+
+	// The embedded NATS server, when radgate runs it: stopped last; one
+	// that dies on its own stops radgate.
+	if nb.embedded != nil {
+		done := make(chan struct{})
+		g.Add(func() error {
+			select {
+			case <-nb.embedded.Done():
+				return errors.New("the embedded NATS server stopped")
+			case <-done:
+				return nil
+			}
+		}, func(error) { close(done) })
+	}
+
+	if cfg.FHIR.SubscriptionEndpoint != "" {
+		if s, ok := dests.sinks[config.BuiltinDestination].(*fhirhttp.Sink); ok {
+			for _, criteria := range []string{"ServiceRequest?status=active", "ImagingStudy?status=available"} {
+				if _, err := s.EnsureSubscription(ctx, criteria, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
+					log.Warn("could not subscribe to the FHIR server", "criteria", criteria, "err", err)
+				}
+			}
+		}
+	}
+	names := make([]string, len(engines))
+	for i, e := range engines {
+		names[i] = e.Info().ID + "@" + e.Info().Version
+	}
+	log.Info("radgate serving", "listen", ln.Addr().String(), "engines", strings.Join(names, ","),
+		"pacs", cfg.PACS.DICOMwebURL, "fhir", cfg.FHIR.BaseURL)
+	if o.Ready != nil {
+		o.Ready <- ln.Addr().String()
+	}
+	err = g.Run()
+	if err != nil {
+		log.Error("stopped on a failure", "err", err)
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
