@@ -25,9 +25,13 @@ type OrderStatus struct {
 	Patient          *Reference  `json:"patient,omitempty"`
 	ProcedureCodes   []Coding    `json:"procedure_codes,omitempty"`
 	Facility         string      `json:"facility,omitempty"`
-	Priority         string      `json:"priority,omitempty"`
-	Modalities       []string    `json:"modalities,omitempty"`
-	Sources          []string    `json:"sources,omitempty"`
+	// FacilityID is the configured facility (config.Facility) the order's
+	// or study's names resolve to, set when the order is routed; "" when
+	// none does.
+	FacilityID string   `json:"facility_id,omitempty"`
+	Priority   string   `json:"priority,omitempty"`
+	Modalities []string `json:"modalities,omitempty"`
+	Sources    []string `json:"sources,omitempty"`
 
 	// Route is the route decision, made when the order is first routed.
 	Route *RouteDecision `json:"route,omitempty"`

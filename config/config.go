@@ -39,6 +39,10 @@ type Config struct {
 	// Relative paths are relative to the working directory. radgate serve
 	// reloads it on SIGHUP and when the file changes.
 	RoutesFile string `yaml:"routes_file"`
+	// Facilities are the hospitals and sites radgate serves, each with the
+	// identifiers that name it in every protocol (see facility.go). An
+	// order is attributed to the facility one of its names resolves to.
+	Facilities []Facility `yaml:"facilities"`
 	// Destinations are result destinations that routes name, besides the
 	// built-in "fhir" (the fhir section below). Names are lower-case
 	// letters, digits, '-' and '_'.
@@ -296,6 +300,7 @@ func Default() Config {
 		DataDir:      "data",
 		ModelsDir:    "models",
 		Engines:      []string{DefaultEngine},
+		Facilities:   []Facility{},
 		Destinations: map[string]Destination{},
 		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222"},
 		Inference:    Inference{Workers: 4},

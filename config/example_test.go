@@ -13,5 +13,6 @@ func TestExampleConfigIsValidAndDocumentsTheDefaults(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	cfg, err := LoadFile(filepath.Join(filepath.Dir(file), "..", "radgate.example.yaml"))
 	require.NoError(t, err)
+	cfg.src = source{} // where it was read from
 	require.Equal(t, Default(), cfg)
 }

@@ -232,6 +232,14 @@ func join(path, key string) string {
 func nodeAt(root *yaml.Node, path string) *yaml.Node {
 	n := root
 	for _, key := range strings.Split(path, ".") {
+		if n != nil && n.Kind == yaml.SequenceNode {
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(n.Content) {
+				return nil
+			}
+			n = n.Content[i]
+			continue
+		}
 		if n == nil || n.Kind != yaml.MappingNode {
 			return nil
 		}
@@ -343,6 +351,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		bad("hl7v2.read_timeout", "must be positive")
 	}
 	validateSecurity(c, bad, badAt)
+	validateFacilities(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name

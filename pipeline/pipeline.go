@@ -28,9 +28,12 @@ type Options struct {
 	Topology *broker.Topology
 	// Usage counts every scored analysis per facility × engine × day; nil
 	// counts nothing.
-	Usage   *billing.UsageMeter
-	Source  radgate.StudySource
-	Engines []radgate.Engine
+	Usage *billing.UsageMeter
+	// Facilities attributes orders to configured facilities (routes and
+	// usage use the facility id); nil attributes none.
+	Facilities *radgate.Facilities
+	Source     radgate.StudySource
+	Engines    []radgate.Engine
 	// Sinks are the result destinations by name; each gets its own durable
 	// consumer, so a slow one never holds back another.
 	Sinks map[string]radgate.Sink

@@ -35,6 +35,7 @@ func Facts(st radgate.OrderStatus, study *radgate.Study) routing.Facts {
 	for _, c := range st.ProcedureCodes {
 		f.ProcedureCodes = append(f.ProcedureCodes, routing.Code{System: c.System, Code: c.Code})
 	}
+	add(&f.Facilities, st.FacilityID, false) // the configured facility's id first
 	add(&f.Facilities, st.Facility, false)
 	f.Priority = strings.ToLower(strings.TrimSpace(st.Priority))
 	if study == nil {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,12 +85,14 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	}
 	if decide {
 		rs := p.routes()
+		facility := p.opts.Facilities.Resolve(st.Facility, study.InstitutionName)
+		st.FacilityID = facility
 		d := decisionOf(rs.set.Decide(Facts(st, study)), rs.set.Digest())
 		st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
 			if rc, seen := o.Engines[radgate.RouterEngine]; o.Route != nil && !(seen && rc.State == radgate.StateReceived) {
 				return errSkip // another event of the order decided first
 			}
-			o.Route = d
+			o.Route, o.FacilityID = d, facility
 			if d.Matched {
 				delete(o.Engines, radgate.RouterEngine)
 			}
@@ -502,7 +505,7 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	// Bill the analysis: counted once per result id, so the retry this
 	// verdict may cause, or a replay, never counts it twice.
 	if u := p.opts.Usage; u != nil && r.Outcome == radgate.OutcomeScored {
-		if _, err := u.Count(ctx, r.ID, r.Engine.ID, st.Facility, r.ScoredAt); err != nil {
+		if _, err := u.Count(ctx, r.ID, r.Engine.ID, cmp.Or(st.FacilityID, st.Facility), r.ScoredAt); err != nil {
 			p.log.Warn("counting usage failed; will retry", "order", st.ID, "err", err)
 			return retryIn(p.opts.RetryMin)
 		}

@@ -4,7 +4,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/billing"
+	"github.com/radgate/radgate/config"
 
 	"github.com/stretchr/testify/require"
 )
@@ -68,4 +70,36 @@ func (h *harness) waitTerminal(t *testing.T, id string) {
 		st, err := h.p.Status(t.Context(), id)
 		return err == nil && st.State.Terminal()
 	}, 10*time.Second, 20*time.Millisecond)
+}
+
+// An order is attributed to the configured facility its organisation names:
+// usage is counted under the facility id, and the order shows it.
+func TestPipelineAttributesOrdersToFacilities(t *testing.T) {
+	h := newHarness(t, func(o *Options) {
+		o.Facilities = radgate.NewFacilities([]config.Facility{
+			{ID: "north", Name: "Radiology North", HL7Facilities: []string{"RADNORTH"}},
+			{ID: "south", Name: "Radiology South"},
+		})
+	})
+	h.arch.add("F1", "7.1", "CR", "CHEST", "sop-1")
+	h.arch.add("F2", "7.2", "CR", "CHEST", "sop-1")
+	h.arch.add("F3", "7.3", "CR", "CHEST", "sop-1")
+	for acsn, facility := range map[string]string{"F1": "radnorth", "F2": "Radiology South", "F3": "Elsewhere"} {
+		ev := sr(acsn, "f-"+acsn)
+		ev.Facility = facility
+		st, err := h.p.Accept(t.Context(), ev)
+		require.NoError(t, err)
+		h.waitTerminal(t, st.ID)
+		st, err = h.p.Status(t.Context(), st.ID)
+		require.NoError(t, err)
+		want := map[string]string{"F1": "north", "F2": "south", "F3": ""}[acsn]
+		require.Equal(t, want, st.FacilityID, acsn)
+	}
+	rows, err := h.usage.Month(t.Context(), time.Now().UTC().Format("2006-01"))
+	require.NoError(t, err)
+	require.Equal(t, []billing.UsageRow{
+		{Facility: "Elsewhere", Engine: "eng-a", Analyses: 1},
+		{Facility: "north", Engine: "eng-a", Analyses: 1},
+		{Facility: "south", Engine: "eng-a", Analyses: 1},
+	}, rows)
 }

@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	pipe, err := pipeline.NewPipeline(pipeline.Options{
-		Topology: topo, Usage: usage, Source: pacs, Engines: engines, Routes: routes,
+		Topology: topo, Usage: usage, Facilities: radgate.NewFacilities(cfg.Facilities), Source: pacs, Engines: engines, Routes: routes,
 		Sinks:  dests.sinks,
 		Logger: logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
