@@ -373,8 +373,8 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		if d.Timeout < 0 {
 			bad(path+".timeout", "must not be negative")
 		}
-		if d.Type != DestinationDICOMweb && (d.SC != nil || d.SR != nil || d.SCWhenUnmarked != "") {
-			bad(path, "sc, sr and sc_when_unmarked apply to dicomweb destinations only")
+		if d.Type != DestinationDICOMweb && (d.SC != nil || d.SR != nil || d.SCWhenUnmarked != "" || d.ParametricMap) {
+			bad(path, "sc, sr, sc_when_unmarked and parametric_map apply to dicomweb destinations only")
 		}
 		if d.Type != DestinationHL7v2 && (d.SendingApplication != "" || d.SendingFacility != "" || d.ReceivingApplication != "" || d.ReceivingFacility != "") {
 			bad(path, "sending_/receiving_application and _facility apply to hl7v2 destinations only")
@@ -385,8 +385,8 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 			default:
 				bad(path+".sc_when_unmarked", fmt.Sprintf("%q is not image, text or none", d.SCWhenUnmarked))
 			}
-			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport {
-				bad(path, "stores nothing: set sc, sr or pdf_report")
+			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport && !d.ParametricMap {
+				bad(path, "stores nothing: set sc, sr, parametric_map or pdf_report")
 			}
 		}
 	}

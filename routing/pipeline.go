@@ -45,6 +45,8 @@ type ImageScore struct {
 	Marked            bool
 	// Render draws the heatmap PNG (only meaningful when Marked).
 	Render func() (png []byte, width, height int, err error)
+	// CAM is the class activation map (set when Marked).
+	CAM *CAM
 }
 
 // Options configures a Pipeline.

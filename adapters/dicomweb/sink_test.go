@@ -264,7 +264,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 			require.NoError(t, err)
 			sr, err := dicom.Parse(bytes.NewReader(srBytes), int64(len(srBytes)), nil)
 			require.NoError(t, err)
-			require.Equal(t, derived.SOPClassComprehensiveSR, dsString(t, sr, tag.SOPClassUID))
+			require.Equal(t, derived.SOPClassComprehensive3DSR, dsString(t, sr, tag.SOPClassUID))
 			require.Equal(t, "COMPLETE", dsString(t, sr, tag.CompletionFlag))
 			require.Equal(t, "UNVERIFIED", dsString(t, sr, tag.VerificationFlag))
 			require.Equal(t, study, dsString(t, sr, tag.StudyInstanceUID))

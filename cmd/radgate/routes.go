@@ -151,7 +151,8 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 			var c *dicomweb.Client
 			c, err = dicomweb.New(dicomweb.Options{BaseURL: d.URL, HTTPClient: sec.destinations[name], Timeout: timeout})
 			if err == nil {
-				o := dicomweb.SinkOptions{SC: d.StoreSC(), SR: d.StoreSR(), SCWhenUnmarked: d.SCWhenUnmarked, PDF: destPDF}
+				o := dicomweb.SinkOptions{SC: d.StoreSC(), SR: d.StoreSR(), SCWhenUnmarked: d.SCWhenUnmarked,
+					ParametricMap: d.ParametricMap, PDF: destPDF, Logger: logger}
 				if err = o.Validate(); err == nil {
 					s = dicomweb.NewSink(c, o)
 				}
