@@ -88,6 +88,22 @@ func TestInvalidSourceValuesAreNotCopied(t *testing.T) {
 	}
 }
 
+// A source whose SOP Instance UID is invalid (a component with a leading
+// zero) gives no object: every reference to it would be invalid. The error
+// names the attribute.
+func TestInvalidSourceUID(t *testing.T) {
+	src := readTestdata(t, "dx-chest-implicit-le-8bit.dcm")
+	meta, err := inference.ReadHeader(src)
+	require.NoError(t, err)
+	i := strings.LastIndexByte(meta.SOPInstanceUID, '.')
+	require.Greater(t, len(meta.SOPInstanceUID)-i, 2)
+	bad := meta.SOPInstanceUID[:i+1] + "0" + meta.SOPInstanceUID[i+2:]
+	src = bytes.ReplaceAll(src, []byte(meta.SOPInstanceUID), []byte(bad))
+	_, err = StructuredReport(src, testInput("bad-uid", 0.5, false))
+	require.ErrorIs(t, err, ErrSource)
+	require.ErrorContains(t, err, "SOP Instance UID (0008,0018) is invalid: a component with a leading zero")
+}
+
 func TestValidValue(t *testing.T) {
 	for _, c := range []struct {
 		vr, v string

@@ -321,7 +321,7 @@ func (c code) item() *builder {
 // Study and Patient Study (copied), the series, General Equipment, and the
 // content date and time. It logs the source attributes left out.
 func (b *builder) common(src *source, in *Input, sopClass, sopInstance, modality, seriesUID string, seriesNumber int, seriesDescription string) {
-	in.logDropped(src, modality)
+	in.logDropped(src, objectNames[sopClass])
 	b.str(tag.SpecificCharacterSet, "CS", "ISO_IR 192")
 	b.str(tag.SOPClassUID, "UI", sopClass)
 	b.str(tag.SOPInstanceUID, "UI", sopInstance)
@@ -347,6 +347,14 @@ func (b *builder) common(src *source, in *Input, sopClass, sopInstance, modality
 	study.str(tag.ReferencedSOPInstanceUID, "UI", src.studyUID())
 	b.seq(tag.ReferencedStudySequence, study)
 	b.seq(tag.ContributingEquipmentSequence, in.algorithmEquipment())
+}
+
+// objectNames name the derived objects in logs.
+var objectNames = map[string]string{
+	SOPClassSecondaryCapture:  "Secondary Capture",
+	SOPClassComprehensive3DSR: "SR",
+	SOPClassEncapsulatedPDF:   "Encapsulated PDF",
+	SOPClassParametricMap:     "Parametric Map",
 }
 
 // purposeProcessingAlgorithm is the Purpose of Reference of a Contributing
