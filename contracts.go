@@ -221,6 +221,9 @@ type Result struct {
 	HeatmapObject string `json:"heatmap_object,omitempty"`
 	HeatmapWidth  int    `json:"heatmap_width,omitempty"`
 	HeatmapHeight int    `json:"heatmap_height,omitempty"`
+	// CAM is the class activation map behind the heatmap (set when
+	// Marked): a PACS destination may store it as a Parametric Map.
+	CAM *CAM `json:"cam,omitempty"`
 
 	ScoredAt time.Time `json:"scored_at"`
 
@@ -231,6 +234,22 @@ type Result struct {
 	// Read, when set, is the route's radiologist read request; a FHIR
 	// destination writes the read Task when Read.Wanted(Tier).
 	Read *ReadRequest `json:"read,omitempty"`
+}
+
+// CAM is an engine's class activation map and where it lies on the scored
+// image: Values (row-major, Width × Height, as the engine output them)
+// cover the Crop rectangle [X0,X1) × [Y0,Y1) of the SourceWidth ×
+// SourceHeight image, in source pixels.
+type CAM struct {
+	Values       []float32 `json:"values"`
+	Width        int       `json:"width"`
+	Height       int       `json:"height"`
+	X0           int       `json:"x0"`
+	Y0           int       `json:"y0"`
+	X1           int       `json:"x1"`
+	Y1           int       `json:"y1"`
+	SourceWidth  int       `json:"source_width"`
+	SourceHeight int       `json:"source_height"`
 }
 
 // Receipt is what a sink reports after a durable write.

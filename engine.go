@@ -27,4 +27,6 @@ type ImageScore struct {
 	Marked            bool
 	// Render draws the heatmap PNG (only meaningful when Marked).
 	Render func() (png []byte, width, height int, err error)
+	// CAM is the class activation map (set when Marked).
+	CAM *CAM
 }

@@ -201,13 +201,19 @@ type Destination struct {
 	// study (dicomweb).
 	PDFReport bool `yaml:"pdf_report"`
 	// SC and SR (dicomweb): store a Secondary Capture with the heatmap and
-	// the result burned in, and a Comprehensive SR (default: both).
+	// the result burned in, and a Comprehensive 3D SR (TID 1500, IHE AI
+	// Results) (default: both).
 	SC *bool `yaml:"sc"`
 	SR *bool `yaml:"sr"`
 	// SCWhenUnmarked (dicomweb): below the marking threshold the Secondary
 	// Capture shows the radiograph with the text ("image", the default),
 	// the text only ("text"), or is not stored ("none").
 	SCWhenUnmarked string `yaml:"sc_when_unmarked"`
+	// ParametricMap (dicomweb): also store the class activation map of a
+	// marked result as a DICOM Parametric Map on the source's pixel grid,
+	// which current viewers overlay with adjustable opacity (default
+	// false).
+	ParametricMap bool `yaml:"parametric_map"`
 	// SendingApplication, SendingFacility, ReceivingApplication and
 	// ReceivingFacility (hl7v2) are MSH-3 to MSH-6 of the ORU^R01.
 	SendingApplication   string `yaml:"sending_application"`

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/suyashkumar/dicom"
@@ -18,10 +17,11 @@ import (
 // SOP classes of the derived objects, and the transfer syntax they are
 // written in.
 const (
-	SOPClassSecondaryCapture = "1.2.840.10008.5.1.4.1.1.7"
-	SOPClassComprehensiveSR  = "1.2.840.10008.5.1.4.1.1.88.33"
-	SOPClassEncapsulatedPDF  = "1.2.840.10008.5.1.4.1.1.104.1"
-	transferSyntax           = inference.TSExplicitVRLittleEndian
+	SOPClassSecondaryCapture  = "1.2.840.10008.5.1.4.1.1.7"
+	SOPClassComprehensive3DSR = "1.2.840.10008.5.1.4.1.1.88.34"
+	SOPClassEncapsulatedPDF   = "1.2.840.10008.5.1.4.1.1.104.1"
+	SOPClassParametricMap     = "1.2.840.10008.5.1.4.1.1.30"
+	transferSyntax            = inference.TSExplicitVRLittleEndian
 	// studyReferenceClass is the SOP class a Referenced Study Sequence item
 	// names (Detached Study Management, retired, still the value PS3.3
 	// prescribes for it).
@@ -34,6 +34,7 @@ const (
 	SeriesNumberSC  = 9901
 	SeriesNumberSR  = 9902
 	SeriesNumberPDF = 9903
+	SeriesNumberPM  = 9904
 )
 
 // Manufacturer is the Manufacturer (0008,0070) of every derived object.
@@ -50,27 +51,51 @@ var ErrInput = errors.New("derived: invalid input")
 // source is what the derived objects copy from the scored instance.
 type source struct {
 	sopClass, sopInstance, series string
-	// copied holds the patient and study attributes, as found (Type 2: an
-	// absent one is written empty).
+	// frameOfReference is the source's Frame of Reference UID ("" when it
+	// has none or an invalid one).
+	frameOfReference string
+	// copied holds the patient and study attributes whose values are valid
+	// for their VR (an absent or invalid Type 2 one is written empty, a
+	// Type 3 one left out).
 	copied map[tag.Tag]string
+	// geometry is where the image lies (for the Parametric Map).
+	geometry geometry
+	// laterality is the source's Laterality (R or L), else "";
+	// bodyPart its Body Part Examined (a valid CS), else "".
+	laterality, bodyPart string
+	// dropped lists the attributes whose source values were not copied
+	// because they are invalid for their VR, with the reason (never the
+	// value).
+	dropped []droppedAttr
 }
 
-// copiedTags are the Patient and General Study attributes copied from the
-// source, with their VRs.
+// droppedAttr is a source attribute not copied, and why.
+type droppedAttr struct {
+	tag    tag.Tag
+	reason string
+}
+
+// copiedTags are the Patient, General Study and Patient Study attributes
+// copied from the source, with their VRs and types (2: written empty when
+// the source has no valid value; 3: left out). enum, when set, lists the
+// values allowed.
 var copiedTags = []struct {
-	t  tag.Tag
-	vr string
+	t    tag.Tag
+	vr   string
+	typ  int
+	enum []string
 }{
-	{tag.StudyDate, "DA"},
-	{tag.StudyTime, "TM"},
-	{tag.AccessionNumber, "SH"},
-	{tag.ReferringPhysicianName, "PN"},
-	{tag.PatientName, "PN"},
-	{tag.PatientID, "LO"},
-	{tag.PatientBirthDate, "DA"},
-	{tag.PatientSex, "CS"},
-	{tag.StudyInstanceUID, "UI"},
-	{tag.StudyID, "SH"},
+	{tag.StudyDate, "DA", 2, nil},
+	{tag.StudyTime, "TM", 2, nil},
+	{tag.AccessionNumber, "SH", 2, nil},
+	{tag.ReferringPhysicianName, "PN", 2, nil},
+	{tag.PatientName, "PN", 2, nil},
+	{tag.PatientID, "LO", 2, nil},
+	{tag.PatientBirthDate, "DA", 2, nil},
+	{tag.PatientSex, "CS", 2, []string{"M", "F", "O"}},
+	{tag.PatientAge, "AS", 3, nil},
+	{tag.StudyInstanceUID, "UI", 1, nil},
+	{tag.StudyID, "SH", 2, nil},
 }
 
 // readSource parses the header of the source instance (any transfer syntax:
@@ -89,32 +114,113 @@ func readSource(data []byte) (src *source, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the header: %v", ErrSource, err)
 	}
-	get := func(t tag.Tag) string {
+	get := func(t tag.Tag) (string, bool) {
 		e, err := ds.FindElementByTag(t)
 		if err != nil || e.Value == nil || e.Value.ValueType() != dicom.Strings {
-			return ""
+			return "", false
 		}
 		v, _ := e.Value.GetValue().([]string)
-		return strings.ToValidUTF8(strings.TrimRight(strings.Join(v, `\`), " \x00"), "?")
+		return strings.TrimRight(strings.Join(v, `\`), " \x00"), true
 	}
-	src = &source{
-		sopClass:    get(tag.SOPClassUID),
-		sopInstance: get(tag.SOPInstanceUID),
-		series:      get(tag.SeriesInstanceUID),
-		copied:      map[tag.Tag]string{},
+	src = &source{copied: map[tag.Tag]string{}}
+	// The UIDs that the derived objects reference: they must be valid, or
+	// every reference to the source is invalid.
+	for _, u := range []struct {
+		t    tag.Tag
+		what string
+		dst  *string
+	}{
+		{tag.SOPClassUID, "SOP Class UID", &src.sopClass},
+		{tag.SOPInstanceUID, "SOP Instance UID", &src.sopInstance},
+		{tag.SeriesInstanceUID, "Series Instance UID", &src.series},
+	} {
+		v, _ := get(u.t)
+		if v == "" {
+			return nil, fmt.Errorf("%w: the header has no %s", ErrSource, u.what)
+		}
+		if why := validUI(v); why != "" {
+			return nil, fmt.Errorf("%w: the %s %v is invalid: %s", ErrSource, u.what, u.t, why)
+		}
+		*u.dst = v
 	}
 	for _, c := range copiedTags {
-		src.copied[c.t] = get(c.t)
+		v, ok := get(c.t)
+		if !ok || v == "" {
+			if c.typ == 1 {
+				return nil, fmt.Errorf("%w: the header has no %s", ErrSource, keyword(c.t))
+			}
+			continue
+		}
+		why := validValue(c.vr, v)
+		if why == "" && c.enum != nil && !slices.Contains(c.enum, v) {
+			why = "not one of " + strings.Join(c.enum, ", ")
+		}
+		if why != "" {
+			if c.typ == 1 {
+				return nil, fmt.Errorf("%w: the %s %v is invalid: %s", ErrSource, keyword(c.t), c.t, why)
+			}
+			src.dropped = append(src.dropped, droppedAttr{c.t, why})
+			continue
+		}
+		src.copied[c.t] = v
 	}
-	for what, v := range map[string]string{
-		"SOP Class UID": src.sopClass, "SOP Instance UID": src.sopInstance,
-		"Series Instance UID": src.series, "Study Instance UID": src.copied[tag.StudyInstanceUID],
-	} {
-		if v == "" {
-			return nil, fmt.Errorf("%w: the header has no %s", ErrSource, what)
+	src.geometry = readGeometry(get)
+	if v, _ := get(tag.FrameOfReferenceUID); v != "" && validUI(v) == "" {
+		src.frameOfReference = v
+	}
+	if v, _ := get(tag.BodyPartExamined); v != "" {
+		if why := validValue("CS", v); why != "" {
+			src.dropped = append(src.dropped, droppedAttr{tag.BodyPartExamined, why})
+		} else {
+			src.bodyPart = v
 		}
 	}
+	switch v, _ := get(tag.Laterality); v {
+	case "R", "L", "":
+		src.laterality = v
+	default:
+		src.dropped = append(src.dropped, droppedAttr{tag.Laterality, "not R or L"})
+	}
 	return src, nil
+}
+
+// unpaired are Body Part Examined values (PS3.16 Annex L) of unpaired
+// structures: an image of one needs no Laterality.
+var unpaired = []string{"CHEST", "ABDOMEN", "PELVIS", "HEAD", "SKULL", "NECK", "HEADNECK", "CHESTABDOMEN",
+	"ABDOMENPELVIS", "CHESTABDPELVIS", "SPINE", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "COCCYX", "HEART", "STERNUM", "WHOLEBODY"}
+
+// seriesLaterality adds Body Part Examined (copied when valid) and the
+// General Series Laterality (Type 2C: required for a paired structure):
+// the source's R or L; left out for an unpaired body part; else empty
+// (unknown).
+func (b *builder) seriesLaterality(s *source) {
+	if s.bodyPart != "" {
+		b.str(tag.BodyPartExamined, "CS", s.bodyPart)
+	}
+	if s.laterality == "" && slices.Contains(unpaired, s.bodyPart) {
+		return
+	}
+	b.str(tag.Laterality, "CS", s.laterality)
+}
+
+// keyword is the DICOM keyword of t ("PatientBirthDate"), or its number.
+func keyword(t tag.Tag) string {
+	if info, err := tag.Find(t); err == nil {
+		return info.Keyword
+	}
+	return t.String()
+}
+
+// logDropped logs, once per derived object, each source attribute left out
+// for an invalid value: the tag and keyword, never the value.
+func (in *Input) logDropped(s *source, object string) {
+	if in.Logger == nil {
+		return
+	}
+	for _, d := range s.dropped {
+		in.Logger.Warn("source attribute not copied: invalid value", "result", in.ResultID, "object", object,
+			"tag", d.tag.String(), "keyword", keyword(d.tag), "reason", d.reason)
+	}
 }
 
 // studyUID is the source's Study Instance UID.
@@ -210,17 +316,21 @@ func (c code) item() *builder {
 	return it
 }
 
-// common adds what every derived object shares: SOP Common, Patient,
-// General Study (copied), General Series, General Equipment, and the
-// content date and time.
-func (b *builder) common(src *source, sopClass, sopInstance, modality, seriesUID string, seriesNumber int, seriesDescription string, at time.Time) {
+// common adds what every derived object shares: SOP Common (with the
+// Contributing Equipment Sequence naming the algorithm), Patient, General
+// Study and Patient Study (copied), the series, General Equipment, and the
+// content date and time. It logs the source attributes left out.
+func (b *builder) common(src *source, in *Input, sopClass, sopInstance, modality, seriesUID string, seriesNumber int, seriesDescription string) {
+	in.logDropped(src, objectNames[sopClass])
 	b.str(tag.SpecificCharacterSet, "CS", "ISO_IR 192")
 	b.str(tag.SOPClassUID, "UI", sopClass)
 	b.str(tag.SOPInstanceUID, "UI", sopInstance)
 	for _, c := range copiedTags {
-		b.str(c.t, c.vr, src.copied[c.t])
+		if v, ok := src.copied[c.t]; ok || c.typ != 3 {
+			b.str(c.t, c.vr, v)
+		}
 	}
-	at = at.UTC()
+	at := in.time().UTC()
 	b.str(tag.InstanceCreationDate, "DA", at.Format("20060102"))
 	b.str(tag.InstanceCreationTime, "TM", at.Format("150405"))
 	b.str(tag.ContentDate, "DA", at.Format("20060102"))
@@ -236,6 +346,60 @@ func (b *builder) common(src *source, sopClass, sopInstance, modality, seriesUID
 	study.str(tag.ReferencedSOPClassUID, "UI", studyReferenceClass)
 	study.str(tag.ReferencedSOPInstanceUID, "UI", src.studyUID())
 	b.seq(tag.ReferencedStudySequence, study)
+	b.seq(tag.ContributingEquipmentSequence, in.algorithmEquipment())
+}
+
+// objectNames name the derived objects in logs.
+var objectNames = map[string]string{
+	SOPClassSecondaryCapture:  "Secondary Capture",
+	SOPClassComprehensive3DSR: "SR",
+	SOPClassEncapsulatedPDF:   "Encapsulated PDF",
+	SOPClassParametricMap:     "Parametric Map",
+}
+
+// purposeProcessingAlgorithm is the Purpose of Reference of a Contributing
+// Equipment item that is an AI algorithm (IHE AI Results, 99IHE 1630).
+var purposeProcessingAlgorithm = code{"1630", "99IHE", "Processing Algorithm"}
+
+// algorithmEquipment is the Contributing Equipment Sequence item of the
+// engine (IHE AI Results): Manufacturer, Manufacturer's Model Name (the
+// engine's name), Software Versions (its version) and a Device UID that
+// changes with the version (DeviceUID).
+func (in *Input) algorithmEquipment() *builder {
+	it := &builder{}
+	it.seq(tag.PurposeOfReferenceCodeSequence, purposeProcessingAlgorithm.item())
+	it.str(tag.Manufacturer, "LO", Manufacturer)
+	it.str(tag.ManufacturerModelName, "LO", in.engineName())
+	it.str(tag.SoftwareVersions, "LO", in.softwareVersion())
+	it.str(tag.DeviceUID, "UI", in.DeviceUID())
+	it.str(tag.ContributionDateTime, "DT", in.time().UTC().Format("20060102150405")+"+0000")
+	it.str(tag.ContributionDescription, "ST", "AI analysis: "+in.engineLabel())
+	return it
+}
+
+// DeviceUID identifies the engine at its version: the Device UID of the
+// Contributing Equipment item and the SR's Device Observer UID. It is
+// computed from the engine id and version, so every object of one model
+// version names the same device and a new version is a new device.
+func (in *Input) DeviceUID() string {
+	return hashUID("engine/" + in.Engine.ID + "@" + in.Engine.Version)
+}
+
+// enhancedEquipment adds the Enhanced General Equipment module (all Type
+// 1): radgate, the device that made the object.
+func (b *builder) enhancedEquipment(in *Input) {
+	b.str(tag.ManufacturerModelName, "LO", in.engineName())
+	b.str(tag.DeviceSerialNumber, "LO", in.Engine.ID+"@"+in.softwareVersion())
+	b.str(tag.SoftwareVersions, "LO", in.softwareVersion())
+}
+
+// softwareVersion is the engine's version, or "unknown" (Software Versions
+// is Type 1 in the Enhanced General Equipment module).
+func (in *Input) softwareVersion() string {
+	if in.Engine.Version == "" {
+		return "unknown"
+	}
+	return in.Engine.Version
 }
 
 // sourceRef is an item naming the source instance (Source Image Sequence,

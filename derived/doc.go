@@ -1,7 +1,8 @@
 // Package derived builds the DICOM objects radgate stores back into the
 // scored study so that any PACS viewer shows the result: a Secondary Capture
 // image (the heatmap, or the windowed radiograph, with the result burned in),
-// a Comprehensive SR, and an Encapsulated PDF. The builders are pure: they
+// a Comprehensive 3D SR (TID 1500, as IHE AI Results reads it), an
+// Encapsulated PDF, and a Parametric Map of the class activation map. The builders are pure: they
 // take the scored source instance (Part 10, as stored, any transfer syntax)
 // and the result, and return Part 10 bytes (Explicit VR Little Endian). No
 // network.
@@ -10,8 +11,14 @@
 // result id (see UIDsFor), so building the same result again gives the same
 // instances and a PACS that receives them twice keeps one copy.
 //
-// Patient and study attributes (Patient Name, ID, Birth Date and Sex; Study
-// Instance UID, Date, Time and ID, Accession Number, Referring Physician's
-// Name) are copied from the source, so the objects file into the source's
-// study. Text is written in UTF-8 (Specific Character Set ISO_IR 192).
+// Patient and study attributes (Patient Name, ID, Birth Date, Sex and Age;
+// Study Instance UID, Date, Time and ID, Accession Number, Referring
+// Physician's Name) are copied from the source, so the objects file into
+// the source's study — but only values valid for their VR (PS3.5 6.2): an
+// invalid one (a Birth Date that is not a date, an Age of "62") is written
+// empty when the attribute is Type 2, left out when Type 3, and logged
+// through Input.Logger by tag and keyword, never by value. Every object
+// carries a Contributing Equipment Sequence item naming the algorithm
+// (IHE AI Results). Text is written in UTF-8 (Specific Character Set
+// ISO_IR 192).
 package derived

@@ -2,6 +2,7 @@ package derived
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"time"
@@ -34,7 +35,7 @@ func CheckSCWhenUnmarked(v string) error {
 
 // Input is the result the derived objects report.
 type Input struct {
-	// ResultID identifies the result (routing.Result.ID); the UIDs of every
+	// ResultID identifies the result (radgate.Result.ID); the UIDs of every
 	// derived object are computed from it (UIDsFor).
 	ResultID string
 	// Engine names the engine (name, version), its disclaimer (written word
@@ -59,6 +60,13 @@ type Input struct {
 	// Time is the content date and time (the scoring time); zero means now.
 	// Written in UTC.
 	Time time.Time
+	// CAM is the class activation map of a marked result, for the
+	// Parametric Map (nil: ParametricMap returns ErrNoParametricMap).
+	CAM *radgate.CAM
+	// Logger receives a warning for each source attribute left out of a
+	// derived object because its value is invalid for its VR (tag and
+	// keyword, never the value). Nil: not logged.
+	Logger *slog.Logger
 }
 
 // FromResult returns the Input for a scored result.
@@ -70,6 +78,7 @@ func FromResult(r radgate.Result) Input {
 		Tier:        r.Tier,
 		Marked:      r.Marked,
 		HeatmapPNG:  r.HeatmapPNG,
+		CAM:         r.CAM,
 		Time:        r.ScoredAt,
 	}
 }

@@ -31,7 +31,7 @@ func EncapsulatedPDF(src []byte, in Input, pdf []byte) ([]byte, error) {
 	}
 	u := UIDsFor(in.ResultID)
 	b := &builder{}
-	b.common(s, SOPClassEncapsulatedPDF, u.PDF, "DOC", u.PDFSeries, SeriesNumberPDF, PDFSeriesDescription, in.time())
+	b.common(s, &in, SOPClassEncapsulatedPDF, u.PDF, "DOC", u.PDFSeries, SeriesNumberPDF, PDFSeriesDescription)
 	b.str(tag.ConversionType, "CS", "WSD")
 	b.str(tag.AcquisitionDateTime, "DT", in.time().UTC().Format("20060102150405"))
 	b.str(tag.BurnedInAnnotation, "CS", "YES")

@@ -112,7 +112,8 @@ func SecondaryCapture(src []byte, in Input) ([]byte, error) {
 
 	u := UIDsFor(in.ResultID)
 	b := &builder{}
-	b.common(s, SOPClassSecondaryCapture, u.SC, "OT", u.SCSeries, SeriesNumberSC, SCSeriesDescription, in.time())
+	b.common(s, &in, SOPClassSecondaryCapture, u.SC, "OT", u.SCSeries, SeriesNumberSC, SCSeriesDescription)
+	b.seriesLaterality(s)
 	b.str(tag.ImageType, "CS", "DERIVED", "SECONDARY")
 	b.str(tag.ConversionType, "CS", "WSD")
 	b.str(tag.SecondaryCaptureDeviceManufacturer, "LO", Manufacturer)

@@ -35,6 +35,7 @@ var (
 	conceptConfidence   = code{"confidence", schemeRadgate, "AI confidence"}
 	unitPercent         = code{"%", "UCUM", "percent"}
 	conceptTier         = code{"confidence-tier", schemeRadgate, "AI confidence tier"}
+	conceptQualitative  = code{"C0034375", "UMLS", "Qualitative Evaluations"}
 	conceptConclusion   = code{"121077", "DCM", "Conclusion"}
 	conceptDisclaimer   = code{"disclaimer", schemeRadgate, "Disclaimer"}
 )
@@ -102,33 +103,35 @@ func num(rel string, c code, v string, unit code, children ...*node) *node {
 	}}
 }
 
-// StructuredReport builds a Comprehensive SR (SOP class
-// 1.2.840.10008.5.1.4.1.1.88.33) for the result. Its tree follows the shape
-// of TID 1500 (Measurement Report) without claiming conformance to it (no
-// Content Template Sequence): the title (126000, DCM, "Imaging Measurement
-// Report") is the one IHE AI Results uses for TID 1500 reports, so
-// viewers that know it file the report with AI results.
+// StructuredReport builds a Comprehensive 3D SR (SOP class
+// 1.2.840.10008.5.1.4.1.1.88.34) conforming to TID 1500 (Measurement
+// Report), the form IHE AI Results (AIR) prescribes for AI measurements and
+// evaluations: Content Template Sequence DCMR 1500, and a Contributing
+// Equipment Sequence item naming the algorithm (purpose 1630, 99IHE,
+// "Processing Algorithm"; Device UID from the engine id and version).
 //
-//	CONTAINER (126000, DCM, "Imaging Measurement Report")
-//	  HAS CONCEPT MOD  CODE   Language = en-US
+//	CONTAINER (126000, DCM, "Imaging Measurement Report")              TID 1500
+//	  HAS CONCEPT MOD  CODE   Language = en-US                         TID 1204
 //	  HAS OBS CONTEXT  CODE   Observer Type = Device; UIDREF Device Observer UID;
-//	                   TEXT   Device Observer Name / Manufacturer ("radgate") / Model Name
+//	                   TEXT   Device Observer Name / Manufacturer ("radgate") / Model Name   TID 1004
 //	  HAS CONCEPT MOD  CODE   Procedure reported = (399208008, SCT, "Plain chest X-ray")
-//	  CONTAINS CONTAINER Image Library > Image Library Group > IMAGE (Source) → the source instance
+//	  CONTAINS CONTAINER Image Library > Image Library Group > IMAGE → the source instance   TID 1600/1601
 //	  CONTAINS CONTAINER Imaging Measurements
-//	    CONTAINS CONTAINER Measurement Group
-//	      HAS OBS CONTEXT TEXT Tracking Identifier = result id; UIDREF Tracking Unique Identifier
-//	      HAS CONCEPT MOD TEXT (111001, DCM, "Algorithm Name"); TEXT (111003, DCM, "Algorithm Version")   [TID 4019]
+//	    CONTAINS CONTAINER Measurement Group                           TID 1501
+//	      HAS OBS CONTEXT TEXT Tracking Identifier = result id; UIDREF Tracking Unique Identifier   TID 4108
 //	      CONTAINS CODE  (121071, DCM, "Finding") = the engine's finding (233604007, SCT, "Pneumonia")
-//	      CONTAINS NUM   (confidence, 99RADGATE, "AI confidence") = NN.N, UCUM "%"
-//	               INFERRED FROM IMAGE → the source instance
+//	      CONTAINS NUM   (confidence, 99RADGATE, "AI confidence") = NN.N, UCUM "%"      TID 300
+//	        HAS CONCEPT MOD TEXT (111001, DCM, "Algorithm Name"); TEXT (111003, DCM, "Algorithm Version")   TID 4019
+//	        INFERRED FROM IMAGE → the source instance                  TID 320
 //	      CONTAINS CODE  (confidence-tier, 99RADGATE, "AI confidence tier") = Low | Mid | High
-//	  CONTAINS TEXT (121077, DCM, "Conclusion") = the conclusion sentence
-//	  CONTAINS TEXT (disclaimer, 99RADGATE, "Disclaimer") = DisclaimerHeadline + ". " + the engine's disclaimer, word for word
+//	  CONTAINS CONTAINER (C0034375, UMLS, "Qualitative Evaluations")
+//	    CONTAINS TEXT (121077, DCM, "Conclusion") = the conclusion sentence
+//	    CONTAINS TEXT (disclaimer, 99RADGATE, "Disclaimer") = DisclaimerHeadline + ". " + the engine's disclaimer, word for word
 //
 // Completion Flag COMPLETE, Verification Flag UNVERIFIED; Current Requested
 // Procedure Evidence Sequence names the source; patient and study
-// attributes are copied from it; UIDs from UIDsFor(in.ResultID).
+// attributes are copied from it (valid values only); UIDs from
+// UIDsFor(in.ResultID).
 func StructuredReport(src []byte, in Input) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -143,7 +146,6 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 		return &node{rel: rel, vt: "IMAGE", concept: c, set: func(b *builder) { b.seq(tag.ReferencedSOPSequence, s.ref()) }}
 	}
 	src2 := conceptSource
-	deviceUID := hashUID("engine/" + in.Engine.ID + "@" + in.Engine.Version)
 	model := in.Engine.ID
 	if model == "" {
 		model = in.engineName()
@@ -151,30 +153,37 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 	root := container("", conceptReport,
 		codeItem("HAS CONCEPT MOD", conceptLanguage, valueEnglish),
 		codeItem("HAS OBS CONTEXT", conceptObserverType, valueDevice),
-		uidref("HAS OBS CONTEXT", conceptDeviceUID, deviceUID),
+		uidref("HAS OBS CONTEXT", conceptDeviceUID, in.DeviceUID()),
 		text("HAS OBS CONTEXT", conceptDeviceName, in.engineName()),
 		text("HAS OBS CONTEXT", conceptDeviceMaker, Manufacturer),
 		text("HAS OBS CONTEXT", conceptDeviceModel, model),
 		codeItem("HAS CONCEPT MOD", conceptProcedure, valueChestXRay),
 		container("CONTAINS", conceptImageLibrary,
-			container("CONTAINS", conceptLibraryGroup, image("CONTAINS", &src2))),
+			container("CONTAINS", conceptLibraryGroup, image("CONTAINS", nil))),
 		container("CONTAINS", conceptMeasurements,
 			container("CONTAINS", conceptGroup,
 				text("HAS OBS CONTEXT", conceptTrackingID, in.ResultID),
 				uidref("HAS OBS CONTEXT", conceptTrackingUID, hashUID("result/"+in.ResultID+"/tracking")),
-				text("HAS CONCEPT MOD", conceptAlgoName, in.engineName()),
-				text("HAS CONCEPT MOD", conceptAlgoVersion, in.Engine.Version),
 				codeItem("CONTAINS", conceptFinding, finding),
 				num("CONTAINS", conceptConfidence, in.ConfidencePercent(), unitPercent,
+					text("HAS CONCEPT MOD", conceptAlgoName, in.engineName()),
+					text("HAS CONCEPT MOD", conceptAlgoVersion, in.softwareVersion()),
 					image("INFERRED FROM", &src2)),
 				codeItem("CONTAINS", conceptTier, tierCodes[in.Tier]),
 			)),
-		text("CONTAINS", conceptConclusion, in.conclusion()),
-		text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer),
+		container("CONTAINS", conceptQualitative,
+			text("CONTAINS", conceptConclusion, in.conclusion()),
+			text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer)),
 	)
 
 	b := root.item(s)
-	b.common(s, SOPClassComprehensiveSR, u.SR, "SR", u.SRSeries, SeriesNumberSR, SRSeriesDescription, in.time())
+	tmpl := &builder{}
+	tmpl.str(tag.MappingResource, "CS", "DCMR")
+	tmpl.str(tag.MappingResourceUID, "UI", dcmrUID)
+	tmpl.str(tag.TemplateIdentifier, "CS", "1500")
+	b.seq(tag.ContentTemplateSequence, tmpl)
+	b.common(s, &in, SOPClassComprehensive3DSR, u.SR, "SR", u.SRSeries, SeriesNumberSR, SRSeriesDescription)
+	b.enhancedEquipment(&in)
 	b.seq(tag.ReferencedPerformedProcedureStepSequence)
 	b.seq(tag.PerformedProcedureCodeSequence)
 	b.str(tag.CompletionFlag, "CS", "COMPLETE")
@@ -186,5 +195,9 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 	evidence.str(tag.StudyInstanceUID, "UI", s.studyUID())
 	evidence.seq(tag.ReferencedSeriesSequence, series)
 	b.seq(tag.CurrentRequestedProcedureEvidenceSequence, evidence)
-	return b.part10(SOPClassComprehensiveSR, u.SR)
+	return b.part10(SOPClassComprehensive3DSR, u.SR)
 }
+
+// dcmrUID is the Mapping Resource UID of DCMR, the DICOM Content Mapping
+// Resource (PS3.16).
+const dcmrUID = "1.2.840.10008.8.1.1"

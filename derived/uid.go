@@ -11,6 +11,11 @@ type UIDs struct {
 	SCSeries, SC   string
 	SRSeries, SR   string
 	PDFSeries, PDF string
+	PMSeries, PM   string
+	// PMFrameOfReference is the Parametric Map's own Frame of Reference
+	// (for a source that has none), PMDimensions its Dimension
+	// Organization UID.
+	PMFrameOfReference, PMDimensions string
 }
 
 // UIDsFor returns the UIDs of the objects derived from result resultID.
@@ -22,6 +27,11 @@ func UIDsFor(resultID string) UIDs {
 		SR:        hashUID("result/" + resultID + "/sr"),
 		PDFSeries: hashUID("result/" + resultID + "/pdf-series"),
 		PDF:       hashUID("result/" + resultID + "/pdf"),
+		PMSeries:  hashUID("result/" + resultID + "/pm-series"),
+		PM:        hashUID("result/" + resultID + "/pm"),
+
+		PMFrameOfReference: hashUID("result/" + resultID + "/pm-frame-of-reference"),
+		PMDimensions:       hashUID("result/" + resultID + "/pm-dimensions"),
 	}
 }
 

@@ -66,6 +66,11 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 		i, img, r := idx[k], imgs[k], r
 		out[i].Probability, out[i].Tier, out[i].Marked = r.Probability, string(r.Tier), r.Marked
 		out[i].Render = func() ([]byte, int, int, error) { return inference.RenderHeatmap(img, r, a.hm) }
+		if r.Marked && len(r.CAM) > 0 {
+			out[i].CAM = &radgate.CAM{Values: r.CAM, Width: r.CAMWidth, Height: r.CAMHeight,
+				X0: r.Crop.Min.X, Y0: r.Crop.Min.Y, X1: r.Crop.Max.X, Y1: r.Crop.Max.Y,
+				SourceWidth: r.SourceWidth, SourceHeight: r.SourceHeight}
+		}
 	}
 	return out, nil
 }

@@ -416,6 +416,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
 		}
 		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = png, w, h
+		r.CAM = s.CAM
 	}
 	return p.publishResult(ctx, st, r, replay)
 }

@@ -21,7 +21,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${RADGATE_TOOLS_DIR:-$ROOT/.tools}"
 
-APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk python3-hl7 curl libopenjp2-7-dev pkg-config poppler-utils)
+APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools python3-hl7 curl libopenjp2-7-dev pkg-config poppler-utils)
 ORT_VERSION=1.30.0
 # sha256 of package/bin/napi-v6/linux/x64/libonnxruntime.so.1 in onnxruntime-node@1.30.0
 ORT_SHA256_X64=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23

@@ -12,7 +12,7 @@ import (
 // Sentinel errors. Test with errors.Is.
 var (
 	// ErrInstanceNotFound: WADO-RS answered 404 for an instance (it was
-	// deleted, or never stored). It wraps routing.ErrStudyNotFound, so the
+	// deleted, or never stored). It wraps radgate.ErrStudyNotFound, so the
 	// router treats it as "not (yet) in the archive".
 	ErrInstanceNotFound = fmt.Errorf("instance not found in the archive: %w", radgate.ErrStudyNotFound)
 	// ErrUnauthorized: the PACS answered 401 or 403. Permanent: fix the
@@ -42,7 +42,7 @@ var (
 )
 
 // HTTPError is a DICOMweb request the PACS answered with an unwanted HTTP
-// status. Statuses 408, 429 and 5xx arrive wrapped in routing.Transient.
+// status. Statuses 408, 429 and 5xx arrive wrapped in radgate.Transient.
 type HTTPError struct {
 	// Op is the DICOMweb service: "QIDO-RS", "WADO-RS" or "STOW-RS".
 	Op     string

@@ -22,7 +22,7 @@ import (
 // stripped); otherwise the accession number. Matching is exact: QIDO-RS
 // treats '*' and '?' as wildcards and some servers (Orthanc) match without
 // regard to case, so answers whose UID or accession number differ from the
-// query are dropped. No match wraps routing.ErrStudyNotFound; several studies
+// query are dropped. No match wraps radgate.ErrStudyNotFound; several studies
 // with the accession number is ErrAmbiguousAccession (permanent: the order
 // should name the study by UID).
 //
@@ -39,7 +39,7 @@ import (
 //
 // Series come sorted by Series Number, instances by Instance Number (then by
 // UID). A series with no instance is left out; a study with none wraps
-// routing.ErrStudyNotFound (it is still arriving, or was deleted meanwhile).
+// radgate.ErrStudyNotFound (it is still arriving, or was deleted meanwhile).
 func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
 	uid := radgate.StripUIDPrefix(q.StudyInstanceUID)
 	acc := strings.TrimSpace(q.AccessionNumber)

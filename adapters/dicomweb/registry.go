@@ -13,13 +13,14 @@ import (
 func init() { radgate.RegisterDestination(DestinationType()) }
 
 // DestinationType is the "dicomweb" destination: derived objects stored
-// into the original study over STOW-RS (Secondary Capture, Comprehensive SR,
-// and the PDF report as Encapsulated PDF when pdf_report is set).
+// into the original study over STOW-RS (Secondary Capture, Comprehensive 3D
+// SR, the CAM as a Parametric Map when parametric_map is set, and the PDF
+// report as Encapsulated PDF when pdf_report is set).
 func DestinationType() radgate.DestinationType {
 	return radgate.DestinationType{
 		Name:    "dicomweb",
 		Summary: "PACS over DICOMweb (STOW-RS): Secondary Capture, SR, Encapsulated PDF into the study",
-		Keys:    []string{"url", "sc", "sr", "sc_when_unmarked"},
+		Keys:    []string{"url", "sc", "sr", "sc_when_unmarked", "parametric_map"},
 		HTTP:    true,
 		Check: func(d config.Destination) []radgate.KeyError {
 			var errs []radgate.KeyError
@@ -31,8 +32,8 @@ func DestinationType() radgate.DestinationType {
 			if err := derived.CheckSCWhenUnmarked(d.SCWhenUnmarked); err != nil {
 				errs = append(errs, radgate.KeyError{Key: "sc_when_unmarked", Message: err.Error()})
 			}
-			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport {
-				errs = append(errs, radgate.KeyError{Message: "stores nothing: set sc, sr or pdf_report"})
+			if !d.StoreSC() && !d.StoreSR() && !d.PDFReport && !d.ParametricMap {
+				errs = append(errs, radgate.KeyError{Message: "stores nothing: set sc, sr, parametric_map or pdf_report"})
 			}
 			return errs
 		},
@@ -41,7 +42,8 @@ func DestinationType() radgate.DestinationType {
 			if err != nil {
 				return nil, err
 			}
-			o := SinkOptions{SC: dc.Config.StoreSC(), SR: dc.Config.StoreSR(), SCWhenUnmarked: dc.Config.SCWhenUnmarked, PDF: dc.PDF}
+			o := SinkOptions{SC: dc.Config.StoreSC(), SR: dc.Config.StoreSR(), SCWhenUnmarked: dc.Config.SCWhenUnmarked,
+				ParametricMap: dc.Config.ParametricMap, PDF: dc.PDF, Logger: dc.Logger}
 			if err := o.Validate(); err != nil {
 				return nil, err
 			}

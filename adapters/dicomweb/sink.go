@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/derived"
@@ -15,16 +16,26 @@ type SinkOptions struct {
 	// SC stores a Secondary Capture image: the heatmap (marked results) or
 	// the windowed radiograph, with the result burned in (derived.SecondaryCapture).
 	SC bool
-	// SR stores a Comprehensive SR with the finding, confidence, tier,
-	// algorithm identification and disclaimer (derived.StructuredReport).
+	// SR stores a Comprehensive 3D SR (TID 1500, IHE AI Results) with the
+	// finding, confidence, tier, algorithm identification and disclaimer
+	// (derived.StructuredReport).
 	SR bool
+	// ParametricMap stores the class activation map of a marked result as
+	// a Parametric Map on the source's pixel grid, for viewers that overlay
+	// it with adjustable opacity (derived.ParametricMap). A result without
+	// a map (not marked) stores none.
+	ParametricMap bool
 	// SCWhenUnmarked: what the Secondary Capture shows below the marking
 	// threshold: "image" (default, ""), "text" or "none" (no SC).
 	SCWhenUnmarked string
 	// PDF, when set, renders the result's PDF report; it is stored as an
 	// Encapsulated PDF (derived.EncapsulatedPDF). Its errors are passed on
-	// as they are (wrap with routing.Transient what is worth retrying).
+	// as they are (wrap with radgate.Transient what is worth retrying).
 	PDF func(ctx context.Context, r radgate.Result) ([]byte, error)
+	// Logger receives a warning for each source attribute left out of the
+	// derived objects for an invalid value (tag and keyword, never the
+	// value). Nil: not logged.
+	Logger *slog.Logger
 }
 
 // Validate reports an option that cannot work: an unknown SCWhenUnmarked,
@@ -33,8 +44,8 @@ func (o SinkOptions) Validate() error {
 	if err := derived.CheckSCWhenUnmarked(o.SCWhenUnmarked); err != nil {
 		return err
 	}
-	if !o.SC && !o.SR && o.PDF == nil {
-		return errors.New("dicomweb sink: nothing to store: enable sc, sr or pdf")
+	if !o.SC && !o.SR && !o.ParametricMap && o.PDF == nil {
+		return errors.New("dicomweb sink: nothing to store: enable sc, sr, parametric_map or pdf")
 	}
 	return nil
 }
@@ -42,14 +53,14 @@ func (o SinkOptions) Validate() error {
 // Sink stores results into the scored study on the PACS: it retrieves the
 // scored instance (WADO-RS, as stored), builds the derived objects from it
 // (package derived) and sends them with one STOW-RS request. *Sink
-// implements routing.Sink.
+// implements radgate.Sink.
 //
 // Idempotency: every derived object's Series and SOP Instance UIDs come
 // from Result.ID (derived.UIDsFor), so a redelivery sends the same
 // instances; the PACS keeps one copy (Orthanc answers "AlreadyStored"; a
 // failure reason 0x0111, duplicate SOP instance, is taken as stored too).
 //
-// A result that was not scored (Outcome not routing.OutcomeScored: not
+// A result that was not scored (Outcome not radgate.OutcomeScored: not
 // applicable, failed) stores nothing: Deliver returns an empty Receipt and
 // no error. The PACS shows results only; failures are reported by the FHIR
 // and HL7 destinations.
@@ -73,9 +84,10 @@ const duplicateSOPInstance = 0x0111
 
 // Deliver stores the derived objects of r into r's study and returns the
 // path of the report, "studies/<study>/series/<series>/instances/<sop>":
-// the SR when it is stored, else the SC, else the PDF. It returns once the
+// the SR when it is stored, else the SC, else the Parametric Map, else the
+// PDF. It returns once the
 // PACS answered that every object is stored. Transport failures, timeouts,
-// 408/429/5xx are routing.Transient (as the Client classifies them); a
+// 408/429/5xx are radgate.Transient (as the Client classifies them); a
 // result or source that cannot become DICOM objects, and 4xx answers, are
 // permanent.
 func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
@@ -103,6 +115,7 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 
 	in := derived.FromResult(r)
 	in.SCWhenUnmarked = s.opts.SCWhenUnmarked
+	in.Logger = s.opts.Logger
 	u := derived.UIDsFor(r.ID)
 	var (
 		files  [][]byte
@@ -121,6 +134,16 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 			return fail(err)
 		}
 		files, report = append(files, f), path(u.PDFSeries, u.PDF)
+	}
+	if s.opts.ParametricMap {
+		f, err := derived.ParametricMap(src, in)
+		switch {
+		case errors.Is(err, derived.ErrNoParametricMap):
+		case err != nil:
+			return fail(err)
+		default:
+			files, report = append(files, f), path(u.PMSeries, u.PM)
+		}
 	}
 	if s.opts.SC {
 		f, err := derived.SecondaryCapture(src, in)

@@ -241,6 +241,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 				require.Equal(t, want, dsString(t, sc, tg), "%v", tg)
 			}
 			d := dcmtk(t, "dcmdump", scBytes)
+			testenv.Dciodvfy(t, "SC read back from Orthanc", scBytes)
 			require.Contains(t, d, "(0008,1155) UI ["+sop+"]", "Source Image Sequence names the source")
 			require.Contains(t, d, "(0008,1155) UI ["+study+"]", "Referenced Study Sequence names the study")
 			img := scPicture(t, sc)
@@ -264,11 +265,12 @@ func TestOrthancSinkDeliver(t *testing.T) {
 			require.NoError(t, err)
 			sr, err := dicom.Parse(bytes.NewReader(srBytes), int64(len(srBytes)), nil)
 			require.NoError(t, err)
-			require.Equal(t, derived.SOPClassComprehensiveSR, dsString(t, sr, tag.SOPClassUID))
+			require.Equal(t, derived.SOPClassComprehensive3DSR, dsString(t, sr, tag.SOPClassUID))
 			require.Equal(t, "COMPLETE", dsString(t, sr, tag.CompletionFlag))
 			require.Equal(t, "UNVERIFIED", dsString(t, sr, tag.VerificationFlag))
 			require.Equal(t, study, dsString(t, sr, tag.StudyInstanceUID))
 			tree := dcmtk(t, "dsrdump", srBytes, "+Pl", "+Pc", "+Pu")
+			testenv.Dciodvfy(t, "SR read back from Orthanc", srBytes)
 			conf := map[bool]string{true: "87.3", false: "21.4"}[tc.marked]
 			tier := map[bool]string{true: `(high,99RADGATE,"High")`, false: `(low,99RADGATE,"Low")`}[tc.marked]
 			for _, want := range []string{
@@ -287,6 +289,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 			pdfBytes, err := c.RetrieveInstance(t.Context(), study, u.PDFSeries, u.PDF)
 			require.NoError(t, err)
 			require.Contains(t, dcmtk(t, "dcmdump", pdfBytes), "EncapsulatedPDFStorage")
+			testenv.Dciodvfy(t, "Encapsulated PDF read back from Orthanc", pdfBytes)
 		})
 	}
 
@@ -334,4 +337,80 @@ func TestOrthancSinkNoSCWhenUnmarked(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, st.Series, 2, "the source and the SR, no SC")
 	require.Equal(t, accession, st.AccessionNumber)
+}
+
+// With parametric_map a marked result's CAM is stored as a Parametric Map
+// next to the SR: read back by WADO-RS it is the object derived built, it
+// passes dciodvfy, and a redelivery stores nothing new. An unmarked result
+// (no CAM) stores no map.
+func TestOrthancSinkParametricMap(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+	orig, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	require.NoError(t, err)
+	meta, err := inference.ReadHeader(orig)
+	require.NoError(t, err)
+	src, study := reUID(t, orig, meta.StudyInstanceUID)
+	src, series := reUID(t, src, meta.SeriesInstanceUID)
+	src, sop := reUID(t, src, meta.SOPInstanceUID)
+	src, _ = newAccession(t, src, meta.AccessionNumber)
+	_, err = c.Store(t.Context(), src)
+	require.NoError(t, err)
+
+	cam := make([]float32, 49)
+	cam[5*7+1], cam[5*7+2], cam[4*7+1] = 1, 0.6, 0.5
+	base := radgate.Result{Engine: sinkEngine, Outcome: radgate.OutcomeScored,
+		StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop, ScoredAt: time.Now().UTC()}
+	marked, unmarked := base, base
+	marked.ID, marked.Probability, marked.Tier, marked.Marked = "sink-pm-marked-"+study, 0.873, "High", true
+	marked.HeatmapPNG = sinkHeatmap(t, src)
+	marked.CAM = &radgate.CAM{Values: cam, Width: 7, Height: 7, X1: meta.Columns, Y1: meta.Rows,
+		SourceWidth: meta.Columns, SourceHeight: meta.Rows}
+	unmarked.ID, unmarked.Probability, unmarked.Tier = "sink-pm-unmarked-"+study, 0.214, "Low"
+
+	sink := NewSink(c, SinkOptions{SR: true, ParametricMap: true})
+	for _, r := range []radgate.Result{marked, unmarked} {
+		rec, err := sink.Deliver(t.Context(), r)
+		require.NoError(t, err)
+		u := derived.UIDsFor(r.ID)
+		require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
+	}
+
+	u := derived.UIDsFor(marked.ID)
+	pm, err := c.RetrieveInstance(t.Context(), study, u.PMSeries, u.PM)
+	require.NoError(t, err)
+	iod, _ := testenv.Dciodvfy(t, "Parametric Map read back from Orthanc", pm)
+	require.Equal(t, "ParametricMap", iod)
+	in := derived.FromResult(marked)
+	want, err := derived.ParametricMap(src, in)
+	require.NoError(t, err)
+	frame := func(b []byte) any {
+		ds, err := dicom.Parse(bytes.NewReader(b), int64(len(b)), nil)
+		require.NoError(t, err)
+		require.Equal(t, derived.SOPClassParametricMap, dsString(t, ds, tag.SOPClassUID))
+		require.Equal(t, study, dsString(t, ds, tag.StudyInstanceUID))
+		require.Equal(t, "CAM", dsString(t, ds, tag.ContentLabel))
+		info := dicom.MustGetPixelDataInfo(mustFind(t, ds, tag.PixelData).Value)
+		require.Len(t, info.Frames, 1)
+		return info.Frames[0].NativeData.RawDataSlice()
+	}
+	require.Equal(t, frame(want), frame(pm), "the map as built")
+	require.Contains(t, dcmtk(t, "dcmdump", pm), "(0008,1155) UI ["+sop+"]", "the Derivation Image Sequence names the source")
+
+	// Redelivery: nothing new. The unmarked result: SR only, no map.
+	for _, r := range []radgate.Result{marked, unmarked} {
+		_, err := sink.Deliver(t.Context(), r)
+		require.NoError(t, err)
+	}
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: study})
+	require.NoError(t, err)
+	counts := map[string]int{}
+	for _, s := range st.Series {
+		counts[s.SeriesInstanceUID] = len(s.Instances)
+	}
+	uu := derived.UIDsFor(unmarked.ID)
+	require.Equal(t, map[string]int{series: 1, u.SRSeries: 1, u.PMSeries: 1, uu.SRSeries: 1}, counts)
+
+	// parametric_map alone is something to store.
+	require.NoError(t, SinkOptions{ParametricMap: true}.Validate())
 }

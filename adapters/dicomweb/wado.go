@@ -27,7 +27,7 @@ const acceptAsStored = `multipart/related; type="application/dicom"; transfer-sy
 //
 // and returns the DICOM Part 10 file exactly as the archive stores it (no
 // transcoding). 404 wraps ErrInstanceNotFound (and so
-// routing.ErrStudyNotFound); a body cut short (no closing boundary) is
+// radgate.ErrStudyNotFound); a body cut short (no closing boundary) is
 // transient; an instance over Options.MaxInstanceBytes is
 // ErrInstanceTooLarge.
 func (c *Client) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sopInstanceUID string) ([]byte, error) {
@@ -115,7 +115,7 @@ func (t *trackingReader) endsWithClose(boundary string) bool {
 // limit bytes. Further parts are read (within the same limit) and dropped,
 // so that the closing boundary is seen: without it the body is truncated.
 //
-// A returned error is wrapped with routing.Transient when the body was cut
+// A returned error is wrapped with radgate.Transient when the body was cut
 // short or could not be read; otherwise it wraps ErrMalformedResponse or
 // ErrInstanceTooLarge.
 func readFirstPart(contentType string, body io.Reader, limit int64) ([]byte, error) {

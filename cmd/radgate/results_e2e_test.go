@@ -25,11 +25,12 @@ import (
 )
 
 // TestResultsToPACSAndRIS: a route sends each result to the FHIR server,
-// back into the study in the PACS (Secondary Capture + Comprehensive SR) and
-// to the RIS as ORU^R01 over MLLP, the PDF report attached everywhere it
-// goes. The derived objects are read back by WADO-RS and parse (dcmtk's
-// dsrdump reads the SR); the ORU arrives, is ACKed and carries the values of
-// the FHIR result.
+// back into the study in the PACS (Secondary Capture + Comprehensive 3D SR,
+// and a Parametric Map of the marked result's CAM) and to the RIS as
+// ORU^R01 over MLLP, the PDF report attached everywhere it goes. The
+// derived objects are read back by WADO-RS, parse (dcmtk's dsrdump reads
+// the SR) and pass dciodvfy without errors; the ORU arrives, is ACKed and
+// carries the values of the FHIR result.
 func TestResultsToPACSAndRIS(t *testing.T) {
 	ris, received := oruReceiver(t)
 	pacs := testenv.Orthanc(t)
@@ -44,7 +45,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 	rg := startRadgate(t, func(c *config.Config) {
 		c.RoutesFile = routesFile
 		c.Destinations = map[string]config.Destination{
-			"pacs-results": {Type: config.DestinationDICOMweb, URL: pacs.DICOMweb, PDFReport: true,
+			"pacs-results": {Type: config.DestinationDICOMweb, URL: pacs.DICOMweb, PDFReport: true, ParametricMap: true,
 				Auth: config.ClientAuth{Username: pacs.Username, PasswordEnv: "RADGATE_E2E_RESULTS_PACS_PASSWORD"}},
 			"ris": {Type: config.DestinationHL7v2, Address: ris, PDFReport: true, ReceivingApplication: "RIS"},
 		}
@@ -108,6 +109,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		require.Equal(t, []string{"DERIVED", "SECONDARY"}, strs(t, ds, tag.ImageType))
 		require.Equal(t, []string{"YES"}, strs(t, ds, tag.BurnedInAnnotation))
 		require.Equal(t, []string{c.Meta.StudyInstanceUID}, strs(t, ds, tag.StudyInstanceUID))
+		testenv.Dciodvfy(t, "SC read back from the PACS", sc)
 		sr, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.SRSeries, uids.SR)
 		require.NoError(t, err)
 		srFile := filepath.Join(t.TempDir(), "sr.dcm")
@@ -116,10 +118,20 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		require.NoError(t, err, "%s", dump)
 		require.Contains(t, string(dump), "Algorithm Version")
 		require.Contains(t, string(dump), `"`+fhir.ConfidencePercent(obs.ValueQuantity.Value/100)+`" (%,UCUM`)
+		testenv.Dciodvfy(t, "SR read back from the PACS", sr)
 		pdfObj, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.PDFSeries, uids.PDF)
 		require.NoError(t, err)
 		require.Contains(t, string(pdfObj), "%PDF-", "the Encapsulated PDF")
-		_ = marked
+		testenv.Dciodvfy(t, "Encapsulated PDF read back from the PACS", pdfObj)
+		// The CAM of the marked result travelled with it: a Parametric Map.
+		pm, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.PMSeries, uids.PM)
+		if marked {
+			require.NoError(t, err)
+			iod, _ := testenv.Dciodvfy(t, "Parametric Map read back from the PACS", pm)
+			require.Equal(t, "ParametricMap", iod)
+		} else {
+			require.Error(t, err, "no map below the marking threshold")
+		}
 
 		// RIS: the ORU with the FHIR result's values, ACKed and stored.
 		m := orus[c.Meta.AccessionNumber]

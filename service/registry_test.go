@@ -1,0 +1,36 @@
+package service
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
+)
+
+// Each destination type checks its own keys, at their positions in
+// radgate.yaml; the config package knows none of them.
+func TestDestinationTypesCheckTheirKeys(t *testing.T) {
+	reg := radgate.DefaultRegistry()
+	require.Equal(t, []string{"dicomweb", "fhir", "hl7v2"}, reg.DestinationTypes(), "the adapters register at init")
+	for _, tc := range []struct{ yaml, want string }{
+		{"destinations:\n  b:\n    type: fhir\n    url: http://x/fhir\n    parametric_map: true\n",
+			"radgate.yaml:5:21: destinations.b.parametric_map: parametric_map does not apply to a fhir destination (its keys: [type timeout auth tls pdf_report url])"},
+		{"destinations:\n  ris:\n    type: hl7v2\n", "radgate.yaml:3:5: destinations.ris: address must be set for an hl7v2 destination"},
+		{"destinations:\n  ris:\n    type: hl7v2\n    address: nowhere\n", `radgate.yaml:4:14: destinations.ris.address: "nowhere" is not host:port`},
+		{"destinations:\n  p:\n    type: dicomweb\n    url: http://x/dicom-web\n    sc: false\n    sr: false\n",
+			"radgate.yaml:3:5: destinations.p: stores nothing: set sc, sr, parametric_map or pdf_report"},
+		{"destinations:\n  p:\n    type: dicomweb\n    url: ftp://x\n", `radgate.yaml:4:10: destinations.p.url: "ftp://x" is not a URL with scheme http or https and a host`},
+		{"destinations:\n  p:\n    type: dicomweb\n    url: http://x/\n    sc_when_unmarked: never\n", `radgate.yaml:5:23: destinations.p.sc_when_unmarked:`},
+		{"destinations:\n  p:\n    type: dimse\n", `radgate.yaml:3:11: destinations.p.type: unknown destination type "dimse" (known: [dicomweb fhir hl7v2])`},
+		{"destinations:\n  p:\n    url: http://x/\n", `radgate.yaml:3:5: destinations.p: type must be set (known: [dicomweb fhir hl7v2])`},
+	} {
+		cfg, err := config.Load("radgate.yaml", []byte(tc.yaml))
+		require.NoError(t, err, "config itself accepts %q", tc.yaml)
+		errs := reg.CheckConfig(cfg)
+		require.Len(t, errs, 1, "%q: %v", tc.yaml, errs)
+		require.True(t, strings.HasPrefix(errs[0].Error(), tc.want), "got %q, want %q", errs[0].Error(), tc.want)
+	}
+}
