@@ -73,6 +73,7 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 	if !step("security: intake exposure, secrets, TLS material", err) {
 		return failed
 	}
+	defer sec.close()
 	loader, err := newEngineLoader(cfg)
 	if !step("engines: models directory "+cfg.ModelsDir+" and ONNX Runtime", err) {
 		return failed

@@ -78,6 +78,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	if err != nil {
 		return err
 	}
+	defer sec.close()
 	var subHeaders []string
 	if cfg.FHIR.SubscriptionTokenEnv != "" {
 		tok, err := config.Secret(cfg.FHIR.SubscriptionTokenEnv, "")
