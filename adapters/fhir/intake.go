@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,11 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/radgate/radgate/adapters/httpauth"
 	rfhir "github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/routing"
 )
@@ -44,7 +47,10 @@ type IntakeOptions struct {
 //	                            resource as the body (PUT and a /Type/id
 //	                            suffix are accepted too); an empty body is a
 //	                            heartbeat, answered 200
-//	GET  /orders/{id}           the order's routing.OrderStatus as JSON
+//	GET  /orders/{id}           the order's routing.OrderStatus as JSON;
+//	                            without patient data (names, MRNs,
+//	                            accession numbers, study UIDs) unless the
+//	                            caller has the httpauth.RolePHI role
 //
 // A single resource that becomes an order is answered 202 Accepted with
 // Location: /orders/{id} and the OrderStatus as the body, only after
@@ -316,8 +322,92 @@ func (h *Intake) getOrder(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusServiceUnavailable, rfhir.NewOutcome(rfhir.SeverityError, rfhir.IssueTransient,
 			"order status unavailable: "+err.Error()))
 	default:
+		if !httpauth.HasRole(r, httpauth.RolePHI) {
+			st = withoutPatientData(st)
+		}
+		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, "application/json", st)
 	}
+}
+
+// redacted stands in, in texts shown to callers without the phi role, for
+// an identifying value.
+const redacted = "[redacted]"
+
+// withoutPatientData is an order's status as a caller without the phi role
+// sees it: states, route, engines and deliveries, with nothing that
+// identifies the patient. Left out: the patient reference (its identifier
+// is the MRN, its display the name), the accession number, the Study
+// Instance UID, the ServiceRequest and ImagingStudy references (their
+// identifiers are placer and accession numbers or the study UID) and the
+// order key (built from the accession number or study UID); those values
+// are also replaced in the free-text reasons, which quote them ("study not
+// found … (accession number …)").
+//
+// Fields are copied one by one: a field added to routing.OrderStatus later
+// stays hidden from these callers until it is added here.
+func withoutPatientData(st routing.OrderStatus) routing.OrderStatus {
+	var values []string
+	addRef := func(r *routing.Reference) {
+		if r == nil {
+			return
+		}
+		values = append(values, r.Reference, r.Display)
+		if r.Identifier != nil {
+			values = append(values, r.Identifier.Value)
+		}
+	}
+	if st.Accession != nil {
+		values = append(values, st.Accession.Value)
+	}
+	values = append(values, st.StudyInstanceUID, "urn:oid:"+st.StudyInstanceUID)
+	addRef(st.Patient)
+	addRef(st.ServiceRequest)
+	addRef(st.ImagingStudy)
+	// Longest first, so that a value containing another is replaced whole.
+	slices.SortFunc(values, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	var pairs []string
+	for _, v := range slices.Compact(values) {
+		if v = strings.TrimSpace(v); len(v) >= 3 && v != "urn:oid:" {
+			pairs = append(pairs, v, redacted)
+		}
+	}
+	scrub := strings.NewReplacer(pairs...).Replace
+
+	out := routing.OrderStatus{
+		ID:             st.ID,
+		State:          st.State,
+		Reason:         scrub(st.Reason),
+		ProcedureCodes: st.ProcedureCodes,
+		Facility:       st.Facility,
+		Priority:       st.Priority,
+		Modalities:     st.Modalities,
+		Sources:        st.Sources,
+		ReplayOf:       st.ReplayOf,
+		ReceivedAt:     st.ReceivedAt,
+		UpdatedAt:      st.UpdatedAt,
+	}
+	if st.Route != nil {
+		rd := *st.Route
+		rd.Reason = scrub(rd.Reason)
+		out.Route = &rd
+	}
+	if st.Engines != nil {
+		out.Engines = make(map[string]routing.EngineProgress, len(st.Engines))
+		for name, e := range st.Engines {
+			e.Reason = scrub(e.Reason)
+			if e.Deliveries != nil {
+				ds := make(map[string]routing.DeliveryProgress, len(e.Deliveries))
+				for dest, d := range e.Deliveries {
+					d.Reason = scrub(d.Reason)
+					ds[dest] = d
+				}
+				e.Deliveries = ds
+			}
+			out.Engines[name] = e
+		}
+	}
+	return out
 }
 
 // rejected answers a request whose body cannot become an order.
