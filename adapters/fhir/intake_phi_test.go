@@ -96,7 +96,9 @@ func TestIntakeGetOrderByRole(t *testing.T) {
 		return got
 	}
 	with := func(p httpauth.Principal) func(*http.Request) *http.Request {
-		return func(r *http.Request) *http.Request { return r.WithContext(httpauth.ContextWithPrincipal(r.Context(), p)) }
+		return func(r *http.Request) *http.Request {
+			return r.WithContext(httpauth.ContextWithPrincipal(r.Context(), p))
+		}
 	}
 	require.Equal(t, st, get(with(httpauth.Principal{Name: "radiologist", Roles: []httpauth.Role{httpauth.RolePHI}})))
 	require.Equal(t, withoutPatientData(st), get(with(httpauth.Principal{Name: "ops", Roles: []httpauth.Role{httpauth.RoleOperator}})))
