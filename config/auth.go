@@ -50,7 +50,8 @@ const (
 // a JWT signed by a key of a JWKS. /healthz and /readyz stay open.
 type IntakeAuth struct {
 	// Mode is none, static or jwt. none is only allowed when listen is a
-	// loopback address (or tls.client_auth is require).
+	// loopback address (or tls.client_auth is require), and gives every
+	// caller every role.
 	Mode string `yaml:"mode"`
 	// TokensFile holds the static tokens, one a line: "name token
 	// role,role" (roles viewer, operator, phi), or "token" or "name token"

@@ -60,7 +60,6 @@ type Options struct {
 // Authenticator is the intake's authentication check. It owns the
 // goroutine that keeps jwks_url fresh: Close stops it.
 type Authenticator struct {
-	mode  string
 	log   *slog.Logger
 	check func(r *http.Request, token string) (Principal, error)
 	jwt   *jwtVerifier
@@ -74,7 +73,7 @@ func New(cfg config.IntakeAuth, opts Options) (*Authenticator, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Authenticator{mode: cfg.Mode, log: log.With("component", "httpauth")}
+	a := &Authenticator{log: log.With("component", "httpauth")}
 	switch cfg.Mode {
 	case "", config.AuthNone:
 	case config.AuthStatic:
@@ -99,7 +98,7 @@ func New(cfg config.IntakeAuth, opts Options) (*Authenticator, error) {
 // Close stops fetching jwks_url and waits until the goroutine doing it has
 // returned. It is idempotent and returns nil.
 func (a *Authenticator) Close() error {
-	if a.jwt != nil {
+	if a != nil && a.jwt != nil {
 		a.jwt.close()
 	}
 	return nil

@@ -50,8 +50,8 @@ func roleNames(rs []Role) string {
 type Principal struct {
 	// Name identifies the caller in logs and messages; never a secret.
 	Name string
-	// Roles are the caller's roles besides the implied viewer, sorted in
-	// the order of Roles, without duplicates.
+	// Roles are the roles granted to the caller, in the order of Roles,
+	// without duplicates. Viewer is implied whether listed or not.
 	Roles []Role
 }
 
