@@ -50,23 +50,36 @@ const (
 // a JWT signed by a key of a JWKS. /healthz and /readyz stay open.
 type IntakeAuth struct {
 	// Mode is none, static or jwt. none is only allowed when listen is a
-	// loopback address (or tls.client_auth is require).
+	// loopback address (or tls.client_auth is require), and gives every
+	// caller every role.
 	Mode string `yaml:"mode"`
-	// TokensFile holds the static tokens, one a line, either "token" or
-	// "name token" (the name is what the log shows); '#' starts a comment.
+	// TokensFile holds the static tokens, one a line: "name token
+	// role,role" (roles viewer, operator, phi), or "token" or "name token"
+	// (viewer only). The name is what the log shows; '#' starts a comment.
 	TokensFile string `yaml:"tokens_file"`
 	// TokensEnv names an environment variable holding static tokens
-	// separated by commas or white space.
+	// separated by commas or white space (viewer only).
 	TokensEnv string `yaml:"tokens_env"`
-	// JWKSURL is the identity provider's JWKS (fetched when first needed,
-	// cached, fetched again for an unknown key id and after an hour).
+	// JWKSURL is the identity provider's JWKS: fetched in the background at
+	// start, every hour, sooner after a failure and for an unknown key id
+	// (at most every 10 s); cached keys serve requests meanwhile.
 	JWKSURL string `yaml:"jwks_url"`
 	// JWKSFile is a JWKS on disk, instead of jwks_url.
 	JWKSFile string `yaml:"jwks_file"`
 	// Issuer, when set, must equal the token's iss.
 	Issuer string `yaml:"issuer"`
-	// Audience, when set, must be among the token's aud.
+	// Audience must be among the token's aud. Mode jwt requires it unless
+	// AllowAnyAudience is set.
 	Audience string `yaml:"audience"`
+	// AllowAnyAudience accepts tokens whatever their aud: any client of
+	// the identity provider gets in. Only for a provider that issues
+	// tokens to radgate's callers alone.
+	AllowAnyAudience bool `yaml:"allow_any_audience"`
+	// RolesClaim is the JWT claim holding the caller's roles (viewer,
+	// operator, phi): an array of strings or a space-separated string;
+	// a dotted name reaches into nested objects (realm_access.roles).
+	// Other names in it are ignored.
+	RolesClaim string `yaml:"roles_claim"`
 	// Algorithms are the JWS algorithms accepted (never none or HMAC).
 	Algorithms []string `yaml:"algorithms"`
 	// Leeway is the clock skew allowed on exp, nbf and iat.
@@ -250,7 +263,7 @@ func validateSecurity(c *Config, bad func(path, msg string), badAt func(at []str
 		bad("http.auth.leeway", "must not be negative")
 	}
 	staticSet := a.TokensFile != "" || a.TokensEnv != ""
-	jwtSet := a.JWKSURL != "" || a.JWKSFile != "" || a.Issuer != "" || a.Audience != ""
+	jwtSet := a.JWKSURL != "" || a.JWKSFile != "" || a.Issuer != "" || a.Audience != "" || a.AllowAnyAudience
 	switch a.Mode {
 	case AuthNone:
 		if staticSet || jwtSet {
@@ -261,7 +274,7 @@ func validateSecurity(c *Config, bad func(path, msg string), badAt func(at []str
 			bad("http.auth.mode", "static needs tokens_file or tokens_env")
 		}
 		if jwtSet {
-			bad("http.auth.mode", "static does not use jwks_url, jwks_file, issuer or audience")
+			bad("http.auth.mode", "static does not use jwks_url, jwks_file, issuer, audience or allow_any_audience")
 		}
 	case AuthJWT:
 		if (a.JWKSURL == "") == (a.JWKSFile == "") {
@@ -272,6 +285,17 @@ func validateSecurity(c *Config, bad func(path, msg string), badAt func(at []str
 		}
 		if len(a.Algorithms) == 0 {
 			bad("http.auth.algorithms", "jwt needs at least one algorithm")
+		}
+		switch {
+		case a.Audience == "" && !a.AllowAnyAudience:
+			badAt([]string{"http.auth.mode"}, "http.auth.audience",
+				"mode jwt needs the audience (aud) the identity provider puts in tokens for radgate; "+
+					"without it any client of the provider gets in (set allow_any_audience: true to accept that)")
+		case a.Audience != "" && a.AllowAnyAudience:
+			badAt([]string{"http.auth.allow_any_audience"}, "http.auth.allow_any_audience", "is true but audience is set: choose one")
+		}
+		if strings.TrimSpace(a.RolesClaim) == "" {
+			bad("http.auth.roles_claim", "must not be empty (default roles)")
 		}
 	default:
 		bad("http.auth.mode", fmt.Sprintf("unknown mode %q (known: none, static, jwt)", a.Mode))

@@ -73,6 +73,15 @@ destinations:
 		cfg, err := Load("radgate.yaml", []byte("listen: 10.0.0.5:8080\nhttp:\n  auth:\n    mode: jwt\n    jwks_file: "+jwks+"\n    audience: radgate\n"))
 		require.NoError(t, err)
 		require.Equal(t, []string{"RS256", "RS384", "ES256", "ES384"}, cfg.HTTP.Auth.Algorithms)
+		require.Equal(t, "roles", cfg.HTTP.Auth.RolesClaim, "default")
+		require.False(t, cfg.HTTP.Auth.AllowAnyAudience)
+	})
+
+	t.Run("jwt mode opting out of the audience", func(t *testing.T) {
+		cfg, err := Load("radgate.yaml", []byte("http:\n  auth:\n    mode: jwt\n    jwks_file: "+jwks+"\n    allow_any_audience: true\n    roles_claim: realm_access.roles\n"))
+		require.NoError(t, err)
+		require.True(t, cfg.HTTP.Auth.AllowAnyAudience)
+		require.Equal(t, "realm_access.roles", cfg.HTTP.Auth.RolesClaim)
 	})
 
 	for _, tc := range []struct {
@@ -104,8 +113,29 @@ destinations:
 			yaml: "http:\n  auth:\n    mode: jwt\n    algorithms: [HS256]\n",
 			want: []string{
 				`radgate.yaml:3:11: http.auth.mode: jwt needs exactly one of jwks_url or jwks_file`,
+				`radgate.yaml:3:11: http.auth.audience: mode jwt needs the audience (aud) the identity provider puts in tokens for radgate; ` +
+					`without it any client of the provider gets in (set allow_any_audience: true to accept that)`,
 				`radgate.yaml:4:17: http.auth.algorithms: unknown or unsafe algorithm "HS256" (known: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA)`,
 			},
+		},
+		{
+			name: "jwt without an audience names the key, at mode",
+			yaml: "http:\n  auth:\n    mode: jwt\n    jwks_file: " + jwks + "\n    issuer: https://idp.example.org\n",
+			want: []string{`radgate.yaml:3:11: http.auth.audience: mode jwt needs the audience (aud) the identity provider puts in tokens for radgate; ` +
+				`without it any client of the provider gets in (set allow_any_audience: true to accept that)`},
+		},
+		{
+			name: "audience and allow_any_audience together; empty roles_claim",
+			yaml: "http:\n  auth:\n    mode: jwt\n    jwks_file: " + jwks + "\n    audience: radgate\n    allow_any_audience: true\n    roles_claim: ''\n",
+			want: []string{
+				`radgate.yaml:6:25: http.auth.allow_any_audience: is true but audience is set: choose one`,
+				`radgate.yaml:7:18: http.auth.roles_claim: must not be empty (default roles)`,
+			},
+		},
+		{
+			name: "allow_any_audience with static tokens",
+			yaml: "http:\n  auth:\n    mode: static\n    tokens_file: " + tokens + "\n    allow_any_audience: true\n",
+			want: []string{`radgate.yaml:3:11: http.auth.mode: static does not use jwks_url, jwks_file, issuer, audience or allow_any_audience`},
 		},
 		{
 			name: "two outbound methods, oauth2 without a secret or key",

@@ -301,7 +301,7 @@ func Default() Config {
 		HTTP: HTTP{
 			TLS: ServerTLS{ClientAuth: ClientCertNone},
 			Auth: IntakeAuth{Mode: AuthNone, Algorithms: []string{"RS256", "RS384", "ES256", "ES384"},
-				Leeway: Duration(30 * time.Second)},
+				Leeway: Duration(30 * time.Second), RolesClaim: "roles"},
 		},
 		DataDir:      "data",
 		ModelsDir:    "models",

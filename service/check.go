@@ -62,6 +62,7 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 	if !step("security: intake exposure, secrets, TLS material", err) {
 		return failed
 	}
+	defer sec.close()
 	loader, err := newEngineLoader(cfg)
 	if !step("engines: models directory "+cfg.ModelsDir+" and ONNX Runtime", err) {
 		return failed

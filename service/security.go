@@ -21,6 +21,8 @@ type security struct {
 	// wrap puts the intake's authentication in front of a handler
 	// (/healthz and /readyz stay open).
 	wrap func(http.Handler) http.Handler
+	// auth owns the JWKS refresh of mode jwt; close stops it.
+	auth *httpauth.Authenticator
 	// tls is the intake's TLS configuration; nil serves plain HTTP.
 	tls *tls.Config
 	// pacs and fhir send the requests to the PACS and the FHIR server.
@@ -37,15 +39,18 @@ func newSecurity(cfg config.Config, reg *radgate.Registry, logger *slog.Logger) 
 	}
 	s := &security{destinations: map[string]*http.Client{}}
 	var err error
-	if s.wrap, err = httpauth.Middleware(cfg.HTTP.Auth, httpauth.Options{Logger: logger}); err != nil {
+	if s.auth, err = httpauth.New(cfg.HTTP.Auth, httpauth.Options{Logger: logger}); err != nil {
 		return nil, err
 	}
+	s.wrap = s.auth.Middleware
 	if s.tls, err = httpauth.ServerTLS(cfg.HTTP.TLS); err != nil {
+		s.close()
 		return nil, err
 	}
 	client := func(what string, auth config.ClientAuth, t config.ClientTLS, timeout time.Duration) (*http.Client, error) {
 		rt, err := httpauth.Transport(auth, t, nil)
 		if err != nil {
+			s.close()
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		return &http.Client{Transport: rt, Timeout: timeout}, nil
@@ -75,6 +80,9 @@ func newSecurity(cfg config.Config, reg *radgate.Registry, logger *slog.Logger) 
 		"pacs_auth", methodOrNone(cfg.PACS.ClientAuth().Method()), "fhir_auth", methodOrNone(cfg.FHIR.ClientAuth().Method()))
 	return s, nil
 }
+
+// close stops what newSecurity started (the JWKS refresh).
+func (s *security) close() { _ = s.auth.Close() }
 
 // listener serves TLS on ln when the intake has a certificate.
 func (s *security) listener(ln net.Listener) net.Listener {

@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	defer sec.close()
 	var subHeaders []string
 	if cfg.FHIR.SubscriptionTokenEnv != "" {
 		tok, err := config.Secret(cfg.FHIR.SubscriptionTokenEnv, "")

@@ -2,6 +2,7 @@ package fhirhttp
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +11,12 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/fhir"
 )
 
@@ -44,11 +47,14 @@ type IntakeOptions struct {
 //	                            resource as the body (PUT and a /Type/id
 //	                            suffix are accepted too); an empty body is a
 //	                            heartbeat, answered 200
-//	GET  /orders/{id}           the order's routing.OrderStatus as JSON
+//	GET  /orders/{id}           the order's radgate.OrderStatus as JSON;
+//	                            without patient data (names, MRNs,
+//	                            accession numbers, study UIDs) unless the
+//	                            caller has the httpauth.RolePHI role
 //
 // A single resource that becomes an order is answered 202 Accepted with
 // Location: /orders/{id} and the OrderStatus as the body, only after
-// routing.Intake.Accept returned, that is once the order is durable.
+// radgate.Intake.Accept returned, that is once the order is durable.
 //
 // A Bundle is answered 200 with a transaction-response (or batch-response)
 // Bundle, as FHIR clients expect of a transaction: each order entry has
@@ -66,7 +72,7 @@ type IntakeOptions struct {
 // Errors are OperationOutcomes: malformed JSON, a wrong resourceType, no
 // accession number or no Study Instance UID → 400 with the element named in
 // issue.expression; a body over the limit → 413; an unsupported media type →
-// 415; a wrong method → 405; an order routing refuses (routing.ErrInvalidOrder)
+// 415; a wrong method → 405; an order routing refuses (radgate.ErrInvalidOrder)
 // → 400; any other failure to accept → 503 (nothing was accepted: retry).
 type Intake struct {
 	in      radgate.Intake
@@ -316,8 +322,93 @@ func (h *Intake) getOrder(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
 			"order status unavailable: "+err.Error()))
 	default:
+		if !httpauth.HasRole(r, httpauth.RolePHI) {
+			st = withoutPatientData(st)
+		}
+		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, "application/json", st)
 	}
+}
+
+// redacted stands in, in texts shown to callers without the phi role, for
+// an identifying value.
+const redacted = "[redacted]"
+
+// withoutPatientData is an order's status as a caller without the phi role
+// sees it: states, route, engines and deliveries, with nothing that
+// identifies the patient. Left out: the patient reference (its identifier
+// is the MRN, its display the name), the accession number, the Study
+// Instance UID, the ServiceRequest and ImagingStudy references (their
+// identifiers are placer and accession numbers or the study UID) and the
+// order key (built from the accession number or study UID); those values
+// are also replaced in the free-text reasons, which quote them ("study not
+// found … (accession number …)").
+//
+// Fields are copied one by one: a field added to radgate.OrderStatus later
+// stays hidden from these callers until it is added here.
+func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
+	var values []string
+	addRef := func(r *radgate.Reference) {
+		if r == nil {
+			return
+		}
+		values = append(values, r.Reference, r.Display)
+		if r.Identifier != nil {
+			values = append(values, r.Identifier.Value)
+		}
+	}
+	if st.Accession != nil {
+		values = append(values, st.Accession.Value)
+	}
+	values = append(values, st.StudyInstanceUID, "urn:oid:"+st.StudyInstanceUID)
+	addRef(st.Patient)
+	addRef(st.ServiceRequest)
+	addRef(st.ImagingStudy)
+	// Longest first, so that a value containing another is replaced whole.
+	slices.SortFunc(values, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	var pairs []string
+	for _, v := range slices.Compact(values) {
+		if v = strings.TrimSpace(v); len(v) >= 3 && v != "urn:oid:" {
+			pairs = append(pairs, v, redacted)
+		}
+	}
+	scrub := strings.NewReplacer(pairs...).Replace
+
+	out := radgate.OrderStatus{
+		ID:             st.ID,
+		State:          st.State,
+		Reason:         scrub(st.Reason),
+		ProcedureCodes: st.ProcedureCodes,
+		Facility:       st.Facility,
+		FacilityID:     st.FacilityID,
+		Priority:       st.Priority,
+		Modalities:     st.Modalities,
+		Sources:        st.Sources,
+		ReplayOf:       st.ReplayOf,
+		ReceivedAt:     st.ReceivedAt,
+		UpdatedAt:      st.UpdatedAt,
+	}
+	if st.Route != nil {
+		rd := *st.Route
+		rd.Reason = scrub(rd.Reason)
+		out.Route = &rd
+	}
+	if st.Engines != nil {
+		out.Engines = make(map[string]radgate.EngineProgress, len(st.Engines))
+		for name, e := range st.Engines {
+			e.Reason = scrub(e.Reason)
+			if e.Deliveries != nil {
+				ds := make(map[string]radgate.DeliveryProgress, len(e.Deliveries))
+				for dest, d := range e.Deliveries {
+					d.Reason = scrub(d.Reason)
+					ds[dest] = d
+				}
+				e.Deliveries = ds
+			}
+			out.Engines[name] = e
+		}
+	}
+	return out
 }
 
 // rejected answers a request whose body cannot become an order.

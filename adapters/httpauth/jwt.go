@@ -2,49 +2,34 @@ package httpauth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"log/slog"
 	"os"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/radgate/radgate/config"
 )
 
-// JWKS cache timing.
-const (
-	// jwksMaxAge is how long a fetched JWKS is used before it is fetched
-	// again (on the next request that needs it).
-	jwksMaxAge = time.Hour
-	// jwksMinRefresh is the least time between two fetches caused by
-	// unknown key ids, so that tokens with made-up kids cannot make radgate
-	// hammer the identity provider.
-	jwksMinRefresh = 10 * time.Second
-	jwksTimeout    = 10 * time.Second
-	maxJWKSBytes   = 1 << 20
-)
-
-// keyError says why no key verifies a token (no secret in it).
-type keyError struct{ msg string }
-
-func (e *keyError) Error() string { return e.msg }
+// DefaultRolesClaim is the JWT claim roles are read from when
+// http.auth.roles_claim is empty.
+const DefaultRolesClaim = "roles"
 
 type jwtVerifier struct {
-	parser *jwt.Parser
-	keys   *jwksCache
+	parser     *jwt.Parser
+	keys       *jwksCache
+	now        func() time.Time
+	leeway     time.Duration
+	issuer     string
+	audience   string
+	rolesClaim string
 }
 
-func newJWTVerifier(cfg config.IntakeAuth, opts Options) (*jwtVerifier, error) {
+func newJWTVerifier(cfg config.IntakeAuth, opts Options, log *slog.Logger) (*jwtVerifier, error) {
 	if len(cfg.Algorithms) == 0 {
 		return nil, errors.New("http.auth.algorithms: jwt needs at least one algorithm")
 	}
@@ -53,29 +38,28 @@ func newJWTVerifier(cfg config.IntakeAuth, opts Options) (*jwtVerifier, error) {
 			return nil, fmt.Errorf("http.auth.algorithms: %q is not allowed (asymmetric algorithms only)", a)
 		}
 	}
-	popts := []jwt.ParserOption{
-		jwt.WithValidMethods(cfg.Algorithms),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(cfg.Leeway.D()),
+	if cfg.Audience == "" && !cfg.AllowAnyAudience {
+		return nil, errors.New("http.auth.audience: mode jwt needs the audience radgate's tokens carry (or allow_any_audience: true)")
 	}
-	if cfg.Issuer != "" {
-		popts = append(popts, jwt.WithIssuer(cfg.Issuer))
+	v := &jwtVerifier{
+		// Signature and algorithm only: the claims are checked by
+		// checkClaims, which names the claim that failed.
+		parser:     jwt.NewParser(jwt.WithValidMethods(cfg.Algorithms), jwt.WithoutClaimsValidation()),
+		now:        opts.Now,
+		leeway:     cfg.Leeway.D(),
+		issuer:     cfg.Issuer,
+		audience:   cfg.Audience,
+		rolesClaim: cfg.RolesClaim,
 	}
-	if cfg.Audience != "" {
-		popts = append(popts, jwt.WithAudience(cfg.Audience))
+	if v.now == nil {
+		v.now = time.Now
 	}
-	if opts.Now != nil {
-		popts = append(popts, jwt.WithTimeFunc(opts.Now))
-	}
-	c := &jwksCache{url: cfg.JWKSURL, hc: opts.HTTPClient, now: opts.Now}
-	if c.hc == nil {
-		c.hc = &http.Client{Timeout: jwksTimeout}
-	}
-	if c.now == nil {
-		c.now = time.Now
+	if v.rolesClaim == "" {
+		v.rolesClaim = DefaultRolesClaim
 	}
 	switch {
+	case cfg.JWKSFile != "" && cfg.JWKSURL != "":
+		return nil, errors.New("http.auth: set jwks_url or jwks_file, not both")
 	case cfg.JWKSFile != "":
 		b, err := os.ReadFile(cfg.JWKSFile)
 		if err != nil {
@@ -85,20 +69,22 @@ func newJWTVerifier(cfg config.IntakeAuth, opts Options) (*jwtVerifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("http.auth.jwks_file %s: %w", cfg.JWKSFile, err)
 		}
-		c.keys, c.static = keys, true
+		v.keys = newStaticJWKS(keys)
 	case cfg.JWKSURL != "":
+		v.keys = newJWKSCache(cfg.JWKSURL, opts, log)
 	default:
 		return nil, errors.New("http.auth: mode jwt needs jwks_url or jwks_file")
 	}
-	return &jwtVerifier{parser: jwt.NewParser(popts...), keys: c}, nil
+	return v, nil
 }
 
-func (v *jwtVerifier) verify(ctx context.Context, token string) (string, error) {
-	claims := jwt.RegisteredClaims{}
-	_, err := v.parser.ParseWithClaims(token, &claims, func(t *jwt.Token) (any, error) {
+func (v *jwtVerifier) close() { v.keys.close() }
+
+func (v *jwtVerifier) verify(ctx context.Context, token string) (Principal, error) {
+	claims := jwt.MapClaims{}
+	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		alg := t.Method.Alg()
-		keys, err := v.keys.lookup(ctx, kid, alg)
+		keys, err := v.keys.lookup(ctx, kid, t.Method.Alg())
 		if err != nil {
 			return nil, err
 		}
@@ -112,145 +98,162 @@ func (v *jwtVerifier) verify(ctx context.Context, token string) (string, error) 
 		return set, nil
 	})
 	if err != nil {
-		return "", jwtReason(err)
+		return Principal{}, jwtReason(err)
 	}
-	return claims.Subject, nil
+	if err := v.checkClaims(claims); err != nil {
+		return Principal{}, err
+	}
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
+		sub = "(jwt without sub)"
+	}
+	return newPrincipal(sub, rolesOf(claims, v.rolesClaim)...), nil
 }
 
-// jwk is one verification key of a JWKS.
-type jwk struct {
-	kid, alg string
-	key      any
+// claimError lists every registered claim of a token that failed its
+// check, each named.
+type claimError struct {
+	failures []string
+	expired  bool
 }
 
-// jwksCache holds the keys of jwks_url (fetched when first needed, again
-// after jwksMaxAge, and again for an unknown kid at most every
-// jwksMinRefresh) or of jwks_file.
-type jwksCache struct {
-	url    string
-	hc     *http.Client
-	now    func() time.Time
-	static bool
+func (e *claimError) Error() string { return strings.Join(e.failures, "; ") }
 
-	mu        sync.Mutex
-	keys      []jwk
-	fetched   time.Time
-	lastTried time.Time
+// Is makes errors.Is(err, errExpired) true for an expired token.
+func (e *claimError) Is(target error) bool { return target == errExpired && e.expired }
+
+// checkClaims checks exp (required), nbf and iat (when present), iss and
+// aud (when configured), naming each claim that fails.
+func (v *jwtVerifier) checkClaims(c jwt.MapClaims) error {
+	now := v.now()
+	e := &claimError{}
+	fail := func(format string, args ...any) { e.failures = append(e.failures, fmt.Sprintf(format, args...)) }
+
+	switch exp, err := c.GetExpirationTime(); {
+	case err != nil:
+		fail("claim exp is not a NumericDate")
+	case exp == nil:
+		fail("a required claim (exp) is missing")
+	case !now.Before(exp.Add(v.leeway)):
+		fail("token expired (claim exp)")
+		e.expired = true
+	}
+	switch nbf, err := c.GetNotBefore(); {
+	case err != nil:
+		fail("claim nbf is not a NumericDate")
+	case nbf != nil && now.Before(nbf.Add(-v.leeway)):
+		fail("token not valid yet (claim nbf)")
+	}
+	switch iat, err := c.GetIssuedAt(); {
+	case err != nil:
+		fail("claim iat is not a NumericDate")
+	case iat != nil && now.Before(iat.Add(-v.leeway)):
+		fail("token used before issued (claim iat)")
+	}
+	if v.issuer != "" {
+		switch iss, err := c.GetIssuer(); {
+		case err != nil:
+			fail("claim iss is not a string")
+		case iss == "":
+			fail("a required claim (iss) is missing")
+		case iss != v.issuer:
+			fail("wrong issuer (claim iss)")
+		}
+	}
+	if v.audience != "" {
+		switch aud, err := audience(c); {
+		case err != nil:
+			fail("claim aud is not a string or an array of strings")
+		case len(aud) == 0 || len(aud) == 1 && aud[0] == "":
+			fail("a required claim (aud) is missing")
+		case !slices.Contains(aud, v.audience):
+			fail("wrong audience (claim aud)")
+		}
+	}
+	if len(e.failures) > 0 {
+		return e
+	}
+	return nil
 }
 
-// lookup returns the keys that may verify a token signed with alg and
-// carrying kid (every key fitting alg when kid is empty).
-func (c *jwksCache) lookup(ctx context.Context, kid, alg string) ([]any, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.static && (c.fetched.IsZero() || c.now().Sub(c.fetched) > jwksMaxAge) {
-		if err := c.refresh(ctx); err != nil && c.fetched.IsZero() {
-			return nil, err
+// audience reads aud: a string or an array of strings (jwt/v5's
+// GetAudience takes any other type for an absent claim).
+func audience(c jwt.MapClaims) ([]string, error) {
+	switch v := c["aud"].(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []string{v}, nil
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, x := range v {
+			s, ok := x.(string)
+			if !ok {
+				return nil, errors.New("aud holds a non-string")
+			}
+			out = append(out, s)
 		}
+		return out, nil
 	}
-	found := c.match(kid, alg)
-	if len(found) == 0 && kid != "" && !c.static && c.now().Sub(c.lastTried) >= jwksMinRefresh {
-		if err := c.refresh(ctx); err != nil {
-			return nil, err
-		}
-		found = c.match(kid, alg)
-	}
-	if len(found) == 0 {
-		if kid != "" {
-			return nil, &keyError{msg: fmt.Sprintf("no key with the token's kid for %s in the JWKS", alg)}
-		}
-		return nil, &keyError{msg: fmt.Sprintf("no key for %s in the JWKS", alg)}
-	}
-	return found, nil
+	return nil, errors.New("aud is neither a string nor an array")
 }
 
-func (c *jwksCache) match(kid, alg string) []any {
-	var out []any
-	for _, k := range c.keys {
-		if kid != "" && k.kid != kid {
-			continue
+// rolesOf reads the roles radgate knows from the claim named name: an
+// array of strings or a space-separated string. The claim is looked up by
+// its whole name first, then, when the name has dots, as a path into
+// nested objects (Keycloak's realm_access.roles). Names radgate does not
+// know are ignored: the identity provider serves other applications too.
+func rolesOf(c jwt.MapClaims, name string) []Role {
+	v, ok := c[name]
+	if !ok && strings.Contains(name, ".") {
+		var cur any = map[string]any(c)
+		for _, part := range strings.Split(name, ".") {
+			m, isMap := cur.(map[string]any)
+			if !isMap {
+				cur = nil
+				break
+			}
+			cur = m[part]
 		}
-		if k.alg != "" && k.alg != alg {
-			continue
+		v = cur
+	}
+	var names []string
+	switch t := v.(type) {
+	case string:
+		names = strings.Fields(t)
+	case []any:
+		for _, x := range t {
+			if s, ok := x.(string); ok {
+				names = append(names, s)
+			}
 		}
-		if !keyFits(k.key, alg) {
-			continue
+	}
+	var out []Role
+	for _, n := range names {
+		if r, ok := ParseRole(n); ok {
+			out = append(out, r)
 		}
-		out = append(out, k.key)
 	}
 	return out
 }
 
-// keyFits reports whether a public key's type can verify alg.
-func keyFits(key any, alg string) bool {
-	switch key.(type) {
-	case *rsa.PublicKey:
-		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
-	case *ecdsa.PublicKey:
-		return strings.HasPrefix(alg, "ES")
-	case ed25519.PublicKey:
-		return alg == "EdDSA"
-	}
-	return false
-}
+var errExpired = errors.New("token expired")
 
-// refresh fetches the JWKS; the caller holds c.mu.
-func (c *jwksCache) refresh(ctx context.Context) error {
-	c.lastTried = c.now()
-	ctx, cancel := context.WithTimeout(ctx, jwksTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url, nil)
-	if err != nil {
-		return &keyError{msg: fmt.Sprintf("fetching the JWKS: %v", err)}
-	}
-	req.Header.Set("Accept", "application/json, application/jwk-set+json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return &keyError{msg: fmt.Sprintf("fetching the JWKS: %v", err)}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return &keyError{msg: fmt.Sprintf("fetching the JWKS: HTTP %d", resp.StatusCode)}
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes))
-	if err != nil {
-		return &keyError{msg: fmt.Sprintf("fetching the JWKS: %v", err)}
-	}
-	keys, err := parseJWKS(b)
-	if err != nil {
-		return &keyError{msg: fmt.Sprintf("the JWKS at %s: %v", c.url, err)}
-	}
-	c.keys, c.fetched = keys, c.now()
-	return nil
-}
-
-// parseJWKS reads the public signature keys of a JWKS. Symmetric keys,
-// encryption keys and key types jwkset does not know are left out.
-func parseJWKS(b []byte) ([]jwk, error) {
-	var set jwkset.JWKSMarshal
-	if err := json.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("not a JWKS: %w", err)
-	}
-	var out []jwk
-	for i, m := range set.Keys {
-		if m.USE != "" && m.USE != jwkset.UseSig {
-			continue
+// jwtReason words a jwt/v5 parsing or signature error for the client and
+// the log without any part of the token. (Claims are checked by
+// checkClaims.)
+func jwtReason(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return errors.New("bad signature or algorithm not allowed")
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		var ke *keyError
+		if errors.As(err, &ke) {
+			return ke
 		}
-		if m.KTY == jwkset.KtyOct {
-			continue // never accept a shared secret from a key set
-		}
-		m.D, m.P, m.Q, m.DP, m.DQ, m.QI, m.OTH = "", "", "", "", "", "", nil // public parts only
-		k, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
-		if errors.Is(err, jwkset.ErrUnsupportedKey) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("key %d (kid %q): %w", i, m.KID, err)
-		}
-		out = append(out, jwk{kid: m.KID, alg: string(m.ALG), key: k.Key()})
+		return errors.New("no key to verify it")
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return errors.New("malformed token")
 	}
-	if len(out) == 0 {
-		return nil, errors.New("no usable signature key")
-	}
-	return out, nil
+	return errors.New("invalid token")
 }

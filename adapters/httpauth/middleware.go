@@ -1,17 +1,22 @@
 // Package httpauth secures radgate's HTTP: the intake's bearer-token check
-// (static tokens or JWTs verified against a JWKS) and TLS with optional
-// client certificates, and the outbound transports that authenticate to the
-// FHIR server and the PACS (bearer, basic, OAuth2 client credentials with a
+// (static tokens or JWTs verified against a JWKS), the roles of the caller
+// it authenticated (Principal, RequireRole), TLS with optional client
+// certificates, and the outbound transports that authenticate to the FHIR
+// server and the PACS (bearer, basic, OAuth2 client credentials with a
 // client secret or a SMART Backend Services private_key_jwt assertion).
 //
 // Secrets are read from the environment or files named in the config. No
 // error, log line or response this package writes contains one: errors name
 // the variable or file, never its content.
 //
-// JWTs are checked with github.com/golang-jwt/jwt/v5 (signature, allowed
-// algorithms, exp/nbf/iat, iss, aud); the JWKS is parsed with
-// github.com/MicahParks/jwkset. Both are small, focused and widely used;
-// jwx would bring a whole JOSE framework for the same checks.
+// JWT signatures are checked with github.com/golang-jwt/jwt/v5; the claims
+// (exp, nbf, iat, iss, aud) by this package, so that a refusal names the
+// claim that failed. The JWKS is parsed with github.com/MicahParks/jwkset.
+// Its fetching and caching are ours: keyfunc/v3 with jwkset's HTTP storage
+// (v3.9.2 / v0.11.4) fetches in its constructor, cannot wait for its
+// refresh goroutine to end, fetches for an unknown kid in the request
+// (waiting on a rate limiter, up to a minute by default), retries a failed
+// refresh only after the full interval and reads the response unbounded.
 package httpauth
 
 import (
@@ -26,8 +31,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
-
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
 )
@@ -41,70 +44,106 @@ type Options struct {
 	// Logger; nil discards. Refusals are logged at info level with the
 	// reason and the remote address, never the token.
 	Logger *slog.Logger
-	// HTTPClient fetches jwks_url; nil means a client with a 10 s timeout.
+	// HTTPClient fetches jwks_url; nil means a plain client (each fetch is
+	// bounded by JWKSTimeout).
 	HTTPClient *http.Client
+	// JWKSRefresh is how often jwks_url is fetched again in the
+	// background; zero means DefaultJWKSRefresh.
+	JWKSRefresh time.Duration
+	// JWKSTimeout bounds one fetch of jwks_url; zero means
+	// DefaultJWKSTimeout.
+	JWKSTimeout time.Duration
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
 
-// Middleware returns the intake's authentication check for cfg. Mode none
-// returns a middleware that lets everything through. A request without a
-// valid bearer token gets 401 with a WWW-Authenticate challenge and an
-// OperationOutcome; the token is never echoed or logged. It reads
-// tokens_file, tokens_env and jwks_file now; jwks_url is fetched when the
-// first token needs it.
-func Middleware(cfg config.IntakeAuth, opts Options) (func(http.Handler) http.Handler, error) {
+// Authenticator is the intake's authentication check. It owns the
+// goroutine that keeps jwks_url fresh: Close stops it.
+type Authenticator struct {
+	log   *slog.Logger
+	check func(r *http.Request, token string) (Principal, error)
+	jwt   *jwtVerifier
+}
+
+// New returns the intake's authentication for cfg. It reads tokens_file,
+// tokens_env and jwks_file now; with jwks_url it starts fetching the JWKS
+// in the background (see jwksCache) and the caller must Close it.
+func New(cfg config.IntakeAuth, opts Options) (*Authenticator, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "httpauth")
-	var check func(r *http.Request, token string) (subject string, err error)
+	a := &Authenticator{log: log.With("component", "httpauth")}
 	switch cfg.Mode {
 	case "", config.AuthNone:
-		return func(h http.Handler) http.Handler { return h }, nil
 	case config.AuthStatic:
 		st, err := loadStaticTokens(cfg)
 		if err != nil {
 			return nil, err
 		}
-		check = func(_ *http.Request, token string) (string, error) { return st.check(token) }
+		a.check = func(_ *http.Request, token string) (Principal, error) { return st.check(token) }
 	case config.AuthJWT:
-		v, err := newJWTVerifier(cfg, opts)
+		v, err := newJWTVerifier(cfg, opts, a.log)
 		if err != nil {
 			return nil, err
 		}
-		check = func(r *http.Request, token string) (string, error) { return v.verify(r.Context(), token) }
+		a.jwt = v
+		a.check = func(r *http.Request, token string) (Principal, error) { return v.verify(r.Context(), token) }
 	default:
 		return nil, fmt.Errorf("http.auth.mode: unknown mode %q (known: none, static, jwt)", cfg.Mode)
 	}
-	return func(next http.Handler) http.Handler {
+	return a, nil
+}
+
+// Close stops fetching jwks_url and waits until the goroutine doing it has
+// returned. It is idempotent and returns nil.
+func (a *Authenticator) Close() error {
+	if a != nil && a.jwt != nil {
+		a.jwt.close()
+	}
+	return nil
+}
+
+// Middleware puts the check in front of next. A request without a valid
+// bearer token gets 401 with a WWW-Authenticate challenge and an
+// OperationOutcome naming why (for a JWT, every claim that failed); the
+// token is never echoed or logged. A request that passes carries its
+// Principal in its context (PrincipalFrom). Mode none lets everything
+// through with every role (it is only allowed on loopback or behind
+// required client certificates).
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	if a.check == nil {
+		everyone := allRoles("unauthenticated (http.auth.mode none)")
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if isOpen(r) {
-				next.ServeHTTP(w, r)
-				return
-			}
-			token, ok := bearerToken(r)
-			if !ok {
-				log.Info("request refused: no bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-				refuse(w, "", "this endpoint needs Authorization: Bearer <token>", "login")
-				return
-			}
-			subject, err := check(r, token)
-			if err != nil {
-				log.Info("request refused: invalid token", "method", r.Method, "path", r.URL.Path,
-					"remote", r.RemoteAddr, "reason", err.Error())
-				code := fhir.IssueCode("login")
-				if errors.Is(err, errExpired) {
-					code = "expired"
-				}
-				refuse(w, "invalid_token", "the bearer token was refused: "+err.Error(), code)
-				return
-			}
-			log.Debug("request authenticated", "method", r.Method, "path", r.URL.Path, "subject", subject)
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(ContextWithPrincipal(r.Context(), everyone)))
 		})
-	}, nil
+	}
+	log := a.log
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isOpen(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		token, ok := bearerToken(r)
+		if !ok {
+			log.Info("request refused: no bearer token", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+			refuse(w, "", "this endpoint needs Authorization: Bearer <token>", "login")
+			return
+		}
+		p, err := a.check(r, token)
+		if err != nil {
+			log.Info("request refused: invalid token", "method", r.Method, "path", r.URL.Path,
+				"remote", r.RemoteAddr, "reason", err.Error())
+			code := fhir.IssueCode("login")
+			if errors.Is(err, errExpired) {
+				code = "expired"
+			}
+			refuse(w, "invalid_token", "the bearer token was refused: "+err.Error(), code)
+			return
+		}
+		log.Debug("request authenticated", "method", r.Method, "path", r.URL.Path, "subject", p.Name, "roles", p.RoleList())
+		next.ServeHTTP(w, r.WithContext(ContextWithPrincipal(r.Context(), p)))
+	})
 }
 
 func isOpen(r *http.Request) bool {
@@ -147,15 +186,19 @@ func refuse(w http.ResponseWriter, errCode, description string, code fhir.IssueC
 // staticTokens are the accepted tokens, kept as SHA-256 digests so that
 // every comparison takes the same time whatever the token's length.
 type staticTokens struct {
-	digests [][32]byte
-	names   []string
+	digests    [][32]byte
+	principals []Principal
 }
 
+// loadStaticTokens reads tokens_file and tokens_env. A line of the file is
+// "token", "name token" or "name token role,role"; the first two forms and
+// every token of tokens_env are viewers. Errors name the file and line,
+// never a token.
 func loadStaticTokens(cfg config.IntakeAuth) (*staticTokens, error) {
 	st := &staticTokens{}
-	add := func(name, token string) {
+	add := func(token string, p Principal) {
 		st.digests = append(st.digests, sha256.Sum256([]byte(token)))
-		st.names = append(st.names, name)
+		st.principals = append(st.principals, p)
 	}
 	if cfg.TokensFile != "" {
 		f, err := os.Open(cfg.TokensFile)
@@ -165,6 +208,7 @@ func loadStaticTokens(cfg config.IntakeAuth) (*staticTokens, error) {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		line := 0
+		var errs []error
 		for sc.Scan() {
 			line++
 			s := strings.TrimSpace(sc.Text())
@@ -174,16 +218,27 @@ func loadStaticTokens(cfg config.IntakeAuth) (*staticTokens, error) {
 			fields := strings.Fields(s)
 			switch len(fields) {
 			case 1:
-				add(fmt.Sprintf("%s:%d", cfg.TokensFile, line), fields[0])
+				add(fields[0], newPrincipal(fmt.Sprintf("%s:%d", cfg.TokensFile, line)))
 			case 2:
-				add(fields[0], fields[1])
+				add(fields[1], newPrincipal(fields[0]))
+			case 3:
+				roles, err := parseRoleList(fields[2])
+				if err != nil {
+					errs = append(errs, fmt.Errorf("http.auth.tokens_file %s:%d: %w", cfg.TokensFile, line, err))
+					continue
+				}
+				add(fields[1], newPrincipal(fields[0], roles...))
 			default:
 				// The line may hold a token: name the line, not its content.
-				return nil, fmt.Errorf("http.auth.tokens_file %s:%d: expected \"token\" or \"name token\"", cfg.TokensFile, line)
+				errs = append(errs, fmt.Errorf("http.auth.tokens_file %s:%d: expected \"token\", \"name token\" or \"name token role,role\" (%d fields)",
+					cfg.TokensFile, line, len(fields)))
 			}
 		}
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("http.auth.tokens_file: %w", err)
+		}
+		if len(errs) > 0 {
+			return nil, errors.Join(errs...)
 		}
 	}
 	if cfg.TokensEnv != "" {
@@ -192,7 +247,7 @@ func loadStaticTokens(cfg config.IntakeAuth) (*staticTokens, error) {
 			return nil, fmt.Errorf("http.auth.tokens_env: environment variable %s is not set", cfg.TokensEnv)
 		}
 		for i, tok := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
-			add(fmt.Sprintf("%s#%d", cfg.TokensEnv, i+1), tok)
+			add(tok, newPrincipal(fmt.Sprintf("%s#%d", cfg.TokensEnv, i+1)))
 		}
 	}
 	if len(st.digests) == 0 {
@@ -201,8 +256,24 @@ func loadStaticTokens(cfg config.IntakeAuth) (*staticTokens, error) {
 	return st, nil
 }
 
+// parseRoleList reads the roles field of a tokens file line. An unknown
+// name is not quoted back: a line with one field too many may hold a
+// second token there.
+func parseRoleList(field string) ([]Role, error) {
+	var roles []Role
+	for i, name := range strings.Split(field, ",") {
+		r, ok := ParseRole(name)
+		if !ok {
+			return nil, fmt.Errorf("role %d of the third field is not a known role (known: %s; roles are separated by commas, no spaces)",
+				i+1, roleNames(Roles))
+		}
+		roles = append(roles, r)
+	}
+	return roles, nil
+}
+
 // check compares token with every accepted one in constant time.
-func (st *staticTokens) check(token string) (string, error) {
+func (st *staticTokens) check(token string) (Principal, error) {
 	d := sha256.Sum256([]byte(token))
 	found := -1
 	for i := range st.digests {
@@ -211,39 +282,7 @@ func (st *staticTokens) check(token string) (string, error) {
 		}
 	}
 	if found < 0 {
-		return "", errors.New("unknown token")
+		return Principal{}, errors.New("unknown token")
 	}
-	return st.names[found], nil
-}
-
-var errExpired = errors.New("token expired")
-
-// jwtReason words a jwt/v5 validation error for the client and the log
-// without any part of the token.
-func jwtReason(err error) error {
-	switch {
-	case errors.Is(err, jwt.ErrTokenExpired):
-		return errExpired
-	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return errors.New("token not valid yet (nbf)")
-	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
-		return errors.New("token used before issued (iat)")
-	case errors.Is(err, jwt.ErrTokenInvalidAudience):
-		return errors.New("wrong audience")
-	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return errors.New("wrong issuer")
-	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return errors.New("a required claim (exp) is missing")
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		return errors.New("bad signature or algorithm not allowed")
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		var ke *keyError
-		if errors.As(err, &ke) {
-			return ke
-		}
-		return errors.New("no key to verify it")
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		return errors.New("malformed token")
-	}
-	return errors.New("invalid token")
+	return st.principals[found], nil
 }

@@ -50,6 +50,18 @@ func debugLogger(buf *syncBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// newAuth builds the authentication for cfg and closes it when the test
+// ends.
+func newAuth(t *testing.T, cfg config.IntakeAuth, opts Options) (func(http.Handler) http.Handler, error) {
+	t.Helper()
+	a, err := New(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { require.NoError(t, a.Close()) })
+	return a.Middleware, nil
+}
+
 // protected is the intake stand-in: it answers 202 to whatever gets through.
 var protected = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
 
@@ -89,7 +101,7 @@ func TestStaticTokens(t *testing.T) {
 	require.NoError(t, os.WriteFile(file, []byte("# intake tokens\nehr tok-ehr-5f1c9a\n\ntok-anon-77d2\n"), 0o600))
 	t.Setenv("RADGATE_TEST_INTAKE_TOKENS", "tok-env-a, tok-env-b")
 	logs := &syncBuffer{}
-	mw, err := Middleware(config.IntakeAuth{Mode: config.AuthStatic, TokensFile: file, TokensEnv: "RADGATE_TEST_INTAKE_TOKENS"},
+	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthStatic, TokensFile: file, TokensEnv: "RADGATE_TEST_INTAKE_TOKENS"},
 		Options{Logger: debugLogger(logs)})
 	require.NoError(t, err)
 	h := mw(protected)
@@ -126,17 +138,21 @@ func TestStaticTokens(t *testing.T) {
 func TestStaticTokensConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "tokens")
-	require.NoError(t, os.WriteFile(bad, []byte("a b secret-in-a-bad-line\n"), 0o600))
-	_, err := Middleware(config.IntakeAuth{Mode: config.AuthStatic, TokensFile: bad}, Options{})
-	require.ErrorContains(t, err, bad+":1: expected \"token\" or \"name token\"")
+	require.NoError(t, os.WriteFile(bad, []byte("a b c secret-in-a-bad-line\nops tok-ops viewer,operatr\nx tok-x secret-as-a-role\n"), 0o600))
+	_, err := newAuth(t, config.IntakeAuth{Mode: config.AuthStatic, TokensFile: bad}, Options{})
+	require.EqualError(t, err, "http.auth.tokens_file "+bad+":1: expected \"token\", \"name token\" or \"name token role,role\" (4 fields)\n"+
+		"http.auth.tokens_file "+bad+":2: role 2 of the third field is not a known role (known: viewer, operator, phi; roles are separated by commas, no spaces)\n"+
+		"http.auth.tokens_file "+bad+":3: role 1 of the third field is not a known role (known: viewer, operator, phi; roles are separated by commas, no spaces)")
 	require.NotContains(t, err.Error(), "secret-in-a-bad-line")
+	require.NotContains(t, err.Error(), "secret-as-a-role")
+	require.NotContains(t, err.Error(), "tok-")
 
-	_, err = Middleware(config.IntakeAuth{Mode: config.AuthStatic, TokensEnv: "RADGATE_TEST_UNSET_TOKENS_VAR"}, Options{})
+	_, err = newAuth(t, config.IntakeAuth{Mode: config.AuthStatic, TokensEnv: "RADGATE_TEST_UNSET_TOKENS_VAR"}, Options{})
 	require.EqualError(t, err, "http.auth.tokens_env: environment variable RADGATE_TEST_UNSET_TOKENS_VAR is not set")
 
 	empty := filepath.Join(dir, "empty")
 	require.NoError(t, os.WriteFile(empty, []byte("# none yet\n"), 0o600))
-	_, err = Middleware(config.IntakeAuth{Mode: config.AuthStatic, TokensFile: empty}, Options{})
+	_, err = newAuth(t, config.IntakeAuth{Mode: config.AuthStatic, TokensFile: empty}, Options{})
 	require.ErrorContains(t, err, "no token")
 }
 
@@ -208,11 +224,10 @@ func TestJWT(t *testing.T) {
 	logs := &syncBuffer{}
 	var skew atomic.Int64 // the test's clock runs ahead by this much
 	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	mw, err := Middleware(config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: p.srv.URL, Issuer: "https://idp.example.org",
+	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: p.srv.URL, Issuer: "https://idp.example.org",
 		Audience: "radgate", Algorithms: []string{"RS256", "ES256"}, Leeway: config.Duration(5 * time.Second)},
 		Options{Logger: debugLogger(logs), Now: clock})
 	require.NoError(t, err)
-	require.Zero(t, p.fetches.Load(), "the JWKS is fetched when first needed, not at construction")
 	h := mw(protected)
 
 	now := time.Now()
@@ -243,9 +258,9 @@ func TestJWT(t *testing.T) {
 		{"good without kid", sign(t, jwt.SigningMethodES256, ek, "", claims(nil)), true, ""},
 		{"expired", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() })), false, "token expired"},
 		{"not yet valid", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() })), false, "not valid yet"},
-		{"no exp", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { delete(c, "exp") })), false, "exp"},
-		{"wrong audience", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), false, "wrong audience"},
-		{"wrong issuer", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["iss"] = "https://evil.example.org" })), false, "wrong issuer"},
+		{"no exp", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { delete(c, "exp") })), false, "a required claim (exp) is missing"},
+		{"wrong audience", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" })), false, "wrong audience (claim aud)"},
+		{"wrong issuer", sign(t, jwt.SigningMethodRS256, rk, "rsa-1", claims(func(c jwt.MapClaims) { c["iss"] = "https://evil.example.org" })), false, "wrong issuer (claim iss)"},
 		{"wrong key, known kid", sign(t, jwt.SigningMethodRS256, other, "rsa-1", claims(nil)), false, "bad signature"},
 		{"algorithm not allowed", sign(t, jwt.SigningMethodRS384, rk, "rsa-1", claims(nil)), false, "algorithm not allowed"},
 		{"alg none", noneToken, false, "algorithm not allowed"},
@@ -292,25 +307,25 @@ func TestJWTFromFile(t *testing.T) {
 	require.NoError(t, err)
 	file := filepath.Join(t.TempDir(), "jwks.json")
 	require.NoError(t, os.WriteFile(file, b, 0o600))
-	mw, err := Middleware(config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"ES384"}}, Options{})
+	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"ES384"}, AllowAnyAudience: true}, Options{})
 	require.NoError(t, err)
 	h := mw(protected)
 	good := sign(t, jwt.SigningMethodES384, k, "f1", jwt.MapClaims{"sub": "x", "exp": time.Now().Add(time.Minute).Unix()})
 	require.Equal(t, http.StatusAccepted, call(t, h, "GET", "/orders/1", good).Code)
 
-	_, err = Middleware(config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"HS256"}}, Options{})
+	_, err = newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"HS256"}, Audience: "radgate"}, Options{})
 	require.ErrorContains(t, err, "asymmetric algorithms only")
 	require.NoError(t, os.WriteFile(file, []byte(`{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`), 0o600))
-	_, err = Middleware(config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"RS256"}}, Options{})
+	_, err = newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSFile: file, Algorithms: []string{"RS256"}, Audience: "radgate"}, Options{})
 	require.ErrorContains(t, err, "no usable signature key")
 }
 
 func TestJWKSUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) }))
 	defer srv.Close()
-	mw, err := Middleware(config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: srv.URL, Algorithms: []string{"RS256"}}, Options{})
+	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: srv.URL, Algorithms: []string{"RS256"}, Audience: "radgate"}, Options{})
 	require.NoError(t, err)
-	rec := call(t, mw(protected), "POST", "/fhir", sign(t, jwt.SigningMethodRS256, rsaKey(t), "k", jwt.MapClaims{"exp": time.Now().Add(time.Minute).Unix()}))
+	rec := call(t, mw(protected), "POST", "/fhir", sign(t, jwt.SigningMethodRS256, rsaKey(t), "k", jwt.MapClaims{"exp": time.Now().Add(time.Minute).Unix(), "aud": "radgate"}))
 	requireRefused(t, rec, "", "invalid_token")
 	require.Contains(t, rec.Body.String(), "fetching the JWKS: HTTP 502")
 	_, _ = io.Copy(io.Discard, rec.Body)

@@ -1,0 +1,109 @@
+package fhirhttp
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/httpauth"
+)
+
+// fullStatus has every field of radgate.OrderStatus set, with identifying
+// values quoted in the reasons the way routing words them.
+func fullStatus() radgate.OrderStatus {
+	p := 0.93
+	return radgate.OrderStatus{
+		ID: "0123456789abcdef01234567", Key: "acsn|urn:oid:1.2.3.4.5|ACC-7781",
+		State: radgate.StateFailed, Reason: "cxr: study not found in the PACS within 10m0s (accession number ACC-7781)",
+		Accession:        &radgate.Identifier{System: "urn:oid:1.2.3.4.5", Value: "ACC-7781"},
+		StudyInstanceUID: "1.2.826.0.1.3680043.8.498.77",
+		ServiceRequest:   &radgate.Reference{Reference: "ServiceRequest/sr-88", Identifier: &radgate.Identifier{Value: "PLAC-4410"}},
+		ImagingStudy:     &radgate.Reference{Identifier: &radgate.Identifier{System: "urn:dicom:uid", Value: "urn:oid:1.2.826.0.1.3680043.8.498.77"}},
+		Patient: &radgate.Reference{Reference: "Patient/p-512", Display: "Zyxwa Testpatient",
+			Identifier: &radgate.Identifier{System: "urn:oid:1.2.3.4.9", Value: "MRN-990017"}},
+		ProcedureCodes: []radgate.Coding{{System: "http://loinc.org", Code: "36643-5"}},
+		Facility:       "General Hospital", FacilityID: "general-hospital", Priority: "urgent", Modalities: []string{"DX"}, Sources: []string{"fhir"},
+		Route: &radgate.RouteDecision{Matched: true, Routes: []string{"cxr"}, Engines: []string{"cxr"}, Reason: "matched route cxr"},
+		Engines: map[string]radgate.EngineProgress{"cxr": {State: radgate.StateFailed, Probability: &p, Tier: "high",
+			Reason: "retrieving image 1.2.826.0.1.3680043.8.498.77.1 from the PACS: HTTP 500", Report: "DiagnosticReport/dr-1",
+			Deliveries: map[string]radgate.DeliveryProgress{"fhir": {State: radgate.StateFailed, Reason: "Patient/p-512 rejected ServiceRequest/sr-88"}}}},
+		ReplayOf:   "42",
+		ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), UpdatedAt: time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC),
+	}
+}
+
+// Every field of radgate.OrderStatus is either shown to callers without
+// phi or hidden from them: a new field fails this test until someone
+// decides which.
+func TestOrderStatusFieldsClassified(t *testing.T) {
+	shown := map[string]bool{"ID": true, "State": true, "Reason": true, "ProcedureCodes": true, "Facility": true, "FacilityID": true,
+		"Priority": true, "Modalities": true, "Sources": true, "Route": true, "Engines": true, "ReplayOf": true,
+		"ReceivedAt": true, "UpdatedAt": true}
+	hidden := map[string]bool{"Key": true, "Accession": true, "StudyInstanceUID": true, "ServiceRequest": true,
+		"ImagingStudy": true, "Patient": true}
+	full := fullStatus()
+	red := withoutPatientData(full)
+	fv, rv := reflect.ValueOf(full), reflect.ValueOf(red)
+	for i := range fv.NumField() {
+		name := fv.Type().Field(i).Name
+		require.True(t, shown[name] != hidden[name], "radgate.OrderStatus.%s is neither shown nor hidden: classify it", name)
+		require.False(t, fv.Field(i).IsZero(), "fullStatus sets %s", name)
+		if hidden[name] {
+			require.True(t, rv.Field(i).IsZero(), "%s is hidden without phi", name)
+		} else {
+			require.False(t, rv.Field(i).IsZero(), "%s is shown without phi", name)
+		}
+	}
+}
+
+func TestOrderStatusWithoutPatientData(t *testing.T) {
+	st := fullStatus()
+	red := withoutPatientData(st)
+	b, err := json.Marshal(red)
+	require.NoError(t, err)
+	for _, v := range []string{"Zyxwa", "Testpatient", "MRN-990017", "ACC-7781", "1.2.826.0.1.3680043.8.498.77", "PLAC-4410", "p-512", "sr-88"} {
+		require.NotContains(t, string(b), v)
+	}
+	require.Equal(t, "cxr: study not found in the PACS within 10m0s (accession number [redacted])", red.Reason)
+	require.Equal(t, "retrieving image [redacted].1 from the PACS: HTTP 500", red.Engines["cxr"].Reason)
+	require.Equal(t, "[redacted] rejected [redacted]", red.Engines["cxr"].Deliveries["fhir"].Reason)
+	require.Equal(t, "DiagnosticReport/dr-1", red.Engines["cxr"].Report, "where the result went stays")
+	require.Equal(t, fullStatus(), st, "the caller's status is not modified")
+}
+
+// GET /orders/{id} shows patient data to a caller with phi only; a
+// request that passed no authentication middleware gets none.
+func TestIntakeGetOrderByRole(t *testing.T) {
+	f := newFakeIntake()
+	st := fullStatus()
+	f.orders[st.ID] = st
+	h := NewIntake(f, IntakeOptions{})
+	get := func(ctx func(*http.Request) *http.Request) radgate.OrderStatus {
+		req := httptest.NewRequest(http.MethodGet, "/orders/"+st.ID, nil)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, ctx(req))
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+		var got radgate.OrderStatus
+		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
+		return got
+	}
+	with := func(p httpauth.Principal) func(*http.Request) *http.Request {
+		return func(r *http.Request) *http.Request {
+			return r.WithContext(httpauth.ContextWithPrincipal(r.Context(), p))
+		}
+	}
+	require.Equal(t, st, get(with(httpauth.Principal{Name: "radiologist", Roles: []httpauth.Role{httpauth.RolePHI}})))
+	require.Equal(t, withoutPatientData(st), get(with(httpauth.Principal{Name: "ops", Roles: []httpauth.Role{httpauth.RoleOperator}})))
+	require.Equal(t, withoutPatientData(st), get(with(httpauth.Principal{Name: "dash"})))
+	got := get(func(r *http.Request) *http.Request { return r })
+	require.Nil(t, got.Patient)
+	require.False(t, strings.Contains(got.Reason, "ACC-7781"))
+}
