@@ -1,0 +1,71 @@
+package radgate_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/radgate/radgate"
+
+// deps lists every package pkg links, by import path.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", module+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+func imports(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, module+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pkg, err)
+	}
+	return strings.Fields(string(out))
+}
+
+// The import rules ARCHITECTURE.md states.
+func TestArchitectureImportRules(t *testing.T) {
+	heavy := []string{"github.com/nats-io/nats-server", module + "/broker", module + "/pipeline", module + "/service", module + "/billing"}
+	for _, leaf := range []string{"/report", "/derived", "/evaluation"} {
+		for _, d := range deps(t, leaf) {
+			for _, h := range heavy {
+				if strings.HasPrefix(d, h) {
+					t.Errorf("leaf package %s links %s", leaf, d)
+				}
+			}
+		}
+	}
+	for _, leaf := range []string{"/report", "/evaluation"} {
+		for _, d := range deps(t, leaf) {
+			if strings.Contains(d, "onnxruntime_go") {
+				t.Errorf("leaf package %s links ONNX Runtime (%s)", leaf, d)
+			}
+		}
+	}
+	for pkg, allowed := range map[string][]string{
+		"":           {"/config"},
+		"/config":    nil,
+		"/routing":   {"/config"},
+		"/broker":    nil,
+		"/billing":   {"/broker"},
+		"/fhir":      nil,
+		"/inference": {"/inference/codec"},
+	} {
+		for _, imp := range imports(t, pkg) {
+			if !strings.HasPrefix(imp, module) {
+				continue
+			}
+			ok := false
+			for _, a := range allowed {
+				ok = ok || imp == module+a
+			}
+			if !ok {
+				t.Errorf("package %q imports %s; ARCHITECTURE.md allows only %v", module+pkg, imp, allowed)
+			}
+		}
+	}
+}
