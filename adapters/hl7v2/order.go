@@ -360,7 +360,9 @@ func (o OrderOptions) patient(pid *located) (*radgate.Reference, Location, error
 	h := HD{Namespace: value(pid.Segment, 3, best, 4, 1), UniversalID: value(pid.Segment, 3, best, 4, 2),
 		UniversalIDType: value(pid.Segment, 3, best, 4, 3)}
 	loc := pid.loc(3)
-	loc.Rep = best
+	if best > 1 {
+		loc.Rep = best
+	}
 	return &radgate.Reference{Identifier: &radgate.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, loc, nil
 }
 
