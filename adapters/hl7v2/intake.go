@@ -22,6 +22,11 @@ type IntakeOptions struct {
 	// AcceptTimeout bounds storing a message's orders (all of its
 	// routing.Intake.Accept calls together). Default DefaultAcceptTimeout.
 	AcceptTimeout time.Duration
+	// Received, when set, keeps the message's MSH and PID as received for
+	// each of its orders: the source of the ORU's PID-5 (patient names are
+	// in no order, result or log). A failure to keep them is answered AR,
+	// as a failure to store the order is.
+	Received *Received
 	// Logger receives one line per message: control id, message type and
 	// order ids (never patient data); nil discards them.
 	Logger *slog.Logger
@@ -95,6 +100,15 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 				"accepted_before", ids, "error", err)
 			return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
 				Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"})
+		}
+		if opts.Received != nil {
+			for _, id := range ids {
+				if err := opts.Received.Keep(actx, id, msg); err != nil {
+					l.Error("HL7 order message not kept; the sender should retry", "ack", AR, "order_ids", ids, "error", err)
+					return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
+						Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"})
+				}
+			}
 		}
 		l.Info("HL7 orders accepted", "order_ids", ids)
 		return NewACK(msg, AA)

@@ -236,7 +236,7 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 		require.Equal(t, "ORU^R01^ORU_R01", r.Type)
 		require.Equal(t, []string{"MSH", "PID", "ORC", "OBR", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX"}, r.Segments)
 		require.Equal(t, "MRN12345^^^&1.2.3.4.9&ISO", r.PID3)
-		require.Equal(t, "", r.PID5)
+		require.Equal(t, UnknownName, r.PID5, "PID-5 present, no name: name type U")
 		require.Equal(t, "ACC-778899", r.OBR["18"])
 		require.Equal(t, "F", r.OBR["25"])
 		require.Equal(t, "NM", r.OBX[0].Type)

@@ -224,15 +224,15 @@ func (s *Server) admit(c net.Conn) *serverConn {
 	remote := c.RemoteAddr().String()
 	src := sourceAddr(c.RemoteAddr())
 	if len(s.opts.AllowNetworks) > 0 && !allowed(s.opts.AllowNetworks, src) {
-		_ = c.Close()
 		s.log.Warn("MLLP connection refused: its source is not in allow_networks", "remote", remote)
+		_ = c.Close()
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refuse := func(limit string, max int) *serverConn {
-		_ = c.Close()
 		s.log.Warn("MLLP connection refused: "+limit+" reached", "remote", remote, "limit", limit, "max", max)
+		_ = c.Close()
 		return nil
 	}
 	switch {

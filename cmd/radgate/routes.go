@@ -158,8 +158,18 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 				}
 			}
 		case config.DestinationHL7v2:
+			// PID-5 (and PID-3 of an order known by a FHIR Patient
+			// reference) are read at send time: from the EHR's FHIR server
+			// (the fhir section) or the ORM as received.
+			var ehr *fhirhttp.Client
+			ehr, err = fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir,
+				Timeout: cfg.FHIR.Timeout.D(), Logger: logger})
+			if err != nil {
+				break
+			}
 			var rs *hl7v2.ResultSink
 			rs, err = hl7v2.NewResultSink(hl7v2.ResultSinkOptions{JS: js, Address: d.Address, PDF: destPDF, Logger: logger,
+				Patients: &hl7v2.Patients{FHIR: ehr, FHIRBase: cfg.FHIR.BaseURL, Received: hl7v2.NewReceived(js)},
 				ORU: hl7v2.ORUOptions{
 					SendingApplication:   hl7v2.HD{Namespace: d.SendingApplication},
 					SendingFacility:      hl7v2.HD{Namespace: d.SendingFacility},

@@ -160,16 +160,18 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	// which its handler hands orders to.
 	var mllp *hl7v2.Server
 	if cfg.HL7v2.Listen != "" {
-		mllp, err = hl7v2.NewServer(hl7v2.ServerOptions{
-			Addr: cfg.HL7v2.Listen,
-			Handler: hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
-				Order:  hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
-				Logger: logger,
-			}),
-			ReadTimeout:    cfg.HL7v2.ReadTimeout.D(),
-			MaxMessageSize: cfg.HL7v2.MaxMessageBytes,
-			Logger:         logger,
-		})
+		// The ORM/OMI's MSH and PID, kept per order: the ORU's PID-5 source.
+		received := hl7v2.NewReceived(topo.JS)
+		var opts hl7v2.ServerOptions
+		opts, err = mllpOptions(cfg, logger)
+		if err == nil {
+			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
+				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
+				Received: received,
+				Logger:   logger,
+			})
+			mllp, err = hl7v2.NewServer(opts)
+		}
 		if err == nil {
 			err = mllp.Start(ctx)
 		}
