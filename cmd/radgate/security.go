@@ -34,6 +34,9 @@ func newSecurity(cfg config.Config, logger *slog.Logger) (*security, error) {
 	if err := cfg.CheckIntakeExposure(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckHL7Exposure(); err != nil {
+		return nil, err
+	}
 	s := &security{destinations: map[string]*http.Client{}}
 	var err error
 	if s.wrap, err = httpauth.Middleware(cfg.HTTP.Auth, httpauth.Options{Logger: logger}); err != nil {
