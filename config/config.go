@@ -464,6 +464,7 @@ func Default() Config {
 		},
 		HL7v2: HL7v2{
 			TLS:                     ServerTLS{ClientAuth: ClientCertNone},
+			AllowNetworks:           []string{},
 			MaxConnections:          64,
 			MaxConnectionsPerSource: 8,
 			MaxMessageBytes:         1 << 20,

@@ -19,10 +19,13 @@ import (
 // goroutine: the next message of that connection is read only after the
 // ACK is written, which keeps HL7's original-mode ordering.
 //
-// Return AA only once the message is durably taken care of (for an order:
-// published), AE when it could not be processed now, AR when it never can
-// be. A nil ACK is answered AE (207): silence is not acceptance. A handler
-// that panics is answered AE (207) too, and the server goes on. ctx is
+// Return (HL7 table 0008) AA only once the message is durably taken care
+// of (for an order: published); AE when its content is wrong, which the
+// sender must fix (sending it again does not help); AR when it was
+// rejected for a reason unrelated to its content — it cannot be processed
+// now (send it again later), or its type or version is not supported. A
+// nil ACK is answered AR (207): silence is not acceptance. A handler that
+// panics is answered AR (207) too, and the server goes on. ctx is
 // cancelled when the server is force-closed.
 type Handler func(ctx context.Context, msg *Message) *Message
 
@@ -394,13 +397,13 @@ func (s *Server) handle(raw []byte, log *slog.Logger) (ack *Message) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			ack = NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "internal error while processing the message"})
+			ack = NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "internal error while processing the message"})
 		}
 	}()
 	ack = s.opts.Handler(s.baseCtx, msg)
 	if ack == nil {
 		log.Error("handler returned no acknowledgement")
-		return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "the application gave no acknowledgement"})
+		return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "the application gave no acknowledgement"})
 	}
 	if a, err := ReadACK(ack); err == nil {
 		log.Debug("acknowledged", "ack", a.Code)
