@@ -22,8 +22,9 @@ import (
 // The stream Received keeps.
 const (
 	// StreamReceived keeps, for each order an ORM^O01 or OMI^O23 gave
-	// radgate, the MSH and PID segments of the last such message exactly
-	// as received: the order's source for the ORU's PID-5. One message per
+	// radgate, the MSH and the PID of the last such message as received,
+	// cut to PID-1, PID-3 and PID-5: the order's source for the ORU's
+	// PID-5. One message per
 	// order (subject SubjectReceived + order id), kept as long as the
 	// ORDERS stream keeps intake events (ReceivedMaxAge).
 	StreamReceived = "RADGATE_HL7_RECEIVED"
@@ -72,7 +73,7 @@ func (r *Received) open(ctx context.Context) (jetstream.Stream, error) {
 	return st, nil
 }
 
-// Keep stores msg's MSH and PID segments, as received, for orderID,
+// Keep stores msg's MSH and PID-1, -3 and -5, as received, for orderID,
 // replacing what was kept for it before.
 func (r *Received) Keep(ctx context.Context, orderID string, msg *Message) error {
 	if _, err := r.open(ctx); err != nil {
@@ -82,7 +83,16 @@ func (r *Received) Keep(ctx context.Context, orderID string, msg *Message) error
 	if pid == nil {
 		return nil
 	}
-	data := []byte(msg.msh().String() + "\r" + pid.String() + "\r")
+	// Only what the ORU needs: PID-1, PID-3 and PID-5 as received (no
+	// birth date, address or other demographics).
+	f := strings.Split(pid.String(), string(msg.d.FieldSep))
+	keep := make([]string, min(len(f), 6))
+	for i := range keep {
+		if i != 2 && i != 4 {
+			keep[i] = f[i]
+		}
+	}
+	data := []byte(msg.msh().String() + "\r" + strings.Join(keep, string(msg.d.FieldSep)) + "\r")
 	if _, err := r.js.Publish(ctx, SubjectReceived+orderID, data); err != nil {
 		return fmt.Errorf("hl7v2: keeping the order message of %s: %w", orderID, err)
 	}

@@ -123,7 +123,16 @@ func TestHL7PatientNameFromTheOrderSource(t *testing.T) {
 		require.NotContains(t, logs, name, "a patient name in the log")
 	}
 	// Every message of every stream, KV bucket and object store.
-	for where, data := range natsContents(t, logs) {
+	contents := natsContents(t, logs)
+	kept := 0
+	for where, data := range contents {
+		if strings.HasPrefix(where, hl7v2.StreamReceived+"/") && strings.Contains(data, hl7Family) {
+			kept++
+			require.NotContains(t, data, "19700101", "only PID-1, -3 and -5 are kept, not the birth date")
+		}
+	}
+	require.Equal(t, 1, kept, "the ORM's PID is kept once, for its order")
+	for where, data := range contents {
 		for _, name := range []string{fhirFamily, fhirGiven} {
 			require.NotContains(t, data, name, "the FHIR patient's name is stored in %s", where)
 		}
