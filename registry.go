@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -73,8 +74,18 @@ type DestinationContext struct {
 	// outbox).
 	JetStream jetstream.JetStream
 	// PDF renders the result's one-page report; nil unless pdf_report.
-	PDF    func(context.Context, Result) ([]byte, error)
+	PDF func(context.Context, Result) ([]byte, error)
+	// EHR is the EHR's FHIR server (the fhir section): where a sink reads
+	// what radgate does not store — the patient's name — at send time.
+	EHR    EHR
 	Logger *slog.Logger
+}
+
+// EHR is how to reach the EHR's FHIR server.
+type EHR struct {
+	BaseURL    string
+	HTTPClient *http.Client
+	Timeout    time.Duration
 }
 
 // Preparer is implemented by sinks with best-effort start-up work: radgate

@@ -6,6 +6,8 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -262,18 +264,42 @@ type Orders struct {
 
 // HL7v2 is the HL7 v2 order intake: ORM^O01 and OMI^O23 over MLLP, for a
 // RIS that does not speak FHIR. Each order becomes the same order event as
-// a FHIR ServiceRequest. The sender gets AA once the order is durably
-// stored; AE with an ERR naming the field for an order it must fix; AE with
-// ERR-3 207 (application internal error) when radgate cannot store orders
-// right now (NATS unavailable), which the sender should resend later; AR
-// for other message types and for order controls other than new or changed
-// orders (CA, DC, …).
+// a FHIR ServiceRequest. The sender gets (HL7 table 0008): AA once the order
+// is durably stored; AE with an ERR naming the field (ERR-2) and its table
+// 0357 code (ERR-3: 101 missing, 102 data type: control characters, too
+// long, not a UID) for an order whose content is wrong, and for a message
+// over max_message_bytes; AR with ERR-3 207 when radgate cannot store
+// orders right now (NATS unavailable), for reasons unrelated to the content:
+// the sender should resend it later; AR for other message types and for
+// order controls other than new or changed orders (CA, DC, …).
+//
+// MLLP itself has no authentication. A listener on a non-loopback address
+// is refused unless tls requires client certificates, allow_networks names
+// the senders' networks, or allow_any_source says that anyone who reaches
+// the address may send orders.
 type HL7v2 struct {
 	// Listen is the host:port of the MLLP listener, e.g. 127.0.0.1:2575.
-	// Empty (the default) turns the HL7 v2 intake off. MLLP has no
-	// authentication or encryption: keep it on loopback or a trusted
-	// network.
+	// Empty (the default) turns the HL7 v2 intake off.
 	Listen string `yaml:"listen"`
+	// TLS makes the listener speak MLLP over TLS (cert_file, key_file);
+	// client_auth require (with client_ca_file) admits only senders with a
+	// certificate signed by those CAs, refused in the handshake otherwise.
+	TLS ServerTLS `yaml:"tls"`
+	// AllowNetworks lists the networks (CIDR, e.g. 10.20.0.0/16, or a single
+	// address) connections may come from. A connection from anywhere else
+	// is closed before anything is read, and logged with its address.
+	// Empty: any source.
+	AllowNetworks []string `yaml:"allow_networks"`
+	// AllowAnySource accepts a listener beyond loopback with neither client
+	// certificates nor allow_networks: anyone who reaches the address can
+	// submit orders. radgate logs a warning at start.
+	AllowAnySource bool `yaml:"allow_any_source"`
+	// MaxConnections bounds the MLLP connections open at once (default 64),
+	// MaxConnectionsPerSource those from one source address (default 8). A
+	// connection over either is closed at once, with a log line naming the
+	// limit.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 	// AccessionSystem is the identifier system given to accession numbers
 	// from OBR-18 (and IPC-1 without an assigning authority). Set it to the
 	// system your EHR's FHIR ServiceRequests use for accession numbers
@@ -282,11 +308,133 @@ type HL7v2 struct {
 	// ServiceRequest for the same study make one order and one report.
 	// Empty (the default) leaves HL7 accession numbers without a system.
 	AccessionSystem string `yaml:"accession_system"`
-	// MaxMessageBytes bounds one HL7 message; a larger one is answered AR.
+	// MaxMessageBytes bounds one HL7 message (default 1 MiB); a larger one
+	// is answered AE (ERR-3 102) with a reason naming the limit.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// ReadTimeout bounds receiving one message, from its first byte to the
-	// end of its MLLP block.
+	// end of its MLLP block, and a TLS handshake (default 30s).
 	ReadTimeout Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a connection that sends nothing for this long
+	// between messages (default 10m).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+}
+
+// AllowPrefixes parses AllowNetworks (a bare address is a network of one).
+func (h HL7v2) AllowPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(h.AllowNetworks))
+	for _, s := range h.AllowNetworks {
+		p, err := parseNetwork(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func parseNetwork(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR notation (e.g. 10.20.0.0/16) or an IP address", s)
+}
+
+// CheckHL7Exposure refuses an MLLP listener reachable beyond loopback that
+// neither requires client certificates nor restricts its sources, unless
+// allow_any_source says so. radgate serve calls it after command-line
+// overrides too.
+func (c Config) CheckHL7Exposure() error {
+	h := c.HL7v2
+	if h.Listen == "" || IsLoopback(h.Listen) || len(h.AllowNetworks) > 0 || h.AllowAnySource ||
+		(h.TLS.Enabled() && h.TLS.ClientAuth == ClientCertRequire) {
+		return nil
+	}
+	return fmt.Errorf("hl7v2.listen %q is not a loopback address and MLLP has no authentication: set hl7v2.tls with client_auth require, or hl7v2.allow_networks (the senders' networks), or hl7v2.allow_any_source: true to take orders from anyone who reaches it", h.Listen)
+}
+
+// validateHL7v2 adds the findings about the hl7v2 section; badNode reports
+// at a node of the file (an entry of allow_networks).
+func validateHL7v2(c *Config, root *yaml.Node, bad func(path, msg string), badNode func(n *yaml.Node, path, msg string)) {
+	h := c.HL7v2
+	if h.Listen != "" {
+		if err := checkHostPort(h.Listen); err != nil {
+			bad("hl7v2.listen", err.Error())
+		} else if h.Listen == c.Listen {
+			bad("hl7v2.listen", fmt.Sprintf("%q is also the HTTP listen address", h.Listen))
+		} else if err := c.CheckHL7Exposure(); err != nil {
+			bad("hl7v2.listen", strings.TrimPrefix(err.Error(), fmt.Sprintf("hl7v2.listen %q ", h.Listen)))
+		}
+	}
+	if s := h.AccessionSystem; s != "" {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || strings.ContainsAny(s, " \t|") {
+			bad("hl7v2.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
+		}
+	}
+	if h.MaxMessageBytes <= 0 {
+		bad("hl7v2.max_message_bytes", "must be positive")
+	}
+	if h.ReadTimeout <= 0 {
+		bad("hl7v2.read_timeout", "must be positive")
+	}
+	if h.IdleTimeout <= 0 {
+		bad("hl7v2.idle_timeout", "must be positive")
+	}
+	if h.MaxConnections <= 0 {
+		bad("hl7v2.max_connections", "must be positive")
+	}
+	if h.MaxConnectionsPerSource <= 0 {
+		bad("hl7v2.max_connections_per_source", "must be positive")
+	} else if h.MaxConnections > 0 && h.MaxConnectionsPerSource > h.MaxConnections {
+		bad("hl7v2.max_connections_per_source", fmt.Sprintf("%d is above hl7v2.max_connections (%d)", h.MaxConnectionsPerSource, h.MaxConnections))
+	}
+	list := nodeAt(root, "hl7v2.allow_networks")
+	for i, s := range h.AllowNetworks {
+		if _, err := parseNetwork(s); err != nil {
+			var n *yaml.Node
+			if list != nil && list.Kind == yaml.SequenceNode && i < len(list.Content) {
+				n = list.Content[i]
+			}
+			badNode(n, "hl7v2.allow_networks", err.Error())
+		}
+	}
+
+	t := h.TLS
+	for _, f := range []struct{ path, file string }{{"hl7v2.tls.cert_file", t.CertFile}, {"hl7v2.tls.key_file", t.KeyFile},
+		{"hl7v2.tls.client_ca_file", t.ClientCAFile}} {
+		if f.file == "" {
+			continue
+		}
+		if st, err := os.Stat(f.file); err != nil {
+			bad(f.path, fmt.Sprintf("cannot read %q: %v", f.file, unwrapPathError(err)))
+		} else if st.IsDir() {
+			bad(f.path, fmt.Sprintf("%q is a folder, not a file", f.file))
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("hl7v2.tls", "cert_file and key_file go together: set both or neither")
+	}
+	switch t.ClientAuth {
+	case ClientCertNone:
+		if t.ClientCAFile != "" {
+			bad("hl7v2.tls.client_auth", "client_ca_file is set but client_auth is none: use request or require")
+		}
+	case ClientCertRequest, ClientCertRequire:
+		if !t.Enabled() {
+			bad("hl7v2.tls.client_auth", fmt.Sprintf("%s needs TLS: set cert_file and key_file", t.ClientAuth))
+		}
+		if t.ClientCAFile == "" {
+			bad("hl7v2.tls.client_auth", fmt.Sprintf("%s needs client_ca_file (the CAs that sign client certificates)", t.ClientAuth))
+		}
+	default:
+		bad("hl7v2.tls.client_auth", fmt.Sprintf("unknown mode %q (known: none, request, require)", t.ClientAuth))
+	}
+	if t.Enabled() && h.Listen == "" {
+		bad("hl7v2.tls", "is set but hl7v2.listen is empty (the HL7 v2 intake is off)")
+	}
 }
 
 // DefaultEngine is the engine used when none is configured.
@@ -329,8 +477,13 @@ func Default() Config {
 			MaxInstancesPerStudy: 50,
 		},
 		HL7v2: HL7v2{
-			MaxMessageBytes: 1 << 20,
-			ReadTimeout:     Duration(30 * time.Second),
+			TLS:                     ServerTLS{ClientAuth: ClientCertNone},
+			AllowNetworks:           []string{},
+			MaxConnections:          64,
+			MaxConnectionsPerSource: 8,
+			MaxMessageBytes:         1 << 20,
+			ReadTimeout:             Duration(30 * time.Second),
+			IdleTimeout:             Duration(10 * time.Minute),
 		},
 	}
 }

@@ -332,24 +332,14 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.PACS.MaxInstanceBytes <= 0 {
 		bad("pacs.max_instance_bytes", "must be positive")
 	}
-	if c.HL7v2.Listen != "" {
-		if err := checkHostPort(c.HL7v2.Listen); err != nil {
-			bad("hl7v2.listen", err.Error())
-		} else if c.HL7v2.Listen == c.Listen {
-			bad("hl7v2.listen", fmt.Sprintf("%q is also the HTTP listen address", c.HL7v2.Listen))
+	badNode := func(n *yaml.Node, path, msg string) {
+		if n == nil {
+			bad(path, msg)
+			return
 		}
+		errs = append(errs, Error{File: name, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%s: %s", path, msg)})
 	}
-	if s := c.HL7v2.AccessionSystem; s != "" {
-		if u, err := url.Parse(s); err != nil || u.Scheme == "" || strings.ContainsAny(s, " \t|") {
-			bad("hl7v2.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
-		}
-	}
-	if c.HL7v2.MaxMessageBytes <= 0 {
-		bad("hl7v2.max_message_bytes", "must be positive")
-	}
-	if c.HL7v2.ReadTimeout <= 0 {
-		bad("hl7v2.read_timeout", "must be positive")
-	}
+	validateHL7v2(c, root, bad, badNode)
 	validateSecurity(c, bad, badAt)
 	validateFacilities(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {

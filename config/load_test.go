@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -31,6 +32,26 @@ func TestLoadHL7v2(t *testing.T) {
 	require.Equal(t, "urn:oid:1.2.3.4", cfg.HL7v2.AccessionSystem)
 	require.Equal(t, 1<<20, cfg.HL7v2.MaxMessageBytes)
 	require.Equal(t, 30*time.Second, cfg.HL7v2.ReadTimeout.D())
+	require.Equal(t, 10*time.Minute, cfg.HL7v2.IdleTimeout.D())
+	require.Equal(t, 64, cfg.HL7v2.MaxConnections)
+	require.Equal(t, 8, cfg.HL7v2.MaxConnectionsPerSource)
+	require.Empty(t, cfg.HL7v2.AllowNetworks)
+
+	// Beyond loopback: with allow_networks, client certificates or the
+	// explicit opt-in.
+	for _, extra := range []string{
+		"  allow_networks: [10.20.0.0/16, 192.168.1.7, \"fd00::/8\"]\n",
+		"  allow_any_source: true\n",
+	} {
+		cfg, err := Load("radgate.yaml", []byte("hl7v2:\n  listen: 0.0.0.0:2575\n"+extra))
+		require.NoError(t, err, extra)
+		require.NoError(t, cfg.CheckHL7Exposure())
+	}
+	cfg, err = Load("radgate.yaml", []byte("hl7v2:\n  listen: 0.0.0.0:2575\n  allow_networks: [10.20.0.0/16, 192.168.1.7]\n"))
+	require.NoError(t, err)
+	nets, err := cfg.HL7v2.AllowPrefixes()
+	require.NoError(t, err)
+	require.Equal(t, "[10.20.0.0/16 192.168.1.7/32]", fmt.Sprint(nets))
 }
 
 func TestLoadEmptyIsDefault(t *testing.T) {
@@ -111,6 +132,30 @@ func TestLoadErrors(t *testing.T) {
 			name: "HL7 v2 listener on the HTTP intake's address",
 			yaml: "listen: 127.0.0.1:8080\nhl7v2:\n  listen: 127.0.0.1:8080\n",
 			want: []string{`radgate.yaml:3:11: hl7v2.listen: "127.0.0.1:8080" is also the HTTP listen address`},
+		},
+		{
+			name: "HL7 v2 listener beyond loopback without client certificates or allow_networks",
+			yaml: "hl7v2:\n  listen: 0.0.0.0:2575\n",
+			want: []string{`radgate.yaml:2:11: hl7v2.listen: is not a loopback address and MLLP has no authentication: set hl7v2.tls with client_auth require, or hl7v2.allow_networks (the senders' networks), or hl7v2.allow_any_source: true to take orders from anyone who reaches it`},
+		},
+		{
+			name: "HL7 v2 TLS that does not require client certificates does not open a listener",
+			yaml: "hl7v2:\n  listen: 0.0.0.0:2575\n  tls:\n    cert_file: /nonexistent/cert.pem\n    client_auth: request\n",
+			want: []string{
+				`radgate.yaml:2:11: hl7v2.listen: is not a loopback address and MLLP has no authentication: set hl7v2.tls with client_auth require, or hl7v2.allow_networks (the senders' networks), or hl7v2.allow_any_source: true to take orders from anyone who reaches it`,
+				`radgate.yaml:4:5: hl7v2.tls: cert_file and key_file go together: set both or neither`,
+				`radgate.yaml:4:16: hl7v2.tls.cert_file: cannot read "/nonexistent/cert.pem": no such file or directory`,
+				`radgate.yaml:5:18: hl7v2.tls.client_auth: request needs client_ca_file (the CAs that sign client certificates)`,
+			},
+		},
+		{
+			name: "HL7 v2 limits and networks",
+			yaml: "hl7v2:\n  listen: 127.0.0.1:2575\n  max_connections: 4\n  max_connections_per_source: 8\n  idle_timeout: 0s\n  allow_networks: [10.0.0.0/8, not-a-net]\n",
+			want: []string{
+				`radgate.yaml:4:31: hl7v2.max_connections_per_source: 8 is above hl7v2.max_connections (4)`,
+				`radgate.yaml:5:17: hl7v2.idle_timeout: must be positive`,
+				`radgate.yaml:6:32: hl7v2.allow_networks: "not-a-net" is not a network in CIDR notation (e.g. 10.20.0.0/16) or an IP address`,
+			},
 		},
 		{
 			name: "syntax error",

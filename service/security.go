@@ -37,6 +37,9 @@ func newSecurity(cfg config.Config, reg *radgate.Registry, logger *slog.Logger) 
 	if err := cfg.CheckIntakeExposure(); err != nil {
 		return nil, err
 	}
+	if err := cfg.CheckHL7Exposure(); err != nil {
+		return nil, err
+	}
 	s := &security{destinations: map[string]*http.Client{}}
 	var err error
 	if s.auth, err = httpauth.New(cfg.HTTP.Auth, httpauth.Options{Logger: logger}); err != nil {

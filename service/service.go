@@ -236,16 +236,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	// The HL7 v2 (MLLP) order intake, when configured.
 	if cfg.HL7v2.Listen != "" {
-		mllp, err := hl7v2.NewServer(hl7v2.ServerOptions{
-			Addr: cfg.HL7v2.Listen,
-			Handler: hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
-				Order:  hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
-				Logger: logger,
-			}),
-			ReadTimeout:    cfg.HL7v2.ReadTimeout.D(),
-			MaxMessageSize: cfg.HL7v2.MaxMessageBytes,
-			Logger:         logger,
-		})
+		// The ORM/OMI's MSH and PID, kept per order: the ORU's PID-5 source.
+		received := hl7v2.NewReceived(topo.JS)
+		var mllp *hl7v2.Server
+		opts, err := mllpOptions(cfg, logger)
+		if err == nil {
+			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
+				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
+				Received: received,
+				Logger:   logger,
+			})
+			mllp, err = hl7v2.NewServer(opts)
+		}
 		if err == nil {
 			err = mllp.Start(ctx)
 		}

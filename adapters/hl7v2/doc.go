@@ -30,7 +30,15 @@
 // # Mapping
 //
 // OrderEvent maps ORM^O01 and OMI^O23 to routing.OrderEvent (see
-// OrderOptions.OrderEvents for which field carries what); ORU builds the
-// ORU^R01 for a routing.Result. Neither ever reads or writes a patient's
-// name.
+// OrderOptions.OrderEvents for which field carries what), checking every
+// identifier with radgate.CheckIdentifier and CheckUID; ORU builds the
+// ORU^R01 for a routing.Result. An order event never holds a patient's
+// name; PID-5 of an ORU is read when it is sent (PatientSource: the FHIR
+// Patient, or the ORM's PID kept by Received) and never stored.
+//
+// # Exposure
+//
+// ServerOptions.TLS (client certificates), AllowNetworks and the
+// connection caps (MaxConnections, MaxConnectionsPerSource) bound who may
+// talk MLLP to the server and how much.
 package hl7v2

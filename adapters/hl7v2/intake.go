@@ -22,6 +22,11 @@ type IntakeOptions struct {
 	// AcceptTimeout bounds storing a message's orders (all of its
 	// routing.Intake.Accept calls together). Default DefaultAcceptTimeout.
 	AcceptTimeout time.Duration
+	// Received, when set, keeps the message's MSH and PID as received for
+	// each of its orders: the source of the ORU's PID-5 (patient names are
+	// in no order, result or log). A failure to keep them is answered AR,
+	// as a failure to store the order is.
+	Received *Received
 	// Logger receives one line per message: control id, message type and
 	// order ids (never patient data); nil discards them.
 	Logger *slog.Logger
@@ -42,12 +47,13 @@ type IntakeOptions struct {
 //     (101 required field missing, 102 data type error, …), for an order
 //     that cannot be mapped or that Accept refuses as invalid
 //     (routing.ErrInvalidOrder). No order of such a message is stored.
-//   - AE with ERR-3 207 (application internal error) and ERR-4 E when
+//   - AR with ERR-3 207 (application internal error) and ERR-4 E when
 //     storing failed for another reason (the message broker is down or
-//     slow, the intake is shutting down): the message was fine; the sender
-//     should send it again later, as interface engines do on AE. Orders
-//     stored before the failure are stored again harmlessly (events are
-//     deduplicated and merge into the same order).
+//     slow, the intake is shutting down): HL7 table 0008's AR, rejected for
+//     a reason unrelated to its content; the message was fine and the
+//     sender should send it again later. Orders stored before the failure
+//     are stored again harmlessly (events are deduplicated and merge into
+//     the same order). AE is kept for content the sender must fix.
 //
 // All mapping happens before the first Accept, so a bad order in a
 // message with several stores none of them.
@@ -90,10 +96,19 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 				l.Warn("HL7 order refused as invalid", "ack", AE, "order", i+1, "accepted_before", ids, "error", err)
 				return NewACK(msg, AE, d)
 			}
-			l.Error("HL7 order not stored; the sender should retry", "ack", AE, "order", i+1,
+			l.Error("HL7 order not stored; the sender should retry", "ack", AR, "order", i+1,
 				"accepted_before", ids, "error", err)
-			return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
-				Message: "the order could not be stored now (temporary failure); send the message again later"})
+			return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
+				Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"})
+		}
+		if opts.Received != nil {
+			for _, id := range ids {
+				if err := opts.Received.Keep(actx, id, msg); err != nil {
+					l.Error("HL7 order message not kept; the sender should retry", "ack", AR, "order_ids", ids, "error", err)
+					return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
+						Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"})
+				}
+			}
 		}
 		l.Info("HL7 orders accepted", "order_ids", ids)
 		return NewACK(msg, AA)

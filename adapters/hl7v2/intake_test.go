@@ -119,9 +119,23 @@ func TestIntakeHandlerAnswersFaults(t *testing.T) {
 		{
 			name: "broker down",
 			msg:  func(t *testing.T) *Message { return mustParse(t, readFixture(t, "orm_o01.hl7")) },
-			in:   &fakeIntake{err: errors.New("publishing order x: nats: no responders available for request")}, code: AE,
+			in:   &fakeIntake{err: errors.New("publishing order x: nats: no responders available for request")}, code: AR,
 			err: ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
-				Message: "the order could not be stored now (temporary failure); send the message again later"},
+				Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"},
+		},
+		{
+			name: "store times out after the first of two orders",
+			msg: func(t *testing.T) *Message {
+				return mustParse(t, readFixture(t, "orm_o01.hl7")+"ORC|NW|PLC-1002\rOBR|2|PLC-1002||36643-5^XR Chest^LN"+strings.Repeat("|", 14)+"ACC-2\r")
+			},
+			in: &fakeIntake{err: context.DeadlineExceeded, failAt: 2}, code: AR, stored: 1,
+		},
+		{
+			name: "control character in the accession number",
+			msg:  func(t *testing.T) *Message { return edit(t, "orm_o01.hl7", `OBR-18=ACC\X1C0D\1`) },
+			in:   &fakeIntake{}, code: AE,
+			err: ErrorDetail{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeDataTypeError, Severity: SeverityError,
+				Message: "OBR-18: contains the control character U+001C at character 4"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

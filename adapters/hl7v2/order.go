@@ -105,12 +105,15 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 	if pid == nil {
 		return nil, invalid(Location{Segment: "PID"}, CodeSegmentSequence, "segment missing")
 	}
-	patient, err := o.patient(pid)
+	patient, patientLoc, err := o.patient(pid)
 	if err != nil {
 		return nil, err
 	}
 	if isLatin1(msg.Charset()) {
 		patient.Identifier.System, patient.Identifier.Value = latin1(patient.Identifier.System), latin1(patient.Identifier.Value)
+	}
+	if err := checkIdentifier(patientLoc, *patient.Identifier, 4); err != nil {
+		return nil, err
 	}
 	groups := w.groups("ORC")
 	if len(groups) == 0 {
@@ -118,7 +121,7 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 	}
 	var evs []radgate.OrderEvent
 	for _, g := range groups {
-		ev, err := o.order(msg, resource, g)
+		ev, locs, err := o.order(msg, resource, g)
 		if err != nil {
 			return nil, err
 		}
@@ -126,9 +129,83 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 		if isLatin1(msg.Charset()) {
 			latin1Event(&ev)
 		}
+		if err := locs.check(ev); err != nil {
+			return nil, err
+		}
 		evs = append(evs, ev)
 	}
 	return evs, nil
+}
+
+// idLocations are where an event's identifiers came from, for the checks
+// that follow the mapping (after any conversion to UTF-8).
+type idLocations struct {
+	accession, serviceRequest, study, facility Location
+	// accessionAuthority and serviceRequestAuthority are the EI component
+	// holding the first part of the assigning authority (2), or 0 when the
+	// system is configured rather than read.
+	accessionAuthority, serviceRequestAuthority int
+}
+
+// check runs radgate's identifier rules (radgate.CheckIdentifier,
+// radgate.CheckUID) on every identifier the event gives the order: no
+// control characters (whatever escape sequence carried them), valid UTF-8,
+// at most radgate.MaxIdentifierLength characters (a system at most
+// radgate.MaxSystemLength), a study UID as DICOM wants it.
+func (l idLocations) check(ev radgate.OrderEvent) error {
+	if ev.Accession != nil {
+		if err := checkIdentifier(l.accession, *ev.Accession, l.accessionAuthority); err != nil {
+			return err
+		}
+	}
+	if ev.ServiceRequest != nil && ev.ServiceRequest.Identifier != nil {
+		if err := checkIdentifier(l.serviceRequest, *ev.ServiceRequest.Identifier, l.serviceRequestAuthority); err != nil {
+			return err
+		}
+	}
+	if ev.StudyInstanceUID != "" {
+		if err := idError(l.study, radgate.CheckUID(l.study.String(), ev.StudyInstanceUID)); err != nil {
+			return err
+		}
+	}
+	if ev.Facility != "" {
+		if err := idError(l.facility, radgate.CheckIdentifier(l.facility.String(), ev.Facility, 0)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkIdentifier checks an identifier read at loc (a CX or EI field);
+// authority is the component its assigning authority starts at (0: the
+// system was not read from the message).
+func checkIdentifier(loc Location, id radgate.Identifier, authority int) error {
+	if err := idError(loc, radgate.CheckIdentifier(loc.String(), id.Value, 0)); err != nil {
+		return err
+	}
+	if id.System == "" || authority == 0 {
+		return nil
+	}
+	aloc := loc
+	aloc.Comp = authority
+	return idError(aloc, radgate.CheckIdentifier(aloc.String(), id.System, radgate.MaxSystemLength))
+}
+
+// idError turns an error of radgate.CheckIdentifier or CheckUID about the
+// field at loc into an *Error at loc: code 102 (data type error: control
+// characters, too long, not UTF-8, not a UID), or 101 for an empty value.
+// Those errors never quote the value.
+func idError(loc Location, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := strings.TrimPrefix(err.Error(), radgate.ErrInvalidOrder.Error()+": ")
+	msg = strings.TrimPrefix(msg, loc.String()+" ")
+	code := CodeDataTypeError
+	if strings.HasSuffix(msg, "is empty") {
+		code = CodeRequiredFieldMissing
+	}
+	return &Error{Loc: loc, Code: code, Msg: msg, Err: radgate.ErrInvalidOrder}
 }
 
 // isLatin1 reports whether MSH-18 declares ISO 8859-1, the one 8-bit
@@ -263,7 +340,7 @@ func value(s *Segment, field, rep, comp, sub int) string {
 	return v
 }
 
-func (o OrderOptions) patient(pid *located) (*radgate.Reference, error) {
+func (o OrderOptions) patient(pid *located) (*radgate.Reference, Location, error) {
 	best := 0
 	for r := 1; r <= pid.Reps(3); r++ {
 		if value(pid.Segment, 3, r, 1, 1) == "" {
@@ -278,11 +355,15 @@ func (o OrderOptions) patient(pid *located) (*radgate.Reference, error) {
 		}
 	}
 	if best == 0 {
-		return nil, invalid(pid.loc(3), CodeRequiredFieldMissing, "no patient identifier")
+		return nil, Location{}, invalid(pid.loc(3), CodeRequiredFieldMissing, "no patient identifier")
 	}
 	h := HD{Namespace: value(pid.Segment, 3, best, 4, 1), UniversalID: value(pid.Segment, 3, best, 4, 2),
 		UniversalIDType: value(pid.Segment, 3, best, 4, 3)}
-	return &radgate.Reference{Identifier: &radgate.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, nil
+	loc := pid.loc(3)
+	if best > 1 {
+		loc.Rep = best
+	}
+	return &radgate.Reference{Identifier: &radgate.Identifier{System: o.Authorities.System(h), Value: value(pid.Segment, 3, best, 1, 1)}}, loc, nil
 }
 
 // ei reads an EI field (entity id^namespace^universal id^type) as an
@@ -301,22 +382,22 @@ func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *radgate.I
 
 var orderControls = map[string]bool{"NW": true, "XO": true, "XX": true, "SC": true, "SN": true}
 
-func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate.OrderEvent, error) {
+func (o OrderOptions) order(msg *Message, resource string, g []located) (ev radgate.OrderEvent, locs idLocations, err error) {
 	orc := g[0]
-	ev := radgate.OrderEvent{Source: Source, ResourceType: resource}
+	ev = radgate.OrderEvent{Source: Source, ResourceType: resource}
 	if o.Now != nil {
 		ev.ReceivedAt = o.Now().UTC()
 	}
 	switch oc := strings.ToUpper(value(orc.Segment, 1, 1, 1, 1)); {
 	case oc == "":
-		return ev, invalid(orc.loc(1), CodeRequiredFieldMissing, "missing order control")
+		return ev, locs, invalid(orc.loc(1), CodeRequiredFieldMissing, "missing order control")
 	case !orderControls[oc]:
-		return ev, &Error{Loc: orc.loc(1), Code: CodeUnsupportedEventCode, Err: ErrOrderControl,
+		return ev, locs, &Error{Loc: orc.loc(1), Code: CodeUnsupportedEventCode, Err: ErrOrderControl,
 			Msg: fmt.Sprintf("order control %s is not a new or changed order (NW, XO, XX, SC, SN)", quotePrefix(oc, 4))}
 	}
 	obrp := find(g, "OBR")
 	if obrp == nil {
-		return ev, invalid(Location{Segment: "OBR", Seq: orc.seq}, CodeSegmentSequence, "segment missing after ORC")
+		return ev, locs, invalid(Location{Segment: "OBR", Seq: orc.seq}, CodeSegmentSequence, "segment missing after ORC")
 	}
 	obr := *obrp
 	ipcs := findAll(g, "IPC")
@@ -331,14 +412,16 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate
 			case id == nil:
 			case ev.Accession == nil:
 				ev.Accession = id
+				locs.accession, locs.accessionAuthority = ipc.loc(1), 2
 			case *id != *ev.Accession:
-				return ev, invalid(ipc.loc(1), CodeDataTypeError, "accession number differs from that of %s: one order, one accession", accLoc)
+				return ev, locs, invalid(ipc.loc(1), CodeDataTypeError, "accession number differs from that of %s: one order, one accession", accLoc)
 			}
 		}
 	}
 	if ev.Accession == nil {
 		if v := value(obr.Segment, 18, 1, 1, 1); v != "" {
 			ev.Accession = &radgate.Identifier{System: o.AccessionSystem, Value: v}
+			locs.accession = obr.loc(18)
 		}
 	}
 	uidLoc := Location{Segment: "ZDS", Seq: 1, Field: 1}
@@ -347,11 +430,11 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate
 		if v == "" {
 			continue
 		}
-		if !validUID(v) {
-			return ev, invalid(ipc.loc(3), CodeDataTypeError, "invalid Study Instance UID: want digits and dots, at most 64 characters")
+		if err := idError(ipc.loc(3), radgate.CheckUID(ipc.loc(3).String(), v)); err != nil {
+			return ev, locs, err
 		}
 		if ev.StudyInstanceUID != "" && v != ev.StudyInstanceUID {
-			return ev, invalid(ipc.loc(3), CodeDataTypeError, "Study Instance UID differs from that of %s: one order, one study", uidLoc)
+			return ev, locs, invalid(ipc.loc(3), CodeDataTypeError, "Study Instance UID differs from that of %s: one order, one study", uidLoc)
 		}
 		ev.StudyInstanceUID, uidLoc = v, ipc.loc(3)
 	}
@@ -361,26 +444,29 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate
 	if zds := find(g, "ZDS"); zds != nil && ev.StudyInstanceUID == "" {
 		uidLoc = zds.loc(1)
 		if v := radgate.StripUIDPrefix(value(zds.Segment, 1, 1, 1, 1)); v != "" {
-			if !validUID(v) {
-				return ev, invalid(zds.loc(1), CodeDataTypeError, "invalid Study Instance UID: want digits and dots, at most 64 characters")
+			if err := idError(zds.loc(1), radgate.CheckUID(zds.loc(1).String(), v)); err != nil {
+				return ev, locs, err
 			}
 			ev.StudyInstanceUID = v
 		}
 	}
+	locs.study = uidLoc
 	if ev.Accession == nil && ev.StudyInstanceUID == "" {
-		return ev, invalid(accLoc, CodeRequiredFieldMissing, "no accession number (nor a Study Instance UID in %s)", uidLoc)
+		return ev, locs, invalid(accLoc, CodeRequiredFieldMissing, "no accession number (nor a Study Instance UID in %s)", uidLoc)
 	}
 
 	// The order: placer order number.
 	if id := o.ei(orc.Segment, 2, ""); id != nil {
 		ev.ServiceRequest = &radgate.Reference{Identifier: id}
+		locs.serviceRequest, locs.serviceRequestAuthority = orc.loc(2), 2
 	} else if id := o.ei(obr.Segment, 2, ""); id != nil {
 		ev.ServiceRequest = &radgate.Reference{Identifier: id}
+		locs.serviceRequest, locs.serviceRequestAuthority = obr.loc(2), 2
 	}
 
 	// Procedure: OBR-4, primary and alternate codings.
 	if value(obr.Segment, 4, 1, 1, 1) == "" {
-		return ev, invalid(obr.loc(4), CodeRequiredFieldMissing, "no procedure code")
+		return ev, locs, invalid(obr.loc(4), CodeRequiredFieldMissing, "no procedure code")
 	}
 	for _, c := range []int{1, 4} {
 		if code := value(obr.Segment, 4, 1, c, 1); code != "" {
@@ -403,7 +489,7 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate
 			continue
 		}
 		if !modalityCode(v) {
-			return ev, invalid(ipc.loc(5), CodeDataTypeError, "modality %s is not a DICOM modality code", quotePrefix(v, 16))
+			return ev, locs, invalid(ipc.loc(5), CodeDataTypeError, "modality %s is not a DICOM modality code", quotePrefix(v, 16))
 		}
 		addModality(v)
 	}
@@ -426,14 +512,16 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (radgate
 
 	// Facility.
 	ev.Facility = value(orc.Segment, 21, 1, 1, 1)
+	locs.facility = orc.loc(21)
 	if ev.Facility == "" {
 		h := msg.SendingFacility()
 		ev.Facility = strings.TrimSpace(h.Namespace)
+		locs.facility = Location{Segment: "MSH", Seq: 1, Field: 4}
 		if ev.Facility == "" {
 			ev.Facility = strings.TrimSpace(h.UniversalID)
 		}
 	}
-	return ev, nil
+	return ev, locs, nil
 }
 
 // priorities maps table 0485 (TQ1-9, TQ-6) to FHIR request priorities.

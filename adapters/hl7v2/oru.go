@@ -41,6 +41,9 @@ type ORUOptions struct {
 	// PDF, when set, is the report as a PDF, attached as an ED OBX
 	// (^application^pdf^Base64^…).
 	PDF []byte
+	// PatientName is PID-5, read from the order's source when the message
+	// is sent (see PatientSource); zero writes UnknownName.
+	PatientName Name
 }
 
 // Observation identifiers (OBX-3) of the OBX segments ORU writes, coding
@@ -62,7 +65,8 @@ const (
 // ORU builds the ORU^R01 that reports a result to a RIS (v2.5.1):
 //
 //	MSH  ORU^R01^ORU_R01, MSH-10 from Result.ID (see ORUOptions.ControlID)
-//	PID  PID-3 the patient identifier only (no name, no birth date)
+//	PID  PID-3 the patient identifier, PID-5 ORUOptions.PatientName or,
+//	     without one, UnknownName (^^^^^^U); no birth date
 //	ORC  RE; ORC-2 placer order number, ORC-3 filler order number
 //	OBR  OBR-2/3 as ORC-2/3, OBR-4 the ordered procedure (else LOINC
 //	     18748-4 Diagnostic imaging study), OBR-7 scored at, OBR-18 the
@@ -166,6 +170,7 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	pid := m.AddSegment("PID")
 	set(pid, 1, "1")
 	set(pid, 3, joinComponents(d, d.Escape(patient.Identifier.Value), "", "", hdRaw(opts.Authorities.HD(patient.Identifier.System))))
+	set(pid, 5, opts.PatientName.xpn(d))
 
 	var placer, filler string
 	if sr := r.Order.ServiceRequest; sr != nil {

@@ -2,6 +2,7 @@ package hl7v2
 
 import (
 	"encoding/base64"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestORU(t *testing.T) {
 	require.NoError(t, err)
 	want := strings.Join([]string{
 		`MSH|^~\&|RADGATE||RIS|HOSP|20240131143000+0000||ORU^R01^ORU_R01|8865fea8edb697169ac2|P|2.5.1||||||UNICODE UTF-8`,
-		`PID|1||MRN12345^^^&1.2.3.4.9&ISO`,
+		`PID|1||MRN12345^^^&1.2.3.4.9&ISO||^^^^^^U`,
 		`ORC|RE|PLC-1001^EHR|ACC-778899^^1.2.3.4.5^ISO||CM`,
 		`OBR|1|PLC-1001^EHR|ACC-778899^^1.2.3.4.5^ISO|36643-5^XR Chest 2 Views^LN|||20240131142900+0000|||||||||||ACC-778899||0123456789abcdef01234567||20240131143000+0000||RAD|F`,
 		`OBX|1|NM|233604007^Pneumonia (AI confidence)^SCT|1|87.3|%^percent^UCUM|||||F|||20240131142900+0000||||cxr-pneumonia@1.2.0^RADGATE`,
@@ -62,7 +63,15 @@ func TestORU(t *testing.T) {
 	require.NoError(t, ValidateHeader(back))
 	require.Equal(t, "ORU^R01^ORU_R01", back.Type().String())
 	require.Equal(t, "MRN12345", back.Get("PID-3"))
-	require.Equal(t, "", back.GetRaw("PID-5"), "no patient name")
+	require.Equal(t, UnknownName, back.GetRaw("PID-5"), "present (required in v2.5.1), no name: name type U")
+
+	// A name given for the send: escaped, never stored by ORU's callers.
+	o := oruOpts
+	o.PatientName = Name{Family: "O'Brien|Smith", Given: "Ann", Middle: "B C", Prefix: "Dr", Type: "L"}
+	m, err = ORU(sampleResult(), o)
+	require.NoError(t, err)
+	require.Equal(t, `O'Brien\F\Smith^Ann^B C^^Dr^^L`, m.Segment("PID").String()[len("PID|1||MRN12345^^^&1.2.3.4.9&ISO||"):])
+	require.Equal(t, "[patient name]", fmt.Sprint(o.PatientName), "a Name never prints itself")
 	require.NotContains(t, m.String(), "Doe")
 	require.Equal(t, "ACC-778899", back.Get("OBR-18"))
 	require.Equal(t, "F", back.Get("OBR-25"))

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -235,7 +236,7 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 		require.Equal(t, "ORU^R01^ORU_R01", r.Type)
 		require.Equal(t, []string{"MSH", "PID", "ORC", "OBR", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX", "OBX"}, r.Segments)
 		require.Equal(t, "MRN12345^^^&1.2.3.4.9&ISO", r.PID3)
-		require.Equal(t, "", r.PID5)
+		require.Equal(t, UnknownName, r.PID5, "PID-5 present, no name: name type U")
 		require.Equal(t, "ACC-778899", r.OBR["18"])
 		require.Equal(t, "F", r.OBR["25"])
 		require.Equal(t, "NM", r.OBX[0].Type)
@@ -313,4 +314,96 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 		require.True(t, radgate.IsTransient(err))
 		require.Equal(t, "SILENT-1", p.next(t).ControlID)
 	})
+}
+
+// mllpSendAll sends the messages of body (segments ended by "\n", as
+// --loose wants) with python3-hl7's mllp_send and returns the ACKs it
+// printed, in order.
+func mllpSendAll(t *testing.T, addr, body string) []Ack {
+	t.Helper()
+	_, port, _ := strings.Cut(addr, ":")
+	file := filepath.Join(t.TempDir(), "orders.hl7")
+	require.NoError(t, os.WriteFile(file, []byte(body), 0o600))
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mllpSend, "--loose", "-p", port, "-f", file, "127.0.0.1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Run(), "mllp_send: %s", stderr.String())
+	fr := NewFrameReader(&stdout, 0)
+	var acks []Ack
+	for {
+		raw, err := fr.ReadFrame()
+		if err != nil {
+			break
+		}
+		m, err := Parse(raw)
+		require.NoError(t, err)
+		a, err := ReadACK(m)
+		require.NoError(t, err)
+		acks = append(acks, a)
+	}
+	return acks
+}
+
+// TestPeerIdentifiersAndSize: mllp_send sends radgate's intake orders whose
+// identifiers carry control characters (as HL7 escapes), are far too long,
+// or whose message is over the size limit. Each is answered AE with an ERR
+// naming the field (or the limit), and nothing is stored; the good order
+// after them is stored.
+func TestPeerIdentifiersAndSize(t *testing.T) {
+	needPeer(t, true)
+	in := &fakeIntake{}
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := startServer(t, ServerOptions{MaxMessageSize: 2 << 20, Logger: logger,
+		Handler: NewIntakeHandler(in, IntakeOptions{Logger: logger})})
+
+	msg := func(id string, edits ...string) string {
+		return strings.ReplaceAll(edit(t, "orm_o01.hl7", append([]string{"MSH-10=" + id}, edits...)...).String(), "\r", "\n")
+	}
+	cases := []struct {
+		id   string
+		edit []string
+		loc  Location
+		text string
+	}{
+		{"NUL", []string{`OBR-18=ACC\X00\1`}, Location{Segment: "OBR", Seq: 1, Field: 18}, "OBR-18: contains the control character U+0000 at character 4"},
+		{"VT", []string{`OBR-18=ACC\X0B\1`}, Location{Segment: "OBR", Seq: 1, Field: 18}, "OBR-18: contains the control character U+000B at character 4"},
+		{"FSCR", []string{`OBR-18=ACC\X1C0D\1`}, Location{Segment: "OBR", Seq: 1, Field: 18}, "OBR-18: contains the control character U+001C at character 4"},
+		{"HUGE", []string{"OBR-18=" + strings.Repeat("A", 1<<20)}, Location{Segment: "OBR", Seq: 1, Field: 18}, "OBR-18: is 1048576 characters long; at most 64 are accepted"},
+		{"PID", []string{`PID-3=MRN\X1B\1^^^HOSP^MR`}, Location{Segment: "PID", Seq: 1, Field: 3}, "PID-3: contains the control character U+001B at character 4"},
+		{"PLACER", []string{"ORC-2=" + strings.Repeat("P", 65)}, Location{Segment: "ORC", Seq: 1, Field: 2}, "ORC-2: is 65 characters long; at most 64 are accepted"},
+		{"UID", []string{"ZDS-1=1.2.840.10008.1.2.1.99999999999999999999999999999999999999999999999999"}, Location{Segment: "ZDS", Seq: 1, Field: 1},
+			"ZDS-1: is 70 characters long; a DICOM UID has at most 64"},
+		{"FACILITY", []string{"ORC-21=", `MSH-4=HOSP\X0A\X`}, Location{Segment: "MSH", Seq: 1, Field: 4}, "MSH-4: contains the control character U+000A at character 5"},
+	}
+	var body strings.Builder
+	for _, c := range cases {
+		body.WriteString(msg(c.id, c.edit...))
+	}
+	// Over the 2 MiB limit: a 3 MiB note.
+	body.WriteString(msg("TOOBIG", "OBR-13="+strings.Repeat("x", 3<<20)))
+	body.WriteString(msg("GOOD"))
+
+	acks := mllpSendAll(t, s.Addr().String(), body.String())
+	require.Len(t, acks, len(cases)+2)
+	for i, c := range cases {
+		a := acks[i]
+		require.Equal(t, c.id, a.ControlID)
+		require.Equal(t, AE, a.Code, c.id)
+		require.Equal(t, []ErrorDetail{{Loc: c.loc, Code: CodeDataTypeError, Severity: SeverityError, Message: c.text}}, a.Errors, c.id)
+	}
+	big := acks[len(cases)]
+	require.Equal(t, "TOOBIG", big.ControlID)
+	require.Equal(t, AE, big.Code)
+	require.Len(t, big.Errors, 1)
+	require.Equal(t, CodeDataTypeError, big.Errors[0].Code)
+	require.Contains(t, big.Errors[0].Message, "exceeds the maximum of 2097152 bytes")
+	require.Equal(t, "GOOD", acks[len(cases)+1].ControlID)
+	require.Equal(t, AA, acks[len(cases)+1].Code)
+
+	require.Len(t, in.got, 1, "only the good order was stored")
+	require.Equal(t, "ACC-778899", in.got[0].Accession.Value)
+	require.NotContains(t, logs.String(), "Doe", "no patient name in the log")
 }

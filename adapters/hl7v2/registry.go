@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
 )
 
@@ -28,7 +29,21 @@ func DestinationType() radgate.DestinationType {
 		},
 		New: func(dc radgate.DestinationContext) (radgate.Sink, error) {
 			d := dc.Config
-			return NewResultSink(ResultSinkOptions{JS: dc.JetStream, Address: d.Address, PDF: dc.PDF, Logger: dc.Logger,
+			// PID-5 (and PID-3 of an order known by a FHIR Patient
+			// reference) are read at send time: from the EHR's FHIR server
+			// or the ORM as received.
+			var patients *Patients
+			if dc.JetStream != nil {
+				patients = &Patients{Received: NewReceived(dc.JetStream)}
+			}
+			if dc.EHR.BaseURL != "" && patients != nil {
+				ehr, err := fhirClient(dc)
+				if err != nil {
+					return nil, err
+				}
+				patients.FHIR, patients.FHIRBase = ehr, dc.EHR.BaseURL
+			}
+			opts := ResultSinkOptions{JS: dc.JetStream, Address: d.Address, PDF: dc.PDF, Logger: dc.Logger,
 				ORU: ORUOptions{
 					SendingApplication:   HD{Namespace: d.SendingApplication},
 					SendingFacility:      HD{Namespace: d.SendingFacility},
@@ -36,7 +51,11 @@ func DestinationType() radgate.DestinationType {
 					ReceivingFacility:    HD{Namespace: d.ReceivingFacility},
 				},
 				Client: ClientOptions{AckTimeout: timeoutOf(d)},
-			})
+			}
+			if patients != nil {
+				opts.Patients = patients
+			}
+			return NewResultSink(opts)
 		},
 		ProbeDoes: "MLLP connection",
 		Probe: func(ctx context.Context, dc radgate.DestinationContext) error {
@@ -55,4 +74,10 @@ func timeoutOf(d config.Destination) time.Duration {
 		return t
 	}
 	return 30 * time.Second
+}
+
+// fhirClient is the EHR's FHIR server, where a FHIR order's Patient is read.
+func fhirClient(dc radgate.DestinationContext) (*fhirhttp.Client, error) {
+	return fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: dc.EHR.BaseURL, HTTPClient: dc.EHR.HTTPClient,
+		Timeout: dc.EHR.Timeout, Logger: dc.Logger})
 }

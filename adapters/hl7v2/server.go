@@ -2,11 +2,13 @@ package hl7v2
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -17,10 +19,13 @@ import (
 // goroutine: the next message of that connection is read only after the
 // ACK is written, which keeps HL7's original-mode ordering.
 //
-// Return AA only once the message is durably taken care of (for an order:
-// published), AE when it could not be processed now, AR when it never can
-// be. A nil ACK is answered AE (207): silence is not acceptance. A handler
-// that panics is answered AE (207) too, and the server goes on. ctx is
+// Return (HL7 table 0008) AA only once the message is durably taken care
+// of (for an order: published); AE when its content is wrong, which the
+// sender must fix (sending it again does not help); AR when it was
+// rejected for a reason unrelated to its content — it cannot be processed
+// now (send it again later), or its type or version is not supported. A
+// nil ACK is answered AR (207): silence is not acceptance. A handler that
+// panics is answered AR (207) too, and the server goes on. ctx is
 // cancelled when the server is force-closed.
 type Handler func(ctx context.Context, msg *Message) *Message
 
@@ -29,6 +34,12 @@ const (
 	DefaultReadTimeout  = 30 * time.Second
 	DefaultIdleTimeout  = 10 * time.Minute
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultMaxConnections bounds the connections open at once; a RIS or
+	// interface engine keeps one or a few.
+	DefaultMaxConnections = 64
+	// DefaultMaxConnectionsPerSource bounds the connections open at once
+	// from one source address.
+	DefaultMaxConnectionsPerSource = 8
 )
 
 // ServerOptions configure a Server.
@@ -47,8 +58,27 @@ type ServerOptions struct {
 	// WriteTimeout bounds writing an ACK. Default DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// MaxMessageSize bounds a message; a larger one is read to its end,
-	// discarded and answered AR. Default DefaultMaxMessageSize.
+	// discarded and answered AE (ERR-3 102, the limit in ERR-8): the
+	// message itself is at fault, sending it again does not help.
+	// Default DefaultMaxMessageSize.
 	MaxMessageSize int
+	// TLS, when set, makes the server speak MLLP over TLS: each connection
+	// completes its handshake (within ReadTimeout) before anything is read.
+	// With ClientAuth tls.RequireAndVerifyClientCert only peers holding a
+	// certificate of ClientCAs get that far.
+	TLS *tls.Config
+	// AllowNetworks, when not empty, lists the networks connections may
+	// come from; a connection from any other address is closed before
+	// anything is read (and before a TLS handshake), with a log line
+	// naming the address.
+	AllowNetworks []netip.Prefix
+	// MaxConnections bounds the connections open at once, and
+	// MaxConnectionsPerSource those from one source IP address. A
+	// connection over either is closed at once, with a log line naming
+	// the limit. Defaults DefaultMaxConnections and
+	// DefaultMaxConnectionsPerSource; negative means no limit.
+	MaxConnections          int
+	MaxConnectionsPerSource int
 	// Logger receives connection and error events (identifiers only, never
 	// message content); nil discards them.
 	Logger *slog.Logger
@@ -59,8 +89,8 @@ type ServerOptions struct {
 //
 // The server answers by itself, without calling the handler, messages it
 // cannot parse (AR with an ERR naming the fault), messages whose MSH lacks
-// MSH-9, MSH-10 or MSH-12 (AR, 101), and messages over MaxMessageSize (AR,
-// 207).
+// MSH-9, MSH-10 or MSH-12 (AR, 101), and messages over MaxMessageSize (AE,
+// 102).
 type Server struct {
 	opts ServerOptions
 	log  *slog.Logger
@@ -68,6 +98,7 @@ type Server struct {
 	mu       sync.Mutex
 	ln       net.Listener
 	conns    map[*serverConn]struct{}
+	bySource map[netip.Addr]int // open connections per source address
 	closing  bool
 	closed   chan struct{} // closed when every goroutine has exited
 	closeErr error
@@ -78,7 +109,8 @@ type Server struct {
 }
 
 type serverConn struct {
-	c net.Conn
+	c   net.Conn // the TCP connection (closing it ends a TLS one too)
+	src netip.Addr
 
 	mu       sync.Mutex
 	idle     bool
@@ -108,11 +140,23 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.MaxMessageSize <= 0 {
 		opts.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if opts.MaxConnections == 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	if opts.MaxConnectionsPerSource == 0 {
+		opts.MaxConnectionsPerSource = DefaultMaxConnectionsPerSource
+	}
+	for _, p := range opts.AllowNetworks {
+		if !p.IsValid() {
+			return nil, errors.New("hl7v2: ServerOptions.AllowNetworks holds an invalid prefix")
+		}
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log.With("component", "hl7v2.server"), conns: map[*serverConn]struct{}{}}, nil
+	return &Server{opts: opts, log: log.With("component", "hl7v2.server"), conns: map[*serverConn]struct{}{},
+		bySource: map[netip.Addr]int{}}, nil
 }
 
 // Start listens on Addr and accepts connections until Close. It may be
@@ -135,7 +179,10 @@ func (s *Server) Start(ctx context.Context) error {
 	s.baseCtx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.Info("listening", "addr", ln.Addr().String(), "tls", s.opts.TLS != nil,
+		"client_certificates", s.opts.TLS != nil && s.opts.TLS.ClientAuth == tls.RequireAndVerifyClientCert,
+		"allow_networks", len(s.opts.AllowNetworks), "max_connections", s.opts.MaxConnections,
+		"max_connections_per_source", s.opts.MaxConnectionsPerSource)
 	return nil
 }
 
@@ -165,18 +212,69 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		delay = 0
-		sc := &serverConn{c: c, idle: true}
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			_ = c.Close()
+		sc := s.admit(c)
+		if sc == nil {
 			continue
 		}
-		s.conns[sc] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
 		go s.serveConn(sc)
 	}
+}
+
+// admit registers an accepted connection, or closes it at once (nothing
+// read, nothing written) when its source is not allowed or a connection
+// limit is reached, with a log line saying which.
+func (s *Server) admit(c net.Conn) *serverConn {
+	remote := c.RemoteAddr().String()
+	src := sourceAddr(c.RemoteAddr())
+	if len(s.opts.AllowNetworks) > 0 && !allowed(s.opts.AllowNetworks, src) {
+		s.log.Warn("MLLP connection refused: its source is not in allow_networks", "remote", remote)
+		_ = c.Close()
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	refuse := func(limit string, max int) *serverConn {
+		s.log.Warn("MLLP connection refused: "+limit+" reached", "remote", remote, "limit", limit, "max", max)
+		_ = c.Close()
+		return nil
+	}
+	switch {
+	case s.closing:
+		_ = c.Close()
+		return nil
+	case s.opts.MaxConnections > 0 && len(s.conns) >= s.opts.MaxConnections:
+		return refuse("max_connections", s.opts.MaxConnections)
+	case s.opts.MaxConnectionsPerSource > 0 && s.bySource[src] >= s.opts.MaxConnectionsPerSource:
+		return refuse("max_connections_per_source", s.opts.MaxConnectionsPerSource)
+	}
+	sc := &serverConn{c: c, src: src, idle: true}
+	s.conns[sc] = struct{}{}
+	s.bySource[src]++
+	s.wg.Add(1)
+	return sc
+}
+
+// sourceAddr is a connection's source IP address (IPv4-mapped IPv6
+// addresses as IPv4).
+func sourceAddr(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+func allowed(nets []netip.Prefix, ip netip.Addr) bool {
+	for _, p := range nets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // setActive marks the connection busy with a message; false when the
@@ -217,16 +315,34 @@ func (s *Server) serveConn(sc *serverConn) {
 		_ = sc.c.Close()
 		s.mu.Lock()
 		delete(s.conns, sc)
+		if s.bySource[sc.src]--; s.bySource[sc.src] <= 0 {
+			delete(s.bySource, sc.src)
+		}
 		s.mu.Unlock()
 		log.Debug("connection closed")
 	}()
 	log.Debug("connection opened")
-	fr := NewFrameReader(sc.c, s.opts.MaxMessageSize)
+	conn := sc.c
+	if s.opts.TLS != nil {
+		tc := tls.Server(sc.c, s.opts.TLS)
+		_ = tc.SetDeadline(time.Now().Add(s.opts.ReadTimeout))
+		if err := tc.HandshakeContext(s.baseCtx); err != nil {
+			log.Warn("MLLP TLS handshake failed; connection closed", "err", err)
+			return
+		}
+		_ = tc.SetDeadline(time.Time{})
+		if certs := tc.ConnectionState().PeerCertificates; len(certs) > 0 {
+			log = log.With("client_certificate", certs[0].Subject.String())
+		}
+		log.Debug("TLS handshake done")
+		conn = tc
+	}
+	fr := NewFrameReader(conn, s.opts.MaxMessageSize)
 	for {
 		if s.opts.IdleTimeout > 0 {
-			_ = sc.c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+			_ = conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		} else {
-			_ = sc.c.SetReadDeadline(time.Time{})
+			_ = conn.SetReadDeadline(time.Time{})
 		}
 		if err := fr.wait(); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -237,7 +353,7 @@ func (s *Server) serveConn(sc *serverConn) {
 		if !sc.setActive() {
 			return
 		}
-		_ = sc.c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		_ = conn.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
 		raw, err := fr.ReadFrame()
 		var ack *Message
 		var tooBig *FrameTooLargeError
@@ -245,15 +361,17 @@ func (s *Server) serveConn(sc *serverConn) {
 		case errors.As(err, &tooBig):
 			log.Warn("message too large", "size", tooBig.Size, "max", tooBig.Max)
 			hdr, _ := ParseHeader(tooBig.Head)
-			ack = NewACK(hdr, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: tooBig.Error()})
+			// Table 0008: AE, the message is at fault (its size), not
+			// radgate's state; sent again it would be refused again.
+			ack = NewACK(hdr, AE, ErrorDetail{Code: CodeDataTypeError, Severity: SeverityError, Message: tooBig.Error()})
 		case err != nil:
 			log.Warn("reading message failed; closing the connection", "err", err)
 			return
 		default:
 			ack = s.handle(raw, log)
 		}
-		_ = sc.c.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
-		if err := WriteFrame(sc.c, ack.Encode()); err != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if err := WriteFrame(conn, ack.Encode()); err != nil {
 			log.Warn("writing ACK failed", "err", err)
 			return
 		}
@@ -279,13 +397,13 @@ func (s *Server) handle(raw []byte, log *slog.Logger) (ack *Message) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			ack = NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "internal error while processing the message"})
+			ack = NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "internal error while processing the message"})
 		}
 	}()
 	ack = s.opts.Handler(s.baseCtx, msg)
 	if ack == nil {
 		log.Error("handler returned no acknowledgement")
-		return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "the application gave no acknowledgement"})
+		return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError, Message: "the application gave no acknowledgement"})
 	}
 	if a, err := ReadACK(ack); err == nil {
 		log.Debug("acknowledged", "ack", a.Code)

@@ -168,7 +168,7 @@ func TestServerNilACKAndPanic(t *testing.T) {
 	}})
 	for _, ctrl := range []string{"NIL", "PANIC"} {
 		a := rawExchange(t, s.Addr().String(), "MSH|^~\\&|A|B|C|D|x||ORM^O01|"+ctrl+"|P|2.5.1\r")
-		require.Equal(t, AE, a.Code, ctrl)
+		require.Equal(t, AR, a.Code, ctrl) // table 0008: an internal error, not the content
 		require.Equal(t, ctrl, a.ControlID)
 		require.Equal(t, CodeInternalError, a.Errors[0].Code)
 	}
@@ -176,15 +176,18 @@ func TestServerNilACKAndPanic(t *testing.T) {
 
 func TestServerOversize(t *testing.T) {
 	s := startServer(t, ServerOptions{MaxMessageSize: 1024, Handler: orderHandler(nil)})
-	c := newClient(t, s.Addr().String(), ClientOptions{})
+	c := newClient(t, s.Addr().String(), ClientOptions{NoRetryOnAE: true})
 	big := withControlID(t, mustParse(t, readFixture(t, "orm_o01.hl7")), "BIG")
 	nte := big.AddSegment("NTE")
 	require.NoError(t, nte.Set("3", strings.Repeat("x", 4000)))
 	_, err := c.Send(t.Context(), big)
-	require.ErrorIs(t, err, ErrRejected)
+	// Table 0008: AE, the content (its size) is at fault, not radgate's
+	// state: sent again it would be refused again.
+	require.ErrorIs(t, err, ErrApplicationError)
 	var ae *AckError
 	require.True(t, errors.As(err, &ae))
 	require.Equal(t, "BIG", ae.ControlID)
+	require.Equal(t, CodeDataTypeError, ae.Errors[0].Code)
 	require.Contains(t, ae.Errors[0].Message, "exceeds the maximum of 1024 bytes")
 
 	// The connection is still in step: the next message is answered.

@@ -58,6 +58,12 @@ type ResultSinkOptions struct {
 	// Client tunes the MLLP client (timeouts, attempts, backoff); Addr is
 	// Address. AE is never retried by the sink: it is final.
 	Client ClientOptions
+	// Patients, when set, gives each ORU its PID-5 (and, for an order
+	// known only by a FHIR Patient reference, its PID-3) when it is sent;
+	// without it PID-5 is UnknownName. The name is never stored: the
+	// outbox keeps the message with UnknownName, and each send reads the
+	// name again.
+	Patients PatientSource
 	// Logger receives delivery events (identifiers only); nil discards.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -68,7 +74,9 @@ type ResultSinkOptions struct {
 //
 // Before the first send of a result the message is stored in BucketOutbox
 // (object <result id>.hl7), so it can be inspected and re-sent (radgate hl7
-// show, resend). Delivering a result again sends the stored message
+// show, resend). The stored message carries no patient name (PID-5
+// UnknownName): Deliver reads the name from Patients and writes it into the
+// copy it sends; radgate hl7 resend sends the stored message as it is. Delivering a result again sends the stored message
 // unchanged, with the same MSH-10, or nothing when its ACK was already AA:
 // the RIS sees one control id per result.
 //
@@ -139,10 +147,47 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	fail := func(doing string, err error) (radgate.Receipt, error) {
 		return radgate.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", r.ID, doing, err)
 	}
+	// The patient's demographics, read once per delivery, never stored.
+	var (
+		demo    Demographics
+		demoErr error
+		looked  bool
+	)
+	lookup := func() (Demographics, error) {
+		if !looked && s.opts.Patients != nil {
+			demo, demoErr = s.opts.Patients.Demographics(ctx, r.Order)
+		}
+		looked = true
+		return demo, demoErr
+	}
 
 	stored, raw, err := s.outbox.Get(ctx, r.ID)
 	switch {
 	case errors.Is(err, ErrNotStored):
+		if p := r.Order.Patient; p == nil || p.Identifier == nil || strings.TrimSpace(p.Identifier.Value) == "" {
+			// PID-3 from the FHIR Patient the order points at.
+			d, err := lookup()
+			if err != nil {
+				return fail("reading the patient identifier for PID-3", err)
+			}
+			if d.Identifier == nil {
+				what := "the order has no patient identifier"
+				if p != nil && p.Reference != "" {
+					what = fmt.Sprintf("the order names its patient only as %s, and ", p.Reference)
+					if d.Source == "" {
+						what += "no FHIR server is configured to read it"
+					} else {
+						what += d.Source + " on the FHIR server has no identifier"
+					}
+				}
+				return fail("building the ORU^R01", fmt.Errorf("%w: no patient identifier for PID-3: %s", ErrInvalidResult, what))
+			}
+			pat := radgate.Reference{Identifier: d.Identifier}
+			if p != nil {
+				pat.Reference = p.Reference
+			}
+			r.Order.Patient = &pat
+		}
 		msg, err := s.build(ctx, r)
 		if err != nil {
 			return fail("building the ORU^R01", err)
@@ -170,6 +215,16 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	if err != nil {
 		return fail("reading the stored message", err)
 	}
+	if s.opts.Patients != nil {
+		d, err := lookup()
+		if err != nil {
+			return fail("reading the patient's name for PID-5", err)
+		}
+		if err := setPatientName(msg, d.Name); err != nil {
+			return fail("writing PID-5", err)
+		}
+		s.log.Debug("patient demographics read for the ORU", "result_id", r.ID, "from", orNone(d.Source), "name", !d.Name.IsZero())
+	}
 	stored, err = s.outbox.send(ctx, s.client, stored, msg, s.opts.Address, s.opts.Now)
 	if err != nil {
 		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
@@ -179,6 +234,13 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
 		"ack", stored.AckCode)
 	return radgate.Receipt{Report: receiptOf(stored.ControlID)}, nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // receiptOf names a delivered ORU in routing.Receipt.Report.
