@@ -342,6 +342,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		bad("hl7v2.read_timeout", "must be positive")
 	}
 	validateSecurity(c, bad, badAt)
+	validateLimits(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name

@@ -190,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", fhirhttp.NewIntake(pipe, fhirhttp.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
+	mux.Handle("/", fhirhttp.NewIntake(pipe, intakeOptions(cfg, logger)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if nc.Status() != nats.CONNECTED {
@@ -247,6 +247,24 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// intakeOptions are the FHIR intake's limits from cfg. Behind
+// authentication a client is its principal, else its address.
+func intakeOptions(cfg config.Config, logger *slog.Logger) fhirhttp.IntakeOptions {
+	l := cfg.HTTP.Limits
+	opts := fhirhttp.IntakeOptions{
+		MaxBodyBytes:     cfg.Orders.MaxBodyBytes,
+		MaxBundleEntries: l.MaxBundleEntries,
+		Rate:             fhirhttp.RateLimit{OrdersPerSecond: l.OrdersPerSecond, Burst: l.OrderBurst, MaxClients: l.MaxClients},
+		LimitKeys: fhirhttp.LimitKeys{MaxBodyBytes: "orders.max_body_bytes", MaxBundleEntries: "http.limits.max_bundle_entries",
+			OrdersPerSecond: "http.limits.orders_per_second", Burst: "http.limits.order_burst"},
+		Logger: logger,
+	}
+	if cfg.HTTP.Auth.Mode != "" && cfg.HTTP.Auth.Mode != config.AuthNone {
+		opts.ClientKey = fhirhttp.BearerClientKey
+	}
+	return opts
 }
 
 // connectNATS connects to nats.url, or starts the embedded server on
