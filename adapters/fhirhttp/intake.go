@@ -88,7 +88,7 @@ type LimitKeys struct {
 // store is down), the answer is 503 and the client resends the whole Bundle:
 // orders are keyed by accession number or study UID, so entries accepted the
 // first time are not duplicated. In a batch each entry stands alone and gets
-// its own status (202, 400 or 503).
+// its own status (202, 400, 413 or 503).
 //
 // Errors are OperationOutcomes whose issues carry the FHIR issue code and
 // radgate's detail code (details.coding, system fhir.ErrorCodeSystem), and
