@@ -12,6 +12,8 @@ import (
 type HTTP struct {
 	TLS  ServerTLS  `yaml:"tls"`
 	Auth IntakeAuth `yaml:"auth"`
+	// Limits bound what one client may hand in (see config.go).
+	Limits IntakeLimits `yaml:"limits"`
 }
 
 // Client certificate modes of ServerTLS.ClientAuth.

@@ -109,6 +109,47 @@ func (n NATS) EmbeddedIsLoopback() bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// IntakeLimits bound what one client of the HTTP intake may hand in, so
+// that no sender can queue enough orders to hold up everyone's results.
+// A client is the authenticated principal when http.auth is on (a JWT's
+// issuer and subject, a static token), else the remote IP address.
+type IntakeLimits struct {
+	// MaxBundleEntries is the most entries one Bundle may have; a larger
+	// Bundle is answered 413 (detail code bundle-too-large) and nothing of
+	// it is taken.
+	MaxBundleEntries int `yaml:"max_bundle_entries"`
+	// OrdersPerSecond is the sustained rate at which one client may hand in
+	// orders (each ServiceRequest or ImagingStudy counts one, a Bundle as
+	// many as it carries). Over it, a request is answered 429 with
+	// Retry-After (detail code rate-limited). 0 turns the limit off.
+	OrdersPerSecond float64 `yaml:"orders_per_second"`
+	// OrderBurst is how many orders a client may hand in at once before
+	// orders_per_second applies; at least max_bundle_entries.
+	OrderBurst int `yaml:"order_burst"`
+	// MaxClients bounds the clients whose rate is tracked at once (memory);
+	// past it, clients idle long enough to have their full burst back are
+	// forgotten first, then the least recently seen.
+	MaxClients int `yaml:"max_clients"`
+}
+
+// validateLimits adds the findings about http.limits.
+func validateLimits(c *Config, bad func(path, msg string)) {
+	l := c.HTTP.Limits
+	if l.MaxBundleEntries < 1 {
+		bad("http.limits.max_bundle_entries", fmt.Sprintf("must be at least 1, got %d", l.MaxBundleEntries))
+	}
+	if l.OrdersPerSecond < 0 {
+		bad("http.limits.orders_per_second", "must not be negative (0 turns the limit off)")
+	}
+	if l.OrdersPerSecond > 0 && l.OrderBurst < l.MaxBundleEntries {
+		bad("http.limits.order_burst", fmt.Sprintf("must be at least http.limits.max_bundle_entries (%d), so that a Bundle radgate takes can be paid for; got %d",
+			l.MaxBundleEntries, l.OrderBurst))
+	}
+	if l.MaxClients < 1 {
+		bad("http.limits.max_clients", fmt.Sprintf("must be at least 1, got %d", l.MaxClients))
+	}
+}
+
 // Inference configures the scoring stage.
 type Inference struct {
 	// ONNXRuntimeLibrary is the path of libonnxruntime.so. Empty: the
@@ -447,7 +488,8 @@ func Default() Config {
 	return Config{
 		Listen: "127.0.0.1:8080",
 		HTTP: HTTP{
-			TLS: ServerTLS{ClientAuth: ClientCertNone},
+			Limits: IntakeLimits{MaxBundleEntries: 100, OrdersPerSecond: 2, OrderBurst: 200, MaxClients: 10000},
+			TLS:    ServerTLS{ClientAuth: ClientCertNone},
 			Auth: IntakeAuth{Mode: AuthNone, Algorithms: []string{"RS256", "RS384", "ES256", "ES384"},
 				Leeway: Duration(30 * time.Second), RolesClaim: "roles"},
 		},

@@ -342,6 +342,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	validateHL7v2(c, root, bad, badNode)
 	validateSecurity(c, bad, badAt)
 	validateFacilities(c, bad)
+	validateLimits(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/radgate/radgate"
 )
 
 // IntakeBundle is a transaction or batch Bundle read for its orders.
@@ -68,6 +70,24 @@ type rawResource struct {
 	} `json:"identifier"`
 }
 
+// EntryLimitError is ParseBundleMax's answer to a Bundle of more entries
+// than it takes.
+type EntryLimitError struct {
+	// Entries is how many the Bundle has; Max how many are taken.
+	Entries, Max int
+}
+
+func (e *EntryLimitError) Error() string {
+	return fmt.Sprintf("Bundle.entry: the Bundle has %d entries; at most %d are taken in one Bundle", e.Entries, e.Max)
+}
+
+// ParseBundleMax is ParseBundle refusing, with an *EntryLimitError and
+// before reading any entry, a Bundle of more than maxEntries entries (0: no
+// limit).
+func ParseBundleMax(b []byte, maxEntries int) (*IntakeBundle, error) {
+	return parseBundle(b, maxEntries)
+}
+
 // ParseBundle reads a transaction or batch Bundle of ServiceRequests and
 // ImagingStudies. The error is a *FieldError about the Bundle as a whole;
 // problems with single entries are in each entry's Err (see
@@ -78,8 +98,12 @@ type rawResource struct {
 // subject pointing at a Patient entry becomes a reference by the Patient's
 // first identifier, a basedOn pointing at a ServiceRequest entry a reference
 // by its accession number (and an ImagingStudy without an accession number
-// takes that one). A urn: reference that matches no entry is dropped.
-func ParseBundle(b []byte) (*IntakeBundle, error) {
+// takes that one). A urn: reference that matches no entry is dropped; one
+// that matches an entry in error is an error of its own entry. Every
+// identifier taken from another entry is checked as the order's own are.
+func ParseBundle(b []byte) (*IntakeBundle, error) { return parseBundle(b, 0) }
+
+func parseBundle(b []byte, maxEntries int) (*IntakeBundle, error) {
 	rt, _, err := peek(b)
 	if err != nil {
 		return nil, err
@@ -100,9 +124,13 @@ func ParseBundle(b []byte) (*IntakeBundle, error) {
 	if len(raw.Entry) == 0 {
 		return nil, &FieldError{Path: "Bundle.entry", Code: IssueRequired, Msg: "no entries"}
 	}
+	if maxEntries > 0 && len(raw.Entry) > maxEntries {
+		return nil, &EntryLimitError{Entries: len(raw.Entry), Max: maxEntries}
+	}
 
 	out := &IntakeBundle{Type: typ}
 	targets := map[string]target{}
+	bad := map[string]int{} // fullUrl → index of an entry in error
 	orders := 0
 	for i, re := range raw.Entry {
 		e := IntakeEntry{Index: i, FullURL: re.FullURL}
@@ -128,7 +156,14 @@ func ParseBundle(b []byte) (*IntakeBundle, error) {
 			continue
 		}
 		if rr.ResourceType != "ServiceRequest" && rr.ResourceType != "ImagingStudy" {
-			if t, ok := firstIdentifier(rr); ok && re.FullURL != "" {
+			t, ok, err := firstIdentifier(prefix+".resource", rr)
+			switch {
+			case err != nil:
+				e.Err = err
+				if re.FullURL != "" {
+					bad[re.FullURL] = i
+				}
+			case ok && re.FullURL != "":
 				targets[re.FullURL] = t
 			}
 			out.Entries = append(out.Entries, e)
@@ -144,6 +179,9 @@ func ParseBundle(b []byte) (*IntakeBundle, error) {
 		o, err := ParseResource(re.Resource)
 		if err != nil {
 			e.Err = rebase(err, prefix+".resource", rr.ResourceType)
+			if re.FullURL != "" {
+				bad[re.FullURL] = i
+			}
 		} else {
 			e.Order = o
 			if re.FullURL != "" {
@@ -171,6 +209,10 @@ func ParseBundle(b []byte) (*IntakeBundle, error) {
 		if o == nil {
 			continue
 		}
+		if err := refersToBad(fmt.Sprintf("Bundle.entry[%d].resource", i), o, bad); err != nil {
+			out.Entries[i].Order, out.Entries[i].Err = nil, err
+			continue
+		}
 		o.Subject, _ = resolve(o.Subject, targets)
 		var basedOn []Reference
 		for j := range o.BasedOn {
@@ -194,13 +236,47 @@ type target struct {
 	accession    *Identifier
 }
 
-func firstIdentifier(rr rawResource) (target, bool) {
-	for _, id := range rr.Identifier {
-		if strings.TrimSpace(id.Value) != "" {
-			return target{resourceType: rr.ResourceType, ident: &Identifier{System: id.System, Value: id.Value}}, true
+// firstIdentifier is the first identifier with a value of an entry that
+// orders may refer to (a Patient): the identifier those references become,
+// so it is checked as the order's own (path is the entry's resource).
+func firstIdentifier(path string, rr rawResource) (target, bool, error) {
+	for j, id := range rr.Identifier {
+		v := strings.TrimSpace(id.Value)
+		if v == "" {
+			continue
 		}
+		p := fmt.Sprintf("%s.identifier[%d]", path, j)
+		var errs []error
+		if err := checkString(p+".value", v, radgate.MaxIdentifierLength); err != nil {
+			errs = append(errs, err)
+		}
+		sys := optional(p+".system", id.System, radgate.MaxSystemLength, &errs)
+		if err := errors.Join(errs...); err != nil {
+			return target{}, false, err
+		}
+		return target{resourceType: rr.ResourceType, ident: &Identifier{System: sys, Value: v}}, true, nil
 	}
-	return target{}, false
+	return target{}, false, nil
+}
+
+// refersToBad fails an order whose subject or basedOn points at an entry
+// in error: without that entry's identifier the order would lose the link.
+func refersToBad(path string, o *OrderResource, bad map[string]int) error {
+	check := func(field string, r *Reference) error {
+		if r == nil || r.Reference == "" {
+			return nil
+		}
+		if k, ok := bad[r.Reference]; ok {
+			return &FieldError{Path: path + "." + field + ".reference", Code: IssueInvalid,
+				Msg: fmt.Sprintf("refers to Bundle.entry[%d], which is in error", k)}
+		}
+		return nil
+	}
+	errs := []error{check("subject", o.Subject)}
+	for j := range o.BasedOn {
+		errs = append(errs, check(fmt.Sprintf("basedOn[%d]", j), &o.BasedOn[j]))
+	}
+	return errors.Join(errs...)
 }
 
 // resolve rewrites a reference to a bundle entry as a reference by that
@@ -228,8 +304,16 @@ func resolve(r *Reference, targets map[string]target) (*Reference, *target) {
 }
 
 // rebase moves a FieldError's path under prefix: "ServiceRequest.identifier"
-// becomes "Bundle.entry[2].resource.identifier".
+// becomes "Bundle.entry[2].resource.identifier". Errors joined with
+// errors.Join are rebased one by one.
 func rebase(err error, prefix, resourceType string) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var errs []error
+		for _, e := range j.Unwrap() {
+			errs = append(errs, rebase(e, prefix, resourceType))
+		}
+		return errors.Join(errs...)
+	}
 	var fe *FieldError
 	if !errors.As(err, &fe) {
 		return &FieldError{Path: prefix, Code: IssueInvalid, Msg: err.Error()}

@@ -63,5 +63,5 @@ func ExampleOutcomeFromError() {
 	_, err := fhir.ParseImagingStudy([]byte(`{"resourceType": "ImagingStudy", "status": "available"}`))
 	fmt.Println(string(fhir.OutcomeFromError(err, fhir.IssueInvalid).JSON()))
 	// Output:
-	// {"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"required","diagnostics":"ImagingStudy.identifier: no Study Instance UID (system urn:dicom:uid)","expression":["ImagingStudy.identifier"]}]}
+	// {"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"required","details":{"coding":[{"system":"https://radgate.dev/CodeSystem/error","code":"invalid-resource"}]},"diagnostics":"ImagingStudy.identifier: no Study Instance UID (system urn:dicom:uid)","expression":["ImagingStudy.identifier"]}]}
 }

@@ -8,8 +8,11 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/radgate/radgate"
 )
 
 // OrderResource is what radgate reads from one ServiceRequest or
@@ -81,7 +84,9 @@ func ParseServiceRequest(b []byte) (*OrderResource, error) {
 		return nil, jsonError(rt, err)
 	}
 	o := &OrderResource{ResourceType: rt, ID: deref(sr.Id), Status: status}
-
+	if err := checkID(rt, o.ID); err != nil {
+		return nil, err
+	}
 	acsn, err := accession(rt, sr.Identifier)
 	if err != nil {
 		return nil, err
@@ -95,25 +100,33 @@ func ParseServiceRequest(b []byte) (*OrderResource, error) {
 	if o.StudyInstanceUID, err = studyUID(rt, sr.Identifier, false); err != nil {
 		return nil, err
 	}
-	o.Subject = reference(&sr.Subject)
+	var errs []error
+	o.Subject = reference(rt+".subject", &sr.Subject, &errs)
 	if sr.Code != nil {
-		o.Codes = codings(sr.Code.Coding)
-		for _, c := range o.Codes {
-			if c.System == SystemDICOMModality {
-				o.Modalities = appendModality(o.Modalities, c.Code)
+		o.Codes = codings(rt+".code", sr.Code.Coding, &errs)
+		for i, c := range sr.Code.Coding {
+			if deref(c.System) == SystemDICOMModality && deref(c.Code) != "" {
+				o.Modalities = appendModality(o.Modalities, fmt.Sprintf("%s.code.coding[%d].code", rt, i), deref(c.Code), &errs)
 			}
 		}
 	}
 	if sr.Priority != nil {
 		o.Priority = sr.Priority.Code()
 	}
-	refs := []r4.Reference{}
+	var refs []pathRef
 	if sr.Requester != nil {
-		refs = append(refs, *sr.Requester)
+		refs = append(refs, pathRef{rt + ".requester", *sr.Requester})
 	}
-	refs = append(refs, sr.Performer...)
-	refs = append(refs, sr.LocationReference...)
-	o.Facility = facility(refs...)
+	for i, r := range sr.Performer {
+		refs = append(refs, pathRef{fmt.Sprintf("%s.performer[%d]", rt, i), r})
+	}
+	for i, r := range sr.LocationReference {
+		refs = append(refs, pathRef{fmt.Sprintf("%s.locationReference[%d]", rt, i), r})
+	}
+	o.Facility = facility(refs, &errs)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	o.Self = selfRef(rt, o.ID, &Identifier{System: acsn.System, Value: acsn.Value})
 	return o, nil
 }
@@ -132,6 +145,9 @@ func ParseImagingStudy(b []byte) (*OrderResource, error) {
 		return nil, jsonError(rt, err)
 	}
 	o := &OrderResource{ResourceType: rt, ID: deref(is.Id), Status: status}
+	if err := checkID(rt, o.ID); err != nil {
+		return nil, err
+	}
 	uid, err := studyUID(rt, is.Identifier, true)
 	if err != nil {
 		return nil, err
@@ -140,23 +156,27 @@ func ParseImagingStudy(b []byte) (*OrderResource, error) {
 	if o.Accession, err = accession(rt, is.Identifier); err != nil {
 		return nil, err
 	}
-	o.Subject = reference(&is.Subject)
+	var errs []error
+	o.Subject = reference(rt+".subject", &is.Subject, &errs)
 	for i := range is.BasedOn {
-		if r := reference(&is.BasedOn[i]); r != nil {
+		if r := reference(fmt.Sprintf("%s.basedOn[%d]", rt, i), &is.BasedOn[i], &errs); r != nil {
 			o.BasedOn = append(o.BasedOn, *r)
 		}
 	}
-	for _, cc := range is.ProcedureCode {
-		o.Codes = append(o.Codes, codings(cc.Coding)...)
+	for i, cc := range is.ProcedureCode {
+		o.Codes = append(o.Codes, codings(fmt.Sprintf("%s.procedureCode[%d]", rt, i), cc.Coding, &errs)...)
 	}
-	for _, c := range is.Modality {
-		o.Modalities = appendModality(o.Modalities, deref(c.Code))
+	for i, c := range is.Modality {
+		o.Modalities = appendModality(o.Modalities, fmt.Sprintf("%s.modality[%d].code", rt, i), deref(c.Code), &errs)
 	}
-	for _, s := range is.Series {
-		o.Modalities = appendModality(o.Modalities, deref(s.Modality.Code))
+	for i, s := range is.Series {
+		o.Modalities = appendModality(o.Modalities, fmt.Sprintf("%s.series[%d].modality.code", rt, i), deref(s.Modality.Code), &errs)
 	}
 	if is.Location != nil {
-		o.Facility = facility(*is.Location)
+		o.Facility = facility([]pathRef{{rt + ".location", *is.Location}}, &errs)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	o.Self = selfRef(rt, o.ID, &Identifier{System: SystemDICOMUID, Value: "urn:oid:" + uid})
 	return o, nil
@@ -248,7 +268,7 @@ func jsonError(resource string, err error) error {
 		if p, ok := enumPaths[resource][m[1]]; ok {
 			path = join(p)
 		}
-		return &FieldError{Path: path, Code: IssueValue, Msg: fmt.Sprintf("unknown code %q (%s)", m[2], m[1])}
+		return &FieldError{Path: path, Code: IssueValue, Msg: fmt.Sprintf("unknown code %q (%s)", clip(m[2]), m[1])}
 	}
 	return &FieldError{Path: resource, Code: IssueStructure, Msg: err.Error()}
 }
@@ -291,17 +311,109 @@ func isACSN(cc *r4.CodeableConcept) bool {
 	return false
 }
 
+// Bounds on the strings radgate keeps from an order besides identifier
+// values (radgate.MaxIdentifierLength) and systems (radgate.MaxSystemLength).
+const (
+	// maxReferenceLength bounds a literal reference ("Patient/123", or an
+	// absolute URL).
+	maxReferenceLength = radgate.MaxSystemLength
+	// maxDisplayLength bounds a display text (a code's, a facility's).
+	maxDisplayLength = 1024
+	// maxModalityLength is DICOM's bound on a CS value (Modality).
+	maxModalityLength = 16
+)
+
+// checkString applies radgate.CheckIdentifier to a value radgate stores and
+// sends on, as a *FieldError at path (max 0: radgate.MaxIdentifierLength).
+func checkString(path, v string, max int) error {
+	err := radgate.CheckIdentifier(path, v, max)
+	if err == nil {
+		return nil
+	}
+	if max <= 0 {
+		max = radgate.MaxIdentifierLength
+	}
+	code := IssueValue
+	if utf8.RuneCountInString(v) > max {
+		code = IssueTooLong
+	}
+	return &FieldError{Path: path, Code: code, Msg: sansPath(err, path), Detail: DetailInvalidIdentifier}
+}
+
+// checkUID applies radgate.CheckUID, as a *FieldError at path.
+func checkUID(path, uid string) error {
+	err := radgate.CheckUID(path, uid)
+	if err == nil {
+		return nil
+	}
+	code := IssueValue
+	if len(uid) > radgate.MaxUIDLength {
+		code = IssueTooLong
+	}
+	return &FieldError{Path: path, Code: code, Msg: sansPath(err, path), Detail: DetailInvalidIdentifier}
+}
+
+// sansPath is the message of a radgate.CheckIdentifier or CheckUID error
+// without the "invalid order: <path>" that FieldError.Error puts back.
+func sansPath(err error, path string) string {
+	msg := strings.TrimPrefix(err.Error(), radgate.ErrInvalidOrder.Error()+": ")
+	return strings.TrimPrefix(msg, path+" ")
+}
+
+// optional checks a value that may be absent: empty after trimming is fine
+// and comes back "", anything else must pass checkString and comes back
+// trimmed.
+func optional(path, v string, max int, errs *[]error) string {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return ""
+	}
+	if err := checkString(path, v, max); err != nil {
+		*errs = append(*errs, err)
+	}
+	return v
+}
+
+// checkID checks a resource's logical id, which radgate writes into
+// references ("ServiceRequest/{id}"): FHIR's id syntax, 1–64 of A–Z a–z
+// 0–9 '-' and '.'.
+func checkID(rt, id string) error {
+	if id == "" {
+		return nil
+	}
+	path := rt + ".id"
+	if err := checkString(path, id, 64); err != nil {
+		return err
+	}
+	for i, c := range id {
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return &FieldError{Path: path, Code: IssueValue, Detail: DetailInvalidIdentifier,
+				Msg: fmt.Sprintf("is not a FHIR id: character %d is not a letter, digit, '-' or '.'", utf8.RuneCountInString(id[:i])+1)}
+		}
+	}
+	return nil
+}
+
 func accession(rt string, ids []r4.Identifier) (*Identifier, error) {
 	for i, id := range ids {
 		if !isACSN(id.Type) {
 			continue
 		}
+		path := fmt.Sprintf("%s.identifier[%d]", rt, i)
 		v := strings.TrimSpace(deref(id.Value))
 		if v == "" {
-			return nil, &FieldError{Path: fmt.Sprintf("%s.identifier[%d].value", rt, i), Code: IssueRequired,
+			return nil, &FieldError{Path: path + ".value", Code: IssueRequired,
 				Msg: "accession number (identifier with type ACSN) has no value"}
 		}
-		return &Identifier{System: strings.TrimSpace(deref(id.System)), Value: v}, nil
+		var errs []error
+		if err := checkString(path+".value", v, radgate.MaxIdentifierLength); err != nil {
+			errs = append(errs, err)
+		}
+		sys := optional(path+".system", deref(id.System), radgate.MaxSystemLength, &errs)
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+		return &Identifier{System: sys, Value: v}, nil
 	}
 	return nil, nil
 }
@@ -316,9 +428,8 @@ func studyUID(rt string, ids []r4.Identifier, required bool) (string, error) {
 		if uid == "" {
 			return "", &FieldError{Path: path, Code: IssueRequired, Msg: "Study Instance UID (system urn:dicom:uid) has no value"}
 		}
-		if !ValidUID(uid) {
-			return "", &FieldError{Path: path, Code: IssueValue,
-				Msg: fmt.Sprintf("%q is not a DICOM UID (digits and dots, at most 64 characters)", uid)}
+		if err := checkUID(path, uid); err != nil {
+			return "", err
 		}
 		return uid, nil
 	}
@@ -329,24 +440,10 @@ func studyUID(rt string, ids []r4.Identifier, required bool) (string, error) {
 	return "", nil
 }
 
-// ValidUID reports whether uid (without "urn:oid:") is a syntactically valid
-// DICOM UID: dot-separated digit groups, at most 64 characters.
-func ValidUID(uid string) bool {
-	if uid == "" || len(uid) > 64 {
-		return false
-	}
-	for _, part := range strings.Split(uid, ".") {
-		if part == "" {
-			return false
-		}
-		for _, c := range part {
-			if c < '0' || c > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
+// ValidUID reports whether uid (without "urn:oid:") is a DICOM UID
+// (radgate.CheckUID: digits and dots, at most 64 characters, no empty
+// component or leading zero).
+func ValidUID(uid string) bool { return radgate.CheckUID("uid", uid) == nil }
 
 func selfRef(rt, id string, ident *Identifier) *Reference {
 	if id != "" {
@@ -355,13 +452,21 @@ func selfRef(rt, id string, ident *Identifier) *Reference {
 	return &Reference{Identifier: ident}
 }
 
-func reference(r *r4.Reference) *Reference {
+// reference reads a reference radgate keeps (a subject, a basedOn),
+// trimmed, checking each part it keeps; faults go to errs.
+func reference(path string, r *r4.Reference, errs *[]error) *Reference {
 	if r == nil {
 		return nil
 	}
-	out := &Reference{Reference: deref(r.Reference), Display: deref(r.Display)}
-	if r.Identifier != nil && deref(r.Identifier.Value) != "" {
-		out.Identifier = &Identifier{System: deref(r.Identifier.System), Value: deref(r.Identifier.Value)}
+	out := &Reference{
+		Reference: optional(path+".reference", deref(r.Reference), maxReferenceLength, errs),
+		Display:   optional(path+".display", deref(r.Display), maxDisplayLength, errs),
+	}
+	if r.Identifier != nil {
+		if v := optional(path+".identifier.value", deref(r.Identifier.Value), radgate.MaxIdentifierLength, errs); v != "" {
+			sys := optional(path+".identifier.system", deref(r.Identifier.System), radgate.MaxSystemLength, errs)
+			out.Identifier = &Identifier{System: sys, Value: v}
+		}
 	}
 	if out.Reference == "" && out.Identifier == nil && out.Display == "" {
 		return nil
@@ -369,19 +474,29 @@ func reference(r *r4.Reference) *Reference {
 	return out
 }
 
-func codings(cs []r4.Coding) []Coding {
+// codings reads the codings that have a code (path is the
+// CodeableConcept's); faults go to errs.
+func codings(path string, cs []r4.Coding, errs *[]error) []Coding {
 	var out []Coding
-	for _, c := range cs {
-		if deref(c.Code) == "" {
+	for i, c := range cs {
+		p := fmt.Sprintf("%s.coding[%d]", path, i)
+		code := optional(p+".code", deref(c.Code), radgate.MaxIdentifierLength, errs)
+		if code == "" {
 			continue
 		}
-		out = append(out, Coding{System: deref(c.System), Code: deref(c.Code), Display: deref(c.Display)})
+		out = append(out, Coding{
+			System:  optional(p+".system", deref(c.System), radgate.MaxSystemLength, errs),
+			Code:    code,
+			Display: optional(p+".display", deref(c.Display), maxDisplayLength, errs),
+		})
 	}
 	return out
 }
 
-func appendModality(ms []string, m string) []string {
-	m = strings.ToUpper(strings.TrimSpace(m))
+// appendModality adds modality code m (read at path), upper case, unless
+// empty or already there.
+func appendModality(ms []string, path, m string, errs *[]error) []string {
+	m = strings.ToUpper(optional(path, m, maxModalityLength, errs))
 	if m == "" {
 		return ms
 	}
@@ -393,21 +508,35 @@ func appendModality(ms []string, m string) []string {
 	return append(ms, m)
 }
 
-func facility(refs ...r4.Reference) string {
-	for _, r := range refs {
-		ref, typ := deref(r.Reference), deref(r.Type)
-		if typ == "Organization" || typ == "Location" ||
-			strings.HasPrefix(ref, "Organization/") || strings.HasPrefix(ref, "Location/") ||
-			strings.Contains(ref, "/Organization/") || strings.Contains(ref, "/Location/") {
-			if d := deref(r.Display); d != "" {
-				return d
-			}
-			if ref != "" {
-				return ref
-			}
+// pathRef is a reference with the path it was read at.
+type pathRef struct {
+	path string
+	ref  r4.Reference
+}
+
+// facility is the first Organization or Location among refs: its display,
+// else its reference. Each such reference is checked, since any may be
+// the one kept.
+func facility(refs []pathRef, errs *[]error) string {
+	found := ""
+	for _, pr := range refs {
+		ref, typ := deref(pr.ref.Reference), deref(pr.ref.Type)
+		if typ != "Organization" && typ != "Location" &&
+			!strings.HasPrefix(ref, "Organization/") && !strings.HasPrefix(ref, "Location/") &&
+			!strings.Contains(ref, "/Organization/") && !strings.Contains(ref, "/Location/") {
+			continue
+		}
+		ref = optional(pr.path+".reference", ref, maxReferenceLength, errs)
+		d := optional(pr.path+".display", deref(pr.ref.Display), maxDisplayLength, errs)
+		switch {
+		case found != "":
+		case d != "":
+			found = d
+		default:
+			found = ref
 		}
 	}
-	return ""
+	return found
 }
 
 func deref[T any](p *T) T {

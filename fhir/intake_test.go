@@ -113,7 +113,7 @@ func TestParseErrors(t *testing.T) {
 		{"no identifiers", `{"resourceType":"ImagingStudy","status":"available"}`,
 			ParseResource, "ImagingStudy.identifier: no Study Instance UID (system urn:dicom:uid)", IssueRequired},
 		{"bad study UID", `{"resourceType":"ImagingStudy","status":"available","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:1.2.abc"}]}`,
-			ParseResource, `ImagingStudy.identifier[0].value: "1.2.abc" is not a DICOM UID (digits and dots, at most 64 characters)`, IssueValue},
+			ParseResource, `ImagingStudy.identifier[0].value: is not a DICOM UID: character 5 is not a digit or a dot`, IssueValue},
 		{"empty study UID", `{"resourceType":"ImagingStudy","status":"available","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:"}]}`,
 			ParseResource, `ImagingStudy.identifier[0].value: Study Instance UID (system urn:dicom:uid) has no value`, IssueRequired},
 		{"unknown study status", `{"resourceType":"ImagingStudy","status":"done","identifier":[` + uid + `]}`,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 )
 
 // IssueSeverity is OperationOutcome.issue.severity.
@@ -32,6 +33,8 @@ const (
 	IssueNotFound      IssueCode = "not-found"
 	IssueProcessing    IssueCode = "processing"
 	IssueTooCostly     IssueCode = "too-costly"
+	IssueTooLong       IssueCode = "too-long"
+	IssueThrottled     IssueCode = "throttled"
 	IssueTransient     IssueCode = "transient"
 	IssueException     IssueCode = "exception"
 	IssueInformational IssueCode = "informational"
@@ -46,7 +49,50 @@ type Issue struct {
 	Expression []string `json:"expression,omitempty"`
 	// Details is details.text, when a server sent one.
 	Details string `json:"-"`
+	// Detail is radgate's own code for the problem (details.coding of
+	// system ErrorCodeSystem): a stable name a sender's software can act
+	// on, where the diagnostics are written for a person.
+	Detail string `json:"-"`
 }
+
+// ErrorCodeSystem is the code system of radgate's detail codes
+// (OperationOutcome.issue.details.coding.system).
+const ErrorCodeSystem = "https://radgate.dev/CodeSystem/error"
+
+// radgate's detail codes (Issue.Detail). Each names one kind of refusal,
+// whatever the wording of the diagnostics.
+const (
+	// DetailInvalidResource: the body is not a usable ServiceRequest,
+	// ImagingStudy or Bundle (malformed JSON, a missing element, a code
+	// outside its value set).
+	DetailInvalidResource = "invalid-resource"
+	// DetailInvalidIdentifier: an identifier, reference, code or text radgate
+	// would store and send on has control characters, is blank or too long.
+	DetailInvalidIdentifier = "invalid-identifier"
+	// DetailInvalidOrder: the resource is valid but cannot become an order
+	// (neither an accession number nor a Study Instance UID).
+	DetailInvalidOrder = "invalid-order"
+	// DetailBodyTooLarge: the request body is over the intake's limit.
+	DetailBodyTooLarge = "body-too-large"
+	// DetailBundleTooLarge: the Bundle has more entries than the intake
+	// takes in one request.
+	DetailBundleTooLarge = "bundle-too-large"
+	// DetailOrderTooLarge: the order is larger than the message store
+	// takes; resending it unchanged cannot succeed.
+	DetailOrderTooLarge = "order-too-large"
+	// DetailRateLimited: the client sent more orders than its rate allows;
+	// retry after the Retry-After header's seconds.
+	DetailRateLimited = "rate-limited"
+	// DetailOrderStoreUnavailable: the order could not be stored now
+	// (message store down or slow); nothing was accepted, retry.
+	DetailOrderStoreUnavailable = "order-store-unavailable"
+	// DetailUnsupportedMediaType: the body is not FHIR JSON.
+	DetailUnsupportedMediaType = "unsupported-media-type"
+	// DetailMethodNotAllowed: the endpoint does not take this method.
+	DetailMethodNotAllowed = "method-not-allowed"
+	// DetailNotFound: no such endpoint, or no such order.
+	DetailNotFound = "not-found"
+)
 
 // Outcome is an OperationOutcome.
 type Outcome struct {
@@ -65,13 +111,21 @@ type jsonOutcome struct {
 }
 
 type jsonIssue struct {
-	Severity IssueSeverity `json:"severity"`
-	Code     IssueCode     `json:"code"`
-	Details  *struct {
-		Text string `json:"text,omitempty"`
-	} `json:"details,omitempty"`
-	Diagnostics string   `json:"diagnostics,omitempty"`
-	Expression  []string `json:"expression,omitempty"`
+	Severity    IssueSeverity `json:"severity"`
+	Code        IssueCode     `json:"code"`
+	Details     *jsonDetails  `json:"details,omitempty"`
+	Diagnostics string        `json:"diagnostics,omitempty"`
+	Expression  []string      `json:"expression,omitempty"`
+}
+
+type jsonDetails struct {
+	Coding []jsonCoding `json:"coding,omitempty"`
+	Text   string       `json:"text,omitempty"`
+}
+
+type jsonCoding struct {
+	System string `json:"system,omitempty"`
+	Code   string `json:"code,omitempty"`
 }
 
 // MarshalJSON writes o as an R4 OperationOutcome. An outcome without issues
@@ -80,6 +134,9 @@ func (o *Outcome) MarshalJSON() ([]byte, error) {
 	out := jsonOutcome{ResourceType: "OperationOutcome", Issue: []jsonIssue{}}
 	for _, is := range o.Issues {
 		ji := jsonIssue{Severity: is.Severity, Code: is.Code, Diagnostics: is.Diagnostics, Expression: is.Expression}
+		if is.Detail != "" {
+			ji.Details = &jsonDetails{Coding: []jsonCoding{{System: ErrorCodeSystem, Code: is.Detail}}}
+		}
 		if ji.Severity == "" {
 			ji.Severity = SeverityError
 		}
@@ -101,6 +158,59 @@ func (o *Outcome) JSON() []byte {
 		panic(err)
 	}
 	return b
+}
+
+// WithDetail sets radgate's detail code (see DetailInvalidResource…) on
+// every issue of o that has none, and returns o.
+func (o *Outcome) WithDetail(detail string) *Outcome {
+	for i := range o.Issues {
+		if o.Issues[i].Detail == "" {
+			o.Issues[i].Detail = detail
+		}
+	}
+	return o
+}
+
+// Redacted returns a copy of o keeping of each issue only its severity,
+// code and expression: what a peer's OperationOutcome may say safely in
+// radgate's errors, logs, order reasons and dead letters. A server's
+// diagnostics and details.text are free text that can quote the resource,
+// patient names included.
+func (o *Outcome) Redacted() *Outcome {
+	if o == nil {
+		return nil
+	}
+	out := &Outcome{Issues: make([]Issue, 0, len(o.Issues))}
+	for _, is := range o.Issues {
+		out.Issues = append(out.Issues, Issue{Severity: is.Severity, Code: is.Code,
+			Expression: append([]string(nil), is.Expression...)})
+	}
+	return out
+}
+
+// Summary names each issue by severity, code and expression only
+// ("error structure at DiagnosticReport.subject.display"), never by its
+// diagnostics or details.
+func (o *Outcome) Summary() string {
+	if o == nil {
+		return ""
+	}
+	var parts []string
+	for _, is := range o.Issues {
+		sev, code := is.Severity, is.Code
+		if sev == "" {
+			sev = SeverityError
+		}
+		if code == "" {
+			code = IssueProcessing
+		}
+		s := string(sev) + " " + string(code)
+		if len(is.Expression) > 0 {
+			s += " at " + strings.Join(is.Expression, ", ")
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Text joins the issues' diagnostics (or details) into one line.
@@ -141,6 +251,11 @@ func ParseOperationOutcome(b []byte) (*Outcome, error) {
 		is := Issue{Severity: ji.Severity, Code: ji.Code, Diagnostics: ji.Diagnostics, Expression: ji.Expression}
 		if ji.Details != nil {
 			is.Details = ji.Details.Text
+			for _, c := range ji.Details.Coding {
+				if c.System == ErrorCodeSystem {
+					is.Detail = c.Code
+				}
+			}
 		}
 		o.Issues = append(o.Issues, is)
 	}
@@ -159,6 +274,8 @@ type FieldError struct {
 	// Code is the OperationOutcome issue code (invalid, structure, required…).
 	Code IssueCode
 	Msg  string
+	// Detail is radgate's detail code; empty means DetailInvalidResource.
+	Detail string
 }
 
 func (e *FieldError) Error() string {
@@ -173,7 +290,8 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalidResource
 
 // OutcomeFromError turns an error into an OperationOutcome: one issue per
 // *FieldError (errors joined with errors.Join give one issue each, with
-// their expression), else one issue of the given code.
+// their expression and detail code), else one issue of the given code with
+// the error's text: pass only errors written for the sender.
 func OutcomeFromError(err error, code IssueCode) *Outcome {
 	o := &Outcome{}
 	var walk func(error)
@@ -186,9 +304,12 @@ func OutcomeFromError(err error, code IssueCode) *Outcome {
 		}
 		var fe *FieldError
 		if errors.As(e, &fe) {
-			is := Issue{Severity: SeverityError, Code: fe.Code, Diagnostics: fe.Error()}
+			is := Issue{Severity: SeverityError, Code: fe.Code, Diagnostics: fe.Error(), Detail: fe.Detail}
 			if is.Code == "" {
 				is.Code = IssueInvalid
+			}
+			if is.Detail == "" {
+				is.Detail = DetailInvalidResource
 			}
 			if fe.Path != "" {
 				is.Expression = []string{fe.Path}
@@ -204,14 +325,17 @@ func OutcomeFromError(err error, code IssueCode) *Outcome {
 	return o
 }
 
-// OutcomeError is a FHIR server's refusal: the HTTP status and the
-// OperationOutcome it answered with (nil when the body was not one).
+// OutcomeError is a FHIR server's refusal: the HTTP status and what its
+// OperationOutcome says safely (see Outcome.Redacted). Its text names the
+// status and each issue's severity, code and expression, never the
+// server's diagnostics, details.text or body, which can quote patient data.
 type OutcomeError struct {
 	// Op says what was being done ("posting the result transaction").
 	Op      string
 	Status  int
 	Outcome *Outcome
-	// Body is the start of a response body that was not an OperationOutcome.
+	// Body describes a response body that was not an OperationOutcome (its
+	// media type and size), never its content.
 	Body string
 }
 
@@ -222,12 +346,13 @@ func (e *OutcomeError) Error() string {
 		b.WriteString(": ")
 	}
 	fmt.Fprintf(&b, "FHIR server answered %d %s", e.Status, http.StatusText(e.Status))
-	if t := e.Outcome.Text(); t != "" {
+	if t := e.Outcome.Summary(); t != "" {
 		b.WriteString(": ")
 		b.WriteString(t)
 	} else if e.Body != "" {
-		b.WriteString(": ")
+		b.WriteString(" (")
 		b.WriteString(e.Body)
+		b.WriteString(")")
 	}
 	return b.String()
 }
@@ -242,9 +367,25 @@ func (e *OutcomeError) Is(target error) bool {
 	return t.Status == 0 || t.Status == e.Status
 }
 
+// quoteOrNothing repeats a value from the request in a message: "nothing"
+// when empty, cut to 64 bytes (a whole rune) so that a huge value is never
+// echoed.
 func quoteOrNothing(s string) string {
 	if s == "" {
 		return "nothing"
 	}
-	return s
+	return clip(s)
+}
+
+// clip cuts s to at most 64 bytes, ending on a whole rune, marking the cut.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }

@@ -37,7 +37,7 @@ func TestOutcomeFromError(t *testing.T) {
 	o := OutcomeFromError(err, IssueProcessing)
 	require.Equal(t, []Issue{{Severity: SeverityError, Code: IssueRequired,
 		Diagnostics: "ImagingStudy.identifier: no Study Instance UID (system urn:dicom:uid)",
-		Expression:  []string{"ImagingStudy.identifier"}}}, o.Issues)
+		Expression:  []string{"ImagingStudy.identifier"}, Detail: DetailInvalidResource}}, o.Issues)
 
 	o = OutcomeFromError(errors.New("nats: timeout"), IssueTransient)
 	require.Equal(t, []Issue{{Severity: SeverityError, Code: IssueTransient, Diagnostics: "nats: timeout"}}, o.Issues)
@@ -46,7 +46,8 @@ func TestOutcomeFromError(t *testing.T) {
 func TestOutcomeError(t *testing.T) {
 	err := fmt.Errorf("delivering: %w", &OutcomeError{Op: "posting the result transaction", Status: 400,
 		Outcome: NewOutcome(SeverityError, IssueStructure, "Missing required property", "DiagnosticReport.status")})
-	require.EqualError(t, err, "delivering: posting the result transaction: FHIR server answered 400 Bad Request: DiagnosticReport.status: Missing required property")
+	require.EqualError(t, err, "delivering: posting the result transaction: FHIR server answered 400 Bad Request: error structure at DiagnosticReport.status",
+		"the status and the issue's code and location, never its diagnostics")
 	require.ErrorIs(t, err, &OutcomeError{Status: 400})
 	require.ErrorIs(t, err, &OutcomeError{})
 	require.NotErrorIs(t, err, &OutcomeError{Status: 412})
@@ -54,6 +55,6 @@ func TestOutcomeError(t *testing.T) {
 	require.ErrorAs(t, err, &oe)
 	require.Equal(t, 400, oe.Status)
 
-	require.EqualError(t, &OutcomeError{Status: 502, Body: "<html>bad gateway</html>"},
-		"FHIR server answered 502 Bad Gateway: <html>bad gateway</html>")
+	require.EqualError(t, &OutcomeError{Status: 502, Body: "a text/html body of 24 bytes"},
+		"FHIR server answered 502 Bad Gateway (a text/html body of 24 bytes)")
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/billing"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
@@ -268,7 +269,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	// The HTTP intake.
 	mux := http.NewServeMux()
-	mux.Handle("/", fhirhttp.NewIntake(pipe, fhirhttp.IntakeOptions{MaxBodyBytes: cfg.Orders.MaxBodyBytes, Logger: logger}))
+	mux.Handle("/", fhirhttp.NewIntake(pipe, intakeOptions(cfg, logger)))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if s := nb.nc.Status(); s != nats.CONNECTED {
@@ -338,4 +339,32 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// intakeOptions are the FHIR intake's limits from cfg. Behind
+// authentication a client is its principal, else its address.
+func intakeOptions(cfg config.Config, logger *slog.Logger) fhirhttp.IntakeOptions {
+	l := cfg.HTTP.Limits
+	opts := fhirhttp.IntakeOptions{
+		MaxBodyBytes:     cfg.Orders.MaxBodyBytes,
+		MaxBundleEntries: l.MaxBundleEntries,
+		Rate:             fhirhttp.RateLimit{OrdersPerSecond: l.OrdersPerSecond, Burst: l.OrderBurst, MaxClients: l.MaxClients},
+		LimitKeys: fhirhttp.LimitKeys{MaxBodyBytes: "orders.max_body_bytes", MaxBundleEntries: "http.limits.max_bundle_entries",
+			OrdersPerSecond: "http.limits.orders_per_second", Burst: "http.limits.order_burst"},
+		Logger: logger,
+	}
+	if cfg.HTTP.Auth.Mode != "" && cfg.HTTP.Auth.Mode != config.AuthNone {
+		opts.ClientKey = clientKey
+	}
+	return opts
+}
+
+// clientKey names an authenticated caller for the rate limit: its principal
+// (the tokens file's name, or the JWT's subject as the authenticator names
+// it), else a digest of its bearer token.
+func clientKey(r *http.Request) string {
+	if p, ok := httpauth.PrincipalFrom(r.Context()); ok && p.Name != "" {
+		return "principal:" + p.Name
+	}
+	return fhirhttp.BearerClientKey(r)
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -41,8 +42,10 @@ type ClientOptions struct {
 
 // Client talks FHIR R4 REST (JSON) to one server. Every error it returns for
 // a failed exchange is classified: refused connections, timeouts, 408, 429
-// and 5xx are wrapped with routing.Transient; other 4xx are a
-// *rfhir.OutcomeError carrying the status and the server's OperationOutcome.
+// and 5xx are wrapped with radgate.Transient; other 4xx are a
+// *fhir.OutcomeError carrying the status and the server's OperationOutcome
+// reduced to what may be logged (issue severities, codes and expressions;
+// never diagnostics, details.text or a raw body).
 type Client struct {
 	base  *url.URL
 	token string
@@ -134,27 +137,30 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 		return nil, radgate.Transient(fmt.Errorf("%s: reading the response: %w", op, err))
 	}
 	c.log.Debug("fhir request", "op", op, "method", method, "path", path, "status", resp.StatusCode, "elapsed", time.Since(start))
-	if err := classify(op, resp.StatusCode, b); err != nil {
+	if err := classify(op, resp.StatusCode, resp.Header, b); err != nil {
 		return nil, err
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}, nil
 }
 
 // classify turns a non-2xx answer into an error: transient for 408, 429 and
-// 5xx, permanent for the rest; both carry a *rfhir.OutcomeError.
-func classify(op string, status int, body []byte) error {
+// 5xx, permanent for the rest; both carry a *fhir.OutcomeError. Of the
+// server's answer the error keeps the status and, of an OperationOutcome,
+// each issue's severity, code and expression: its diagnostics, details.text
+// and any other body are free text that can quote the resource (a patient's
+// name) and would end up in logs, order reasons and dead letters.
+func classify(op string, status int, header http.Header, body []byte) error {
 	if status >= 200 && status < 300 {
 		return nil
 	}
 	oe := &fhir.OutcomeError{Op: op, Status: status}
 	if o, err := fhir.ParseOperationOutcome(body); err == nil {
-		oe.Outcome = o
-	} else {
-		s := strings.TrimSpace(string(body))
-		if len(s) > 200 {
-			s = s[:200] + "…"
+		oe.Outcome = o.Redacted()
+	} else if len(bytes.TrimSpace(body)) > 0 {
+		oe.Body = fmt.Sprintf("a body of %d bytes", len(body))
+		if mt, _, err := mime.ParseMediaType(header.Get("Content-Type")); err == nil {
+			oe.Body = fmt.Sprintf("a %s body of %d bytes", mt, len(body))
 		}
-		oe.Body = s
 	}
 	if status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500 {
 		return radgate.Transient(oe)

@@ -14,6 +14,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/httpauth"
@@ -23,6 +27,9 @@ import (
 // DefaultMaxBodyBytes is the default cap on an intake request body.
 const DefaultMaxBodyBytes = 10 << 20
 
+// DefaultMaxBundleEntries is the default cap on the entries of one Bundle.
+const DefaultMaxBundleEntries = 100
+
 // Source is the OrderEvent.Source of events from this adapter.
 const Source = "fhir"
 
@@ -31,11 +38,31 @@ type IntakeOptions struct {
 	// MaxBodyBytes caps a request body; a larger one is answered 413.
 	// Zero means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxBundleEntries caps the entries of one Bundle; a larger Bundle is
+	// answered 413 before any entry is read. Zero means
+	// DefaultMaxBundleEntries.
+	MaxBundleEntries int
+	// Rate limits the orders each client hands in (see RateLimit); a zero
+	// OrdersPerSecond turns it off.
+	Rate RateLimit
+	// ClientKey names the client a request counts against for Rate; nil
+	// means RemoteClientKey. Behind authentication, name the
+	// authenticated principal (BearerClientKey).
+	ClientKey func(*http.Request) string
+	// LimitKeys names the configuration keys of the limits in messages
+	// (a sender is told which setting refused it); empty names none.
+	LimitKeys LimitKeys
 	// Logger receives one line per request outcome (ids and resource types
 	// only, never patient data). Nil discards.
 	Logger *slog.Logger
 	// Now stamps OrderEvent.ReceivedAt; nil means time.Now.
 	Now func() time.Time
+}
+
+// LimitKeys are the configuration keys behind IntakeOptions' limits, named
+// in the answers that enforce them ("http.limits.max_bundle_entries").
+type LimitKeys struct {
+	MaxBodyBytes, MaxBundleEntries, OrdersPerSecond, Burst string
 }
 
 // Intake is the HTTP intake of FHIR orders. It serves:
@@ -67,19 +94,42 @@ type IntakeOptions struct {
 // store is down), the answer is 503 and the client resends the whole Bundle:
 // orders are keyed by accession number or study UID, so entries accepted the
 // first time are not duplicated. In a batch each entry stands alone and gets
-// its own status (202, 400 or 503).
+// its own status (202, 400, 413 or 503).
 //
-// Errors are OperationOutcomes: malformed JSON, a wrong resourceType, no
-// accession number or no Study Instance UID → 400 with the element named in
-// issue.expression; a body over the limit → 413; an unsupported media type →
-// 415; a wrong method → 405; an order routing refuses (radgate.ErrInvalidOrder)
-// → 400; any other failure to accept → 503 (nothing was accepted: retry).
+// Errors are OperationOutcomes whose issues carry the FHIR issue code and
+// radgate's detail code (details.coding, system fhir.ErrorCodeSystem), and
+// diagnostics written for the sender, never an internal error's text (that
+// goes to the log):
+//
+//	400 invalid-resource        malformed JSON, a wrong resourceType, no
+//	                            accession number or Study Instance UID
+//	400 invalid-identifier      an identifier, reference, code or text with
+//	                            control characters, blank or too long
+//	                            (radgate.CheckIdentifier, CheckUID)
+//	400 invalid-order           an order radgate.Intake refuses
+//	                            (radgate.ErrInvalidOrder)
+//	413 body-too-large          a body over MaxBodyBytes
+//	413 bundle-too-large        a Bundle of more than MaxBundleEntries
+//	413 order-too-large         an order the message store refuses as too
+//	                            large: resending it unchanged cannot succeed
+//	429 rate-limited            over the client's Rate, with Retry-After
+//	503 order-store-unavailable any other failure to accept, with
+//	                            Retry-After: nothing was accepted, retry
+//	415, 405, 404               unsupported-media-type, method-not-allowed,
+//	                            not-found
+//
+// Every element at fault is named in issue.expression, FHIRPath-style
+// ("ServiceRequest.identifier[0].value", "Bundle.entry[3].resource.subject").
 type Intake struct {
-	in      radgate.Intake
-	maxBody int64
-	log     *slog.Logger
-	now     func() time.Time
-	mux     *http.ServeMux
+	in         radgate.Intake
+	maxBody    int64
+	maxEntries int
+	limiter    *clientLimiter
+	clientKey  func(*http.Request) string
+	keys       LimitKeys
+	log        *slog.Logger
+	now        func() time.Time
+	mux        *http.ServeMux
 }
 
 var _ http.Handler = (*Intake)(nil)
@@ -91,9 +141,17 @@ func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
 	if in == nil {
 		panic("fhirhttp: NewIntake with a nil radgate.Intake")
 	}
-	h := &Intake{in: in, maxBody: opts.MaxBodyBytes, log: opts.Logger, now: opts.Now}
+	h := &Intake{in: in, maxBody: opts.MaxBodyBytes, maxEntries: opts.MaxBundleEntries,
+		clientKey: opts.ClientKey, keys: opts.LimitKeys, log: opts.Logger, now: opts.Now}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.maxEntries <= 0 {
+		h.maxEntries = DefaultMaxBundleEntries
+	}
+	h.limiter = newClientLimiter(opts.Rate, h.maxEntries)
+	if h.clientKey == nil {
+		h.clientKey = RemoteClientKey
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -112,7 +170,8 @@ func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
 	mux.HandleFunc("/orders/{id}", h.methods(h.getOrder, http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
-			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id})", r.URL.Path)))
+			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id})", clipPath(r.URL.Path))).
+			WithDetail(fhir.DetailNotFound))
 	})
 	h.mux = mux
 	return h
@@ -131,7 +190,8 @@ func (h *Intake) methods(next http.HandlerFunc, allowed ...string) http.HandlerF
 		}
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeOutcome(w, http.StatusMethodNotAllowed, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
-			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, r.URL.Path, strings.Join(allowed, ", "))))
+			fmt.Sprintf("method %s not allowed on %s (allowed: %s)", r.Method, clipPath(r.URL.Path), strings.Join(allowed, ", "))).
+			WithDetail(fhir.DetailMethodNotAllowed))
 	}
 }
 
@@ -143,11 +203,12 @@ func (h *Intake) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		switch {
 		case err != nil:
 			writeOutcome(w, http.StatusUnsupportedMediaType, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
-				fmt.Sprintf("unreadable Content-Type %q: send application/fhir+json", ct)))
+				fmt.Sprintf("unreadable Content-Type %q: send application/fhir+json", clipText(ct))).WithDetail(fhir.DetailUnsupportedMediaType))
 			return nil, false
 		case mt != "application/fhir+json" && mt != "application/json" && mt != "application/json+fhir":
 			writeOutcome(w, http.StatusUnsupportedMediaType, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotSupported,
-				fmt.Sprintf("Content-Type %s not supported: radgate reads FHIR JSON (application/fhir+json or application/json)", mt)))
+				fmt.Sprintf("Content-Type %s not supported: radgate reads FHIR JSON (application/fhir+json or application/json)", clipText(mt))).
+				WithDetail(fhir.DetailUnsupportedMediaType))
 			return nil, false
 		}
 	}
@@ -157,11 +218,13 @@ func (h *Intake) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 		if errors.As(err, &tooBig) {
 			h.log.Warn("request body too large", "path", r.URL.Path, "limit_bytes", tooBig.Limit)
 			writeOutcome(w, http.StatusRequestEntityTooLarge, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTooCostly,
-				fmt.Sprintf("request body larger than %d bytes", tooBig.Limit)))
+				fmt.Sprintf("request body larger than %d bytes%s", tooBig.Limit, h.keyNote(h.keys.MaxBodyBytes))).
+				WithDetail(fhir.DetailBodyTooLarge))
 			return nil, false
 		}
+		h.log.Info("request body not read", "path", r.URL.Path, "error", err)
 		writeOutcome(w, http.StatusBadRequest, fhir.NewOutcome(fhir.SeverityError, fhir.IssueStructure,
-			"reading the request body: "+err.Error()))
+			"the request body could not be read to its end: send it again").WithDetail(fhir.DetailInvalidResource))
 		return nil, false
 	}
 	return body, true
@@ -175,12 +238,49 @@ func (h *Intake) postResource(parse func([]byte) (*fhir.OrderResource, error)) h
 			return
 		}
 		o, err := parse(body)
+		if !h.admit(w, r, 1) {
+			return
+		}
 		if err != nil {
 			h.rejected(w, r, err)
 			return
 		}
 		h.acceptOne(w, r, o)
 	}
+}
+
+// admit spends n of the client's tokens (see RateLimit); when its bucket
+// cannot pay, it answers 429 with Retry-After and returns false.
+func (h *Intake) admit(w http.ResponseWriter, r *http.Request, n int) bool {
+	if h.limiter == nil {
+		return true
+	}
+	client := h.clientKey(r)
+	wait := h.limiter.take(client, max(n, 1), h.now())
+	if wait == 0 {
+		return true
+	}
+	secs := retryAfter(wait)
+	h.log.Warn("request refused: client over its order rate", "path", r.URL.Path, "client", client,
+		"orders", n, "retry_after_s", secs)
+	w.Header().Set("Retry-After", fmt.Sprint(secs))
+	keys := ""
+	if h.keys.OrdersPerSecond != "" && h.keys.Burst != "" {
+		keys = fmt.Sprintf(" (%s, %s)", h.keys.OrdersPerSecond, h.keys.Burst)
+	}
+	writeOutcome(w, http.StatusTooManyRequests, fhir.NewOutcome(fhir.SeverityError, fhir.IssueThrottled,
+		fmt.Sprintf("too many orders from this client: radgate takes %g orders per second from one client, up to %d at once%s; "+
+			"nothing of this request was accepted: send it again in %d s", float64(h.limiter.limit), h.limiter.burst, keys, secs)).
+		WithDetail(fhir.DetailRateLimited))
+	return false
+}
+
+// keyNote is " (key)" naming the setting behind a limit, or "".
+func (h *Intake) keyNote(key string) string {
+	if key == "" {
+		return ""
+	}
+	return " (" + key + ")"
 }
 
 // notify serves R4 rest-hook notifications.
@@ -202,6 +302,9 @@ func (h *Intake) notify(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o, err := fhir.ParseResource(body)
+	if !h.admit(w, r, 1) {
+		return
+	}
 	if err != nil {
 		h.rejected(w, r, err)
 		return
@@ -222,7 +325,32 @@ func (h *Intake) acceptOne(w http.ResponseWriter, r *http.Request, o *fhir.Order
 	}
 	h.log.Info("order accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "order_id", st.ID, "state", st.State)
 	w.Header().Set("Location", "/orders/"+st.ID)
-	writeJSON(w, http.StatusAccepted, "application/json", st)
+	writeJSON(w, http.StatusAccepted, "application/json", acceptedStatus(st))
+}
+
+// acceptedStatus is the order's status as the 202 answer shows it: without
+// the reasons of a failed or rejected order, engine or delivery, which are
+// written for the operator and can quote a peer (a PACS query's path, a
+// FHIR server's refusal). GET /orders/{id} serves the whole status.
+func acceptedStatus(st radgate.OrderStatus) radgate.OrderStatus {
+	st.Reason = ""
+	if st.Engines != nil {
+		engines := make(map[string]radgate.EngineProgress, len(st.Engines))
+		for id, e := range st.Engines {
+			e.Reason = ""
+			if e.Deliveries != nil {
+				ds := make(map[string]radgate.DeliveryProgress, len(e.Deliveries))
+				for d, p := range e.Deliveries {
+					p.Reason = ""
+					ds[d] = p
+				}
+				e.Deliveries = ds
+			}
+			engines[id] = e
+		}
+		st.Engines = engines
+	}
+	return st
 }
 
 // postBundle serves POST /fhir.
@@ -235,7 +363,27 @@ func (h *Intake) postBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Intake) serveBundle(w http.ResponseWriter, r *http.Request, body []byte) {
-	b, err := fhir.ParseBundle(body)
+	b, err := fhir.ParseBundleMax(body, h.maxEntries)
+	orders := 0
+	if err == nil {
+		for _, e := range b.Entries {
+			if !e.Ignored() {
+				orders++
+			}
+		}
+	}
+	if !h.admit(w, r, orders) {
+		return
+	}
+	var tooMany *fhir.EntryLimitError
+	if errors.As(err, &tooMany) {
+		h.log.Warn("Bundle refused: too many entries", "path", r.URL.Path, "entries", tooMany.Entries, "limit", tooMany.Max)
+		writeOutcome(w, http.StatusRequestEntityTooLarge, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTooCostly,
+			fmt.Sprintf("the Bundle has %d entries; radgate takes at most %d in one Bundle%s: send them in Bundles of at most %d",
+				tooMany.Entries, tooMany.Max, h.keyNote(h.keys.MaxBundleEntries), tooMany.Max), "Bundle.entry").
+			WithDetail(fhir.DetailBundleTooLarge))
+		return
+	}
 	if err != nil {
 		h.rejected(w, r, err)
 		return
@@ -265,10 +413,13 @@ func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.Int
 		st, err := h.in.Accept(r.Context(), h.event(e.Order))
 		if err != nil {
 			code, oo := acceptError(err)
+			note := fmt.Sprintf("%d earlier entries were accepted", accepted)
+			if code == http.StatusServiceUnavailable {
+				note += "; resending the whole Bundle is safe"
+			}
 			for j := range oo.Issues {
 				oo.Issues[j].Expression = []string{fmt.Sprintf("Bundle.entry[%d]", i)}
-				oo.Issues[j].Diagnostics = fmt.Sprintf("Bundle.entry[%d]: %s (%d earlier entries were accepted; resending the whole Bundle is safe)",
-					i, oo.Issues[j].Diagnostics, accepted)
+				oo.Issues[j].Diagnostics = fmt.Sprintf("Bundle.entry[%d]: %s (%s)", i, oo.Issues[j].Diagnostics, note)
 			}
 			h.log.Warn("transaction not accepted", "entry", i, "resource_type", e.ResourceType, "accepted_before", accepted, "status", code, "error", err)
 			if code == http.StatusServiceUnavailable {
@@ -289,7 +440,7 @@ func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBun
 	for i, e := range b.Entries {
 		switch {
 		case e.Err != nil:
-			resp[i] = fhir.EntryResponse{Status: "400 Bad Request", Outcome: fhir.OutcomeFromError(e.Err, fhir.IssueInvalid)}
+			resp[i] = fhir.EntryResponse{Status: "400 Bad Request", Outcome: fhir.OutcomeFromError(e.Err, fhir.IssueInvalid).WithDetail(fhir.DetailInvalidResource)}
 			h.logRejected(r, e.Err)
 		case e.Ignored():
 			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
@@ -315,12 +466,12 @@ func (h *Intake) getOrder(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, radgate.ErrOrderNotFound):
 		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
-			fmt.Sprintf("order %q not found", id)))
+			fmt.Sprintf("order %q not found", clipText(id))).WithDetail(fhir.DetailNotFound))
 	case err != nil:
 		h.log.Warn("order status unavailable", "order_id", id, "error", err)
 		w.Header().Set("Retry-After", "5")
 		writeOutcome(w, http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
-			"order status unavailable: "+err.Error()))
+			"the order store is unavailable right now: ask again later").WithDetail(fhir.DetailOrderStoreUnavailable))
 	default:
 		if !httpauth.HasRole(r, httpauth.RolePHI) {
 			st = withoutPatientData(st)
@@ -411,10 +562,12 @@ func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
 	return out
 }
 
-// rejected answers a request whose body cannot become an order.
+// rejected answers a request whose body cannot become an order. err is a
+// *fhir.FieldError, or several joined: their messages are written for the
+// sender and never repeat a value whole.
 func (h *Intake) rejected(w http.ResponseWriter, r *http.Request, err error) {
 	h.logRejected(r, err)
-	writeOutcome(w, http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid))
+	writeOutcome(w, http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid).WithDetail(fhir.DetailInvalidResource))
 }
 
 // logRejected logs where a request was at fault, never the message itself
@@ -427,16 +580,33 @@ func (h *Intake) logRejected(r *http.Request, err error) {
 	h.log.Info("request rejected", "path", r.URL.Path, "faults", strings.Join(paths, " "))
 }
 
-// acceptError maps an Accept error to an HTTP status and an outcome.
+// acceptError maps an Accept error to an HTTP status and an outcome for
+// the sender: a stable detail code and a message written for them, never
+// the error's own text (which names the broker's internals; the caller
+// logs it).
 func acceptError(err error) (int, *fhir.Outcome) {
-	if errors.Is(err, radgate.ErrInvalidOrder) {
-		return http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid)
+	switch {
+	case errors.Is(err, radgate.ErrInvalidOrder):
+		// Written for the sender by radgate.Intake ("no accession number
+		// and no Study Instance UID").
+		return http.StatusBadRequest, fhir.OutcomeFromError(err, fhir.IssueInvalid).WithDetail(fhir.DetailInvalidOrder)
+	case tooLarge(err):
+		return http.StatusRequestEntityTooLarge, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTooCostly,
+			"the order is larger than radgate's message store takes; sending it again unchanged cannot succeed: "+
+				"leave out repeated codes, references and texts").WithDetail(fhir.DetailOrderTooLarge)
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
+			"the order could not be stored in time; nothing was accepted: send it again").WithDetail(fhir.DetailOrderStoreUnavailable)
 	}
-	msg := "order not accepted, retry later: " + err.Error()
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		msg = "order not accepted (request cancelled or timed out), retry: " + err.Error()
-	}
-	return http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient, msg)
+	return http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
+		"the order store is unavailable; nothing was accepted: send it again later").WithDetail(fhir.DetailOrderStoreUnavailable)
+}
+
+// tooLarge reports whether the broker refused a message as too large: the
+// client's payload limit (nats.ErrMaxPayload) or the stream's maximum
+// message size. That is the sender's order, not an outage: 413, not 503.
+func tooLarge(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum)
 }
 
 // event maps an intake resource to routing's OrderEvent.
@@ -489,6 +659,22 @@ func toRoutingRef(r *fhir.Reference) *radgate.Reference {
 		out.Identifier = &radgate.Identifier{System: r.Identifier.System, Value: r.Identifier.Value}
 	}
 	return out
+}
+
+// clipPath and clipText cut what a request sent to a length a message may
+// repeat.
+func clipPath(p string) string { return clipText(p) }
+
+func clipText(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 func writeOutcome(w http.ResponseWriter, code int, o *fhir.Outcome) {

@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/fhir"
-	"github.com/stretchr/testify/require"
 )
 
 // fakeIntake stands in for routing's intake: it records events and keys
@@ -240,29 +243,52 @@ func TestIntakeRejects(t *testing.T) {
 	}
 }
 
+// TestIntakeAcceptErrors: what Accept's failures are answered with. The
+// sender gets a stable detail code and a message written for them, never
+// the broker's error text; an order the broker refuses as too large is
+// the sender's (413), not an outage to retry (503).
 func TestIntakeAcceptErrors(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		err    error
 		status int
 		code   fhir.IssueCode
+		detail string
+		text   string // in the diagnostics
 	}{
-		{"invalid order", fmt.Errorf("%w: no accession number and no Study Instance UID", radgate.ErrInvalidOrder), 400, fhir.IssueInvalid},
-		{"store down", errors.New("nats: no responders available for request"), 503, fhir.IssueTransient},
-		{"timeout", fmt.Errorf("publishing: %w", context.DeadlineExceeded), 503, fhir.IssueTransient},
+		{"invalid order", fmt.Errorf("%w: no accession number and no Study Instance UID", radgate.ErrInvalidOrder), 400, fhir.IssueInvalid,
+			fhir.DetailInvalidOrder, "no accession number and no Study Instance UID"},
+		{"store down", errors.New("nats: no responders available for request"), 503, fhir.IssueTransient,
+			fhir.DetailOrderStoreUnavailable, "the order store is unavailable; nothing was accepted: send it again later"},
+		{"timeout", fmt.Errorf("publishing: %w", context.DeadlineExceeded), 503, fhir.IssueTransient,
+			fhir.DetailOrderStoreUnavailable, "the order could not be stored in time"},
+		{"over the client's max payload", fmt.Errorf("publishing order 0123: %w", nats.ErrMaxPayload), 413, fhir.IssueTooCostly,
+			fhir.DetailOrderTooLarge, "sending it again unchanged cannot succeed"},
+		{"over the stream's max message size", fmt.Errorf("writing order 0123: %w", jetstream.ErrStreamMessageExceedsMaximum), 413, fhir.IssueTooCostly,
+			fhir.DetailOrderTooLarge, "larger than radgate's message store takes"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f, srv := newTestIntake(t, IntakeOptions{})
 			f.acceptFn = func(int, radgate.OrderEvent) error { return c.err }
-			r := send(t, http.MethodPost, srv.URL+"/fhir/ServiceRequest", "application/fhir+json", fixture(t, "servicerequest.json"))
-			require.Equal(t, c.status, r.status)
-			o := outcome(t, r)
-			require.Equal(t, c.code, o.Issues[0].Code)
-			require.Contains(t, o.Issues[0].Diagnostics, c.err.Error())
-			if c.status == 503 {
-				require.Equal(t, "5", r.header.Get("Retry-After"))
+			for _, post := range []struct{ path, body string }{
+				{"/fhir/ServiceRequest", fixture(t, "servicerequest.json")},
+				{"/fhir", fixture(t, "transaction.json")},
+			} {
+				r := send(t, http.MethodPost, srv.URL+post.path, "application/fhir+json", post.body)
+				require.Equal(t, c.status, r.status)
+				o := outcome(t, r)
+				require.Equal(t, c.code, o.Issues[0].Code)
+				require.Equal(t, c.detail, o.Issues[0].Detail)
+				require.Contains(t, o.Issues[0].Diagnostics, c.text)
+				require.NotContains(t, string(r.body), "nats:")
+				require.NotContains(t, string(r.body), "publishing")
+				if c.status == 503 {
+					require.Equal(t, "5", r.header.Get("Retry-After"))
+				} else {
+					require.Empty(t, r.header.Get("Retry-After"), "no retry for what cannot succeed")
+				}
+				require.Empty(t, r.header.Get("Location"))
 			}
-			require.Empty(t, r.header.Get("Location"))
 		})
 	}
 }

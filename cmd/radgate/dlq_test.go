@@ -224,7 +224,8 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(out), &dl), "exactly one dead letter: %s", out)
 		require.Equal(t, "deliver-fhir", dl.Stage)
 		require.Equal(t, c.OrderID, dl.OrderID)
-		require.Contains(t, dl.Reason, "Not a FHIR path")
+		require.Contains(t, dl.Reason, "FHIR server answered 404 Not Found: error not-found", "status and issue code")
+		require.NotContains(t, dl.Reason, "Not a FHIR path", "never the server's own text (it can quote patient data)")
 		require.Equal(t, "radgate.results.fhir."+config.DefaultEngine, dl.Subject)
 		id = strconv.FormatUint(dl.Seq, 10)
 
