@@ -47,6 +47,8 @@ type Config struct {
 	FHIR      FHIR      `yaml:"fhir"`
 	Orders    Orders    `yaml:"orders"`
 	HL7v2     HL7v2     `yaml:"hl7v2"`
+	// Retention bounds what radgate keeps in JetStream (see retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // NATS selects the message broker.
@@ -318,6 +320,7 @@ func Default() Config {
 			MaxMessageBytes: 1 << 20,
 			ReadTimeout:     Duration(30 * time.Second),
 		},
+		Retention: DefaultRetention(),
 	}
 }
 

@@ -83,6 +83,7 @@ func Load(name string, data []byte) (Config, error) {
 	}
 	if len(errs) == 0 {
 		errs = append(errs, validate(name, root, &cfg)...)
+		errs = append(errs, validateRetention(name, root, &cfg)...)
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool {
