@@ -113,7 +113,7 @@ func runCheck(ctx context.Context, cfg config.Config, connect bool, timeout time
 		return failed
 	}
 	defer nc.Close()
-	topo, err := broker.EnsureTopology(ctx, nc)
+	topo, err := broker.EnsureTopologyWith(ctx, nc, brokerRetention(cfg.Retention))
 	if !step("scratch JetStream topology", err) {
 		return failed
 	}

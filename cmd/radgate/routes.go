@@ -167,6 +167,7 @@ func buildSinks(cfg config.Config, sec *security, js jetstream.JetStream, pacs *
 					ReceivingFacility:    hl7v2.HD{Namespace: d.ReceivingFacility},
 				},
 				Client: hl7v2.ClientOptions{AckTimeout: timeout},
+				Outbox: outboxLimits(cfg.Retention),
 			})
 			if err == nil {
 				closers = append(closers, rs.Close)

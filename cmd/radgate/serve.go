@@ -110,7 +110,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		return err
 	}
 	defer shutdownNATS()
-	topo, err := broker.EnsureTopology(ctx, nc)
+	topo, err := broker.EnsureTopologyWith(ctx, nc, brokerRetention(cfg.Retention))
 	if err != nil {
 		return err
 	}
@@ -135,10 +135,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready ch
 		}
 	}
 
-	usage, err := billing.EnsureUsageMeter(ctx, topo.JS)
+	usage, err := billing.EnsureUsageMeterWith(ctx, topo.JS, limits(cfg.Retention.Usage))
 	if err != nil {
 		return err
 	}
+	stopStorage, err := startStorageMonitor(ctx, topo.JS, reg, logger)
+	if err != nil {
+		return err
+	}
+	defer stopStorage() // before NATS is drained
 	pipe, err := pipeline.NewPipeline(pipeline.Options{
 		Topology: topo, Usage: usage, Source: pacs, Engines: engines, Routes: routes,
 		Sinks:  sinks,
