@@ -71,8 +71,9 @@ type DestinationContext struct {
 	// (HTTP types only); its Timeout is the destination's timeout.
 	HTTPClient *http.Client
 	// JetStream is where a sink keeps durable state of its own (the HL7 v2
-	// outbox).
+	// outbox), within Retention (radgate.yaml's retention section).
 	JetStream jetstream.JetStream
+	Retention config.Retention
 	// PDF renders the result's one-page report; nil unless pdf_report.
 	PDF func(context.Context, Result) ([]byte, error)
 	// EHR is the EHR's FHIR server (the fhir section): where a sink reads

@@ -225,9 +225,17 @@ type Topology struct {
 	Heatmaps jetstream.ObjectStore
 }
 
-// EnsureTopology creates or updates every stream and bucket. It is
-// idempotent and safe to run from every radgate process of a cluster.
+// EnsureTopology is EnsureTopologyWith the DefaultRetention.
 func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
+	return EnsureTopologyWith(ctx, nc, DefaultRetention())
+}
+
+// EnsureTopologyWith creates every stream and bucket, or updates an
+// existing one to r's limits (and the discard policy of DiscardPolicy), so a
+// changed retention takes effect when radgate restarts. It is idempotent
+// and safe to run from every radgate process of a cluster, as long as they
+// share one retention configuration: the last to start wins.
+func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topology, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
@@ -237,42 +245,52 @@ func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
 			Name: StreamOrders, Subjects: []string{SubjectOrders + ">"},
 			Description: "accepted intake events, one per resource received",
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
-			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderEvents.MaxAge, MaxBytes: r.OrderEvents.MaxBytes,
+			Discard: discard[StoreOrderEvents],
 		},
 		{
 			Name: StreamJobs, Subjects: []string{SubjectJobs + ">"},
 			Description: "one scoring job per study × engine",
 			Storage:     jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy,
-			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+			Duplicates: DuplicateWindow, MaxAge: r.Jobs.MaxAge, MaxBytes: r.Jobs.MaxBytes,
+			Discard: discard[StoreJobs],
 		},
 		{
 			Name: StreamResults, Subjects: []string{SubjectResults + ">"},
 			Description: "one result per order × engine, read by each destination",
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
-			Duplicates: DuplicateWindow, MaxAge: 30 * 24 * time.Hour,
+			Duplicates: DuplicateWindow, MaxAge: r.Results.MaxAge, MaxBytes: r.Results.MaxBytes,
+			Discard: discard[StoreResults],
 		},
 		{
 			Name: StreamDLQ, Subjects: []string{SubjectDLQ + ">"},
 			Description: "messages a stage gave up on, with the reason",
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
-			MaxAge: 90 * 24 * time.Hour,
+			MaxAge: r.DLQ.MaxAge, MaxBytes: r.DLQ.MaxBytes,
+			Discard: discard[StoreDLQ],
 		},
 	}
 	for _, sc := range streams {
+		if sc.MaxBytes == 0 {
+			sc.MaxBytes = -1 // no limit, also on a stream that had one
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
+	// Buckets and object stores refuse new writes when full (nats.go sets
+	// DiscardNew on every KV and object store stream).
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: BucketOrders, Description: "order state and reference index",
 		Storage: jetstream.FileStorage, History: 5,
+		TTL: r.OrderState.MaxAge, MaxBytes: noLimit(r.OrderState.MaxBytes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", BucketOrders, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: BucketHeatmaps, Description: "heatmap PNGs by result id",
-		Storage: jetstream.FileStorage, TTL: 30 * 24 * time.Hour,
+		Storage: jetstream.FileStorage, TTL: r.Heatmaps.MaxAge, MaxBytes: noLimit(r.Heatmaps.MaxBytes),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating object store %s: %w", BucketHeatmaps, err)

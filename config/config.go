@@ -56,6 +56,8 @@ type Config struct {
 	FHIR      FHIR      `yaml:"fhir"`
 	Orders    Orders    `yaml:"orders"`
 	HL7v2     HL7v2     `yaml:"hl7v2"`
+	// Retention bounds what radgate keeps in JetStream (see retention.go).
+	Retention Retention `yaml:"retention"`
 }
 
 // NATS selects the message broker.
@@ -527,6 +529,7 @@ func Default() Config {
 			ReadTimeout:             Duration(30 * time.Second),
 			IdleTimeout:             Duration(10 * time.Minute),
 		},
+		Retention: DefaultRetention(),
 	}
 }
 

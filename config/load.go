@@ -66,7 +66,7 @@ func Load(name string, data []byte) (Config, error) {
 		if errors.Is(err, io.EOF) {
 			return cfg, nil // an empty file means all defaults
 		}
-		return cfg, Errors{yamlError(name, err)}
+		return cfg, Errors{yamlError(name, data, err)}
 	}
 	if len(doc.Content) == 0 {
 		return cfg, nil
@@ -79,11 +79,12 @@ func Load(name string, data []byte) (Config, error) {
 		// Every key and leaf checked out: the whole decode cannot fail on
 		// them, so any error left is reported as yaml.v3 words it.
 		if err := root.Decode(&cfg); err != nil {
-			errs = append(errs, yamlError(name, err))
+			errs = append(errs, yamlError(name, data, err))
 		}
 	}
 	if len(errs) == 0 {
 		errs = append(errs, validate(name, root, &cfg)...)
+		errs = append(errs, validateRetention(name, root, &cfg)...)
 	}
 	if len(errs) > 0 {
 		sort.SliceStable(errs, func(i, j int) bool {
@@ -95,18 +96,6 @@ func Load(name string, data []byte) (Config, error) {
 		return cfg, errs
 	}
 	return cfg, nil
-}
-
-var yamlLineRE = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
-
-// yamlError turns a yaml.v3 message ("line 3: …") into a positioned Error.
-func yamlError(name string, err error) Error {
-	msg := err.Error()
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		return Error{File: name, Line: line, Message: m[2]}
-	}
-	return Error{File: name, Message: strings.TrimPrefix(msg, "yaml: ")}
 }
 
 var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
@@ -149,12 +138,16 @@ func checkKeys(name string, n *yaml.Node, t reflect.Type, path string, errs *Err
 			fields[tag] = f.Type
 			known = append(known, tag)
 		}
+		seen := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			ft, ok := fields[k.Value]
 			if !ok {
 				*errs = append(*errs, Error{File: name, Line: k.Line, Column: k.Column,
 					Message: fmt.Sprintf("unknown key %q in %s (known: %s)", k.Value, where(path), strings.Join(known, ", "))})
+				continue
+			}
+			if duplicateKey(name, k, seen, path, errs) {
 				continue
 			}
 			checkKeys(name, v, ft, join(path, k.Value), errs)
@@ -174,12 +167,29 @@ func checkKeys(name string, n *yaml.Node, t reflect.Type, path string, errs *Err
 				Message: fmt.Sprintf("%s: expected a mapping, got %s", where(path), describe(n))})
 			return
 		}
+		seen := map[string]*yaml.Node{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
+			if duplicateKey(name, n.Content[i], seen, path, errs) {
+				continue
+			}
 			checkKeys(name, n.Content[i+1], t.Elem(), join(path, n.Content[i].Value), errs)
 		}
 	default:
 		leaf()
 	}
+}
+
+// duplicateKey reports key k of the mapping at path when seen already holds
+// it (yaml.v3 parses a mapping with a key twice into nodes without a word;
+// only decoding refuses it, with a line and no column).
+func duplicateKey(name string, k *yaml.Node, seen map[string]*yaml.Node, path string, errs *Errors) bool {
+	if first, dup := seen[k.Value]; dup {
+		*errs = append(*errs, Error{File: name, Line: k.Line, Column: k.Column,
+			Message: fmt.Sprintf("%s: key %q appears twice (first at line %d)", where(path), k.Value, first.Line)})
+		return true
+	}
+	seen[k.Value] = k
+	return false
 }
 
 // leafMessage words a scalar decode failure for an engineer.

@@ -87,7 +87,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
-				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2)`,
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, retention)`,
 				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen)`,
 			},
 		},
@@ -133,6 +133,9 @@ func TestLoadErrors(t *testing.T) {
 			yaml: "listen: 127.0.0.1:8080\nhl7v2:\n  listen: 127.0.0.1:8080\n",
 			want: []string{`radgate.yaml:3:11: hl7v2.listen: "127.0.0.1:8080" is also the HTTP listen address`},
 		},
+		// Syntax errors at the line:col of the mistake. yaml.v3 alone gave
+		// the line of the enclosing construct, often one early, and no
+		// column (its words in each comment).
 		{
 			name: "HL7 v2 listener beyond loopback without client certificates or allow_networks",
 			yaml: "hl7v2:\n  listen: 0.0.0.0:2575\n",
@@ -158,9 +161,58 @@ func TestLoadErrors(t *testing.T) {
 			},
 		},
 		{
-			name: "syntax error",
-			yaml: "listen: [\n",
-			want: []string{"radgate.yaml:1: did not find expected node content"},
+			name: "syntax error: unclosed [ at the end of the file",
+			yaml: "listen: [\n", // 1: did not find expected node content
+			want: []string{"radgate.yaml:1:9: '[' is not closed (no ']' before the end of the file)"},
+		},
+		{
+			name: "syntax error: unclosed [",
+			yaml: "listen: 127.0.0.1:8080\nengines: [cxr-pneumonia-densenet121\ninference:\n  workers: 2\n", // 1: did not find expected ',' or ']'
+			want: []string{"radgate.yaml:2:10: '[' is not closed (expected ',' or ']' before 3:1)"},
+		},
+		{
+			name: "syntax error: unclosed {",
+			yaml: "listen: 127.0.0.1:8080\nnats: {url: nats://127.0.0.1:4222\ninference:\n  workers: 2\n", // 1: did not find expected ',' or '}'
+			want: []string{"radgate.yaml:2:7: '{' is not closed (expected ',' or '}' before 3:1)"},
+		},
+		{
+			name: "syntax error: key indented less than its siblings",
+			yaml: "nats:\n  url: nats://127.0.0.1:4222\n embedded_listen: 127.0.0.1:4223\n", // 2: did not find expected key
+			want: []string{`radgate.yaml:3:2: "embedded_listen" is indented to column 2, where no key or list item above it starts`},
+		},
+		{
+			name: "syntax error: key indented under a key that has a value",
+			yaml: "nats:\n  url: nats://127.0.0.1:4222\n    credentials_file: /etc/radgate/nats.creds\n", // 3: mapping values are not allowed in this context
+			want: []string{"radgate.yaml:3:21: mapping values are not allowed in this context (is this line indented too far?)"},
+		},
+		{
+			name: "syntax error: tab indentation",
+			yaml: "nats:\n\turl: nats://127.0.0.1:4222\n", // 2: found character that cannot start any token
+			want: []string{"radgate.yaml:2:1: found a tab character: YAML indents with spaces only"},
+		},
+		{
+			name: "syntax error: unterminated quoted string",
+			yaml: "listen: \"127.0.0.1:8080\nnats:\n  url: nats://127.0.0.1:4222\n", // 4: found unexpected end of stream
+			want: []string{"radgate.yaml:1:9: this double-quoted string is never closed"},
+		},
+		{
+			name: "syntax error: unterminated single-quoted string",
+			yaml: "pacs:\n  dicomweb_url: 'http://pacs:8042/dicom-web\n", // 3: found unexpected end of stream
+			want: []string{"radgate.yaml:2:17: this single-quoted string is never closed"},
+		},
+		{
+			name: "duplicate keys, at the top and in a section",
+			// yaml.v3: "unmarshal errors:\n  line 4: mapping key \"listen\" already defined at line 1", no position
+			yaml: "listen: 127.0.0.1:8080\ninference:\n  workers: 2\n  workers: 3\nlisten: 127.0.0.1:9090\n",
+			want: []string{
+				`radgate.yaml:4:3: inference: key "workers" appears twice (first at line 3)`,
+				`radgate.yaml:5:1: the top level: key "listen" appears twice (first at line 1)`,
+			},
+		},
+		{
+			name: "a destination defined twice",
+			yaml: "destinations:\n  ris:\n    type: hl7v2\n    address: 127.0.0.1:2575\n  ris:\n    type: hl7v2\n    address: 127.0.0.1:2576\n",
+			want: []string{`radgate.yaml:5:3: destinations: key "ris" appears twice (first at line 2)`},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,9 +10,10 @@ import (
 // findings the way radgate.yaml does (package routing walks its own node
 // tree and positions every error with them).
 
-// YAMLError turns a yaml.v3 parse error ("yaml: line 3: …") into a
-// positioned Error of file name.
-func YAMLError(name string, err error) Error { return yamlError(name, err) }
+// YAMLError turns a yaml.v3 error about data (the file name holds) into a
+// positioned Error: a syntax error at its line:col, with the bracket left
+// open or the offending ':' pointed at (see yamlError).
+func YAMLError(name string, data []byte, err error) Error { return yamlError(name, data, err) }
 
 // Describe names what a node holds, for messages such as
 // `expected a list, got "CR"`: "a mapping", "a list", or the quoted scalar.

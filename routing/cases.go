@@ -106,7 +106,7 @@ func (p *parser) parseCase(data []byte) (Case, bool) {
 		if errors.Is(err, io.EOF) {
 			p.errs = append(p.errs, config.Error{File: p.file, Message: "the case file is empty: it needs facts and expect"})
 		} else {
-			p.errs = append(p.errs, config.YAMLError(p.file, err))
+			p.errs = append(p.errs, config.YAMLError(p.file, data, err))
 		}
 		return c, false
 	}

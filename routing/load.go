@@ -170,7 +170,7 @@ func (p *parser) parse(data []byte) *Set {
 		if errors.Is(err, io.EOF) {
 			p.errs = append(p.errs, config.Error{File: p.file, Message: "the file is empty: it needs a routes list (see routes.example.yaml)"})
 		} else {
-			p.errs = append(p.errs, config.YAMLError(p.file, err))
+			p.errs = append(p.errs, config.YAMLError(p.file, data, err))
 		}
 		return s
 	}

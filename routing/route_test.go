@@ -82,9 +82,29 @@ var badFiles = map[string][]string{
 		`codes-and-uids.bad.yaml:7:11: route "chest-xray": when.procedure_code[1]: expected a mapping (keys: system, code), got "36643-5"`,
 		`codes-and-uids.bad.yaml:8:12: route "chest-xray": when.procedure_code[2]: unknown key "sytem" (did you mean "system"? known: system, code)`,
 	},
+	// Syntax errors, at the line:col of the mistake (yaml.v3 alone said
+	// "syntax.bad.yaml:2: did not find expected ',' or ']'": a line early,
+	// no column).
 	"syntax.bad.yaml": {
-		// yaml.v3 gives syntax errors a line only.
-		`syntax.bad.yaml:2: did not find expected ',' or ']'`,
+		`syntax.bad.yaml:3:14: '[' is not closed (expected ',' or ']' before 4:5)`,
+	},
+	"unclosed-brace.bad.yaml": {
+		`unclosed-brace.bad.yaml:3:11: '{' is not closed (expected ',' or '}' before 4:5)`,
+	},
+	"bad-indent.bad.yaml": {
+		`bad-indent.bad.yaml:4:4: "destinations" is indented to column 4, where no key or list item above it starts`,
+	},
+	"over-indent.bad.yaml": {
+		`over-indent.bad.yaml:6:14: mapping values are not allowed in this context (is this line indented too far?)`,
+	},
+	"tab-indent.bad.yaml": {
+		`tab-indent.bad.yaml:3:1: found a tab character: YAML indents with spaces only`,
+	},
+	"unterminated-string.bad.yaml": {
+		`unterminated-string.bad.yaml:2:11: this double-quoted string is never closed`,
+	},
+	"duplicate-key.bad.yaml": {
+		`duplicate-key.bad.yaml:5:5: route "chest-xray": key "engines" appears twice (first at line 3)`,
 	},
 	"empty.bad.yaml": {
 		`empty.bad.yaml: the file is empty: it needs a routes list (see routes.example.yaml)`,

@@ -102,7 +102,7 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		return failed
 	}
 	defer nc.Close()
-	topo, err := broker.EnsureTopology(ctx, nc)
+	topo, err := broker.EnsureTopologyWith(ctx, nc, brokerRetention(cfg.Retention))
 	if !step("scratch JetStream topology", err) {
 		return failed
 	}

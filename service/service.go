@@ -138,7 +138,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	defer nb.close()
-	topo, err := broker.EnsureTopology(ctx, nb.nc)
+	topo, err := broker.EnsureTopologyWith(ctx, nb.nc, brokerRetention(cfg.Retention))
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 	}
 
-	usage, err := billing.EnsureUsageMeter(ctx, topo.JS)
+	usage, err := billing.EnsureUsageMeterWith(ctx, topo.JS, limits(cfg.Retention.Usage))
+	if err != nil {
+		return err
+	}
+	storage, err := storageMonitor(topo.JS, metrics, logger)
 	if err != nil {
 		return err
 	}
@@ -295,6 +299,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	{
 		rctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })
+	}
+
+	// The storage monitor (radgate_storage_used_ratio): stopped before NATS.
+	{
+		mctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { storage.Run(mctx); return nil }, func(error) { cancel() })
 	}
 
 	// The stages: drained after the intakes closed.

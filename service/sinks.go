@@ -34,7 +34,7 @@ func builtinDestination(cfg config.Config) config.Destination {
 // destinationContext is what the destination name's type is built from.
 func destinationContext(cfg config.Config, name string, sec *security, js jetstream.JetStream,
 	pdf func(context.Context, radgate.Result) ([]byte, error), logger *slog.Logger) radgate.DestinationContext {
-	dc := radgate.DestinationContext{Name: name, JetStream: js, Logger: logger,
+	dc := radgate.DestinationContext{Name: name, JetStream: js, Retention: cfg.Retention, Logger: logger,
 		EHR: radgate.EHR{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir, Timeout: cfg.FHIR.Timeout.D()}}
 	if name == config.BuiltinDestination {
 		dc.Config, dc.HTTPClient = builtinDestination(cfg), sec.fhir

@@ -51,6 +51,7 @@ func DestinationType() radgate.DestinationType {
 					ReceivingFacility:    HD{Namespace: d.ReceivingFacility},
 				},
 				Client: ClientOptions{AckTimeout: timeoutOf(d)},
+				Outbox: OutboxLimits{MaxAge: dc.Retention.HL7Outbox.MaxAge.D(), MaxBytes: int64(dc.Retention.HL7Outbox.MaxBytes)},
 			}
 			if patients != nil {
 				opts.Patients = patients

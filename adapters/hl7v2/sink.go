@@ -68,6 +68,17 @@ type ResultSinkOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Outbox bounds BucketOutbox (config retention.hl7_outbox); applied
+	// when the sink first creates or opens it.
+	Outbox OutboxLimits
+}
+
+// OutboxLimits bound BucketOutbox: MaxAge 0 keeps messages forever, MaxBytes
+// 0 sets no size limit. A full outbox refuses new messages (a transient
+// delivery error: the result is retried within the delivery window).
+type OutboxLimits struct {
+	MaxAge   time.Duration
+	MaxBytes int64
 }
 
 // ResultSink delivers results to a RIS as ORU^R01 over MLLP (routing.Sink).
@@ -138,7 +149,7 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.outbox == nil {
-		ob, err := OpenOutbox(ctx, s.opts.JS, true)
+		ob, err := CreateOutbox(ctx, s.opts.JS, s.opts.Outbox)
 		if err != nil {
 			return radgate.Receipt{}, radgate.Transient(err)
 		}
@@ -326,24 +337,34 @@ type Outbox struct {
 }
 
 // OpenOutbox opens BucketOutbox; with create it is created when absent
-// (file storage, no expiry), else a missing bucket is an error saying so.
+// (CreateOutbox with no limits), else a missing bucket is an error saying so.
 func OpenOutbox(ctx context.Context, js jetstream.JetStream, create bool) (*Outbox, error) {
-	var (
-		st  jetstream.ObjectStore
-		err error
-	)
 	if create {
-		st, err = js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      BucketOutbox,
-			Description: "ORU^R01 messages sent to a RIS, by result id, with their delivery record",
-			Storage:     jetstream.FileStorage,
-		})
-	} else {
-		st, err = js.ObjectStore(ctx, BucketOutbox)
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
-			return nil, fmt.Errorf("hl7v2: no HL7 message has been stored yet (object store %s does not exist)", BucketOutbox)
-		}
+		return CreateOutbox(ctx, js, OutboxLimits{})
 	}
+	st, err := js.ObjectStore(ctx, BucketOutbox)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("hl7v2: no HL7 message has been stored yet (object store %s does not exist)", BucketOutbox)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("hl7v2: opening object store %s: %w", BucketOutbox, err)
+	}
+	return &Outbox{store: st}, nil
+}
+
+// CreateOutbox creates BucketOutbox (file storage) or sets its limits to l.
+func CreateOutbox(ctx context.Context, js jetstream.JetStream, l OutboxLimits) (*Outbox, error) {
+	maxBytes := l.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1 // no limit, also on a store that had one
+	}
+	st, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      BucketOutbox,
+		Description: "ORU^R01 messages sent to a RIS, by result id, with their delivery record",
+		Storage:     jetstream.FileStorage,
+		TTL:         l.MaxAge,
+		MaxBytes:    maxBytes,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("hl7v2: opening object store %s: %w", BucketOutbox, err)
 	}
