@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -322,6 +323,12 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	}
 	if c.PACS.MaxInstanceBytes <= 0 {
 		bad("pacs.max_instance_bytes", "must be positive")
+	}
+	if c.PACS.MaxInflatedBytes <= 0 {
+		bad("pacs.max_inflated_bytes", "must be positive")
+	}
+	if !(c.PACS.MaxInflateRatio >= 1) || math.IsInf(c.PACS.MaxInflateRatio, 0) {
+		bad("pacs.max_inflate_ratio", "must be a number of at least 1")
 	}
 	if c.HL7v2.Listen != "" {
 		if err := checkHostPort(c.HL7v2.Listen); err != nil {

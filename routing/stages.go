@@ -13,6 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate/inference"
 )
 
 // Job asks the inference stage to score a study's images with one engine.
@@ -384,11 +386,14 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
 			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
-	best := -1
+	best, outcome := -1, OutcomeNotApplicable // no image: not applicable if none was decodable
 	var failures []string
 	for i, s := range scores {
 		if s.Err != nil {
 			failures = append(failures, fmt.Sprintf("image %s: %v", job.Instances[i].SOPInstanceUID, s.Err))
+			if !errors.Is(s.Err, inference.ErrNotAccepted) {
+				outcome = OutcomeFailed
+			}
 			continue
 		}
 		if best < 0 || s.Probability > scores[best].Probability {
@@ -396,7 +401,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		}
 	}
 	if best < 0 {
-		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: OutcomeFailed,
+		return p.publishResult(ctx, st, Result{Engine: eng.Info(), Outcome: outcome,
 			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
 	s := scores[best]
