@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"compress/flate"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/internal/testenv"
 	"github.com/radgate/radgate/routing"
 )
 
@@ -165,4 +168,35 @@ func deflateBomb(t *testing.T, file []byte, n int) []byte {
 	write(ds[ins:])
 	require.NoError(t, zw.Close())
 	return out.Bytes()
+}
+
+// TestScoreAndEvalWarnOutsideAccepts: score and eval still score a 28²
+// PneumoniaMNIST image with the 224² engine, and say that serve would not.
+func TestScoreAndEvalWarnOutsideAccepts(t *testing.T) {
+	src := testenv.Testdata("pneumoniamnist-val-dicom")
+	want := "image 28×28 px (rows×columns) is below engine " + k224 + "'s minimum matrix 224×224"
+
+	var stdout, stderr bytes.Buffer
+	require.NoError(t, runScore(t.Context(), scoreOptions{jsonOut: true, engineID: k224, heatmapDir: t.TempDir(),
+		modelsDir: filepath.Join(testenv.RepoRoot(), "models"), lib: testenv.ONNXRuntimeLib(t)},
+		[]string{filepath.Join(src, "PMV0000.dcm")}, &stdout, &stderr))
+	var line map[string]any
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &line), stdout.String())
+	require.NotNil(t, line["probability"], "scored")
+	require.Contains(t, line["warning"], want)
+
+	dir := t.TempDir()
+	labels := "file,label\n"
+	for i := range 6 {
+		name := fmt.Sprintf("PMV%04d.dcm", i)
+		b, err := os.ReadFile(filepath.Join(src, name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), b, 0o644))
+		labels += fmt.Sprintf("%s,%d\n", name, map[bool]int{true: 1, false: 0}[i < 3])
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "labels.csv"), []byte(labels), 0o644))
+	out, errOut, err := runEvalCmd(t, evalArgs(t, "--json", "--labels", filepath.Join(dir, "labels.csv"), "--engine", k224, dir)...)
+	require.NoError(t, err, errOut)
+	require.Len(t, jsonLines(t, out), 1, "scored anyway")
+	require.Contains(t, errOut, "radgate: warning: engine "+k224+": 6 of 6 images are outside its intended use, scored anyway (serve would not); first: "+want)
 }
