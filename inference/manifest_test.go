@@ -280,7 +280,7 @@ func TestManifestCheck(t *testing.T) {
 		{"DX", "", "outside engine cxr-pneumonia-densenet121's declaration: Body Part Examined is empty (engine declares CHEST)"},
 		{"", "EXTREMITY", "modality (none) is not one of CR, DX; body part EXTREMITY is not one of CHEST"},
 	} {
-		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart})
+		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart, Rows: 440, Columns: 440})
 		if tc.want == "" {
 			require.Empty(t, got)
 		} else {
