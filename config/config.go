@@ -180,6 +180,16 @@ type PACS struct {
 	// MaxInstanceBytes bounds one image retrieved over WADO-RS (default 256
 	// MiB); a larger one fails its order with a reason naming the limit.
 	MaxInstanceBytes int64 `yaml:"max_instance_bytes"`
+	// MaxInflatedBytes bounds a Deflated Explicit VR Little Endian image
+	// once inflated (default 256 MiB): max_instance_bytes bounds only its
+	// compressed size, and deflate reaches about 1000:1. Inflation is a
+	// stream that stops at the limit and fails the order with a reason
+	// naming it; values of private elements are counted, never kept.
+	MaxInflatedBytes int64 `yaml:"max_inflated_bytes"`
+	// MaxInflateRatio bounds the same as a multiple of the compressed size
+	// (default 100; at least 1 MiB is always allowed). Radiographs deflate
+	// by 1.5 to 4; a deflate bomb by hundreds.
+	MaxInflateRatio float64 `yaml:"max_inflate_ratio"`
 	// Auth is how radgate authenticates to the PACS (instead of the
 	// username and password keys above); TLS how it verifies it.
 	Auth ClientAuth `yaml:"auth"`
@@ -506,6 +516,8 @@ func Default() Config {
 			DICOMwebURL:      "http://127.0.0.1:8042/dicom-web",
 			Timeout:          Duration(30 * time.Second),
 			MaxInstanceBytes: 256 << 20,
+			MaxInflatedBytes: 256 << 20,
+			MaxInflateRatio:  100,
 		},
 		FHIR: FHIR{
 			BaseURL:   "http://127.0.0.1:8103/fhir/R4",

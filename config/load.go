@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -341,6 +342,12 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	}
 	if c.PACS.MaxInstanceBytes <= 0 {
 		bad("pacs.max_instance_bytes", "must be positive")
+	}
+	if c.PACS.MaxInflatedBytes <= 0 {
+		bad("pacs.max_inflated_bytes", "must be positive")
+	}
+	if !(c.PACS.MaxInflateRatio >= 1) || math.IsInf(c.PACS.MaxInflateRatio, 0) {
+		bad("pacs.max_inflate_ratio", "must be a number of at least 1")
 	}
 	badNode := func(n *yaml.Node, path, msg string) {
 		if n == nil {

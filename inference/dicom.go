@@ -91,7 +91,7 @@ func Decodable(tsUID string) bool {
 }
 
 // Decode errors. Every error Decode returns wraps one of these (or is an
-// *UnsupportedTransferSyntaxError), so callers can tell a bad file (never
+// *UnsupportedTransferSyntaxError or an *InflateLimitError), so callers can tell a bad file (never
 // worth retrying) from anything else.
 var (
 	// ErrNotDICOM: the bytes are not a DICOM Part 10 file (no "DICM" marker
@@ -176,6 +176,12 @@ type Meta struct {
 	// PresentationIntentType is (0008,0068), upper-cased: "FOR PRESENTATION",
 	// "FOR PROCESSING" or "" when absent.
 	PresentationIntentType string
+	// PixelSpacing is the row and column spacing in mm: Pixel Spacing
+	// (0028,0030), else Imager Pixel Spacing (0018,1164); PixelSpacingFrom
+	// names the attribute. Zero (and "") when neither holds two positive
+	// numbers (absent, unreadable, or 0 for "not calibrated").
+	PixelSpacing     [2]float64
+	PixelSpacingFrom string
 }
 
 // forProcessingSOPClasses are the DX, mammography and intra-oral "For
@@ -270,20 +276,34 @@ func DecodeReader(r io.Reader) (*Image, error) {
 // is in use. It never panics: a panic inside the DICOM library becomes an
 // ErrMalformed error. Pixel data in a transfer syntax it cannot decode gives
 // an *UnsupportedTransferSyntaxError naming the UID and its name.
+//
+// A deflated data set is inflated within the default DecodeOptions; see
+// DecodeWith.
 func Decode(data []byte) (img *Image, err error) {
-	return decode(data, true)
+	return decodeWith(data, true, DecodeOptions{})
+}
+
+// DecodeWith is Decode with limits on what inflating a deflated data set
+// may cost: past them it returns an *InflateLimitError (ErrInflateLimit)
+// naming the limit. Top-level private elements are never kept in memory.
+func DecodeWith(data []byte, o DecodeOptions) (*Image, error) {
+	return decodeWith(data, true, o)
 }
 
 // decode is Decode; with lazy false it is the reference path (the library
 // copies the Pixel Data value and the full float32 plane is built), which
 // tests compare the lazy path with.
-func decode(data []byte, lazy bool) (img *Image, err error) {
+func decode(data []byte, lazy bool) (*Image, error) {
+	return decodeWith(data, lazy, DecodeOptions{})
+}
+
+func decodeWith(data []byte, lazy bool, o DecodeOptions) (img *Image, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			img, err = nil, fmt.Errorf("%w: DICOM parser failed: %v", ErrMalformed, r)
 		}
 	}()
-	ds, meta, inPlace, err := parse(data, false, lazy)
+	ds, meta, inPlace, err := parse(data, false, lazy, o)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +331,7 @@ func ReadHeader(data []byte) (m *Meta, err error) {
 			m, err = nil, fmt.Errorf("%w: DICOM parser failed: %v", ErrMalformed, r)
 		}
 	}()
-	_, meta, _, err := parse(data, true, false)
+	_, meta, _, err := parse(data, true, false, DecodeOptions{})
 	return meta, err
 }
 
@@ -336,15 +356,19 @@ var (
 // transfer syntax is accepted; otherwise an undecodable transfer syntax is an
 // error before the data set is read. With inPlace, a native (defined-length)
 // top-level Pixel Data value is not copied by the library: it is skipped
-// there and returned as pixels, a slice of data (or of the inflated data set).
-func parse(data []byte, headerOnly, inPlace bool) (ds *dicom.Dataset, meta *Meta, pixels []byte, err error) {
+// there and returned as pixels, a slice of data (or of the copy the checks
+// made: inflated, or without private elements). A deflated data set is
+// inflated within o's limits.
+func parse(data []byte, headerOnly, inPlace bool, o DecodeOptions) (ds *dicom.Dataset, meta *Meta, pixels []byte, err error) {
 	if !IsDICOM(data) {
 		return nil, nil, nil, fmt.Errorf("%w: no \"DICM\" marker after the 128-byte preamble", ErrNotDICOM)
 	}
-	checkedTS, native, err := checkStructure(data)
+	c, err := checkStructure(data, o)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	checkedTS, native := c.libTS, c.native
+	data = c.file
 	opts := []dicom.ParseOption{dicom.AllowUnknownSpecificCharacterSet()}
 	switch {
 	case headerOnly:
@@ -367,7 +391,8 @@ func parse(data []byte, headerOnly, inPlace bool) (ds *dicom.Dataset, meta *Meta
 	if ts != checkedTS {
 		return nil, nil, nil, fmt.Errorf("%w: file meta information is inconsistent (Transfer Syntax UID %q / %q)", ErrMalformed, ts, checkedTS)
 	}
-	deflated := ts == TSDeflatedExplicitVRLittleEndian
+	ts = c.ts // the file's own, also when the library reads an inflated copy
+	deflated := ts == TSDeflatedExplicitVRLittleEndian && c.libTS == ts
 	if _, _, err := uid.ParseTransferSyntaxUID(ts); err != nil {
 		// Unknown to the library: every non-native transfer syntax is explicit
 		// VR little endian (PS3.5 A.4), which lets the header still be read.

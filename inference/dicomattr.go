@@ -3,6 +3,7 @@ package inference
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -90,6 +91,25 @@ func getFloat(elems []*dicom.Element, t tag.Tag) (v float64, present bool, err e
 		return f, true, nil
 	}
 	return 0, true, fmt.Errorf("%s: unexpected value type", tagName(t))
+}
+
+// getSpacing returns a pixel spacing pair (DS "row\\column") when it holds
+// two positive numbers. A spacing that does not is treated as absent, not
+// as an error: decoding never needed it.
+func getSpacing(elems []*dicom.Element, t tag.Tag) ([2]float64, bool) {
+	v := getStrings(elems, t)
+	if len(v) != 2 {
+		return [2]float64{}, false
+	}
+	var out [2]float64
+	for i, s := range v {
+		f, err := strconv.ParseFloat(strings.TrimRight(strings.TrimSpace(s), "\x00"), 64)
+		if err != nil || !(f > 0) || math.IsInf(f, 0) {
+			return [2]float64{}, false
+		}
+		out[i] = f
+	}
+	return out, true
 }
 
 // getInts returns an integer list stored as US/SS ([]int) or as OW bytes
@@ -213,6 +233,15 @@ func readMeta(elems []*dicom.Element, ts string) (*Meta, error) {
 		errs = append(errs, errW.Error())
 	case okC && okW:
 		m.HasWindow, m.WindowCenter, m.WindowWidth = true, c, w
+	}
+	for _, a := range []struct {
+		t    tag.Tag
+		name string
+	}{{tag.PixelSpacing, "Pixel Spacing"}, {tag.ImagerPixelSpacing, "Imager Pixel Spacing"}} {
+		if sp, ok := getSpacing(elems, a.t); ok {
+			m.PixelSpacing, m.PixelSpacingFrom = sp, a.name
+			break
+		}
 	}
 	_, m.HasVOILUTSequence = firstItem(elems, tag.VOILUTSequence)
 	_, m.HasModalityLUTSequence = firstItem(elems, tag.ModalityLUTSequence)

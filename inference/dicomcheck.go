@@ -1,11 +1,8 @@
 package inference
 
 import (
-	"bytes"
-	"compress/flate"
 	"encoding/binary"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/suyashkumar/dicom/pkg/tag"
@@ -14,26 +11,43 @@ import (
 // The DICOM library allocates every value at its declared length before
 // reading it, so one corrupt length (0xFFFFFFF0, say) costs gigabytes and
 // minutes; and with no Transfer Syntax UID it guesses by parsing with each
-// syntax in turn. checkStructure walks the file first, with no allocation
-// beyond the deflated case, and rejects what would trip it: a file meta
+// syntax in turn. checkStructure walks the file first, allocating only for a
+// deflated data set (inflated within limits, see inflate.go) or to cut out
+// large private elements, and rejects what would trip it: a file meta
 // group without a Transfer Syntax UID, and any element, item or fragment
 // whose length runs past the end of its container.
-
-// maxInflated bounds a deflated data set once inflated (a deflate bomb guard).
-const maxInflated = 1 << 30
 
 // maxNesting bounds sequence nesting.
 const maxNesting = 32
 
+// leanThreshold: top-level private elements of a native data set are cut
+// out before the DICOM library reads it (which would copy their values)
+// once they hold this many bytes together.
+const leanThreshold = 64 << 10
+
+// checked is what checkStructure found.
+type checked struct {
+	// ts is the file's Transfer Syntax UID.
+	ts string
+	// file is what the DICOM library is to parse: data, or a copy without
+	// the top-level private elements (for a deflated file, also inflated,
+	// its file meta then declaring libTS, Explicit VR Little Endian).
+	file  []byte
+	libTS string
+	// native is the value of a top-level defined-length Pixel Data
+	// element: a slice of file, or nil.
+	native []byte
+}
+
 // checkStructure validates the file meta information and the lengths of
-// every element of the data set. It returns the transfer syntax UID and,
-// when the data set has a top-level native (defined-length) Pixel Data
-// element, its value: a slice of data, or of the inflated data set.
-func checkStructure(data []byte) (string, []byte, error) {
+// every element of the data set, inflating a deflated one within o's
+// limits. See checked.
+func checkStructure(data []byte, o DecodeOptions) (checked, error) {
 	ts, start, err := readFileMeta(data)
 	if err != nil {
-		return "", nil, err
+		return checked{}, err
 	}
+	c := checked{ts: ts, file: data, libTS: ts}
 	ds := data[start:]
 	var bo binary.ByteOrder = binary.LittleEndian
 	implicit := false
@@ -43,21 +57,76 @@ func checkStructure(data []byte) (string, []byte, error) {
 	case TSExplicitVRBigEndian:
 		bo = binary.BigEndian
 	case TSDeflatedExplicitVRLittleEndian:
-		inflated, err := io.ReadAll(io.LimitReader(flate.NewReader(bytes.NewReader(ds)), maxInflated+1))
-		if err != nil {
-			return "", nil, fmt.Errorf("%w: inflating the deflated data set: %v", ErrMalformed, err)
+		if ds, err = inflateDataSet(ds, o); err != nil {
+			return checked{}, err
 		}
-		if len(inflated) > maxInflated {
-			return "", nil, fmt.Errorf("%w: deflated data set inflates beyond %d bytes", ErrMalformed, maxInflated)
-		}
-		ds = inflated
+		c.libTS = TSExplicitVRLittleEndian
+		c.file = append(rewriteFileMeta(data, start, c.libTS), ds...)
+		ds = c.file[len(c.file)-len(ds):]
 	}
-	var native []byte
-	w := walker{bo: bo, implicit: implicit, native: &native}
+	var private []span
+	w := walker{bo: bo, implicit: implicit, native: &c.native, private: &private}
 	if _, err := w.elements(ds, 0, false); err != nil {
-		return "", nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return checked{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
-	return ts, native, nil
+	total := 0
+	for _, sp := range private {
+		total += sp.end - sp.start
+	}
+	if total >= leanThreshold {
+		lean := make([]byte, 0, start+len(ds)-total)
+		lean = append(lean, c.file[:len(c.file)-len(ds)]...)
+		p := 0
+		for _, sp := range private {
+			lean = append(lean, ds[p:sp.start]...)
+			p = sp.end
+		}
+		lean = append(lean, ds[p:]...)
+		ds = lean[len(lean)-(len(ds)-total):]
+		c.file, c.native = lean, nil
+		w := walker{bo: bo, implicit: implicit, native: &c.native}
+		if _, err := w.elements(ds, 0, false); err != nil {
+			return checked{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
+	}
+	return c, nil
+}
+
+// rewriteFileMeta returns the preamble and file meta information of data
+// (which ends at start) with the Transfer Syntax UID set to ts and the
+// group length recomputed.
+func rewriteFileMeta(data []byte, start int, ts string) []byte {
+	le := binary.LittleEndian
+	var elems []byte
+	for p := 132; p < start; {
+		elem := le.Uint16(data[p+2:])
+		vr := string(data[p+4 : p+6])
+		var vl, hdr int
+		if longVR(vr) {
+			vl, hdr = int(le.Uint32(data[p+8:])), 12
+		} else {
+			vl, hdr = int(le.Uint16(data[p+6:])), 8
+		}
+		switch elem {
+		case 0x0000: // recomputed below
+		case 0x0010:
+			v := []byte(ts)
+			if len(v)%2 == 1 {
+				v = append(v, 0)
+			}
+			elems = append(elems, 0x02, 0x00, 0x10, 0x00, 'U', 'I')
+			elems = le.AppendUint16(elems, uint16(len(v)))
+			elems = append(elems, v...)
+		default:
+			elems = append(elems, data[p:p+hdr+vl]...)
+		}
+		p += hdr + vl
+	}
+	out := make([]byte, 0, 132+12+len(elems))
+	out = append(out, data[:132]...)
+	out = append(out, 0x02, 0x00, 0x00, 0x00, 'U', 'L', 4, 0)
+	out = le.AppendUint32(out, uint32(len(elems)))
+	return append(out, elems...)
 }
 
 // readFileMeta reads group 0002 (always explicit VR little endian) and
@@ -106,7 +175,11 @@ type walker struct {
 	bo       binary.ByteOrder
 	implicit bool
 	native   *[]byte // set to the first top-level defined-length Pixel Data value
+	private  *[]span // when set, gets the top-level private elements
 }
+
+// span is a byte range [start, end) of a data set.
+type span struct{ start, end int }
 
 const undefinedLength = 0xFFFFFFFF
 
@@ -122,6 +195,8 @@ func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
 			return 0, fmt.Errorf("truncated element header at byte %d", p)
 		}
 		g, e := w.bo.Uint16(b[p:]), w.bo.Uint16(b[p+2:])
+		from := p
+		record := g%2 == 1 && depth == 0 && !untilDelim && w.private != nil
 		t := tag.Tag{Group: g, Element: e}
 		if g == 0xFFFE {
 			if e == 0xE00D && untilDelim && w.bo.Uint32(b[p+4:]) == 0 {
@@ -166,6 +241,9 @@ func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
 				return 0, err
 			}
 			p += n
+			if record {
+				*w.private = append(*w.private, span{from, p})
+			}
 			continue
 		}
 		if uint64(vl) > uint64(len(rest)) {
@@ -180,6 +258,9 @@ func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
 			}
 		}
 		p += int(vl)
+		if record {
+			*w.private = append(*w.private, span{from, p})
+		}
 	}
 	if untilDelim {
 		return 0, fmt.Errorf("item without its delimitation item")

@@ -90,6 +90,8 @@ type EngineOptions struct {
 	MaxBatch int
 	// SkipChecksum skips checking the model file against the manifest's sha256.
 	SkipChecksum bool
+	// Decode bounds what Engine.Decode may inflate (zero: the defaults).
+	Decode DecodeOptions
 }
 
 // ErrEngineClosed is returned by Score after Close.
@@ -104,6 +106,7 @@ type Engine struct {
 	maxBatch   int
 	size       int
 	camH, camW int
+	decode     DecodeOptions
 
 	mu     sync.RWMutex // Score holds it shared; Close exclusively
 	closed bool
@@ -156,7 +159,7 @@ func NewEngine(m *Manifest, opts EngineOptions) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine %s: creating ONNX Runtime session for %s: %w", m.ID, path, err)
 	}
-	e := &Engine{m: m, sess: sess, maxBatch: opts.MaxBatch, size: m.Preprocessing.Size}
+	e := &Engine{m: m, sess: sess, maxBatch: opts.MaxBatch, size: m.Preprocessing.Size, decode: opts.Decode}
 	if e.maxBatch <= 0 {
 		e.maxBatch = DefaultMaxBatch
 	}
@@ -179,6 +182,14 @@ func fileSHA256(path string) (string, error) {
 
 // Manifest returns the engine's manifest.
 func (e *Engine) Manifest() *Manifest { return e.m }
+
+// Decode decodes a file for this engine: DecodeWith and the engine's
+// EngineOptions.Decode limits.
+func (e *Engine) Decode(data []byte) (*Image, error) { return DecodeWith(data, e.decode) }
+
+// Accepts checks an image against the engine's intended-use rules
+// (Manifest.CheckImage): nil, or an error matching ErrNotAccepted.
+func (e *Engine) Accepts(img *Image) error { return e.m.CheckImage(&img.Meta) }
 
 // Close releases the session. It waits for runs in progress, is idempotent,
 // and Score afterwards returns ErrEngineClosed.

@@ -1,6 +1,9 @@
 package inference
 
 import (
+	"bytes"
+	"compress/flate"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -59,6 +62,67 @@ func FuzzDecode(f *testing.F) {
 		}
 		if plane := img.Plane(); len(plane) != img.Width*img.Height {
 			t.Fatalf("plane of %d values for a %d × %d image", len(plane), img.Width, img.Height)
+		}
+	})
+}
+
+// FuzzDecodeDeflated feeds arbitrary data sets through the deflated path:
+// data is deflated into a Deflated Explicit VR Little Endian Part 10 file
+// (or, with raw, is itself the deflate stream) and decoded within small
+// limits (256 KiB inflated, ratio 4). The streaming inflater must never
+// panic or hang, must refuse exactly what inflates past the limit, and
+// whatever decodes must be a usable image. Seeded with PneumoniaMNIST data
+// sets, with and without private elements, and a small bomb.
+//
+//	go test ./inference -run '^$' -fuzz FuzzDecodeDeflated -fuzztime 120s
+func FuzzDecodeDeflated(f *testing.F) {
+	files, err := filepath.Glob(filepath.Join("..", "testdata", "pneumoniamnist-val-dicom", "PMV000[0-3].dcm"))
+	if err != nil || len(files) == 0 {
+		f.Fatal("no seeds", err)
+	}
+	meta := buildDICOM(TSDeflatedExplicitVRLittleEndian)
+	for _, p := range files {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ts, start, err := readFileMeta(b)
+		if err != nil || ts != TSExplicitVRLittleEndian {
+			continue
+		}
+		f.Add(b[start:], false)
+	}
+	f.Add(buildDICOM(TSExplicitVRLittleEndian, withPrivate(tiny16(), make([]byte, 4096))...)[len(meta):], false)
+	f.Add(append(buildDICOM(TSExplicitVRLittleEndian, tiny16()...)[len(meta):], undefinedPrivateSQ()[:600]...), false)
+	bomb := deflateFile(f, buildDICOM(TSDeflatedExplicitVRLittleEndian, withPrivate(tiny16(), make([]byte, 1<<20))...))
+	f.Add(bomb[len(meta):], true)
+	opts := DecodeOptions{MaxInflatedBytes: 256 << 10, MaxInflateRatio: 4}
+	f.Fuzz(func(t *testing.T, data []byte, raw bool) {
+		stream := data
+		if !raw {
+			var buf bytes.Buffer
+			zw, _ := flate.NewWriter(&buf, flate.BestSpeed)
+			_, _ = zw.Write(data)
+			_ = zw.Close()
+			stream = buf.Bytes()
+		}
+		file := append(append([]byte(nil), meta...), stream...)
+		img, err := DecodeWith(file, opts)
+		var le *InflateLimitError
+		if errors.As(err, &le) {
+			if !raw && int64(len(data)) <= le.Limit {
+				t.Fatalf("%d inflated bytes refused by a limit of %d", len(data), le.Limit)
+			}
+			return
+		}
+		if err != nil {
+			return
+		}
+		if !raw && int64(len(data)) > opts.inflateLimit(len(file)-len(meta)).Limit {
+			t.Fatalf("%d inflated bytes decoded past the limit", len(data))
+		}
+		if img.Width <= 0 || img.Height <= 0 || len(img.Plane()) != img.Width*img.Height {
+			t.Fatalf("decoded a %d × %d image with %d values", img.Width, img.Height, len(img.Plane()))
 		}
 	})
 }

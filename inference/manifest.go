@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -44,6 +45,9 @@ type Manifest struct {
 	Modalities []string `yaml:"modalities"`
 	// BodyParts the engine is meant for (DICOM Body Part Examined, e.g. CHEST).
 	BodyParts []string `yaml:"body_parts"`
+	// Accepts are the intended-use rules an image must meet to be scored
+	// by serve (score and eval score it anyway, with a warning).
+	Accepts Accepts `yaml:"accepts"`
 	// Finding is the coded finding the probability is about.
 	Finding Coding `yaml:"finding"`
 	// Input is the image tensor, [N,1,Size,Size] float32 (N = -1: dynamic).
@@ -66,6 +70,63 @@ type Manifest struct {
 	// Dir is the manifest's directory and File its path (set by LoadManifest).
 	Dir  string `yaml:"-"`
 	File string `yaml:"-"`
+}
+
+// Accepts are an engine's intended-use rules on one image, checked on its
+// header (CheckImage). More rules (age, view) are to come as more keys.
+type Accepts struct {
+	// MinRows and MinColumns are the smallest matrix the engine scores
+	// (DICOM Rows and Columns); both required, at least 1.
+	MinRows    int `yaml:"min_rows"`
+	MinColumns int `yaml:"min_columns"`
+	// PixelSpacingMM is the pixel spacing range, in mm, the engine scores
+	// (both the row and the column spacing; Pixel Spacing, else Imager
+	// Pixel Spacing). An image that states no spacing is not refused for
+	// it. Optional.
+	PixelSpacingMM *Range `yaml:"pixel_spacing_mm"`
+}
+
+// Range is a closed interval [Min, Max].
+type Range struct {
+	Min float64 `yaml:"min"`
+	Max float64 `yaml:"max"`
+}
+
+// ErrNotAccepted: an image is outside an engine's intended-use rules
+// (Manifest.Accepts). serve does not score it; an order with no other image
+// is answered not-applicable with the reason.
+var ErrNotAccepted = errors.New("image outside the engine's intended use")
+
+// NotAcceptedError says which rule of Manifest.Accepts an image breaks.
+type NotAcceptedError struct {
+	Engine string
+	Reason string // e.g. "image 16×16 px is below engine x's minimum matrix 28×28 (accepts.min_rows, accepts.min_columns)"
+}
+
+func (e *NotAcceptedError) Error() string { return e.Reason }
+
+// Is makes errors.Is(err, ErrNotAccepted) true.
+func (e *NotAcceptedError) Is(target error) bool { return target == ErrNotAccepted }
+
+// CheckImage checks an image's header against Accepts: nil when the engine
+// may score it, else a *NotAcceptedError (ErrNotAccepted) saying why.
+func (m *Manifest) CheckImage(meta *Meta) error {
+	a := m.Accepts
+	if meta.Rows < a.MinRows || meta.Columns < a.MinColumns {
+		return &NotAcceptedError{Engine: m.ID, Reason: fmt.Sprintf(
+			"image %d×%d px (rows×columns) is below engine %s's minimum matrix %d×%d (accepts.min_rows, accepts.min_columns)",
+			meta.Rows, meta.Columns, m.ID, a.MinRows, a.MinColumns)}
+	}
+	if r := a.PixelSpacingMM; r != nil && meta.PixelSpacingFrom != "" {
+		for _, v := range meta.PixelSpacing {
+			if v < r.Min || v > r.Max {
+				return &NotAcceptedError{Engine: m.ID, Reason: fmt.Sprintf(
+					"image pixel spacing %g×%g mm (%s) is outside engine %s's range %g–%g mm (accepts.pixel_spacing_mm)",
+					meta.PixelSpacing[0], meta.PixelSpacing[1], meta.PixelSpacingFrom, m.ID, r.Min, r.Max)}
+			}
+		}
+	}
+	return nil
 }
 
 // Coding is a code from a code system (SNOMED CT for findings).
@@ -155,8 +216,8 @@ func (m *Manifest) CAMSize() (h, w int) {
 }
 
 // Check reports how an image's header falls outside the engine's declared
-// modalities and body parts: "" when it matches. An empty Body Part
-// Examined is reported too (nothing confirms the body part).
+// modalities, body parts and Accepts rules: "" when it matches. An empty
+// Body Part Examined is reported too (nothing confirms the body part).
 func (m *Manifest) Check(meta *Meta) string {
 	var probs []string
 	if !slices.Contains(m.Modalities, strings.ToUpper(meta.Modality)) {
@@ -175,6 +236,9 @@ func (m *Manifest) Check(meta *Meta) string {
 	var out []string
 	if len(probs) > 0 {
 		out = append(out, fmt.Sprintf("outside engine %s's declaration: %s", m.ID, strings.Join(probs, "; ")))
+	}
+	if err := m.CheckImage(meta); err != nil {
+		out = append(out, err.Error())
 	}
 	if w := meta.IntentWarning(); w != "" {
 		out = append(out, w)
@@ -328,6 +392,15 @@ func (m *Manifest) validate(report func(keys []string, format string, args ...an
 		if v == "" || v != strings.ToUpper(v) {
 			report(k("body_parts", fmt.Sprint(i)), "body part %q: use the upper-case DICOM term", v)
 		}
+	}
+	if m.Accepts.MinRows < 1 {
+		report(k("accepts", "min_rows"), "accepts.min_rows: want the smallest Rows the engine scores, at least 1 (e.g. 224), got %d", m.Accepts.MinRows)
+	}
+	if m.Accepts.MinColumns < 1 {
+		report(k("accepts", "min_columns"), "accepts.min_columns: want the smallest Columns the engine scores, at least 1 (e.g. 224), got %d", m.Accepts.MinColumns)
+	}
+	if r := m.Accepts.PixelSpacingMM; r != nil && !(r.Min > 0 && r.Min <= r.Max && !math.IsInf(r.Max, 0)) {
+		report(k("accepts", "pixel_spacing_mm"), "accepts.pixel_spacing_mm: want 0 < min ≤ max (mm), got min %g, max %g", r.Min, r.Max)
 	}
 	required(m.Finding.System, "finding", "system")
 	required(m.Finding.Code, "finding", "code")

@@ -99,6 +99,7 @@ thresholds: {tier_mid: 0.30, tier_high: 0.65, mark: 0.50}
 intended_use: test
 disclaimer: test
 licence: test
+accepts: {min_rows: 28, min_columns: 28, pixel_spacing_mm: {min: 0.05, max: 1.0}}
 `
 
 // writeManifest writes yaml as <dir>/test-engine/model.yaml beside an empty
@@ -129,7 +130,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			edit: func(s string) string { return s + "modality: CR\n" },
-			want: []string{`17:1: the manifest: unknown key "modality" (known: id, name, version, model, sha256, modalities, body_parts, finding, input, outputs, preprocessing, thresholds, intended_use, disclaimer, licence, metrics)`},
+			want: []string{`18:1: the manifest: unknown key "modality" (known: id, name, version, model, sha256, modalities, body_parts, accepts, finding, input, outputs, preprocessing, thresholds, intended_use, disclaimer, licence, metrics)`},
 		},
 		{
 			name: "unknown nested key",
@@ -146,7 +147,7 @@ func TestLoadManifestErrors(t *testing.T) {
 			edit: func(s string) string {
 				return line(12, "preprocessing: {crop: center-square, size: big, resize: area}")(s) + "extra: 1\n"
 			},
-			want: []string{`12:44: preprocessing.size: "big" is not a valid int`, `17:1: the manifest: unknown key "extra"`},
+			want: []string{`12:44: preprocessing.size: "big" is not a valid int`, `18:1: the manifest: unknown key "extra"`},
 		},
 		{
 			name: "a list where a scalar belongs",
@@ -156,7 +157,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		{
 			name: "duplicate key",
 			edit: func(s string) string { return s + "licence: again\n" },
-			want: []string{`17:1: the manifest: key "licence" given twice`},
+			want: []string{`18:1: the manifest: key "licence" given twice`},
 		},
 		{
 			name: "thresholds out of order",
@@ -187,6 +188,23 @@ func TestLoadManifestErrors(t *testing.T) {
 			name: "missing disclaimer",
 			edit: line(15, ""),
 			want: []string{`1:1: disclaimer is required`},
+		},
+		{
+			name: "no accepts section",
+			edit: line(17, ""),
+			want: []string{`1:1: accepts.min_rows: want the smallest Rows the engine scores, at least 1 (e.g. 224), got 0`,
+				`1:1: accepts.min_columns: want the smallest Columns the engine scores, at least 1 (e.g. 224), got 0`},
+		},
+		{
+			name: "accepts: zero columns, spacing range upside down",
+			edit: line(17, "accepts: {min_rows: 28, min_columns: 0, pixel_spacing_mm: {min: 1.0, max: 0.05}}"),
+			want: []string{`17:38: accepts.min_columns: want the smallest Columns the engine scores, at least 1 (e.g. 224), got 0`,
+				`17:59: accepts.pixel_spacing_mm: want 0 < min ≤ max (mm), got min 1, max 0.05`},
+		},
+		{
+			name: "accepts: unknown rule",
+			edit: line(17, "accepts: {min_rows: 28, min_columns: 28, min_age: 18}"),
+			want: []string{`17:42: accepts: unknown key "min_age" (known: min_rows, min_columns, pixel_spacing_mm)`},
 		},
 		{
 			name: "YAML syntax error",
@@ -262,7 +280,7 @@ func TestManifestCheck(t *testing.T) {
 		{"DX", "", "outside engine cxr-pneumonia-densenet121's declaration: Body Part Examined is empty (engine declares CHEST)"},
 		{"", "EXTREMITY", "modality (none) is not one of CR, DX; body part EXTREMITY is not one of CHEST"},
 	} {
-		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart})
+		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart, Rows: 440, Columns: 440})
 		if tc.want == "" {
 			require.Empty(t, got)
 		} else {

@@ -43,7 +43,7 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 	imgs := make([]*inference.Image, 0, len(files))
 	idx := make([]int, 0, len(files))
 	for i, f := range files {
-		img, err := inference.Decode(f)
+		img, err := a.e.Decode(f)
 		if err != nil {
 			out[i].Err = err
 			continue
@@ -52,6 +52,9 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 		out[i].SeriesInstanceUID = img.Meta.SeriesInstanceUID
 		out[i].Modality = img.Meta.Modality
 		out[i].BodyPart = img.Meta.BodyPartExamined
+		if out[i].Err = a.e.Accepts(img); out[i].Err != nil {
+			continue // outside the engine's intended use: not scored
+		}
 		imgs = append(imgs, img)
 		idx = append(idx, i)
 	}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate/inference"
 )
 
 // Job asks the inference stage to score a study's images with one engine.
@@ -390,11 +392,14 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
 			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
-	best := -1
+	best, outcome := -1, radgate.OutcomeNotApplicable // no image: not applicable if none was decodable
 	var failures []string
 	for i, s := range scores {
 		if s.Err != nil {
 			failures = append(failures, fmt.Sprintf("image %s: %v", job.Instances[i].SOPInstanceUID, s.Err))
+			if !errors.Is(s.Err, inference.ErrNotAccepted) {
+				outcome = radgate.OutcomeFailed
+			}
 			continue
 		}
 		if best < 0 || s.Probability > scores[best].Probability {
@@ -402,7 +407,7 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		}
 	}
 	if best < 0 {
-		return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
+		return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: outcome,
 			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID}, replay)
 	}
 	s := scores[best]

@@ -14,8 +14,9 @@ import (
 // them open: a route reload that names a new engine loads it before the new
 // routes are swapped in.
 type engineLoader struct {
-	reg *inference.Registry
-	lib string
+	reg    *inference.Registry
+	lib    string
+	decode inference.DecodeOptions // the pacs section's limits on inflating images
 
 	mu     sync.Mutex
 	loaded map[string]radgate.Engine
@@ -31,7 +32,8 @@ func newEngineLoader(cfg config.Config) (*engineLoader, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &engineLoader{reg: reg, lib: lib, loaded: map[string]radgate.Engine{}}, nil
+	return &engineLoader{reg: reg, lib: lib, loaded: map[string]radgate.Engine{}, decode: inference.DecodeOptions{
+		MaxInflatedBytes: cfg.PACS.MaxInflatedBytes, MaxInflateRatio: cfg.PACS.MaxInflateRatio}}, nil
 }
 
 // IDs lists every engine in the models directory.
@@ -51,7 +53,7 @@ func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := inference.NewEngine(m, inference.EngineOptions{Library: l.lib})
+		e, err := inference.NewEngine(m, inference.EngineOptions{Library: l.lib, Decode: l.decode})
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", id, err)
 		}

@@ -176,6 +176,10 @@ type engineScores struct {
 	m      *inference.Manifest
 	prob   []float64
 	scored []bool
+	// outside counts the images outside the engine's accepts rules (scored
+	// anyway); firstOutside says why for the first of them.
+	outside      int
+	firstOutside string
 }
 
 func runEval(ctx context.Context, o evalOptions, dir string, stdout, stderr io.Writer) error {
@@ -236,6 +240,12 @@ func runEval(ctx context.Context, o evalOptions, dir string, stdout, stderr io.W
 		return err
 	}
 	elapsed := time.Since(start)
+	for _, s := range scores {
+		if s.outside > 0 {
+			fmt.Fprintf(stderr, "radgate: warning: engine %s: %d of %d images are outside its intended use, scored anyway (serve would not); first: %s\n",
+				s.m.ID, s.outside, len(cases), s.firstOutside)
+		}
+	}
 
 	var reports []*evaluation.Report
 	for _, s := range scores {
@@ -313,6 +323,13 @@ func scoreCases(ctx context.Context, engines []*inference.Engine, cases []labell
 			idx = append(idx, i)
 		}
 		for k, eng := range engines {
+			for _, img := range imgs {
+				if err := eng.Accepts(img); err != nil {
+					if scores[k].outside++; scores[k].outside == 1 {
+						scores[k].firstOutside = err.Error()
+					}
+				}
+			}
 			if err := scoreEvalBatch(ctx, eng, imgs, idx, scores[k], cases, &failures); err != nil {
 				return nil, nil, err
 			}
