@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-
-	"github.com/radgate/radgate/broker"
 )
 
 func TestLoadRetention(t *testing.T) {
@@ -33,21 +31,6 @@ retention:
 
 // radgate.yaml's defaults are the ones the broker applies when no
 // configuration is given (broker.EnsureTopology, used by tests and tools).
-func TestDefaultRetentionIsTheBrokers(t *testing.T) {
-	c, b := DefaultRetention(), broker.DefaultRetention()
-	for _, p := range []struct {
-		c StoreLimits
-		b broker.Limits
-	}{
-		{c.OrderEvents, b.OrderEvents}, {c.Jobs, b.Jobs}, {c.Results, b.Results}, {c.DLQ, b.DLQ},
-		{c.OrderState, b.OrderState}, {c.Heatmaps, b.Heatmaps},
-	} {
-		require.Equal(t, p.b, broker.Limits{MaxAge: p.c.MaxAge.D(), MaxBytes: int64(p.c.MaxBytes)})
-	}
-	require.Zero(t, c.Usage, "usage is kept forever unless set")
-	require.Equal(t, 90*Day, c.HL7Outbox.MaxAge)
-}
-
 func TestLoadRetentionErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name, yaml string

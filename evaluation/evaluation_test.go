@@ -3,11 +3,14 @@ package evaluation
 import (
 	"bytes"
 	"flag"
+	"image"
+	"image/color"
 	"image/png"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -311,6 +314,18 @@ func TestPlotsArePNGs(t *testing.T) {
 		require.NoError(t, err, name)
 		require.Equal(t, PlotSize, img.Bounds().Dx())
 		require.Equal(t, PlotSize, img.Bounds().Dy())
+		// Sane: what each plot must show is drawn in its colour.
+		if strings.HasPrefix(name, "roc-") {
+			require.Greater(t, countColor(img, palette[0]), 500, "%s: the first curve", name)
+		}
+		if name == "roc-two.png" {
+			require.Greater(t, countColor(img, palette[1]), 500, "%s: the second curve", name)
+		}
+		if strings.HasPrefix(name, "reliability-") {
+			require.Greater(t, countColor(img, barFill), 5000, "%s: the bars", name)
+			require.Greater(t, countColor(img, redDot), 300, "%s: the mean predictions", name)
+			require.Greater(t, countColor(img, gridDark), 2000, "%s: the case counts", name)
+		}
 		if *plotDir != "" {
 			require.NoError(t, os.WriteFile(filepath.Join(*plotDir, name), b.Bytes(), 0o644))
 		}
@@ -325,4 +340,19 @@ func scaleTo01(s []float64) []float64 {
 		out[i] = (v - 1) / 4
 	}
 	return out
+}
+
+// countColor counts the pixels of img that are exactly c.
+func countColor(img image.Image, c color.RGBA) int {
+	n := 0
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bl, _ := img.At(x, y).RGBA()
+			if uint8(r>>8) == c.R && uint8(g>>8) == c.G && uint8(bl>>8) == c.B {
+				n++
+			}
+		}
+	}
+	return n
 }

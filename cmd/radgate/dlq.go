@@ -1,21 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
-	"text/tabwriter"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -73,7 +64,11 @@ stage, order_id, reason, subject, replay_of).`,
 			if err != nil {
 				return err
 			}
-			return printDeadLetters(cmd.OutOrStdout(), dls, listJSON)
+			width := 0
+			if isTerminal(cmd.OutOrStdout()) {
+				width = reasonWidth
+			}
+			return broker.WriteDeadLetters(cmd.OutOrStdout(), dls, listJSON, width)
 		},
 	}
 	list.Flags().StringVar(&listStage, "stage", "", "only this stage's dead letters (router, inference, deliver-fhir, …)")
@@ -102,7 +97,7 @@ order event may name the patient as the EHR sent it. --json prints one object
 			if err != nil {
 				return err
 			}
-			return printDeadLetter(cmd.OutOrStdout(), dl, showJSON)
+			return broker.WriteDeadLetter(cmd.OutOrStdout(), dl, showJSON)
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print one JSON object")
@@ -156,7 +151,10 @@ Exit status: 0 when every dead letter was replayed, 1 when any was not.`,
 					seqs = append(seqs, dl.Seq)
 				}
 			}
-			return replaySeqs(cmd.Context(), d, seqs, keep, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			if failed := d.ReplayEach(cmd.Context(), seqs, keep, cmd.OutOrStdout(), cmd.ErrOrStderr()); failed > 0 {
+				return &exitError{code: 1, err: fmt.Errorf("%d of %d dead letters not replayed", failed, len(seqs))}
+			}
+			return nil
 		},
 	}
 	replay.Flags().BoolVar(&replayAll, "all", false, "replay every dead letter (of --stage, when given)")
@@ -177,8 +175,9 @@ func connectDLQ(configPath string) (*broker.DLQ, func(), error) {
 }
 
 // connectJetStream connects to the NATS server radgate serve uses, as the
-// config names it: nats.url, else the embedded server at
-// nats.embedded_listen. The CLI tools (dlq, usage) share it.
+// config at configPath names it (see broker.ResolveAddress). The CLI tools
+// (dlq, hl7, usage) share it; a config that names no reachable address is
+// exit status 2.
 func connectJetStream(configPath, clientName string) (jetstream.JetStream, func(), error) {
 	cfg := config.Default()
 	if configPath != "" {
@@ -187,41 +186,11 @@ func connectJetStream(configPath, clientName string) (jetstream.JetStream, func(
 			return nil, nil, &exitError{code: 2, err: err}
 		}
 	}
-	url, where := cfg.NATS.URL, "nats.url = "+cfg.NATS.URL
-	if url == "" {
-		where = "nats.embedded_listen = " + cfg.NATS.EmbeddedListen
-		host, port, err := cfg.NATS.EmbeddedAddr()
-		if err != nil {
-			return nil, nil, &exitError{code: 2, err: fmt.Errorf("nats.embedded_listen: %w", err)}
-		}
-		if port < 0 {
-			return nil, nil, &exitError{code: 2, err: fmt.Errorf("%s is a random port, which only radgate serve knows: give it a fixed port (or set nats.url)", where)}
-		}
-		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-			host = "127.0.0.1"
-			if ip != nil && ip.To4() == nil {
-				host = "::1"
-			}
-		}
-		url = "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
-	}
-	opts := []nats.Option{nats.Name(clientName), nats.Timeout(3 * time.Second)}
-	if cfg.NATS.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(cfg.NATS.CredentialsFile))
-	}
-	nc, err := nats.Connect(url, opts...)
+	addr, err := broker.ResolveAddress(cfg.NATS)
 	if err != nil {
-		if cfg.NATS.URL == "" {
-			return nil, nil, fmt.Errorf("is radgate serve running? %s: %w", where, err)
-		}
-		return nil, nil, fmt.Errorf("cannot reach NATS (%s): %w", where, err)
+		return nil, nil, &exitError{code: 2, err: err}
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return js, nc.Close, nil
+	return addr.ConnectJetStream(clientName)
 }
 
 func parseSeqs(args []string) ([]uint64, error) {
@@ -244,125 +213,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func printDeadLetters(w io.Writer, dls []broker.DeadLetter, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		for _, dl := range dls {
-			if err := enc.Encode(dl); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(dls) == 0 {
-		_, err := fmt.Fprintln(w, "no dead letters")
-		return err
-	}
-	cut := isTerminal(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTIME\tSTAGE\tORDER\tREASON")
-	for _, dl := range dls {
-		reason := strings.Join(strings.Fields(dl.Reason), " ")
-		if r := []rune(reason); cut && len(r) > reasonWidth {
-			reason = string(r[:reasonWidth-1]) + "…"
-		}
-		if dl.ReplayOf != "" {
-			reason = "(replay of " + dl.ReplayOf + ") " + reason
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", dl.Seq, dl.Time.Local().Format(time.RFC3339), dl.Stage, orNone(dl.OrderID), reason)
-	}
-	return tw.Flush()
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-// shownDeadLetter is `dlq show --json`.
-type shownDeadLetter struct {
-	broker.DeadLetter
-	Headers map[string][]string `json:"headers"`
-	// Message is the original message when it is JSON (every radgate
-	// message is), else null with MessageBytes saying how long it was.
-	Message      json.RawMessage `json:"message"`
-	MessageBytes int             `json:"message_bytes"`
-}
-
-func printDeadLetter(w io.Writer, dl broker.DeadLetter, asJSON bool) error {
-	valid := json.Valid(dl.Data)
-	if asJSON {
-		out := shownDeadLetter{DeadLetter: dl, Headers: dl.Header, MessageBytes: len(dl.Data)}
-		if valid {
-			out.Message = dl.Data
-		} else {
-			out.Message = json.RawMessage("null")
-		}
-		return json.NewEncoder(w).Encode(out)
-	}
-	fmt.Fprintf(w, "dead letter %d in %s\n", dl.Seq, broker.StreamDLQ)
-	fmt.Fprintf(w, "time:    %s\n", dl.Time.Local().Format(time.RFC3339))
-	fmt.Fprintf(w, "stage:   %s\n", dl.Stage)
-	fmt.Fprintf(w, "headers:\n")
-	keys := make([]string, 0, len(dl.Header))
-	for k := range dl.Header {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		for _, v := range dl.Header[k] {
-			fmt.Fprintf(w, "  %s: %s\n", k, v)
-		}
-	}
-	fmt.Fprintf(w, "message (%d bytes, first published to %s):\n", len(dl.Data), dl.Subject)
-	if !valid {
-		_, err := fmt.Fprintln(w, "  (not JSON; not shown)")
-		return err
-	}
-	var pretty bytes.Buffer
-	if err := json.Indent(&pretty, dl.Data, "", "  "); err != nil {
-		return err
-	}
-	pretty.WriteByte('\n')
-	_, err := pretty.WriteTo(w)
-	return err
-}
-
-// replaySeqs replays each dead letter, saying what became of it; it goes on
-// past failures and reports them together.
-func replaySeqs(ctx context.Context, d *broker.DLQ, seqs []uint64, keep bool, stdout, stderr io.Writer) error {
-	failed := 0
-	for _, seq := range seqs {
-		r, err := d.Replay(ctx, seq, keep)
-		if err != nil {
-			failed++
-			fmt.Fprintf(stderr, "radgate: dead letter %d: %v\n", seq, err)
-			if r.Stream == "" {
-				continue
-			}
-		}
-		dl := r.DeadLetter
-		what := fmt.Sprintf("dead letter %d (%s, order %s)", seq, dl.Stage, orNone(dl.OrderID))
-		if r.Duplicate {
-			fmt.Fprintf(stdout, "%s was replayed before, within the duplicate window: not sent again", what)
-		} else {
-			fmt.Fprintf(stdout, "replayed %s to %s: %s seq %d", what, dl.Subject, r.Stream, r.Seq)
-		}
-		switch {
-		case r.Removed:
-			fmt.Fprintln(stdout, "; removed from the DLQ")
-		case keep:
-			fmt.Fprintln(stdout, "; kept in the DLQ (--keep)")
-		default:
-			fmt.Fprintln(stdout, "; still in the DLQ")
-		}
-	}
-	if failed > 0 {
-		return &exitError{code: 1, err: fmt.Errorf("%d of %d dead letters not replayed", failed, len(seqs))}
-	}
-	return nil
 }

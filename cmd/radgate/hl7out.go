@@ -1,13 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,9 +12,6 @@ import (
 )
 
 func init() { rootCmd.AddCommand(newHL7Cmd()) }
-
-// edShown is how much of an ED OBX's data `hl7 show` prints without --full.
-const edShown = 60
 
 // newHL7Cmd builds `radgate hl7` and its subcommands (tests build their own).
 func newHL7Cmd() *cobra.Command {
@@ -63,7 +56,7 @@ stored_at, sent_at, ack_code, ack_error, last_error, attempts, size).`,
 			if err != nil {
 				return err
 			}
-			return printStoredMessages(cmd.OutOrStdout(), msgs, listJSON)
+			return hl7v2.WriteStoredMessages(cmd.OutOrStdout(), msgs, listJSON)
 		},
 	}
 	list.Flags().BoolVar(&listJSON, "json", false, "one JSON object per line")
@@ -97,12 +90,9 @@ message exactly as sent (segments end with a carriage return), nothing else;
 				_, err = w.Write(raw)
 				return err
 			case showJSON:
-				return json.NewEncoder(w).Encode(struct {
-					hl7v2.StoredMessage
-					Message string `json:"message"`
-				}{m, string(raw)})
+				return hl7v2.WriteStoredMessageJSON(w, m, raw)
 			}
-			return printStoredMessage(w, m, raw, showFull)
+			return hl7v2.WriteStoredMessage(w, m, raw, showFull)
 		},
 	}
 	show.Flags().BoolVar(&showJSON, "json", false, "print one JSON object")
@@ -151,7 +141,10 @@ errors, or why nothing came back, are printed).`,
 				DialTimeout: min(timeout, hl7v2.DefaultDialTimeout), AckTimeout: timeout, MaxAttempts: 1,
 			})
 			if err != nil {
-				return fmt.Errorf("resending %s (MSH-10 %s) to %s: %w", args[0], orNone(m.ControlID), addr, err)
+				if m.ControlID == "" {
+					m.ControlID = "-"
+				}
+				return fmt.Errorf("resending %s (MSH-10 %s) to %s: %w", args[0], m.ControlID, addr, err)
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "resent %s (MSH-10 %s) to %s: %s\n", m.ResultID, m.ControlID, addr, m.AckCode)
 			return err
@@ -176,72 +169,4 @@ func connectOutbox(cmd *cobra.Command, configPath string) (*hl7v2.Outbox, func()
 		return nil, nil, err
 	}
 	return ob, closeNATS, nil
-}
-
-func printStoredMessages(w io.Writer, msgs []hl7v2.StoredMessage, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(w)
-		for _, m := range msgs {
-			if err := enc.Encode(m); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if len(msgs) == 0 {
-		_, err := fmt.Fprintln(w, "no stored messages")
-		return err
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESULT\tMSH-10\tSTORED\tACK\tDESTINATION\tORDER")
-	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ResultID, m.ControlID, m.StoredAt.Local().Format(time.RFC3339),
-			orNone(string(m.AckCode)), orNone(m.Destination), orNone(m.OrderID))
-	}
-	return tw.Flush()
-}
-
-func printStoredMessage(w io.Writer, m hl7v2.StoredMessage, raw []byte, full bool) error {
-	fmt.Fprintf(w, "result:      %s (object %s in %s)\n", m.ResultID, hl7v2.ObjectName(m.ResultID), hl7v2.BucketOutbox)
-	fmt.Fprintf(w, "order:       %s\n", orNone(m.OrderID))
-	fmt.Fprintf(w, "control id:  %s\n", m.ControlID)
-	fmt.Fprintf(w, "destination: %s\n", orNone(m.Destination))
-	fmt.Fprintf(w, "stored at:   %s\n", m.StoredAt.Local().Format(time.RFC3339))
-	sent := "-"
-	if !m.SentAt.IsZero() {
-		sent = m.SentAt.Local().Format(time.RFC3339)
-	}
-	fmt.Fprintf(w, "acked at:    %s\n", sent)
-	fmt.Fprintf(w, "ack:         %s\n", orNone(string(m.AckCode)))
-	if m.AckError != "" {
-		fmt.Fprintf(w, "ack error:   %s\n", m.AckError)
-	}
-	if m.LastError != "" {
-		fmt.Fprintf(w, "last error:  %s\n", m.LastError)
-	}
-	fmt.Fprintf(w, "attempts:    %d\n", m.Attempts)
-	fmt.Fprintf(w, "message (%d bytes):\n", len(raw))
-	for _, seg := range strings.Split(strings.TrimRight(string(raw), "\r\n"), "\r") {
-		if !full {
-			seg = shortenED(seg)
-		}
-		if _, err := fmt.Fprintf(w, "  %s\n", seg); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// shortenED cuts the data of an ED OBX (OBX|n|ED|…) to edShown characters.
-func shortenED(seg string) string {
-	if len(seg) < 8 || !strings.HasPrefix(seg, "OBX") {
-		return seg
-	}
-	sep := seg[3:4]
-	fields := strings.Split(seg, sep)
-	if len(fields) < 6 || fields[2] != "ED" || len(fields[5]) <= edShown {
-		return seg
-	}
-	fields[5] = fmt.Sprintf("%s… (%d characters; --full shows them)", fields[5][:edShown], len(fields[5]))
-	return strings.Join(fields, sep)
 }

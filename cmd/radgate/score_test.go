@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -70,4 +71,61 @@ func TestScoreJSONContract(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, scored, 7)
+}
+
+// TestScoreWritesNoHeatmapsUnlessAsked: `radgate score DIR` with its
+// default flags draws no heatmap (heatmap is null for marked results too)
+// and writes nothing into the working directory; --heatmaps DIR writes one
+// PNG per marked file there.
+func TestScoreWritesNoHeatmapsUnlessAsked(t *testing.T) {
+	lib := testenv.ONNXRuntimeLib(t)
+	models := filepath.Join(testenv.RepoRoot(), "models")
+	samples := testenv.Testdata("cxr-dicom")
+	run := func(args ...string) []map[string]any {
+		cmd := newScoreCmd()
+		var stdout, stderr bytes.Buffer
+		cmd.SetArgs(append([]string{"--json", "--models", models, "--onnxruntime-lib", lib}, args...))
+		cmd.SetOut(&stdout)
+		cmd.SetErr(&stderr)
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		require.NoError(t, cmd.ExecuteContext(t.Context()), stderr.String())
+		var lines []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+			var obj map[string]any
+			require.NoError(t, json.Unmarshal([]byte(l), &obj), l)
+			lines = append(lines, obj)
+		}
+		return lines
+	}
+
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	marked := 0
+	for _, obj := range run(samples) {
+		require.Contains(t, obj, "heatmap")
+		require.Nil(t, obj["heatmap"], "%s: no heatmap unless asked", obj["file"])
+		if obj["marked"] == true {
+			marked++
+		}
+	}
+	require.Positive(t, marked)
+	entries, err := os.ReadDir(cwd)
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing written into the working directory")
+
+	dir := filepath.Join(t.TempDir(), "maps")
+	n := 0
+	for _, obj := range run("--heatmaps", dir, samples) {
+		if obj["marked"] == true {
+			require.FileExists(t, obj["heatmap"].(string))
+			require.Equal(t, dir, filepath.Dir(obj["heatmap"].(string)))
+			n++
+		} else {
+			require.Nil(t, obj["heatmap"])
+		}
+	}
+	require.Equal(t, marked, n)
+	files, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Len(t, files, marked, "one PNG per marked file")
 }

@@ -2,12 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
-	"encoding/json"
-	"fmt"
-	"io"
-	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -49,7 +43,14 @@ when it is embedded.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
-			return printUsage(cmd.OutOrStdout(), month, rows, csvOut, jsonOut)
+			format := billing.UsageTable
+			switch {
+			case csvOut:
+				format = billing.UsageCSV
+			case jsonOut:
+				format = billing.UsageJSON
+			}
+			return billing.WriteUsage(cmd.OutOrStdout(), month, rows, format)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
@@ -58,37 +59,4 @@ when it is embedded.`,
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "one JSON object per facility × engine")
 	cmd.MarkFlagsMutuallyExclusive("csv", "json")
 	rootCmd.AddCommand(cmd)
-}
-
-func printUsage(w io.Writer, month string, rows []billing.UsageRow, csvOut, jsonOut bool) error {
-	switch {
-	case csvOut:
-		cw := csv.NewWriter(w)
-		_ = cw.Write([]string{"month", "facility", "engine", "analyses"})
-		for _, r := range rows {
-			_ = cw.Write([]string{month, r.Facility, r.Engine, strconv.FormatUint(r.Analyses, 10)})
-		}
-		cw.Flush()
-		return cw.Error()
-	case jsonOut:
-		enc := json.NewEncoder(w)
-		for _, r := range rows {
-			if err := enc.Encode(struct {
-				Month string `json:"month"`
-				billing.UsageRow
-			}{month, r}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "MONTH\tFACILITY\tENGINE\tANALYSES\n")
-	var total uint64
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", month, r.Facility, r.Engine, r.Analyses)
-		total += r.Analyses
-	}
-	fmt.Fprintf(tw, "%s\tall\tall\t%d\n", month, total)
-	return tw.Flush()
 }

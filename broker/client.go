@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate/config"
+)
+
+// AddressError is an error of ResolveAddress: the config names no address a
+// client can reach (a user error, not a network one).
+type AddressError struct{ Err error }
+
+func (e *AddressError) Error() string { return e.Err.Error() }
+func (e *AddressError) Unwrap() error { return e.Err }
+
+// Address is where a radgate command other than serve (dlq, hl7, usage)
+// reaches the NATS server that radgate serve uses.
+type Address struct {
+	// URL is the client URL: nats.url, else nats://host:port of the
+	// embedded server.
+	URL string
+	// Where names the config setting the URL came from, for messages:
+	// "nats.url = …" or "nats.embedded_listen = …".
+	Where string
+	// Embedded is true when the URL is that of serve's embedded server.
+	Embedded bool
+	// CredentialsFile is nats.credentials_file.
+	CredentialsFile string
+}
+
+// ResolveAddress finds the NATS server radgate serve uses, as the config
+// names it: nats.url, else the embedded server at nats.embedded_listen, a
+// wildcard host (empty, 0.0.0.0, ::) replaced by loopback. A random port
+// (0 or -1) is an error: only the running serve knows it. Its errors are
+// *AddressError.
+func ResolveAddress(n config.NATS) (Address, error) {
+	a := Address{URL: n.URL, Where: "nats.url = " + n.URL, CredentialsFile: n.CredentialsFile}
+	if a.URL != "" {
+		return a, nil
+	}
+	a.Embedded, a.Where = true, "nats.embedded_listen = "+n.EmbeddedListen
+	host, port, err := n.EmbeddedAddr()
+	if err != nil {
+		return Address{}, &AddressError{fmt.Errorf("nats.embedded_listen: %w", err)}
+	}
+	if port < 0 {
+		return Address{}, &AddressError{fmt.Errorf("%s is a random port, which only radgate serve knows: give it a fixed port (or set nats.url)", a.Where)}
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	a.URL = "nats://" + net.JoinHostPort(host, strconv.Itoa(port))
+	return a, nil
+}
+
+// ConnectJetStream opens a short-lived client connection named clientName
+// (no reconnecting: a command fails fast when serve is not there) and
+// returns JetStream on it and the function that closes it. The error says
+// which setting the address came from.
+func (a Address) ConnectJetStream(clientName string) (jetstream.JetStream, func(), error) {
+	opts := []nats.Option{nats.Name(clientName), nats.Timeout(3 * time.Second)}
+	if a.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(a.CredentialsFile))
+	}
+	nc, err := nats.Connect(a.URL, opts...)
+	if err != nil {
+		if a.Embedded {
+			return nil, nil, fmt.Errorf("is radgate serve running? %s: %w", a.Where, err)
+		}
+		return nil, nil, fmt.Errorf("cannot reach NATS (%s): %w", a.Where, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
+}

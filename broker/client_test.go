@@ -1,0 +1,82 @@
+package broker
+
+import (
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate/config"
+)
+
+func TestResolveAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		nats     config.NATS
+		url      string
+		where    string
+		embedded bool
+	}{
+		{"external url wins", config.NATS{URL: "nats://a:4222,nats://b:4222", EmbeddedListen: "127.0.0.1:4222"},
+			"nats://a:4222,nats://b:4222", "nats.url = nats://a:4222,nats://b:4222", false},
+		{"embedded default", config.Default().NATS, "nats://127.0.0.1:4222", "nats.embedded_listen = 127.0.0.1:4222", true},
+		{"every interface, IPv4", config.NATS{EmbeddedListen: "0.0.0.0:4333"}, "nats://127.0.0.1:4333", "nats.embedded_listen = 0.0.0.0:4333", true},
+		{"every interface, IPv6", config.NATS{EmbeddedListen: "[::]:4333"}, "nats://[::1]:4333", "nats.embedded_listen = [::]:4333", true},
+		{"empty host", config.NATS{EmbeddedListen: ":4333"}, "nats://127.0.0.1:4333", "nats.embedded_listen = :4333", true},
+		{"localhost kept", config.NATS{EmbeddedListen: "localhost:4333"}, "nats://localhost:4333", "nats.embedded_listen = localhost:4333", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := ResolveAddress(tc.nats)
+			require.NoError(t, err)
+			require.Equal(t, tc.url, a.URL)
+			require.Equal(t, tc.where, a.Where)
+			require.Equal(t, tc.embedded, a.Embedded)
+		})
+	}
+}
+
+func TestResolveAddressErrors(t *testing.T) {
+	for listen, want := range map[string]string{
+		"127.0.0.1:-1":  "nats.embedded_listen = 127.0.0.1:-1 is a random port, which only radgate serve knows",
+		"127.0.0.1:0":   "nats.embedded_listen = 127.0.0.1:0 is a random port",
+		"127.0.0.1":     `nats.embedded_listen: "127.0.0.1" is not host:port`,
+		"example.org:1": `nats.embedded_listen: "example.org:1": host must be an IP address or localhost`,
+	} {
+		_, err := ResolveAddress(config.NATS{EmbeddedListen: listen})
+		require.ErrorContains(t, err, want, listen)
+		var ae *AddressError
+		require.ErrorAs(t, err, &ae, "a config problem, not a network one")
+	}
+}
+
+func TestAddressConnectJetStream(t *testing.T) {
+	// Nobody listens: the error names the setting and asks about serve.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().(*net.TCPAddr)
+	require.NoError(t, ln.Close())
+	listen := "127.0.0.1:" + strconv.Itoa(addr.Port)
+	a, err := ResolveAddress(config.NATS{EmbeddedListen: listen})
+	require.NoError(t, err)
+	_, _, err = a.ConnectJetStream("radgate-test")
+	require.ErrorContains(t, err, "is radgate serve running? nats.embedded_listen = "+listen)
+	var ae *AddressError
+	require.NotErrorAs(t, err, &ae)
+
+	ext, err := ResolveAddress(config.NATS{URL: "nats://" + listen})
+	require.NoError(t, err)
+	_, _, err = ext.ConnectJetStream("radgate-test")
+	require.ErrorContains(t, err, "cannot reach NATS (nats.url = nats://"+listen+")")
+
+	// An embedded server on that port: the client reaches its JetStream.
+	srv, err := StartEmbeddedOn(t.TempDir(), "127.0.0.1", addr.Port)
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	js, closeFn, err := a.ConnectJetStream("radgate-test")
+	require.NoError(t, err)
+	defer closeFn()
+	info, err := js.AccountInfo(t.Context())
+	require.NoError(t, err)
+	require.NotNil(t, info)
+}
