@@ -164,6 +164,7 @@ func (p *Pipeline) Accept(ctx context.Context, ev radgate.OrderEvent) (radgate.O
 	if ev.ReceivedAt.IsZero() {
 		ev.ReceivedAt = p.opts.Now()
 	}
+	ev = withoutPatientName(ev)
 	id, key, err := p.resolveOrder(ctx, ev)
 	if err != nil {
 		return radgate.OrderStatus{}, err
@@ -223,6 +224,20 @@ func (p *Pipeline) resolveOrder(ctx context.Context, ev radgate.OrderEvent) (id,
 
 // eventMsgID identifies one intake event for JetStream's duplicate window:
 // the same resource posted twice is stored once.
+// withoutPatientName drops what would store the patient's name: radgate
+// never keeps one. A FHIR subject's display text is usually the name, so
+// the order keeps the patient's reference and identifier only; an output
+// that needs the name (the ORU's PID-5) reads it at send time from the
+// order's source.
+func withoutPatientName(ev radgate.OrderEvent) radgate.OrderEvent {
+	if ev.Patient != nil && ev.Patient.Display != "" {
+		p := *ev.Patient
+		p.Display = ""
+		ev.Patient = &p
+	}
+	return ev
+}
+
 func eventMsgID(orderID string, ev radgate.OrderEvent) string {
 	ref := ""
 	switch {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/billing"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 
 	"github.com/stretchr/testify/require"
@@ -102,4 +103,24 @@ func TestPipelineAttributesOrdersToFacilities(t *testing.T) {
 		{Facility: "north", Engine: "eng-a", Analyses: 1},
 		{Facility: "south", Engine: "eng-a", Analyses: 1},
 	}, rows)
+}
+
+// radgate never stores a patient's name: a FHIR subject's display text
+// reaches neither the order state nor the ORDERS stream.
+func TestAcceptDropsThePatientName(t *testing.T) {
+	h := newIdleHarness(t, nil)
+	ev := sr("N1", "n-1")
+	ev.Patient = &radgate.Reference{Reference: "Patient/p9", Display: "Zyxwa Testpatient",
+		Identifier: &radgate.Identifier{System: "urn:mrn", Value: "MRN-9"}}
+	st, err := h.p.Accept(t.Context(), ev)
+	require.NoError(t, err)
+	require.Equal(t, "Patient/p9", st.Patient.Reference)
+	require.Empty(t, st.Patient.Display)
+	require.Equal(t, "Zyxwa Testpatient", ev.Patient.Display, "the caller's event is not changed")
+	s, err := h.topo.JS.Stream(t.Context(), broker.StreamOrders)
+	require.NoError(t, err)
+	m, err := s.GetLastMsgForSubject(t.Context(), broker.SubjectOrders+"fhir")
+	require.NoError(t, err)
+	require.NotContains(t, string(m.Data), "Zyxwa")
+	require.Contains(t, string(m.Data), "Patient/p9")
 }
