@@ -90,3 +90,32 @@ func TestReadACK(t *testing.T) {
 	require.NotErrorIs(t, ae, ErrRejected)
 	require.ErrorIs(t, &AckError{Code: CR}, ErrRejected)
 }
+
+func TestAckErrorRetryable(t *testing.T) {
+	e := func(code AckCode, codes ...ErrorCode) *AckError {
+		a := &AckError{Code: code}
+		for _, c := range codes {
+			a.Errors = append(a.Errors, ErrorDetail{Code: c})
+		}
+		return a
+	}
+	for _, tc := range []struct {
+		ack  *AckError
+		want bool
+	}{
+		{e(AE), false},
+		{e(AE, CodeRequiredFieldMissing), false},
+		{e(AE, CodeInternalError), false},
+		{e(AE, CodeRecordLocked), true},
+		{e(CE, CodeRecordLocked, CodeDataTypeError), false},
+		{e(AR), true},
+		{e(AR, CodeInternalError), true},
+		{e(CR, CodeRecordLocked), true},
+		{e(AR, CodeUnsupportedMessageType), false},
+		{e(AR, CodeInternalError, CodeUnsupportedMessageType), false},
+	} {
+		if got := tc.ack.Retryable(); got != tc.want {
+			t.Errorf("%s %v: Retryable() = %v, want %v", tc.ack.Code, tc.ack.Errors, got, tc.want)
+		}
+	}
+}

@@ -39,9 +39,6 @@ type ClientOptions struct {
 	// up to MaxBackoff. Defaults DefaultBackoff and DefaultMaxBackoff.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// NoRetryOnAE makes an AE (or CE) final at once; by default AE is
-	// retried like a timeout. AR and CR are never retried.
-	NoRetryOnAE bool
 	// MaxAckSize bounds an acknowledgement. Default DefaultMaxAckSize.
 	MaxAckSize int
 	// Logger receives connection and retry events (identifiers only);
@@ -245,14 +242,14 @@ func (c *Client) Send(ctx context.Context, msg *Message) (*Message, error) {
 			return ack, nil
 		}
 		ae := &AckError{Code: a.Code, ControlID: ctrl, Text: a.Text, Errors: a.Errors, Attempts: attempts}
-		if a.Code == AR || a.Code == CR || c.opts.NoRetryOnAE {
+		if !ae.Retryable() {
 			return nil, ae
 		}
 		lastErr = ae
 	}
 	var ae *AckError
 	if errors.As(lastErr, &ae) {
-		return nil, ae
+		return nil, radgate.Transient(ae) // the receiver could not take it yet: later
 	}
 	return nil, radgate.Transient(fmt.Errorf("hl7v2: sending %s to %s failed after %d attempts: %w", ctrl, c.opts.Addr, attempts, lastErr))
 }

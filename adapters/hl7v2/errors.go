@@ -232,3 +232,35 @@ func (e *AckError) Is(target error) bool {
 	}
 	return false
 }
+
+// Retryable reports whether sending the same message again may succeed
+// (HL7 Table 0008 with Table 0357's codes): AE and CE say the content was
+// wrong, so no — unless the only reason given is a locked record (206),
+// which clears by itself; AR and CR say the receiver refused it for a
+// reason unrelated to the content: yes when that reason is an application
+// internal error (207), a locked record or not given, no when it is one
+// resending cannot change (an unsupported message type, event, processing
+// id or version, an unknown key: 200–205).
+func (e *AckError) Retryable() bool {
+	transient := func(c ErrorCode) bool { return c == CodeRecordLocked || c == CodeInternalError }
+	switch e.Code {
+	case AE, CE:
+		if len(e.Errors) == 0 {
+			return false
+		}
+		for _, d := range e.Errors {
+			if d.Code != CodeRecordLocked {
+				return false
+			}
+		}
+		return true
+	case AR, CR:
+		for _, d := range e.Errors {
+			if d.Code != 0 && !transient(d.Code) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}

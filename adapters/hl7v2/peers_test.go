@@ -285,15 +285,30 @@ func TestPeerClientToPythonReceiver(t *testing.T) {
 		require.Equal(t, []string{"AI analysis by CXR pneumonia DenseNet-121 1.2.0 not applicable: lateral view only | no PA"}, r.NTE)
 	})
 
-	t.Run("AE is retried, then reported", func(t *testing.T) {
+	t.Run("AE is final: the content was wrong (Table 0008)", func(t *testing.T) {
 		_, err := c.Send(ctx, oru(t, "AE-1"))
 		require.ErrorIs(t, err, ErrApplicationError)
+		require.False(t, radgate.IsTransient(err))
+		var ae *AckError
+		require.True(t, errors.As(err, &ae))
+		require.Equal(t, 1, ae.Attempts)
+		require.Equal(t, []ErrorDetail{{Code: CodeInternalError, Severity: SeverityError, Message: "flagged AE by the test"}}, ae.Errors)
+		require.Equal(t, "AE-1", p.next(t).ControlID)
+		ack, err := c.Send(ctx, oru(t, "ORU-OK-1B"))
+		require.NoError(t, err)
+		require.Equal(t, "ORU-OK-1B", ack.Get("MSA-2"))
+		require.Equal(t, "ORU-OK-1B", p.next(t).ControlID, "AE-1 was not sent again")
+	})
+
+	t.Run("AR for an internal error is retried, then left to the caller to retry later", func(t *testing.T) {
+		_, err := c.Send(ctx, oru(t, "BUSY-1"))
+		require.ErrorIs(t, err, ErrRejected)
+		require.True(t, radgate.IsTransient(err), "the receiver could not take it now: %v", err)
 		var ae *AckError
 		require.True(t, errors.As(err, &ae))
 		require.Equal(t, 2, ae.Attempts)
-		require.Equal(t, []ErrorDetail{{Code: CodeInternalError, Severity: SeverityError, Message: "flagged AE by the test"}}, ae.Errors)
-		require.Equal(t, "AE-1", p.next(t).ControlID)
-		require.Equal(t, "AE-1", p.next(t).ControlID, "sent twice, same control id")
+		require.Equal(t, "BUSY-1", p.next(t).ControlID)
+		require.Equal(t, "BUSY-1", p.next(t).ControlID, "sent twice, same control id")
 	})
 
 	t.Run("AR is final", func(t *testing.T) {

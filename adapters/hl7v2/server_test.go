@@ -93,11 +93,11 @@ func TestServerClient(t *testing.T) {
 	var ae *AckError
 	require.True(t, errors.As(err, &ae), "%v", err)
 	require.Equal(t, AE, ae.Code)
-	require.Equal(t, DefaultMaxAttempts, ae.Attempts, "AE is retried by default")
+	require.Equal(t, 1, ae.Attempts, "AE for the content is final (Table 0008)")
 	require.Equal(t, []ErrorDetail{{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeRequiredFieldMissing, Severity: SeverityError,
 		Message: "OBR-18: no accession number (nor a Study Instance UID in ZDS-1)"}}, ae.Errors)
 
-	c2 := newClient(t, s.Addr().String(), ClientOptions{NoRetryOnAE: true})
+	c2 := newClient(t, s.Addr().String(), ClientOptions{})
 	_, err = c2.Send(ctx, bad)
 	require.ErrorIs(t, err, ErrApplicationError)
 	require.True(t, errors.As(err, &ae))
@@ -176,7 +176,7 @@ func TestServerNilACKAndPanic(t *testing.T) {
 
 func TestServerOversize(t *testing.T) {
 	s := startServer(t, ServerOptions{MaxMessageSize: 1024, Handler: orderHandler(nil)})
-	c := newClient(t, s.Addr().String(), ClientOptions{NoRetryOnAE: true})
+	c := newClient(t, s.Addr().String(), ClientOptions{})
 	big := withControlID(t, mustParse(t, readFixture(t, "orm_o01.hl7")), "BIG")
 	nte := big.AddSegment("NTE")
 	require.NoError(t, nte.Set("3", strings.Repeat("x", 4000)))
@@ -479,7 +479,7 @@ func TestClientAcks(t *testing.T) {
 	require.EqualValues(t, 1, p.msgs.Load(), "AR is not retried")
 
 	ack, err := c.Send(t.Context(), oru(t, "AE-ONCE"))
-	require.NoError(t, err, "AE is retried")
+	require.NoError(t, err, "AE for a locked record (206) is retried")
 	require.Equal(t, "AA", ack.Get("MSA-1"))
 	require.EqualValues(t, 3, p.msgs.Load())
 

@@ -91,10 +91,13 @@ type OutboxLimits struct {
 // unchanged, with the same MSH-10, or nothing when its ACK was already AA:
 // the RIS sees one control id per result.
 //
-// Deliver returns once the RIS acknowledged with AA (or CA). AE, CE, AR
-// and CR are permanent errors naming the ACK's ERR segments (an
-// *AckError); no answer, a refused or broken connection and a timeout are
-// routing.Transient.
+// Deliver returns once the RIS acknowledged with AA (or CA). Following HL7
+// Table 0008, AE and CE (the content was wrong) are permanent errors naming
+// the ACK's ERR segments (an *AckError), and so is an AR or CR for a reason
+// that resending cannot change (unsupported message type, say); an AR or
+// CR for an application internal error (ERR-3 207) or without a code — the
+// receiver could not take it now — is retried, as are no answer, a refused
+// or broken connection and a timeout (radgate.Transient).
 type ResultSink struct {
 	opts   ResultSinkOptions
 	log    *slog.Logger
@@ -127,7 +130,6 @@ func NewResultSink(opts ResultSinkOptions) (*ResultSink, error) {
 	}
 	copts := opts.Client
 	copts.Addr = opts.Address
-	copts.NoRetryOnAE = true
 	if copts.Logger == nil {
 		copts.Logger = log
 	}
@@ -433,7 +435,6 @@ func (o *Outbox) Resend(ctx context.Context, resultID, addr string, copts Client
 		return m, fmt.Errorf("hl7v2: reading the stored message of %s: %w", resultID, err)
 	}
 	copts.Addr = addr
-	copts.NoRetryOnAE = true
 	c, err := NewClient(copts)
 	if err != nil {
 		return m, err

@@ -11,6 +11,7 @@ python-hl7 read from it (control id, type, PID-3, OBR fields, every OBX with
 its value unescaped by python-hl7), then acknowledges it:
 
   - MSH-10 starting with "AE": AE with an ERR segment (code 207);
+  - MSH-10 starting with "BUSY": AR with an ERR segment (code 207: try later);
   - MSH-10 starting with "AR": AR with an ERR segment (code 200);
   - MSH-10 starting with "SILENT": no answer at all;
   - anything else: AA.
@@ -83,6 +84,8 @@ async def serve(reader, writer):
                 continue
             if ctrl.startswith("AE"):
                 reply = ack(msg, "AE", ("207", "Application internal error", "flagged AE by the test"))
+            elif ctrl.startswith("BUSY"):
+                reply = ack(msg, "AR", ("207", "Application internal error", "flagged busy by the test"))
             elif ctrl.startswith("AR"):
                 reply = ack(msg, "AR", ("200", "Unsupported message type", "flagged AR by the test"))
             else:
