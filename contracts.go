@@ -267,3 +267,25 @@ type Receipt struct {
 type Sink interface {
 	Deliver(ctx context.Context, r Result) (Receipt, error)
 }
+
+// PublicError is implemented by errors that have a wording for the people
+// an order's answer reaches (the EHR's Task, GET /orders/{id}, the RIS):
+// what happened, without internals — no URL paths, no peer's own error
+// text, which may quote patient data. The full error goes to the log.
+type PublicError interface {
+	error
+	Public() string
+}
+
+// Public returns the wording of the first error in err's chain that has
+// one (PublicError), else err's own text.
+func Public(err error) string {
+	if err == nil {
+		return ""
+	}
+	var pe PublicError
+	if errors.As(err, &pe) {
+		return pe.Public()
+	}
+	return err.Error()
+}

@@ -76,7 +76,8 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 			p.log.Info("study not available yet; will retry", "order", id, "attempt", n, "err", err)
 			return retryIn(p.backoff(n))
 		}
-		reason := fmt.Sprintf("study not retrieved from the PACS: %v", err)
+		reason := "study not retrieved from the PACS: " + radgate.Public(err)
+		p.log.Warn("study not retrieved from the PACS; answering the order", "order", id, "err", err)
 		if errors.Is(err, radgate.ErrStudyNotFound) {
 			reason = fmt.Sprintf("study not found in the PACS within %s (%s)", p.opts.StudyWaitWindow, describeQuery(st))
 		}

@@ -71,6 +71,19 @@ func (e *HTTPError) Error() string {
 	return s
 }
 
+// Public is the error for an order's answer: the service and the status,
+// without the request path (it carries the accession number or UIDs) or
+// the PACS's own message (radgate.PublicError).
+func (e *HTTPError) Public() string {
+	s := fmt.Sprintf("the PACS answered %d %s to %s", e.StatusCode, http.StatusText(e.StatusCode), e.Op)
+	if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
+		s += " (" + ErrUnauthorized.Error() + ")"
+	}
+	return s
+}
+
+var _ radgate.PublicError = (*HTTPError)(nil)
+
 // Is makes errors.Is(err, ErrUnauthorized) true for 401 and 403.
 func (e *HTTPError) Is(target error) bool {
 	return target == ErrUnauthorized && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)

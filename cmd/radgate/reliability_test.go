@@ -219,6 +219,7 @@ func TestReliabilityPACSFaults(t *testing.T) {
 	require.Equal(t, radgate.StateFailed, permanent.status.State)
 	require.Contains(t, permanent.status.Reason, "500 Internal Server Error")
 	require.Contains(t, permanent.status.Reason, "study not retrieved from the PACS")
+	require.NotContains(t, permanent.status.Reason, "/studies", "the reason names no PACS URL path")
 	require.GreaterOrEqual(t, failedAfter, window, "failed only once the wait window had passed")
 	require.GreaterOrEqual(t, px.Hits("permanent"), 3, "retried within the window")
 	// The study never came back, so no route was chosen: the answer is the
