@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -88,6 +89,9 @@ func (a Address) ConnectJetStream(clientName string) (jetstream.JetStream, func(
 	}
 	nc, err := nats.Connect(a.URL, opts...)
 	if err != nil {
+		if a.Embedded && errors.Is(err, nats.ErrAuthorization) {
+			return nil, nil, fmt.Errorf("the embedded NATS server at %s refused the credential %s: is data_dir the one radgate serve runs with? %w", a.Where, a.EmbeddedCredential, err)
+		}
 		if a.Embedded {
 			return nil, nil, fmt.Errorf("is radgate serve running? %s: %w", a.Where, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
@@ -100,6 +101,16 @@ func TestAddressConnectJetStream(t *testing.T) {
 	info, err := js.AccountInfo(t.Context())
 	require.NoError(t, err)
 	require.NotNil(t, info)
+
+	// Another data_dir's credential (not serve's): refused, naming it.
+	otherDir := t.TempDir()
+	_, err = LoadOrCreateCredential(CredentialPath(otherDir))
+	require.NoError(t, err)
+	other, err := ResolveAddress(config.Config{DataDir: otherDir, NATS: cfg.NATS})
+	require.NoError(t, err)
+	_, _, err = other.ConnectJetStream("radgate-test")
+	require.ErrorContains(t, err, "the embedded NATS server at nats.embedded_listen = "+listen+" refused the credential "+CredentialPath(otherDir)+": is data_dir the one radgate serve runs with?")
+	require.ErrorIs(t, err, nats.ErrAuthorization)
 
 	// A credential that cannot be read, or is not one: the error names it.
 	for name, mk := range map[string]func(path string) error{
