@@ -51,18 +51,25 @@ const (
 const DuplicateWindow = 10 * time.Minute
 
 // EmbeddedServer is a nats-server running inside the radgate process, with
-// JetStream on the data directory. It has no authentication: it listens on
-// loopback unless configured otherwise (config nats.embedded_listen).
+// JetStream on the data directory. Started with a Credential (as radgate
+// serve does), it admits only clients holding it; without one (tests,
+// radgate check's scratch server) it admits anyone. It has no TLS: it
+// listens on loopback unless configured otherwise (nats.embedded_listen).
 type EmbeddedServer struct {
 	srv  *server.Server
+	cred *Credential
 	done chan struct{}
 }
 
 // Done is closed once the server has shut down, asked to or not.
 func (e *EmbeddedServer) Done() <-chan struct{} { return e.done }
 
+// Credential is the credential the server requires, nil when it admits
+// anyone.
+func (e *EmbeddedServer) Credential() *Credential { return e.cred }
+
 // StartEmbedded starts nats-server in-process on 127.0.0.1 with JetStream
-// file storage in storeDir. port -1 picks a free port.
+// file storage in storeDir, admitting any client. port -1 picks a free port.
 func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
 	return StartEmbeddedOn(storeDir, "127.0.0.1", port)
 }
@@ -70,13 +77,29 @@ func StartEmbedded(storeDir string, port int) (*EmbeddedServer, error) {
 // StartEmbeddedOn is StartEmbedded on host (an IP address or "localhost";
 // empty: every interface). port 0 or -1 picks a free port.
 func StartEmbeddedOn(storeDir, host string, port int) (*EmbeddedServer, error) {
-	return StartEmbeddedLogged(storeDir, host, port, nil)
+	return StartEmbeddedWith(EmbeddedOptions{StoreDir: storeDir, Host: host, Port: port})
 }
 
-// StartEmbeddedLogged is StartEmbeddedOn with nats-server's own log sent to
-// logger (component "nats"): its errors and warnings at those levels, its
-// notices at debug. nil discards them.
-func StartEmbeddedLogged(storeDir, host string, port int, logger *slog.Logger) (*EmbeddedServer, error) {
+// EmbeddedOptions configure StartEmbeddedWith.
+type EmbeddedOptions struct {
+	// StoreDir holds the JetStream store.
+	StoreDir string
+	// Host is an IP address or "localhost"; empty: every interface.
+	Host string
+	// Port 0 or -1 picks a free port.
+	Port int
+	// Credential, when set, is the only user the server admits: a client
+	// without it, or with another key, is refused at connect.
+	Credential *Credential
+	// Logger receives nats-server's own log (component "nats"): its errors
+	// and warnings at those levels, its notices at debug. nil discards it.
+	Logger *slog.Logger
+}
+
+// StartEmbeddedWith starts nats-server in-process as o says and waits until
+// it accepts connections.
+func StartEmbeddedWith(o EmbeddedOptions) (*EmbeddedServer, error) {
+	storeDir, host, port, logger := o.StoreDir, o.Host, o.Port, o.Logger
 	if err := os.MkdirAll(storeDir, 0o750); err != nil {
 		return nil, fmt.Errorf("creating NATS store dir: %w", err)
 	}
@@ -108,6 +131,10 @@ func StartEmbeddedLogged(storeDir, host string, port int, logger *slog.Logger) (
 		NoLog:      true,
 		MaxPayload: 8 << 20,
 	}
+	if o.Credential != nil {
+		// No NoAuthUser: a client that presents nothing is refused.
+		opts.Nkeys = []*server.NkeyUser{{Nkey: o.Credential.PublicKey()}}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
@@ -122,7 +149,7 @@ func StartEmbeddedLogged(storeDir, host string, port int, logger *slog.Logger) (
 	// ReadyForConnections would wait out its whole timeout: poll both.
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if srv.ReadyForConnections(100 * time.Millisecond) {
-			e := &EmbeddedServer{srv: srv, done: make(chan struct{})}
+			e := &EmbeddedServer{srv: srv, cred: o.Credential, done: make(chan struct{})}
 			go func() { srv.WaitForShutdown(); close(e.done) }()
 			return e, nil
 		}
@@ -192,8 +219,10 @@ func (e *EmbeddedServer) Shutdown() {
 	e.srv.WaitForShutdown()
 }
 
-// Connect opens a NATS connection that keeps reconnecting.
-func Connect(url, credsFile string, logger *slog.Logger) (*nats.Conn, error) {
+// Connect opens a NATS connection that keeps reconnecting, authenticated by
+// credsFile (a .creds file) when set, with extra options after radgate's
+// (an embedded server's Credential.Option).
+func Connect(url, credsFile string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -211,7 +240,7 @@ func Connect(url, credsFile string, logger *slog.Logger) (*nats.Conn, error) {
 	if credsFile != "" {
 		opts = append(opts, nats.UserCredentials(credsFile))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to NATS at %s: %w", url, err)
 	}

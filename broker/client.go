@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -30,21 +31,27 @@ type Address struct {
 	Where string
 	// Embedded is true when the URL is that of serve's embedded server.
 	Embedded bool
-	// CredentialsFile is nats.credentials_file.
+	// CredentialsFile is nats.credentials_file (an external server's
+	// .creds file).
 	CredentialsFile string
+	// EmbeddedCredential is the file of the embedded server's credential
+	// in data_dir (see CredentialPath), when Embedded.
+	EmbeddedCredential string
 }
 
 // ResolveAddress finds the NATS server radgate serve uses, as the config
 // names it: nats.url, else the embedded server at nats.embedded_listen, a
-// wildcard host (empty, 0.0.0.0, ::) replaced by loopback. A random port
-// (0 or -1) is an error: only the running serve knows it. Its errors are
-// *AddressError.
-func ResolveAddress(n config.NATS) (Address, error) {
+// wildcard host (empty, 0.0.0.0, ::) replaced by loopback, whose credential
+// serve keeps in data_dir. A random port (0 or -1) is an error: only the
+// running serve knows it. It reads no file; its errors are *AddressError.
+func ResolveAddress(cfg config.Config) (Address, error) {
+	n := cfg.NATS
 	a := Address{URL: n.URL, Where: "nats.url = " + n.URL, CredentialsFile: n.CredentialsFile}
 	if a.URL != "" {
 		return a, nil
 	}
 	a.Embedded, a.Where = true, "nats.embedded_listen = "+n.EmbeddedListen
+	a.CredentialsFile, a.EmbeddedCredential = "", CredentialPath(cfg.DataDir)
 	host, port, err := n.EmbeddedAddr()
 	if err != nil {
 		return Address{}, &AddressError{fmt.Errorf("nats.embedded_listen: %w", err)}
@@ -64,15 +71,27 @@ func ResolveAddress(n config.NATS) (Address, error) {
 
 // ConnectJetStream opens a short-lived client connection named clientName
 // (no reconnecting: a command fails fast when serve is not there) and
-// returns JetStream on it and the function that closes it. The error says
-// which setting the address came from.
+// returns JetStream on it and the function that closes it. To the embedded
+// server it authenticates with the credential serve wrote in data_dir. The
+// error says which setting the address came from, or names the credential
+// file that could not be read.
 func (a Address) ConnectJetStream(clientName string) (jetstream.JetStream, func(), error) {
 	opts := []nats.Option{nats.Name(clientName), nats.Timeout(3 * time.Second)}
 	if a.CredentialsFile != "" {
 		opts = append(opts, nats.UserCredentials(a.CredentialsFile))
 	}
+	if a.Embedded {
+		cred, err := LoadCredential(a.EmbeddedCredential)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (radgate serve writes it on its first start with the embedded server: give this command the --config of serve, whose data_dir holds it)", err)
+		}
+		opts = append(opts, cred.Option())
+	}
 	nc, err := nats.Connect(a.URL, opts...)
 	if err != nil {
+		if a.Embedded && errors.Is(err, nats.ErrAuthorization) {
+			return nil, nil, fmt.Errorf("the embedded NATS server at %s refused the credential %s: is data_dir the one radgate serve runs with? %w", a.Where, a.EmbeddedCredential, err)
+		}
 		if a.Embedded {
 			return nil, nil, fmt.Errorf("is radgate serve running? %s: %w", a.Where, err)
 		}

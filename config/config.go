@@ -28,7 +28,9 @@ type Config struct {
 	// HTTP secures the intake: TLS, client certificates, bearer tokens
 	// (see auth.go).
 	HTTP HTTP `yaml:"http"`
-	// DataDir holds the embedded NATS server's JetStream store.
+	// DataDir holds the embedded NATS server's JetStream store and its
+	// client credential (nats/credentials.nk, generated on the first start;
+	// radgate dlq, hl7 and usage read it there).
 	DataDir string `yaml:"data_dir"`
 	// ModelsDir holds one folder per engine (model.onnx + model.yaml).
 	ModelsDir string `yaml:"models_dir"`
@@ -66,14 +68,17 @@ type NATS struct {
 	// separated for several). Empty runs an embedded server on
 	// embedded_listen with JetStream storage in data_dir/nats.
 	URL string `yaml:"url"`
-	// CredentialsFile is a NATS .creds file for the external server.
+	// CredentialsFile is a NATS .creds file for the external server (url).
+	// The embedded server needs none: it generates its own credential.
 	CredentialsFile string `yaml:"credentials_file"`
 	// EmbeddedListen is the host:port the embedded server listens on when
 	// url is empty (default 127.0.0.1:4222). Other radgate commands on the
 	// same host (radgate dlq) reach the running radgate serve there. The
-	// embedded server has no authentication: keep it on a loopback address;
-	// to reach NATS from other hosts, run a NATS server with authentication
-	// and set url instead. A port of 0 or -1 takes a free port (tests).
+	// embedded server admits only clients holding the NKey credential it
+	// generates in data_dir/nats/credentials.nk (mode 0600), but it has no
+	// TLS: keep it on a loopback address; to reach NATS from other hosts,
+	// run a NATS server with TLS and set url instead. A port of 0 or -1
+	// takes a free port (tests).
 	EmbeddedListen string `yaml:"embedded_listen"`
 }
 

@@ -22,28 +22,37 @@ type natsConn struct {
 }
 
 // connectNATS connects to nats.url, or starts the embedded server on
-// nats.embedded_listen.
+// nats.embedded_listen, admitting only the credential kept in data_dir
+// (generated on the first start).
 func connectNATS(cfg config.Config, logger *slog.Logger) (*natsConn, error) {
-	url := cfg.NATS.URL
+	url, credsFile := cfg.NATS.URL, cfg.NATS.CredentialsFile
 	c := &natsConn{logger: logger}
+	var auth []nats.Option
 	if url == "" {
 		host, port, err := cfg.NATS.EmbeddedAddr()
 		if err != nil {
 			return nil, fmt.Errorf("nats.embedded_listen: %w", err)
 		}
-		c.embedded, err = broker.StartEmbeddedLogged(filepath.Join(cfg.DataDir, "nats"), host, port, logger)
+		cred, err := broker.LoadOrCreateCredential(broker.CredentialPath(cfg.DataDir))
+		if err != nil {
+			return nil, err
+		}
+		c.embedded, err = broker.StartEmbeddedWith(broker.EmbeddedOptions{
+			StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: host, Port: port,
+			Credential: cred, Logger: logger,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("%w (set nats.embedded_listen to a free address, or nats.url)", err)
 		}
-		url = c.embedded.ClientURL()
+		url, credsFile, auth = c.embedded.ClientURL(), "", []nats.Option{cred.Option()}
 		log := logger.With("component", "serve")
-		log.Info("embedded NATS listening", "url", url)
+		log.Info("embedded NATS listening", "url", url, "credential", cred.Path())
 		if !cfg.NATS.EmbeddedIsLoopback() {
-			log.Warn("the embedded NATS server has no authentication and listens beyond loopback: anyone who reaches it can read and publish orders",
-				"embedded_listen", cfg.NATS.EmbeddedListen)
+			log.Warn("the embedded NATS server listens beyond loopback without TLS: clients must present its generated credential, but orders cross the network unencrypted",
+				"embedded_listen", cfg.NATS.EmbeddedListen, "credential", cred.Path())
 		}
 	}
-	nc, err := broker.Connect(url, cfg.NATS.CredentialsFile, logger)
+	nc, err := broker.Connect(url, credsFile, logger, auth...)
 	if err != nil {
 		if c.embedded != nil {
 			c.embedded.Shutdown()

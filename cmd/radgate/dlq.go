@@ -31,7 +31,8 @@ engine this process has not loaded, a stage that crashed), with the reason.
 
 radgate dlq connects to nats.url when it is set, else to the embedded NATS
 server of the running radgate serve at nats.embedded_listen (default
-127.0.0.1:4222); --config names the same radgate.yaml serve runs with.
+127.0.0.1:4222) with the credential serve keeps in data_dir/nats; --config
+names the same radgate.yaml serve runs with.
 
   radgate dlq list [--stage STAGE] [--json]
   radgate dlq show ID [--json]
@@ -186,7 +187,7 @@ func connectJetStream(configPath, clientName string) (jetstream.JetStream, func(
 			return nil, nil, &exitError{code: 2, err: err}
 		}
 	}
-	addr, err := broker.ResolveAddress(cfg.NATS)
+	addr, err := broker.ResolveAddress(cfg)
 	if err != nil {
 		return nil, nil, &exitError{code: 2, err: err}
 	}

@@ -46,12 +46,33 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// dlqConfig writes the radgate.yaml an operator would pass to radgate dlq.
-func dlqConfig(t *testing.T, embeddedListen string) string {
+// dlqConfig writes the radgate.yaml an operator would pass to radgate dlq:
+// serve's embedded_listen and data_dir (where its NATS credential is).
+func dlqConfig(t *testing.T, embeddedListen, dataDir string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "radgate.yaml")
-	require.NoError(t, os.WriteFile(p, []byte("nats:\n  embedded_listen: "+embeddedListen+"\n"), 0o600))
+	yaml := "data_dir: " + dataDir + "\nnats:\n  embedded_listen: " + embeddedListen + "\n"
+	require.NoError(t, os.WriteFile(p, []byte(yaml), 0o600))
 	return p
+}
+
+// startServeNATS starts the embedded NATS server as radgate serve does on
+// dataDir (requiring the credential it generates there) at addr, and
+// connects to it with that credential.
+func startServeNATS(t *testing.T, addr, dataDir string) *nats.Conn {
+	t.Helper()
+	host, port, err := net.SplitHostPort(addr)
+	require.NoError(t, err)
+	p, _ := strconv.Atoi(port)
+	cred, err := broker.LoadOrCreateCredential(broker.CredentialPath(dataDir))
+	require.NoError(t, err)
+	srv, err := broker.StartEmbeddedWith(broker.EmbeddedOptions{StoreDir: filepath.Join(dataDir, "nats"), Host: host, Port: p, Credential: cred})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil, cred.Option())
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
 }
 
 func exitCode(t *testing.T, err error) int {
@@ -65,11 +86,19 @@ func exitCode(t *testing.T, err error) int {
 }
 
 func TestDLQCommandNeedsARunningServer(t *testing.T) {
-	addr := freeAddr(t)
-	_, _, err := runDLQ(t, "list", "--config", dlqConfig(t, addr))
+	addr, dataDir := freeAddr(t), t.TempDir()
+	// serve never ran on this data_dir: no credential, and the error names
+	// the file.
+	_, _, err := runDLQ(t, "list", "--config", dlqConfig(t, addr, dataDir))
+	require.ErrorContains(t, err, "reading the embedded NATS credential: open "+broker.CredentialPath(dataDir)+": no such file or directory")
+	require.Equal(t, 1, exitCode(t, err))
+
+	_, err = broker.LoadOrCreateCredential(broker.CredentialPath(dataDir))
+	require.NoError(t, err)
+	_, _, err = runDLQ(t, "list", "--config", dlqConfig(t, addr, dataDir))
 	require.ErrorContains(t, err, "is radgate serve running? nats.embedded_listen = "+addr)
 
-	_, _, err = runDLQ(t, "list", "--config", dlqConfig(t, "127.0.0.1:-1"))
+	_, _, err = runDLQ(t, "list", "--config", dlqConfig(t, "127.0.0.1:-1", dataDir))
 	require.ErrorContains(t, err, "nats.embedded_listen = 127.0.0.1:-1 is a random port")
 	require.Equal(t, 2, exitCode(t, err))
 
@@ -84,19 +113,11 @@ func TestDLQCommandNeedsARunningServer(t *testing.T) {
 // TestDLQCommand checks what the command prints, against a NATS server
 // holding the topology and two dead letters (no peers needed).
 func TestDLQCommand(t *testing.T) {
-	addr := freeAddr(t)
-	host, port, err := net.SplitHostPort(addr)
-	require.NoError(t, err)
-	p, _ := strconv.Atoi(port)
-	srv, err := broker.StartEmbeddedOn(t.TempDir(), host, p)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	addr, dataDir := freeAddr(t), t.TempDir()
+	nc := startServeNATS(t, addr, dataDir)
 	topo, err := broker.EnsureTopology(t.Context(), nc)
 	require.NoError(t, err)
-	cfg := dlqConfig(t, addr)
+	cfg := dlqConfig(t, addr, dataDir)
 
 	longReason := "delivering to fhir: posting a transaction Bundle: HTTP 400: " + strings.Repeat("DiagnosticReport.code is required; ", 4)
 	put := func(stage, subject, order, reason string, data any) uint64 {
@@ -193,7 +214,7 @@ func TestDLQCommand(t *testing.T) {
 func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 	dataDir := t.TempDir()
 	natsAddr := freeAddr(t)
-	cfgFile := dlqConfig(t, natsAddr)
+	cfgFile := dlqConfig(t, natsAddr, dataDir)
 	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
 	require.NoError(t, err)
 	img, _, err := demo.Clone(src, int(time.Now().UnixNano()/1e6%9000)*10+7)
@@ -235,6 +256,10 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.Contains(t, out, `"outcome": "scored"`)
 		require.NotContains(t, out, "heatmap_png", "pixels travel through the object store, never in messages")
 		require.Zero(t, countReports(t, rg, c), "nothing was written")
+
+		// The orders are there for the credential only.
+		_, err = nats.Connect("nats://" + natsAddr)
+		require.ErrorIs(t, err, nats.ErrAuthorization, "a client without serve's credential")
 	})
 	require.NotEmpty(t, id)
 

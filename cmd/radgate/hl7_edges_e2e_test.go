@@ -20,6 +20,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
 )
@@ -123,7 +124,7 @@ func TestHL7PatientNameFromTheOrderSource(t *testing.T) {
 		require.NotContains(t, logs, name, "a patient name in the log")
 	}
 	// Every message of every stream, KV bucket and object store.
-	contents := natsContents(t, logs)
+	contents := natsContents(t, logs, rg.cfg.DataDir)
 	kept := 0
 	for where, data := range contents {
 		if strings.HasPrefix(where, hl7v2.StreamReceived+"/") && strings.Contains(data, hl7Family) {
@@ -146,12 +147,14 @@ func TestHL7PatientNameFromTheOrderSource(t *testing.T) {
 
 // natsContents reads every message of every stream (KV buckets and object
 // stores are streams too) of the running radgate's embedded NATS, by
-// "stream/sequence".
-func natsContents(t *testing.T, logs string) map[string]string {
+// "stream/sequence", with the credential serve keeps in dataDir.
+func natsContents(t *testing.T, logs, dataDir string) map[string]string {
 	t.Helper()
 	u := regexp.MustCompile(`msg="embedded NATS listening".* url=(nats://\S+)`).FindStringSubmatch(logs)
 	require.NotNil(t, u, "the embedded NATS URL is logged")
-	nc, err := nats.Connect(u[1])
+	cred, err := broker.LoadCredential(broker.CredentialPath(dataDir))
+	require.NoError(t, err)
+	nc, err := nats.Connect(u[1], cred.Option())
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

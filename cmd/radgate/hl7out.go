@@ -27,7 +27,8 @@ acknowledged, the ACK code and, for a refusal, the ERR segments.
 
 radgate hl7 connects to nats.url when it is set, else to the embedded NATS
 server of the running radgate serve at nats.embedded_listen (default
-127.0.0.1:4222); --config names the same radgate.yaml serve runs with.
+127.0.0.1:4222) with the credential serve keeps in data_dir/nats; --config
+names the same radgate.yaml serve runs with.
 
   radgate hl7 list [--json]
   radgate hl7 show RESULT_ID [--json | --raw] [--full]

@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +17,6 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
-	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/internal/testenv"
 )
 
@@ -102,19 +99,10 @@ func received(t *testing.T, got <-chan []byte) []byte {
 // radgate hl7, through the embedded NATS server.
 func TestHL7CommandListShowResend(t *testing.T) {
 	needMLLPSend(t)
-	addr := freeAddr(t)
-	host, port, err := net.SplitHostPort(addr)
+	addr, dataDir := freeAddr(t), t.TempDir()
+	js, err := jetstream.New(startServeNATS(t, addr, dataDir))
 	require.NoError(t, err)
-	p, _ := strconv.Atoi(port)
-	srv, err := broker.StartEmbeddedOn(t.TempDir(), host, p)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	cfg := dlqConfig(t, addr)
+	cfg := dlqConfig(t, addr, dataDir)
 
 	_, err = runHL7(t, "list", "--config", cfg)
 	require.ErrorContains(t, err, "no HL7 message has been stored yet")

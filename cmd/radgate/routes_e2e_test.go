@@ -192,7 +192,7 @@ unmatched:
 	month := time.Now().UTC().Format("2006-01")
 	var out bytes.Buffer
 	rootCmd.SetOut(&out)
-	rootCmd.SetArgs([]string{"usage", "--config", dlqConfig(t, natsAddr), "--month", month, "--csv"})
+	rootCmd.SetArgs([]string{"usage", "--config", dlqConfig(t, natsAddr, rg.cfg.DataDir), "--month", month, "--csv"})
 	t.Cleanup(func() { rootCmd.SetArgs(nil); rootCmd.SetOut(nil) })
 	require.NoError(t, rootCmd.ExecuteContext(ctx))
 	rows, err := csv.NewReader(&out).ReadAll()

@@ -21,8 +21,8 @@ once per order × engine × model version when it is scored (redeliveries and
 replays are not counted again). Studies that no engine may score and orders
 that failed are not counted. Counts live in the JetStream KV bucket
 radgate_usage of the NATS server radgate serve uses (nats.url, or the
-embedded server at nats.embedded_listen), so radgate serve must be running
-when it is embedded.`,
+embedded server at nats.embedded_listen, with the credential serve keeps in
+data_dir/nats), so radgate serve must be running when it is embedded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if month == "" {

@@ -22,8 +22,8 @@ import (
 // the same orders again bills nothing more.
 func TestUsageCountsWhatRan(t *testing.T) {
 	natsAddr := freeAddr(t)
-	cfgFile := dlqConfig(t, natsAddr)
 	rg := startRadgate(t, func(c *config.Config) { c.NATS.EmbeddedListen = natsAddr })
+	cfgFile := dlqConfig(t, natsAddr, rg.cfg.DataDir)
 	ctx := t.Context()
 	seed := int(time.Now().UnixNano()/1e6%9000)*10 + 3
 	var cases []*demo.Case
