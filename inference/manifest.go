@@ -38,8 +38,8 @@ type Manifest struct {
 	Version string `yaml:"version"`
 	// Model is the ONNX file, relative to the manifest's directory.
 	Model string `yaml:"model"`
-	// SHA256 is the model file's hex SHA-256; NewEngine refuses a file that
-	// does not match. Optional.
+	// SHA256 is the model file's hex SHA-256; onnx.NewEngine (package
+	// inference/onnx) refuses a file that does not match. Optional.
 	SHA256 string `yaml:"sha256"`
 	// Modalities the engine is meant for (DICOM Modality, e.g. CR, DX).
 	Modalities []string `yaml:"modalities"`

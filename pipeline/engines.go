@@ -6,12 +6,13 @@ import (
 	"github.com/radgate/radgate"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 )
 
-// inferenceEngine adapts an inference.Engine (an ONNX model from its
+// inferenceEngine adapts an onnx.Engine (an ONNX model from its
 // manifest) to the inference stage.
 type inferenceEngine struct {
-	e     *inference.Engine
+	e     *onnx.Engine
 	info  radgate.EngineInfo
 	hm    inference.HeatmapOptions
 	batch *batcher
@@ -24,7 +25,7 @@ const MaxInferenceBatch = 8
 
 // NewInferenceEngine adapts e for the pipeline; heatmaps are drawn with hm.
 // Concurrent Score calls are batched into shared runs (see batcher).
-func NewInferenceEngine(e *inference.Engine, hm inference.HeatmapOptions) radgate.Engine {
+func NewInferenceEngine(e *onnx.Engine, hm inference.HeatmapOptions) radgate.Engine {
 	m := e.Manifest()
 	return &inferenceEngine{e: e, hm: hm, batch: &batcher{score: e.Score, maxBatch: MaxInferenceBatch}, info: radgate.EngineInfo{
 		ID: m.ID, Name: m.Name, Version: m.Version, Disclaimer: m.Disclaimer,

@@ -7,6 +7,7 @@ import (
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 	"github.com/radgate/radgate/pipeline"
 )
 
@@ -20,7 +21,7 @@ type engineLoader struct {
 
 	mu     sync.Mutex
 	loaded map[string]radgate.Engine
-	opened []*inference.Engine
+	opened []*onnx.Engine
 }
 
 func newEngineLoader(cfg config.Config) (*engineLoader, error) {
@@ -28,7 +29,7 @@ func newEngineLoader(cfg config.Config) (*engineLoader, error) {
 	if err != nil {
 		return nil, err
 	}
-	lib, err := inference.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
+	lib, err := onnx.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := inference.NewEngine(m, inference.EngineOptions{Library: l.lib, Decode: l.decode})
+		e, err := onnx.NewEngine(m, onnx.EngineOptions{Library: l.lib, Decode: l.decode})
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", id, err)
 		}

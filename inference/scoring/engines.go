@@ -4,16 +4,17 @@ import (
 	"fmt"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 )
 
 // OpenEngines loads the manifests in modelsDir and opens the engines ids,
 // in that order, with the ONNX Runtime library lib (looked up as
-// inference.FindLibrary does) and batches of up to maxBatch images (0: the
+// onnx.FindLibrary does) and batches of up to maxBatch images (0: the
 // default). An id given twice, an engine that is not there and a library or
 // session that does not load are errors, after which nothing stays open.
 // Other manifests in modelsDir that did not load come back as warning
 // (nil when none). The caller closes the engines.
-func OpenEngines(modelsDir string, ids []string, lib string, maxBatch int) (engines []*inference.Engine, warning, err error) {
+func OpenEngines(modelsDir string, ids []string, lib string, maxBatch int) (engines []*onnx.Engine, warning, err error) {
 	for i, id := range ids {
 		for _, prev := range ids[:i] {
 			if id == prev {
@@ -33,12 +34,12 @@ func OpenEngines(modelsDir string, ids []string, lib string, maxBatch int) (engi
 		}
 		manifests = append(manifests, m)
 	}
-	lib, err = inference.FindLibrary(lib)
+	lib, err = onnx.FindLibrary(lib)
 	if err != nil {
 		return nil, regErr, err
 	}
 	for _, m := range manifests {
-		eng, err := inference.NewEngine(m, inference.EngineOptions{Library: lib, MaxBatch: maxBatch})
+		eng, err := onnx.NewEngine(m, onnx.EngineOptions{Library: lib, MaxBatch: maxBatch})
 		if err != nil {
 			for _, e := range engines {
 				e.Close()

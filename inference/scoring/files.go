@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 )
 
 // Line is one file's result: one line of `radgate score --json`, exactly
@@ -99,7 +100,7 @@ func looksLikeDICOM(path string) bool {
 // back in the batch's order. When heatmapDir is not empty, each marked
 // result's heatmap PNG is written there as HeatmapName(SOP Instance UID);
 // when it is empty, no heatmap is rendered.
-func Files(ctx context.Context, eng *inference.Engine, batch []Input, heatmapDir string) []Line {
+func Files(ctx context.Context, eng *onnx.Engine, batch []Input, heatmapDir string) []Line {
 	m := eng.Manifest()
 	lines := make([]Line, len(batch))
 	var imgs []*inference.Image

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 )
 
 // Failure is a file that one engine (or every engine: Engine "") could not
@@ -33,7 +34,7 @@ type Probabilities struct {
 // does not decode is a failure for all engines; one an engine cannot
 // preprocess or run, a failure for that engine: the rest are scored. Only a
 // cancelled ctx is returned as an error.
-func Labelled(ctx context.Context, engines []*inference.Engine, dir string, files []string, batch int, progress func(n int)) ([]Probabilities, []Failure, error) {
+func Labelled(ctx context.Context, engines []*onnx.Engine, dir string, files []string, batch int, progress func(n int)) ([]Probabilities, []Failure, error) {
 	if progress == nil {
 		progress = func(int) {}
 	}
@@ -80,7 +81,7 @@ func Labelled(ctx context.Context, engines []*inference.Engine, dir string, file
 // that cannot be preprocessed fails its whole batch, so then the images are
 // scored one by one, to name the bad one and keep the rest. Only a cancelled
 // ctx is returned as an error.
-func scoreBatch(ctx context.Context, eng *inference.Engine, imgs []*inference.Image, idx []int, s *Probabilities, files []string, failures *[]Failure) error {
+func scoreBatch(ctx context.Context, eng *onnx.Engine, imgs []*inference.Image, idx []int, s *Probabilities, files []string, failures *[]Failure) error {
 	if len(imgs) == 0 {
 		return ctx.Err()
 	}

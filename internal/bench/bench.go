@@ -27,6 +27,7 @@ import (
 	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/inference/onnx"
 	"github.com/radgate/radgate/internal/demo"
 )
 
@@ -282,11 +283,11 @@ func benchBare(ctx context.Context, o Options) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	lib, err := inference.FindLibrary(o.Library)
+	lib, err := onnx.FindLibrary(o.Library)
 	if err != nil {
 		return 0, err
 	}
-	eng, err := inference.NewEngine(m, inference.EngineOptions{Library: lib})
+	eng, err := onnx.NewEngine(m, onnx.EngineOptions{Library: lib})
 	if err != nil {
 		return 0, err
 	}

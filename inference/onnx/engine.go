@@ -1,4 +1,4 @@
-package inference
+package onnx
 
 import (
 	"context"
@@ -8,73 +8,13 @@ import (
 	"fmt"
 	"image"
 	"io"
-	"math"
 	"os"
 	"runtime"
 	"sync"
 
+	"github.com/radgate/radgate/inference"
 	ort "github.com/yalue/onnxruntime_go"
 )
-
-// Tier is the result class shown to clinicians.
-type Tier string
-
-// The three tiers.
-const (
-	TierLow  Tier = "Low"
-	TierMid  Tier = "Mid"
-	TierHigh Tier = "High"
-)
-
-// DefaultThresholds are the reference product's: Low < 0.30 ≤ Mid < 0.65 ≤
-// High, region marked from 0.50.
-var DefaultThresholds = Thresholds{TierMid: 0.30, TierHigh: 0.65, Mark: 0.50}
-
-// Tier returns the tier of an unrounded probability.
-func (t Thresholds) Tier(p float64) Tier {
-	switch {
-	case p >= t.TierHigh:
-		return TierHigh
-	case p >= t.TierMid:
-		return TierMid
-	}
-	return TierLow
-}
-
-// Marked reports whether the region of interest is marked at probability p.
-func (t Thresholds) Marked(p float64) bool { return p >= t.Mark }
-
-// TierOf is DefaultThresholds.Tier(p).
-func TierOf(p float64) Tier { return DefaultThresholds.Tier(p) }
-
-// ConfidencePercent is the probability as a percentage with one decimal, for
-// display (tiers and marks always use the unrounded probability).
-func ConfidencePercent(p float64) float64 { return math.Round(p*1000) / 10 }
-
-// Result is one image's score.
-type Result struct {
-	// EngineID and EngineVersion come from the manifest.
-	EngineID      string
-	EngineVersion string
-	// Probability is the model's float32 output, widened.
-	Probability float64
-	// Tier comes from the unrounded Probability and the manifest thresholds.
-	Tier Tier
-	// ConfidencePercent is Probability × 100, one decimal.
-	ConfidencePercent float64
-	// Marked: Probability ≥ the manifest's mark threshold; only then is a
-	// heatmap drawn.
-	Marked bool
-	// CAM is the raw class activation map (ReLU'd, not normalised),
-	// CAMHeight×CAMWidth, row-major, aligned with the model input.
-	CAM                 []float32
-	CAMWidth, CAMHeight int
-	// Crop is the rectangle of the source image the model saw (the whole
-	// image for engines without a crop), in source pixel coordinates.
-	Crop image.Rectangle
-	// SourceWidth and SourceHeight are the scored image's size.
-	SourceWidth, SourceHeight int
-}
 
 // DefaultMaxBatch is how many images Score puts into one ONNX Runtime run
 // when EngineOptions.MaxBatch is zero.
@@ -91,7 +31,7 @@ type EngineOptions struct {
 	// SkipChecksum skips checking the model file against the manifest's sha256.
 	SkipChecksum bool
 	// Decode bounds what Engine.Decode may inflate (zero: the defaults).
-	Decode DecodeOptions
+	Decode inference.DecodeOptions
 }
 
 // ErrEngineClosed is returned by Score after Close.
@@ -101,12 +41,12 @@ var ErrEngineClosed = errors.New("engine closed")
 // NewEngine and reused by every Score; it is safe for concurrent use
 // (ONNX Runtime allows concurrent runs on one session).
 type Engine struct {
-	m          *Manifest
+	m          *inference.Manifest
 	sess       *ort.DynamicAdvancedSession
 	maxBatch   int
 	size       int
 	camH, camW int
-	decode     DecodeOptions
+	decode     inference.DecodeOptions
 
 	mu     sync.RWMutex // Score holds it shared; Close exclusively
 	closed bool
@@ -115,7 +55,7 @@ type Engine struct {
 // NewEngine initialises ONNX Runtime (once per process, see InitRuntime),
 // checks the model file against the manifest's checksum and creates the
 // session.
-func NewEngine(m *Manifest, opts EngineOptions) (*Engine, error) {
+func NewEngine(m *inference.Manifest, opts EngineOptions) (*Engine, error) {
 	if m == nil {
 		return nil, errors.New("NewEngine: nil manifest")
 	}
@@ -181,15 +121,18 @@ func fileSHA256(path string) (string, error) {
 }
 
 // Manifest returns the engine's manifest.
-func (e *Engine) Manifest() *Manifest { return e.m }
+func (e *Engine) Manifest() *inference.Manifest { return e.m }
 
-// Decode decodes a file for this engine: DecodeWith and the engine's
+// Decode decodes a file for this engine: inference.DecodeWith and the engine's
 // EngineOptions.Decode limits.
-func (e *Engine) Decode(data []byte) (*Image, error) { return DecodeWith(data, e.decode) }
+func (e *Engine) Decode(data []byte) (*inference.Image, error) {
+	return inference.DecodeWith(data, e.decode)
+}
 
 // Accepts checks an image against the engine's intended-use rules
-// (Manifest.CheckImage): nil, or an error matching ErrNotAccepted.
-func (e *Engine) Accepts(img *Image) error { return e.m.CheckImage(&img.Meta) }
+// (inference.Manifest.CheckImage): nil, or an error matching
+// inference.ErrNotAccepted.
+func (e *Engine) Accepts(img *inference.Image) error { return e.m.CheckImage(&img.Meta) }
 
 // Close releases the session. It waits for runs in progress, is idempotent,
 // and Score afterwards returns ErrEngineClosed.
@@ -204,10 +147,11 @@ func (e *Engine) Close() error {
 }
 
 // Score scores the images, at most MaxBatch per ONNX Runtime run, and
-// returns one Result per image in order. Preprocessing follows the manifest.
+// returns one inference.Result per image in order. Preprocessing follows
+// the manifest.
 // A cancelled ctx stops between batches and terminates a run in progress.
-func (e *Engine) Score(ctx context.Context, images []*Image) ([]Result, error) {
-	results := make([]Result, len(images))
+func (e *Engine) Score(ctx context.Context, images []*inference.Image) ([]inference.Result, error) {
+	results := make([]inference.Result, len(images))
 	plane := e.size * e.size
 	for start := 0; start < len(images); start += e.maxBatch {
 		if err := ctx.Err(); err != nil {
@@ -226,12 +170,12 @@ func (e *Engine) Score(ctx context.Context, images []*Image) ([]Result, error) {
 		hw := e.camH * e.camW
 		for i, img := range batch {
 			p := float64(probs[i])
-			results[start+i] = Result{
+			results[start+i] = inference.Result{
 				EngineID:          e.m.ID,
 				EngineVersion:     e.m.Version,
 				Probability:       p,
 				Tier:              e.m.Thresholds.Tier(p),
-				ConfidencePercent: ConfidencePercent(p),
+				ConfidencePercent: inference.ConfidencePercent(p),
 				Marked:            e.m.Thresholds.Marked(p),
 				CAM:               cams[i*hw : (i+1)*hw : (i+1)*hw],
 				CAMWidth:          e.camW,
@@ -246,7 +190,7 @@ func (e *Engine) Score(ctx context.Context, images []*Image) ([]Result, error) {
 }
 
 // preprocessBatch fills input with the batch's planes, in parallel.
-func (e *Engine) preprocessBatch(batch []*Image, input []float32, rects []image.Rectangle) error {
+func (e *Engine) preprocessBatch(batch []*inference.Image, input []float32, rects []image.Rectangle) error {
 	plane := e.size * e.size
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package inference
+package onnx
 
 import (
 	"os"
@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
@@ -69,11 +70,11 @@ func TestInitRuntimeOnce(t *testing.T) {
 }
 
 func TestEngineConcurrentAndClose(t *testing.T) {
-	e := newTestEngine(t, DefaultEngineID)
+	e := newTestEngine(t, inference.DefaultEngineID)
 	dir := testenv.Testdata("pneumoniamnist-val-dicom")
-	var imgs []*Image
+	var imgs []*inference.Image
 	for _, f := range []string{"PMV0000.dcm", "PMV0002.dcm", "PMV0003.dcm", "PMV0005.dcm"} {
-		img, err := DecodeFile(filepath.Join(dir, f))
+		img, err := inference.DecodeFile(filepath.Join(dir, f))
 		require.NoError(t, err)
 		imgs = append(imgs, img)
 	}
@@ -81,7 +82,7 @@ func TestEngineConcurrentAndClose(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, want, 4)
 	for i, r := range want {
-		require.Equal(t, DefaultEngineID, r.EngineID)
+		require.Equal(t, inference.DefaultEngineID, r.EngineID)
 		require.Equal(t, "1.0.0", r.EngineVersion)
 		require.Len(t, r.CAM, 49)
 		require.Equal(t, 28, r.SourceWidth)
@@ -91,7 +92,7 @@ func TestEngineConcurrentAndClose(t *testing.T) {
 	// The same session serves concurrent callers, one image each, and
 	// batching does not change a score.
 	var wg sync.WaitGroup
-	got := make([][]Result, 8)
+	got := make([][]inference.Result, 8)
 	errs := make([]error, 8)
 	for g := range got {
 		wg.Add(1)
@@ -113,14 +114,14 @@ func TestEngineConcurrentAndClose(t *testing.T) {
 }
 
 func TestEngineChecksum(t *testing.T) {
-	m := *loadTestManifest(t, DefaultEngineID)
+	m := *loadTestManifest(t, inference.DefaultEngineID)
 	m.SHA256 = "0000000000000000000000000000000000000000000000000000000000000000"
 	_, err := NewEngine(&m, EngineOptions{Library: testenv.ONNXRuntimeLib(t)})
 	require.ErrorContains(t, err, "has sha256 408df46a9b2fcd0d88ccfbe9e00ac9536b3fa20f9235d2342e00d2960c7bcff3")
 }
 
 func TestEngineRejectsBadImage(t *testing.T) {
-	e := newTestEngine(t, DefaultEngineID)
-	_, err := e.Score(t.Context(), []*Image{{Width: 2, Height: 2, Pixels: []float32{1}}})
+	e := newTestEngine(t, inference.DefaultEngineID)
+	_, err := e.Score(t.Context(), []*inference.Image{{Width: 2, Height: 2, Pixels: []float32{1}}})
 	require.ErrorContains(t, err, "inconsistent image")
 }
