@@ -123,6 +123,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	cfg.FHIR.BaseURL = o.FHIR
 	cfg.FHIR.PDFReport = o.PDFReport
 	cfg.Orders.RetryMin = config.Duration(50 * time.Millisecond)
+	// The bench is one client posting as fast as it can: the per-client rate
+	// limit (a policy, not a cost) would measure itself instead of radgate.
+	cfg.HTTP.Limits.OrdersPerSecond = 0
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	ready := make(chan string, 1)
