@@ -318,6 +318,12 @@ type Orders struct {
 	// given to score (default 50); an order whose study has more fails with
 	// a reason naming the limit rather than fetching them all.
 	MaxInstancesPerStudy int `yaml:"max_instances_per_study"`
+	// MaxStudyBytes bounds what one engine's job may retrieve from the PACS
+	// in total (default 1 GiB), counted as the images arrive; past it the
+	// engine's result is failed with a reason naming the limit. Images are
+	// scored one at a time, so this bounds PACS traffic and time per job,
+	// not memory (a worker holds about two images at once).
+	MaxStudyBytes int64 `yaml:"max_study_bytes"`
 }
 
 // HL7v2 is the HL7 v2 order intake: ORM^O01 and OMI^O23 over MLLP, for a
@@ -536,6 +542,7 @@ func Default() Config {
 			DeliveryWindow:       Duration(1 * time.Hour),
 			MaxBodyBytes:         10 << 20,
 			MaxInstancesPerStudy: 50,
+			MaxStudyBytes:        1 << 30,
 		},
 		HL7v2: HL7v2{
 			TLS:                     ServerTLS{ClientAuth: ClientCertNone},

@@ -340,6 +340,9 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.Orders.MaxInstancesPerStudy <= 0 {
 		bad("orders.max_instances_per_study", "must be positive")
 	}
+	if c.Orders.MaxStudyBytes <= 0 {
+		bad("orders.max_study_bytes", fmt.Sprintf("must be positive, got %d", c.Orders.MaxStudyBytes))
+	}
 	if c.PACS.MaxInstanceBytes <= 0 {
 		bad("pacs.max_instance_bytes", "must be positive")
 	}

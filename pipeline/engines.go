@@ -38,7 +38,11 @@ func (a *inferenceEngine) Modalities() []string     { return a.e.Manifest().Moda
 func (a *inferenceEngine) BodyParts() []string      { return a.e.Manifest().BodyParts }
 
 // Score decodes every file, then scores all decodable images in one batch,
-// shared with whatever other workers are waiting.
+// shared with whatever other workers are waiting. The inference stage gives
+// it one file at a time (see Pipeline.scoreImages), so batches form across
+// concurrent jobs. A native grey image is decoded in place: its Render keeps
+// the file's bytes alive, which is why the stage keeps only the best
+// image's score.
 func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.ImageScore, error) {
 	out := make([]radgate.ImageScore, len(files))
 	imgs := make([]*inference.Image, 0, len(files))

@@ -57,6 +57,10 @@ type Options struct {
 	// MaxInstancesPerStudy bounds the images one engine is given for one
 	// order (default 50); a study with more fails with a reason naming it.
 	MaxInstancesPerStudy int
+	// MaxStudyBytes bounds what one job retrieves from the PACS in total
+	// (default 1 GiB), counted as images arrive; past it the engine's result
+	// is failed with a reason naming orders.max_study_bytes.
+	MaxStudyBytes int64
 
 	// Now is the clock (tests replace it).
 	Now func() time.Time
@@ -122,6 +126,9 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	}
 	if opts.MaxInstancesPerStudy <= 0 {
 		opts.MaxInstancesPerStudy = 50
+	}
+	if opts.MaxStudyBytes <= 0 {
+		opts.MaxStudyBytes = 1 << 30
 	}
 	p := &Pipeline{
 		opts:  opts,

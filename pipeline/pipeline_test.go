@@ -419,7 +419,7 @@ type testMsg struct {
 	hdr  nats.Header
 }
 
-func fakeMsg(t *testing.T, v any) *testMsg {
+func fakeMsg(t testing.TB, v any) *testMsg {
 	t.Helper()
 	b, err := json.Marshal(v)
 	require.NoError(t, err)

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -340,10 +342,11 @@ func BodyPartFromProcedure(codes []radgate.Coding) string {
 	return ""
 }
 
-// score runs one job: fetch the images as stored, score them, keep the most
-// confident image's result and heatmap, and publish the result. A replayed
-// job (HeaderReplayOf) first re-opens its engine if that ended failed or
-// rejected.
+// score runs one job: it retrieves the study's images one at a time, scores
+// each as it arrives and keeps only the most confident image's score (see
+// scoreImages), then publishes the result with that image's heatmap. A
+// replayed job (HeaderReplayOf) first re-opens its engine if that ended
+// failed or rejected.
 func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	replay := msg.Headers().Get(broker.HeaderReplayOf)
 	var job Job
@@ -369,62 +372,124 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if cur := st.Engines[job.Engine]; cur.State == radgate.StateScored || cur.State.Terminal() {
 		return done()
 	}
+	sc := p.scoreImages(ctx, msg, job, eng)
+	if sc.retry > 0 {
+		return retryIn(sc.retry)
+	}
+	return p.publishResult(ctx, st, resultOf(job, eng, sc), replay)
+}
+
+// studyScore is what scoring a job's images came to: the most confident
+// image, or (bestAt < 0) the outcome and reason of a job none was scored in;
+// or, with retry set, that the job is to be tried again after retry.
+type studyScore struct {
+	best    radgate.ImageScore
+	bestAt  int // index in Job.Instances; -1: no image scored
+	outcome radgate.Outcome
+	reason  string
+	retry   time.Duration
+}
+
+// scoreImages retrieves a job's images one at a time and scores each as it
+// arrives — the batcher still runs the images of concurrent jobs together —
+// keeping the score and dropping the bytes; only the most confident image
+// so far keeps its render state for the heatmap. So a worker holds about
+// one image plus the best whatever the study's size, where it once held
+// them all (orders.max_instances_per_study × pacs.max_instance_bytes). What
+// the job retrieves in total is bounded by orders.max_study_bytes, counted
+// as images arrive: past it the job fails with a reason naming the limit.
+// Images the engine cannot score are collected as failures; with none
+// scored the outcome is failed, or not applicable when every image was
+// outside the engine's intended use.
+func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine) studyScore {
 	age, n := msgAge(msg, p.opts.Now())
-	files := make([][]byte, 0, len(job.Instances))
-	for _, in := range job.Instances {
+	failed := func(reason string) studyScore {
+		return studyScore{bestAt: -1, outcome: radgate.OutcomeFailed, reason: reason}
+	}
+	sc := studyScore{bestAt: -1, outcome: radgate.OutcomeNotApplicable} // not applicable if no image was decodable
+	var failures []string
+	var total int64
+	for i, in := range job.Instances {
 		_ = msg.InProgress()
 		b, err := p.opts.Source.RetrieveInstance(ctx, job.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)
 		if err != nil {
 			if radgate.IsTransient(err) && age < p.opts.StudyWaitWindow {
 				p.log.Info("image retrieval failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
-				return retryIn(p.backoff(n))
+				return studyScore{retry: p.backoff(n)}
 			}
-			return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
-				Reason: fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err), StudyInstanceUID: job.StudyInstanceUID}, replay)
+			return failed(fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err))
 		}
-		files = append(files, b)
-	}
-	_ = msg.InProgress()
-	scores, err := eng.Score(ctx, files)
-	if err != nil {
-		if ctx.Err() != nil {
-			return retryIn(p.opts.RetryMin)
+		total += int64(len(b))
+		if limit := p.opts.MaxStudyBytes; total > limit {
+			p.log.Warn("study over the retrieval limit", "order", job.OrderID, "engine", job.Engine, "bytes", total, "limit", limit)
+			return failed(fmt.Sprintf("not scored: the images of the study for engine %s retrieved %s (%d bytes) by image %d of %d, more than orders.max_study_bytes (%s)",
+				job.Engine, iecBytes(total), total, i+1, len(job.Instances), iecBytes(limit)))
 		}
-		return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
-			Reason: "scoring: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
-	}
-	best, outcome := -1, radgate.OutcomeNotApplicable // no image: not applicable if none was decodable
-	var failures []string
-	for i, s := range scores {
+		// After this the image's bytes live on only in the best image's
+		// render state, if it becomes the best.
+		scores, err := eng.Score(ctx, [][]byte{b})
+		if err == nil && len(scores) != 1 {
+			err = fmt.Errorf("engine %s returned %d scores for one image", job.Engine, len(scores))
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return studyScore{retry: p.opts.RetryMin}
+			}
+			return failed("scoring: " + err.Error())
+		}
+		s := scores[0]
 		if s.Err != nil {
-			failures = append(failures, fmt.Sprintf("image %s: %v", job.Instances[i].SOPInstanceUID, s.Err))
+			failures = append(failures, fmt.Sprintf("image %s: %v", in.SOPInstanceUID, s.Err))
 			if !errors.Is(s.Err, inference.ErrNotAccepted) {
-				outcome = radgate.OutcomeFailed
+				sc.outcome = radgate.OutcomeFailed
 			}
 			continue
 		}
-		if best < 0 || s.Probability > scores[best].Probability {
-			best = i
+		if sc.bestAt < 0 || s.Probability > sc.best.Probability {
+			if !s.Marked {
+				s.Render = nil // no heatmap to draw: let the image go
+			}
+			sc.best, sc.bestAt = s, i
 		}
 	}
-	if best < 0 {
-		return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: outcome,
-			Reason: strings.Join(failures, "; "), StudyInstanceUID: job.StudyInstanceUID}, replay)
+	if sc.bestAt < 0 {
+		sc.reason = strings.Join(failures, "; ")
 	}
-	s := scores[best]
+	return sc
+}
+
+// resultOf is the result a job's studyScore makes: the best image's score
+// with its heatmap, or the reason none was scored.
+func resultOf(job Job, eng radgate.Engine, sc studyScore) radgate.Result {
+	if sc.bestAt < 0 {
+		return radgate.Result{Engine: eng.Info(), Outcome: sc.outcome, Reason: sc.reason, StudyInstanceUID: job.StudyInstanceUID}
+	}
+	s := sc.best
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
-		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[best].SeriesInstanceUID,
-		SOPInstanceUID: job.Instances[best].SOPInstanceUID}
+		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
+		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
 	if s.Marked && s.Render != nil {
 		png, w, h, err := s.Render()
 		if err != nil {
-			return p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
-				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}, replay)
+			return radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
+				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}
 		}
 		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = png, w, h
 		r.CAM = s.CAM
 	}
-	return p.publishResult(ctx, st, r, replay)
+	return r
+}
+
+// iecBytes writes a byte count for a reason: "1 GiB", "1.2 GiB", "900 KiB".
+func iecBytes(n int64) string {
+	v, unit := float64(n), "bytes"
+	for _, u := range []string{"KiB", "MiB", "GiB", "TiB"} {
+		if v < 1024 {
+			break
+		}
+		v, unit = v/1024, u
+	}
+	return strconv.FormatFloat(math.Round(v*10)/10, 'f', -1, 64) + " " + unit
 }
 
 // ResultID is the deterministic id of an order × engine × model version.

@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Logger: logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
-		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy,
+		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
 	})
 	if err != nil {
 		return err
