@@ -417,7 +417,8 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 				p.log.Info("image retrieval failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
 				return studyScore{retry: p.backoff(n)}
 			}
-			return failed(fmt.Sprintf("retrieving image %s from the PACS: %v", in.SOPInstanceUID, err))
+			p.log.Warn("image not retrieved from the PACS; failing the engine's result", "order", job.OrderID, "engine", job.Engine, "err", err)
+			return failed(fmt.Sprintf("retrieving image %s from the PACS: %s", in.SOPInstanceUID, radgate.Public(err)))
 		}
 		total += int64(len(b))
 		if limit := p.opts.MaxStudyBytes; total > limit {
