@@ -282,6 +282,19 @@ type Destination struct {
 	ReceivingFacility    string `yaml:"receiving_facility"`
 }
 
+// DefaultDestinationTimeout bounds each request to a destination whose
+// timeout is not set.
+const DefaultDestinationTimeout = 30 * time.Second
+
+// RequestTimeout is the destination's timeout, else
+// DefaultDestinationTimeout.
+func (d Destination) RequestTimeout() time.Duration {
+	if t := d.Timeout.D(); t > 0 {
+		return t
+	}
+	return DefaultDestinationTimeout
+}
+
 // StoreSC and StoreSR say what a dicomweb destination stores (both unless
 // turned off).
 func (d Destination) StoreSC() bool { return d.SC == nil || *d.SC }

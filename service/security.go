@@ -70,11 +70,7 @@ func newSecurity(cfg config.Config, reg *radgate.Registry, logger *slog.Logger) 
 		if t, known := reg.Destination(d.Type); !ok || !known || !t.HTTP {
 			continue
 		}
-		timeout := d.Timeout.D()
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		if s.destinations[name], err = client("destinations."+name+".auth", d.Auth, d.TLS, timeout); err != nil {
+		if s.destinations[name], err = client("destinations."+name+".auth", d.Auth, d.TLS, d.RequestTimeout()); err != nil {
 			return nil, err
 		}
 	}

@@ -3,7 +3,6 @@ package dicomweb
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
@@ -38,7 +37,7 @@ func DestinationType() radgate.DestinationType {
 			return errs
 		},
 		New: func(dc radgate.DestinationContext) (radgate.Sink, error) {
-			c, err := New(Options{BaseURL: dc.Config.URL, HTTPClient: dc.HTTPClient, Timeout: timeoutOf(dc.Config)})
+			c, err := New(Options{BaseURL: dc.Config.URL, HTTPClient: dc.HTTPClient, Timeout: dc.Config.RequestTimeout()})
 			if err != nil {
 				return nil, err
 			}
@@ -68,11 +67,4 @@ func Probe(ctx context.Context, c *Client) error {
 		return nil
 	}
 	return err
-}
-
-func timeoutOf(d config.Destination) time.Duration {
-	if t := d.Timeout.D(); t > 0 {
-		return t
-	}
-	return 30 * time.Second
 }

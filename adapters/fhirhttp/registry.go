@@ -2,7 +2,6 @@ package fhirhttp
 
 import (
 	"context"
-	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
@@ -35,7 +34,7 @@ func DestinationType() radgate.DestinationType {
 				opts = append(opts, WithPDF(dc.PDF))
 			}
 			return NewSink(SinkOptions{BaseURL: dc.Config.URL, HTTPClient: dc.HTTPClient,
-				Timeout: timeoutOf(dc.Config), Logger: dc.Logger}, opts...)
+				Timeout: dc.Config.RequestTimeout(), Logger: dc.Logger}, opts...)
 		},
 		ProbeDoes: "FHIR metadata",
 		Probe: func(ctx context.Context, dc radgate.DestinationContext) error {
@@ -53,10 +52,3 @@ func DestinationType() radgate.DestinationType {
 func (s *Sink) Prepare(ctx context.Context) error { return s.EnsureCodeSystem(ctx) }
 
 var _ radgate.Preparer = (*Sink)(nil)
-
-func timeoutOf(d config.Destination) time.Duration {
-	if t := d.Timeout.D(); t > 0 {
-		return t
-	}
-	return 30 * time.Second
-}

@@ -2,7 +2,6 @@ package hl7v2
 
 import (
 	"context"
-	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/fhirhttp"
@@ -50,7 +49,7 @@ func DestinationType() radgate.DestinationType {
 					ReceivingApplication: HD{Namespace: d.ReceivingApplication},
 					ReceivingFacility:    HD{Namespace: d.ReceivingFacility},
 				},
-				Client: ClientOptions{AckTimeout: timeoutOf(d)},
+				Client: ClientOptions{AckTimeout: d.RequestTimeout()},
 				Outbox: OutboxLimits{MaxAge: dc.Retention.HL7Outbox.MaxAge.D(), MaxBytes: int64(dc.Retention.HL7Outbox.MaxBytes)},
 			}
 			if patients != nil {
@@ -60,7 +59,7 @@ func DestinationType() radgate.DestinationType {
 		},
 		ProbeDoes: "MLLP connection",
 		Probe: func(ctx context.Context, dc radgate.DestinationContext) error {
-			c, err := NewClient(ClientOptions{Addr: dc.Config.Address, DialTimeout: timeoutOf(dc.Config)})
+			c, err := NewClient(ClientOptions{Addr: dc.Config.Address, DialTimeout: dc.Config.RequestTimeout()})
 			if err != nil {
 				return err
 			}
@@ -68,13 +67,6 @@ func DestinationType() radgate.DestinationType {
 			return c.Connect(ctx)
 		},
 	}
-}
-
-func timeoutOf(d config.Destination) time.Duration {
-	if t := d.Timeout.D(); t > 0 {
-		return t
-	}
-	return 30 * time.Second
 }
 
 // fhirClient is the EHR's FHIR server, where a FHIR order's Patient is read.
