@@ -13,7 +13,7 @@ import (
 type SinkOptions = ClientOptions
 
 // PDFFunc renders the human-readable report of a scored result (see package
-// report). An error it wraps with routing.Transient is retried; any other
+// report). An error it wraps with radgate.Transient is retried; any other
 // ends the delivery.
 type PDFFunc func(ctx context.Context, r radgate.Result) ([]byte, error)
 
@@ -28,7 +28,7 @@ func WithPDF(f PDFFunc) SinkOption { return func(s *Sink) { s.pdf = f } }
 // of Device, Observation, Media (when marked) and DiagnosticReport; a result
 // that was not scored as a transaction of Device and Task (see
 // rfhir.BuildResultBundle and rfhir.BuildTaskBundle). Every entry is a
-// conditional create on an identifier derived from routing.Result.ID, so
+// conditional create on an identifier derived from radgate.Result.ID, so
 // delivering the same result twice leaves one report.
 type Sink struct {
 	*Client
@@ -54,7 +54,7 @@ func NewSink(opts SinkOptions, options ...SinkOption) (*Sink, error) {
 // Deliver writes r and returns the report's reference ("DiagnosticReport/12"
 // or, for a result that was not scored, "Task/7"). It returns only once the
 // server answered the transaction with success. Refused connections,
-// timeouts, 408, 429 and 5xx are routing.Transient; a result that cannot be
+// timeouts, 408, 429 and 5xx are radgate.Transient; a result that cannot be
 // written (4xx, an invalid result) is a permanent error, a *rfhir.OutcomeError
 // when the server refused it.
 func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
@@ -129,7 +129,7 @@ func (s *Sink) requestRead(ctx context.Context, r radgate.Result, in fhir.Result
 	return nil
 }
 
-// ResultInput maps a routing.Result to the values the fhir package builds
+// ResultInput maps a radgate.Result to the values the fhir package builds
 // resources from (Issued is left zero: the builders use ScoredAt).
 func ResultInput(r radgate.Result) fhir.ResultInput {
 	in := fhir.ResultInput{

@@ -118,7 +118,7 @@ func Dial(ctx context.Context, opts ClientOptions) (*Client, error) {
 }
 
 // Connect opens the connection if it is not open. Errors are transient
-// (routing.IsTransient).
+// (radgate.IsTransient).
 func (c *Client) Connect(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -168,7 +168,7 @@ func (c *Client) Close() error {
 //
 // Errors: an *AckError for AE/AR (errors.Is ErrApplicationError or
 // ErrRejected); timeouts and connection failures wrapped in
-// routing.Transient (ErrAckTimeout for a missing ACK); ctx's error when it
+// radgate.Transient (ErrAckTimeout for a missing ACK); ctx's error when it
 // ends first; ErrClosed after Close.
 func (c *Client) Send(ctx context.Context, msg *Message) (*Message, error) {
 	ctrl := msg.ControlID()

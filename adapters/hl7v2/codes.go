@@ -158,7 +158,7 @@ func validUID(s string) bool {
 	return true
 }
 
-// toCoding turns a CWE triplet into a routing.Coding.
+// toCoding turns a CWE triplet into a radgate.Coding.
 func toCoding(code, text, system string) radgate.Coding {
 	return radgate.Coding{System: CodingSystemURI(system), Code: code, Display: text}
 }

@@ -29,10 +29,10 @@
 //
 // # Mapping
 //
-// OrderEvent maps ORM^O01 and OMI^O23 to routing.OrderEvent (see
+// OrderEvent maps ORM^O01 and OMI^O23 to radgate.OrderEvent (see
 // OrderOptions.OrderEvents for which field carries what), checking every
 // identifier with radgate.CheckIdentifier and CheckUID; ORU builds the
-// ORU^R01 for a routing.Result. An order event never holds a patient's
+// ORU^R01 for a radgate.Result. An order event never holds a patient's
 // name; PID-5 of an ORU is read when it is sent (PatientSource: the FHIR
 // Patient, or the ORM's PID kept by Received) and never stored.
 //

@@ -20,7 +20,7 @@ var (
 	// ErrTooLarge: an MLLP block exceeds the configured maximum size.
 	ErrTooLarge = errors.New("MLLP message exceeds the maximum size")
 	// ErrAckTimeout: no acknowledgement arrived within the client's
-	// AckTimeout. Client.Send wraps it in routing.Transient.
+	// AckTimeout. Client.Send wraps it in radgate.Transient.
 	ErrAckTimeout = errors.New("timed out waiting for the HL7 acknowledgement")
 	// ErrClosed: the client or server was closed.
 	ErrClosed = errors.New("hl7v2: closed")
@@ -37,7 +37,7 @@ var (
 	// order (CA cancel, DC discontinue, …). The message is valid; it just
 	// carries no order to score. Answer AA and drop it, or AE, by policy.
 	ErrOrderControl = errors.New("order control code is not a new or changed order")
-	// ErrInvalidResult: ORU was given a routing.Result it cannot report
+	// ErrInvalidResult: ORU was given a radgate.Result it cannot report
 	// (no patient identifier, an unknown tier, a probability outside 0..1).
 	ErrInvalidResult = errors.New("invalid result for ORU^R01")
 )
@@ -136,7 +136,7 @@ func (l Location) String() string {
 
 // Error is a problem at a known place in a message: malformed input found
 // by Parse (it wraps ErrMalformed) or a missing or invalid value found by a
-// mapping function (OrderEvent's wrap routing.ErrInvalidOrder). NewACK
+// mapping function (OrderEvent's wrap radgate.ErrInvalidOrder). NewACK
 // turns it into an ERR segment; ErrorDetailOf extracts it from a chain.
 //
 // The message never quotes patient data, so it may be logged and sent back
@@ -150,7 +150,7 @@ type Error struct {
 	Code ErrorCode
 	Msg  string
 	// Err is the sentinel the error wraps (ErrMalformed,
-	// routing.ErrInvalidOrder, …).
+	// radgate.ErrInvalidOrder, …).
 	Err error
 }
 

@@ -20,7 +20,7 @@ type IntakeOptions struct {
 	// accession numbers, so both intakes make one order per study.
 	Order OrderOptions
 	// AcceptTimeout bounds storing a message's orders (all of its
-	// routing.Intake.Accept calls together). Default DefaultAcceptTimeout.
+	// radgate.Intake.Accept calls together). Default DefaultAcceptTimeout.
 	AcceptTimeout time.Duration
 	// Received, when set, keeps the message's MSH and PID as received for
 	// each of its orders: the source of the ORU's PID-5 (patient names are
@@ -38,7 +38,7 @@ type IntakeOptions struct {
 // answers:
 //
 //   - AA once every Accept returned nil, that is once every order of the
-//     message is durably stored (routing.Intake's contract).
+//     message is durably stored (radgate.Intake's contract).
 //   - AR, with an ERR naming MSH-9, for a message type other than ORM^O01
 //     and OMI^O23, and for an order control (ORC-1) that is not a new or
 //     changed order (CA, DC, …): radgate will never process them, and
@@ -46,7 +46,7 @@ type IntakeOptions struct {
 //   - AE, with an ERR naming the field (ERR-2) and its table 0357 code
 //     (101 required field missing, 102 data type error, …), for an order
 //     that cannot be mapped or that Accept refuses as invalid
-//     (routing.ErrInvalidOrder). No order of such a message is stored.
+//     (radgate.ErrInvalidOrder). No order of such a message is stored.
 //   - AR with ERR-3 207 (application internal error) and ERR-4 E when
 //     storing failed for another reason (the message broker is down or
 //     slow, the intake is shutting down): HL7 table 0008's AR, rejected for

@@ -17,7 +17,7 @@ type OrderOptions struct {
 	// that arrive without an assigning authority (OBR-18 is a plain string;
 	// IPC-1 may lack one). Set it to the system the EHR's FHIR
 	// ServiceRequests use for the same accession numbers, so events from
-	// both intakes merge into one order (routing.OrderKey includes the
+	// both intakes merge into one order (radgate.OrderKey includes the
 	// system).
 	AccessionSystem string
 	// Authorities maps assigning-authority namespaces to identifier
@@ -82,7 +82,7 @@ func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 // ORC-1 must be NW, XO, XX, SC or SN (a new or changed order); any other
 // order control (CA, DC, …) gives an error wrapping ErrOrderControl.
 // Errors are *Error values naming the field, and wrap
-// routing.ErrInvalidOrder (or ErrUnsupportedMessage for another message
+// radgate.ErrInvalidOrder (or ErrUnsupportedMessage for another message
 // type).
 func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 	t := msg.Type()

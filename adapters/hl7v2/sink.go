@@ -38,7 +38,7 @@ const (
 )
 
 // PDFFunc renders the human-readable report of a scored result (see package
-// report). An error it wraps with routing.Transient is retried; any other
+// report). An error it wraps with radgate.Transient is retried; any other
 // ends the delivery.
 type PDFFunc func(ctx context.Context, r radgate.Result) ([]byte, error)
 
@@ -81,7 +81,7 @@ type OutboxLimits struct {
 	MaxBytes int64
 }
 
-// ResultSink delivers results to a RIS as ORU^R01 over MLLP (routing.Sink).
+// ResultSink delivers results to a RIS as ORU^R01 over MLLP (radgate.Sink).
 //
 // Before the first send of a result the message is stored in BucketOutbox
 // (object <result id>.hl7), so it can be inspected and re-sent (radgate hl7
@@ -256,7 +256,7 @@ func orNone(s string) string {
 	return s
 }
 
-// receiptOf names a delivered ORU in routing.Receipt.Report.
+// receiptOf names a delivered ORU in radgate.Receipt.Report.
 func receiptOf(controlID string) string { return "ORU^R01/" + controlID }
 
 func (s *ResultSink) build(ctx context.Context, r radgate.Result) (*Message, error) {
@@ -458,7 +458,7 @@ func (o *Outbox) put(ctx context.Context, m StoredMessage, raw []byte) error {
 // send sends msg with c and records the outcome in m's metadata (the
 // destination is the last one that answered). An ACK
 // other than AA/CA is a permanent *AckError; anything else that failed is
-// routing.Transient (ctx's own end included: the message may be sent again).
+// radgate.Transient (ctx's own end included: the message may be sent again).
 func (o *Outbox) send(ctx context.Context, c *Client, m StoredMessage, msg *Message, addr string, now func() time.Time) (StoredMessage, error) {
 	m.Attempts++
 	ack, sendErr := c.Send(ctx, msg)
