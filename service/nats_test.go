@@ -1,7 +1,6 @@
 package service
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"testing"
@@ -25,7 +24,7 @@ func TestEmbeddedNATSRequiresItsCredential(t *testing.T) {
 	_, err := os.Stat(credPath)
 	require.ErrorIs(t, err, os.ErrNotExist)
 
-	var logs bytes.Buffer
+	var logs lockedBuffer // nats-server logs from its own goroutines
 	c, err := connectNATS(cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)
 	st, err := os.Stat(credPath)
