@@ -25,6 +25,8 @@
 // a validating FHIR server.
 package fhir
 
+import "github.com/radgate/radgate"
+
 // Code systems and identifier systems radgate reads or writes.
 const (
 	// SystemV20203 is HL7 v2 table 0203 (identifier type); code ACSN marks an
@@ -77,29 +79,11 @@ const (
 // engine.
 var DefaultFinding = Coding{System: SystemSNOMED, Code: "233604007", Display: "Pneumonia"}
 
-// Identifier is a FHIR business identifier.
-type Identifier struct {
-	System string `json:"system,omitempty"`
-	Value  string `json:"value"`
-}
-
-// Reference points at a resource: literally ("ServiceRequest/12" or an
-// absolute URL) or, when the resource has no id known to radgate, by business
-// identifier.
-type Reference struct {
-	Reference  string      `json:"reference,omitempty"`
-	Identifier *Identifier `json:"identifier,omitempty"`
-	Display    string      `json:"display,omitempty"`
-}
-
-// IsZero reports whether r points at nothing.
-func (r *Reference) IsZero() bool {
-	return r == nil || (r.Reference == "" && (r.Identifier == nil || r.Identifier.Value == ""))
-}
-
-// Coding is a code from a code system.
-type Coding struct {
-	System  string `json:"system,omitempty"`
-	Code    string `json:"code"`
-	Display string `json:"display,omitempty"`
-}
+// Identifier, Reference and Coding are the core's plain values
+// (radgate.Identifier, radgate.Reference, radgate.Coding): what an order
+// carries is what the resources are built from.
+type (
+	Identifier = radgate.Identifier
+	Reference  = radgate.Reference
+	Coding     = radgate.Coding
+)
