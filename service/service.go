@@ -199,12 +199,14 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// One deadline for the whole graceful stop, started by the first
 	// interrupt (the interrupts run in the order the actors were added:
 	// intakes, reloader, stages, NATS).
-	var stopCtx context.Context
+	var (
+		stopCtx    context.Context
+		stopCancel context.CancelFunc = func() {}
+	)
+	defer func() { stopCancel() }()
 	stopping := func() context.Context {
 		if stopCtx == nil {
-			var cancel context.CancelFunc
-			stopCtx, cancel = context.WithTimeout(context.Background(), o.StopTimeout)
-			_ = cancel // released when the deadline passes; Run returns long before
+			stopCtx, stopCancel = context.WithTimeout(context.Background(), o.StopTimeout)
 			log.Info("stopping: intake closed, draining in-flight work")
 		}
 		return stopCtx
