@@ -61,17 +61,56 @@ type OrderEvent struct {
 	Modalities []string `json:"modalities,omitempty"`
 	// Facility is the ordering or performing organisation, when known.
 	Facility string `json:"facility,omitempty"`
+	// Priority is the order's priority as the source spelled it (FHIR
+	// routine/urgent/asap/stat; HL7 Table 0027 S/A/R/…); PriorityClass
+	// reduces it to the two classes the stages schedule by.
 	Priority string `json:"priority,omitempty"`
+
+	// Action is what the event asks of its order: place or update it (the
+	// zero value), or cancel it.
+	Action OrderAction `json:"action,omitempty"`
+	// Reason says what the source said, for a cancellation: "FHIR
+	// ServiceRequest status revoked", "HL7 ORC-1 CA". Identifiers only.
+	Reason string `json:"reason,omitempty"`
+	// StudyComplete is set when the event announces the study complete
+	// (a FHIR ImagingStudy with status available, an HL7 ORC-5 CM);
+	// InstanceCount is the number of instances it announces (0: unknown).
+	// A study found with at least that many instances is scored without
+	// waiting for orders.stable_after.
+	StudyComplete bool `json:"study_complete,omitempty"`
+	InstanceCount int  `json:"instance_count,omitempty"`
 }
 
-// OrderState is where an order stands.
+// OrderAction is what an intake event asks of its order.
+type OrderAction string
+
+// Order actions.
+const (
+	// ActionOrder places or updates the order (the zero value).
+	ActionOrder OrderAction = ""
+	// ActionCancel cancels it: FHIR ServiceRequest status revoked or
+	// entered-in-error, HL7 ORC-1 CA, DC or OC. Work not yet delivered
+	// stops; results already delivered are retracted.
+	ActionCancel OrderAction = "cancel"
+)
+
+// OrderState is where an order stands. The states and the transitions
+// between them are the table Transitions (lifecycle.go).
 type OrderState string
 
-// Order states, in the order an order passes through them. Failed and
-// Rejected are terminal alongside Delivered.
+// Order states. Delivered, Rejected, Failed and Cancelled are terminal;
+// new facts re-open Delivered and Rejected (images added: the study is
+// scored again) and Failed (the images came after all, or a replay).
 const (
+	// StateReceived: an intake event created the order.
 	StateReceived OrderState = "received"
-	StateRouted   OrderState = "routed"
+	// StateWaiting: the study is not in the PACS yet; radgate learns of
+	// it from events and slow polling, holding no consumer slot.
+	StateWaiting OrderState = "waiting"
+	// StateStabilising: the study is there and radgate waits until its
+	// instance count has not changed for orders.stable_after.
+	StateStabilising OrderState = "stabilising"
+	StateRouted      OrderState = "routed"
 	// StateScored: the engine's result — a score, or the reason there is
 	// none — is ready and awaits delivery.
 	StateScored    OrderState = "scored"
@@ -82,11 +121,20 @@ const (
 	// StateFailed: the order could not be completed (study never arrived,
 	// undecodable images, a destination refused the result).
 	StateFailed OrderState = "failed"
+	// StateRetracting: the order was cancelled after a result was
+	// delivered; the retractions are on their way.
+	StateRetracting OrderState = "retracting"
+	// StateCancelled: the order was cancelled; nothing more is done and
+	// whatever had been delivered is retracted.
+	StateCancelled OrderState = "cancelled"
+	// StateSuperseded is the state of an engine's earlier result revision
+	// once an amended one replaced it (in the order's history).
+	StateSuperseded OrderState = "superseded"
 )
 
-// Terminal reports whether no further stage will change s.
+// Terminal reports whether no stage will change s without a new fact.
 func (s OrderState) Terminal() bool {
-	return s == StateDelivered || s == StateRejected || s == StateFailed
+	return s == StateDelivered || s == StateRejected || s == StateFailed || s == StateCancelled
 }
 
 // Sentinel errors shared by the stages and the adapters.
@@ -99,6 +147,14 @@ var (
 	// ErrInvalidOrder wraps an intake event that cannot become an order (no
 	// accession number and no study UID, say).
 	ErrInvalidOrder = errors.New("invalid order")
+	// ErrUnknownOrder is returned by Intake.Accept for a cancellation of an
+	// order radgate never received: the intake answers it as the client's
+	// error (FHIR 404 OperationOutcome, HL7 AE) naming the order.
+	ErrUnknownOrder = errors.New("no such order")
+	// ErrOrderCancelled is returned by Intake.Accept for an event that
+	// would amend an order already cancelled (the intake answers 409 / AE
+	// with the reason).
+	ErrOrderCancelled = errors.New("order cancelled")
 )
 
 // TransientError marks a failure worth retrying later: HTTP 429/5xx,
@@ -161,6 +217,21 @@ type Series struct {
 type Instance struct {
 	SOPInstanceUID string `json:"sop_instance_uid"`
 	SOPClassUID    string `json:"sop_class_uid,omitempty"`
+	// ViewPosition is View Position (0018,5101): PA, AP, LL, RL, …
+	ViewPosition string `json:"view_position,omitempty"`
+	// ViewCode is the first item of View Code Sequence (0054,0220), read
+	// when View Position is empty (SNOMED CT 399348003 postero-anterior,
+	// 272479001 antero-posterior, …).
+	ViewCode *Coding `json:"view_code,omitempty"`
+}
+
+// InstanceCount is the number of instances the study holds.
+func (s *Study) InstanceCount() int {
+	n := 0
+	for _, se := range s.Series {
+		n += len(se.Instances)
+	}
+	return n
 }
 
 // StudySource is an image archive (a PACS over DICOMweb).
@@ -227,6 +298,24 @@ type Result struct {
 
 	ScoredAt time.Time `json:"scored_at"`
 
+	// Revision numbers the results of one order × engine: 1 is the first;
+	// each re-score after images were added to the study is the next.
+	// Sinks put it into derived UIDs, identifiers and message control ids,
+	// so revisions never collide; the Result ID stays the same.
+	Revision int `json:"revision,omitempty"`
+	// Status says what this copy does at the destination: the first
+	// result (final), one that replaces revision Revision-1 (amended), or
+	// the withdrawal of revision Revision (retracted, RetractReason says
+	// why). The zero value is final.
+	Status ResultStatus `json:"status,omitempty"`
+	// RetractReason says why a result is retracted ("order cancelled:
+	// FHIR ServiceRequest status revoked"). Identifiers only.
+	RetractReason string `json:"retract_reason,omitempty"`
+	// Images lists every image of the study the engine was offered:
+	// scored, or skipped with the reason (a lateral view, an engine's
+	// minimum matrix).
+	Images []ImageNote `json:"images,omitempty"`
+
 	// Destination is the destination this copy of the result is for;
 	// Destinations lists every destination of the order × engine.
 	Destination  string   `json:"destination,omitempty"`
@@ -234,6 +323,31 @@ type Result struct {
 	// Read, when set, is the route's radiologist read request; a FHIR
 	// destination writes the read Task when Read.Wanted(Tier).
 	Read *ReadRequest `json:"read,omitempty"`
+}
+
+// ResultStatus is what a result copy does at its destination.
+type ResultStatus string
+
+// Result statuses.
+const (
+	ResultFinal     ResultStatus = "final"
+	ResultAmended   ResultStatus = "amended"
+	ResultRetracted ResultStatus = "retracted"
+)
+
+// EffectiveRevision is r.Revision, or 1 for a result without one.
+func (r *Result) EffectiveRevision() int { return max(r.Revision, 1) }
+
+// ImageNote is one image a result considered.
+type ImageNote struct {
+	SeriesInstanceUID string `json:"series_instance_uid"`
+	SOPInstanceUID    string `json:"sop_instance_uid"`
+	// View is the view position the image declares ("PA", "LL"; "" when
+	// none).
+	View   string `json:"view,omitempty"`
+	Scored bool   `json:"scored"`
+	// Reason says why an image was not scored.
+	Reason string `json:"reason,omitempty"`
 }
 
 // CAM is an engine's class activation map and where it lies on the scored
@@ -261,7 +375,13 @@ type Receipt struct {
 // Sink is a result destination (a FHIR server, later a PACS or a RIS).
 //
 // Deliver returns only once the write is durable at the destination, and it
-// must be idempotent: delivering the same Result.ID twice leaves one report.
+// must be idempotent: delivering the same Result.ID, Revision and Status
+// twice leaves one report. Status says what to do: write the first result
+// (final); replace revision Revision-1 with this one (amended: the report
+// is corrected in place where the destination keeps reports, and the
+// superseded objects are rejected where it keeps objects); or withdraw
+// revision Revision (retracted: the report is marked entered in error, a
+// RIS gets a "wrong" correction, a PACS an IOCM rejection note).
 // Errors worth retrying are wrapped with Transient; anything else terminates
 // the delivery with the error as the reason.
 type Sink interface {

@@ -9,6 +9,9 @@ type Engine interface {
 	// Modalities and BodyParts are what the engine's manifest declares.
 	Modalities() []string
 	BodyParts() []string
+	// Views are the view positions the engine scores (PA, AP); empty:
+	// any.
+	Views() []string
 	// Score decodes and scores Part 10 files, one ImageScore per file in
 	// order. A file that cannot be decoded has Err set; the error return is
 	// for failures of the engine itself.

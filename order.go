@@ -38,6 +38,15 @@ type OrderStatus struct {
 
 	// Engines holds each engine's progress on this order.
 	Engines map[string]EngineProgress `json:"engines,omitempty"`
+	// Study is what radgate last observed of the order's study in the
+	// PACS (nil: not looked yet).
+	Study *StudyObservation `json:"study,omitempty"`
+	// WaitUntil is when an order waiting for its study is answered failed
+	// (orders.wait, by priority, facility and procedure code).
+	WaitUntil time.Time `json:"wait_until,omitzero"`
+	// Cancelled is set once the source cancelled the order.
+	Cancelled *Cancellation `json:"cancelled,omitempty"`
+
 	// ReplayOf is the dead-letter sequence of the last replayed message
 	// (radgate dlq replay) that re-opened this order.
 	ReplayOf string `json:"replay_of,omitempty"`
@@ -46,9 +55,35 @@ type OrderStatus struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
+// StudyObservation is what radgate saw of a study in the PACS.
+type StudyObservation struct {
+	// Instances is the instance count last seen; Since is when radgate
+	// first saw that count (the study is stable once Since is
+	// orders.stable_after ago), LastSeen when it last looked.
+	Instances int       `json:"instances"`
+	Since     time.Time `json:"since"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Complete: an intake event announced the study complete with
+	// Announced instances (0: count not announced).
+	Complete  bool `json:"complete,omitempty"`
+	Announced int  `json:"announced,omitempty"`
+	// Scored is the instance count the current results were scored on.
+	Scored int `json:"scored,omitempty"`
+}
+
+// Cancellation records an order's cancellation.
+type Cancellation struct {
+	At     time.Time `json:"at"`
+	Source string    `json:"source"`
+	Reason string    `json:"reason"`
+}
+
 // EngineProgress is one engine's progress on an order.
 type EngineProgress struct {
-	State       OrderState `json:"state"`
+	State OrderState `json:"state"`
+	// Revision is the result revision this progress is about (1 the
+	// first; images added later make the next).
+	Revision    int        `json:"revision,omitempty"`
 	Reason      string     `json:"reason,omitempty"`
 	Probability *float64   `json:"probability,omitempty"`
 	Tier        string     `json:"tier,omitempty"`
@@ -59,7 +94,11 @@ type EngineProgress struct {
 
 // DeliveryProgress is one destination's progress on one engine's result.
 type DeliveryProgress struct {
-	State  OrderState `json:"state"`
+	State OrderState `json:"state"`
+	// Revision is the result revision the destination holds (delivered)
+	// or is being sent; Retracted is set once a retraction was written.
+	Revision  int  `json:"revision,omitempty"`
+	Retracted bool `json:"retracted,omitempty"`
 	Report string     `json:"report,omitempty"`
 	Reason string     `json:"reason,omitempty"`
 }
@@ -81,6 +120,24 @@ func OrderKey(ev OrderEvent) (string, error) {
 func OrderID(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:12])
+}
+
+// Priority classes: the stages keep one queue per class and urgent work
+// never waits behind routine work.
+const (
+	PriorityRoutine = "routine"
+	PriorityUrgent  = "urgent"
+)
+
+// PriorityClass reduces a source's priority to PriorityUrgent (FHIR stat,
+// asap, urgent; HL7 Table 0027 S stat, A ASAP, T timing critical) or
+// PriorityRoutine (anything else, none included).
+func PriorityClass(p string) string {
+	switch strings.ToLower(strings.TrimSpace(p)) {
+	case "stat", "asap", "urgent", "s", "a", "t":
+		return PriorityUrgent
+	}
+	return PriorityRoutine
 }
 
 // StripUIDPrefix removes the "urn:oid:" prefix FHIR puts on DICOM UIDs.

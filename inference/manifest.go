@@ -45,6 +45,11 @@ type Manifest struct {
 	Modalities []string `yaml:"modalities"`
 	// BodyParts the engine is meant for (DICOM Body Part Examined, e.g. CHEST).
 	BodyParts []string `yaml:"body_parts"`
+	// Views the engine scores (DICOM View Position, e.g. PA, AP; or read
+	// from the View Code Sequence). An image of another view — a lateral —
+	// is skipped and named in the result. Empty: any view, and images that
+	// declare none.
+	Views []string `yaml:"views"`
 	// Accepts are the intended-use rules an image must meet to be scored
 	// by serve (score and eval score it anyway, with a warning).
 	Accepts Accepts `yaml:"accepts"`
@@ -393,6 +398,11 @@ func (m *Manifest) validate(report func(keys []string, format string, args ...an
 			report(k("body_parts", fmt.Sprint(i)), "body part %q: use the upper-case DICOM term", v)
 		}
 	}
+	for i, v := range m.Views {
+		if !KnownView(v) {
+			report(k("views", fmt.Sprint(i)), "view %q: use an upper-case DICOM View Position (PA, AP, LL, RL, LATERAL, …)", v)
+		}
+	}
 	if m.Accepts.MinRows < 1 {
 		report(k("accepts", "min_rows"), "accepts.min_rows: want the smallest Rows the engine scores, at least 1 (e.g. 224), got %d", m.Accepts.MinRows)
 	}
@@ -669,3 +679,14 @@ func (r *Registry) Get(id string) (*Manifest, error) {
 
 // Default returns the DefaultEngineID engine.
 func (r *Registry) Default() (*Manifest, error) { return r.Get(DefaultEngineID) }
+
+// knownViews are the View Position (0018,5101) terms of radiography
+// (PS3.3 C.8.11.5.1.1 and CR/DX practice).
+var knownViews = map[string]bool{
+	"PA": true, "AP": true, "LL": true, "RL": true, "LATERAL": true, "LAT": true,
+	"LLD": true, "RLD": true, "AP LLD": true, "AP RLD": true, "PA LLD": true, "PA RLD": true,
+	"LAO": true, "RAO": true, "LPO": true, "RPO": true, "OBLIQUE": true,
+}
+
+// KnownView reports whether v is a View Position term radgate knows.
+func KnownView(v string) bool { return knownViews[v] }

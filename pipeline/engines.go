@@ -36,6 +36,7 @@ func NewInferenceEngine(e *onnx.Engine, hm inference.HeatmapOptions) radgate.Eng
 func (a *inferenceEngine) Info() radgate.EngineInfo { return a.info }
 func (a *inferenceEngine) Modalities() []string     { return a.e.Manifest().Modalities }
 func (a *inferenceEngine) BodyParts() []string      { return a.e.Manifest().BodyParts }
+func (a *inferenceEngine) Views() []string          { return a.e.Manifest().Views }
 
 // Score decodes every file, then scores all decodable images in one batch,
 // shared with whatever other workers are waiting. The inference stage gives

@@ -81,6 +81,7 @@ func (s *scorer) Info() radgate.EngineInfo {
 }
 func (s *scorer) Modalities() []string { return []string{"CR", "DX"} }
 func (s *scorer) BodyParts() []string  { return []string{"CHEST"} }
+func (s *scorer) Views() []string      { return nil }
 func (s *scorer) Score(_ context.Context, files [][]byte) ([]radgate.ImageScore, error) {
 	out := make([]radgate.ImageScore, len(files))
 	for i, f := range files {

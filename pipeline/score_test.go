@@ -280,6 +280,7 @@ type headerEngine struct{ n atomic.Int64 }
 func (e *headerEngine) Info() radgate.EngineInfo { return (&scorer{}).Info() }
 func (e *headerEngine) Modalities() []string     { return []string{"DX"} }
 func (e *headerEngine) BodyParts() []string      { return []string{"CHEST"} }
+func (e *headerEngine) Views() []string          { return nil }
 func (e *headerEngine) Score(_ context.Context, files [][]byte) ([]radgate.ImageScore, error) {
 	out := make([]radgate.ImageScore, len(files))
 	for i, f := range files {

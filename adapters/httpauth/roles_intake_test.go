@@ -41,6 +41,7 @@ func (idle) RetrieveInstance(context.Context, string, string, string) ([]byte, e
 func (idle) Info() radgate.EngineInfo { return radgate.EngineInfo{ID: "cxr", Version: "1"} }
 func (idle) Modalities() []string     { return []string{"DX"} }
 func (idle) BodyParts() []string      { return []string{"CHEST"} }
+func (idle) Views() []string          { return nil }
 func (idle) Score(context.Context, [][]byte) ([]radgate.ImageScore, error) {
 	return nil, errIdle
 }
