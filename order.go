@@ -83,11 +83,11 @@ type EngineProgress struct {
 	State OrderState `json:"state"`
 	// Revision is the result revision this progress is about (1 the
 	// first; images added later make the next).
-	Revision    int        `json:"revision,omitempty"`
-	Reason      string     `json:"reason,omitempty"`
-	Probability *float64   `json:"probability,omitempty"`
-	Tier        string     `json:"tier,omitempty"`
-	Report      string     `json:"report,omitempty"`
+	Revision    int      `json:"revision,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	Probability *float64 `json:"probability,omitempty"`
+	Tier        string   `json:"tier,omitempty"`
+	Report      string   `json:"report,omitempty"`
 	// Deliveries is the progress at each destination of the engine's result.
 	Deliveries map[string]DeliveryProgress `json:"deliveries,omitempty"`
 }
@@ -97,10 +97,10 @@ type DeliveryProgress struct {
 	State OrderState `json:"state"`
 	// Revision is the result revision the destination holds (delivered)
 	// or is being sent; Retracted is set once a retraction was written.
-	Revision  int  `json:"revision,omitempty"`
-	Retracted bool `json:"retracted,omitempty"`
-	Report string     `json:"report,omitempty"`
-	Reason string     `json:"reason,omitempty"`
+	Revision  int    `json:"revision,omitempty"`
+	Retracted bool   `json:"retracted,omitempty"`
+	Report    string `json:"report,omitempty"`
+	Reason    string `json:"reason,omitempty"`
 }
 
 // OrderKey is the stable key of the order an event belongs to: the accession
