@@ -69,6 +69,9 @@ type StudyObservation struct {
 	Announced int  `json:"announced,omitempty"`
 	// Scored is the instance count the current results were scored on.
 	Scored int `json:"scored,omitempty"`
+	// Settling: radgate waits for this count to hold for
+	// orders.stable_after before scoring (the order is stabilising).
+	Settling bool `json:"settling,omitempty"`
 }
 
 // Cancellation records an order's cancellation.
@@ -101,6 +104,9 @@ type DeliveryProgress struct {
 	Retracted bool   `json:"retracted,omitempty"`
 	Report    string `json:"report,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// DeliveredRevision is the latest revision the destination holds (0:
+	// none); a cancellation retracts it.
+	DeliveredRevision int `json:"delivered_revision,omitempty"`
 }
 
 // OrderKey is the stable key of the order an event belongs to: the accession

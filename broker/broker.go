@@ -24,6 +24,9 @@ const (
 	StreamJobs    = "RADGATE_JOBS"
 	StreamResults = "RADGATE_RESULTS"
 	StreamDLQ     = "RADGATE_DLQ"
+	// StreamHistory is every order's append-only history: one message per
+	// state change, on SubjectHistory + order id.
+	StreamHistory = "RADGATE_HISTORY"
 
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
@@ -32,6 +35,7 @@ const (
 	SubjectJobs    = "radgate.jobs."
 	SubjectResults = "radgate.results."
 	SubjectDLQ     = "radgate.dlq."
+	SubjectHistory = "radgate.history."
 
 	// HeaderOrderID carries the order id on every message.
 	HeaderOrderID = "Radgate-Order-Id"
@@ -297,6 +301,13 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 			MaxAge: r.DLQ.MaxAge, MaxBytes: r.DLQ.MaxBytes,
 			Discard: discard[StoreDLQ],
+		},
+		{
+			Name: StreamHistory, Subjects: []string{SubjectHistory + ">"},
+			Description: "each order's state changes, append-only (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState],
 		},
 	}
 	for _, sc := range streams {

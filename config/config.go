@@ -316,8 +316,38 @@ func (c Config) DestinationNames() []string {
 // Orders sets how long radgate waits for what an order needs.
 type Orders struct {
 	// StudyWaitWindow is how long an order waits for its study to appear in
-	// the PACS (QIDO-RS retried with backoff) before it is reported failed.
+	// the PACS before it is answered failed (default 72 h; a study that
+	// comes later still re-opens it within watch_after). A waiting order
+	// holds no consumer slot: radgate learns of the study from events
+	// (ImagingStudy, HL7 status) and from QIDO-RS looks that back off from
+	// poll_min to poll_max, all orders together at most poll_rate a second.
 	StudyWaitWindow Duration `yaml:"study_wait_window"`
+	// StudyWaitOverrides set the wait per priority class (urgent,
+	// routine), facility id and procedure code; the first entry whose
+	// every given field matches wins. Not per route: routes match on study
+	// facts not known while the order waits.
+	StudyWaitOverrides []WaitOverride `yaml:"study_wait_overrides"`
+	// StableAfter is how long a study's instance count must hold, as
+	// radgate observes it, before it is scored (default 60 s): a study
+	// arriving in pieces is scored once. A study already in the PACS when
+	// the order first looks, or announced complete by an event, is scored
+	// at once.
+	StableAfter Duration `yaml:"stable_after"`
+	// PollMin, PollMax and PollRate bound the QIDO-RS looks for waiting
+	// studies (defaults 30 s, 15 min, 20 per second).
+	PollMin  Duration `yaml:"poll_min"`
+	PollMax  Duration `yaml:"poll_max"`
+	PollRate float64  `yaml:"poll_rate"`
+	// WatchAfter is how long an answered order's study is still looked at
+	// (every poll_max) for added images, which make an amended result, and
+	// a failed order's for late images (default 2 h). Events re-check an
+	// order at any time.
+	WatchAfter Duration `yaml:"watch_after"`
+	// AckWait is how long a stage's message may go unacknowledged before
+	// another worker gets it (default 60 s); stages send heartbeats at a
+	// third of it while they work, so only a crashed worker's messages
+	// move.
+	AckWait Duration `yaml:"ack_wait"`
 	// RetryMin and RetryMax bound the backoff between retries of a transient
 	// failure (study not there yet, PACS or FHIR server unavailable).
 	RetryMin Duration `yaml:"retry_min"`
@@ -337,6 +367,19 @@ type Orders struct {
 	// scored one at a time, so this bounds PACS traffic and time per job,
 	// not memory (a worker holds about two images at once).
 	MaxStudyBytes int64 `yaml:"max_study_bytes"`
+}
+
+// WaitOverride sets the study wait for the orders it matches. Empty
+// fields match anything; at least one must be given.
+type WaitOverride struct {
+	// Priority is a priority class: urgent (stat, asap, urgent) or routine.
+	Priority string `yaml:"priority"`
+	// Facility is a facility id (facilities[].id).
+	Facility string `yaml:"facility"`
+	// Procedure is a procedure code value (ServiceRequest.code, OBR-4),
+	// any code system.
+	Procedure string   `yaml:"procedure"`
+	Wait      Duration `yaml:"wait"`
 }
 
 // HL7v2 is the HL7 v2 order intake: ORM^O01 and OMI^O23 over MLLP, for a
@@ -549,7 +592,14 @@ func Default() Config {
 			Timeout:   Duration(30 * time.Second),
 		},
 		Orders: Orders{
-			StudyWaitWindow:      Duration(10 * time.Minute),
+			StudyWaitWindow:      Duration(72 * time.Hour),
+			StudyWaitOverrides:   []WaitOverride{},
+			StableAfter:          Duration(60 * time.Second),
+			PollMin:              Duration(30 * time.Second),
+			PollMax:              Duration(15 * time.Minute),
+			PollRate:             20,
+			WatchAfter:           Duration(2 * time.Hour),
+			AckWait:              Duration(60 * time.Second),
 			RetryMin:             Duration(1 * time.Second),
 			RetryMax:             Duration(30 * time.Second),
 			DeliveryWindow:       Duration(1 * time.Hour),

@@ -11,9 +11,11 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -330,6 +332,36 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	}
 	if c.Orders.StudyWaitWindow <= 0 {
 		bad("orders.study_wait_window", "must be positive")
+	}
+	for i, o := range c.Orders.StudyWaitOverrides {
+		at := fmt.Sprintf("orders.study_wait_overrides.%d", i)
+		if o.Wait <= 0 {
+			bad(at+".wait", "must be positive")
+		}
+		if o.Priority == "" && o.Facility == "" && o.Procedure == "" {
+			bad(at, "give at least one of priority, facility, procedure")
+		}
+		if o.Priority != "" && o.Priority != "urgent" && o.Priority != "routine" {
+			bad(at+".priority", fmt.Sprintf("want urgent or routine (stat, asap and urgent orders are urgent), got %q", o.Priority))
+		}
+		if o.Facility != "" && !slices.ContainsFunc(c.Facilities, func(f Facility) bool { return f.ID == o.Facility }) {
+			bad(at+".facility", fmt.Sprintf("no facility has id %q", o.Facility))
+		}
+	}
+	if c.Orders.StableAfter < 0 {
+		bad("orders.stable_after", "must not be negative (0: score as soon as the study is found)")
+	}
+	if c.Orders.PollMin <= 0 || c.Orders.PollMax < c.Orders.PollMin {
+		bad("orders.poll_min", "must be positive and not above orders.poll_max")
+	}
+	if c.Orders.PollRate <= 0 {
+		bad("orders.poll_rate", "must be positive (QIDO-RS looks per second)")
+	}
+	if c.Orders.WatchAfter <= 0 {
+		bad("orders.watch_after", "must be positive")
+	}
+	if c.Orders.AckWait.D() < time.Second {
+		bad("orders.ack_wait", "must be at least 1s")
 	}
 	if c.Orders.DeliveryWindow <= 0 {
 		bad("orders.delivery_window", "must be positive")

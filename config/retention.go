@@ -24,7 +24,7 @@ import (
 // when a store nears its limit (README, "Retention").
 type Retention struct {
 	// OrderEvents is the stream of accepted intake events (RADGATE_ORDERS;
-	// default max_age 30d). max_age must cover orders.study_wait_window.
+	// default max_age 30d). order_state must cover the longest study wait plus orders.watch_after.
 	OrderEvents StoreLimits `yaml:"order_events"`
 	// Jobs is the work queue of scoring jobs (RADGATE_JOBS; default 30d).
 	Jobs StoreLimits `yaml:"jobs"`
@@ -203,7 +203,11 @@ func validateRetention(name string, root *yaml.Node, c *Config) Errors {
 			bad("retention."+key+".max_age", fmt.Sprintf("%s is shorter than %s (%s): %s", got, what, Age(need), risk))
 		}
 	}
-	atLeast("order_events", r.OrderEvents.MaxAge, c.Orders.StudyWaitWindow.D(), "orders.study_wait_window",
+	longestWait := c.Orders.StudyWaitWindow.D()
+	for _, o := range c.Orders.StudyWaitOverrides {
+		longestWait = max(longestWait, o.Wait.D())
+	}
+	atLeast("order_state", r.OrderState.MaxAge, longestWait+c.Orders.WatchAfter.D(), "the longest orders.study_wait_window (or override) plus orders.watch_after",
 		"an order could expire while it waits for its study")
 	for _, s := range []struct {
 		key string

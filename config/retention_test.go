@@ -70,9 +70,10 @@ func TestLoadRetentionErrors(t *testing.T) {
 		},
 		{
 			name: "order events shorter than the study wait",
-			yaml: "retention:\n  order_events: {max_age: 5m}\n",
+			yaml: "orders:\n  study_wait_overrides: [{priority: routine, wait: 240h}]\nretention:\n  order_state: {max_age: 10d}\n  dlq: {max_age: 10d}\n",
 			want: []string{
-				`radgate.yaml:2:27: retention.order_events.max_age: 5m0s is shorter than orders.study_wait_window (10m0s): an order could expire while it waits for its study`,
+				`radgate.yaml:4:26: retention.order_state.max_age: 10d is shorter than the longest orders.study_wait_window (or override) plus orders.watch_after (242h0m0s): an order could expire while it waits for its study`,
+				`radgate.yaml:4:26: retention.order_state.max_age: 10d is shorter than retention.order_events.max_age (kept 30d): its messages would name orders no longer stored`,
 			},
 		},
 		{

@@ -54,7 +54,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	require.Equal(t, "deliver-fhir", dl.Stage)
 	require.Equal(t, st.ID, dl.OrderID)
 	require.Equal(t, "delivering to fhir: HTTP 400: DiagnosticReport.code is required", dl.Reason)
-	require.Equal(t, broker.SubjectResults+"fhir.eng-a", dl.Subject)
+	require.Equal(t, broker.SubjectResults+"fhir.routine.eng-a", dl.Subject)
 	require.WithinDuration(t, time.Now(), dl.Time, time.Minute)
 	require.Empty(t, dl.Data, "list reads headers only")
 	require.Empty(t, dl.ReplayOf)
@@ -72,7 +72,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	// the duplicate window, and JetStream would drop the message.
 	again := nats.NewMsg(dl.Subject)
 	again.Data = shown.Data
-	ack, err := h.topo.JS.PublishMsg(t.Context(), again, jetstream.WithMsgID("result."+resultID+".fhir"))
+	ack, err := h.topo.JS.PublishMsg(t.Context(), again, jetstream.WithMsgID("result."+resultID+".r1.fhir"))
 	require.NoError(t, err)
 	require.True(t, ack.Duplicate)
 
@@ -114,7 +114,7 @@ func TestDLQStageFilterAndAJobReplayedIntoTheSameFailure(t *testing.T) {
 	second, err := h.p.Accept(t.Context(), sr("F2", "f2"))
 	require.NoError(t, err)
 	h.waitState(t, second.ID, radgate.StateDelivered)
-	job := nats.NewMsg(broker.SubjectJobs + "eng-x")
+	job := nats.NewMsg(jobSubject(radgate.PriorityRoutine, "eng-x"))
 	job.Data, _ = json.Marshal(Job{OrderID: second.ID, Engine: "eng-x", StudyInstanceUID: "6.2"})
 	job.Header.Set(broker.HeaderOrderID, second.ID)
 	_, err = h.topo.JS.PublishMsg(t.Context(), job)
@@ -179,7 +179,7 @@ func TestReplayedOrderEventReopensAFailedOrder(t *testing.T) {
 	require.NoError(t, h.p.deadLetter(t.Context(), "router", ev, "internal error in stage router: simulated"))
 	d := broker.NewDLQ(h.topo.JS)
 	dl := waitDeadLetters(t, d, "router", 1)[0]
-	require.Equal(t, broker.SubjectOrders+"fhir", dl.Subject)
+	require.Equal(t, broker.SubjectOrders+"routine.fhir", dl.Subject)
 
 	h.arch.add("G1", "7.1", "CR", "CHEST", "sop-1") // the cause, fixed
 	_, err = d.Replay(t.Context(), dl.Seq, false)
@@ -224,7 +224,7 @@ func TestReplayReopensOncePerReplay(t *testing.T) {
 	require.Equal(t, radgate.StateFailed, status().State)
 
 	v := h.p.route(t.Context(), replayed(radgate.OrderEvent{}, "7"))
-	require.Equal(t, retry, v.kind, "re-opened and waiting for the study")
+	require.Equal(t, ack, v.kind, "re-opened; waiting for the study holds no consumer slot")
 	got := status()
 	require.Equal(t, radgate.StateReceived, got.State)
 	require.Equal(t, "7", got.ReplayOf)
@@ -249,6 +249,7 @@ func TestReplayReopensOncePerReplay(t *testing.T) {
 	// Delivered engines are never re-opened.
 	_, err = h.p.store.update(t.Context(), st.ID, false, func(o *radgate.OrderStatus) error {
 		setEngine(o, "eng-a", radgate.EngineProgress{State: radgate.StateDelivered, Report: "DiagnosticReport/1"})
+		o.Study = &radgate.StudyObservation{Instances: 1, Scored: 1} // the images it was scored on
 		return nil
 	})
 	require.NoError(t, err)

@@ -44,8 +44,28 @@ type Options struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 
-	// StudyWaitWindow bounds how long an order waits for its study.
+	// StudyWaitWindow is how long an order waits for its study (default
+	// 72 h); WaitFor, when set, decides it per order (priority, facility,
+	// procedure code) and returns 0 to use StudyWaitWindow.
 	StudyWaitWindow time.Duration
+	WaitFor         func(radgate.OrderStatus) time.Duration
+	// StableAfter is how long a study's instance count must stay the same,
+	// as radgate observes it, before the study is scored (default 60 s;
+	// negative: at once).
+	StableAfter time.Duration
+	// PollMin and PollMax bound how often a waiting order's study is looked
+	// for in the PACS (default 30 s growing to 15 min); PollRate caps the
+	// PACS queries of all waiting orders together (per second, default 20).
+	PollMin, PollMax time.Duration
+	PollRate         float64
+	// WatchAfter is how long an answered order's study is still watched for
+	// added images (and a failed one's for late images) at PollMax (default
+	// 2 h). Events (ImagingStudy, HL7 status) re-check it at any time.
+	WatchAfter time.Duration
+	// AckWait is how long a stage's message may go without an ack or a
+	// heartbeat before JetStream gives it to another worker (default 60 s);
+	// every stage sends heartbeats at a third of it while it works.
+	AckWait time.Duration
 	// DeliveryWindow bounds how long a result is retried at a destination.
 	DeliveryWindow time.Duration
 	// RetryMin and RetryMax bound the exponential backoff of retries.
@@ -82,6 +102,7 @@ type Pipeline struct {
 
 	mu      sync.Mutex
 	running []*stageRunner
+	watcher *watcher
 }
 
 var _ radgate.Intake = (*Pipeline)(nil)
@@ -107,7 +128,25 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		opts.Now = time.Now
 	}
 	if opts.StudyWaitWindow <= 0 {
-		opts.StudyWaitWindow = 10 * time.Minute
+		opts.StudyWaitWindow = 72 * time.Hour
+	}
+	if opts.StableAfter == 0 {
+		opts.StableAfter = 60 * time.Second
+	}
+	if opts.PollMin <= 0 {
+		opts.PollMin = 30 * time.Second
+	}
+	if opts.PollMax < opts.PollMin {
+		opts.PollMax = max(opts.PollMin, 15*time.Minute)
+	}
+	if opts.PollRate <= 0 {
+		opts.PollRate = 20
+	}
+	if opts.WatchAfter <= 0 {
+		opts.WatchAfter = 2 * time.Hour
+	}
+	if opts.AckWait <= 0 {
+		opts.AckWait = 60 * time.Second
 	}
 	if opts.DeliveryWindow <= 0 {
 		opts.DeliveryWindow = time.Hour
@@ -131,13 +170,13 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		opts.MaxStudyBytes = 1 << 30
 	}
 	p := &Pipeline{
-		opts:  opts,
-		log:   opts.Logger.With("component", "pipeline"),
-		js:    opts.Topology.JS,
-		store: &orderStore{kv: opts.Topology.Orders, now: opts.Now},
-		m:     newMetrics(opts.Registerer),
-		rs:    routeState{engines: map[string]radgate.Engine{}},
+		opts: opts,
+		log:  opts.Logger.With("component", "pipeline"),
+		js:   opts.Topology.JS,
+		m:    newMetrics(opts.Registerer),
+		rs:   routeState{engines: map[string]radgate.Engine{}},
 	}
+	p.store = &orderStore{kv: opts.Topology.Orders, now: opts.Now, js: opts.Topology.JS, log: p.log, invalid: p.m.invalid}
 	var ids []string
 	for _, e := range opts.Engines {
 		id := e.Info().ID
@@ -172,11 +211,18 @@ func (p *Pipeline) Accept(ctx context.Context, ev radgate.OrderEvent) (radgate.O
 		ev.ReceivedAt = p.opts.Now()
 	}
 	ev = withoutPatientName(ev)
+	if ev.Action == radgate.ActionCancel {
+		return p.cancel(ctx, ev)
+	}
 	id, key, err := p.resolveOrder(ctx, ev)
 	if err != nil {
 		return radgate.OrderStatus{}, err
 	}
 	st, err := p.store.update(ctx, id, true, func(st *radgate.OrderStatus) error {
+		if c := st.Cancelled; c != nil {
+			return fmt.Errorf("%w: order %s (%s) was cancelled at %s (%s); a new order needs a new accession number",
+				radgate.ErrOrderCancelled, id, describeEvent(ev), c.At.UTC().Format(time.RFC3339), c.Reason)
+		}
 		merge(st, key, ev)
 		return nil
 	})
@@ -192,7 +238,7 @@ func (p *Pipeline) Accept(ctx context.Context, ev radgate.OrderEvent) (radgate.O
 	if err != nil {
 		return radgate.OrderStatus{}, err
 	}
-	msg := nats.NewMsg(broker.SubjectOrders + broker.Token(ev.Source))
+	msg := nats.NewMsg(orderSubject(classOf(st), ev.Source))
 	msg.Data = data
 	msg.Header.Set(broker.HeaderOrderID, id)
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(eventMsgID(id, ev))); err != nil {
@@ -270,18 +316,31 @@ func (p *Pipeline) Status(ctx context.Context, id string) (radgate.OrderStatus, 
 	return p.store.get(ctx, id)
 }
 
-// Start creates the durable consumers and starts consuming. Stop drains them.
+// Start creates the durable consumers and starts consuming, and starts
+// the watcher of orders waiting for their study. Stop drains them.
+//
+// Every stage has two consumers, one per priority class
+// (radgate.PriorityClass): urgent work (stat, asap, urgent) has its own
+// workers and its own queue, so it never waits behind routine work.
 func (p *Pipeline) Start(ctx context.Context) error {
-	stages := []*stageRunner{
-		{name: "router", stream: broker.StreamOrders, durable: "router", filter: broker.SubjectOrders + ">",
-			workers: p.opts.RouterWorkers, ackWait: 30 * time.Second, handle: p.route},
-		{name: "inference", stream: broker.StreamJobs, durable: "inference", filter: broker.SubjectJobs + ">",
-			workers: p.opts.InferenceWorkers, ackWait: 60 * time.Second, handle: p.score},
+	var stages []*stageRunner
+	add := func(name, stream, durable, prefix string, routine, urgent int, handle func(context.Context, jetstream.Msg) verdict) {
+		for _, c := range []struct {
+			class   string
+			workers int
+		}{{radgate.PriorityUrgent, urgent}, {radgate.PriorityRoutine, routine}} {
+			n, d := name, durable
+			if c.class == radgate.PriorityUrgent {
+				n, d = name+"-urgent", durable+"-urgent"
+			}
+			stages = append(stages, &stageRunner{name: n, stream: stream, durable: d, filter: prefix + c.class + ".>",
+				workers: c.workers, ackWait: p.opts.AckWait, handle: handle})
+		}
 	}
+	add("router", broker.StreamOrders, "router", broker.SubjectOrders, p.opts.RouterWorkers, p.opts.RouterWorkers, p.route)
+	add("inference", broker.StreamJobs, "inference", broker.SubjectJobs, p.opts.InferenceWorkers, max(1, p.opts.InferenceWorkers/2), p.score)
 	for name, sink := range p.opts.Sinks {
-		stages = append(stages, &stageRunner{name: "deliver-" + name, stream: broker.StreamResults,
-			durable: "deliver-" + broker.Token(name), filter: broker.SubjectResults + broker.Token(name) + ".>",
-			workers: 4, ackWait: 60 * time.Second, handle: p.deliverTo(name, sink)})
+		add("deliver-"+name, broker.StreamResults, "deliver-"+broker.Token(name), broker.SubjectResults+broker.Token(name)+".", 4, 2, p.deliverTo(name, sink))
 	}
 	for _, s := range stages {
 		s.p = p
@@ -293,6 +352,14 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.running = append(p.running, s)
 		p.mu.Unlock()
 	}
+	w, err := p.startWatcher(ctx)
+	if err != nil {
+		_ = p.Stop(context.Background())
+		return err
+	}
+	p.mu.Lock()
+	p.watcher = w
+	p.mu.Unlock()
 	return nil
 }
 
@@ -300,10 +367,14 @@ func (p *Pipeline) Start(ctx context.Context) error {
 // (or are left unacknowledged for redelivery when ctx expires).
 func (p *Pipeline) Stop(ctx context.Context) error {
 	p.mu.Lock()
-	running := p.running
-	p.running = nil
+	running, w := p.running, p.watcher
+	p.running, p.watcher = nil, nil
 	p.mu.Unlock()
 	var wg sync.WaitGroup
+	if w != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.stop() }()
+	}
 	for _, s := range running {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.stop(ctx) }()
@@ -438,6 +509,8 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 				v = deadLetter(fmt.Sprintf("internal error in stage %s: %v", s.name, r))
 			}
 		}()
+		stopBeat := s.heartbeat(msg)
+		defer stopBeat()
 		return s.handle(s.ctx, msg)
 	}()
 	var err error
@@ -460,6 +533,31 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 	}
 	s.p.m.handled.WithLabelValues(s.name, [...]string{"ack", "retry", "dead-letter"}[v.kind]).Inc()
 	s.p.m.latency.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+}
+
+// heartbeat tells JetStream that msg is still being worked on, every
+// third of the AckWait, until the returned func is called: a handler that
+// runs long (a slow PACS, a slow destination) is never given to a second
+// worker while it works.
+func (s *stageRunner) heartbeat(msg jetstream.Msg) func() {
+	every := s.ackWait / 3
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // failOrder makes a dead-lettered message visible on its order: every engine
@@ -525,6 +623,7 @@ type metrics struct {
 	handled  *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	results  *prometheus.CounterVec
+	invalid  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -542,9 +641,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "radgate_results_total", Help: "Results produced, by engine and outcome.",
 		}, []string{"engine", "outcome"}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "radgate_order_invalid_transitions_total", Help: "Order state changes not in the state machine (a bug; logged at error level).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, m.handled, m.latency, m.results)
+		reg.MustRegister(m.accepted, m.handled, m.latency, m.results, m.invalid)
 	}
 	return m
 }

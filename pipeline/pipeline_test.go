@@ -174,6 +174,7 @@ func newIdleHarness(t *testing.T, mutate func(*Options)) *harness {
 		Registerer:      prometheus.NewRegistry(),
 		StudyWaitWindow: 2 * time.Second, DeliveryWindow: 5 * time.Second,
 		RetryMin: 50 * time.Millisecond, RetryMax: 200 * time.Millisecond,
+		StableAfter: 100 * time.Millisecond, PollMin: 50 * time.Millisecond, PollMax: 200 * time.Millisecond,
 	}
 	if mutate != nil {
 		mutate(&opts)
@@ -343,7 +344,7 @@ func TestPermanentDeliveryFailureIsDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, st.ID, msg.Headers().Get(broker.HeaderOrderID))
 	require.Contains(t, msg.Headers().Get(broker.HeaderReason), "HTTP 400")
-	require.Equal(t, broker.SubjectResults+"fhir.eng-a", msg.Headers().Get(broker.HeaderSubject))
+	require.Equal(t, broker.SubjectResults+"fhir.routine.eng-a", msg.Headers().Get(broker.HeaderSubject))
 }
 
 func TestInvalidOrderIsRefused(t *testing.T) {
@@ -451,7 +452,7 @@ func TestDeadLetterFailsTheOrderVisibly(t *testing.T) {
 	job := Job{OrderID: st.ID, Engine: "eng-missing", StudyInstanceUID: "5.1"}
 	b, err := json.Marshal(job)
 	require.NoError(t, err)
-	msg := nats.NewMsg(broker.SubjectJobs + "eng-missing")
+	msg := nats.NewMsg(jobSubject(radgate.PriorityRoutine, "eng-missing"))
 	msg.Data = b
 	msg.Header.Set(broker.HeaderOrderID, st.ID)
 	_, err = h.topo.JS.PublishMsg(t.Context(), msg)

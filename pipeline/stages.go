@@ -29,6 +29,10 @@ type Job struct {
 	Engine           string        `json:"engine"`
 	StudyInstanceUID string        `json:"study_instance_uid"`
 	Instances        []JobInstance `json:"instances"`
+	// Revision is the result revision this job makes (1: the first).
+	Revision int `json:"revision,omitempty"`
+	// Skipped are the study's images the engine was not given, with why.
+	Skipped []radgate.ImageNote `json:"skipped,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -37,16 +41,24 @@ type JobInstance struct {
 	SOPInstanceUID    string `json:"sop_instance_uid"`
 	Modality          string `json:"modality"`
 	BodyPart          string `json:"body_part,omitempty"`
+	View              string `json:"view,omitempty"`
 }
 
-// route resolves an order's study in the archive, decides the order's route
-// (which engines, which destinations, whether a read is requested) and
-// publishes one job per engine that may score it. A study not there yet is
-// retried with backoff for the study wait window; after that, for an order
-// no route matches, and for a study an engine may not score, a result says
-// why, so the order is answered either way. The decision is recorded on the
-// order once: a reload of the routes leaves orders in flight as decided. A
-// replayed event (HeaderReplayOf) first re-opens the order's failed and
+// route works on an order each time something may have changed for it: an
+// intake event, the watcher seeing its study change, a cancellation. It
+// looks the study up in the archive and moves the order along
+// radgate.Transitions:
+//
+//   - cancelled: retract what was delivered (retract);
+//   - study missing: wait (the watcher looks again later; no consumer slot
+//     is held), or, past the order's wait window, answer it failed;
+//   - study found but still changing: stabilising until its instance count
+//     holds for orders.stable_after (at once when it was complete before
+//     the order came, or an event announced it complete);
+//   - stable: decide the route once, publish one job per engine; images
+//     added after the result make the next revision (amendment).
+//
+// A replayed event (HeaderReplayOf) first re-opens the order's failed and
 // rejected engines, so they are routed again.
 func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 	id := msg.Headers().Get(broker.HeaderOrderID)
@@ -58,46 +70,229 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		}
 		return retryIn(p.opts.RetryMin)
 	}
+	if st.Cancelled != nil {
+		return p.retract(ctx, st)
+	}
 	if replay != "" {
 		if st, err = p.reopen(ctx, id, replay, append(orderEngines(st), radgate.RouterEngine), radgate.StateReceived); err != nil {
 			return retryIn(p.opts.RetryMin)
 		}
 	}
-	// An order is (re)decided when it has no decision yet, or when its
-	// order-level answer (no route, study never found) was re-opened.
-	routerCur, routerSeen := st.Engines[radgate.RouterEngine]
-	decide := (st.Route == nil && len(st.Engines) == 0) || (routerSeen && routerCur.State == radgate.StateReceived)
-	pending := enginesInState(st, radgate.StateReceived)
-	if !decide && len(pending) == 0 {
-		return done() // routed already, by an earlier event of the same order
-	}
-	age, n := msgAge(msg, p.opts.Now())
+	_, n := msgAge(msg, p.opts.Now())
 	study, err := p.opts.Source.FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: st.StudyInstanceUID, AccessionNumber: accessionValue(st)})
 	if err != nil {
-		if (errors.Is(err, radgate.ErrStudyNotFound) || radgate.IsTransient(err)) && age < p.opts.StudyWaitWindow {
-			p.log.Info("study not available yet; will retry", "order", id, "attempt", n, "err", err)
+		if errors.Is(err, radgate.ErrStudyNotFound) || radgate.IsTransient(err) {
+			return p.studyMissing(ctx, msg, st, err, n)
+		}
+		p.log.Warn("study not retrieved from the PACS; answering the order", "order", id, "err", err)
+		return p.answerUnrouted(ctx, msg, st, "study not retrieved from the PACS: "+radgate.Public(err))
+	}
+	return p.studyFound(ctx, msg, st, study, n)
+}
+
+// routerWork is what the router still has to do for an order: decide its
+// route (first time, or re-opened), route engines not yet routed, or
+// score again because the study changed after the answer (amend).
+type routerWork struct {
+	decide, amend bool
+	pending       []string
+}
+
+func (p *Pipeline) todo(st radgate.OrderStatus, instances int) routerWork {
+	routerCur, routerSeen := st.Engines[radgate.RouterEngine]
+	var t routerWork
+	t.decide = (st.Route == nil && len(st.Engines) == 0) || (routerSeen && routerCur.State == radgate.StateReceived)
+	t.pending = enginesInState(st, radgate.StateReceived)
+	if t.decide || len(t.pending) > 0 || instances < 0 {
+		return t
+	}
+	// Answered (every engine done) and the study no longer what was scored:
+	// images were added (or the answer was that none had come).
+	if answered(st) && (st.Study == nil || st.Study.Scored != instances) {
+		t.amend = true
+	}
+	return t
+}
+
+// answered reports whether every engine of the order is done.
+func answered(st radgate.OrderStatus) bool {
+	if len(st.Engines) == 0 {
+		return false
+	}
+	for _, e := range st.Engines {
+		if !e.State.Terminal() {
+			return false
+		}
+	}
+	return true
+}
+
+// studyMissing handles an order whose study the PACS does not have (or
+// could not be asked for just now).
+func (p *Pipeline) studyMissing(ctx context.Context, msg jetstream.Msg, st radgate.OrderStatus, cause error, n uint64) verdict {
+	t := p.todo(st, -1)
+	if !t.decide && len(t.pending) == 0 {
+		return done() // answered already; a study gone from the PACS changes nothing
+	}
+	now := p.opts.Now()
+	waitUntil := st.WaitUntil
+	if waitUntil.IsZero() {
+		waitUntil = st.ReceivedAt.Add(p.waitFor(st))
+	}
+	if now.Before(waitUntil) {
+		if _, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
+			o.WaitUntil = waitUntil
+			if o.Study != nil {
+				o.Study.Settling, o.Study.Instances, o.Study.Since = false, 0, time.Time{}
+			}
+			if len(o.Engines) == 0 {
+				o.State = radgate.StateWaiting
+			}
+			recompute(o)
+			return nil
+		}); err != nil {
 			return retryIn(p.backoff(n))
 		}
-		reason := "study not retrieved from the PACS: " + radgate.Public(err)
-		p.log.Warn("study not retrieved from the PACS; answering the order", "order", id, "err", err)
-		if errors.Is(err, radgate.ErrStudyNotFound) {
-			reason = fmt.Sprintf("study not found in the PACS within %s (%s)", p.opts.StudyWaitWindow, describeQuery(st))
+		if err := p.watchNew(ctx, st.ID, watchEntry{Next: now.Add(p.pollInterval(0)), Class: classOf(st)}); err != nil {
+			return retryIn(p.backoff(n))
 		}
-		if decide {
-			return p.answerOrder(ctx, msg, st, radgate.OutcomeFailed, reason)
-		}
-		return p.finishAll(ctx, msg, st, pending, radgate.OutcomeFailed, reason)
+		p.log.Info("study not in the PACS yet; the order waits", "order", st.ID, "wait_until", waitUntil.UTC().Format(time.RFC3339), "err", cause)
+		return done()
 	}
-	if decide {
+	reason := fmt.Sprintf("study not found in the PACS within %s (%s)", p.waitFor(st), describeQuery(st))
+	if !errors.Is(cause, radgate.ErrStudyNotFound) {
+		reason = "study not retrieved from the PACS: " + radgate.Public(cause)
+	}
+	p.log.Warn("study not found within the wait window; answering the order", "order", st.ID, "err", cause)
+	var v verdict
+	if t.decide {
+		v = p.answerUnrouted(ctx, msg, st, reason)
+	} else {
+		v = p.finishAll(ctx, msg, st, t.pending, radgate.OutcomeFailed, reason)
+	}
+	if v.kind == ack {
+		// Late images still re-open it: watched slowly for WatchAfter more.
+		if err := p.watch(ctx, st.ID, watchEntry{Next: now.Add(p.opts.PollMax), Class: classOf(st), Until: now.Add(p.opts.WatchAfter), Slow: true}); err != nil {
+			p.log.Warn("watching a failed order for late images failed", "order", st.ID, "err", err)
+		}
+	}
+	return v
+}
+
+// answerUnrouted answers an order that could not be routed (its study
+// never came, or the PACS refused the query) as failed.
+func (p *Pipeline) answerUnrouted(ctx context.Context, msg jetstream.Msg, st radgate.OrderStatus, reason string) verdict {
+	if t := p.todo(st, -1); !t.decide {
+		return p.finishAll(ctx, msg, st, t.pending, radgate.OutcomeFailed, reason)
+	}
+	return p.answerOrder(ctx, msg, st, radgate.OutcomeFailed, reason)
+}
+
+// watchNew schedules a first look unless one is scheduled already (an event
+// for a waiting order does not reset its backoff).
+func (p *Pipeline) watchNew(ctx context.Context, id string, w watchEntry) error {
+	b, _ := json.Marshal(w)
+	_, err := p.opts.Topology.Orders.Create(ctx, watchKey(id), b)
+	if err == nil || errors.Is(err, jetstream.ErrKeyExists) {
+		return nil
+	}
+	return fmt.Errorf("scheduling the next look for order %s: %w", id, err)
+}
+
+// studyFound handles an order whose study the PACS has.
+func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate.OrderStatus, study *radgate.Study, n uint64) verdict {
+	id := st.ID
+	replay := msg.Headers().Get(broker.HeaderReplayOf)
+	now := p.opts.Now()
+	count := study.InstanceCount()
+	// An order failed because its study never came is re-opened by it.
+	if rc, ok := st.Engines[radgate.RouterEngine]; ok && rc.State == radgate.StateFailed && st.Route == nil {
+		var err error
+		if st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+			if rc, ok := o.Engines[radgate.RouterEngine]; !ok || rc.State != radgate.StateFailed || o.Route != nil {
+				return errSkip
+			}
+			delete(o.Engines, radgate.RouterEngine)
+			o.WaitUntil = time.Time{}
+			o.State = radgate.StateWaiting // → stabilising below
+			p.log.Info("the study of a failed order arrived; re-opening it", "order", id)
+			return nil
+		}); err != nil {
+			return retryIn(p.backoff(n))
+		}
+	}
+	t := p.todo(st, count)
+	if !t.decide && len(t.pending) == 0 && !t.amend {
+		return done()
+	}
+	obs := radgate.StudyObservation{}
+	if st.Study != nil {
+		obs = *st.Study
+	}
+	if obs.Instances != count || obs.Since.IsZero() {
+		obs.Instances, obs.Since = count, now
+	}
+	obs.LastSeen = now
+	// The study was there before the order (its first look finds it, it
+	// never waited): complete as found. Else it must hold its count.
+	firstLook := st.State == radgate.StateReceived && st.WaitUntil.IsZero() && !t.amend
+	announced := obs.Complete && (obs.Announced == 0 && !t.amend || obs.Announced > 0 && count >= obs.Announced)
+	stable := p.opts.StableAfter < 0 || firstLook || announced || now.Sub(obs.Since) >= p.opts.StableAfter
+	if !stable {
+		obs.Settling = true
+		if _, err := p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+			o.Study = &obs
+			recompute(o)
+			return nil
+		}); err != nil {
+			return retryIn(p.backoff(n))
+		}
+		stableAt := obs.Since.Add(p.opts.StableAfter)
+		if err := p.watch(ctx, id, watchEntry{Next: stableAt, Class: classOf(st)}); err != nil {
+			return retryIn(p.backoff(n))
+		}
+		p.log.Info("study found; waiting for it to settle", "order", id, "instances", count, "stable_at", stableAt.UTC().Format(time.RFC3339))
+		return done()
+	}
+	obs.Settling, obs.Scored = false, count
+	var err error
+	if t.amend {
+		st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+			if p.todo(*o, count).amend == false {
+				return errSkip
+			}
+			o.Study = &obs
+			if o.Route == nil || !o.Route.Matched {
+				// The answer was order-level (no route, nothing there):
+				// decide again on the study as it now is.
+				o.Route = nil
+				delete(o.Engines, radgate.RouterEngine)
+			}
+			for eid, e := range o.Engines {
+				if eid == radgate.RouterEngine {
+					continue
+				}
+				o.Engines[eid] = radgate.EngineProgress{State: radgate.StateReceived, Revision: max(e.Revision, 1) + 1, Deliveries: e.Deliveries}
+			}
+			o.State = radgate.StateStabilising
+			recompute(o)
+			return nil
+		})
+		if err != nil {
+			return retryIn(p.backoff(n))
+		}
+		p.log.Info("images added after the result; scoring again", "order", id, "instances", count)
+		t = p.todo(st, count)
+	}
+	if t.decide {
 		rs := p.routes()
 		facility := p.opts.Facilities.Resolve(st.Facility, study.InstitutionName)
-		st.FacilityID = facility
 		d := decisionOf(rs.set.Decide(Facts(st, study)), rs.set.Digest())
 		st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
 			if rc, seen := o.Engines[radgate.RouterEngine]; o.Route != nil && !(seen && rc.State == radgate.StateReceived) {
 				return errSkip // another event of the order decided first
 			}
-			o.Route, o.FacilityID = d, facility
+			o.Route, o.FacilityID, o.Study = d, facility, &obs
 			if d.Matched {
 				delete(o.Engines, radgate.RouterEngine)
 			}
@@ -111,16 +306,26 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 			return retryIn(p.backoff(n))
 		}
 		if !st.Route.Matched {
+			p.unwatch(ctx, id)
 			return p.answerOrder(ctx, msg, st, radgate.OutcomeNotApplicable, st.Route.Reason)
 		}
 		p.log.Info("order matched a route", "order", id, "routes", strings.Join(st.Route.Routes, ","),
 			"engines", strings.Join(st.Route.Engines, ","), "destinations", strings.Join(st.Route.Destinations, ","))
-		pending = enginesInState(st, radgate.StateReceived)
+	} else if !t.amend {
+		if st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+			o.Study = &obs
+			recompute(o)
+			return nil
+		}); err != nil {
+			return retryIn(p.backoff(n))
+		}
 	}
-	for _, eid := range pending {
+	p.unwatch(ctx, id)
+	for _, eid := range enginesInState(st, radgate.StateReceived) {
+		rev := max(st.Engines[eid].Revision, 1)
 		eng, ok := p.engine(eid)
 		if !ok {
-			if v := p.publishResult(ctx, st, radgate.Result{Engine: radgate.EngineInfo{ID: eid, Name: eid}, Outcome: radgate.OutcomeFailed,
+			if v := p.publishResult(ctx, st, radgate.Result{Engine: radgate.EngineInfo{ID: eid, Name: eid}, Outcome: radgate.OutcomeFailed, Revision: rev,
 				Reason: fmt.Sprintf("engine %s is not loaded in this radgate process", eid), StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
 				return v
 			}
@@ -128,44 +333,45 @@ func (p *Pipeline) route(ctx context.Context, msg jetstream.Msg) verdict {
 		}
 		job, reason := selectInstances(eng, study, st)
 		if reason != "" {
-			if v := p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeNotApplicable, Reason: reason,
-				StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
+			if v := p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeNotApplicable, Reason: reason, Revision: rev,
+				Images: job.Skipped, StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
 				return v
 			}
 			continue
 		}
 		if n, limit := len(job.Instances), p.opts.MaxInstancesPerStudy; n > limit {
-			if v := p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
+			if v := p.publishResult(ctx, st, radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed, Revision: rev,
 				Reason:           fmt.Sprintf("not scored: the study has %d images for engine %s, more than the limit of %d (orders.max_instances_per_study)", n, eid, limit),
 				StudyInstanceUID: study.StudyInstanceUID}, replay); v.kind != ack {
 				return v
 			}
 			continue
 		}
-		job.OrderID = id
+		job.OrderID, job.Revision = id, rev
 		data, _ := json.Marshal(job)
-		out := nats.NewMsg(broker.SubjectJobs + broker.Token(eid))
+		out := nats.NewMsg(jobSubject(classOf(st), eid))
 		out.Data = data
 		out.Header.Set(broker.HeaderOrderID, id)
 		if replay != "" {
 			out.Header.Set(broker.HeaderReplayOf, replay)
 		}
-		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("job."+id+"."+eid, replay))); err != nil {
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID(fmt.Sprintf("job.%s.%s.r%d", id, eid, rev), replay))); err != nil {
 			return retryIn(p.backoff(n))
 		}
 		if _, err := p.store.update(ctx, id, false, func(st *radgate.OrderStatus) error {
-			if cur, ok := st.Engines[eid]; ok && cur.State != radgate.StateReceived {
+			if cur, ok := st.Engines[eid]; ok && (cur.State != radgate.StateReceived || max(cur.Revision, 1) != rev) {
 				return errSkip
 			}
 			if st.StudyInstanceUID == "" {
 				st.StudyInstanceUID = study.StudyInstanceUID
 			}
-			setEngine(st, eid, radgate.EngineProgress{State: radgate.StateRouted})
+			prev := st.Engines[eid]
+			setEngine(st, eid, radgate.EngineProgress{State: radgate.StateRouted, Revision: rev, Deliveries: prev.Deliveries})
 			return nil
 		}); err != nil {
 			return retryIn(p.backoff(n))
 		}
-		p.log.Info("order routed", "order", id, "engine", eid, "images", len(job.Instances))
+		p.log.Info("order routed", "order", id, "engine", eid, "images", len(job.Instances), "revision", rev, "priority", classOf(st))
 	}
 	return done()
 }
@@ -272,13 +478,17 @@ func describeQuery(st radgate.OrderStatus) string {
 	return "no identifier"
 }
 
-// selectInstances picks the images an engine's manifest declares. A series
-// without Body Part Examined falls back to the order's procedure code.
+// selectInstances picks the images an engine's manifest declares: its
+// modalities and body parts (a series without Body Part Examined falls back
+// to the order's procedure code), and its views (View Position, else the
+// View Code Sequence; an image that declares no view is given to the engine
+// and noted). Every image not given is listed in Job.Skipped with why.
 func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderStatus) (Job, string) {
 	info := eng.Info()
 	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID}
 	var seen []string
 	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
+	views := eng.Views()
 	for _, s := range study.Series {
 		part := strings.ToUpper(strings.TrimSpace(s.BodyPartExamined))
 		partFrom := part
@@ -290,21 +500,60 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 		}
 		seen = append(seen, fmt.Sprintf("%s (body part %s)", orDash(s.Modality), partFrom))
 		if !containsFold(eng.Modalities(), s.Modality) || !containsFold(eng.BodyParts(), part) {
+			for _, in := range s.Instances {
+				job.Skipped = append(job.Skipped, radgate.ImageNote{SeriesInstanceUID: s.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID,
+					View: viewOf(in), Reason: fmt.Sprintf("%s %s: engine takes %s of %s", orDash(s.Modality), orDash(part),
+						strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"))})
+			}
 			continue
 		}
 		for _, in := range s.Instances {
+			v := viewOf(in)
+			if len(views) > 0 && v != "" && !containsFold(views, v) {
+				job.Skipped = append(job.Skipped, radgate.ImageNote{SeriesInstanceUID: s.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID,
+					View: v, Reason: fmt.Sprintf("view %s: engine %s takes %s views", v, info.ID, strings.Join(views, "/"))})
+				continue
+			}
 			job.Instances = append(job.Instances, JobInstance{SeriesInstanceUID: s.SeriesInstanceUID,
-				SOPInstanceUID: in.SOPInstanceUID, Modality: s.Modality, BodyPart: part})
+				SOPInstanceUID: in.SOPInstanceUID, Modality: s.Modality, BodyPart: part, View: v})
 		}
 	}
 	if len(job.Instances) == 0 {
 		if len(seen) == 0 {
 			seen = []string{"no series"}
 		}
+		if len(views) > 0 && len(job.Skipped) > 0 && slices.ContainsFunc(job.Skipped, func(n radgate.ImageNote) bool { return strings.HasPrefix(n.Reason, "view ") }) {
+			return job, fmt.Sprintf("not scored: engine %s takes %s views of %s %s; the study has none (%d image(s) skipped, see the image list)",
+				info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
+		}
 		return job, fmt.Sprintf("not scored: engine %s takes %s images of %s; the study has %s",
 			info.ID, strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), strings.Join(seen, ", "))
 	}
 	return job, ""
+}
+
+// viewOf is an image's view: View Position, else the View Code Sequence's
+// code mapped to its View Position term.
+func viewOf(in radgate.Instance) string {
+	if v := strings.ToUpper(strings.TrimSpace(in.ViewPosition)); v != "" {
+		return v
+	}
+	if in.ViewCode != nil {
+		if v, ok := viewCodes[in.ViewCode.Code]; ok {
+			return v
+		}
+		return strings.ToUpper(cmp.Or(in.ViewCode.Display, in.ViewCode.Code))
+	}
+	return ""
+}
+
+// viewCodes maps SNOMED CT view codes (CID 4010 DX View) to View Position.
+var viewCodes = map[string]string{
+	"399348003": "PA", "R-10214": "PA", // postero-anterior
+	"272479001": "AP", "R-10206": "AP", // antero-posterior
+	"399198007": "RL", "R-10232": "RL", // right lateral
+	"399173006": "LL", "R-10236": "LL", // left lateral
+	"260427000": "LATERAL", "R-102CD": "LATERAL",
 }
 
 func orDash(s string) string {
@@ -366,17 +615,23 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 			return retryIn(p.opts.RetryMin)
 		}
 	}
-	// Skip only what is already past scoring (a redelivery after a crash).
-	// "received" is normal here: the router publishes the job before it
-	// records "routed", and this stage can read the order in between.
-	if cur := st.Engines[job.Engine]; cur.State == radgate.StateScored || cur.State.Terminal() {
+	// Skip what is already past scoring (a redelivery after a crash), a job
+	// of an earlier revision (images were added since), and any job of a
+	// cancelled order. "received" is normal here: the router publishes the
+	// job before it records "routed", and this stage can read the order in
+	// between.
+	cur := st.Engines[job.Engine]
+	if st.Cancelled != nil || max(cur.Revision, 1) != max(job.Revision, 1) || cur.State == radgate.StateScored || cur.State.Terminal() {
 		return done()
 	}
 	sc := p.scoreImages(ctx, msg, job, eng)
 	if sc.retry > 0 {
 		return retryIn(sc.retry)
 	}
-	return p.publishResult(ctx, st, resultOf(job, eng, sc), replay)
+	r := resultOf(job, eng, sc)
+	r.Revision = max(job.Revision, 1)
+	r.Images = append(sc.notes, job.Skipped...)
+	return p.publishResult(ctx, st, r, replay)
 }
 
 // studyScore is what scoring a job's images came to: the most confident
@@ -388,6 +643,8 @@ type studyScore struct {
 	outcome radgate.Outcome
 	reason  string
 	retry   time.Duration
+	// notes say, per image given, whether it was scored and why not.
+	notes []radgate.ImageNote
 }
 
 // scoreImages retrieves a job's images one at a time and scores each as it
@@ -439,6 +696,13 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			return failed("scoring: " + err.Error())
 		}
 		s := scores[0]
+		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
+		if s.Err != nil {
+			note.Reason = s.Err.Error()
+		} else if in.View == "" && len(eng.Views()) > 0 {
+			note.Reason = "scored; the image declares no view (engine takes " + strings.Join(eng.Views(), "/") + ")"
+		}
+		sc.notes = append(sc.notes, note)
 		if s.Err != nil {
 			failures = append(failures, fmt.Sprintf("image %s: %v", in.SOPInstanceUID, s.Err))
 			if !errors.Is(s.Err, inference.ErrNotAccepted) {
@@ -522,6 +786,16 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	r.ID = ResultID(st.ID, r.Engine)
 	r.Order = st
 	r.Destinations, r.Read = dests, read
+	r.Revision = max(r.Revision, 1)
+	if r.Status == "" {
+		r.Status = radgate.ResultFinal
+		if r.Revision > 1 {
+			r.Status = radgate.ResultAmended
+		}
+	}
+	if st.Cancelled != nil {
+		return done() // cancelled while it was scored: nothing goes out
+	}
 	if r.ScoredAt.IsZero() {
 		r.ScoredAt = p.opts.Now().UTC()
 	}
@@ -541,34 +815,40 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		if err != nil {
 			return deadLetter("encoding result: " + err.Error())
 		}
-		out := nats.NewMsg(broker.SubjectResults + broker.Token(d) + "." + broker.Token(r.Engine.ID))
+		out := nats.NewMsg(resultSubject(d, classOf(st), r.Engine.ID))
 		out.Data = data
 		out.Header.Set(broker.HeaderOrderID, st.ID)
 		if replay != "" {
 			out.Header.Set(broker.HeaderReplayOf, replay)
 		}
-		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID("result."+r.ID+"."+d, replay))); err != nil {
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID(fmt.Sprintf("result.%s.r%d.%s", r.ID, r.Revision, d), replay))); err != nil {
 			p.log.Warn("publishing result failed; will retry", "order", st.ID, "destination", d, "err", err)
 			return retryIn(p.opts.RetryMin)
 		}
 	}
 	// Every outcome is "scored" until delivered: an order becomes terminal
 	// (delivered, rejected, failed) only once its answer is written.
-	prog := radgate.EngineProgress{State: radgate.StateScored, Reason: r.Reason, Deliveries: map[string]radgate.DeliveryProgress{}}
-	for _, d := range dests {
-		prog.Deliveries[d] = radgate.DeliveryProgress{State: radgate.StateScored}
-	}
+	prog := radgate.EngineProgress{State: radgate.StateScored, Reason: r.Reason, Revision: r.Revision, Deliveries: map[string]radgate.DeliveryProgress{}}
 	if r.Outcome == radgate.OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier
 	}
 	if _, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
+		if o.Cancelled != nil {
+			return errSkip
+		}
 		cur, ok := o.Engines[r.Engine.ID]
-		if ok && cur.State.Terminal() {
-			return errSkip // delivery already finished: it can race ahead of this write
+		if ok && max(cur.Revision, 1) > r.Revision || ok && max(cur.Revision, 1) == r.Revision && cur.State.Terminal() {
+			return errSkip // delivery already finished (it can race ahead of this write), or a newer revision exists
 		}
 		for d, dp := range cur.Deliveries {
-			prog.Deliveries[d] = dp // a destination that answered already
+			prog.Deliveries[d] = dp // earlier revisions, and a destination that answered already
+		}
+		for _, d := range dests {
+			if dp := prog.Deliveries[d]; max(dp.Revision, 1) != r.Revision || dp.State != radgate.StateDelivered && dp.State != radgate.StateFailed {
+				dp.State, dp.Revision, dp.Reason = radgate.StateScored, r.Revision, ""
+				prog.Deliveries[d] = dp
+			}
 		}
 		setEngine(o, r.Engine.ID, prog)
 		return nil
@@ -589,19 +869,36 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	return done()
 }
 
-// deliverTo returns the handler of one destination's consumer.
+// deliverTo returns the handler of one destination's consumer. A result of
+// an order cancelled before it went out is not sent; one that went out
+// while the order was being cancelled is retracted straight after. A
+// result of a revision that a newer one replaced is dropped.
 func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Context, jetstream.Msg) verdict {
 	return func(ctx context.Context, msg jetstream.Msg) verdict {
 		var r radgate.Result
 		if err := json.Unmarshal(msg.Data(), &r); err != nil {
 			return deadLetter("undecodable result: " + err.Error())
 		}
+		dest := cmp.Or(r.Destination, name)
 		// The order may have gained references since scoring (the
 		// ImagingStudy arriving after the ServiceRequest): use the latest.
 		if st, err := p.store.get(ctx, r.Order.ID); err == nil {
 			r.Order = st
+			cur := st.Engines[r.Engine.ID]
+			switch {
+			case r.Status != radgate.ResultRetracted && st.Cancelled != nil && cur.Deliveries[dest].DeliveredRevision == 0:
+				if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Reason: "order cancelled before delivery"}); err != nil {
+					return retryIn(p.opts.RetryMin)
+				}
+				return done()
+			case r.Status != radgate.ResultRetracted && max(cur.Revision, 1) > max(r.Revision, 1):
+				p.log.Info("result replaced by a newer revision; not delivered", "order", r.Order.ID, "destination", name, "revision", r.Revision)
+				return done()
+			case r.Status == radgate.ResultRetracted && cur.Deliveries[dest].Retracted:
+				return done()
+			}
 		}
-		if r.HeatmapObject != "" {
+		if r.HeatmapObject != "" && r.Status != radgate.ResultRetracted {
 			png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
 			if err != nil {
 				return retryIn(p.opts.RetryMin)
@@ -612,40 +909,77 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		receipt, err := sink.Deliver(dctx, r)
 		cancel()
-		dest := r.Destination
-		if dest == "" {
-			dest = name
-		}
 		if err != nil {
 			if radgate.IsTransient(err) && age < p.opts.DeliveryWindow {
-				p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "err", err)
+				p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "status", r.Status, "err", err)
 				return retryIn(p.backoff(n))
 			}
 			reason := fmt.Sprintf("delivering to %s: %v", name, err)
-			if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateFailed, Reason: reason}); err != nil {
+			if r.Status == radgate.ResultRetracted {
+				reason = fmt.Sprintf("retracting at %s: %v", name, err)
+			}
+			if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateFailed, Revision: r.Revision, Reason: reason}); err != nil {
 				p.log.Warn("recording a failed delivery failed", "order", r.Order.ID, "err", err)
 			}
 			return deadLetter(reason)
 		}
-		if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateDelivered, Report: receipt.Report}); err != nil {
+		dp := radgate.DeliveryProgress{State: radgate.StateDelivered, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision}
+		if r.Status == radgate.ResultRetracted {
+			dp = radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
+				Retracted: true, Reason: r.RetractReason}
+		}
+		if err := p.recordDelivery(ctx, r, dest, dp); err != nil {
 			return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe
 		}
-		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "report", receipt.Report)
+		st, err := p.store.get(ctx, r.Order.ID)
+		if err == nil && r.Status != radgate.ResultRetracted && st.Cancelled != nil {
+			// Cancelled while this delivery was under way: take it back.
+			if v := p.publishRetraction(ctx, st, r.Engine.ID, dest, r.Revision); v.kind != ack {
+				return v
+			}
+		}
+		if err == nil && st.Cancelled == nil && st.State.Terminal() {
+			p.watchAnswered(ctx, st)
+		}
+		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "status", r.Status, "revision", r.Revision, "report", receipt.Report)
 		return done()
 	}
 }
 
 // recordDelivery records one destination's answer for a result; once every
-// destination of the result has answered, the engine becomes terminal:
-// failed if any destination failed, else delivered (scored), rejected (not
-// applicable) or failed (failed) — with the first destination's report.
+// destination of the engine's current revision has answered, the engine
+// becomes terminal: failed if any destination failed, else delivered
+// (scored), rejected (not applicable) or failed (failed) — with the first
+// destination's report. A retraction only marks its destination.
 func (p *Pipeline) recordDelivery(ctx context.Context, r radgate.Result, dest string, dp radgate.DeliveryProgress) error {
 	_, err := p.store.update(ctx, r.Order.ID, false, func(o *radgate.OrderStatus) error {
 		cur := o.Engines[r.Engine.ID]
 		if cur.Deliveries == nil {
 			cur.Deliveries = map[string]radgate.DeliveryProgress{}
 		}
+		prev := cur.Deliveries[dest]
+		if dp.DeliveredRevision == 0 {
+			dp.DeliveredRevision = prev.DeliveredRevision
+		}
+		if r.Status == radgate.ResultRetracted {
+			if prev.Retracted {
+				return errSkip
+			}
+			cur.Deliveries[dest] = dp
+			if cur.State != radgate.StateCancelled {
+				cur.State, cur.Reason = radgate.StateCancelled, r.RetractReason
+			}
+			setEngine(o, r.Engine.ID, cur)
+			return nil
+		}
+		if max(cur.Revision, 1) > max(r.Revision, 1) {
+			return errSkip // a newer revision replaced this one
+		}
 		cur.Deliveries[dest] = dp
+		if o.Cancelled != nil {
+			setEngine(o, r.Engine.ID, cur)
+			return nil
+		}
 		dests := r.Destinations
 		if len(dests) == 0 {
 			dests = []string{dest}
@@ -664,17 +998,18 @@ func (p *Pipeline) recordDelivery(ctx context.Context, r radgate.Result, dest st
 		cur.Report = ""
 		for _, d := range dests {
 			got := cur.Deliveries[d]
+			if max(got.Revision, 1) != max(r.Revision, 1) {
+				final = radgate.StateScored // this destination has not answered for this revision
+				continue
+			}
 			switch {
 			case got.State == radgate.StateFailed:
 				final, cur.Reason = radgate.StateFailed, got.Reason
-			case got.State != radgate.StateDelivered:
+			case got.State != radgate.StateDelivered && final != radgate.StateFailed:
 				final = radgate.StateScored // still waiting for this destination
 			}
 			if cur.Report == "" {
 				cur.Report = got.Report
-			}
-			if final == radgate.StateFailed && got.State == radgate.StateFailed {
-				break
 			}
 		}
 		if final == radgate.StateScored && cur.State.Terminal() {

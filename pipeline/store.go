@@ -1,12 +1,14 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/radgate/radgate/broker"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // orderStore keeps order state in a JetStream KV bucket: "o.<id>" holds the
@@ -22,6 +25,12 @@ import (
 type orderStore struct {
 	kv  jetstream.KeyValue
 	now func() time.Time
+	// js and log append every change to the order's history
+	// (appendHistory); invalid counts changes radgate.Transitions does not
+	// allow (a bug: logged at error level, recorded as "invalid").
+	js      jetstream.JetStream
+	log     *slog.Logger
+	invalid prometheus.Counter
 }
 
 func orderKeyName(id string) string { return "o." + id }
@@ -68,7 +77,7 @@ func validOrderID(id string) bool {
 func (s *orderStore) update(ctx context.Context, id string, create bool, fn func(*radgate.OrderStatus) error) (radgate.OrderStatus, error) {
 	key := orderKeyName(id)
 	for attempt := 0; attempt < 20; attempt++ {
-		var st radgate.OrderStatus
+		var st, old radgate.OrderStatus
 		var rev uint64
 		e, err := s.kv.Get(ctx, key)
 		switch {
@@ -84,6 +93,7 @@ func (s *orderStore) update(ctx context.Context, id string, create bool, fn func
 			if err := json.Unmarshal(e.Value(), &st); err != nil {
 				return st, fmt.Errorf("decoding order %s: %w", id, err)
 			}
+			_ = json.Unmarshal(e.Value(), &old) // a deep copy, for the history
 		}
 		if err := fn(&st); err != nil {
 			if errors.Is(err, errSkip) {
@@ -96,12 +106,14 @@ func (s *orderStore) update(ctx context.Context, id string, create bool, fn func
 		if err != nil {
 			return st, err
 		}
+		var newRev uint64
 		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, b)
+			newRev, err = s.kv.Create(ctx, key, b)
 		} else {
-			_, err = s.kv.Update(ctx, key, b, rev)
+			newRev, err = s.kv.Update(ctx, key, b, rev)
 		}
 		if err == nil {
+			s.recordChange(ctx, newRev, old, st)
 			return st, nil
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || broker.IsWrongSequence(err) {
@@ -113,6 +125,20 @@ func (s *orderStore) update(ctx context.Context, id string, create bool, fn func
 }
 
 var errSkip = errors.New("skip update")
+
+// recordChange appends what changed to the order's history, checking the
+// order's own move against radgate.Transitions.
+func (s *orderStore) recordChange(ctx context.Context, rev uint64, old, cur radgate.OrderStatus) {
+	if old.ID != "" && !radgate.CanTransition(old.State, cur.State) {
+		if s.invalid != nil {
+			s.invalid.Inc()
+		}
+		if s.log != nil {
+			s.log.Error("order state change not in the state machine", "order", cur.ID, "from", old.State, "to", cur.State)
+		}
+	}
+	s.appendHistory(ctx, rev, historyOf(old, cur, s.now()))
+}
 
 // lookupRef returns the order a ServiceRequest reference belongs to.
 func (s *orderStore) lookupRef(ctx context.Context, ref string) (string, bool, error) {
@@ -177,8 +203,15 @@ func merge(st *radgate.OrderStatus, key string, ev radgate.OrderEvent) {
 			st.Modalities = append(st.Modalities, m)
 		}
 	}
-	if st.Priority == "" {
-		st.Priority = ev.Priority
+	if st.Priority == "" || ev.Priority != "" && radgate.PriorityClass(ev.Priority) == radgate.PriorityUrgent {
+		st.Priority = cmp.Or(ev.Priority, st.Priority) // an order made urgent stays urgent
+	}
+	if ev.StudyComplete {
+		if st.Study == nil {
+			st.Study = &radgate.StudyObservation{}
+		}
+		st.Study.Complete = true
+		st.Study.Announced = max(st.Study.Announced, ev.InstanceCount)
 	}
 	src := ev.Source + ":" + ev.ResourceType
 	if !slices.Contains(st.Sources, src) {
@@ -218,10 +251,30 @@ func replayReset(st *radgate.OrderStatus, replayOf string, engines []string, to 
 	return true
 }
 
-// recompute derives the order's state from its engines: the least advanced
-// engine while any is running; once all are done, delivered only if every
-// engine delivered, else failed (or rejected) with the first reason.
+// recompute derives the order's state. A cancelled order is retracting
+// while a delivered result is not yet withdrawn, then cancelled. An order
+// whose study radgate waits to settle is stabilising. Otherwise it is the
+// least advanced engine while any is running (an engine not yet routed
+// counts as routed once the route is decided); once all are done,
+// delivered only if every engine delivered, else failed (or rejected) with
+// the first reason. An order with no engine keeps the state its stage set
+// (received, waiting, stabilising).
 func recompute(st *radgate.OrderStatus) {
+	if st.Cancelled != nil {
+		st.State, st.Reason = radgate.StateCancelled, "cancelled: "+st.Cancelled.Reason
+		for _, p := range st.Engines {
+			for _, d := range p.Deliveries {
+				if d.DeliveredRevision > 0 && !d.Retracted {
+					st.State = radgate.StateRetracting
+				}
+			}
+		}
+		return
+	}
+	if st.Study != nil && st.Study.Settling {
+		st.State, st.Reason = radgate.StateStabilising, ""
+		return
+	}
 	if len(st.Engines) == 0 {
 		return
 	}
@@ -243,6 +296,9 @@ func recompute(st *radgate.OrderStatus) {
 		}
 	}
 	if !allDone {
+		if least == radgate.StateReceived && (st.Route != nil || st.State == radgate.StateRouted) {
+			least = radgate.StateRouted
+		}
 		st.State, st.Reason = least, ""
 		return
 	}

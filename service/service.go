@@ -175,7 +175,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		Topology: topo, Usage: usage, Facilities: radgate.NewFacilities(cfg.Facilities), Source: pacs, Engines: engines, Routes: routes,
 		Sinks:  dests.sinks,
 		Logger: logger, Registerer: metrics,
-		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
+		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),
+		StableAfter: stableAfter(cfg.Orders.StableAfter.D()), PollMin: cfg.Orders.PollMin.D(), PollMax: cfg.Orders.PollMax.D(),
+		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
+		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
 		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
 	})

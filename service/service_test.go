@@ -48,6 +48,9 @@ func testConfig(t *testing.T) config.Config {
 	cfg := config.Default()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.NATS.EmbeddedListen = "127.0.0.1:-1"
+	// Studies stored after their order settle in 1 s, waiting orders are
+	// looked at every 200 ms to 2 s (defaults: 60 s; 30 s to 15 min).
+	cfg.Orders.StableAfter, cfg.Orders.PollMin, cfg.Orders.PollMax = config.Duration(time.Second), config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
 	cfg.DataDir = t.TempDir()
 	cfg.ModelsDir = filepath.Join(testenv.RepoRoot(), "models")
 	cfg.Inference.ONNXRuntimeLibrary = testenv.ONNXRuntimeLib(t)
