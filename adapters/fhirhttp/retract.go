@@ -23,7 +23,9 @@ var (
 
 // RetractionProvenanceID is the id of the Provenance that records the
 // retraction of result id (written with PUT, once).
-func RetractionProvenanceID(resultID string) string { return fhir.ProvenanceID(resultID) + "-retracted" }
+func RetractionProvenanceID(resultID string) string {
+	return fhir.ProvenanceID(resultID) + "-retracted"
+}
 
 // retract withdraws result r at this server, in one transaction: its
 // report (DiagnosticReport, or the Task of a result that was not scored)
