@@ -11,6 +11,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -320,6 +321,65 @@ func (c *Client) EnsureCodeSystem(ctx context.Context) error {
 	return nil
 }
 
+// SubscriptionCriteria are the criteria of the rest-hook Subscriptions
+// radgate asks an EHR's FHIR server for (EnsureSubscriptions): orders as
+// they are placed or changed and their cancellations (a ServiceRequest
+// revoked or entered in error becomes a cancel event), and studies once
+// available, with every later update of an available study (the server
+// notifies on create and on update alike).
+var SubscriptionCriteria = []string{
+	"ServiceRequest?status=active,revoked,entered-in-error",
+	"ImagingStudy?status=available",
+}
+
+// subscriptionReason is Subscription.reason of the subscriptions radgate
+// creates; EnsureSubscriptions retires only subscriptions that carry it.
+const subscriptionReason = "radgate: imaging orders for AI analysis"
+
+// EnsureSubscriptions makes sure one Subscription per SubscriptionCriteria
+// notifies endpoint (see EnsureSubscription), and deletes the
+// subscriptions radgate created earlier for the same endpoint and resource
+// type with other criteria ("ServiceRequest?status=active", which did not
+// deliver cancellations): left in place they would notify radgate of each
+// order twice. It returns the subscriptions' "Subscription/id".
+func (c *Client) EnsureSubscriptions(ctx context.Context, endpoint string, headers ...string) ([]string, error) {
+	var refs []string
+	for _, criteria := range SubscriptionCriteria {
+		ref, err := c.EnsureSubscription(ctx, criteria, endpoint, headers...)
+		if err != nil {
+			return refs, fmt.Errorf("subscribing to %s: %w", criteria, err)
+		}
+		refs = append(refs, ref)
+	}
+	found, err := c.Search(ctx, "Subscription", url.Values{"url": {endpoint}})
+	if err != nil {
+		return refs, fmt.Errorf("looking for earlier subscriptions: %w", err)
+	}
+	for _, raw := range found {
+		var s struct {
+			ID       string `json:"id"`
+			Reason   string `json:"reason"`
+			Criteria string `json:"criteria"`
+			Channel  struct {
+				Endpoint string `json:"endpoint"`
+			} `json:"channel"`
+		}
+		if json.Unmarshal(raw, &s) != nil || s.ID == "" || s.Reason != subscriptionReason ||
+			s.Channel.Endpoint != endpoint || slices.Contains(SubscriptionCriteria, s.Criteria) {
+			continue
+		}
+		typ, _, _ := strings.Cut(s.Criteria, "?")
+		if !slices.ContainsFunc(SubscriptionCriteria, func(c string) bool { return strings.HasPrefix(c, typ+"?") }) {
+			continue
+		}
+		if err := c.Delete(ctx, "Subscription/"+s.ID); err != nil {
+			return refs, fmt.Errorf("retiring the earlier subscription Subscription/%s (%s): %w", s.ID, s.Criteria, err)
+		}
+		c.log.Info("earlier subscription retired", "subscription", "Subscription/"+s.ID, "criteria", s.Criteria)
+	}
+	return refs, nil
+}
+
 // EnsureSubscription makes sure an active R4 rest-hook Subscription with
 // this criteria ("ServiceRequest?status=active") notifies endpoint
 // (radgate's http://…/fhir/notify) with the matching resource as
@@ -353,7 +413,7 @@ func (c *Client) EnsureSubscription(ctx context.Context, criteria, endpoint stri
 	sub := map[string]any{
 		"resourceType": "Subscription",
 		"status":       "active",
-		"reason":       "radgate: imaging orders for AI analysis",
+		"reason":       subscriptionReason,
 		"criteria":     criteria,
 		"channel": map[string]any{
 			"type":     "rest-hook",

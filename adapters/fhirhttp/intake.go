@@ -237,9 +237,13 @@ func (h *Intake) postResource(parse func([]byte) (*fhir.OrderResource, error)) h
 		if !ok {
 			return
 		}
-		o, err := parse(body)
+		parsed, err := parse(body)
+		o := &order{OrderResource: parsed}
 		if !h.admit(w, r, 1) {
 			return
+		}
+		if err == nil {
+			o.count, err = instanceCount(o.ResourceType, body, o.ResourceType)
 		}
 		if err != nil {
 			h.rejected(w, r, err)
@@ -301,9 +305,13 @@ func (h *Intake) notify(w http.ResponseWriter, r *http.Request) {
 		h.serveBundle(w, r, body)
 		return
 	}
-	o, err := fhir.ParseResource(body)
+	parsed, err := fhir.ParseResource(body)
 	if !h.admit(w, r, 1) {
 		return
+	}
+	o := &order{OrderResource: parsed}
+	if err == nil {
+		o.count, err = instanceCount(o.ResourceType, body, o.ResourceType)
 	}
 	if err != nil {
 		h.rejected(w, r, err)
@@ -312,10 +320,11 @@ func (h *Intake) notify(w http.ResponseWriter, r *http.Request) {
 	h.acceptOne(w, r, o)
 }
 
-func (h *Intake) acceptOne(w http.ResponseWriter, r *http.Request, o *fhir.OrderResource) {
-	st, err := h.in.Accept(r.Context(), h.event(o))
+func (h *Intake) acceptOne(w http.ResponseWriter, r *http.Request, o *order) {
+	ev := h.event(o)
+	st, err := h.in.Accept(r.Context(), ev)
 	if err != nil {
-		code, oo := acceptError(err)
+		code, oo := acceptError(err, o.OrderResource)
 		h.log.Warn("order not accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "status", code, "error", err)
 		if code == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "5")
@@ -323,7 +332,8 @@ func (h *Intake) acceptOne(w http.ResponseWriter, r *http.Request, o *fhir.Order
 		writeOutcome(w, code, oo)
 		return
 	}
-	h.log.Info("order accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "order_id", st.ID, "state", st.State)
+	h.log.Info("order accepted", "path", r.URL.Path, "resource_type", o.ResourceType, "order_id", st.ID, "state", st.State,
+		"action", actionName(ev.Action), "study_complete", ev.StudyComplete)
 	w.Header().Set("Location", "/orders/"+st.ID)
 	writeJSON(w, http.StatusAccepted, "application/json", acceptedStatus(st))
 }
@@ -388,17 +398,18 @@ func (h *Intake) serveBundle(w http.ResponseWriter, r *http.Request, body []byte
 		h.rejected(w, r, err)
 		return
 	}
+	counts := bundleInstanceCounts(body, b)
 	if b.Type == "transaction" {
-		h.transaction(w, r, b)
+		h.transaction(w, r, b, counts)
 		return
 	}
-	h.batch(w, r, b)
+	h.batch(w, r, b, counts)
 }
 
 var ignoredOutcome = fhir.NewOutcome(fhir.SeverityInformation, fhir.IssueInformational,
 	"not stored: radgate takes ServiceRequest and ImagingStudy only; this entry was read to resolve references")
 
-func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle) {
+func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle, counts map[int]int) {
 	if err := b.Err(); err != nil {
 		h.rejected(w, r, err)
 		return
@@ -410,9 +421,9 @@ func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.Int
 			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
 			continue
 		}
-		st, err := h.in.Accept(r.Context(), h.event(e.Order))
+		st, err := h.in.Accept(r.Context(), h.event(&order{OrderResource: e.Order, count: counts[e.Index]}))
 		if err != nil {
-			code, oo := acceptError(err)
+			code, oo := acceptError(err, e.Order)
 			note := fmt.Sprintf("%d earlier entries were accepted", accepted)
 			if code == http.StatusServiceUnavailable {
 				note += "; resending the whole Bundle is safe"
@@ -435,7 +446,7 @@ func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.Int
 	writeRaw(w, http.StatusOK, "application/fhir+json", fhir.BuildResponseBundle("transaction-response", resp))
 }
 
-func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle) {
+func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle, counts map[int]int) {
 	resp := make([]fhir.EntryResponse, len(b.Entries))
 	for i, e := range b.Entries {
 		switch {
@@ -445,9 +456,9 @@ func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBun
 		case e.Ignored():
 			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
 		default:
-			st, err := h.in.Accept(r.Context(), h.event(e.Order))
+			st, err := h.in.Accept(r.Context(), h.event(&order{OrderResource: e.Order, count: counts[e.Index]}))
 			if err != nil {
-				code, oo := acceptError(err)
+				code, oo := acceptError(err, e.Order)
 				h.log.Warn("batch entry not accepted", "entry", i, "resource_type", e.ResourceType, "status", code, "error", err)
 				resp[i] = fhir.EntryResponse{Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Outcome: oo}
 				continue
@@ -536,8 +547,18 @@ func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
 		Modalities:     st.Modalities,
 		Sources:        st.Sources,
 		ReplayOf:       st.ReplayOf,
+		WaitUntil:      st.WaitUntil,
 		ReceivedAt:     st.ReceivedAt,
 		UpdatedAt:      st.UpdatedAt,
+	}
+	if st.Study != nil {
+		so := *st.Study // counts and times only
+		out.Study = &so
+	}
+	if st.Cancelled != nil {
+		c := *st.Cancelled
+		c.Reason = scrub(c.Reason)
+		out.Cancelled = &c
 	}
 	if st.Route != nil {
 		rd := *st.Route
@@ -580,12 +601,20 @@ func (h *Intake) logRejected(r *http.Request, err error) {
 	h.log.Info("request rejected", "path", r.URL.Path, "faults", strings.Join(paths, " "))
 }
 
-// acceptError maps an Accept error to an HTTP status and an outcome for
-// the sender: a stable detail code and a message written for them, never
-// the error's own text (which names the broker's internals; the caller
-// logs it).
-func acceptError(err error) (int, *fhir.Outcome) {
+// acceptError maps an Accept error about order resource o to an HTTP
+// status and an outcome for the sender: a stable detail code and a message
+// written for them, never the error's own text (which names the broker's
+// internals; the caller logs it) — except for radgate.ErrOrderCancelled,
+// whose text radgate.Intake writes for the sender (identifiers only).
+func acceptError(err error, o *fhir.OrderResource) (int, *fhir.Outcome) {
 	switch {
+	case errors.Is(err, radgate.ErrUnknownOrder):
+		return http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
+			fmt.Sprintf("%s: radgate has no such order to cancel (it never received one of this %s)", orderName(o), orderKeyName(o))).
+			WithDetail(fhir.DetailNotFound)
+	case errors.Is(err, radgate.ErrOrderCancelled):
+		return http.StatusConflict, fhir.NewOutcome(fhir.SeverityError, IssueConflict,
+			fmt.Sprintf("%s: %s", orderName(o), clipText(err.Error()))).WithDetail(DetailOrderCancelled)
 	case errors.Is(err, radgate.ErrInvalidOrder):
 		// Written for the sender by radgate.Intake ("no accession number
 		// and no Study Instance UID").
@@ -609,8 +638,30 @@ func tooLarge(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrStreamMessageExceedsMaximum)
 }
 
-// event maps an intake resource to routing's OrderEvent.
-func (h *Intake) event(o *fhir.OrderResource) radgate.OrderEvent {
+// order is an intake resource with what fhir.OrderResource does not
+// carry: ImagingStudy.numberOfInstances (0 when absent).
+type order struct {
+	*fhir.OrderResource
+	count int
+}
+
+// IssueConflict is the R4 issue-type code of a request that conflicts with
+// the order's state (an amendment of a cancelled order).
+const IssueConflict fhir.IssueCode = "conflict"
+
+// DetailOrderCancelled is radgate's detail code (fhir.ErrorCodeSystem) of
+// an event refused because its order was cancelled.
+const DetailOrderCancelled = "order-cancelled"
+
+// Cancelling statuses: a ServiceRequest in one of these becomes an
+// OrderEvent with Action radgate.ActionCancel.
+var cancelStatuses = []string{"revoked", "entered-in-error"}
+
+// event maps an intake resource to routing's OrderEvent: a ServiceRequest
+// revoked or entered in error cancels its order (Reason "FHIR
+// ServiceRequest status revoked"); an ImagingStudy available announces its
+// study complete with numberOfInstances instances.
+func (h *Intake) event(o *order) radgate.OrderEvent {
 	ev := radgate.OrderEvent{
 		Source:           Source,
 		ResourceType:     o.ResourceType,
@@ -633,14 +684,110 @@ func (h *Intake) event(o *fhir.OrderResource) radgate.OrderEvent {
 	switch o.ResourceType {
 	case "ServiceRequest":
 		ev.ServiceRequest = toRoutingRef(o.Self)
+		if slices.Contains(cancelStatuses, o.Status) {
+			ev.Action = radgate.ActionCancel
+			ev.Reason = "FHIR ServiceRequest status " + o.Status
+		}
 	case "ImagingStudy":
 		ev.ImagingStudy = toRoutingRef(o.Self)
+		if o.Status == "available" {
+			ev.StudyComplete = true
+			ev.InstanceCount = o.count
+		}
 		// A study based on exactly one ServiceRequest names the order's request.
 		if len(o.BasedOn) == 1 && isServiceRequestRef(o.BasedOn[0]) {
 			ev.ServiceRequest = toRoutingRef(&o.BasedOn[0])
 		}
 	}
 	return ev
+}
+
+func actionName(a radgate.OrderAction) string {
+	if a == radgate.ActionOrder {
+		return "order"
+	}
+	return string(a)
+}
+
+// orderName names an order resource for its sender by what identifies the
+// order, never by patient data: "ServiceRequest/12", else its accession
+// number, else its Study Instance UID.
+func orderName(o *fhir.OrderResource) string {
+	switch {
+	case o == nil:
+		return "the order"
+	case o.ID != "":
+		return o.ResourceType + "/" + o.ID
+	case o.Accession != nil:
+		if o.Accession.System != "" {
+			return fmt.Sprintf("%s with accession number %s|%s", o.ResourceType, clipText(o.Accession.System), clipText(o.Accession.Value))
+		}
+		return fmt.Sprintf("%s with accession number %s", o.ResourceType, clipText(o.Accession.Value))
+	case o.StudyInstanceUID != "":
+		return fmt.Sprintf("%s of study %s", o.ResourceType, o.StudyInstanceUID)
+	}
+	return "the " + o.ResourceType
+}
+
+// orderKeyName says what keys the order: its accession number, else its
+// study.
+func orderKeyName(o *fhir.OrderResource) string {
+	if o != nil && o.Accession == nil && o.StudyInstanceUID != "" {
+		return "Study Instance UID"
+	}
+	return "accession number"
+}
+
+// instanceCount reads numberOfInstances of an ImagingStudy (0 when absent;
+// fhir.OrderResource does not carry it); path names the resource in errors.
+// The resource was decoded already, so the value is an integer or absent.
+func instanceCount(resourceType string, resource []byte, path string) (int, error) {
+	if resourceType != "ImagingStudy" {
+		return 0, nil
+	}
+	var v struct {
+		N *int64 `json:"numberOfInstances"`
+	}
+	if err := json.Unmarshal(resource, &v); err != nil || v.N == nil {
+		return 0, nil
+	}
+	if *v.N < 0 || *v.N > maxInstanceCount {
+		return 0, &fhir.FieldError{Path: path + ".numberOfInstances", Code: fhir.IssueValue,
+			Msg: fmt.Sprintf("%d is not a number of instances (0 to %d)", *v.N, maxInstanceCount)}
+	}
+	return int(*v.N), nil
+}
+
+// maxInstanceCount bounds ImagingStudy.numberOfInstances (an R4
+// unsignedInt).
+const maxInstanceCount = 1<<31 - 1
+
+// bundleInstanceCounts reads numberOfInstances of each ImagingStudy entry
+// of a Bundle, by entry index; an entry whose count is not one gets the
+// error as its Err.
+func bundleInstanceCounts(body []byte, b *fhir.IntakeBundle) map[int]int {
+	var raw struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(body, &raw) != nil {
+		return nil
+	}
+	counts := map[int]int{}
+	for i := range b.Entries {
+		e := &b.Entries[i]
+		if e.Order == nil || e.Order.ResourceType != "ImagingStudy" || e.Index >= len(raw.Entry) {
+			continue
+		}
+		n, err := instanceCount(e.ResourceType, raw.Entry[e.Index].Resource, fmt.Sprintf("Bundle.entry[%d].resource", e.Index))
+		if err != nil {
+			e.Order, e.Err = nil, err
+			continue
+		}
+		counts[e.Index] = n
+	}
+	return counts
 }
 
 func isServiceRequestRef(r fhir.Reference) bool {

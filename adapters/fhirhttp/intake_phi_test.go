@@ -34,6 +34,11 @@ func fullStatus() radgate.OrderStatus {
 		Engines: map[string]radgate.EngineProgress{"cxr": {State: radgate.StateFailed, Probability: &p, Tier: "high",
 			Reason: "retrieving image 1.2.826.0.1.3680043.8.498.77.1 from the PACS: HTTP 500", Report: "DiagnosticReport/dr-1",
 			Deliveries: map[string]radgate.DeliveryProgress{"fhir": {State: radgate.StateFailed, Reason: "Patient/p-512 rejected ServiceRequest/sr-88"}}}},
+		Study: &radgate.StudyObservation{Instances: 2, Since: time.Date(2026, 1, 2, 3, 4, 30, 0, time.UTC),
+			LastSeen: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC), Complete: true, Announced: 2, Scored: 2},
+		WaitUntil: time.Date(2026, 1, 2, 3, 14, 5, 0, time.UTC),
+		Cancelled: &radgate.Cancellation{At: time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC), Source: "fhir",
+			Reason: "FHIR ServiceRequest status revoked (ServiceRequest/sr-88)"},
 		ReplayOf:   "42",
 		ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), UpdatedAt: time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC),
 	}
@@ -45,6 +50,7 @@ func fullStatus() radgate.OrderStatus {
 func TestOrderStatusFieldsClassified(t *testing.T) {
 	shown := map[string]bool{"ID": true, "State": true, "Reason": true, "ProcedureCodes": true, "Facility": true, "FacilityID": true,
 		"Priority": true, "Modalities": true, "Sources": true, "Route": true, "Engines": true, "ReplayOf": true,
+		"Study": true, "WaitUntil": true, "Cancelled": true,
 		"ReceivedAt": true, "UpdatedAt": true}
 	hidden := map[string]bool{"Key": true, "Accession": true, "StudyInstanceUID": true, "ServiceRequest": true,
 		"ImagingStudy": true, "Patient": true}
@@ -75,6 +81,8 @@ func TestOrderStatusWithoutPatientData(t *testing.T) {
 	require.Equal(t, "retrieving image [redacted].1 from the PACS: HTTP 500", red.Engines["cxr"].Reason)
 	require.Equal(t, "[redacted] rejected [redacted]", red.Engines["cxr"].Deliveries["fhir"].Reason)
 	require.Equal(t, "DiagnosticReport/dr-1", red.Engines["cxr"].Report, "where the result went stays")
+	require.Equal(t, "FHIR ServiceRequest status revoked ([redacted])", red.Cancelled.Reason)
+	require.Equal(t, st.Study, red.Study, "the study's counts and times stay")
 	require.Equal(t, fullStatus(), st, "the caller's status is not modified")
 }
 

@@ -48,6 +48,7 @@ func TestSinkErrorsCarryNoPeerText(t *testing.T) {
 			var logs bytes.Buffer
 			s, err := NewSink(SinkOptions{BaseURL: srv.URL, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 			require.NoError(t, err)
+			seedDevice(s, testResult(t, radgate.OutcomeScored).Engine, "Device/dev-1")
 			_, err = s.Deliver(t.Context(), testResult(t, radgate.OutcomeScored))
 			require.EqualError(t, err, c.want)
 			require.NotContains(t, err.Error(), "Zyxwa")

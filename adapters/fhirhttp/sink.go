@@ -1,8 +1,15 @@
 package fhirhttp
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/radgate/radgate"
@@ -25,15 +32,36 @@ type SinkOption func(*Sink)
 func WithPDF(f PDFFunc) SinkOption { return func(s *Sink) { s.pdf = f } }
 
 // Sink writes results to a FHIR server: a scored result as one transaction
-// of Device, Observation, Media (when marked) and DiagnosticReport; a result
-// that was not scored as a transaction of Device and Task (see
+// of Observation, Media (when marked), DiagnosticReport and Provenance; a
+// result that was not scored as a transaction of Task and Provenance (see
 // rfhir.BuildResultBundle and rfhir.BuildTaskBundle). Every entry is a
 // conditional create on an identifier derived from radgate.Result.ID, so
 // delivering the same result twice leaves one report.
+//
+// The engine's Device is looked up (or created) once per engine version
+// and referenced by id (see device). An amended result (revision N ≥ 2)
+// corrects the same DiagnosticReport (or Task) in place: a new version of
+// it with status amended and a second identifier (system revisionSystem,
+// value "<result-id>/r<N>") naming the revision, its Observation and Media
+// likewise. A retracted result marks them entered-in-error, cancels the
+// order's read Task and records a Provenance with the reason (see
+// retract). Every identifier radgate writes keys on the result id, so a
+// report is found again whatever the revision.
 type Sink struct {
 	*Client
 	now func() time.Time
 	pdf PDFFunc
+
+	mu      sync.Mutex
+	devices map[string]*deviceCall // by fhir.EngineIdentifier value
+}
+
+// deviceCall is one engine version's Device lookup: the first caller does
+// it, the others wait for done.
+type deviceCall struct {
+	done chan struct{}
+	ref  string
+	err  error
 }
 
 var _ radgate.Sink = (*Sink)(nil)
@@ -44,12 +72,26 @@ func NewSink(opts SinkOptions, options ...SinkOption) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{Client: c, now: time.Now}
+	s := &Sink{Client: c, now: time.Now, devices: map[string]*deviceCall{}}
 	for _, o := range options {
 		o(s)
 	}
 	return s, nil
 }
+
+// revisionSystem is the system of the identifier that names a report's
+// result revision ("<result-id>/r<N>"), beside its fhir.ResultIdentifier.
+const revisionSystem = fhir.SystemResult + "/revision"
+
+// RevisionIdentifier is the identifier naming revision rev of result id on
+// its DiagnosticReport (or Task) and Observation.
+func RevisionIdentifier(resultID string, rev int) fhir.Identifier {
+	return fhir.Identifier{System: revisionSystem, Value: fmt.Sprintf("%s/r%d", resultID, rev)}
+}
+
+// maxConflicts bounds the re-reads of a report another writer changed
+// between the sink's read and its write (HTTP 412 on If-Match).
+const maxConflicts = 3
 
 // Deliver writes r and returns the report's reference ("DiagnosticReport/12"
 // or, for a result that was not scored, "Task/7"). It returns only once the
@@ -57,7 +99,23 @@ func NewSink(opts SinkOptions, options ...SinkOption) (*Sink, error) {
 // timeouts, 408, 429 and 5xx are radgate.Transient; a result that cannot be
 // written (4xx, an invalid result) is a permanent error, a *rfhir.OutcomeError
 // when the server refused it.
+//
+// r.Status says what to write: the first result (final), a correction in
+// place (amended: delivering the same revision again, or an older one,
+// changes nothing), or the withdrawal of the result (retracted; a result
+// never written here is nothing to withdraw: success, empty receipt).
 func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
+	switch r.Status {
+	case "", radgate.ResultFinal:
+	case radgate.ResultAmended:
+		if r.Revision < 2 {
+			return radgate.Receipt{}, fmt.Errorf("delivering result %s: an amended result has revision 2 or later, not %d", r.ID, r.Revision)
+		}
+	case radgate.ResultRetracted:
+		return s.retract(ctx, r)
+	default:
+		return radgate.Receipt{}, fmt.Errorf("delivering result %s: unknown result status %q", r.ID, r.Status)
+	}
 	in := ResultInput(r)
 	in.Issued = s.now()
 	var (
@@ -86,24 +144,307 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 	if err != nil {
 		return radgate.Receipt{}, fmt.Errorf("delivering result %s: %w", r.ID, err)
 	}
-	tr, err := s.Transaction(ctx, bundle)
+	ref, status, err := s.write(ctx, r, bundle, want)
 	if err != nil {
 		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "engine", r.Engine.ID,
-			"transient", radgate.IsTransient(err), "error", err)
+			"revision", r.EffectiveRevision(), "transient", radgate.IsTransient(err), "error", err)
 		return radgate.Receipt{}, fmt.Errorf("delivering result %s: %w", r.ID, err)
 	}
-	e, ok := tr.Find(want)
-	if !ok || e.Reference == "" {
-		return radgate.Receipt{}, fmt.Errorf("delivering result %s: the transaction response names no %s", r.ID, want)
-	}
 	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "engine", r.Engine.ID,
-		"outcome", r.Outcome, "report", e.Reference, "status", e.Status)
+		"outcome", r.Outcome, "revision", r.EffectiveRevision(), "result_status", cmp.Or(r.Status, radgate.ResultFinal),
+		"report", ref, "status", status)
 	if r.Outcome == radgate.OutcomeScored && r.Read.Wanted(r.Tier) {
-		if err := s.requestRead(ctx, r, in, e.Reference); err != nil {
+		if err := s.requestRead(ctx, r, in, ref); err != nil {
 			return radgate.Receipt{}, err
 		}
 	}
-	return radgate.Receipt{Report: e.Reference}, nil
+	return radgate.Receipt{Report: ref}, nil
+}
+
+// write adapts the built transaction and posts it: the Device by id, the
+// revision identifier, the image notes; for an amended result, the report
+// (of type want) updated in place unless it holds this revision or a later
+// one already. It returns the report's reference and the entry's status.
+func (s *Sink) write(ctx context.Context, r radgate.Result, bundle []byte, want string) (ref, status string, err error) {
+	rev := r.EffectiveRevision()
+	for attempt := 1; ; attempt++ {
+		doc, err := openTx(bundle)
+		if err != nil {
+			return "", "", err
+		}
+		if err := s.useDevice(ctx, doc); err != nil {
+			return "", "", err
+		}
+		report := doc.find(want)
+		if report == nil {
+			return "", "", fmt.Errorf("the built transaction has no %s", want)
+		}
+		revID := RevisionIdentifier(r.ID, rev)
+		addIdentifier(report.Resource, revID.System, revID.Value)
+		notes := imagesText(r.Images)
+		if notes != "" {
+			if want == "DiagnosticReport" {
+				report.Resource["conclusion"] = str(report.Resource["conclusion"]) + " " + notes
+			} else {
+				n, _ := report.Resource["note"].([]any)
+				report.Resource["note"] = append(n, map[string]any{"text": notes})
+			}
+		}
+		if r.Status == radgate.ResultAmended {
+			done, err := s.amend(ctx, r, doc, report, want)
+			if err != nil {
+				return "", "", err
+			}
+			if done != "" {
+				return done, "unchanged", nil
+			}
+		}
+		body, err := doc.marshal()
+		if err != nil {
+			return "", "", fmt.Errorf("writing the transaction: %w", err)
+		}
+		tr, err := s.Transaction(ctx, body)
+		if isConflict(err) && attempt < maxConflicts {
+			// Another writer changed the report since it was read
+			// (If-Match): read it again.
+			s.log.Info("report changed while amending; reading it again", "result_id", r.ID, "attempt", attempt)
+			continue
+		}
+		if err != nil {
+			return "", "", err
+		}
+		e, ok := tr.Find(want)
+		if !ok || e.Reference == "" {
+			return "", "", fmt.Errorf("the transaction response names no %s", want)
+		}
+		return e.Reference, e.Status, nil
+	}
+}
+
+// amend turns the transaction of an amended result into a correction in
+// place. It returns the report's reference, with nothing to write, when the
+// server holds this revision or a later one already.
+func (s *Sink) amend(ctx context.Context, r radgate.Result, doc *txDoc, report *txEntry, want string) (string, error) {
+	rev := r.EffectiveRevision()
+	cur, err := s.findOne(ctx, want, fhir.ResultIdentifier(r.ID))
+	if err != nil {
+		return "", err
+	}
+	amended := "amended"
+	if want == "Task" {
+		amended = "" // a Task keeps its status (rejected, failed)
+	}
+	if amended != "" {
+		report.Resource["status"] = amended
+	}
+	for _, e := range doc.Entry {
+		switch e.resourceType() {
+		case "Observation":
+			e.Resource["status"] = amended
+			revID := RevisionIdentifier(r.ID, rev)
+			addIdentifier(e.Resource, revID.System, revID.Value)
+			e.putByIdentifier()
+		case "Media":
+			e.putByIdentifier()
+		case "Provenance":
+			// One Provenance per revision: the first one stays.
+			id := fmt.Sprintf("%s-r%d", fhir.ProvenanceID(r.ID), rev)
+			e.putAt("Provenance/"+id, "")
+		}
+	}
+	if cur == nil {
+		// Revision 1 never reached this server: the report is written
+		// now, as this revision.
+		return "", nil
+	}
+	switch {
+	case cur.status == "entered-in-error":
+		return "", fmt.Errorf("%s of result %s was retracted (entered-in-error); revision %d is not written over it", cur.ref, r.ID, rev)
+	case cur.revision() >= rev:
+		s.log.Info("amended result already written", "result_id", r.ID, "report", cur.ref, "revision", rev, "current", cur.revision())
+		return cur.ref, nil
+	}
+	report.putAt(cur.ref, cur.version)
+	if want == "DiagnosticReport" && doc.find("Media") == nil {
+		// This revision is not marked: the earlier heatmap is withdrawn.
+		for _, m := range cur.refs("media", "link") {
+			if err := s.addStatusUpdate(ctx, doc, m, "entered-in-error", nil); err != nil {
+				return "", err
+			}
+		}
+	}
+	return "", nil
+}
+
+// addStatusUpdate reads ref and adds to doc its update to status (and mod,
+// when set), unless it has that status already.
+func (s *Sink) addStatusUpdate(ctx context.Context, doc *txDoc, ref, status string, mod func(map[string]any)) error {
+	raw, err := s.Read(ctx, ref)
+	if err != nil {
+		return err
+	}
+	st, err := readStored(raw)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", ref, err)
+	}
+	if st.status == status {
+		return nil
+	}
+	st.body["status"] = status
+	if mod != nil {
+		mod(st.body)
+	}
+	delete(st.body, "meta")
+	e := &txEntry{Resource: st.body}
+	e.putAt(st.ref, st.version)
+	doc.Entry = append(doc.Entry, e)
+	return nil
+}
+
+// findOne returns the resource of a type with an identifier: the oldest
+// when there are several, nil when none.
+func (s *Sink) findOne(ctx context.Context, resourceType string, id fhir.Identifier) (*stored, error) {
+	found, err := s.Search(ctx, resourceType, url.Values{"identifier": {id.System + "|" + id.Value}})
+	if err != nil {
+		return nil, err
+	}
+	var list []*stored
+	for _, raw := range found {
+		st, err := readStored(raw)
+		if err != nil {
+			return nil, fmt.Errorf("searching %s: %w", resourceType, err)
+		}
+		list = append(list, st)
+	}
+	return oldest(list), nil
+}
+
+func isConflict(err error) bool {
+	return errors.Is(err, &fhir.OutcomeError{Status: http.StatusPreconditionFailed}) ||
+		errors.Is(err, &fhir.OutcomeError{Status: http.StatusConflict})
+}
+
+// useDevice takes the engine's Device out of the transaction and points
+// its references at the Device on the server (see device).
+func (s *Sink) useDevice(ctx context.Context, doc *txDoc) error {
+	e := doc.find("Device")
+	if e == nil {
+		return nil
+	}
+	ref, err := s.device(ctx, e.Resource)
+	if err != nil {
+		return err
+	}
+	doc.remove(e, ref)
+	return nil
+}
+
+// device returns the "Device/id" of the engine version that res (a Device
+// as fhir's builders write it) describes: looked up by its identifier, or
+// created, once per engine version and Sink; concurrent deliveries wait for
+// the one lookup. When the server holds several Devices of the identifier
+// (an older radgate's race), the oldest is used.
+func (s *Sink) device(ctx context.Context, res map[string]any) (string, error) {
+	ids, _ := res["identifier"].([]any)
+	var ident fhir.Identifier
+	if len(ids) > 0 {
+		m, _ := ids[0].(map[string]any)
+		ident = fhir.Identifier{System: str(m["system"]), Value: str(m["value"])}
+	}
+	if ident.Value == "" {
+		return "", errors.New("the built Device has no identifier")
+	}
+	for {
+		s.mu.Lock()
+		c, ok := s.devices[ident.Value]
+		if !ok {
+			c = &deviceCall{done: make(chan struct{})}
+			s.devices[ident.Value] = c
+			s.mu.Unlock()
+			c.ref, c.err = s.lookupDevice(ctx, res, ident)
+			if c.err != nil {
+				s.mu.Lock()
+				delete(s.devices, ident.Value)
+				s.mu.Unlock()
+			}
+			close(c.done)
+			return c.ref, c.err
+		}
+		s.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+			return "", radgate.Transient(fmt.Errorf("waiting for the engine's Device: %w", ctx.Err()))
+		}
+		if c.err == nil {
+			return c.ref, nil
+		}
+		// That lookup failed (and was forgotten): try again here.
+	}
+}
+
+func (s *Sink) lookupDevice(ctx context.Context, res map[string]any, ident fhir.Identifier) (string, error) {
+	found, err := s.findOne(ctx, "Device", ident)
+	if err != nil {
+		return "", fmt.Errorf("looking up the engine's Device: %w", err)
+	}
+	if found == nil {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return "", fmt.Errorf("writing the engine's Device: %w", err)
+		}
+		ref, err := s.Create(ctx, b, fhir.IfNoneExist(ident))
+		if err == nil {
+			s.log.Info("engine Device created", "device", ref, "engine", ident.Value)
+			return ref, nil
+		}
+		if !errors.Is(err, &fhir.OutcomeError{Status: http.StatusPreconditionFailed}) {
+			return "", fmt.Errorf("creating the engine's Device: %w", err)
+		}
+		// Several appeared since the search (other writers): take the oldest.
+		if found, err = s.findOne(ctx, "Device", ident); err != nil || found == nil {
+			return "", fmt.Errorf("looking up the engine's Device after a conflict: %w", cmp.Or(err, errors.New("none found")))
+		}
+	}
+	s.log.Info("engine Device found", "device", found.ref, "engine", ident.Value)
+	return found.ref, nil
+}
+
+// maxImageNotes bounds the skipped images a report lists one by one.
+const maxImageNotes = 20
+
+// imagesText says which images a result was scored on and which were
+// skipped, and why: "Images: 1 of 2 scored. Skipped: 1.2.3 (view LL):
+// lateral view LL: engine takes PA/AP." ("" without image notes).
+func imagesText(images []radgate.ImageNote) string {
+	if len(images) == 0 {
+		return ""
+	}
+	scored := 0
+	var skipped []string
+	for _, im := range images {
+		if im.Scored {
+			scored++
+			continue
+		}
+		if len(skipped) == maxImageNotes {
+			skipped = append(skipped, "…")
+			continue
+		}
+		if len(skipped) > maxImageNotes {
+			continue
+		}
+		what := im.SOPInstanceUID
+		if im.View != "" {
+			what += " (view " + im.View + ")"
+		}
+		skipped = append(skipped, what+": "+cmp.Or(im.Reason, "no reason given"))
+	}
+	text := fmt.Sprintf("Images: %d of %d scored.", scored, len(images))
+	if n := len(images) - scored; n > 0 {
+		text += fmt.Sprintf(" Skipped (%d): %s.", n, strings.Join(skipped, "; "))
+	}
+	return text
 }
 
 // requestRead writes the route's radiologist read request: a Task for the

@@ -112,21 +112,23 @@ func TestSinkDeliver(t *testing.T) {
 				for _, e := range b.Entry {
 					got = append(got, e.Resource.ResourceType+":"+e.Resource.Status)
 				}
+				require.Contains(t, string(body), `"reference":"Device/dev-1"`, "the Device is referenced by id")
 				w.Header().Set("Content-Type", "application/fhir+json")
 				_, _ = io.WriteString(w, txResponse(c.types...))
 			})
 			s, err := NewSink(SinkOptions{BaseURL: srv.URL + "/fhir/R4/", Token: "s3cret"})
 			require.NoError(t, err)
+			seedDevice(s, testResult(t, c.outcome).Engine, "Device/dev-1")
 			rc, err := s.Deliver(t.Context(), testResult(t, c.outcome))
 			require.NoError(t, err)
 			require.Equal(t, radgate.Receipt{Report: c.report}, rc)
 			switch c.outcome {
 			case radgate.OutcomeScored:
-				require.Equal(t, []string{"Device:active", "Media:completed", "Observation:final", "DiagnosticReport:final", "Provenance:"}, got)
+				require.Equal(t, []string{"Media:completed", "Observation:final", "DiagnosticReport:final", "Provenance:"}, got)
 			case radgate.OutcomeNotApplicable:
-				require.Equal(t, []string{"Device:active", "Task:rejected", "Provenance:"}, got)
+				require.Equal(t, []string{"Task:rejected", "Provenance:"}, got)
 			case radgate.OutcomeFailed:
-				require.Equal(t, []string{"Device:active", "Task:failed", "Provenance:"}, got)
+				require.Equal(t, []string{"Task:failed", "Provenance:"}, got)
 			}
 		})
 	}
@@ -167,6 +169,7 @@ func TestSinkErrors(t *testing.T) {
 			})
 			s, err := NewSink(SinkOptions{BaseURL: srv.URL})
 			require.NoError(t, err)
+			seedDevice(s, testResult(t, radgate.OutcomeScored).Engine, "Device/dev-1")
 			_, err = s.Deliver(t.Context(), testResult(t, radgate.OutcomeScored))
 			require.EqualError(t, err, c.want)
 			require.Equal(t, c.transient, radgate.IsTransient(err))
@@ -246,4 +249,14 @@ func TestNewClientErrors(t *testing.T) {
 	c, err := NewClient(ClientOptions{BaseURL: "http://127.0.0.1:8103/fhir/R4/"})
 	require.NoError(t, err)
 	require.Equal(t, "http://127.0.0.1:8103/fhir/R4", c.BaseURL())
+}
+
+// seedDevice gives a Sink the engine's Device as if it had looked it up,
+// for tests whose fake server answers transactions only.
+func seedDevice(s *Sink, e radgate.EngineInfo, ref string) {
+	c := &deviceCall{done: make(chan struct{}), ref: ref}
+	close(c.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices[fhir.EngineIdentifier(fhir.Engine{ID: e.ID, Version: e.Version}).Value] = c
 }
