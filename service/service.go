@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		StableAfter: stableAfter(cfg.Orders.StableAfter.D()), PollMin: cfg.Orders.PollMin.D(), PollMax: cfg.Orders.PollMax.D(),
 		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
 		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
-		RetryMin: cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
+		RetryMin:       cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
 		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
 	})
 	if err != nil {
@@ -331,10 +331,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	if cfg.FHIR.SubscriptionEndpoint != "" {
 		if s, ok := dests.sinks[config.BuiltinDestination].(*fhirhttp.Sink); ok {
-			for _, criteria := range []string{"ServiceRequest?status=active", "ImagingStudy?status=available"} {
-				if _, err := s.EnsureSubscription(ctx, criteria, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
-					log.Warn("could not subscribe to the FHIR server", "criteria", criteria, "err", err)
-				}
+			if _, err := s.EnsureSubscriptions(ctx, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
+				log.Warn("could not subscribe to the FHIR server", "err", err)
 			}
 		}
 	}

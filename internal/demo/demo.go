@@ -103,10 +103,8 @@ func (e *Env) LoadImages(ctx context.Context, cases []*Case) error {
 
 // Subscribe makes the FHIR server notify radgate of new orders.
 func (e *Env) Subscribe(ctx context.Context) error {
-	for _, criteria := range []string{"ServiceRequest?status=active", "ImagingStudy?status=available"} {
-		if _, err := e.FHIR.EnsureSubscription(ctx, criteria, e.RadgateURL+"/fhir/notify"); err != nil {
-			return fmt.Errorf("subscribing radgate to %s: %w", criteria, err)
-		}
+	if _, err := e.FHIR.EnsureSubscriptions(ctx, e.RadgateURL+"/fhir/notify"); err != nil {
+		return fmt.Errorf("subscribing radgate: %w", err)
 	}
 	return nil
 }
