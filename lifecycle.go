@@ -47,15 +47,19 @@ var Transitions = []Transition{
 	{StateReceived, StateRouted, EvStudyStable},
 	{StateReceived, StateRejected, EvNoRoute},
 	{StateReceived, StateCancelled, EvCancelled},
+	{StateReceived, StateScored, EvNoRoute}, // the "no route" answer is on its way
+	{StateReceived, StateFailed, EvFailed},  // the PACS refused the query
 	{StateWaiting, StateStabilising, EvStudyFound},
 	{StateWaiting, StateRouted, EvStudyStable},
 	{StateWaiting, StateRejected, EvNoRoute},
 	{StateWaiting, StateFailed, EvWaitExpired},
 	{StateWaiting, StateCancelled, EvCancelled},
+	{StateWaiting, StateScored, EvWaitExpired}, // the "not found" answer is on its way
 	{StateStabilising, StateRouted, EvStudyStable},
 	{StateStabilising, StateRejected, EvNoRoute},
 	{StateStabilising, StateWaiting, EvStudyMissing}, // the study was deleted from the PACS
 	{StateStabilising, StateCancelled, EvCancelled},
+	{StateStabilising, StateScored, EvNoRoute},
 	{StateRouted, StateScored, EvScored},
 	{StateRouted, StateFailed, EvFailed},
 	{StateRouted, StateCancelled, EvCancelled},

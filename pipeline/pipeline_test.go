@@ -74,6 +74,7 @@ func (a *archive) RetrieveInstance(_ context.Context, _, _, sop string) ([]byte,
 // scorer is an Engine whose probability is looked up by SOP Instance UID.
 type scorer struct {
 	probs map[string]float64
+	views []string
 }
 
 func (s *scorer) Info() radgate.EngineInfo {
@@ -81,7 +82,7 @@ func (s *scorer) Info() radgate.EngineInfo {
 }
 func (s *scorer) Modalities() []string { return []string{"CR", "DX"} }
 func (s *scorer) BodyParts() []string  { return []string{"CHEST"} }
-func (s *scorer) Views() []string      { return nil }
+func (s *scorer) Views() []string      { return s.views }
 func (s *scorer) Score(_ context.Context, files [][]byte) ([]radgate.ImageScore, error) {
 	out := make([]radgate.ImageScore, len(files))
 	for i, f := range files {

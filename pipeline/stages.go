@@ -214,7 +214,7 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 			}
 			delete(o.Engines, radgate.RouterEngine)
 			o.WaitUntil = time.Time{}
-			o.State = radgate.StateWaiting // → stabilising below
+			o.State = radgate.StateStabilising
 			p.log.Info("the study of a failed order arrived; re-opening it", "order", id)
 			return nil
 		}); err != nil {
