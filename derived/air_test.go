@@ -202,7 +202,7 @@ func TestParametricMap(t *testing.T) {
 	require.Equal(t, "ParametricMap", iod)
 
 	ds := parse(t, out)
-	u := UIDsFor("pm-1")
+	u := UIDsFor("pm-1", 1)
 	require.Equal(t, SOPClassParametricMap, str(t, ds, tag.SOPClassUID))
 	require.Equal(t, u.PM, str(t, ds, tag.SOPInstanceUID))
 	require.Equal(t, u.PMSeries, str(t, ds, tag.SeriesInstanceUID))
