@@ -176,8 +176,10 @@ func TestRejectionNote(t *testing.T) {
 	testenv.Dciodvfy(t, "rejection note from the SR", fromSR)
 
 	for name, bad := range map[string]func(*Input, *Rejection){
-		"no objects":  func(_ *Input, r *Rejection) { r.Objects = nil },
-		"bad uid":     func(_ *Input, r *Rejection) { r.Objects = []ObjectRef{{u.SCSeries, SOPClassSecondaryCapture, "1.2.03"}} },
+		"no objects": func(_ *Input, r *Rejection) { r.Objects = nil },
+		"bad uid": func(_ *Input, r *Rejection) {
+			r.Objects = []ObjectRef{{u.SCSeries, SOPClassSecondaryCapture, "1.2.03"}}
+		},
 		"no result":   func(in *Input, _ *Rejection) { in.ResultID = " " },
 		"no engine":   func(in *Input, _ *Rejection) { in.Engine.ID, in.Engine.Name = "", "" },
 		"empty class": func(_ *Input, r *Rejection) { r.Objects = []ObjectRef{{u.SCSeries, "", u.SC}} },
