@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -341,7 +342,7 @@ func (b *builder) common(src *source, in *Input, sopClass, sopInstance, modality
 	b.str(tag.SeriesDescription, "LO", seriesDescription)
 	b.str(tag.SeriesInstanceUID, "UI", seriesUID)
 	b.str(tag.SeriesNumber, "IS", fmt.Sprint(seriesNumber))
-	b.str(tag.InstanceNumber, "IS", "1")
+	b.str(tag.InstanceNumber, "IS", strconv.Itoa(in.revision()))
 	study := &builder{}
 	study.str(tag.ReferencedSOPClassUID, "UI", studyReferenceClass)
 	study.str(tag.ReferencedSOPInstanceUID, "UI", src.studyUID())
@@ -351,10 +352,11 @@ func (b *builder) common(src *source, in *Input, sopClass, sopInstance, modality
 
 // objectNames name the derived objects in logs.
 var objectNames = map[string]string{
-	SOPClassSecondaryCapture:  "Secondary Capture",
-	SOPClassComprehensive3DSR: "SR",
-	SOPClassEncapsulatedPDF:   "Encapsulated PDF",
-	SOPClassParametricMap:     "Parametric Map",
+	SOPClassSecondaryCapture:   "Secondary Capture",
+	SOPClassComprehensive3DSR:  "SR",
+	SOPClassEncapsulatedPDF:    "Encapsulated PDF",
+	SOPClassParametricMap:      "Parametric Map",
+	SOPClassKeyObjectSelection: "rejection note",
 }
 
 // purposeProcessingAlgorithm is the Purpose of Reference of a Contributing

@@ -109,9 +109,9 @@ func str(t testing.TB, ds dicom.Dataset, tg tag.Tag) string {
 }
 
 func TestUIDsAreDeterministicAndValid(t *testing.T) {
-	a, b := UIDsFor("r1"), UIDsFor("r1")
+	a, b := UIDsFor("r1", 1), UIDsFor("r1", 1)
 	require.Equal(t, a, b)
-	c := UIDsFor("r2")
+	c := UIDsFor("r2", 1)
 	uidRE := regexp.MustCompile(`^2\.25\.[1-9][0-9]{0,38}$`)
 	seen := map[string]bool{}
 	for _, u := range []string{a.SC, a.SCSeries, a.SR, a.SRSeries, a.PDF, a.PDFSeries, c.SC, c.SR} {
@@ -130,7 +130,7 @@ func TestSecondaryCaptureMarked(t *testing.T) {
 	require.NoError(t, err)
 
 	ds := parse(t, out)
-	u := UIDsFor("sc-marked")
+	u := UIDsFor("sc-marked", 1)
 	srcMeta, err := inference.ReadHeader(src)
 	require.NoError(t, err)
 	require.Equal(t, SOPClassSecondaryCapture, str(t, ds, tag.SOPClassUID))
@@ -275,7 +275,7 @@ func TestStructuredReport(t *testing.T) {
 	require.NoError(t, err)
 
 	ds := parse(t, out)
-	u := UIDsFor("sr-1")
+	u := UIDsFor("sr-1", 1)
 	require.Equal(t, SOPClassComprehensive3DSR, str(t, ds, tag.SOPClassUID))
 	require.Equal(t, u.SR, str(t, ds, tag.SOPInstanceUID))
 	require.Equal(t, "COMPLETE", str(t, ds, tag.CompletionFlag))
@@ -399,7 +399,7 @@ func TestEncapsulatedPDF(t *testing.T) {
 	require.NoError(t, err)
 	ds := parse(t, out)
 	require.Equal(t, SOPClassEncapsulatedPDF, str(t, ds, tag.SOPClassUID))
-	require.Equal(t, UIDsFor("pdf-1").PDF, str(t, ds, tag.SOPInstanceUID))
+	require.Equal(t, UIDsFor("pdf-1", 1).PDF, str(t, ds, tag.SOPInstanceUID))
 	require.Equal(t, "application/pdf", str(t, ds, tag.MIMETypeOfEncapsulatedDocument))
 	e, err := ds.FindElementByTag(tag.EncapsulatedDocument)
 	require.NoError(t, err)

@@ -2,14 +2,17 @@
 // scored study so that any PACS viewer shows the result: a Secondary Capture
 // image (the heatmap, or the windowed radiograph, with the result burned in),
 // a Comprehensive 3D SR (TID 1500, as IHE AI Results reads it), an
-// Encapsulated PDF, and a Parametric Map of the class activation map. The builders are pure: they
+// Encapsulated PDF, a Parametric Map of the class activation map, and the
+// IHE IOCM rejection note (Key Object Selection) that withdraws a revision's
+// objects when it is amended or retracted. The builders are pure: they
 // take the scored source instance (Part 10, as stored, any transfer syntax)
 // and the result, and return Part 10 bytes (Explicit VR Little Endian). No
 // network.
 //
 // Every derived object gets Series and SOP Instance UIDs computed from the
-// result id (see UIDsFor), so building the same result again gives the same
-// instances and a PACS that receives them twice keeps one copy.
+// result id and revision (see UIDsFor), so building the same result again
+// gives the same instances and a PACS that receives them twice keeps one
+// copy; a new revision gets new instances in the same series.
 //
 // Patient and study attributes (Patient Name, ID, Birth Date, Sex and Age;
 // Study Instance UID, Date, Time and ID, Accession Number, Referring

@@ -36,8 +36,18 @@ func CheckSCWhenUnmarked(v string) error {
 // Input is the result the derived objects report.
 type Input struct {
 	// ResultID identifies the result (radgate.Result.ID); the UIDs of every
-	// derived object are computed from it (UIDsFor).
+	// derived object are computed from it and Revision (UIDsFor).
 	ResultID string
+	// Revision is the result's revision (radgate.Result.Revision; 0 counts
+	// as 1). It is each object's Instance Number; from 2 on the objects get
+	// new SOP Instance UIDs and the SR names revision-1's SR in its
+	// Predecessor Documents Sequence.
+	Revision int
+	// Images are the images of the study the engine was offered, scored or
+	// skipped with the reason (radgate.Result.Images): the SR states how
+	// many were scored and lists the skipped ones (ImageLines). Empty: not
+	// stated.
+	Images []radgate.ImageNote
 	// Engine names the engine (name, version), its disclaimer (written word
 	// for word) and the finding it scores (SNOMED CT 233604007 Pneumonia
 	// when Finding.Code is empty).
@@ -73,6 +83,8 @@ type Input struct {
 func FromResult(r radgate.Result) Input {
 	return Input{
 		ResultID:    r.ID,
+		Revision:    r.EffectiveRevision(),
+		Images:      r.Images,
 		Engine:      r.Engine,
 		Probability: r.Probability,
 		Tier:        r.Tier,
@@ -82,6 +94,13 @@ func FromResult(r radgate.Result) Input {
 		Time:        r.ScoredAt,
 	}
 }
+
+// UIDs are the UIDs of the objects derived from this revision of the
+// result: UIDsFor(ResultID, Revision).
+func (in *Input) UIDs() UIDs { return UIDsFor(in.ResultID, in.Revision) }
+
+// revision is Revision, at least 1.
+func (in *Input) revision() int { return max(in.Revision, 1) }
 
 // ConfidencePercent is Probability × 100 rounded to one decimal, as text
 // ("87.3").

@@ -14,7 +14,7 @@ const PDFSeriesDescription = "AI pneumonia report PDF (not a diagnosis)"
 // for the result) as an Encapsulated PDF (SOP class
 // 1.2.840.10008.5.1.4.1.1.104.1): Modality DOC, Document Title, Burned In
 // Annotation YES, Source Instance Sequence naming the source, patient and
-// study attributes copied from it, UIDs from UIDsFor(in.ResultID).
+// study attributes copied from it, UIDs from UIDsFor(in.ResultID, in.Revision).
 func EncapsulatedPDF(src []byte, in Input, pdf []byte) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func EncapsulatedPDF(src []byte, in Input, pdf []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := UIDsFor(in.ResultID)
+	u := in.UIDs()
 	b := &builder{}
 	b.common(s, &in, SOPClassEncapsulatedPDF, u.PDF, "DOC", u.PDFSeries, SeriesNumberPDF, PDFSeriesDescription)
 	b.str(tag.ConversionType, "CS", "WSD")

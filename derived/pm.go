@@ -53,7 +53,7 @@ var (
 // Attributes: Image Type DERIVED\PRIMARY, Content Label CAM, Series Number
 // SeriesNumberPM, Contributing Equipment naming the algorithm, patient and
 // study attributes copied from the source (valid values only), UIDs from
-// UIDsFor(in.ResultID). A result without in.CAM gives ErrNoParametricMap.
+// UIDsFor(in.ResultID, in.Revision). A result without in.CAM gives ErrNoParametricMap.
 func ParametricMap(src []byte, in Input) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func ParametricMap(src []byte, in Input) ([]byte, error) {
 		return nil, fmt.Errorf("%w: result %s: %w", ErrInput, in.ResultID, err)
 	}
 
-	u := UIDsFor(in.ResultID)
+	u := in.UIDs()
 	b := &builder{}
 	b.common(s, &in, SOPClassParametricMap, u.PM, "OT", u.PMSeries, SeriesNumberPM, PMSeriesDescription)
 	b.seriesLaterality(s)

@@ -63,7 +63,7 @@ const SCSeriesDescription = "AI pneumonia heatmap (not a diagnosis)"
 // Conversion Type WSD, Source Image Sequence and Referenced Study Sequence
 // naming the source, patient and study attributes copied from it, Series
 // Number SeriesNumberSC, Instance Number 1, Manufacturer "radgate", and
-// UIDs from UIDsFor(in.ResultID).
+// UIDs from UIDsFor(in.ResultID, in.Revision).
 func SecondaryCapture(src []byte, in Input) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func SecondaryCapture(src []byte, in Input) ([]byte, error) {
 		}
 	}
 
-	u := UIDsFor(in.ResultID)
+	u := in.UIDs()
 	b := &builder{}
 	b.common(s, &in, SOPClassSecondaryCapture, u.SC, "OT", u.SCSeries, SeriesNumberSC, SCSeriesDescription)
 	b.seriesLaterality(s)

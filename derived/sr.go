@@ -2,6 +2,8 @@ package derived
 
 import (
 	"github.com/suyashkumar/dicom/pkg/tag"
+
+	"github.com/radgate/radgate/report"
 )
 
 // SRSeriesDescription is the Series Description of the structured report.
@@ -38,6 +40,8 @@ var (
 	conceptQualitative  = code{"C0034375", "UMLS", "Qualitative Evaluations"}
 	conceptConclusion   = code{"121077", "DCM", "Conclusion"}
 	conceptDisclaimer   = code{"disclaimer", schemeRadgate, "Disclaimer"}
+	conceptImages       = code{"images-scored", schemeRadgate, "Images scored"}
+	conceptSkipped      = code{"image-not-scored", schemeRadgate, "Image not scored"}
 )
 
 // tierCodes are the tier values (the FHIR CodeSystem ai-confidence-tier).
@@ -127,11 +131,15 @@ func num(rel string, c code, v string, unit code, children ...*node) *node {
 //	  CONTAINS CONTAINER (C0034375, UMLS, "Qualitative Evaluations")
 //	    CONTAINS TEXT (121077, DCM, "Conclusion") = the conclusion sentence
 //	    CONTAINS TEXT (disclaimer, 99RADGATE, "Disclaimer") = DisclaimerHeadline + ". " + the engine's disclaimer, word for word
+//	    CONTAINS TEXT (images-scored, 99RADGATE, "Images scored") = "Images scored: 1 of 2."   (when in.Images is set)
+//	    CONTAINS TEXT (image-not-scored, 99RADGATE, "Image not scored") = "Not scored: <SOP UID> (LL): <reason>", one per skipped image
 //
 // Completion Flag COMPLETE, Verification Flag UNVERIFIED; Current Requested
 // Procedure Evidence Sequence names the source; patient and study
 // attributes are copied from it (valid values only); UIDs from
-// UIDsFor(in.ResultID).
+// UIDsFor(in.ResultID, in.Revision), Instance Number the revision. From
+// revision 2 on, the Predecessor Documents Sequence names revision−1's SR
+// (same study and SR series, its SOP Instance UID): the document amends it.
 func StructuredReport(src []byte, in Input) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -141,7 +149,7 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 		return nil, err
 	}
 	finding, _ := in.finding()
-	u := UIDsFor(in.ResultID)
+	u := in.UIDs()
 	image := func(rel string, c *code) *node {
 		return &node{rel: rel, vt: "IMAGE", concept: c, set: func(b *builder) { b.seq(tag.ReferencedSOPSequence, s.ref()) }}
 	}
@@ -149,6 +157,17 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 	model := in.Engine.ID
 	if model == "" {
 		model = in.engineName()
+	}
+	qualitative := []*node{
+		text("CONTAINS", conceptConclusion, in.conclusion()),
+		text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer),
+	}
+	for i, l := range report.ImageLines(in.Images, 0) {
+		c := conceptSkipped
+		if i == 0 {
+			c = conceptImages
+		}
+		qualitative = append(qualitative, text("CONTAINS", c, l))
 	}
 	root := container("", conceptReport,
 		codeItem("HAS CONCEPT MOD", conceptLanguage, valueEnglish),
@@ -171,9 +190,7 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 					image("INFERRED FROM", &src2)),
 				codeItem("CONTAINS", conceptTier, tierCodes[in.Tier]),
 			)),
-		container("CONTAINS", conceptQualitative,
-			text("CONTAINS", conceptConclusion, in.conclusion()),
-			text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer)),
+		container("CONTAINS", conceptQualitative, qualitative...),
 	)
 
 	b := root.item(s)
@@ -188,6 +205,13 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 	b.seq(tag.PerformedProcedureCodeSequence)
 	b.str(tag.CompletionFlag, "CS", "COMPLETE")
 	b.str(tag.VerificationFlag, "CS", "UNVERIFIED")
+	if rev := in.revision(); rev > 1 {
+		// This document amends revision rev-1's SR (PS3.3 C.17.2: the
+		// Predecessor Documents Sequence is required for a revised
+		// document).
+		prev := UIDsFor(in.ResultID, rev-1)
+		b.seq(tag.PredecessorDocumentsSequence, studyRef(s.studyUID(), []ObjectRef{{prev.SRSeries, SOPClassComprehensive3DSR, prev.SR}}))
+	}
 	series := &builder{}
 	series.str(tag.SeriesInstanceUID, "UI", s.series)
 	series.seq(tag.ReferencedSOPSequence, s.ref())

@@ -2,7 +2,8 @@
 // one-page PDF with the radiograph (and the AI heatmap when the region was
 // marked), the confidence and its tier, the conclusion sentence the FHIR
 // DiagnosticReport carries, the engine's disclaimer word for word, the
-// algorithm, and the order and study identifiers.
+// algorithm, how many of the study's images were scored and which were not
+// (with the reason), and the order and study identifiers.
 //
 // The PDF names no patient: radgate carries references and identifiers only.
 // The same input always gives the same bytes (the document dates are the
@@ -202,6 +203,17 @@ func PDF(in Input) ([]byte, error) {
 	f.SetDrawColor(0, 0, 0)
 	f.Ln(5)
 
+	// The images the engine was offered.
+	if lines := ImageLines(r.Images, maxSkippedLines); len(lines) > 0 {
+		f.SetFont(fontFamily, "B", 10)
+		f.CellFormat(contentW, 6, "Images", "", 1, "L", false, 0, "")
+		f.SetFont(fontFamily, "", 8.5)
+		for _, l := range lines {
+			f.MultiCell(contentW, 4.6, l, "", "L", false)
+		}
+		f.Ln(3)
+	}
+
 	// Identifiers.
 	f.SetFont(fontFamily, "B", 10)
 	f.CellFormat(contentW, 6, "Order, study and result", "", 1, "L", false, 0, "")
@@ -341,6 +353,61 @@ func shrink(img image.Image, maxEdge int) *image.RGBA {
 	return out
 }
 
+// maxSkippedLines bounds the skipped images the PDF lists one by one (the
+// report is one page); the rest are counted.
+const maxSkippedLines = 6
+
+// ImageLines states how many of the images the engine was offered it
+// scored, then one line per image it did not score, with the view and the
+// reason:
+//
+//	Images scored: 1 of 2.
+//	Not scored: 1.2.3.4 (LL): lateral view; engine takes PA/AP
+//
+// At most maxSkipped skipped images are listed (0: all); beyond, one line
+// counts the others. Identifiers only: SOP Instance UIDs, the view and the
+// stage's reason, never patient data. No images (a result from before
+// images were noted) give no lines. The PDF report and the SR
+// (derived.StructuredReport) state the same lines.
+func ImageLines(images []radgate.ImageNote, maxSkipped int) []string {
+	if len(images) == 0 {
+		return nil
+	}
+	scored := 0
+	for _, im := range images {
+		if im.Scored {
+			scored++
+		}
+	}
+	out := []string{fmt.Sprintf("Images scored: %d of %d.", scored, len(images))}
+	listed := 0
+	for _, im := range images {
+		if im.Scored {
+			continue
+		}
+		if maxSkipped > 0 && listed == maxSkipped {
+			out = append(out, fmt.Sprintf("… and %d more images not scored.", len(images)-scored-listed))
+			break
+		}
+		listed++
+		out = append(out, SkippedLine(im))
+	}
+	return out
+}
+
+// SkippedLine is the line ImageLines writes for an image not scored.
+func SkippedLine(im radgate.ImageNote) string {
+	s := "Not scored: " + im.SOPInstanceUID
+	if im.View != "" {
+		s += " (" + im.View + ")"
+	}
+	reason := strings.TrimSpace(im.Reason)
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return s + ": " + reason
+}
+
 // identifierRows lists what identifies the order, the study and the result.
 func identifierRows(r radgate.Result) [][2]string {
 	var rows [][2]string
@@ -368,6 +435,9 @@ func identifierRows(r radgate.Result) [][2]string {
 	add("SOP Instance UID", r.SOPInstanceUID)
 	add("Order id", o.ID)
 	add("Result id", r.ID)
+	if rev := r.EffectiveRevision(); rev > 1 {
+		add("Result revision", fmt.Sprintf("%d (amends revision %d)", rev, rev-1))
+	}
 	engine := r.Engine.ID
 	if r.Engine.Version != "" {
 		engine += "@" + r.Engine.Version

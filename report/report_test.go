@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -252,4 +253,45 @@ func TestPDF16BitThumbnail(t *testing.T) {
 	b, err := PDF(Input{Result: testResult(t, false), Thumbnail: buf.Bytes()})
 	require.NoError(t, err, "fpdf reads no 16-bit PNG: it is converted first")
 	require.True(t, bytes.HasPrefix(b, []byte("%PDF-")))
+}
+
+// The report states how many images were scored and lists the skipped ones
+// with their view and reason; a long list is cut to one page. A result
+// without image notes has no such section.
+func TestPDFImages(t *testing.T) {
+	const study = "1.2.826.0.1.3680043.8.498.77"
+	r := testResult(t, false)
+	r.Revision = 2
+	r.Images = []radgate.ImageNote{
+		{SeriesInstanceUID: study + ".1", SOPInstanceUID: study + ".1.1", View: "PA", Scored: true},
+		{SeriesInstanceUID: study + ".2", SOPInstanceUID: study + ".2.1", View: "LL", Reason: "lateral view; engine takes PA/AP"},
+		{SeriesInstanceUID: study + ".3", SOPInstanceUID: study + ".3.1", Reason: "matrix 200×200 below the engine's 224"},
+	}
+	b, err := PDF(Input{Result: r})
+	require.NoError(t, err)
+	file := writePDF(t, "images", b)
+	require.Regexp(t, `(?m)^Pages:\s+1$`, poppler(t, "pdfinfo", file))
+	flat := spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", file, "-"), " ")
+	require.Contains(t, flat, "Images scored: 1 of 3.")
+	require.Contains(t, flat, "Not scored: "+study+".2.1 (LL): lateral view; engine takes PA/AP")
+	require.Contains(t, flat, "Not scored: "+study+".3.1: matrix 200×200 below the engine's 224")
+	require.NotContains(t, flat, "Not scored: "+study+".1.1")
+	require.Contains(t, flat, "Result revision 2 (amends revision 1)")
+	require.NotContains(t, flat, "Zyxwa", "no patient name")
+
+	for i := range 10 {
+		r.Images = append(r.Images, radgate.ImageNote{SOPInstanceUID: fmt.Sprintf("%s.9.%d", study, i), View: "LL", Reason: "lateral view; engine takes PA/AP"})
+	}
+	b, err = PDF(Input{Result: r})
+	require.NoError(t, err, "a long list still fits on one page")
+	flat = spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", writePDF(t, "many-images", b), "-"), " ")
+	require.Contains(t, flat, "Images scored: 1 of 13.")
+	require.Contains(t, flat, "… and 6 more images not scored.")
+
+	r.Images, r.Revision = nil, 0
+	b, err = PDF(Input{Result: r})
+	require.NoError(t, err)
+	flat = spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", writePDF(t, "no-images", b), "-"), " ")
+	require.NotContains(t, flat, "Images scored")
+	require.NotContains(t, flat, "Result revision")
 }

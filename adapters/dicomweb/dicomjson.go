@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+
+	"github.com/radgate/radgate"
 )
 
 // DICOM tags this client reads, as DICOM JSON keys (PS3.18 F.2: eight
@@ -24,6 +26,11 @@ const (
 	tagFailureReason         = "00081197"
 	tagWarningReason         = "00081196"
 	tagBodyPartExamined      = "00180015"
+	tagViewPosition          = "00185101"
+	tagViewCodeSequence      = "00540220"
+	tagCodeValue             = "00080100"
+	tagCodingScheme          = "00080102"
+	tagCodeMeaning           = "00080104"
 	tagStudyInstanceUID      = "0020000D"
 	tagSeriesInstanceUID     = "0020000E"
 	tagSeriesNumber          = "00200011"
@@ -150,4 +157,39 @@ func valueString(raw json.RawMessage) string {
 		}
 	}
 	return ""
+}
+
+// view reads an instance's view: View Position (0018,5101), and, when that
+// is empty, the first item of View Code Sequence (0054,0220) with a code
+// value. ok reports whether the answer settles it: a View Position, or a
+// View Code Sequence present (possibly empty; a first item without a code
+// value counts as no code). Servers that leave
+// sequences out of QIDO-RS answers (Orthanc 1.10) give ok false for an
+// instance without View Position.
+func (d dataset) view() (position string, code *radgate.Coding, ok bool) {
+	if p := d.str(tagViewPosition); p != "" {
+		return p, nil, true
+	}
+	if _, has := d[tagViewCodeSequence]; !has {
+		return "", nil, false
+	}
+	items := d.seq(tagViewCodeSequence)
+	if len(items) == 0 || items[0].str(tagCodeValue) == "" {
+		return "", nil, true
+	}
+	first := items[0]
+	scheme := first.str(tagCodingScheme)
+	if uri, known := codingSystems[scheme]; known {
+		scheme = uri
+	}
+	return "", &radgate.Coding{System: scheme, Code: first.str(tagCodeValue), Display: first.str(tagCodeMeaning)}, true
+}
+
+// codingSystems maps the DICOM Coding Scheme Designators of view codes to
+// the code system URIs radgate.Coding uses elsewhere (FHIR). Another
+// designator (SRT, 99LOCAL, …) is kept as it is.
+var codingSystems = map[string]string{
+	"SCT": "http://snomed.info/sct",
+	"DCM": "http://dicom.nema.org/resources/ontology/DCM",
+	"LN":  "http://loinc.org",
 }

@@ -48,3 +48,40 @@ func FuzzParseMultipart(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseDatasets feeds the QIDO-RS / metadata JSON reader arbitrary
+// answers. It must never panic; a view it reads is either a View Position
+// or a code with a code value, never both; a settled view of an instance
+// without View Position comes with a View Code Sequence in the answer.
+//
+//	go test ./adapters/dicomweb -run '^$' -fuzz FuzzParseDatasets -fuzztime 60s
+func FuzzParseDatasets(f *testing.F) {
+	f.Add([]byte(`[{"00080018":{"vr":"UI","Value":["1.2.3"]},"00185101":{"vr":"CS","Value":["PA"]}}]`))
+	f.Add([]byte(`[{"00540220":{"vr":"SQ","Value":[{"00080100":{"vr":"SH","Value":["399348003"]},"00080102":{"vr":"SH","Value":["SCT"]},"00080104":{"vr":"LO","Value":["postero-anterior"]}}]}}]`))
+	f.Add([]byte(`[{"00540220":{"vr":"SQ","Value":[{"00080100":{"vr":"SH"}}, 3, null]},"00185101":{"vr":"CS","Value":[null]}}]`))
+	f.Add([]byte(`[{"00540220":{"vr":"SQ"}},{"00540220":{"vr":"CS","Value":["x"]}},{"00185101":{"vr":"CS","Value":[1.5e400]}}]`))
+	f.Add([]byte(`[{"0020000d":{"vr":"UI","Value":["1.2"]},"00100010":{"vr":"PN","Value":[{"Alphabetic":"A^B"}]}}]`))
+	f.Add([]byte(``))
+	f.Add([]byte(`{}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		list, err := parseDatasets(body)
+		if err != nil {
+			return
+		}
+		for _, d := range list {
+			pos, code, settled := d.view()
+			switch {
+			case pos != "" && (code != nil || !settled):
+				t.Fatalf("View Position %q with code %v, settled %v", pos, code, settled)
+			case code != nil && code.Code == "":
+				t.Fatalf("a view code without a code value: %+v", code)
+			}
+			if _, has := d[tagViewCodeSequence]; pos == "" && settled && !has {
+				t.Fatalf("settled without View Position or View Code Sequence")
+			}
+			_ = d.str(tagSOPInstanceUID)
+			_, _ = d.integer(tagInstanceNumber)
+			_ = parseStoreResult(d)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"math/big"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/suyashkumar/dicom/pkg/tag"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
 )
 
@@ -29,6 +31,7 @@ type sample struct {
 	study, series, sop, sopClass  string
 	accession, modality, bodyPart string
 	transferSyntax, institution   string
+	viewPosition                  string
 }
 
 func loadSamples(t *testing.T) []sample {
@@ -59,7 +62,7 @@ func loadSamples(t *testing.T) []sample {
 			sop: get(tag.SOPInstanceUID), sopClass: get(tag.SOPClassUID),
 			accession: get(tag.AccessionNumber), modality: get(tag.Modality),
 			bodyPart: get(tag.BodyPartExamined), transferSyntax: get(tag.TransferSyntaxUID),
-			institution: get(tag.InstitutionName),
+			institution: get(tag.InstitutionName), viewPosition: get(tag.ViewPosition),
 		})
 	}
 	return out
@@ -124,7 +127,7 @@ func TestOrthancStoreFindRetrieve(t *testing.T) {
 					SeriesInstanceUID: s.series,
 					Modality:          s.modality,
 					BodyPartExamined:  s.bodyPart, // "" where the file has none
-					Instances:         []radgate.Instance{{SOPInstanceUID: s.sop, SOPClassUID: s.sopClass}},
+					Instances:         []radgate.Instance{{SOPInstanceUID: s.sop, SOPClassUID: s.sopClass, ViewPosition: s.viewPosition}},
 				}},
 			}, byUID)
 			require.NotEmpty(t, byUID.Series[0].Modality)
@@ -233,4 +236,66 @@ func TestOrthancStorePartialFailure(t *testing.T) {
 	require.False(t, radgate.IsTransient(err))
 	require.Len(t, res.Stored, 1)
 	require.Equal(t, s.sop, res.Stored[0].SOPInstanceUID)
+}
+
+// dcmodify runs DCMTK's dcmodify on a copy of data with args and returns
+// the modified file.
+func dcmodify(t *testing.T, data []byte, args ...string) []byte {
+	t.Helper()
+	p, err := exec.LookPath("dcmodify")
+	if err != nil {
+		msg := "dcmodify (DCMTK) not on PATH: install it with testenv/setup.sh"
+		if testenv.Required() {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	f := filepath.Join(t.TempDir(), "obj.dcm")
+	require.NoError(t, os.WriteFile(f, data, 0o600))
+	out, err := exec.Command(p, append(append([]string{"-nb"}, args...), f)...).CombinedOutput()
+	require.NoError(t, err, "dcmodify: %s", out)
+	b, err := os.ReadFile(f)
+	require.NoError(t, err)
+	return b
+}
+
+// FindStudy reads each instance's view from Orthanc: View Position for a
+// PA and a lateral (LL) of one series, and View Code Sequence for an
+// instance without View Position in a second series (Orthanc's QIDO-RS
+// leaves the sequence out; the series metadata has it).
+func TestOrthancFindStudyViews(t *testing.T) {
+	pacs := testenv.Orthanc(t)
+	c := orthancClient(t, pacs.Password)
+	orig, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-pa-jpeg-baseline.dcm"))
+	require.NoError(t, err)
+	meta, err := inference.ReadHeader(orig)
+	require.NoError(t, err)
+	require.Equal(t, "PA", meta.ViewPosition)
+	pa, study := reUID(t, orig, meta.StudyInstanceUID)
+	pa, series := reUID(t, pa, meta.SeriesInstanceUID)
+	pa, paSOP := reUID(t, pa, meta.SOPInstanceUID)
+	pa, _ = newAccession(t, pa, meta.AccessionNumber)
+
+	llSOP, codedSOP, codedSeries := randomUID(t), randomUID(t), randomUID(t)
+	ll := dcmodify(t, pa, "-m", "(0018,5101)=LL", "-m", "(0008,0018)="+llSOP, "-m", "(0020,0013)=2")
+	coded := dcmodify(t, pa, "-e", "(0018,5101)", "-m", "(0008,0018)="+codedSOP, "-m", "(0020,000e)="+codedSeries,
+		"-m", "(0020,0011)=2",
+		"-i", "(0054,0220)[0].(0008,0100)=399348003", "-i", "(0054,0220)[0].(0008,0102)=SCT",
+		"-i", "(0054,0220)[0].(0008,0104)=postero-anterior")
+	_, err = c.Store(t.Context(), pa, ll, coded)
+	require.NoError(t, err)
+
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: study})
+	require.NoError(t, err)
+	require.Len(t, st.Series, 2)
+	require.Equal(t, series, st.Series[0].SeriesInstanceUID)
+	require.Equal(t, []radgate.Instance{
+		{SOPInstanceUID: paSOP, SOPClassUID: meta.SOPClassUID, ViewPosition: "PA"},
+		{SOPInstanceUID: llSOP, SOPClassUID: meta.SOPClassUID, ViewPosition: "LL"},
+	}, st.Series[0].Instances)
+	require.Equal(t, codedSeries, st.Series[1].SeriesInstanceUID)
+	require.Equal(t, []radgate.Instance{{SOPInstanceUID: codedSOP, SOPClassUID: meta.SOPClassUID,
+		ViewCode: &radgate.Coding{System: "http://snomed.info/sct", Code: "399348003", Display: "postero-anterior"}}},
+		st.Series[1].Instances)
+	require.Equal(t, 3, st.InstanceCount())
 }

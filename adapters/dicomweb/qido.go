@@ -30,12 +30,21 @@ import (
 //
 //	GET /studies?StudyInstanceUID=… (or AccessionNumber=…)
 //	GET /studies/{study}/series?includefield=0008103E&includefield=00180015
-//	GET /studies/{study}/series/{series}/instances?limit=…
+//	GET /studies/{study}/series/{series}/instances?limit=…&includefield=00185101&includefield=00540220
+//	GET /studies/{study}/series/{series}/metadata (only when needed, see below)
 //
 // Body Part Examined is asked for at series level (Orthanc 1.10 with the
 // DICOMweb plugin 1.7 returns it there only when asked with includefield).
 // Where a server leaves it out of a series, the instance query asks for it
 // too and the first instance's value is used.
+//
+// Each instance carries its view: View Position (0018,5101), or, when that
+// is empty, the first item of View Code Sequence (0054,0220) as a
+// radgate.Coding (SCT, DCM and LN schemes as their FHIR system URIs).
+// Where the QIDO-RS answer holds no View Code Sequence for an instance
+// without View Position (Orthanc 1.10 never returns sequences there), the
+// series' WADO-RS metadata is read once — for projection modalities only
+// (CR, DX, MG, IO, PX, RG), so a CT series costs no extra request.
 //
 // Series come sorted by Series Number, instances by Instance Number (then by
 // UID). A series with no instance is left out; a study with none wraps
@@ -118,7 +127,7 @@ func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.
 			Modality:          s.str(tagModality),
 			BodyPartExamined:  s.str(tagBodyPartExamined),
 		}
-		insts, bodyPart, err := c.listInstances(ctx, study.StudyInstanceUID, suid, se.BodyPartExamined == "", c.maxInstances-total)
+		insts, bodyPart, err := c.listInstances(ctx, study.StudyInstanceUID, suid, se.Modality, se.BodyPartExamined == "", c.maxInstances-total)
 		if err != nil {
 			return nil, err
 		}
@@ -146,15 +155,16 @@ func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.
 }
 
 // listInstances lists the instances of one series, at most limit of them
-// (ErrTooManyInstances beyond). With wantBodyPart it also asks for Body Part
-// Examined and returns the first non-empty value.
-func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, wantBodyPart bool, limit int) ([]radgate.Instance, string, error) {
+// (ErrTooManyInstances beyond), with their views (see viewsFromMetadata).
+// With wantBodyPart it also asks for Body Part Examined and returns the
+// first non-empty value.
+func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID, modality string, wantBodyPart bool, limit int) ([]radgate.Instance, string, error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
 	}
-	query := url.Values{"limit": {strconv.Itoa(limit + 1)}}
+	query := url.Values{"limit": {strconv.Itoa(limit + 1)}, "includefield": {tagViewPosition, tagViewCodeSequence}}
 	if wantBodyPart {
-		query.Set("includefield", tagBodyPartExamined)
+		query.Add("includefield", tagBodyPartExamined)
 	}
 	list, err := c.qido(ctx, "instances", c.endpoint(query, "studies", studyUID, "series", seriesUID, "instances"))
 	if err != nil {
@@ -166,6 +176,7 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 	}
 	var rows []row
 	seen := map[string]bool{}
+	unsettled := 0 // instances whose view the answer leaves open
 	bodyPart := ""
 	for _, d := range list {
 		sop := d.str(tagSOPInstanceUID)
@@ -180,10 +191,27 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 			bodyPart = d.str(tagBodyPartExamined)
 		}
 		n, _ := d.integer(tagInstanceNumber)
-		rows = append(rows, row{inst: radgate.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}, number: n})
+		inst := radgate.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}
+		var settled bool
+		inst.ViewPosition, inst.ViewCode, settled = d.view()
+		if !settled {
+			unsettled++
+		}
+		rows = append(rows, row{inst: inst, number: n})
 	}
 	if len(rows) > limit {
 		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
+	}
+	if unsettled > 0 && viewModalities[modality] {
+		codes, err := c.viewsFromMetadata(ctx, studyUID, seriesUID)
+		if err != nil {
+			return nil, "", err
+		}
+		for i := range rows {
+			if r := &rows[i].inst; r.ViewPosition == "" && r.ViewCode == nil {
+				r.ViewCode = codes[r.SOPInstanceUID]
+			}
+		}
 	}
 	slices.SortStableFunc(rows, func(a, b row) int {
 		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.inst.SOPInstanceUID, b.inst.SOPInstanceUID))
@@ -193,6 +221,44 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID string, 
 		out[i] = r.inst
 	}
 	return out, bodyPart, nil
+}
+
+// viewModalities are the modalities of projection images, whose view
+// (PA, AP, lateral, …) an engine may select on: only their series are
+// worth a metadata request for View Code Sequence.
+var viewModalities = map[string]bool{"CR": true, "DX": true, "MG": true, "IO": true, "PX": true, "RG": true}
+
+// viewsFromMetadata reads View Code Sequence for the instances of a series
+// from its WADO-RS metadata,
+//
+//	GET /studies/{study}/series/{series}/metadata
+//
+// for servers whose QIDO-RS answers leave sequences out even when asked
+// with includefield (Orthanc 1.10 with the DICOMweb plugin 1.7 returns
+// View Position but never View Code Sequence). FindStudy asks only for a
+// series of a projection modality (viewModalities) where an instance has
+// no View Position. It returns the first item's code by SOP Instance UID
+// (instances without one are absent); a 404 gives none, any other failure
+// is FindStudy's error (transient ones worth retrying: an image whose view
+// is not known may be skipped by an engine that selects on views).
+func (c *Client) viewsFromMetadata(ctx context.Context, studyUID, seriesUID string) (map[string]*radgate.Coding, error) {
+	list, err := c.qido(ctx, "metadata", c.endpoint(nil, "studies", studyUID, "series", seriesUID, "metadata"))
+	var herr *HTTPError
+	switch {
+	case asHTTPStatus(err, &herr, http.StatusNotFound):
+		// The series went away since it was listed (or the server keeps
+		// no metadata): the instances keep what QIDO-RS said.
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	out := map[string]*radgate.Coding{}
+	for _, d := range list {
+		if _, code, _ := d.view(); code != nil {
+			out[d.str(tagSOPInstanceUID)] = code
+		}
+	}
+	return out, nil
 }
 
 // qido runs one QIDO-RS search and decodes the DICOM JSON array. level is

@@ -130,8 +130,8 @@ func TestFindStudyParsesAndSorts(t *testing.T) {
 	require.ElementsMatch(t, []string{"0008103E", "00180015"}, srv.queries["/studies/"+tStudy+"/series"][0]["includefield"])
 	// Body Part Examined is asked of the instances only where the series
 	// level lacked it.
-	require.Equal(t, "00180015", srv.queries["/studies/"+tStudy+"/series/"+s1+"/instances"][0].Get("includefield"))
-	require.Empty(t, srv.queries["/studies/"+tStudy+"/series/"+s2+"/instances"][0].Get("includefield"))
+	require.Equal(t, []string{"00185101", "00540220", "00180015"}, srv.queries["/studies/"+tStudy+"/series/"+s1+"/instances"][0]["includefield"])
+	require.Equal(t, []string{"00185101", "00540220"}, srv.queries["/studies/"+tStudy+"/series/"+s2+"/instances"][0]["includefield"])
 }
 
 func TestFindStudyLimitsAndAbsence(t *testing.T) {
@@ -212,4 +212,77 @@ func TestInvalidQueries(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidQuery)
 	_, err = c.Store(t.Context(), nil)
 	require.ErrorIs(t, err, ErrInvalidQuery)
+}
+
+// Views: a server that returns View Code Sequence in QIDO-RS needs no
+// metadata request; one that leaves it out (Orthanc 1.10) gets one series
+// metadata request for a projection series, none for a CT series; a
+// metadata answer that fails fails FindStudy.
+func TestFindStudyViews(t *testing.T) {
+	const (
+		sop2  = tSOP + ".2"
+		sop3  = tSOP + ".3"
+		pa    = `{"00080018": {"vr": "UI", "Value": ["` + tSOP + `"]}, "00200013": {"vr": "IS", "Value": [1]}, "00185101": {"vr": "CS", "Value": ["PA "]}}`
+		coded = `{"00080018": {"vr": "UI", "Value": ["` + sop2 + `"]}, "00200013": {"vr": "IS", "Value": [2]}, "00540220": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["R-10206"]}, "00080102": {"vr": "SH", "Value": ["SRT"]}, "00080104": {"vr": "LO", "Value": ["antero-posterior"]}}]}}`
+		bare  = `{"00080018": {"vr": "UI", "Value": ["` + sop3 + `"]}, "00200013": {"vr": "IS", "Value": [3]}}`
+		meta3 = `[{"00080018": {"vr": "UI", "Value": ["` + sop3 + `"]}, "00540220": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["272479001"]}, "00080102": {"vr": "SH", "Value": ["SCT"]}, "00080104": {"vr": "LO", "Value": ["antero-posterior"]}}]}}, {"00080018": {"vr": "UI", "Value": ["` + tSOP + `"]}, "00540220": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": ["1"]}}]}}]`
+	)
+	seriesPath := "/studies/" + tStudy + "/series"
+	instPath := seriesPath + "/" + tSeries + "/instances"
+	metaPath := seriesPath + "/" + tSeries + "/metadata"
+	answers := func(modality, instances string) map[string]string {
+		return map[string]string{
+			"/studies": `[` + studyJSON(tStudy, "ACC1") + `]`,
+			seriesPath: `[{"0020000E": {"vr": "UI", "Value": ["` + tSeries + `"]}, "00080060": {"vr": "CS", "Value": ["` + modality + `"]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}}]`,
+			instPath:   instances,
+			metaPath:   meta3,
+		}
+	}
+	find := func(t *testing.T, srv *qidoServer) *radgate.Study {
+		t.Helper()
+		st, err := serve(t, srv.ServeHTTP).FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.NoError(t, err)
+		q := srv.queries[instPath][0]["includefield"]
+		require.Contains(t, q, "00185101")
+		require.Contains(t, q, "00540220")
+		return st
+	}
+	paInst := radgate.Instance{SOPInstanceUID: tSOP, ViewPosition: "PA"}
+	srtAP := radgate.Instance{SOPInstanceUID: sop2, ViewCode: &radgate.Coding{System: "SRT", Code: "R-10206", Display: "antero-posterior"}}
+
+	t.Run("QIDO-RS answers both", func(t *testing.T) {
+		srv := newQIDOServer(answers("CR", `[`+pa+`,`+coded+`]`))
+		st := find(t, srv)
+		require.Equal(t, []radgate.Instance{paInst, srtAP}, st.Series[0].Instances)
+		require.Empty(t, srv.queries[metaPath], "no metadata request when QIDO-RS answered")
+	})
+	t.Run("sequence left out: metadata, once", func(t *testing.T) {
+		srv := newQIDOServer(answers("DX", `[`+bare+`,`+pa+`,`+coded+`]`))
+		st := find(t, srv)
+		require.Equal(t, []radgate.Instance{paInst, srtAP, {SOPInstanceUID: sop3,
+			ViewCode: &radgate.Coding{System: "http://snomed.info/sct", Code: "272479001", Display: "antero-posterior"}}},
+			st.Series[0].Instances, "View Position wins over a metadata code")
+		require.Len(t, srv.queries[metaPath], 1)
+	})
+	t.Run("a CT series costs no metadata request", func(t *testing.T) {
+		srv := newQIDOServer(answers("CT", `[`+bare+`]`))
+		st := find(t, srv)
+		require.Equal(t, []radgate.Instance{{SOPInstanceUID: sop3}}, st.Series[0].Instances)
+		require.Empty(t, srv.queries[metaPath])
+	})
+	t.Run("metadata failing fails FindStudy", func(t *testing.T) {
+		srv := newQIDOServer(answers("CR", `[`+bare+`]`))
+		srv.status[metaPath] = http.StatusServiceUnavailable
+		_, err := serve(t, srv.ServeHTTP).FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+		require.True(t, radgate.IsTransient(err), "%v", err)
+		require.Contains(t, err.Error(), "/metadata")
+	})
+	t.Run("metadata 404: the series went away, views as QIDO-RS said", func(t *testing.T) {
+		a := answers("CR", `[`+bare+`]`)
+		delete(a, metaPath)
+		srv := newQIDOServer(a)
+		st := find(t, srv)
+		require.Equal(t, []radgate.Instance{{SOPInstanceUID: sop3}}, st.Series[0].Instances)
+		require.Len(t, srv.queries[metaPath], 1)
+	})
 }

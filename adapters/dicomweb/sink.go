@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
+	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/derived"
@@ -56,13 +59,14 @@ func (o SinkOptions) Validate() error {
 // implements radgate.Sink.
 //
 // Idempotency: every derived object's Series and SOP Instance UIDs come
-// from Result.ID (derived.UIDsFor), so a redelivery sends the same
-// instances; the PACS keeps one copy (Orthanc answers "AlreadyStored"; a
+// from Result.ID and Result.Revision (derived.UIDsFor), so a redelivery
+// sends the same instances; the PACS keeps one copy (Orthanc answers "AlreadyStored"; a
 // failure reason 0x0111, duplicate SOP instance, is taken as stored too).
 //
 // A result that was not scored (Outcome not radgate.OutcomeScored: not
-// applicable, failed) stores nothing: Deliver returns an empty Receipt and
-// no error. The PACS shows results only; failures are reported by the FHIR
+// applicable, failed) stores no derived object: Deliver returns an empty
+// Receipt and no error (amended and retracted ones may still store a
+// rejection note for an earlier revision's objects, see Deliver). The PACS shows results only; failures are reported by the FHIR
 // and HL7 destinations.
 type Sink struct {
 	c    *Client
@@ -85,20 +89,73 @@ const duplicateSOPInstance = 0x0111
 // Deliver stores the derived objects of r into r's study and returns the
 // path of the report, "studies/<study>/series/<series>/instances/<sop>":
 // the SR when it is stored, else the SC, else the Parametric Map, else the
-// PDF. It returns once the
-// PACS answered that every object is stored. Transport failures, timeouts,
+// PDF. It returns once the PACS answered that every object is stored. Transport failures, timeouts,
 // 408/429/5xx are radgate.Transient (as the Client classifies them); a
 // result or source that cannot become DICOM objects, and 4xx answers, are
 // permanent.
+//
+// What is stored depends on r.Status (see radgate.Sink):
+//
+//   - final (or ""): the derived objects of revision r.Revision.
+//   - amended (Revision N ≥ 2): the derived objects of revision N (the SR
+//     names revision N−1's as its predecessor), then an IOCM rejection note
+//     (derived.RejectionNote) withdrawing the objects of revision N−1 that
+//     the PACS holds, so that it has one current result. A result that is
+//     no longer scored stores only the note.
+//   - retracted (Revision N): only a rejection note withdrawing the objects
+//     of revision N that the PACS holds; the Receipt names the note.
+//
+// The PACS is asked (QIDO-RS, per derived series) which objects of the
+// revision it holds; the note references exactly those, and none is
+// stored when it holds none. The note copies patient and study from one of
+// them, so it needs neither the scored instance nor a scored result. Its
+// UIDs come from the result id and the rejected revision: a redelivery
+// stores the same note (and one already stored is not stored again).
 func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
-	if r.Outcome != radgate.OutcomeScored {
-		return radgate.Receipt{}, nil
-	}
 	fail := func(err error) (radgate.Receipt, error) {
 		return radgate.Receipt{}, fmt.Errorf("storing result %s on the PACS: %w", r.ID, err)
 	}
 	if err := s.opts.Validate(); err != nil {
 		return fail(err)
+	}
+	rev := r.EffectiveRevision()
+	switch r.Status {
+	case radgate.ResultFinal, "":
+		return s.store(ctx, r)
+	case radgate.ResultAmended:
+		if rev < 2 {
+			return fail(fmt.Errorf("an amended result has revision %d: it must be 2 or more (it replaces revision %d)", rev, rev-1))
+		}
+		rec, err := s.store(ctx, r)
+		if err != nil {
+			return rec, err
+		}
+		if _, err := s.reject(ctx, r, rev-1, fmt.Sprintf("AI result %s revision %d superseded by revision %d.", r.ID, rev-1, rev)); err != nil {
+			return fail(err)
+		}
+		return rec, nil
+	case radgate.ResultRetracted:
+		why := fmt.Sprintf("AI result %s revision %d withdrawn", r.ID, rev)
+		if reason := strings.TrimSpace(r.RetractReason); reason != "" {
+			why += ": " + reason
+		}
+		rec, err := s.reject(ctx, r, rev, why+".")
+		if err != nil {
+			return fail(err)
+		}
+		return rec, nil
+	default:
+		return fail(fmt.Errorf("unknown result status %q (known: %s, %s, %s)", r.Status, radgate.ResultFinal, radgate.ResultAmended, radgate.ResultRetracted))
+	}
+}
+
+// store stores the derived objects of r's revision (final and amended).
+func (s *Sink) store(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
+	if r.Outcome != radgate.OutcomeScored {
+		return radgate.Receipt{}, nil
+	}
+	fail := func(err error) (radgate.Receipt, error) {
+		return radgate.Receipt{}, fmt.Errorf("storing result %s on the PACS: %w", r.ID, err)
 	}
 	for what, v := range map[string]string{"Study Instance UID": r.StudyInstanceUID, "Series Instance UID": r.SeriesInstanceUID, "SOP Instance UID": r.SOPInstanceUID} {
 		if err := checkUID(what, v); err != nil {
@@ -116,7 +173,7 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 	in := derived.FromResult(r)
 	in.SCWhenUnmarked = s.opts.SCWhenUnmarked
 	in.Logger = s.opts.Logger
-	u := derived.UIDsFor(r.ID)
+	u := in.UIDs()
 	var (
 		files  [][]byte
 		report string
@@ -198,4 +255,103 @@ func onlyDuplicates(res StoreResult, n int) bool {
 		}
 	}
 	return true
+}
+
+// rejectionSources are the derived objects a rejection note may find, in
+// the order they are tried as the note's source of patient and study
+// attributes (smallest first).
+var rejectionSources = []struct {
+	what     string
+	sopClass string
+	uids     func(u derived.UIDs) (series, sop string)
+}{
+	{"SR", derived.SOPClassComprehensive3DSR, func(u derived.UIDs) (string, string) { return u.SRSeries, u.SR }},
+	{"PDF", derived.SOPClassEncapsulatedPDF, func(u derived.UIDs) (string, string) { return u.PDFSeries, u.PDF }},
+	{"Parametric Map", derived.SOPClassParametricMap, func(u derived.UIDs) (string, string) { return u.PMSeries, u.PM }},
+	{"SC", derived.SOPClassSecondaryCapture, func(u derived.UIDs) (string, string) { return u.SCSeries, u.SC }},
+}
+
+// reject stores the rejection note of revision rev of r: it lists which
+// derived objects of that revision the PACS holds and, when it holds any,
+// stores a note rejecting them. The Receipt names the note (empty when
+// there was nothing to reject).
+func (s *Sink) reject(ctx context.Context, r radgate.Result, rev int, why string) (radgate.Receipt, error) {
+	study := r.StudyInstanceUID
+	if study == "" {
+		study = radgate.StripUIDPrefix(r.Order.StudyInstanceUID)
+	}
+	if study == "" {
+		// No study: nothing of this result was ever stored.
+		return radgate.Receipt{}, nil
+	}
+	if err := checkUID("Study Instance UID", study); err != nil {
+		return radgate.Receipt{}, fmt.Errorf("rejecting revision %d: %w", rev, err)
+	}
+	u := derived.UIDsFor(r.ID, rev)
+	notePath := "studies/" + study + "/series/" + u.KOSSeries + "/instances/" + u.KOS
+	held, err := s.holds(ctx, study, u.KOSSeries, u.KOS)
+	if err != nil {
+		return radgate.Receipt{}, fmt.Errorf("looking for the rejection note of revision %d: %w", rev, err)
+	}
+	if held != "" {
+		return radgate.Receipt{Report: notePath}, nil
+	}
+	var objects []derived.ObjectRef
+	for _, k := range rejectionSources {
+		series, sop := k.uids(u)
+		class, err := s.holds(ctx, study, series, sop)
+		if err != nil {
+			return radgate.Receipt{}, fmt.Errorf("looking for the %s of revision %d: %w", k.what, rev, err)
+		}
+		if class != "" {
+			objects = append(objects, derived.ObjectRef{SeriesInstanceUID: series, SOPClassUID: class, SOPInstanceUID: sop})
+		}
+	}
+	if len(objects) == 0 {
+		return radgate.Receipt{}, nil
+	}
+	first := objects[0]
+	src, err := s.c.RetrieveInstance(ctx, study, first.SeriesInstanceUID, first.SOPInstanceUID)
+	if err != nil {
+		return radgate.Receipt{}, fmt.Errorf("retrieving object %s of revision %d for the rejection note: %w", first.SOPInstanceUID, rev, err)
+	}
+	if m, err := inference.ReadHeader(src); err != nil || m.StudyInstanceUID != study {
+		return radgate.Receipt{}, fmt.Errorf("the PACS answered an instance of another study (or none it could read) for object %s of study %s", first.SOPInstanceUID, study)
+	}
+	in := derived.Input{ResultID: r.ID, Engine: r.Engine, Time: time.Now().UTC(), Logger: s.opts.Logger}
+	note, err := derived.RejectionNote(src, in, derived.Rejection{Revision: rev, Objects: objects, Description: why})
+	if err != nil {
+		return radgate.Receipt{}, err
+	}
+	res, err := s.c.Store(ctx, note)
+	if err != nil && !onlyDuplicates(res, 1) {
+		return radgate.Receipt{}, fmt.Errorf("storing the rejection note of revision %d: %w", rev, err)
+	}
+	if s.opts.Logger != nil {
+		s.opts.Logger.Info("rejection note stored", "result", r.ID, "revision", rev, "objects", len(objects), "sop_instance_uid", u.KOS)
+	}
+	return radgate.Receipt{Report: notePath}, nil
+}
+
+// holds reports the SOP Class UID of instance sop of the series when the
+// PACS lists it (QIDO-RS), else "". A series or study the PACS does not
+// know is no instance.
+func (s *Sink) holds(ctx context.Context, study, series, sop string) (string, error) {
+	list, err := s.c.qido(ctx, "instances", s.c.endpoint(url.Values{"SOPInstanceUID": {sop}}, "studies", study, "series", series, "instances"))
+	switch {
+	case errors.Is(err, radgate.ErrStudyNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	for _, d := range list {
+		if d.str(tagSOPInstanceUID) == sop {
+			class := d.str(tagSOPClassUID)
+			if class == "" {
+				return "", fmt.Errorf("dicomweb: QIDO-RS instances of series %s: %w: instance %s without SOP Class UID", series, ErrMalformedResponse, sop)
+			}
+			return class, nil
+		}
+	}
+	return "", nil
 }

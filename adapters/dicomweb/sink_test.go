@@ -211,7 +211,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	for _, r := range []radgate.Result{marked, unmarked} {
 		rec, err := sink.Deliver(t.Context(), r)
 		require.NoError(t, err)
-		u := derived.UIDsFor(r.ID)
+		u := derived.UIDsFor(r.ID, 1)
 		require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
 	}
 	// A result that was not scored stores nothing.
@@ -224,7 +224,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 		r      radgate.Result
 		marked bool
 	}{{marked, true}, {unmarked, false}} {
-		u := derived.UIDsFor(tc.r.ID)
+		u := derived.UIDsFor(tc.r.ID, 1)
 		t.Run(tc.r.ID[:strings.LastIndexByte(tc.r.ID[:len(tc.r.ID)-len(study)], '-')], func(t *testing.T) {
 			// The Secondary Capture, read back.
 			scBytes, err := c.RetrieveInstance(t.Context(), study, u.SCSeries, u.SC)
@@ -306,7 +306,7 @@ func TestOrthancSinkDeliver(t *testing.T) {
 	}
 	want := map[string]int{series: 1}
 	for _, r := range []radgate.Result{marked, unmarked} {
-		u := derived.UIDsFor(r.ID)
+		u := derived.UIDsFor(r.ID, 1)
 		want[u.SCSeries], want[u.SRSeries], want[u.PDFSeries] = 1, 1, 1
 	}
 	require.Equal(t, want, counts)
@@ -331,7 +331,7 @@ func TestOrthancSinkNoSCWhenUnmarked(t *testing.T) {
 		Probability: 0.31, Tier: "Mid", StudyInstanceUID: study, SeriesInstanceUID: series, SOPInstanceUID: sop}
 	rec, err := NewSink(c, SinkOptions{SC: true, SR: true, SCWhenUnmarked: derived.SCUnmarkedNone}).Deliver(t.Context(), r)
 	require.NoError(t, err)
-	u := derived.UIDsFor(r.ID)
+	u := derived.UIDsFor(r.ID, 1)
 	require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
 	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: study})
 	require.NoError(t, err)
@@ -372,11 +372,11 @@ func TestOrthancSinkParametricMap(t *testing.T) {
 	for _, r := range []radgate.Result{marked, unmarked} {
 		rec, err := sink.Deliver(t.Context(), r)
 		require.NoError(t, err)
-		u := derived.UIDsFor(r.ID)
+		u := derived.UIDsFor(r.ID, 1)
 		require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
 	}
 
-	u := derived.UIDsFor(marked.ID)
+	u := derived.UIDsFor(marked.ID, 1)
 	pm, err := c.RetrieveInstance(t.Context(), study, u.PMSeries, u.PM)
 	require.NoError(t, err)
 	iod, _ := testenv.Dciodvfy(t, "Parametric Map read back from Orthanc", pm)
@@ -408,7 +408,7 @@ func TestOrthancSinkParametricMap(t *testing.T) {
 	for _, s := range st.Series {
 		counts[s.SeriesInstanceUID] = len(s.Instances)
 	}
-	uu := derived.UIDsFor(unmarked.ID)
+	uu := derived.UIDsFor(unmarked.ID, 1)
 	require.Equal(t, map[string]int{series: 1, u.SRSeries: 1, u.PMSeries: 1, uu.SRSeries: 1}, counts)
 
 	// parametric_map alone is something to store.
