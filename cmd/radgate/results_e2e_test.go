@@ -101,7 +101,7 @@ func TestResultsToPACSAndRIS(t *testing.T) {
 		require.NoError(t, json.Unmarshal(raw, &obs))
 
 		// PACS: the derived image and the SR, read back from the study.
-		uids := derived.UIDsFor(resultID)
+		uids := derived.UIDsFor(resultID, 1)
 		sc, err := rg.env.PACS.RetrieveInstance(ctx, c.Meta.StudyInstanceUID, uids.SCSeries, uids.SC)
 		require.NoError(t, err)
 		ds, err := dicom.Parse(bytes.NewReader(sc), int64(len(sc)), nil, dicom.SkipPixelData())
