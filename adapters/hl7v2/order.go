@@ -106,6 +106,7 @@ func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 //
 // Any other order control (HD hold, RP replace, …) gives an error wrapping
 // ErrOrderControl.
+//
 // Errors are *Error values naming the field, and wrap
 // radgate.ErrInvalidOrder (or ErrUnsupportedMessage for another message
 // type).
