@@ -162,7 +162,7 @@ func newHarness(t *testing.T, mutate func(*Options)) *harness {
 
 // newIdleHarness builds the pipeline on a real JetStream without starting
 // its stages, so a test can drive one handler step by step.
-func newIdleHarness(t *testing.T, mutate func(*Options)) *harness {
+func newIdleHarness(t testing.TB, mutate func(*Options)) *harness {
 	t.Helper()
 	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)

@@ -82,6 +82,22 @@ func (w *watcher) stop() {
 	w.wg.Wait()
 }
 
+// load reads the whole schedule once (a benchmark drives tick itself).
+func (w *watcher) load(ctx context.Context) error {
+	kw, err := w.p.opts.Topology.Orders.Watch(ctx, "w.*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = kw.Stop() }()
+	for e := range kw.Updates() {
+		if e == nil {
+			return nil // the initial values are all in
+		}
+		w.apply(e)
+	}
+	return nil
+}
+
 // follow keeps the in-memory schedule in step with the bucket.
 func (w *watcher) follow() {
 	for {
