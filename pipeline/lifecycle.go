@@ -131,8 +131,16 @@ func (p *Pipeline) publishRetraction(ctx context.Context, st radgate.OrderStatus
 	r := radgate.Result{ID: ResultID(st.ID, info), Order: st, Engine: info, Status: radgate.ResultRetracted,
 		Revision: max(rev, 1), RetractReason: "order cancelled: " + st.Cancelled.Reason,
 		StudyInstanceUID: st.StudyInstanceUID, ScoredAt: p.opts.Now().UTC(), Destination: dest, Destinations: []string{dest}}
-	if eid == radgate.RouterEngine {
-		r.Outcome = radgate.OutcomeFailed
+	// The outcome of what is withdrawn: a score, or the answer that there
+	// is none (a destination words the retraction after it).
+	e := st.Engines[eid]
+	switch {
+	case e.Probability != nil:
+		r.Outcome, r.Probability, r.Tier = radgate.OutcomeScored, *e.Probability, e.Tier
+	case e.State == radgate.StateRejected || eid == radgate.RouterEngine && st.Route != nil && !st.Route.Matched:
+		r.Outcome, r.Reason = radgate.OutcomeNotApplicable, e.Reason
+	default:
+		r.Outcome, r.Reason = radgate.OutcomeFailed, e.Reason
 	}
 	data, err := json.Marshal(r)
 	if err != nil {

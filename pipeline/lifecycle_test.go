@@ -310,3 +310,42 @@ func (g *gatedScorer) Score(ctx context.Context, files [][]byte) ([]radgate.Imag
 	}
 	return g.scorer.Score(ctx, files)
 }
+
+// radgate's own objects stored back into the study (SC, SR, KOS, PDF) are
+// not images added: they make no amendment.
+func TestDerivedObjectsInTheStudyAreNotNewImages(t *testing.T) {
+	h, j := lifecycleHarness(t, func(o *Options) { o.PollMax = 50 * time.Millisecond })
+	h.arch.addView("D9", "9.9", "pa-1", "PA")
+	st, err := h.p.Accept(t.Context(), sr("D9", "d9"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateDelivered)
+	h.arch.mu.Lock()
+	s := h.arch.studies["9.9"]
+	for i, m := range []string{"OT", "SR", "KO", "DOC"} {
+		s.Series = append(s.Series, radgate.Series{SeriesInstanceUID: fmt.Sprintf("9.9.%d", 10+i), Modality: m,
+			Instances: []radgate.Instance{{SOPInstanceUID: fmt.Sprintf("derived-%d", i)}}})
+	}
+	h.arch.mu.Unlock()
+	time.Sleep(500 * time.Millisecond) // ten looks of the watcher
+	got, err := h.p.Status(t.Context(), st.ID)
+	require.NoError(t, err)
+	require.Equal(t, radgate.StateDelivered, got.State)
+	require.Equal(t, 1, got.Engines["eng-a"].Revision)
+	require.Len(t, j.all(), 1, "no amended result")
+}
+
+// A retraction says what it withdraws: the score it replaces.
+func TestRetractionCarriesTheWithdrawnOutcome(t *testing.T) {
+	h, j := lifecycleHarness(t, nil)
+	h.arch.addView("D10", "9.10", "pa-1", "PA")
+	st, err := h.p.Accept(t.Context(), sr("D10", "d10"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateDelivered)
+	_, err = h.p.Accept(t.Context(), cancelOf("D10"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateCancelled)
+	r := j.all()[1]
+	require.Equal(t, radgate.ResultRetracted, r.Status)
+	require.Equal(t, radgate.OutcomeScored, r.Outcome)
+	require.InDelta(t, 0.91, r.Probability, 1e-9)
+}

@@ -188,6 +188,25 @@ func (p *Pipeline) answerUnrouted(ctx context.Context, msg jetstream.Msg, st rad
 	return p.answerOrder(ctx, msg, st, radgate.OutcomeFailed, reason)
 }
 
+// imageCount is the number of a study's instances that count for its
+// stability and for amendments: those in series of a modality some engine
+// takes. radgate's own objects stored back into the study (SC and
+// Parametric Map as OT, SR, KO, DOC), a viewer's presentation states and
+// the like are not new images.
+func (p *Pipeline) imageCount(study *radgate.Study) int {
+	engines := p.routes().engines
+	n := 0
+	for _, s := range study.Series {
+		for _, e := range engines {
+			if containsFold(e.Modalities(), s.Modality) {
+				n += len(s.Instances)
+				break
+			}
+		}
+	}
+	return n
+}
+
 func minTime(a, b time.Time) time.Time {
 	if a.Before(b) {
 		return a
@@ -211,7 +230,7 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 	id := st.ID
 	replay := msg.Headers().Get(broker.HeaderReplayOf)
 	now := p.opts.Now()
-	count := study.InstanceCount()
+	count := p.imageCount(study)
 	// An order failed because its study never came is re-opened by it.
 	if rc, ok := st.Engines[radgate.RouterEngine]; ok && rc.State == radgate.StateFailed && st.Route == nil {
 		var err error

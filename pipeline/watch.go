@@ -248,7 +248,7 @@ func (w *watcher) look(ctx context.Context, id string, e watchEntry, now time.Ti
 		poke = true // it came, or its count may have held long enough
 	default:
 		// Answered: added images (or the late study of a failed order).
-		poke = st.Study == nil || st.Study.Scored != study.InstanceCount()
+		poke = st.Study == nil || st.Study.Scored != p.imageCount(study)
 	}
 	if !poke {
 		return
