@@ -55,9 +55,12 @@ const (
 	StoreResults     = "results"
 	StoreDLQ         = "dlq"
 	StoreOrderState  = "order_state"
-	StoreHeatmaps    = "heatmaps"
-	StoreHL7Outbox   = "hl7_outbox"
-	StoreUsage       = "usage"
+	// StoreOrderHistory is the order history stream; it is kept under the
+	// order_state limits (retention.order_state), labelled apart.
+	StoreOrderHistory = "order_history"
+	StoreHeatmaps     = "heatmaps"
+	StoreHL7Outbox    = "hl7_outbox"
+	StoreUsage        = "usage"
 )
 
 // DiscardPolicy is what store (a Store… label) does once it holds max_bytes (README,
@@ -101,6 +104,7 @@ func TopologyStores() []Store {
 		{StoreResults, StreamResults},
 		{StoreDLQ, StreamDLQ},
 		{StoreOrderState, KVStream(BucketOrders)},
+		{StoreOrderHistory, StreamHistory},
 		{StoreHeatmaps, ObjectStream(BucketHeatmaps)},
 	}
 }
