@@ -189,6 +189,12 @@ type Intake interface {
 	Status(ctx context.Context, orderID string) (OrderStatus, error)
 }
 
+// HistoryReader is implemented by an Intake that keeps each order's
+// history (the pipeline does): every state change, oldest first.
+type HistoryReader interface {
+	History(ctx context.Context, orderID string) ([]HistoryEntry, error)
+}
+
 // StudyQuery finds a study by UID or, when the UID is not known, by
 // accession number.
 type StudyQuery struct {

@@ -64,6 +64,9 @@ var Transitions = []Transition{
 	{StateRouted, StateFailed, EvFailed},
 	{StateRouted, StateCancelled, EvCancelled},
 	{StateRouted, StateRetracting, EvCancelled}, // one engine's result was delivered already
+	// The delivery was recorded before the result's "scored" record.
+	{StateRouted, StateDelivered, EvDelivered},
+	{StateRouted, StateRejected, EvDelivered},
 	{StateScored, StateDelivered, EvDelivered},
 	{StateScored, StateRejected, EvDelivered}, // the answer delivered was "not applicable"
 	{StateScored, StateFailed, EvFailed},
@@ -80,6 +83,9 @@ var Transitions = []Transition{
 	{StateFailed, StateCancelled, EvCancelled},
 	{StateFailed, StateRetracting, EvCancelled},
 	{StateRetracting, StateCancelled, EvRetracted},
+	// A delivery under way when the order was cancelled finished after:
+	// what it wrote is retracted too.
+	{StateCancelled, StateRetracting, EvDelivered},
 }
 
 // CanTransition reports whether an order may go from one state to another.

@@ -391,7 +391,9 @@ type WaitOverride struct {
 // over max_message_bytes; AR with ERR-3 207 when radgate cannot store
 // orders right now (NATS unavailable), for reasons unrelated to the content:
 // the sender should resend it later; AR for other message types and for
-// order controls other than new or changed orders (CA, DC, …).
+// order controls radgate does not act on (HD, RP, …). ORC-1 CA, DC, OC
+// (and the filler's OD, CR, DR) cancel the order: AE with ERR-3 204 when
+// radgate never received it; ORC-5 CM marks the study complete.
 //
 // MLLP itself has no authentication. A listener on a non-loopback address
 // is refused unless tls requires client certificates, allow_networks names

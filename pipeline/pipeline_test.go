@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -61,7 +62,13 @@ func (a *archive) FindStudy(_ context.Context, q radgate.StudyQuery) (*radgate.S
 	if !ok {
 		return nil, fmt.Errorf("%w: %+v", radgate.ErrStudyNotFound, q)
 	}
-	return s, nil
+	c := *s // a copy: the test goes on adding images
+	c.Series = nil
+	for _, se := range s.Series {
+		se.Instances = append([]radgate.Instance(nil), se.Instances...)
+		c.Series = append(c.Series, se)
+	}
+	return &c, nil
 }
 
 func (a *archive) RetrieveInstance(_ context.Context, _, _, sop string) ([]byte, error) {
@@ -188,11 +195,18 @@ func newIdleHarness(t *testing.T, mutate func(*Options)) *harness {
 func (h *harness) waitState(t *testing.T, id string, want radgate.OrderState) radgate.OrderStatus {
 	t.Helper()
 	var st radgate.OrderStatus
-	require.Eventually(t, func() bool {
+	ok := assert.Eventually(t, func() bool {
 		var err error
 		st, err = h.p.Status(t.Context(), id)
 		return err == nil && st.State == want
-	}, 10*time.Second, 20*time.Millisecond, "order %s never reached %s (last: %+v)", id, want, st)
+	}, 10*time.Second, 20*time.Millisecond, "order %s never reached %s", id, want)
+	if !ok {
+		hist, _ := h.p.History(context.Background(), id)
+		for _, e := range hist {
+			t.Log(e)
+		}
+		t.FailNow()
+	}
 	return st
 }
 

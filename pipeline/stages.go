@@ -188,6 +188,13 @@ func (p *Pipeline) answerUnrouted(ctx context.Context, msg jetstream.Msg, st rad
 	return p.answerOrder(ctx, msg, st, radgate.OutcomeFailed, reason)
 }
 
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
 // watchNew schedules a first look unless one is scheduled already (an event
 // for a waiting order does not reset its backoff).
 func (p *Pipeline) watchNew(ctx context.Context, id string, w watchEntry) error {
@@ -237,7 +244,10 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 	// never waited): complete as found. Else it must hold its count.
 	firstLook := st.State == radgate.StateReceived && st.WaitUntil.IsZero() && !t.amend
 	announced := obs.Complete && (obs.Announced == 0 && !t.amend || obs.Announced > 0 && count >= obs.Announced)
-	stable := p.opts.StableAfter < 0 || firstLook || announced || now.Sub(obs.Since) >= p.opts.StableAfter
+	// Engines left to route of a decided order (another event's router run
+	// got there first) need no new judgement: the study was stable then.
+	resumed := !t.decide && !t.amend
+	stable := resumed || p.opts.StableAfter < 0 || firstLook || announced || now.Sub(obs.Since) >= p.opts.StableAfter
 	if !stable {
 		obs.Settling = true
 		if _, err := p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
@@ -247,8 +257,10 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 		}); err != nil {
 			return retryIn(p.backoff(n))
 		}
+		// Looked at again when it would be stable, or sooner (poll_min),
+		// to see pieces still arriving, or the study leaving the PACS.
 		stableAt := obs.Since.Add(p.opts.StableAfter)
-		if err := p.watch(ctx, id, watchEntry{Next: stableAt, Class: classOf(st)}); err != nil {
+		if err := p.watch(ctx, id, watchEntry{Next: minTime(stableAt, now.Add(p.opts.PollMin)), Class: classOf(st)}); err != nil {
 			return retryIn(p.backoff(n))
 		}
 		p.log.Info("study found; waiting for it to settle", "order", id, "instances", count, "stable_at", stableAt.UTC().Format(time.RFC3339))
@@ -295,6 +307,16 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 			o.Route, o.FacilityID, o.Study = d, facility, &obs
 			if d.Matched {
 				delete(o.Engines, radgate.RouterEngine)
+				// Every engine of the route is pending from now: the order
+				// is not answered until each is.
+				for _, eid := range d.Engines {
+					if _, ok := o.Engines[eid]; !ok {
+						if o.Engines == nil {
+							o.Engines = map[string]radgate.EngineProgress{}
+						}
+						o.Engines[eid] = radgate.EngineProgress{State: radgate.StateReceived, Revision: 1}
+					}
+				}
 			}
 			if o.StudyInstanceUID == "" {
 				o.StudyInstanceUID = study.StudyInstanceUID

@@ -129,6 +129,9 @@ var errSkip = errors.New("skip update")
 // recordChange appends what changed to the order's history, checking the
 // order's own move against radgate.Transitions.
 func (s *orderStore) recordChange(ctx context.Context, rev uint64, old, cur radgate.OrderStatus) {
+	if old.ID == "" {
+		old.State = "" // created: the row "" → received
+	}
 	if old.ID != "" && !radgate.CanTransition(old.State, cur.State) {
 		if s.invalid != nil {
 			s.invalid.Inc()
@@ -137,8 +140,15 @@ func (s *orderStore) recordChange(ctx context.Context, rev uint64, old, cur radg
 			s.log.Error("order state change not in the state machine", "order", cur.ID, "from", old.State, "to", cur.State)
 		}
 	}
+	if observeTransition != nil && old.State != cur.State {
+		observeTransition(old.State, cur.State)
+	}
 	s.appendHistory(ctx, rev, historyOf(old, cur, s.now()))
 }
+
+// observeTransition, when set (by the package's tests), sees every change of
+// an order's state.
+var observeTransition func(from, to radgate.OrderState)
 
 // lookupRef returns the order a ServiceRequest reference belongs to.
 func (s *orderStore) lookupRef(ctx context.Context, ref string) (string, bool, error) {
@@ -296,7 +306,10 @@ func recompute(st *radgate.OrderStatus) {
 		}
 	}
 	if !allDone {
-		if least == radgate.StateReceived && (st.Route != nil || st.State == radgate.StateRouted) {
+		// An engine not yet routed counts as routed once the route is
+		// decided; the router's own answer re-opened (a replay) is received.
+		if rc, ok := st.Engines[radgate.RouterEngine]; least == radgate.StateReceived && !(ok && rc.State == radgate.StateReceived) &&
+			(st.Route != nil || st.State == radgate.StateRouted) {
 			least = radgate.StateRouted
 		}
 		st.State, st.Reason = least, ""

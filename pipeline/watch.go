@@ -224,8 +224,10 @@ func (w *watcher) look(ctx context.Context, id string, e watchEntry, now time.Ti
 	poke := false
 	switch {
 	case err != nil:
-		// Still missing: only the end of the wait window is news.
-		poke = st.State == radgate.StateWaiting && !st.WaitUntil.IsZero() && !now.Before(st.WaitUntil)
+		// Still missing: only the end of the wait window is news, or a
+		// study that was there and is gone.
+		poke = st.State == radgate.StateStabilising ||
+			st.State == radgate.StateWaiting && !st.WaitUntil.IsZero() && !now.Before(st.WaitUntil)
 	case st.State == radgate.StateWaiting || st.State == radgate.StateStabilising || st.State == radgate.StateReceived:
 		poke = true // it came, or its count may have held long enough
 	default:

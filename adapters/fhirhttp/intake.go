@@ -78,6 +78,9 @@ type LimitKeys struct {
 //	                            without patient data (names, MRNs,
 //	                            accession numbers, study UIDs) unless the
 //	                            caller has the httpauth.RolePHI role
+//	GET  /orders/{id}/history   the order's history (radgate.HistoryEntry
+//	                            list, oldest first): every state change of
+//	                            the order, its engines and destinations
 //
 // A single resource that becomes an order is answered 202 Accepted with
 // Location: /orders/{id} and the OrderStatus as the body, only after
@@ -168,9 +171,10 @@ func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
 	mux.HandleFunc("/fhir/notify", h.methods(h.notify, http.MethodPost, http.MethodPut))
 	mux.HandleFunc("/fhir/notify/", h.methods(h.notify, http.MethodPost, http.MethodPut))
 	mux.HandleFunc("/orders/{id}", h.methods(h.getOrder, http.MethodGet, http.MethodHead))
+	mux.HandleFunc("/orders/{id}/history", h.methods(h.getHistory, http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
-			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id})", clipPath(r.URL.Path))).
+			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id}, /orders/{id}/history)", clipPath(r.URL.Path))).
 			WithDetail(fhir.DetailNotFound))
 	})
 	h.mux = mux
@@ -509,32 +513,7 @@ const redacted = "[redacted]"
 // Fields are copied one by one: a field added to radgate.OrderStatus later
 // stays hidden from these callers until it is added here.
 func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
-	var values []string
-	addRef := func(r *radgate.Reference) {
-		if r == nil {
-			return
-		}
-		values = append(values, r.Reference, r.Display)
-		if r.Identifier != nil {
-			values = append(values, r.Identifier.Value)
-		}
-	}
-	if st.Accession != nil {
-		values = append(values, st.Accession.Value)
-	}
-	values = append(values, st.StudyInstanceUID, "urn:oid:"+st.StudyInstanceUID)
-	addRef(st.Patient)
-	addRef(st.ServiceRequest)
-	addRef(st.ImagingStudy)
-	// Longest first, so that a value containing another is replaced whole.
-	slices.SortFunc(values, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
-	var pairs []string
-	for _, v := range slices.Compact(values) {
-		if v = strings.TrimSpace(v); len(v) >= 3 && v != "urn:oid:" {
-			pairs = append(pairs, v, redacted)
-		}
-	}
-	scrub := strings.NewReplacer(pairs...).Replace
+	scrub := scrubberFor(st)
 
 	out := radgate.OrderStatus{
 		ID:             st.ID,
@@ -581,6 +560,77 @@ func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
 		}
 	}
 	return out
+}
+
+// scrubberFor replaces, in a free text, the values of st that identify the
+// patient (accession number, study UID, references and their identifiers).
+func scrubberFor(st radgate.OrderStatus) func(string) string {
+	var values []string
+	addRef := func(r *radgate.Reference) {
+		if r == nil {
+			return
+		}
+		values = append(values, r.Reference, r.Display)
+		if r.Identifier != nil {
+			values = append(values, r.Identifier.Value)
+		}
+	}
+	if st.Accession != nil {
+		values = append(values, st.Accession.Value)
+	}
+	values = append(values, st.StudyInstanceUID, "urn:oid:"+st.StudyInstanceUID)
+	addRef(st.Patient)
+	addRef(st.ServiceRequest)
+	addRef(st.ImagingStudy)
+	// Longest first, so that a value containing another is replaced whole.
+	slices.SortFunc(values, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
+	var pairs []string
+	for _, v := range slices.Compact(values) {
+		if v = strings.TrimSpace(v); len(v) >= 3 && v != "urn:oid:" {
+			pairs = append(pairs, v, redacted)
+		}
+	}
+	return strings.NewReplacer(pairs...).Replace
+}
+
+// getHistory serves GET /orders/{id}/history: the order's append-only
+// history, oldest first, as JSON; reasons without patient data unless the
+// caller has the phi role.
+func (h *Intake) getHistory(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	hr, ok := h.in.(radgate.HistoryReader)
+	if !ok {
+		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
+			"this radgate keeps no order history").WithDetail(fhir.DetailNotFound))
+		return
+	}
+	st, err := h.in.Status(r.Context(), id)
+	var hist []radgate.HistoryEntry
+	if err == nil {
+		hist, err = hr.History(r.Context(), id)
+	}
+	switch {
+	case errors.Is(err, radgate.ErrOrderNotFound):
+		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
+			fmt.Sprintf("order %q not found", clipText(id))).WithDetail(fhir.DetailNotFound))
+	case err != nil:
+		h.log.Warn("order history unavailable", "order_id", id, "error", err)
+		w.Header().Set("Retry-After", "5")
+		writeOutcome(w, http.StatusServiceUnavailable, fhir.NewOutcome(fhir.SeverityError, fhir.IssueTransient,
+			"the order store is unavailable right now: ask again later").WithDetail(fhir.DetailOrderStoreUnavailable))
+	default:
+		if !httpauth.HasRole(r, httpauth.RolePHI) {
+			scrub := scrubberFor(st)
+			for i := range hist {
+				hist[i].Reason = scrub(hist[i].Reason)
+			}
+		}
+		if hist == nil {
+			hist = []radgate.HistoryEntry{}
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		writeJSON(w, http.StatusOK, "application/json", hist)
+	}
 }
 
 // rejected answers a request whose body cannot become an order. err is a

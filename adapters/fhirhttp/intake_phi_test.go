@@ -1,6 +1,7 @@
 package fhirhttp
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -114,4 +115,49 @@ func TestIntakeGetOrderByRole(t *testing.T) {
 	got := get(func(r *http.Request) *http.Request { return r })
 	require.Nil(t, got.Patient)
 	require.False(t, strings.Contains(got.Reason, "ACC-7781"))
+}
+
+// historyIntake is a fakeIntake that keeps a history.
+type historyIntake struct {
+	*fakeIntake
+	hist []radgate.HistoryEntry
+}
+
+func (h *historyIntake) History(_ context.Context, id string) ([]radgate.HistoryEntry, error) {
+	if _, ok := h.orders[id]; !ok {
+		return nil, radgate.ErrOrderNotFound
+	}
+	return h.hist, nil
+}
+
+func TestIntakeGetHistoryByRole(t *testing.T) {
+	f := &historyIntake{fakeIntake: newFakeIntake()}
+	st := fullStatus()
+	f.orders[st.ID] = st
+	f.hist = []radgate.HistoryEntry{
+		{Order: st.ID, Event: radgate.EvAccepted, To: radgate.StateReceived},
+		{Order: st.ID, Event: radgate.EvWaitExpired, From: radgate.StateWaiting, To: radgate.StateFailed,
+			Reason: "study not found in the PACS within 72h0m0s (accession number ACC-7781)"},
+	}
+	h := NewIntake(f, IntakeOptions{})
+	get := func(path string, p *httpauth.Principal) (int, []radgate.HistoryEntry) {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		if p != nil {
+			req = req.WithContext(httpauth.ContextWithPrincipal(req.Context(), *p))
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var got []radgate.HistoryEntry
+		_ = json.Unmarshal(rec.Body.Bytes(), &got)
+		return rec.Code, got
+	}
+	code, got := get("/orders/"+st.ID+"/history", &httpauth.Principal{Name: "radiologist", Roles: []httpauth.Role{httpauth.RolePHI}})
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, f.hist, got)
+	code, got = get("/orders/"+st.ID+"/history", &httpauth.Principal{Name: "ops", Roles: []httpauth.Role{httpauth.RoleOperator}})
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, got, 2)
+	require.Equal(t, "study not found in the PACS within 72h0m0s (accession number [redacted])", got[1].Reason)
+	code, _ = get("/orders/ffffffffffffffffffffffff/history", nil)
+	require.Equal(t, http.StatusNotFound, code)
 }

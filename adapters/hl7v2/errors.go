@@ -33,10 +33,10 @@ var (
 	// ErrUnsupportedMessage: a mapping function was given a message type it
 	// does not map (OrderEvent wants ORM^O01 or OMI^O23).
 	ErrUnsupportedMessage = errors.New("unsupported HL7 message type")
-	// ErrOrderControl: an ORM/OMI whose ORC-1 is not a new or changed
-	// order (CA cancel, DC discontinue, …). The message is valid; it just
-	// carries no order to score. Answer AA and drop it, or AE, by policy.
-	ErrOrderControl = errors.New("order control code is not a new or changed order")
+	// ErrOrderControl: an ORM/OMI whose ORC-1 is not a new, changed or
+	// cancelled order (HD hold, RP replace, …; see OrderOptions.OrderEvents).
+	// The message is valid; it just carries nothing radgate acts on.
+	ErrOrderControl = errors.New("order control code is not a new, changed or cancelled order")
 	// ErrInvalidResult: ORU was given a radgate.Result it cannot report
 	// (no patient identifier, an unknown tier, a probability outside 0..1).
 	ErrInvalidResult = errors.New("invalid result for ORU^R01")

@@ -35,6 +35,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 	ack := NewACKWith(nil, ACKOptions{Time: time.Unix(0, 0), ControlID: "A"}, AE, ErrorDetail{Loc: Location{Segment: "PID", Seq: 1, Field: 3, Comp: 4, Sub: 2}, Code: 101, Message: "x|y"})
 	seeds = append(seeds, ack.Encode())
 	for _, s := range []string{
+		"MSH|^~\\&|RIS|HOSP|||20240101||ORM^O01|C1|P|2.5.1\rPID|1||MRN1\rORC|CA|PLC-1|FIL-1\rOBR|1|PLC-1|FIL-1||||||||||||||||ACC-1",
+		"MSH|^~\\&|RIS|HOSP|||20240101||OMI^O23|C2|P|2.5.1\rPID|1||MRN1\rORC|SC|PLC-1|FIL-1||CM\rOBR|1|PLC-1|FIL-1|X^Y^LN|||||||||||||||||||||F\rIPC|ACC-1||1.2.3",
 		"MSH|^~\\&#|A|B|||20240101||ADT^A01|1|P|2.7\rPID|1||ID\\P\\1#",
 		"MSH$%@*&$RIS$HOSP$$$20240101$$ORM%O01$X1$P$2.5.1\rPID$1$$A%B@C%D&E*F*x*S*y$",
 		"MSH|^~\\&|A\rOBX|1|FT|x||a\\.br\\b\\X0D0A\\c\\H\\bold\\N\\\\Zlocal\\\\E\\\\.sp 3\\|||",
@@ -52,8 +54,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 
 // FuzzParse: Parse never panics; what it accepts encodes back to its
 // canonical form and parses again to the same message; what it refuses is
-// an *Error wrapping ErrMalformed. Accessors, the ACK builder and the order
-// mapping never panic on a parsed message.
+// an *Error wrapping ErrMalformed. Accessors, the ACK builder, the order
+// mapping and the intake handler never panic on a parsed message.
 //
 //	go test ./adapters/hl7v2 -run '^$' -fuzz FuzzParse -fuzztime 60s
 func FuzzParse(f *testing.F) {
@@ -101,6 +103,15 @@ func FuzzParse(f *testing.F) {
 		_ = m.Count("OBX")
 		_, _ = ReadACK(m)
 		_, _ = OrderOptions{}.OrderEvents(m)
+		// The intake's answer, whatever the order asks (a cancellation of
+		// an unknown order included), is an ACK that parses.
+		intakeAck, err := Parse(NewIntakeHandler(&lifecycleIntake{}, IntakeOptions{})(t.Context(), m).Encode())
+		if err != nil {
+			t.Fatalf("the intake's ACK does not parse: %v", err)
+		}
+		if a, err := ReadACK(intakeAck); err != nil || a.ControlID != m.ControlID() {
+			t.Fatalf("the intake's ACK: %+v, %v (control id %q)", a, err, m.ControlID())
+		}
 		ack := NewACK(m, AE, ErrorDetail{Loc: Location{Segment: "PID", Seq: 1, Field: 3}, Code: 102, Message: m.ControlID()})
 		back, err := Parse(ack.Encode())
 		if err != nil {

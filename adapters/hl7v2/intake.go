@@ -39,10 +39,24 @@ type IntakeOptions struct {
 //
 //   - AA once every Accept returned nil, that is once every order of the
 //     message is durably stored (radgate.Intake's contract).
+//   - AA for a cancellation (ORC-1 CA, DC, OC, …; see
+//     OrderOptions.OrderEvents) once Accept stored it, and for one of an
+//     order already cancelled (Accept returns nil, or
+//     radgate.ErrOrderCancelled: either way the order is cancelled, as the
+//     sender asks).
+//   - AE with ERR-3 204 (unknown key identifier), ERR-2 the field the
+//     order's key came from (OBR-18, IPC-1 or ZDS-1), for an order radgate
+//     never received (radgate.ErrUnknownOrder: a cancellation, say). ERR-8
+//     names the order by its accession, placer and filler order numbers
+//     (identifiers only): "no such order: accession ACC-1, placer order
+//     PLC-1, filler order FIL-2".
+//   - AE with ERR-3 207 for an update of an order already cancelled
+//     (radgate.ErrOrderCancelled): ERR-8 is Accept's error text and the
+//     order's identifiers.
 //   - AR, with an ERR naming MSH-9, for a message type other than ORM^O01
-//     and OMI^O23, and for an order control (ORC-1) that is not a new or
-//     changed order (CA, DC, …): radgate will never process them, and
-//     sending them again does not help.
+//     and OMI^O23, and for an order control (ORC-1) that radgate does not
+//     act on (HD, RP, …): radgate will never process them, and sending
+//     them again does not help.
 //   - AE, with an ERR naming the field (ERR-2) and its table 0357 code
 //     (101 required field missing, 102 data type error, …), for an order
 //     that cannot be mapped or that Accept refuses as invalid
@@ -56,7 +70,12 @@ type IntakeOptions struct {
 //     the same order). AE is kept for content the sender must fix.
 //
 // All mapping happens before the first Accept, so a bad order in a
-// message with several stores none of them.
+// message with several stores none of them. An AE from Accept (invalid,
+// unknown or cancelled order) leaves the message's orders before it
+// stored; sent again after a fix, they merge into the same orders.
+//
+// A cancellation does not replace the MSH and PID kept for its order
+// (IntakeOptions.Received): the ORU's PID-5 stays the one of the order.
 func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 	if opts.AcceptTimeout <= 0 {
 		opts.AcceptTimeout = DefaultAcceptTimeout
@@ -68,7 +87,7 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 	log = log.With("component", "hl7v2-intake")
 	return func(ctx context.Context, msg *Message) *Message {
 		l := log.With("control_id", msg.ControlID(), "type", msg.Type().String())
-		evs, err := opts.Order.OrderEvents(msg)
+		orders, err := opts.Order.orders(msg)
 		if err != nil {
 			code := AE
 			if errors.Is(err, ErrUnsupportedMessage) || errors.Is(err, ErrOrderControl) {
@@ -80,14 +99,26 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 		}
 		actx, cancel := context.WithTimeout(ctx, opts.AcceptTimeout)
 		defer cancel()
-		ids := make([]string, 0, len(evs))
-		for i, ev := range evs {
+		ids := make([]string, 0, len(orders))
+		var keep []string // orders whose MSH and PID are kept: not the cancelled ones
+		var cancelled []string
+		for i, mo := range orders {
+			ev := mo.ev
 			st, err := in.Accept(actx, ev)
-			if err == nil {
+			if err == nil || (ev.Action == radgate.ActionCancel && errors.Is(err, radgate.ErrOrderCancelled)) {
+				if err != nil {
+					l.Info("HL7 cancellation of an order already cancelled", "order", i+1, "order_id", st.ID, "error", err)
+				}
+				if ev.Action == radgate.ActionCancel {
+					cancelled = append(cancelled, st.ID)
+				} else {
+					keep = append(keep, st.ID)
+				}
 				ids = append(ids, st.ID)
 				continue
 			}
-			if errors.Is(err, radgate.ErrInvalidOrder) {
+			switch {
+			case errors.Is(err, radgate.ErrInvalidOrder):
 				d := ErrorDetailOf(err)
 				var he *Error
 				if !errors.As(err, &he) {
@@ -95,6 +126,15 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 				}
 				l.Warn("HL7 order refused as invalid", "ack", AE, "order", i+1, "accepted_before", ids, "error", err)
 				return NewACK(msg, AE, d)
+			case errors.Is(err, radgate.ErrUnknownOrder):
+				l.Warn("HL7 message for an unknown order", "ack", AE, "order", i+1, "action", ev.Action, "reason", ev.Reason,
+					"accepted_before", ids, "error", err)
+				return NewACK(msg, AE, ErrorDetail{Loc: mo.keyLoc, Code: CodeUnknownKeyIdentifier, Severity: SeverityError,
+					Message: "no such order: " + mo.name()})
+			case errors.Is(err, radgate.ErrOrderCancelled):
+				l.Warn("HL7 update of a cancelled order", "ack", AE, "order", i+1, "accepted_before", ids, "error", err)
+				return NewACK(msg, AE, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
+					Message: radgate.Public(err) + " (" + mo.name() + ")"})
 			}
 			l.Error("HL7 order not stored; the sender should retry", "ack", AR, "order", i+1,
 				"accepted_before", ids, "error", err)
@@ -102,7 +142,7 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 				Message: "the order could not be stored now (temporary failure, not the message's content); send the message again later"})
 		}
 		if opts.Received != nil {
-			for _, id := range ids {
+			for _, id := range keep {
 				if err := opts.Received.Keep(actx, id, msg); err != nil {
 					l.Error("HL7 order message not kept; the sender should retry", "ack", AR, "order_ids", ids, "error", err)
 					return NewACK(msg, AR, ErrorDetail{Code: CodeInternalError, Severity: SeverityError,
@@ -110,7 +150,7 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 				}
 			}
 		}
-		l.Info("HL7 orders accepted", "order_ids", ids)
+		l.Info("HL7 orders accepted", "order_ids", ids, "cancelled", cancelled)
 		return NewACK(msg, AA)
 	}
 }

@@ -106,9 +106,11 @@ func TestIntakeHandlerAnswersFaults(t *testing.T) {
 				Message: `MSH-9: message type "ADT^A01": want ORM^O01 or OMI^O23`},
 		},
 		{
-			name: "cancel order control",
-			msg:  func(t *testing.T) *Message { return edit(t, "orm_o01.hl7", "ORC-1=CA") },
+			name: "order control radgate does not act on",
+			msg:  func(t *testing.T) *Message { return edit(t, "orm_o01.hl7", "ORC-1=HD") },
 			in:   &fakeIntake{}, code: AR,
+			err: ErrorDetail{Loc: Location{Segment: "ORC", Seq: 1, Field: 1}, Code: CodeUnsupportedEventCode, Severity: SeverityError,
+				Message: `ORC-1: order control "HD" is not a new, changed or cancelled order (NW, XO, XX, SC, SN; CA, DC, OC, OD, CR, DR)`},
 		},
 		{
 			name: "invalid per Accept",
@@ -150,4 +152,132 @@ func TestIntakeHandlerAnswersFaults(t *testing.T) {
 			require.NotContains(t, logs.String(), "Doe")
 		})
 	}
+}
+
+// lifecycleIntake keeps orders by key as radgate's intake does for the
+// HL7 adapter's purposes: a cancellation of an unknown order is
+// radgate.ErrUnknownOrder, of a cancelled one a no-op; an update of a
+// cancelled order is radgate.ErrOrderCancelled.
+type lifecycleIntake struct {
+	mu     sync.Mutex
+	orders map[string]*radgate.OrderStatus
+	got    []radgate.OrderEvent
+	// cancelAgainErr, when set, is returned for the cancellation of a
+	// cancelled order (instead of nil).
+	cancelAgainErr error
+}
+
+func (l *lifecycleIntake) Accept(_ context.Context, ev radgate.OrderEvent) (radgate.OrderStatus, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key, err := radgate.OrderKey(ev)
+	if err != nil {
+		return radgate.OrderStatus{}, err
+	}
+	id := radgate.OrderID(key)
+	if l.orders == nil {
+		l.orders = map[string]*radgate.OrderStatus{}
+	}
+	st := l.orders[key]
+	switch {
+	case ev.Action == radgate.ActionCancel && st == nil:
+		return radgate.OrderStatus{}, fmt.Errorf("cancelling order %s: %w", id, radgate.ErrUnknownOrder)
+	case ev.Action == radgate.ActionCancel && st.Cancelled != nil:
+		return *st, l.cancelAgainErr
+	case ev.Action == radgate.ActionCancel:
+		st.State, st.Cancelled = radgate.StateCancelled, &radgate.Cancellation{Source: ev.Source, Reason: ev.Reason}
+	case st != nil && st.Cancelled != nil:
+		return *st, fmt.Errorf("order %s: %w (%s)", id, radgate.ErrOrderCancelled, st.Cancelled.Reason)
+	case st == nil:
+		st = &radgate.OrderStatus{ID: id, Key: key, State: radgate.StateReceived}
+		l.orders[key] = st
+	}
+	if ev.StudyComplete {
+		st.Study = &radgate.StudyObservation{Complete: true}
+	}
+	l.got = append(l.got, ev)
+	return *st, nil
+}
+
+func (l *lifecycleIntake) Status(_ context.Context, id string) (radgate.OrderStatus, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, st := range l.orders {
+		if st.ID == id {
+			return *st, nil
+		}
+	}
+	return radgate.OrderStatus{}, radgate.ErrOrderNotFound
+}
+
+// TestIntakeHandlerCancellation: the intake's answers to cancellations and
+// to updates of cancelled orders.
+func TestIntakeHandlerCancellation(t *testing.T) {
+	in := &lifecycleIntake{}
+	var logs bytes.Buffer
+	ack := func(m *Message) Ack { t.Helper(); return intakeAck(t, in, m, &logs) }
+
+	// Cancelling an order radgate never received: AE 204, naming the order
+	// by its identifiers, at the field its key came from.
+	a := ack(edit(t, "orm_o01.hl7", "ORC-1=CA"))
+	require.Equal(t, AE, a.Code)
+	require.Equal(t, []ErrorDetail{{Loc: Location{Segment: "OBR", Seq: 1, Field: 18}, Code: CodeUnknownKeyIdentifier, Severity: SeverityError,
+		Message: "no such order: accession ACC-778899, placer order PLC-1001, filler order FIL-2002"}}, a.Errors)
+	a = ack(edit(t, "omi_o23.hl7", "ORC-1=CA", "ORC-3=", "OBR-3="))
+	require.Equal(t, AE, a.Code)
+	require.Equal(t, []ErrorDetail{{Loc: Location{Segment: "IPC", Seq: 1, Field: 1}, Code: CodeUnknownKeyIdentifier, Severity: SeverityError,
+		Message: "no such order: accession ACC-778899, placer order PLC-1001"}}, a.Errors)
+	a = ack(edit(t, "orm_o01.hl7", "ORC-1=CA", "OBR-18=", "ORC-2=", "OBR-2=", "ORC-3=", "OBR-3=FIL-9"))
+	require.Equal(t, AE, a.Code)
+	require.Equal(t, []ErrorDetail{{Loc: Location{Segment: "ZDS", Seq: 1, Field: 1}, Code: CodeUnknownKeyIdentifier, Severity: SeverityError,
+		Message: "no such order: Study Instance UID 1.2.840.113619.2.55.3.604688119.969.1268071029.320, filler order FIL-9"}}, a.Errors)
+	require.Empty(t, in.got)
+
+	// The order, then its cancellation: AA, an event with the cancel action.
+	require.Equal(t, AA, ack(mustParse(t, readFixture(t, "orm_o01.hl7"))).Code)
+	a = ack(edit(t, "orm_o01.hl7", "ORC-1=CA", "MSH-10=ORM0002"))
+	require.Equal(t, AA, a.Code, "%v", a.Errors)
+	require.Len(t, in.got, 2)
+	require.Equal(t, radgate.ActionCancel, in.got[1].Action)
+	require.Equal(t, "HL7 ORC-1 CA", in.got[1].Reason)
+
+	// Cancelled again (the intake returns nil): AA.
+	require.Equal(t, AA, ack(edit(t, "orm_o01.hl7", "ORC-1=OC", "MSH-10=ORM0003")).Code)
+	// An intake that answers ErrOrderCancelled to it: AA all the same.
+	in.cancelAgainErr = fmt.Errorf("order x: %w", radgate.ErrOrderCancelled)
+	require.Equal(t, AA, ack(edit(t, "orm_o01.hl7", "ORC-1=DC", "MSH-10=ORM0004")).Code)
+
+	// An update of the cancelled order: AE with the intake's error text and
+	// the order's identifiers.
+	a = ack(edit(t, "orm_o01.hl7", "ORC-1=XO", "MSH-10=ORM0005"))
+	require.Equal(t, AE, a.Code)
+	id := radgate.OrderID("acsn|http://hosp.example/acsn|ACC-778899")
+	require.Equal(t, []ErrorDetail{{Code: CodeInternalError, Severity: SeverityError,
+		Message: "order " + id + ": order cancelled (HL7 ORC-1 CA) (accession ACC-778899, placer order PLC-1001, filler order FIL-2002)"}}, a.Errors)
+
+	require.Contains(t, logs.String(), id)
+	require.NotContains(t, logs.String(), "Doe")
+	require.NotContains(t, logs.String(), "Jane")
+}
+
+// TestIntakeKeepsTheOrderMessageNotTheCancellation: the MSH and PID kept
+// for the ORU's PID-5 are the order's; a cancellation does not replace
+// them.
+func TestIntakeKeepsTheOrderMessageNotTheCancellation(t *testing.T) {
+	js := embeddedJS(t)
+	rec := NewReceived(js)
+	in := &lifecycleIntake{}
+	h := NewIntakeHandler(in, IntakeOptions{Received: rec})
+	send := func(m *Message) AckCode {
+		a, err := ReadACK(h(t.Context(), m))
+		require.NoError(t, err)
+		return a.Code
+	}
+	require.Equal(t, AA, send(mustParse(t, readFixture(t, "orm_o01.hl7"))))
+	require.Equal(t, AA, send(edit(t, "orm_o01.hl7", "ORC-1=CA", "MSH-10=CANCEL-1", "PID-5=Other^Name")))
+	id := radgate.OrderID("acsn||ACC-778899")
+	kept, err := rec.Get(t.Context(), id)
+	require.NoError(t, err)
+	require.Equal(t, "ORM0001", kept.ControlID())
+	require.Equal(t, "Doe", kept.Get("PID-5-1"))
 }

@@ -64,7 +64,8 @@ func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 //     the system from CX-4.
 //   - ServiceRequest: by identifier, the placer order number ORC-2, then
 //     OBR-2 (EI; system from its authority). The filler order number
-//     (ORC-3) has no place in the event and is not kept.
+//     (ORC-3, else OBR-3) has no place in the event; it only names the
+//     order in an acknowledgement (NewIntakeHandler).
 //   - ProcedureCodes: OBR-4 (CWE), its primary and alternate codings; the
 //     coding system names become FHIR URIs (LN → http://loinc.org, …).
 //   - Modalities: OMI: IPC-5 of each IPC; then OBR-24, which IHE uses for
@@ -79,12 +80,51 @@ func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 // Text is taken as UTF-8 (ASCII being HL7's default), or converted from
 // ISO 8859-1 when MSH-18 says 8859/1.
 //
-// ORC-1 must be NW, XO, XX, SC or SN (a new or changed order); any other
-// order control (CA, DC, …) gives an error wrapping ErrOrderControl.
+// What the event asks (ORC-1, table 0119 order control; ORC-5, table 0038
+// order status; OBR-25, table 0123 result status):
+//
+//   - Place or update the order (Action zero): ORC-1 NW (new order), XO
+//     (change order request), XX (order changed, unsolicited), SC (status
+//     changed), SN (send order number).
+//   - Cancel it (Action radgate.ActionCancel, Reason "HL7 ORC-1 CA"): ORC-1
+//     CA (cancel request) and DC (discontinue request) from the placer, OC
+//     (order cancelled) and OD (order discontinued) from the filler, CR and
+//     DR (cancelled / discontinued as requested: the filler's answer to CA
+//     and DC, all a copy of the filler's feed may show). Also ORC-1 SC with
+//     ORC-5 CA or DC (Reason "HL7 ORC-1 SC, ORC-5 CA"): the filler's status
+//     notice that the order was cancelled or discontinued. A cancellation
+//     names its order as a new order does (accession number, else study
+//     UID: one order key); it needs no procedure code.
+//   - StudyComplete, on an order or update: ORC-5 CM (table 0038: "order is
+//     completed"), or OBR-25 R, P, F or C (table 0123: results stored,
+//     preliminary, final, corrected — a report exists, so the exam was
+//     performed and its images taken). Not OBR-25 O, I or S ("no results
+//     available": order received, procedure incomplete, procedure scheduled
+//     but not done), nor A (some results available), nor ORC-5 IP, SC, A
+//     (in process, scheduled, some results): the images may still come.
+//     HL7 v2 orders announce no instance count (InstanceCount stays 0).
+//
+// Any other order control (HD hold, RP replace, …) gives an error wrapping
+// ErrOrderControl.
+//
 // Errors are *Error values naming the field, and wrap
 // radgate.ErrInvalidOrder (or ErrUnsupportedMessage for another message
 // type).
 func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
+	mos, err := o.orders(msg)
+	if err != nil {
+		return nil, err
+	}
+	evs := make([]radgate.OrderEvent, len(mos))
+	for i, mo := range mos {
+		evs[i] = mo.ev
+	}
+	return evs, nil
+}
+
+// orders is OrderEvents, keeping what names each order in an
+// acknowledgement.
+func (o OrderOptions) orders(msg *Message) ([]mappedOrder, error) {
 	t := msg.Type()
 	var resource string
 	switch {
@@ -119,7 +159,7 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 	if len(groups) == 0 {
 		return nil, invalid(Location{Segment: "ORC"}, CodeSegmentSequence, "segment missing")
 	}
-	var evs []radgate.OrderEvent
+	var out []mappedOrder
 	for _, g := range groups {
 		ev, locs, err := o.order(msg, resource, g)
 		if err != nil {
@@ -132,9 +172,61 @@ func (o OrderOptions) OrderEvents(msg *Message) ([]radgate.OrderEvent, error) {
 		if err := locs.check(ev); err != nil {
 			return nil, err
 		}
-		evs = append(evs, ev)
+		mo := mappedOrder{ev: ev, keyLoc: locs.accession}
+		if ev.Accession == nil {
+			mo.keyLoc = locs.study
+		}
+		// The filler order number only names the order in an
+		// acknowledgement: one that fails the identifier checks is left out.
+		orc := g[0]
+		filler, floc := o.ei(orc.Segment, 3, ""), orc.loc(3)
+		if filler == nil {
+			if obr := find(g, "OBR"); obr != nil {
+				filler, floc = o.ei(obr.Segment, 3, ""), obr.loc(3)
+			}
+		}
+		if filler != nil {
+			if isLatin1(msg.Charset()) {
+				filler.Value = latin1(filler.Value)
+			}
+			if checkIdentifier(floc, *filler, 0) == nil {
+				mo.filler = filler.Value
+			}
+		}
+		out = append(out, mo)
 	}
-	return evs, nil
+	return out, nil
+}
+
+// mappedOrder is one order of a message as mapped, with what an
+// acknowledgement names it by.
+type mappedOrder struct {
+	ev radgate.OrderEvent
+	// keyLoc is where the order's key came from: the accession number's
+	// field, else the study UID's.
+	keyLoc Location
+	// filler is the filler order number (ORC-3, else OBR-3), when it
+	// passed the identifier checks.
+	filler string
+}
+
+// name names the order by its identifiers only (never patient data), for
+// an acknowledgement: "accession ACC-1, placer order PLC-1, filler order
+// FIL-2" (the study UID when there is no accession number).
+func (mo mappedOrder) name() string {
+	var parts []string
+	if a := mo.ev.Accession; a != nil {
+		parts = append(parts, "accession "+a.Value)
+	} else if mo.ev.StudyInstanceUID != "" {
+		parts = append(parts, "Study Instance UID "+mo.ev.StudyInstanceUID)
+	}
+	if id := refID(mo.ev.ServiceRequest); id != nil {
+		parts = append(parts, "placer order "+id.Value)
+	}
+	if mo.filler != "" {
+		parts = append(parts, "filler order "+mo.filler)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // idLocations are where an event's identifiers came from, for the checks
@@ -380,7 +472,15 @@ func (o OrderOptions) ei(s *Segment, field int, defaultSystem string) *radgate.I
 	return &radgate.Identifier{System: sys, Value: v}
 }
 
-var orderControls = map[string]bool{"NW": true, "XO": true, "XX": true, "SC": true, "SN": true}
+// orderControls are the ORC-1 codes (table 0119) of a new or changed
+// order; cancelControls those of a cancelled or discontinued one.
+var (
+	orderControls  = map[string]bool{"NW": true, "XO": true, "XX": true, "SC": true, "SN": true}
+	cancelControls = map[string]bool{"CA": true, "DC": true, "OC": true, "OD": true, "CR": true, "DR": true}
+	// completeResults are the OBR-25 codes (table 0123) saying results
+	// exist: the exam was performed.
+	completeResults = map[string]bool{"R": true, "P": true, "F": true, "C": true}
+)
 
 func (o OrderOptions) order(msg *Message, resource string, g []located) (ev radgate.OrderEvent, locs idLocations, err error) {
 	orc := g[0]
@@ -388,13 +488,20 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (ev radg
 	if o.Now != nil {
 		ev.ReceivedAt = o.Now().UTC()
 	}
-	switch oc := strings.ToUpper(value(orc.Segment, 1, 1, 1, 1)); {
+	oc := strings.ToUpper(value(orc.Segment, 1, 1, 1, 1))
+	status := strings.ToUpper(value(orc.Segment, 5, 1, 1, 1))
+	switch {
 	case oc == "":
 		return ev, locs, invalid(orc.loc(1), CodeRequiredFieldMissing, "missing order control")
+	case cancelControls[oc]:
+		ev.Action, ev.Reason = radgate.ActionCancel, "HL7 ORC-1 "+oc
+	case oc == "SC" && (status == "CA" || status == "DC"):
+		ev.Action, ev.Reason = radgate.ActionCancel, "HL7 ORC-1 SC, ORC-5 "+status
 	case !orderControls[oc]:
 		return ev, locs, &Error{Loc: orc.loc(1), Code: CodeUnsupportedEventCode, Err: ErrOrderControl,
-			Msg: fmt.Sprintf("order control %s is not a new or changed order (NW, XO, XX, SC, SN)", quotePrefix(oc, 4))}
+			Msg: fmt.Sprintf("order control %s is not a new, changed or cancelled order (NW, XO, XX, SC, SN; CA, DC, OC, OD, CR, DR)", quotePrefix(oc, 4))}
 	}
+	cancel := ev.Action == radgate.ActionCancel
 	obrp := find(g, "OBR")
 	if obrp == nil {
 		return ev, locs, invalid(Location{Segment: "OBR", Seq: orc.seq}, CodeSegmentSequence, "segment missing after ORC")
@@ -464,8 +571,9 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (ev radg
 		locs.serviceRequest, locs.serviceRequestAuthority = obr.loc(2), 2
 	}
 
-	// Procedure: OBR-4, primary and alternate codings.
-	if value(obr.Segment, 4, 1, 1, 1) == "" {
+	// Procedure: OBR-4, primary and alternate codings (a cancellation
+	// names its order by identifiers and needs none).
+	if value(obr.Segment, 4, 1, 1, 1) == "" && !cancel {
 		return ev, locs, invalid(obr.loc(4), CodeRequiredFieldMissing, "no procedure code")
 	}
 	for _, c := range []int{1, 4} {
@@ -509,6 +617,11 @@ func (o OrderOptions) order(msg *Message, resource string, g []located) (ev radg
 		prio = value(obr.Segment, 27, 1, 6, 1)
 	}
 	ev.Priority = priorities[strings.ToUpper(prio)]
+
+	// The exam is done: ORC-5 CM, or a result status saying results exist.
+	if !cancel && (status == "CM" || completeResults[strings.ToUpper(value(obr.Segment, 25, 1, 1, 1))]) {
+		ev.StudyComplete = true
+	}
 
 	// Facility.
 	ev.Facility = value(orc.Segment, 21, 1, 1, 1)

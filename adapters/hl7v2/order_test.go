@@ -198,8 +198,12 @@ func TestOrderEventErrors(t *testing.T) {
 			"OBR-4: no procedure code", Location{Segment: "OBR", Seq: 1, Field: 4}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"no order control", edit(t, "orm_o01.hl7", "ORC-1="),
 			"ORC-1: missing order control", Location{Segment: "ORC", Seq: 1, Field: 1}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
-		{"cancel", edit(t, "orm_o01.hl7", "ORC-1=CA"),
-			`ORC-1: order control "CA" is not a new or changed order (NW, XO, XX, SC, SN)`, Location{Segment: "ORC", Seq: 1, Field: 1}, CodeUnsupportedEventCode, ErrOrderControl},
+		{"hold", edit(t, "orm_o01.hl7", "ORC-1=HD"),
+			`ORC-1: order control "HD" is not a new, changed or cancelled order (NW, XO, XX, SC, SN; CA, DC, OC, OD, CR, DR)`, Location{Segment: "ORC", Seq: 1, Field: 1}, CodeUnsupportedEventCode, ErrOrderControl},
+		{"cancel without accession or study", edit(t, "orm_o01.hl7", "ORC-1=CA", "OBR-18=", "-ZDS"),
+			"OBR-18: no accession number (nor a Study Instance UID in ZDS-1)", Location{Segment: "OBR", Seq: 1, Field: 18}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
+		{"status change without order status", edit(t, "orm_o01.hl7", "ORC-1=SC", "ORC-5=", "OBR-4="),
+			"OBR-4: no procedure code", Location{Segment: "OBR", Seq: 1, Field: 4}, CodeRequiredFieldMissing, radgate.ErrInvalidOrder},
 		{"ADT", edit(t, "orm_o01.hl7", "MSH-9=ADT^A01"),
 			`MSH-9: message type "ADT^A01": want ORM^O01 or OMI^O23`, Location{Segment: "MSH", Seq: 1, Field: 9}, CodeUnsupportedMessageType, ErrUnsupportedMessage},
 		{"ORM of another event", edit(t, "orm_o01.hl7", "MSH-9=ORM^O02"),
@@ -215,4 +219,143 @@ func TestOrderEventErrors(t *testing.T) {
 			require.Equal(t, c.code, e.Code)
 		})
 	}
+}
+
+// TestOrderEventCancel: ORC-1 CA, DC, OC, OD, CR and DR (and SC with
+// ORC-5 CA or DC) cancel the very order the NW placed: same order key.
+func TestOrderEventCancel(t *testing.T) {
+	opts := OrderOptions{AccessionSystem: "http://hosp.example/acsn"}
+	key := func(ev radgate.OrderEvent) string {
+		t.Helper()
+		k, err := radgate.OrderKey(ev)
+		require.NoError(t, err)
+		return k
+	}
+	nw, err := opts.OrderEvent(mustParse(t, readFixture(t, "orm_o01.hl7")))
+	require.NoError(t, err)
+	require.Equal(t, radgate.ActionOrder, nw.Action)
+	require.Empty(t, nw.Reason)
+
+	for _, c := range []struct {
+		edits  []string
+		reason string
+	}{
+		{[]string{"ORC-1=CA"}, "HL7 ORC-1 CA"},
+		{[]string{"ORC-1=dc"}, "HL7 ORC-1 DC"},
+		{[]string{"ORC-1=OC", "ORC-5=CA"}, "HL7 ORC-1 OC"},
+		{[]string{"ORC-1=OD"}, "HL7 ORC-1 OD"},
+		{[]string{"ORC-1=CR"}, "HL7 ORC-1 CR"},
+		{[]string{"ORC-1=DR"}, "HL7 ORC-1 DR"},
+		{[]string{"ORC-1=SC", "ORC-5=CA"}, "HL7 ORC-1 SC, ORC-5 CA"},
+		{[]string{"ORC-1=SC", "ORC-5=DC"}, "HL7 ORC-1 SC, ORC-5 DC"},
+		// A bare cancellation: identifiers, no procedure, no priority.
+		{[]string{"ORC-1=CA", "OBR-4=", "ORC-7=", "OBR-24=", "ORC-5=", "-PV1"}, "HL7 ORC-1 CA"},
+	} {
+		t.Run(c.reason+" "+strings.Join(c.edits, " "), func(t *testing.T) {
+			ev, err := opts.OrderEvent(edit(t, "orm_o01.hl7", c.edits...))
+			require.NoError(t, err)
+			require.Equal(t, radgate.ActionCancel, ev.Action)
+			require.Equal(t, c.reason, ev.Reason)
+			require.Equal(t, key(nw), key(ev), "the same order as the NW")
+			require.Equal(t, nw.ServiceRequest, ev.ServiceRequest)
+			require.Equal(t, nw.StudyInstanceUID, ev.StudyInstanceUID)
+			require.False(t, ev.StudyComplete)
+		})
+	}
+
+	// OMI: keyed by IPC-1, as its NW.
+	omiNW, err := opts.OrderEvent(mustParse(t, readFixture(t, "omi_o23.hl7")))
+	require.NoError(t, err)
+	omiCA, err := opts.OrderEvent(edit(t, "omi_o23.hl7", "ORC-1=DC", "OBR-4="))
+	require.NoError(t, err)
+	require.Equal(t, radgate.ActionCancel, omiCA.Action)
+	require.Equal(t, "HL7 ORC-1 DC", omiCA.Reason)
+	require.Equal(t, key(omiNW), key(omiCA))
+
+	// Keyed by the study UID when there is no accession number.
+	byUID, err := opts.OrderEvent(edit(t, "orm_o01.hl7", "ORC-1=CA", "OBR-18="))
+	require.NoError(t, err)
+	require.Equal(t, "study|1.2.840.113619.2.55.3.604688119.969.1268071029.320", key(byUID))
+
+	// Several orders, one cancelled.
+	m := mustParse(t, readFixture(t, "orm_o01.hl7")+"ORC|CA|PLC-2\rOBR|2|PLC-2||||||||||||||||ACC-2\r")
+	evs, err := opts.OrderEvents(m)
+	require.NoError(t, err)
+	require.Len(t, evs, 2)
+	require.Equal(t, radgate.ActionOrder, evs[0].Action)
+	require.Equal(t, radgate.ActionCancel, evs[1].Action)
+	require.Equal(t, "ACC-2", evs[1].Accession.Value)
+}
+
+// TestOrderEventStatus: which ORC-5 (table 0038) and OBR-25 (table 0123)
+// codes announce the study complete; XO is an update; S is urgent.
+func TestOrderEventStatus(t *testing.T) {
+	for _, c := range []struct {
+		edits    []string
+		complete bool
+	}{
+		{nil, false}, // the fixture: NW, ORC-5 SC (scheduled)
+		{[]string{"ORC-1=SC", "ORC-5=CM"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=cm"}, true},
+		{[]string{"ORC-1=XO", "ORC-5=CM"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=IP"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=A"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=SC"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=HD"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=R"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=P"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=F"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=C"}, true},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=S"}, false}, // scheduled, not done
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=I"}, false}, // procedure incomplete
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=O"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=A"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=", "OBR-25=X"}, false},
+		{[]string{"ORC-1=SC", "ORC-5=SC", "OBR-25=F"}, true},
+	} {
+		t.Run(strings.Join(c.edits, " "), func(t *testing.T) {
+			ev, err := OrderEvent(edit(t, "orm_o01.hl7", c.edits...))
+			require.NoError(t, err)
+			require.Equal(t, radgate.ActionOrder, ev.Action, "a status update, not a cancellation")
+			require.Equal(t, c.complete, ev.StudyComplete)
+			require.Zero(t, ev.InstanceCount, "HL7 v2 orders announce no instance count")
+		})
+	}
+
+	// OMI too.
+	ev, err := OrderEvent(edit(t, "omi_o23.hl7", "ORC-1=SC", "ORC-5=CM"))
+	require.NoError(t, err)
+	require.True(t, ev.StudyComplete)
+
+	// XO changes the order: an update with the new values.
+	nw, err := OrderEvent(mustParse(t, readFixture(t, "orm_o01.hl7")))
+	require.NoError(t, err)
+	xo, err := OrderEvent(edit(t, "orm_o01.hl7", "ORC-1=XO", "OBR-4=71045-5^XR Chest 1 View^LN", "ORC-7=^^^^^R"))
+	require.NoError(t, err)
+	require.Equal(t, radgate.ActionOrder, xo.Action)
+	require.Empty(t, xo.Reason)
+	require.Equal(t, "71045-5", xo.ProcedureCodes[0].Code)
+	require.Equal(t, "routine", xo.Priority)
+	k1, _ := radgate.OrderKey(nw)
+	k2, _ := radgate.OrderKey(xo)
+	require.Equal(t, k1, k2, "the same order")
+
+	// Priority S (stat) is urgent, wherever it is given.
+	for _, edits := range [][]string{
+		{"ORC-7=^^^^^S"},
+		{"ORC-7=", "OBR-27=^^^^^S"},
+		{"ORC-7=^^^^^R", "OBR-27=^^^^^R", "ORC-1=SC"},
+	} {
+		ev, err := OrderEvent(edit(t, "orm_o01.hl7", edits...))
+		require.NoError(t, err)
+		want := radgate.PriorityUrgent
+		if edits[0] == "ORC-7=^^^^^R" {
+			want = radgate.PriorityRoutine
+		}
+		require.Equal(t, want, radgate.PriorityClass(ev.Priority), "%v: %q", edits, ev.Priority)
+	}
+	ev, err = OrderEvent(edit(t, "omi_o23.hl7", "TQ1-9=S"))
+	require.NoError(t, err)
+	require.Equal(t, "stat", ev.Priority)
+	require.Equal(t, radgate.PriorityUrgent, radgate.PriorityClass(ev.Priority), "TQ1-9 S")
 }

@@ -25,9 +25,13 @@ type ORUOptions struct {
 	ReceivingApplication HD
 	ReceivingFacility    HD
 	// ControlID is MSH-10. By default it derives from Result.ID (the id
-	// itself when it fits MSH-10's 20 characters, else a hash of it), so a
-	// result sent again carries the same control id and the receiver can
-	// recognise the duplicate.
+	// itself when it fits MSH-10's 20 characters, else a hash of it) and,
+	// after the first result, the revision and status: "-r2" is appended
+	// for amended revision 2, "-r2x" for the retraction of revision 2 (the
+	// id part shortened to a hash prefix to keep 20 characters). A result
+	// sent again carries the same control id and the receiver can
+	// recognise the duplicate; each revision and retraction is a message
+	// of its own.
 	ControlID string
 	// Time is MSH-7 and OBR-22 (results reported); zero means now.
 	Time time.Time
@@ -71,7 +75,11 @@ const (
 //	OBR  OBR-2/3 as ORC-2/3, OBR-4 the ordered procedure (else LOINC
 //	     18748-4 Diagnostic imaging study), OBR-7 scored at, OBR-18 the
 //	     accession number, OBR-20 the result id, OBR-22 reported at,
-//	     OBR-24 RAD, OBR-25 F (X when not scored)
+//	     OBR-24 RAD, OBR-25 the result status (below)
+//	NTE  notes, in this order, each when it applies: the revision an
+//	     amended result replaces; the retraction and its reason; why the
+//	     result is not scored; how many images were scored, then one NTE
+//	     per image not scored (SOP Instance UID, view, reason)
 //	OBX  NM  <finding>                 confidence, "%^percent^UCUM"
 //	OBX  CWE confidence-tier           low|mid|high ^…^RADGATE-TIER
 //	OBX  FT  conclusion                the FHIR report's conclusion sentence
@@ -80,14 +88,28 @@ const (
 //	OBX  ST  110180^Study Instance UID^DCM, when known
 //	OBX  ED  report-pdf                ^application^pdf^Base64^…, when given
 //
-// Every OBX has status F, OBX-14 the scoring time and OBX-18 the engine
-// ("<engine id>@<version>^RADGATE"). The placer order number is the
-// ServiceRequest's identifier; the filler order number is the accession
-// number (the RIS, as order filler, usually keys its orders by it), else
-// the result id. A not-applicable or failed result gets OBR-25 X and an NTE
-// with the reason instead of the OBX segments.
+// Every OBX has OBX-11 the observation status (below), OBX-14 the scoring
+// time and OBX-18 the engine ("<engine id>@<version>^RADGATE"). The placer
+// order number is the ServiceRequest's identifier; the filler order number
+// is the accession number (the RIS, as order filler, usually keys its
+// orders by it), else the result id. A not-applicable or failed result
+// gets an NTE with the reason instead of the OBX segments.
 //
-// Errors wrap ErrInvalidResult.
+// Result.Status sets OBR-25 (table 0123) and OBX-11 (table 0085):
+//
+//   - final (the first result, Revision 0 or 1): OBR-25 F, OBX-11 F; a
+//     not-applicable or failed result OBR-25 X.
+//   - amended (Revision 2 or more, replacing Revision-1): OBR-25 C and
+//     OBX-11 C ("correction, replaces a final result"), whatever the
+//     outcome, with an NTE naming the revision it replaces.
+//   - retracted (withdrawing Revision): OBR-25 X ("no results available;
+//     order cancelled") and OBX-11 W on every OBX ("post original as
+//     wrong"): the observations of the revision, posted again as wrong,
+//     with an NTE "AI result retracted (revision N): <RetractReason>".
+//     ORC-5 is left empty.
+//
+// Errors wrap ErrInvalidResult: among them a final result with a Revision
+// above 1 and an amended one with a Revision below 2.
 func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidResult, fmt.Sprintf(format, args...))
@@ -113,6 +135,27 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	default:
 		return nil, bad("Result.Outcome: %q is not scored, not-applicable or failed", r.Outcome)
 	}
+	status, rev := resultStatus(r), r.EffectiveRevision()
+	var obrStatus, obxStatus string
+	switch status {
+	case radgate.ResultFinal:
+		if rev > 1 {
+			return nil, bad("Result.Status: final with Revision %d: a revision after the first is amended (or retracted)", rev)
+		}
+		obrStatus, obxStatus = "F", "F"
+		if r.Outcome != radgate.OutcomeScored {
+			obrStatus = "X"
+		}
+	case radgate.ResultAmended:
+		if rev < 2 {
+			return nil, bad("Result.Status: amended with Revision %d: an amended result replaces Revision-1, so its Revision is 2 or more", r.Revision)
+		}
+		obrStatus, obxStatus = "C", "C"
+	case radgate.ResultRetracted:
+		obrStatus, obxStatus = "X", "W"
+	default:
+		return nil, bad("Result.Status: %q is not final, amended or retracted", r.Status)
+	}
 
 	m, err := New(opts.Delimiters)
 	if err != nil {
@@ -137,7 +180,7 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		h.SendingApplication = HD{Namespace: "RADGATE"}
 	}
 	if h.ControlID == "" {
-		h.ControlID = resultControlID(r.ID)
+		h.ControlID = resultControlID(r.ID, revisionSuffix(rev, status))
 	}
 	if err := m.SetHeader(h); err != nil {
 		return nil, err
@@ -184,7 +227,7 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	set(orc, 1, "RE")
 	set(orc, 2, placer)
 	set(orc, 3, filler)
-	if r.Outcome == radgate.OutcomeScored {
+	if r.Outcome == radgate.OutcomeScored && status != radgate.ResultRetracted {
 		set(orc, 5, "CM")
 	}
 
@@ -215,8 +258,21 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		label += " " + r.Engine.Version
 	}
 
+	set(obr, 25, obrStatus)
+
+	// Notes: revision, retraction, why not scored, the images.
+	var notes []string
+	switch status {
+	case radgate.ResultAmended:
+		notes = append(notes, fmt.Sprintf("AI result revision %d: it replaces revision %d.", rev, rev-1))
+	case radgate.ResultRetracted:
+		reason := strings.TrimSpace(r.RetractReason)
+		if reason == "" {
+			reason = "no reason given"
+		}
+		notes = append(notes, fmt.Sprintf("AI result retracted (revision %d): %s", rev, reason))
+	}
 	if r.Outcome != radgate.OutcomeScored {
-		set(obr, 25, "X")
 		what := "not applicable"
 		if r.Outcome == radgate.OutcomeFailed {
 			what = "failed"
@@ -225,17 +281,22 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		if reason == "" {
 			reason = "no reason given"
 		}
+		notes = append(notes, fmt.Sprintf("AI analysis by %s %s: %s", label, what, reason))
+	}
+	notes = append(notes, imageNotes(r.Images)...)
+	for i, note := range notes {
 		nte := m.AddSegment("NTE")
-		set(nte, 1, "1")
+		set(nte, 1, fmt.Sprint(i+1))
 		set(nte, 2, "L")
-		set(nte, 3, d.EscapeFT(fmt.Sprintf("AI analysis by %s %s: %s", label, what, reason)))
+		set(nte, 3, d.EscapeFT(note))
+	}
+	if r.Outcome != radgate.OutcomeScored {
 		if err != nil {
 			return nil, err
 		}
 		setCharset(m)
 		return m, nil
 	}
-	set(obr, 25, "F")
 
 	finding := r.Engine.Finding
 	if finding.Code == "" {
@@ -259,7 +320,7 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		set(s, 3, id)
 		set(s, 4, sub)
 		set(s, 5, value)
-		set(s, 11, "F")
+		set(s, 11, obxStatus)
 		set(s, 14, FormatTime(scored))
 		set(s, 18, equipment)
 		return s
@@ -310,16 +371,74 @@ func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
-// resultControlID derives MSH-10 (at most 20 characters) from a result id.
-func resultControlID(id string) string {
+// resultControlID derives MSH-10 (at most 20 characters) from a result id
+// and a revisionSuffix: the id itself when the two fit, else a hash of the
+// id cut to leave room for the suffix.
+func resultControlID(id, suffix string) string {
 	if id == "" {
-		return NewControlID()
+		return NewControlID() // no id to recognise a duplicate by
 	}
-	if len(id) <= 20 && strings.Trim(id, "0123456789abcdefABCDEF-_.") == "" {
-		return id
+	if len(id)+len(suffix) <= 20 && strings.Trim(id, "0123456789abcdefABCDEF-_.") == "" {
+		return id + suffix
 	}
 	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:10])
+	return hex.EncodeToString(sum[:10])[:20-len(suffix)] + suffix
+}
+
+// resultStatus is r.Status, final when unset.
+func resultStatus(r radgate.Result) radgate.ResultStatus {
+	if r.Status == "" {
+		return radgate.ResultFinal
+	}
+	return r.Status
+}
+
+// revisionSuffix tells a result's copies apart, in MSH-10 and in the
+// outbox key: "" for the first (final) result, "-r<N>" for revision N
+// (amended), "-r<N>x" for the retraction of revision N.
+func revisionSuffix(revision int, status radgate.ResultStatus) string {
+	switch {
+	case status == radgate.ResultRetracted:
+		return fmt.Sprintf("-r%dx", max(revision, 1))
+	case revision <= 1 && (status == radgate.ResultFinal || status == ""):
+		return ""
+	}
+	return fmt.Sprintf("-r%d", revision)
+}
+
+// imageNotes say which images a result considered: how many were scored,
+// then each one that was not, by SOP Instance UID and view, with the
+// reason (identifiers only).
+func imageNotes(images []radgate.ImageNote) []string {
+	if len(images) == 0 {
+		return nil
+	}
+	scored := 0
+	for _, im := range images {
+		if im.Scored {
+			scored++
+		}
+	}
+	word := "images"
+	if len(images) == 1 {
+		word = "image"
+	}
+	notes := []string{fmt.Sprintf("AI images: %d of %d %s scored.", scored, len(images), word)}
+	for _, im := range images {
+		if im.Scored {
+			continue
+		}
+		what := "Not scored: " + oneLine(im.SOPInstanceUID)
+		if v := oneLine(im.View); v != "" {
+			what += " (view " + v + ")"
+		}
+		reason := oneLine(im.Reason)
+		if reason == "" {
+			reason = "no reason given"
+		}
+		notes = append(notes, what+": "+reason)
+	}
+	return notes
 }
 
 // setCharset declares UTF-8 in MSH-18 when the message holds non-ASCII

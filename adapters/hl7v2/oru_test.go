@@ -211,3 +211,158 @@ func TestAuthorities(t *testing.T) {
 	require.Equal(t, "RADGATE-TIER", CodingSystemName("https://radgate.dev/fhir/CodeSystem/ai-confidence-tier"))
 	require.Equal(t, "HL70074", CodingSystemName("http://terminology.hl7.org/CodeSystem/v2-0074"))
 }
+
+// TestORURevisions: amended results are corrections (OBR-25 C, OBX-11 C),
+// retractions post the observations again as wrong (OBR-25 X, OBX-11 W)
+// with the reason, and each revision and retraction has its own MSH-10.
+func TestORURevisions(t *testing.T) {
+	obxStatuses := func(m *Message) []string {
+		var out []string
+		for _, s := range m.Segments("OBX") {
+			out = append(out, s.Get("11"))
+		}
+		return out
+	}
+	ntes := func(m *Message) []string {
+		var out []string
+		for _, s := range m.Segments("NTE") {
+			out = append(out, s.Get("3"))
+		}
+		return out
+	}
+	final, err := ORU(sampleResult(), oruOpts)
+	require.NoError(t, err)
+
+	r := sampleResult()
+	r.Revision, r.Status = 2, radgate.ResultAmended
+	amended, err := ORU(r, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "C", amended.Get("OBR-25"))
+	require.Equal(t, "CM", amended.Get("ORC-5"))
+	require.Equal(t, []string{"C", "C", "C", "C", "C", "C", "C"}, obxStatuses(amended))
+	require.Equal(t, []string{"AI result revision 2: it replaces revision 1."}, ntes(amended))
+	require.Equal(t, final.Get("OBX(1)-5"), amended.Get("OBX(1)-5"))
+	require.Equal(t, "8865fea8edb697169-r2", amended.ControlID(), "the final's control id, cut to fit the suffix")
+	require.Equal(t, "MSH|PID|ORC|OBR|NTE|OBX|OBX|OBX|OBX|OBX|OBX|OBX", segmentNames(amended))
+
+	r.Status, r.RetractReason = radgate.ResultRetracted, "order cancelled: HL7 ORC-1 CA | by the RIS"
+	retracted, err := ORU(r, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "X", retracted.Get("OBR-25"))
+	require.Equal(t, "", retracted.Get("ORC-5"), "nothing completed")
+	require.Equal(t, []string{"W", "W", "W", "W", "W", "W", "W"}, obxStatuses(retracted), "every observation posted again as wrong")
+	require.Equal(t, final.Get("OBX(1)-5"), retracted.Get("OBX(1)-5"), "the withdrawn value itself")
+	require.Equal(t, []string{"AI result retracted (revision 2): order cancelled: HL7 ORC-1 CA | by the RIS"}, ntes(retracted))
+	require.Contains(t, retracted.String(), `NTE|1|L|AI result retracted (revision 2): order cancelled: HL7 ORC-1 CA \F\ by the RIS`+"\r")
+	require.Equal(t, "8865fea8edb69716-r2x", retracted.ControlID())
+
+	// Retracting the first result; a retraction without a reason.
+	r.Revision, r.RetractReason = 0, ""
+	retracted1, err := ORU(r, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "8865fea8edb69716-r1x", retracted1.ControlID())
+	require.Equal(t, []string{"AI result retracted (revision 1): no reason given"}, ntes(retracted1))
+
+	// Each copy its own MSH-10, at most 20 characters; the final's
+	// unchanged.
+	ids := map[string]bool{}
+	for _, c := range []struct {
+		rev    int
+		status radgate.ResultStatus
+	}{{0, ""}, {1, radgate.ResultFinal}, {1, radgate.ResultRetracted}, {2, radgate.ResultAmended}, {2, radgate.ResultRetracted},
+		{3, radgate.ResultAmended}, {123, radgate.ResultRetracted}} {
+		for _, id := range []string{sampleResult().ID, "abc123", "0123456789abcdef"} {
+			r := sampleResult()
+			r.ID, r.Revision, r.Status = id, c.rev, c.status
+			m, err := ORU(r, ORUOptions{})
+			require.NoError(t, err)
+			require.LessOrEqual(t, len(m.ControlID()), 20, m.ControlID())
+			ids[m.ControlID()] = true
+		}
+	}
+	require.Len(t, ids, 3*6, "final without status and final revision 1 are one copy; all others distinct")
+	short := sampleResult()
+	short.ID, short.Revision, short.Status = "abc123", 2, radgate.ResultRetracted
+	m, err := ORU(short, ORUOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "abc123-r2x", m.ControlID())
+	require.Equal(t, mustControlID(t), final.ControlID())
+
+	// Not scored: an amended one is a correction too; a retracted one X.
+	ns := sampleResult()
+	ns.Outcome, ns.Reason, ns.Tier, ns.Probability = radgate.OutcomeNotApplicable, "lateral view only", "", 0
+	ns.Revision, ns.Status = 2, radgate.ResultAmended
+	m, err = ORU(ns, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "C", m.Get("OBR-25"))
+	require.Empty(t, m.Segments("OBX"))
+	require.Equal(t, []string{"AI result revision 2: it replaces revision 1.",
+		"AI analysis by CXR pneumonia DenseNet-121 1.2.0 not applicable: lateral view only"}, ntes(m))
+	ns.Status, ns.RetractReason = radgate.ResultRetracted, "order cancelled"
+	m, err = ORU(ns, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "X", m.Get("OBR-25"))
+	require.Equal(t, []string{"AI result retracted (revision 2): order cancelled",
+		"AI analysis by CXR pneumonia DenseNet-121 1.2.0 not applicable: lateral view only"}, ntes(m))
+
+	for _, c := range []struct {
+		rev    int
+		status radgate.ResultStatus
+		want   string
+	}{
+		{2, radgate.ResultFinal, "invalid result for ORU^R01: Result.Status: final with Revision 2: a revision after the first is amended (or retracted)"},
+		{2, "", "invalid result for ORU^R01: Result.Status: final with Revision 2: a revision after the first is amended (or retracted)"},
+		{1, radgate.ResultAmended, "invalid result for ORU^R01: Result.Status: amended with Revision 1: an amended result replaces Revision-1, so its Revision is 2 or more"},
+		{0, radgate.ResultAmended, "invalid result for ORU^R01: Result.Status: amended with Revision 0: an amended result replaces Revision-1, so its Revision is 2 or more"},
+		{1, "superseded", `invalid result for ORU^R01: Result.Status: "superseded" is not final, amended or retracted`},
+	} {
+		r := sampleResult()
+		r.Revision, r.Status = c.rev, c.status
+		_, err := ORU(r, oruOpts)
+		require.EqualError(t, err, c.want)
+		require.ErrorIs(t, err, ErrInvalidResult)
+	}
+}
+
+// TestORUImages: the images the engine was offered, as NTEs: how many were
+// scored, and each one that was not with its SOP Instance UID, view and
+// reason.
+func TestORUImages(t *testing.T) {
+	r := sampleResult()
+	r.Images = []radgate.ImageNote{
+		{SeriesInstanceUID: "1.2.3.1", SOPInstanceUID: "1.2.3.1.1", View: "PA", Scored: true},
+		{SeriesInstanceUID: "1.2.3.1", SOPInstanceUID: "1.2.3.1.2", View: "LL", Reason: "lateral view | not scored by this engine"},
+		{SeriesInstanceUID: "1.2.3.2", SOPInstanceUID: "1.2.3.2.1", Reason: "matrix 512×512 below the engine's minimum 1024"},
+		{SeriesInstanceUID: "1.2.3.2", SOPInstanceUID: "1.2.3.2.2"},
+	}
+	m, err := ORU(r, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "MSH|PID|ORC|OBR|NTE|NTE|NTE|NTE|OBX|OBX|OBX|OBX|OBX|OBX|OBX", segmentNames(m))
+	segs := strings.Split(m.String(), "\r")
+	require.Equal(t, []string{
+		"NTE|1|L|AI images: 1 of 4 images scored.",
+		`NTE|2|L|Not scored: 1.2.3.1.2 (view LL): lateral view \F\ not scored by this engine`,
+		"NTE|3|L|Not scored: 1.2.3.2.1: matrix 512×512 below the engine's minimum 1024",
+		"NTE|4|L|Not scored: 1.2.3.2.2: no reason given",
+	}, segs[4:8])
+	require.Equal(t, "UNICODE UTF-8", m.Get("MSH-18"), "× is not ASCII")
+	require.Equal(t, "F", m.Get("OBR-25"))
+
+	// A not-applicable result: the reason, then the images.
+	r.Outcome, r.Reason, r.Tier = radgate.OutcomeNotApplicable, "no frontal view", ""
+	r.Images = r.Images[1:2]
+	m, err = ORU(r, oruOpts)
+	require.NoError(t, err)
+	require.Equal(t, "MSH|PID|ORC|OBR|NTE|NTE|NTE", segmentNames(m))
+	require.Equal(t, "AI images: 0 of 1 image scored.", m.Get("NTE(2)-3"))
+	require.Equal(t, "Not scored: 1.2.3.1.2 (view LL): lateral view | not scored by this engine", m.Get("NTE(3)-3"))
+	require.NotContains(t, m.String(), "Doe")
+}
+
+func segmentNames(m *Message) string {
+	var names []string
+	for _, s := range m.All() {
+		names = append(names, s.Name())
+	}
+	return strings.Join(names, "|")
+}

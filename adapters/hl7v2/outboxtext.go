@@ -14,7 +14,8 @@ import (
 const EDShown = 60
 
 // WriteStoredMessages writes delivery records as `radgate hl7 list` shows
-// them: with asJSON one object per line; else a table (result id, MSH-10,
+// them: with asJSON one object per line; else a table (outbox key — the
+// result id, with -r<N>[x] for a later revision or a retraction —, MSH-10,
 // stored at, ACK code, destination, order id), "-" for what is not known.
 func WriteStoredMessages(w io.Writer, msgs []StoredMessage, asJSON bool) error {
 	if asJSON {
@@ -33,7 +34,7 @@ func WriteStoredMessages(w io.Writer, msgs []StoredMessage, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESULT\tMSH-10\tSTORED\tACK\tDESTINATION\tORDER")
 	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.ResultID, m.ControlID, m.StoredAt.Local().Format(time.RFC3339),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Key(), m.ControlID, m.StoredAt.Local().Format(time.RFC3339),
 			orDash(string(m.AckCode)), orDash(m.Destination), orDash(m.OrderID))
 	}
 	return tw.Flush()
@@ -52,7 +53,10 @@ func WriteStoredMessageJSON(w io.Writer, m StoredMessage, raw []byte) error {
 // segment per line; unless full, the data of an ED OBX (the embedded PDF) is
 // cut to EDShown characters.
 func WriteStoredMessage(w io.Writer, m StoredMessage, raw []byte, full bool) error {
-	fmt.Fprintf(w, "result:      %s (object %s in %s)\n", m.ResultID, ObjectName(m.ResultID), BucketOutbox)
+	fmt.Fprintf(w, "result:      %s (object %s in %s)\n", m.ResultID, ObjectName(m.Key()), BucketOutbox)
+	if m.Key() != m.ResultID {
+		fmt.Fprintf(w, "revision:    %d (%s)\n", m.Revision, m.Status)
+	}
 	fmt.Fprintf(w, "order:       %s\n", orDash(m.OrderID))
 	fmt.Fprintf(w, "control id:  %s\n", m.ControlID)
 	fmt.Fprintf(w, "destination: %s\n", orDash(m.Destination))

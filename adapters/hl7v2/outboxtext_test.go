@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
 )
 
 func TestWriteStoredMessageCutsEmbeddedData(t *testing.T) {
@@ -46,4 +48,32 @@ func TestWriteStoredMessages(t *testing.T) {
 	require.Len(t, lines, 2)
 	require.Regexp(t, `^RESULT\s+MSH-10\s+STORED\s+ACK\s+DESTINATION\s+ORDER$`, lines[0])
 	require.Regexp(t, `^r1\s+C1\s+\S+\s+AA\s+ris:2575\s+-$`, lines[1])
+}
+
+// Later revisions and retractions are listed and shown by their outbox
+// key, the one radgate hl7 show and resend take.
+func TestWriteStoredMessageRevisions(t *testing.T) {
+	first := StoredMessage{ResultID: "r1", Revision: 1, Status: radgate.ResultFinal, ControlID: "C1", StoredAt: time.Unix(0, 0)}
+	amended := StoredMessage{ResultID: "r1", Revision: 2, Status: radgate.ResultAmended, ControlID: "C1-r2", StoredAt: time.Unix(1, 0)}
+	retracted := StoredMessage{ResultID: "r1", Revision: 2, Status: radgate.ResultRetracted, ControlID: "C1-r2x", StoredAt: time.Unix(2, 0)}
+	old := StoredMessage{ResultID: "r0", ControlID: "C0", StoredAt: time.Unix(0, 0)}
+	require.Equal(t, "r1", first.Key())
+	require.Equal(t, "r1-r2", amended.Key())
+	require.Equal(t, "r1-r2x", retracted.Key())
+	require.Equal(t, "r0", old.Key(), "a record from before revisions: a first result")
+
+	var b bytes.Buffer
+	require.NoError(t, WriteStoredMessages(&b, []StoredMessage{first, amended, retracted}, false))
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	require.Len(t, lines, 4)
+	require.Regexp(t, `^r1\s+C1\s`, lines[1])
+	require.Regexp(t, `^r1-r2\s+C1-r2\s`, lines[2])
+	require.Regexp(t, `^r1-r2x\s+C1-r2x\s`, lines[3])
+
+	b.Reset()
+	require.NoError(t, WriteStoredMessage(&b, retracted, []byte("MSH|^~\\&|A\r"), false))
+	require.Contains(t, b.String(), "result:      r1 (object r1-r2x.hl7 in "+BucketOutbox+")\nrevision:    2 (retracted)\n")
+	b.Reset()
+	require.NoError(t, WriteStoredMessage(&b, first, []byte("MSH|^~\\&|A\r"), false))
+	require.NotContains(t, b.String(), "revision:")
 }

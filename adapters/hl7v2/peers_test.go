@@ -422,3 +422,68 @@ func TestPeerIdentifiersAndSize(t *testing.T) {
 	require.Equal(t, "ACC-778899", in.got[0].Accession.Value)
 	require.NotContains(t, logs.String(), "Doe", "no patient name in the log")
 }
+
+// TestPeerOrderLifecycle: python3-hl7's mllp_send sends an order, its
+// status updates and its cancellations to our intake; each ACK is what
+// the lifecycle asks for (AA, AE naming the order, AA for a repeated
+// cancellation).
+func TestPeerOrderLifecycle(t *testing.T) {
+	needPeer(t, true)
+	in := &lifecycleIntake{}
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := startServer(t, ServerOptions{Logger: logger,
+		Handler: NewIntakeHandler(in, IntakeOptions{Logger: logger, Order: OrderOptions{AccessionSystem: "http://hosp.example/acsn"}})})
+
+	msg := func(id string, edits ...string) string {
+		return strings.ReplaceAll(edit(t, "orm_o01.hl7", append([]string{"MSH-10=" + id}, edits...)...).String(), "\r", "\n")
+	}
+	steps := []struct {
+		id, edits string
+		code      AckCode
+		err       *ErrorDetail
+	}{
+		{"UNKNOWN-CA", "ORC-1=CA|OBR-18=ACC-NONE|ORC-3=FIL-NONE^RIS", AE, &ErrorDetail{Loc: Location{Segment: "OBR", Seq: 1, Field: 18},
+			Code: CodeUnknownKeyIdentifier, Severity: SeverityError, Message: "no such order: accession ACC-NONE, placer order PLC-1001, filler order FIL-NONE"}},
+		{"NW", "", AA, nil},
+		{"XO", "ORC-1=XO|ORC-7=^^^^^R", AA, nil},
+		{"SC-CM", "ORC-1=SC|ORC-5=CM", AA, nil},
+		{"CA", "ORC-1=CA|OBR-4=", AA, nil},
+		{"CA-AGAIN", "ORC-1=CA|OBR-4=", AA, nil},
+		{"XO-AFTER", "ORC-1=XO", AE, nil},
+	}
+	var body strings.Builder
+	for _, st := range steps {
+		var edits []string
+		if st.edits != "" {
+			edits = strings.Split(st.edits, "|")
+		}
+		body.WriteString(msg(st.id, edits...))
+	}
+	acks := mllpSendAll(t, s.Addr().String(), body.String())
+	require.Len(t, acks, len(steps))
+	for i, st := range steps {
+		a := acks[i]
+		require.Equal(t, st.id, a.ControlID)
+		require.Equal(t, st.code, a.Code, "%s: %v", st.id, a.Errors)
+		if st.err != nil {
+			require.Equal(t, []ErrorDetail{*st.err}, a.Errors, st.id)
+		}
+	}
+	last := acks[len(acks)-1].Errors
+	require.Len(t, last, 1)
+	require.Contains(t, last[0].Message, "order cancelled (HL7 ORC-1 CA)")
+	require.Contains(t, last[0].Message, "accession ACC-778899, placer order PLC-1001, filler order FIL-2002")
+
+	require.Len(t, in.got, 4, "NW, XO, SC, CA; the repeated CA changed nothing")
+	require.Equal(t, radgate.PriorityUrgent, radgate.PriorityClass(in.got[0].Priority), "ORC-7 S")
+	require.Equal(t, radgate.PriorityRoutine, radgate.PriorityClass(in.got[1].Priority), "XO to routine")
+	require.Equal(t, radgate.ActionOrder, in.got[2].Action)
+	require.True(t, in.got[2].StudyComplete, "ORC-5 CM")
+	require.Equal(t, radgate.ActionCancel, in.got[3].Action)
+	require.Equal(t, "HL7 ORC-1 CA", in.got[3].Reason)
+	st, err := in.Status(t.Context(), radgate.OrderID("acsn|http://hosp.example/acsn|ACC-778899"))
+	require.NoError(t, err)
+	require.Equal(t, radgate.StateCancelled, st.State)
+	require.NotContains(t, logs.String(), "Doe", "no patient name in the log")
+}

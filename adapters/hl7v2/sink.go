@@ -18,14 +18,18 @@ import (
 )
 
 // BucketOutbox is the JetStream object store holding every ORU^R01 the
-// result sink sent (or tried to send), one object per result: <result
-// id>.hl7, the message exactly as sent, with its delivery record in the
-// object's metadata (Meta* keys).
+// result sink sent (or tried to send), one object per result copy: <key>.hl7
+// (see OutboxKey: the result id for the first result, <result id>-r2 for
+// amended revision 2, <result id>-r2x for the retraction of revision 2), the
+// message exactly as sent, with its delivery record in the object's
+// metadata (Meta* keys).
 const BucketOutbox = "radgate_hl7_out"
 
 // Metadata keys of a stored message.
 const (
 	MetaResultID    = "result_id"
+	MetaRevision    = "revision" // Result.Revision (1 the first)
+	MetaStatus      = "status"   // Result.Status: final, amended, retracted
 	MetaOrderID     = "order_id"
 	MetaControlID   = "control_id"  // MSH-10
 	MetaDestination = "destination" // host:port it was sent to
@@ -84,12 +88,16 @@ type OutboxLimits struct {
 // ResultSink delivers results to a RIS as ORU^R01 over MLLP (radgate.Sink).
 //
 // Before the first send of a result the message is stored in BucketOutbox
-// (object <result id>.hl7), so it can be inspected and re-sent (radgate hl7
-// show, resend). The stored message carries no patient name (PID-5
+// (object <key>.hl7, see OutboxKey), so it can be inspected and re-sent
+// (radgate hl7 show, resend). Each (Result.ID, Revision, Status) is a copy
+// of its own, with its own MSH-10 (see ORU): the first result, each amended
+// revision and each retraction are stored, sent and acknowledged
+// separately. The stored message carries no patient name (PID-5
 // UnknownName): Deliver reads the name from Patients and writes it into the
-// copy it sends; radgate hl7 resend sends the stored message as it is. Delivering a result again sends the stored message
-// unchanged, with the same MSH-10, or nothing when its ACK was already AA:
-// the RIS sees one control id per result.
+// copy it sends; radgate hl7 resend sends the stored message as it is.
+// Delivering a result copy again sends the stored message unchanged, with
+// the same MSH-10, or nothing when its ACK was already AA: the RIS sees one
+// control id per result copy.
 //
 // Deliver returns once the RIS acknowledged with AA (or CA). Following HL7
 // Table 0008, AE and CE (the content was wrong) are permanent errors naming
@@ -157,8 +165,9 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		}
 		s.outbox = ob
 	}
+	key := OutboxKey(r)
 	fail := func(doing string, err error) (radgate.Receipt, error) {
-		return radgate.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", r.ID, doing, err)
+		return radgate.Receipt{}, fmt.Errorf("hl7v2: delivering result %s: %s: %w", key, doing, err)
 	}
 	// The patient's demographics, read once per delivery, never stored.
 	var (
@@ -174,7 +183,7 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		return demo, demoErr
 	}
 
-	stored, raw, err := s.outbox.Get(ctx, r.ID)
+	stored, raw, err := s.outbox.Get(ctx, key)
 	switch {
 	case errors.Is(err, ErrNotStored):
 		if p := r.Order.Patient; p == nil || p.Identifier == nil || strings.TrimSpace(p.Identifier.Value) == "" {
@@ -207,8 +216,8 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		}
 		raw = msg.Encode()
 		now := s.opts.Now().UTC()
-		stored = StoredMessage{ResultID: r.ID, OrderID: r.Order.ID, ControlID: msg.ControlID(),
-			Destination: s.opts.Address, StoredAt: now}
+		stored = StoredMessage{ResultID: r.ID, Revision: r.EffectiveRevision(), Status: resultStatus(r),
+			OrderID: r.Order.ID, ControlID: msg.ControlID(), Destination: s.opts.Address, StoredAt: now}
 		if err := s.outbox.put(ctx, stored, raw); err != nil {
 			return fail("storing the message", radgate.Transient(err))
 		}
@@ -216,12 +225,12 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		return fail("reading the outbox", radgate.Transient(err))
 	case stored.AckCode.Accepted():
 		// Delivered before: the RIS has this control id already.
-		s.log.Info("result already delivered", "result_id", r.ID, "order_id", r.Order.ID,
-			"control_id", stored.ControlID, "ack", stored.AckCode)
+		s.log.Info("result already delivered", "result_id", r.ID, "revision", r.EffectiveRevision(), "status", resultStatus(r),
+			"order_id", r.Order.ID, "control_id", stored.ControlID, "ack", stored.AckCode)
 		return radgate.Receipt{Report: receiptOf(stored.ControlID)}, nil
 	default:
-		s.log.Info("sending the stored message again", "result_id", r.ID, "control_id", stored.ControlID,
-			"last_ack", stored.AckCode)
+		s.log.Info("sending the stored message again", "result_id", r.ID, "revision", r.EffectiveRevision(), "status", resultStatus(r),
+			"control_id", stored.ControlID, "last_ack", stored.AckCode)
 	}
 
 	msg, err := Parse(raw)
@@ -240,12 +249,12 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	}
 	stored, err = s.outbox.send(ctx, s.client, stored, msg, s.opts.Address, s.opts.Now)
 	if err != nil {
-		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
-			"transient", radgate.IsTransient(err), "error", err)
+		s.log.Warn("result not delivered", "result_id", r.ID, "revision", r.EffectiveRevision(), "status", resultStatus(r),
+			"order_id", r.Order.ID, "control_id", stored.ControlID, "transient", radgate.IsTransient(err), "error", err)
 		return fail("sending to "+s.opts.Address, err)
 	}
-	s.log.Info("result delivered", "result_id", r.ID, "order_id", r.Order.ID, "control_id", stored.ControlID,
-		"ack", stored.AckCode)
+	s.log.Info("result delivered", "result_id", r.ID, "revision", r.EffectiveRevision(), "status", resultStatus(r),
+		"order_id", r.Order.ID, "control_id", stored.ControlID, "ack", stored.AckCode)
 	return radgate.Receipt{Report: receiptOf(stored.ControlID)}, nil
 }
 
@@ -279,11 +288,16 @@ var ErrNotStored = errors.New("no HL7 message stored for this result")
 
 // StoredMessage is the delivery record of a stored message.
 type StoredMessage struct {
-	ResultID    string    `json:"result_id"`
-	OrderID     string    `json:"order_id,omitempty"`
-	ControlID   string    `json:"control_id"`
-	Destination string    `json:"destination"`
-	StoredAt    time.Time `json:"stored_at"`
+	ResultID string `json:"result_id"`
+	// Revision and Status are the result copy's (Result.Revision, 1 the
+	// first; Result.Status); zero in records stored before revisions
+	// existed, which are first results.
+	Revision    int                  `json:"revision,omitempty"`
+	Status      radgate.ResultStatus `json:"status,omitempty"`
+	OrderID     string               `json:"order_id,omitempty"`
+	ControlID   string               `json:"control_id"`
+	Destination string               `json:"destination"`
+	StoredAt    time.Time            `json:"stored_at"`
 	// SentAt is when the last acknowledgement arrived (zero: none yet).
 	SentAt    time.Time `json:"sent_at,omitzero"`
 	AckCode   AckCode   `json:"ack_code,omitempty"`
@@ -292,6 +306,17 @@ type StoredMessage struct {
 	Attempts  int       `json:"attempts"`
 	// Size is the message's size in bytes.
 	Size uint64 `json:"size"`
+}
+
+// Key is the record's outbox key (see OutboxKey).
+func (m StoredMessage) Key() string { return m.ResultID + revisionSuffix(m.Revision, m.Status) }
+
+// OutboxKey is the outbox key of a result copy, what radgate hl7 show and
+// resend take: the result id for the first (final) result, "<result
+// id>-r<N>" for amended revision N, "<result id>-r<N>x" for the retraction
+// of revision N.
+func OutboxKey(r radgate.Result) string {
+	return r.ID + revisionSuffix(r.EffectiveRevision(), resultStatus(r))
 }
 
 func (m StoredMessage) metadata() map[string]string {
@@ -305,6 +330,10 @@ func (m StoredMessage) metadata() map[string]string {
 		}
 	}
 	set(MetaOrderID, m.OrderID)
+	if m.Revision > 0 {
+		md[MetaRevision] = fmt.Sprint(m.Revision)
+	}
+	set(MetaStatus, string(m.Status))
 	if !m.SentAt.IsZero() {
 		md[MetaSentAt] = m.SentAt.UTC().Format(time.RFC3339Nano)
 	}
@@ -322,8 +351,9 @@ func storedFromInfo(info *jetstream.ObjectInfo) StoredMessage {
 	m := StoredMessage{
 		ResultID: md[MetaResultID], OrderID: md[MetaOrderID], ControlID: md[MetaControlID],
 		Destination: md[MetaDestination], AckCode: AckCode(md[MetaAckCode]), AckError: md[MetaAckError],
-		LastError: md[MetaLastError], Size: info.Size,
+		LastError: md[MetaLastError], Size: info.Size, Status: radgate.ResultStatus(md[MetaStatus]),
 	}
+	_, _ = fmt.Sscan(md[MetaRevision], &m.Revision)
 	if m.ResultID == "" {
 		m.ResultID = strings.TrimSuffix(info.Name, ".hl7")
 	}
@@ -373,23 +403,24 @@ func CreateOutbox(ctx context.Context, js jetstream.JetStream, l OutboxLimits) (
 	return &Outbox{store: st}, nil
 }
 
-// ObjectName is the outbox object of a result id.
-func ObjectName(resultID string) string { return resultID + ".hl7" }
+// ObjectName is the outbox object of a key (see OutboxKey).
+func ObjectName(key string) string { return key + ".hl7" }
 
-// Get returns the record and the message of result id (ErrNotStored when
+// Get returns the record and the message stored under key: a result id
+// (its first result) or OutboxKey's "<result id>-r<N>[x]" (ErrNotStored when
 // there is none).
-func (o *Outbox) Get(ctx context.Context, resultID string) (StoredMessage, []byte, error) {
-	name := ObjectName(resultID)
+func (o *Outbox) Get(ctx context.Context, key string) (StoredMessage, []byte, error) {
+	name := ObjectName(key)
 	info, err := o.store.GetInfo(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, resultID, name, BucketOutbox)
+		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, key, name, BucketOutbox)
 	}
 	if err != nil {
 		return StoredMessage{}, nil, fmt.Errorf("hl7v2: reading %s: %w", name, err)
 	}
 	raw, err := o.store.GetBytes(ctx, name)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, resultID, name, BucketOutbox)
+		return StoredMessage{}, nil, fmt.Errorf("%w: %s (object %s in %s)", ErrNotStored, key, name, BucketOutbox)
 	}
 	if err != nil {
 		return StoredMessage{}, nil, fmt.Errorf("hl7v2: reading %s: %w", name, err)
@@ -417,22 +448,22 @@ func (o *Outbox) List(ctx context.Context) ([]StoredMessage, error) {
 		if !out[i].StoredAt.Equal(out[j].StoredAt) {
 			return out[i].StoredAt.Before(out[j].StoredAt)
 		}
-		return out[i].ResultID < out[j].ResultID
+		return out[i].Key() < out[j].Key()
 	})
 	return out, nil
 }
 
-// Resend sends result id's stored message, unchanged (same MSH-10), to
-// addr and records the outcome. copts tunes the client (Addr is addr).
-// Errors are as ResultSink.Deliver's.
-func (o *Outbox) Resend(ctx context.Context, resultID, addr string, copts ClientOptions) (StoredMessage, error) {
-	m, raw, err := o.Get(ctx, resultID)
+// Resend sends the message stored under key (see Get), unchanged (same
+// MSH-10), to addr and records the outcome. copts tunes the client (Addr is
+// addr). Errors are as ResultSink.Deliver's.
+func (o *Outbox) Resend(ctx context.Context, key, addr string, copts ClientOptions) (StoredMessage, error) {
+	m, raw, err := o.Get(ctx, key)
 	if err != nil {
 		return m, err
 	}
 	msg, err := Parse(raw)
 	if err != nil {
-		return m, fmt.Errorf("hl7v2: reading the stored message of %s: %w", resultID, err)
+		return m, fmt.Errorf("hl7v2: reading the stored message of %s: %w", key, err)
 	}
 	copts.Addr = addr
 	c, err := NewClient(copts)
@@ -445,12 +476,12 @@ func (o *Outbox) Resend(ctx context.Context, resultID, addr string, copts Client
 
 func (o *Outbox) put(ctx context.Context, m StoredMessage, raw []byte) error {
 	_, err := o.store.Put(ctx, jetstream.ObjectMeta{
-		Name:        ObjectName(m.ResultID),
+		Name:        ObjectName(m.Key()),
 		Description: "ORU^R01 " + m.ControlID,
 		Metadata:    m.metadata(),
 	}, bytes.NewReader(raw))
 	if err != nil {
-		return fmt.Errorf("hl7v2: storing %s in %s: %w", ObjectName(m.ResultID), BucketOutbox, err)
+		return fmt.Errorf("hl7v2: storing %s in %s: %w", ObjectName(m.Key()), BucketOutbox, err)
 	}
 	return nil
 }
@@ -478,8 +509,8 @@ func (o *Outbox) send(ctx context.Context, c *Client, m StoredMessage, msg *Mess
 	// Record the outcome even when ctx ended: the send is over either way.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := o.store.UpdateMeta(uctx, ObjectName(m.ResultID), jetstream.ObjectMeta{
-		Name: ObjectName(m.ResultID), Description: "ORU^R01 " + m.ControlID, Metadata: m.metadata(),
+	if err := o.store.UpdateMeta(uctx, ObjectName(m.Key()), jetstream.ObjectMeta{
+		Name: ObjectName(m.Key()), Description: "ORU^R01 " + m.ControlID, Metadata: m.metadata(),
 	}); err != nil && sendErr == nil {
 		// Delivered all the same; a later Deliver would send it again with
 		// the same control id, which the RIS recognises.

@@ -337,3 +337,114 @@ func mustOutbox(t *testing.T, js jetstream.JetStream) *Outbox {
 	require.NoError(t, err)
 	return o
 }
+
+// TestResultSinkRevisionsOnPeer: the first result, an amended revision and
+// a retraction of one result are three messages, each stored, sent and
+// acknowledged on its own; python3-hl7 reads OBR-25 and OBX-11 F, C and
+// X / W from them. Each delivered again is not sent again.
+func TestResultSinkRevisionsOnPeer(t *testing.T) {
+	needPeer(t, false)
+	ctx := t.Context()
+	js := embeddedJS(t)
+	peer := startPyPeer(t)
+	pdf := []byte("%PDF-1.4\n%%EOF\n")
+	sink, err := NewResultSink(ResultSinkOptions{
+		JS: js, Address: peer.addr,
+		ORU:    ORUOptions{ReceivingApplication: HD{Namespace: "RIS"}},
+		PDF:    func(context.Context, radgate.Result) ([]byte, error) { return pdf, nil },
+		Client: ClientOptions{DialTimeout: 5 * time.Second, AckTimeout: 10 * time.Second, MaxAttempts: 1},
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sink.Close() })
+
+	statuses := func(r received) []string {
+		var out []string
+		for _, o := range r.OBX {
+			out = append(out, o.Status)
+		}
+		return out
+	}
+	all := func(s string) []string { return []string{s, s, s, s, s, s, s, s} } // 7 OBX and the PDF
+
+	final := sampleResult()
+	final.ID = hexID(t, 12)
+	final.Revision = 1
+	amended := final
+	amended.Revision, amended.Status = 2, radgate.ResultAmended
+	amended.Probability, amended.Tier = 0.42, "Mid"
+	amended.Images = []radgate.ImageNote{
+		{SeriesInstanceUID: "1.2.3.4.1", SOPInstanceUID: "1.2.3.4.1.1", View: "PA", Scored: true},
+		{SeriesInstanceUID: "1.2.3.4.1", SOPInstanceUID: "1.2.3.4.1.2", View: "LL", Reason: "lateral view"},
+	}
+	retracted := amended
+	retracted.Status, retracted.RetractReason = radgate.ResultRetracted, "order cancelled: HL7 ORC-1 CA"
+
+	var ctrls []string
+	for _, c := range []struct {
+		r        radgate.Result
+		obr25    string
+		obx      []string
+		nte      []string
+		key      string
+		conf     string
+		ctrlTail string
+	}{
+		{final, "F", all("F"), []string{}, final.ID, "87.3", ""},
+		{amended, "C", all("C"), []string{"AI result revision 2: it replaces revision 1.", "AI images: 1 of 2 images scored.",
+			"Not scored: 1.2.3.4.1.2 (view LL): lateral view"}, final.ID + "-r2", "42.0", "-r2"},
+		{retracted, "X", all("W"), []string{"AI result retracted (revision 2): order cancelled: HL7 ORC-1 CA", "AI images: 1 of 2 images scored.",
+			"Not scored: 1.2.3.4.1.2 (view LL): lateral view"}, final.ID + "-r2x", "42.0", "-r2x"},
+	} {
+		rec, err := sink.Deliver(ctx, c.r)
+		require.NoError(t, err, c.key)
+		got := peer.next(t)
+		require.Equal(t, "ORU^R01^ORU_R01", got.Type)
+		require.Equal(t, "ORU^R01/"+got.ControlID, rec.Report)
+		require.True(t, strings.HasSuffix(got.ControlID, c.ctrlTail), "%s: MSH-10 %s", c.key, got.ControlID)
+		require.LessOrEqual(t, len(got.ControlID), 20)
+		require.Equal(t, c.obr25, got.OBR["25"], c.key)
+		require.Equal(t, c.obx, statuses(got), c.key)
+		require.Equal(t, c.nte, got.NTE, c.key)
+		require.Equal(t, c.conf, got.OBX[0].Value, c.key)
+		require.Equal(t, final.ID, got.OBR["20"], "the result id stays the same")
+		ctrls = append(ctrls, got.ControlID)
+
+		stored, _, err := mustOutbox(t, js).Get(ctx, c.key)
+		require.NoError(t, err, c.key)
+		require.Equal(t, AA, stored.AckCode, "the peer acknowledged AA")
+		require.Equal(t, got.ControlID, stored.ControlID)
+		require.Equal(t, c.r.EffectiveRevision(), stored.Revision)
+		require.Equal(t, resultStatus(c.r), stored.Status)
+		require.Equal(t, c.key, stored.Key())
+	}
+	require.Len(t, map[string]bool{ctrls[0]: true, ctrls[1]: true, ctrls[2]: true}, 3, "three control ids: %v", ctrls)
+
+	// Each delivered again: recognised, nothing sent.
+	for _, r := range []radgate.Result{final, amended, retracted} {
+		rec, err := sink.Deliver(ctx, r)
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(rec.Report, "ORU^R01/"))
+	}
+	marker := sampleResult()
+	marker.ID = hexID(t, 12)
+	_, err = sink.Deliver(ctx, marker)
+	require.NoError(t, err)
+	require.Equal(t, marker.ID, peer.next(t).OBR["20"], "the three were not sent again")
+
+	list, err := mustOutbox(t, js).List(ctx)
+	require.NoError(t, err)
+	var keys []string
+	for _, m := range list {
+		keys = append(keys, m.Key())
+	}
+	require.ElementsMatch(t, []string{final.ID, final.ID + "-r2", final.ID + "-r2x", marker.ID}, keys)
+
+	// Resend by key: the retraction, unchanged.
+	st, err := mustOutbox(t, js).Resend(ctx, final.ID+"-r2x", peer.addr, ClientOptions{AckTimeout: 10 * time.Second, MaxAttempts: 1})
+	require.NoError(t, err)
+	require.Equal(t, AA, st.AckCode)
+	again := peer.next(t)
+	require.Equal(t, ctrls[2], again.ControlID)
+	require.Equal(t, "X", again.OBR["25"])
+	require.Equal(t, 2, st.Attempts)
+}

@@ -247,7 +247,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.Equal(t, c.OrderID, dl.OrderID)
 		require.Contains(t, dl.Reason, "FHIR server answered 404 Not Found: error not-found", "status and issue code")
 		require.NotContains(t, dl.Reason, "Not a FHIR path", "never the server's own text (it can quote patient data)")
-		require.Equal(t, "radgate.results.fhir."+config.DefaultEngine, dl.Subject)
+		require.Equal(t, "radgate.results.fhir.routine."+config.DefaultEngine, dl.Subject)
 		id = strconv.FormatUint(dl.Seq, 10)
 
 		out, _, err = runDLQ(t, "show", id, "--config", cfgFile)
@@ -280,7 +280,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 
 		out, _, err := runDLQ(t, "replay", id, "--config", cfgFile)
 		require.NoError(t, err)
-		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to radgate.results.fhir."+config.DefaultEngine)
+		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to radgate.results.fhir.routine."+config.DefaultEngine)
 		require.Contains(t, out, "removed from the DLQ")
 
 		require.Eventually(t, func() bool {

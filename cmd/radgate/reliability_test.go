@@ -188,7 +188,9 @@ func TestReliabilityPACSFaults(t *testing.T) {
 	retried := func(o *order) func() bool {
 		return func() bool {
 			for _, l := range strings.Split(p.logs.String(), "\n") {
-				if strings.Contains(l, "will retry") && strings.Contains(l, "order="+o.id) {
+				// A study not there (or a PACS not answering) makes the
+				// order wait; a failed image retrieval is retried.
+				if (strings.Contains(l, "will retry") || strings.Contains(l, "the order waits")) && strings.Contains(l, "order="+o.id) {
 					return true
 				}
 			}
