@@ -45,12 +45,26 @@ const lcPACSDestination = "pacs-results"
 // the PACS, with ack_wait 3 s and the other lifecycle timings shortened.
 func lcRig(t *testing.T, ps peers, mutate func(*config.Config)) *rig {
 	t.Helper()
+	return lcRigWith(t, ps, nil, mutate)
+}
+
+// lcRigWith is lcRig with more destinations (name → YAML keys) on the route.
+func lcRigWith(t *testing.T, ps peers, more map[string]map[string]any, mutate func(*config.Config)) *rig {
+	t.Helper()
+	dests := map[string]any{lcPACSDestination: map[string]any{
+		"type": config.DestinationDICOMweb, "url": ps.pacs.DICOMweb,
+		"auth": map[string]any{"username": ps.pacs.Username, "password_env": "RADGATE_RELIAB_PACS_PASSWORD"}}}
+	names := "fhir, " + lcPACSDestination
+	for name, d := range more {
+		dests[name] = d
+		names += ", " + name
+	}
 	routes := filepath.Join(t.TempDir(), "routes.yaml")
 	writeFile(t, routes, `routes:
   - name: chest
     when: {modality: [CR, DX], body_part: [CHEST]}
     engines: [`+config.DefaultEngine+`]
-    destinations: [fhir, `+lcPACSDestination+`]
+    destinations: [`+names+`]
 `)
 	r := newRig(t, ps, func(c *config.Config) {
 		c.RoutesFile = routes
@@ -67,9 +81,7 @@ func lcRig(t *testing.T, ps peers, mutate func(*config.Config)) *rig {
 	require.NoError(t, err)
 	var doc map[string]any
 	require.NoError(t, yaml.Unmarshal(b, &doc))
-	doc["destinations"] = map[string]any{lcPACSDestination: map[string]any{
-		"type": config.DestinationDICOMweb, "url": ps.pacs.DICOMweb,
-		"auth": map[string]any{"username": ps.pacs.Username, "password_env": "RADGATE_RELIAB_PACS_PASSWORD"}}}
+	doc["destinations"] = dests
 	b, err = yaml.Marshal(doc)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(r.cfgPath, b, 0o600))
