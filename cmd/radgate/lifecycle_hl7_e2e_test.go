@@ -1,0 +1,102 @@
+package main
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/demo"
+)
+
+// TestLifecycleHL7CancelRetracts: an order delivered to the FHIR server, the
+// PACS and the RIS (the real python3-hl7 receiver) is cancelled by an
+// ORM^O01 with ORC-1 CA from the real python3-hl7 sender: ACK AA, the RIS
+// receives the retraction (OBR-25 X, OBX-11 W on every OBX), the order ends
+// cancelled. A CA for an order radgate never had is answered AE naming it.
+func TestLifecycleHL7CancelRetracts(t *testing.T) {
+	needMLLPSend(t)
+	ris, got := oruReceiver(t)
+	port := freePort(t)
+	r := lcRigWith(t, sharedPeers(t), map[string]map[string]any{
+		"ris": {"type": config.DestinationHL7v2, "address": ris, "receiving_application": "RIS"},
+	}, func(c *config.Config) {
+		c.HL7v2.Listen = "127.0.0.1:" + port
+		c.HL7v2.AccessionSystem = demo.AccessionSystem // the FHIR side's: one order per study
+	})
+	p := r.start()
+	orders := makeOrders(t, 2)
+	o, unknown := orders[0], orders[1]
+	r.store(t.Context(), o)
+	submit(t, p, o)
+	waitState(t, p, o, time.Minute, radgate.StateDelivered)
+	first, err := hl7v2.Parse(received(t, got))
+	require.NoError(t, err)
+	require.Equal(t, o.meta.AccessionNumber, first.Get("OBR-18"))
+	require.Equal(t, "F", first.Get("OBR-25"), "the first result is final")
+
+	cancel := func(acc, control string) hl7v2.Ack {
+		return sendMLLP(t, port,
+			`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|`+control+`|P|2.5.1`,
+			`PID|1||MRNQ-1^^^HOSP^MR||Qzwfa^Hl7patient||19700101|F`,
+			`ORC|CA`,
+			`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+acc+`||||||CR`)
+	}
+	// A CA for an order radgate never had.
+	ack := cancel(unknown.meta.AccessionNumber, "LCCA0003")
+	require.Equal(t, hl7v2.AE, ack.Code, "%+v", ack)
+	require.Len(t, ack.Errors, 1)
+	require.Equal(t, hl7v2.CodeUnknownKeyIdentifier, ack.Errors[0].Code)
+	require.Contains(t, ack.Errors[0].Message, "no such order: accession "+unknown.meta.AccessionNumber)
+	_, err = p.env.OrderStatus(t.Context(), unknown.id)
+	require.Error(t, err, "no order was made of it")
+	ack = cancel(o.meta.AccessionNumber, "LCCA0001")
+	require.Equal(t, hl7v2.AA, ack.Code, "%+v", ack)
+	var st radgate.OrderStatus
+	waitFor(t, 30*time.Second, "order cancelled, or its retraction at the RIS failed", func() bool {
+		st = p.status(t, o)
+		return st.State == radgate.StateCancelled || st.Engines[config.DefaultEngine].Deliveries["ris"].State == radgate.StateFailed
+	})
+	// Found on the code as written: the pipeline's retraction Result
+	// carries no Outcome (nor Tier, Probability), the HL7 sink refuses it
+	// ("building the ORU^R01: invalid result for ORU^R01: Result.Outcome:
+	// \"\" is not scored, not-applicable or failed"), the RIS delivery
+	// fails for good and the order stays retracting.
+	risProg := st.Engines[config.DefaultEngine].Deliveries["ris"]
+	require.NotEqual(t, radgate.StateFailed, risProg.State, "the retraction at the RIS failed: %s", risProg.Reason)
+	require.Equal(t, radgate.StateCancelled, st.State)
+	require.Contains(t, st.Cancelled.Reason, "CA")
+
+	oru, err := hl7v2.Parse(received(t, got))
+	require.NoError(t, err)
+	require.Equal(t, "ORU", oru.Get("MSH-9-1"))
+	require.Equal(t, o.meta.AccessionNumber, oru.Get("OBR-18"))
+	require.Equal(t, "X", oru.Get("OBR-25"), "the RIS is told the result is withdrawn")
+	obx := 0
+	for i := 1; oru.Get("OBX("+itoa(i)+")-1") != ""; i++ {
+		require.Equal(t, "W", oru.Get("OBX("+itoa(i)+")-11"), "OBX %d: wrong, replace", i)
+		obx++
+	}
+	require.Positive(t, obx, "the retraction carries the OBX it withdraws")
+	dr, _ := r.report(t, o)
+	require.Equal(t, "entered-in-error", dr["status"])
+	r.requireRejectionNote(t, o, 1)
+
+	// The same CA again: AA, nothing more sent to the RIS.
+	ack = cancel(o.meta.AccessionNumber, "LCCA0002")
+	require.Equal(t, hl7v2.AA, ack.Code, "%+v", ack)
+	select {
+	case raw := <-got:
+		m, _ := hl7v2.Parse(raw)
+		t.Fatalf("a second retraction reached the RIS: MSH-10 %s OBR-25 %s", m.Get("MSH-10"), m.Get("OBR-25"))
+	case <-time.After(3 * time.Second):
+	}
+
+	require.Zero(t, invalidTransitions(t, p))
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
