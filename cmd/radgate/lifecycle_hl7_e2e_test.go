@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,3 +103,74 @@ func TestLifecycleHL7CancelRetracts(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestLifecycleHL7Amendment: a frontal image added to the study after the
+// result reaches the RIS as a correction (OBR-25 C, OBX-11 C on every OBX,
+// MSH-10 with the revision), and the order's history shows revision 1
+// superseded.
+func TestLifecycleHL7Amendment(t *testing.T) {
+	ris, got := oruReceiver(t)
+	r := lcRigWith(t, sharedPeers(t), map[string]map[string]any{
+		"ris": {"type": config.DestinationHL7v2, "address": ris, "receiving_application": "RIS"},
+	}, func(c *config.Config) {
+		c.Orders.StableAfter = config.Duration(2 * time.Second)
+	})
+	p := r.start()
+	o := makeOrders(t, 1)[0]
+	r.store(t.Context(), o)
+	submit(t, p, o)
+	waitState(t, p, o, time.Minute, radgate.StateDelivered)
+	first, err := hl7v2.Parse(received(t, got))
+	require.NoError(t, err)
+	require.Equal(t, "F", first.Get("OBR-25"))
+
+	more, _ := anotherFrontal(t, o)
+	r.storeBytes(t, "a frontal added after the result", more)
+	var corr *hl7v2.Message
+	waitFor(t, time.Minute, "a correction reaches the RIS", func() bool {
+		select {
+		case raw := <-got:
+			m, err := hl7v2.Parse(raw)
+			require.NoError(t, err)
+			corr = m
+			return true
+		default:
+			return false
+		}
+	})
+	require.Equal(t, "C", corr.Get("OBR-25"), "a correction of the result")
+	require.Equal(t, o.meta.AccessionNumber, corr.Get("OBR-18"))
+	require.True(t, strings.HasSuffix(corr.Get("MSH-10"), "-r2"), "MSH-10 %q names revision 2", corr.Get("MSH-10"))
+	require.NotEqual(t, first.Get("MSH-10"), corr.Get("MSH-10"))
+	obx := 0
+	for i := 1; corr.Get("OBX("+itoa(i)+")-1") != ""; i++ {
+		require.Equal(t, "C", corr.Get("OBX("+itoa(i)+")-11"), "OBX %d: corrected", i)
+		obx++
+	}
+	require.Positive(t, obx)
+	waitFor(t, 30*time.Second, "the order delivered in revision 2", func() bool {
+		st := p.status(t, o)
+		return st.State == radgate.StateDelivered && st.Engines[config.DefaultEngine].Revision == 2
+	})
+
+	// The history, as GET /orders/{id}/history serves it.
+	resp, err := http.Get(p.url + "/orders/" + o.id + "/history")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	var hist []radgate.HistoryEntry
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&hist))
+	var orderPath []radgate.OrderState
+	superseded := false
+	for _, h := range hist {
+		if h.Engine == "" {
+			orderPath = append(orderPath, h.To)
+		}
+		superseded = superseded || h.Event == radgate.EvSuperseded && h.Revision == 1 && h.Engine == config.DefaultEngine
+	}
+	require.True(t, superseded, "revision 1 superseded: %v", hist)
+	require.Equal(t, radgate.StateReceived, orderPath[0])
+	require.Contains(t, orderPath, radgate.StateStabilising, "back to stabilising when the image came")
+	require.Equal(t, radgate.StateDelivered, orderPath[len(orderPath)-1])
+	require.Zero(t, invalidTransitions(t, p))
+}
