@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,7 +14,10 @@ import (
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/derived"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/internal/demo"
+	"github.com/radgate/radgate/internal/faultproxy"
 )
 
 // TestLifecycleHL7CancelRetracts: an order delivered to the FHIR server, the
@@ -172,5 +176,75 @@ func TestLifecycleHL7Amendment(t *testing.T) {
 	require.Equal(t, radgate.StateReceived, orderPath[0])
 	require.Contains(t, orderPath, radgate.StateStabilising, "back to stabilising when the image came")
 	require.Equal(t, radgate.StateDelivered, orderPath[len(orderPath)-1])
+	require.Zero(t, invalidTransitions(t, p))
+}
+
+// TestLifecycleCancelWhileScoring: two orders whose images the PACS does not
+// hand over yet (503 on their WADO-RS retrieval, through a fault proxy) are
+// routed and their jobs are in the inference stage when one is cancelled
+// from the EHR (ServiceRequest revoked) and the other from the RIS (ORC-1
+// CA). When the jobs come back they stop: nothing is scored, nothing
+// reaches the FHIR server or the PACS, both orders end cancelled.
+func TestLifecycleCancelWhileScoring(t *testing.T) {
+	needMLLPSend(t)
+	ps := sharedPeers(t)
+	px, err := faultproxy.New(ps.pacs.URL)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = px.Close() })
+	ps.radgatePACS = px.URL() + "/dicom-web"
+	port := freePort(t)
+	r := lcRig(t, ps, func(c *config.Config) {
+		c.HL7v2.Listen = "127.0.0.1:" + port
+		c.HL7v2.AccessionSystem = demo.AccessionSystem
+	})
+	orders := makeOrders(t, 2)
+	viaFHIR, viaHL7 := orders[0], orders[1]
+	px.SetRules(
+		&faultproxy.Rule{Name: "fhir-order", Method: http.MethodGet, Contains: "/instances/" + viaFHIR.meta.SOPInstanceUID, Status: http.StatusServiceUnavailable, Times: 4},
+		&faultproxy.Rule{Name: "hl7-order", Method: http.MethodGet, Contains: "/instances/" + viaHL7.meta.SOPInstanceUID, Status: http.StatusServiceUnavailable, Times: 4},
+	)
+	r.store(t.Context(), viaFHIR, viaHL7)
+	p := r.start()
+	submit(t, p, viaFHIR, viaHL7)
+	waitFor(t, time.Minute, "both jobs are trying to retrieve their images", func() bool {
+		return px.Hits("fhir-order") > 0 && px.Hits("hl7-order") > 0
+	})
+	for _, o := range orders {
+		require.Equal(t, radgate.StateRouted, p.status(t, o).State)
+	}
+
+	code, body := postCancel(t, p, viaFHIR, "revoked")
+	require.Less(t, code, 300, body)
+	ack := sendMLLP(t, port,
+		`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|LCWS0001|P|2.5.1`,
+		`PID|1||MRNQ-2^^^HOSP^MR||Qzwfa^Hl7patient||19700101|F`,
+		`ORC|CA`,
+		`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+viaHL7.meta.AccessionNumber+`||||||CR`)
+	require.Equal(t, hl7v2.AA, ack.Code, "%+v", ack)
+	for _, o := range orders {
+		waitState(t, p, o, 30*time.Second, radgate.StateCancelled)
+	}
+	// The jobs come back (the 503 asks for a retry; retries are 0.1 s to
+	// 1 s apart, and after 4 the PACS would answer) and stop there.
+	seen := map[string]int{"fhir-order": px.Hits("fhir-order"), "hl7-order": px.Hits("hl7-order")}
+	require.Less(t, seen["fhir-order"], 4, "cancelled before its images could come")
+	require.Less(t, seen["hl7-order"], 4, "cancelled before its images could come")
+	time.Sleep(5 * time.Second)
+	for _, o := range orders {
+		st := p.status(t, o)
+		require.Equal(t, radgate.StateCancelled, st.State)
+		e := st.Engines[config.DefaultEngine]
+		require.Equal(t, radgate.StateCancelled, e.State)
+		require.Nil(t, e.Probability, "never scored")
+		id := fhir.ResultIdentifier(r.resultID(o))
+		found, err := r.fhir.Search(t.Context(), "DiagnosticReport", url.Values{"identifier": {id.System + "|" + id.Value}})
+		require.NoError(t, err)
+		require.Empty(t, found, "no report reached the FHIR server")
+		u := derived.UIDsFor(r.resultID(o), 1)
+		require.Empty(t, r.qidoInstances(t, o.meta.StudyInstanceUID, u.SCSeries), "no SC reached the PACS")
+	}
+	for name, n := range seen {
+		require.LessOrEqual(t, px.Hits(name), n+1, "%s: the cancelled job stopped retrieving", name)
+	}
 	require.Zero(t, invalidTransitions(t, p))
 }
