@@ -3,6 +3,7 @@ package radgate
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -354,6 +355,33 @@ type ImageNote struct {
 	Scored bool   `json:"scored"`
 	// Reason says why an image was not scored.
 	Reason string `json:"reason,omitempty"`
+}
+
+// ScoredImages counts the images of a result that were scored.
+func ScoredImages(images []ImageNote) int {
+	n := 0
+	for _, im := range images {
+		if im.Scored {
+			n++
+		}
+	}
+	return n
+}
+
+// Skipped describes an image that was not scored, in one line of
+// identifiers only: "1.2.3.4 (view LL): view LL: engine … takes PA/AP
+// views". Every output that lists skipped images (FHIR conclusion, ORU
+// NTE, SR, PDF) words them so.
+func (im ImageNote) Skipped() string {
+	s := im.SOPInstanceUID
+	if im.View != "" {
+		s += " (view " + im.View + ")"
+	}
+	reason := strings.TrimSpace(im.Reason)
+	if reason == "" {
+		reason = "no reason given"
+	}
+	return s + ": " + reason
 }
 
 // CAM is an engine's class activation map and where it lies on the scored

@@ -107,7 +107,7 @@ func TestStructuredReportRevision(t *testing.T) {
 	for _, sr := range [][]byte{first, second} {
 		tree := Dump(t, "dsrdump", sr, "+Pl", "+Pc", "+Pu")
 		require.Contains(t, tree, `<contains TEXT:(images-scored,99RADGATE,"Images scored")="Images scored: 1 of 2.">`)
-		require.Contains(t, tree, `<contains TEXT:(image-not-scored,99RADGATE,"Image not scored")="Not scored: `+meta.StudyInstanceUID+`.1.2 (LL): lateral view; engine takes PA/AP">`)
+		require.Contains(t, tree, `<contains TEXT:(image-not-scored,99RADGATE,"Image not scored")="Not scored: `+meta.StudyInstanceUID+`.1.2 (view LL): lateral view; engine takes PA/AP">`)
 		testenv.Dciodvfy(t, "SR with image notes", sr)
 	}
 	// The other derived objects of revision 2 are new instances too.

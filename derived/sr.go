@@ -132,7 +132,7 @@ func num(rel string, c code, v string, unit code, children ...*node) *node {
 //	    CONTAINS TEXT (121077, DCM, "Conclusion") = the conclusion sentence
 //	    CONTAINS TEXT (disclaimer, 99RADGATE, "Disclaimer") = DisclaimerHeadline + ". " + the engine's disclaimer, word for word
 //	    CONTAINS TEXT (images-scored, 99RADGATE, "Images scored") = "Images scored: 1 of 2."   (when in.Images is set)
-//	    CONTAINS TEXT (image-not-scored, 99RADGATE, "Image not scored") = "Not scored: <SOP UID> (LL): <reason>", one per skipped image
+//	    CONTAINS TEXT (image-not-scored, 99RADGATE, "Image not scored") = "Not scored: <SOP UID> (view LL): <reason>", one per skipped image
 //
 // Completion Flag COMPLETE, Verification Flag UNVERIFIED; Current Requested
 // Procedure Evidence Sequence names the source; patient and study

@@ -362,7 +362,7 @@ const maxSkippedLines = 6
 // reason:
 //
 //	Images scored: 1 of 2.
-//	Not scored: 1.2.3.4 (LL): lateral view; engine takes PA/AP
+//	Not scored: 1.2.3.4 (view LL): lateral view; engine takes PA/AP
 //
 // At most maxSkipped skipped images are listed (0: all); beyond, one line
 // counts the others. Identifiers only: SOP Instance UIDs, the view and the
@@ -373,12 +373,7 @@ func ImageLines(images []radgate.ImageNote, maxSkipped int) []string {
 	if len(images) == 0 {
 		return nil
 	}
-	scored := 0
-	for _, im := range images {
-		if im.Scored {
-			scored++
-		}
-	}
+	scored := radgate.ScoredImages(images)
 	out := []string{fmt.Sprintf("Images scored: %d of %d.", scored, len(images))}
 	listed := 0
 	for _, im := range images {
@@ -396,17 +391,7 @@ func ImageLines(images []radgate.ImageNote, maxSkipped int) []string {
 }
 
 // SkippedLine is the line ImageLines writes for an image not scored.
-func SkippedLine(im radgate.ImageNote) string {
-	s := "Not scored: " + im.SOPInstanceUID
-	if im.View != "" {
-		s += " (" + im.View + ")"
-	}
-	reason := strings.TrimSpace(im.Reason)
-	if reason == "" {
-		reason = "no reason given"
-	}
-	return s + ": " + reason
-}
+func SkippedLine(im radgate.ImageNote) string { return "Not scored: " + im.Skipped() }
 
 // identifierRows lists what identifies the order, the study and the result.
 func identifierRows(r radgate.Result) [][2]string {

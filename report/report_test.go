@@ -273,7 +273,7 @@ func TestPDFImages(t *testing.T) {
 	require.Regexp(t, `(?m)^Pages:\s+1$`, poppler(t, "pdfinfo", file))
 	flat := spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", file, "-"), " ")
 	require.Contains(t, flat, "Images scored: 1 of 3.")
-	require.Contains(t, flat, "Not scored: "+study+".2.1 (LL): lateral view; engine takes PA/AP")
+	require.Contains(t, flat, "Not scored: "+study+".2.1 (view LL): lateral view; engine takes PA/AP")
 	require.Contains(t, flat, "Not scored: "+study+".3.1: matrix 200×200 below the engine's 224")
 	require.NotContains(t, flat, "Not scored: "+study+".1.1")
 	require.Contains(t, flat, "Result revision 2 (amends revision 1)")

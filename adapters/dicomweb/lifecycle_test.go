@@ -99,7 +99,7 @@ func TestOrthancSinkLifecycle(t *testing.T) {
 	require.Contains(t, pred, "(0008,1155) UI ["+u1.SR+"]", "Predecessor Documents Sequence names revision 1's SR")
 	tree := dcmtk(t, "dsrdump", sr2, "+Pl", "+Pc", "+Pu")
 	require.Contains(t, tree, `="Images scored: 1 of 2.">`)
-	require.Contains(t, tree, `="Not scored: `+lateral.SOPInstanceUID+` (LL): lateral view; engine takes PA/AP">`)
+	require.Contains(t, tree, `="Not scored: `+lateral.SOPInstanceUID+` (view LL): lateral view; engine takes PA/AP">`)
 
 	// The rejection notes, read back.
 	for _, tc := range []struct {

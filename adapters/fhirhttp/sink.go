@@ -420,25 +420,17 @@ func imagesText(images []radgate.ImageNote) string {
 	if len(images) == 0 {
 		return ""
 	}
-	scored := 0
+	scored := radgate.ScoredImages(images)
 	var skipped []string
 	for _, im := range images {
 		if im.Scored {
-			scored++
 			continue
 		}
 		if len(skipped) == maxImageNotes {
 			skipped = append(skipped, "…")
-			continue
+			break
 		}
-		if len(skipped) > maxImageNotes {
-			continue
-		}
-		what := im.SOPInstanceUID
-		if im.View != "" {
-			what += " (view " + im.View + ")"
-		}
-		skipped = append(skipped, what+": "+cmp.Or(im.Reason, "no reason given"))
+		skipped = append(skipped, im.Skipped())
 	}
 	text := fmt.Sprintf("Images: %d of %d scored.", scored, len(images))
 	if n := len(images) - scored; n > 0 {

@@ -413,30 +413,15 @@ func imageNotes(images []radgate.ImageNote) []string {
 	if len(images) == 0 {
 		return nil
 	}
-	scored := 0
-	for _, im := range images {
-		if im.Scored {
-			scored++
-		}
-	}
 	word := "images"
 	if len(images) == 1 {
 		word = "image"
 	}
-	notes := []string{fmt.Sprintf("AI images: %d of %d %s scored.", scored, len(images), word)}
+	notes := []string{fmt.Sprintf("AI images: %d of %d %s scored.", radgate.ScoredImages(images), len(images), word)}
 	for _, im := range images {
-		if im.Scored {
-			continue
+		if !im.Scored {
+			notes = append(notes, oneLine("Not scored: "+im.Skipped()))
 		}
-		what := "Not scored: " + oneLine(im.SOPInstanceUID)
-		if v := oneLine(im.View); v != "" {
-			what += " (view " + v + ")"
-		}
-		reason := oneLine(im.Reason)
-		if reason == "" {
-			reason = "no reason given"
-		}
-		notes = append(notes, what+": "+reason)
 	}
 	return notes
 }
