@@ -58,9 +58,9 @@ func TestLifecycleKill9InEveryNewState(t *testing.T) {
 	fhirPeer.signal(t, syscall.SIGCONT)
 	p = r.start()
 
-	waitState(t, p, waiting, time.Minute, radgate.StateDelivered)
-	waitState(t, p, stabilising, time.Minute, radgate.StateDelivered)
-	st := waitState(t, p, retracting, time.Minute, radgate.StateCancelled)
+	waitState(t, p, waiting, 2*time.Minute, radgate.StateDelivered)
+	waitState(t, p, stabilising, 2*time.Minute, radgate.StateDelivered)
+	st := waitState(t, p, retracting, 2*time.Minute, radgate.StateCancelled)
 	for dest, d := range st.Engines[config.DefaultEngine].Deliveries {
 		require.True(t, d.Retracted, "retracted at %s", dest)
 	}
