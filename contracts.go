@@ -293,12 +293,23 @@ type Result struct {
 	SeriesInstanceUID string `json:"series_instance_uid,omitempty"`
 	SOPInstanceUID    string `json:"sop_instance_uid,omitempty"`
 
-	// HeatmapPNG is set when Marked; it travels through the object store,
-	// not inside the message (HeatmapObject names it there).
+	// HeatmapPNG is the heatmap overlay at the scored image's resolution
+	// (a DICOM Secondary Capture stores it). It is drawn when Marked and a
+	// destination shows it (PictureHeatmap), and travels through the
+	// object store, not inside the message (HeatmapObject names it there).
 	HeatmapPNG    []byte `json:"-"`
 	HeatmapObject string `json:"heatmap_object,omitempty"`
 	HeatmapWidth  int    `json:"heatmap_width,omitempty"`
 	HeatmapHeight int    `json:"heatmap_height,omitempty"`
+	// Preview is the JPEG a clinician sees beside the score, a few hundred
+	// pixels across (a FHIR Media, the PDF report): the heatmap overlay when
+	// Marked (PicturePreview), else the radiograph as scored
+	// (PictureThumbnail). Drawn when a destination shows it; it travels
+	// like HeatmapPNG (PreviewObject).
+	Preview       []byte `json:"-"`
+	PreviewObject string `json:"preview_object,omitempty"`
+	PreviewWidth  int    `json:"preview_width,omitempty"`
+	PreviewHeight int    `json:"preview_height,omitempty"`
 	// CAM is the class activation map behind the heatmap (set when
 	// Marked): a PACS destination may store it as a Parametric Map.
 	CAM *CAM `json:"cam,omitempty"`
@@ -420,6 +431,41 @@ type Receipt struct {
 // the delivery with the error as the reason.
 type Sink interface {
 	Deliver(ctx context.Context, r Result) (Receipt, error)
+}
+
+// Pictures are the drawings of a result a destination shows, as flags.
+type Pictures uint8
+
+// The pictures of a result. Each is drawn once per result, from the image
+// in memory, only when a destination of the order shows it.
+const (
+	// PictureHeatmap: the heatmap overlay at the image's resolution, as a
+	// lossless PNG (Result.HeatmapPNG; marked results only).
+	PictureHeatmap Pictures = 1 << iota
+	// PicturePreview: the heatmap overlay as a small JPEG (Result.Preview;
+	// marked results only).
+	PicturePreview
+	// PictureThumbnail: the radiograph as scored, as a small grey JPEG
+	// (Result.Preview of a result that is not marked).
+	PictureThumbnail
+
+	// AllPictures is what a Sink that does not say (PictureUser) gets.
+	AllPictures = PictureHeatmap | PicturePreview | PictureThumbnail
+)
+
+// PictureUser is implemented by a Sink that says which pictures it shows,
+// so that the inference stage draws no picture nobody shows. A Sink that
+// does not implement it gets AllPictures.
+type PictureUser interface {
+	Pictures() Pictures
+}
+
+// PicturesOf is what s shows.
+func PicturesOf(s Sink) Pictures {
+	if u, ok := s.(PictureUser); ok {
+		return u.Pictures()
+	}
+	return AllPictures
 }
 
 // PublicError is implemented by errors that have a wording for the people

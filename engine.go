@@ -28,8 +28,20 @@ type ImageScore struct {
 	Probability       float64
 	Tier              string
 	Marked            bool
-	// Render draws the heatmap PNG (only meaningful when Marked).
-	Render func() (png []byte, width, height int, err error)
+	// Render draws the pictures asked for (see Pictures) that apply to
+	// this score: the heatmap and its preview only when Marked, the
+	// thumbnail only when not. Nil: the engine draws nothing.
+	Render func(want Pictures) (Drawn, error)
 	// CAM is the class activation map (set when Marked).
 	CAM *CAM
+}
+
+// Drawn holds the pictures ImageScore.Render drew; each is empty when it was
+// not asked for or does not apply.
+type Drawn struct {
+	HeatmapPNG                  []byte
+	HeatmapWidth, HeatmapHeight int
+	// Preview is the preview (marked) or the thumbnail (not marked), JPEG.
+	Preview                     []byte
+	PreviewWidth, PreviewHeight int
 }

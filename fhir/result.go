@@ -2,11 +2,13 @@ package fhir
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image/jpeg"
 	"image/png"
 	"math"
 	"net/url"
@@ -74,9 +76,18 @@ type ResultInput struct {
 	Probability float64
 	// Tier is Low, Mid or High (any case), from the unrounded probability.
 	Tier string
-	// Marked is true when the region of interest was marked: HeatmapPNG must
-	// then hold the heatmap, and a Media is written.
-	Marked     bool
+	// Marked is true when the region of interest was marked: Preview (or,
+	// without one, HeatmapPNG) must then hold the heatmap, and a Media is
+	// written with it.
+	Marked bool
+	// Preview is the heatmap overlay as a small JPEG (inference.RenderPreview):
+	// what the Media carries, so that a result costs the FHIR server tens
+	// of kilobytes; the overlay at full resolution goes to the PACS.
+	Preview []byte
+	// PreviewWidth and PreviewHeight are read from the JPEG when zero.
+	PreviewWidth, PreviewHeight int
+	// HeatmapPNG is the overlay at full resolution, used by the Media only
+	// when there is no Preview (a result scored before previews existed).
 	HeatmapPNG []byte
 	// HeatmapWidth and HeatmapHeight are read from the PNG when zero.
 	HeatmapWidth  int
@@ -182,10 +193,10 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 	if math.IsNaN(in.Probability) || in.Probability < 0 || in.Probability > 1 {
 		return nil, fmt.Errorf("%w: ResultInput.Probability: %v is outside 0..1", ErrInvalidResult, in.Probability)
 	}
-	var w, h int
+	var pic picture
 	if in.Marked {
 		var err error
-		if w, h, err = in.heatmapSize(); err != nil {
+		if pic, err = in.picture(); err != nil {
 			return nil, err
 		}
 	}
@@ -224,12 +235,12 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 			CreatedDateTime: &effective,
 			Issued:          &issued,
 			Device:          &r4.Reference{Reference: ptr(deviceURL), Type: ptr("Device")},
-			Height:          &h,
-			Width:           &w,
+			Height:          &pic.h,
+			Width:           &pic.w,
 			Content: r4.Attachment{
-				ContentType: ptr("image/png"),
-				Data:        ptr(base64.StdEncoding.EncodeToString(in.HeatmapPNG)),
-				Size:        ptr(len(in.HeatmapPNG)),
+				ContentType: ptr(pic.contentType),
+				Data:        ptr(base64.StdEncoding.EncodeToString(pic.data)),
+				Size:        ptr(len(pic.data)),
 				Title:       &title,
 				Creation:    &effective,
 			},
@@ -470,22 +481,31 @@ func (in *ResultInput) validate() error {
 	return nil
 }
 
-func (in *ResultInput) heatmapSize() (w, h int, err error) {
+// picture is what a Media carries.
+type picture struct {
+	data        []byte
+	contentType string
+	w, h        int
+}
+
+// picture is the Media's picture of a marked result: the Preview JPEG, or
+// the HeatmapPNG when there is no preview.
+func (in *ResultInput) picture() (picture, error) {
+	if len(in.Preview) > 0 {
+		cfg, err := jpeg.DecodeConfig(bytes.NewReader(in.Preview))
+		if err != nil {
+			return picture{}, fmt.Errorf("%w: ResultInput.Preview: not a JPEG: %v", ErrInvalidResult, err)
+		}
+		return picture{in.Preview, "image/jpeg", cmp.Or(in.PreviewWidth, cfg.Width), cmp.Or(in.PreviewHeight, cfg.Height)}, nil
+	}
 	if len(in.HeatmapPNG) == 0 {
-		return 0, 0, fmt.Errorf("%w: ResultInput.HeatmapPNG: empty, but the result is marked", ErrInvalidResult)
+		return picture{}, fmt.Errorf("%w: ResultInput.Preview and HeatmapPNG: empty, but the result is marked", ErrInvalidResult)
 	}
 	cfg, err := png.DecodeConfig(bytes.NewReader(in.HeatmapPNG))
 	if err != nil {
-		return 0, 0, fmt.Errorf("%w: ResultInput.HeatmapPNG: not a PNG: %v", ErrInvalidResult, err)
+		return picture{}, fmt.Errorf("%w: ResultInput.HeatmapPNG: not a PNG: %v", ErrInvalidResult, err)
 	}
-	w, h = in.HeatmapWidth, in.HeatmapHeight
-	if w == 0 {
-		w = cfg.Width
-	}
-	if h == 0 {
-		h = cfg.Height
-	}
-	return w, h, nil
+	return picture{in.HeatmapPNG, "image/png", cmp.Or(in.HeatmapWidth, cfg.Width), cmp.Or(in.HeatmapHeight, cfg.Height)}, nil
 }
 
 func (in *ResultInput) times() (effective, issued string) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"strings"
 	"testing"
@@ -252,7 +253,7 @@ func TestBuildResultBundleErrors(t *testing.T) {
 		"no disclaimer":  {func(in *ResultInput) { in.Engine.Disclaimer = " " }, "invalid result: ResultInput.Engine.Disclaimer: empty (every result carries the disclaimer)"},
 		"bad tier":       {func(in *ResultInput) { in.Tier = "Medium" }, `invalid result: ResultInput.Tier: "Medium" is not Low, Mid or High`},
 		"bad prob":       {func(in *ResultInput) { in.Probability = 1.5 }, "invalid result: ResultInput.Probability: 1.5 is outside 0..1"},
-		"marked, no png": {func(in *ResultInput) { in.Marked, in.HeatmapPNG = true, nil }, "invalid result: ResultInput.HeatmapPNG: empty, but the result is marked"},
+		"marked, no png": {func(in *ResultInput) { in.Marked, in.HeatmapPNG = true, nil }, "invalid result: ResultInput.Preview and HeatmapPNG: empty, but the result is marked"},
 		"marked, junk":   {func(in *ResultInput) { in.Marked, in.HeatmapPNG = true, []byte("GIF89a, not a PNG") }, "invalid result: ResultInput.HeatmapPNG: not a PNG: png: invalid format: not a PNG file"},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -331,4 +332,37 @@ func TestCodeSystems(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]bool{CodeSystemTier: true, CodeSystemRadgate: true}, urls)
+}
+
+// The Media carries the preview JPEG when there is one, not the full-size
+// heatmap PNG beside it.
+func TestBuildResultBundleMediaPreview(t *testing.T) {
+	in := testInput(t, true)
+	img := image.NewRGBA(image.Rect(0, 0, 40, 30))
+	var buf bytes.Buffer
+	require.NoError(t, jpeg.Encode(&buf, img, nil))
+	in.Preview = buf.Bytes()
+	raw, err := BuildResultBundle(in)
+	require.NoError(t, err)
+	var b tx
+	require.NoError(t, json.Unmarshal(raw, &b))
+	var media map[string]any
+	for _, e := range b.Entry {
+		if e.Resource["resourceType"] == "Media" {
+			media = e.Resource
+		}
+	}
+	require.NotNil(t, media)
+	content := media["content"].(map[string]any)
+	require.Equal(t, "image/jpeg", content["contentType"])
+	data, err := base64.StdEncoding.DecodeString(content["data"].(string))
+	require.NoError(t, err)
+	require.Equal(t, in.Preview, data)
+	require.EqualValues(t, 40, media["width"], "read from the JPEG")
+	require.EqualValues(t, 30, media["height"])
+	require.NotContains(t, string(raw), base64.StdEncoding.EncodeToString(in.HeatmapPNG)[:40], "the PNG stays out")
+
+	in.Preview = []byte("GIF89a")
+	_, err = BuildResultBundle(in)
+	require.ErrorContains(t, err, "ResultInput.Preview: not a JPEG")
 }

@@ -150,6 +150,41 @@ func BenchmarkDecodePreprocess2k(b *testing.B) {
 	}
 }
 
+// BenchmarkRenderPicture: one marked result of a 2048² radiograph drawn
+// as the full-size heatmap PNG (for the PACS) beside the preview JPEG (for
+// the FHIR Media and the PDF report), and the grey preview of an unmarked
+// one, in the same run.
+func BenchmarkRenderPicture(b *testing.B) {
+	img, err := Decode(synthetic2048())
+	if err != nil {
+		b.Fatal(err)
+	}
+	cam := make([]float32, 49)
+	cam[24] = 1
+	res := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
+		Crop: Preprocessing{Crop: CropCenterSquare}.CropRect(img.Width, img.Height), SourceWidth: img.Width, SourceHeight: img.Height}
+	grey := res
+	grey.Marked = false
+	for _, c := range []struct {
+		name   string
+		render func(*Image, Result, HeatmapOptions) ([]byte, int, int, error)
+		res    Result
+	}{{"heatmap-png", RenderHeatmap, res}, {"preview-jpeg", RenderPreview, res}, {"preview-grey", RenderPreview, grey}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			var n int
+			for b.Loop() {
+				out, _, _, err := c.render(img, c.res, HeatmapOptions{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = len(out)
+			}
+			b.ReportMetric(float64(n)/1000, "kB")
+		})
+	}
+}
+
 // BenchmarkRenderHeatmap: a 2048² heatmap PNG.
 func BenchmarkRenderHeatmap(b *testing.B) {
 	img, err := Decode(synthetic2048())

@@ -1,9 +1,12 @@
 package inference
 
 import (
+	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"image"
+	"image/jpeg"
 	"math"
 )
 
@@ -44,75 +47,167 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	if !res.Marked && !opts.Force {
 		return nil, 0, 0, ErrNotMarked
 	}
-	if !img.consistent() {
-		return nil, 0, 0, errors.New("heatmap: empty or inconsistent image")
+	o, err := newOverlay(img, res, cmp.Or(opts.MaxEdge, MaxHeatmapEdge), opts.Alpha, true)
+	if err != nil {
+		return nil, 0, 0, err
 	}
-	if res.SourceWidth != img.Width || res.SourceHeight != img.Height {
-		return nil, 0, 0, fmt.Errorf("heatmap: result is for a %d×%d image, got %d×%d",
-			res.SourceWidth, res.SourceHeight, img.Width, img.Height)
-	}
-	ch, cw := res.CAMHeight, res.CAMWidth
-	if ch <= 0 || cw <= 0 || len(res.CAM) != ch*cw {
-		return nil, 0, 0, fmt.Errorf("heatmap: CAM of %d values is not %d×%d", len(res.CAM), ch, cw)
-	}
-	crop := res.Crop.Intersect(image.Rect(0, 0, img.Width, img.Height))
-	if crop.Empty() {
-		return nil, 0, 0, fmt.Errorf("heatmap: crop %v outside the %d×%d image", res.Crop, img.Width, img.Height)
-	}
-	maxEdge := opts.MaxEdge
-	if maxEdge <= 0 {
-		maxEdge = MaxHeatmapEdge
-	}
-	alpha := opts.Alpha
-	if alpha <= 0 {
-		alpha = DefaultHeatmapAlpha
-	}
-	alpha = math.Min(alpha, 1)
-
-	W, H := img.Width, img.Height
-	ow, oh := W, H
-	if long := max(W, H); long > maxEdge {
-		s := float64(maxEdge) / float64(long)
-		ow = max(1, int(math.Round(float64(W)*s)))
-		oh = max(1, int(math.Round(float64(H)*s)))
-	}
-	// The grey rows: the source's own (read through the lookup table when
-	// the image is kept as stored words), or the downscaled plane.
-	greyRow := img.rows(image.Rect(0, 0, W, H))
-	if ow != W || oh != H {
-		grey := make([]float32, ow*oh)
-		resizeRows(img.adder(image.Rect(0, 0, W, H)), image.Rect(0, 0, W, H), grey, ow, oh, true)
-		greyRow = func(y int, _ []float32) []float32 { return grey[y*ow : (y+1)*ow] }
-	}
-	rowBuf := make([]float32, ow)
-
-	cam := make([]float64, len(res.CAM))
-	var peak float64
-	for _, v := range res.CAM {
-		peak = math.Max(peak, float64(v))
-	}
-	if peak > 0 {
-		for i, v := range res.CAM {
-			cam[i] = math.Max(0, float64(v)) / peak
-		}
-	}
-
-	// Separable bilinear taps: output column → CAM columns, row → CAM rows.
-	xs := camTaps(ow, W, crop.Min.X, crop.Dx(), cw)
-	ys := camTaps(oh, H, crop.Min.Y, crop.Dy(), ch)
-
-	enc, err := newPNGWriter(ow, oh)
+	enc, err := newPNGWriter(o.w, o.h)
 	if err != nil {
 		return nil, 0, 0, err
 	}
 	row := enc.row()
-	for y := 0; y < oh; y++ {
-		ty := ys[y]
-		grow := greyRow(y, rowBuf)
-		for x := 0; x < ow; x++ {
-			g := float64(grow[x])
-			p := row[3*x : 3*x+3 : 3*x+3]
-			if tx := xs[x]; tx.inside && ty.inside {
+	for y := 0; y < o.h; y++ {
+		o.row(y, row, 3)
+		if err := enc.writeRow(); err != nil {
+			return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
+		}
+	}
+	png, err := enc.finish()
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
+	}
+	return png, o.w, o.h, nil
+}
+
+// PreviewEdge is the longest edge, in pixels, of a preview (RenderPreview):
+// what a FHIR Media and the PDF report show. 512 pixels show a 7×7 class
+// activation map's region plainly on a screen and at about 140 dpi over the
+// report's 92 mm picture, as a JPEG of tens of kilobytes; the heatmap at the
+// image's own resolution goes to the PACS (RenderHeatmap).
+const PreviewEdge = 512
+
+// PreviewQuality is the JPEG quality of a preview.
+const PreviewQuality = 85
+
+// RenderPreview draws the picture a clinician sees beside the score, at most
+// PreviewEdge pixels on its long edge (opts.MaxEdge overrides), as a
+// baseline JPEG: for a Marked result (or with opts.Force) the heatmap
+// overlay as RenderHeatmap draws it, in colour; otherwise the windowed
+// radiograph as scored, in grey. It is drawn straight from the decoded
+// image, once, at the size it is shown.
+func RenderPreview(img *Image, res Result, opts HeatmapOptions) ([]byte, int, int, error) {
+	colour := res.Marked || opts.Force
+	o, err := newOverlay(img, res, cmp.Or(opts.MaxEdge, PreviewEdge), opts.Alpha, colour)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var pic image.Image
+	if colour {
+		m := image.NewRGBA(image.Rect(0, 0, o.w, o.h))
+		for y := 0; y < o.h; y++ {
+			row := m.Pix[y*m.Stride : y*m.Stride+4*o.w]
+			o.row(y, row, 4)
+			for x := 3; x < len(row); x += 4 {
+				row[x] = 0xff
+			}
+		}
+		pic = m
+	} else {
+		m := image.NewGray(image.Rect(0, 0, o.w, o.h))
+		for y := 0; y < o.h; y++ {
+			o.row(y, m.Pix[y*m.Stride:y*m.Stride+o.w], 1)
+		}
+		pic = m
+	}
+	var buf bytes.Buffer
+	buf.Grow(o.w * o.h / 8)
+	if err := jpeg.Encode(&buf, pic, &jpeg.Options{Quality: PreviewQuality}); err != nil {
+		return nil, 0, 0, fmt.Errorf("preview: encoding JPEG: %w", err)
+	}
+	return buf.Bytes(), o.w, o.h, nil
+}
+
+// overlay draws one result over its image at one output size.
+type overlay struct {
+	w, h   int
+	grey   func(y int, buf []float32) []float32
+	buf    []float32
+	colour bool // false: the radiograph alone
+	cam    []float64
+	cw     int
+	xs, ys []camTap
+	alpha  float64
+}
+
+// newOverlay checks res against img and prepares the drawing at most
+// maxEdge pixels on the long edge (aspect ratio kept, area averaging). The
+// CAM is checked and used only when colour.
+func newOverlay(img *Image, res Result, maxEdge int, alpha float64, colour bool) (*overlay, error) {
+	if !img.consistent() {
+		return nil, errors.New("heatmap: empty or inconsistent image")
+	}
+	if res.SourceWidth != img.Width || res.SourceHeight != img.Height {
+		return nil, fmt.Errorf("heatmap: result is for a %d×%d image, got %d×%d",
+			res.SourceWidth, res.SourceHeight, img.Width, img.Height)
+	}
+	W, H := img.Width, img.Height
+	o := &overlay{w: W, h: H, colour: colour}
+	if long := max(W, H); long > maxEdge {
+		s := float64(maxEdge) / float64(long)
+		o.w = max(1, int(math.Round(float64(W)*s)))
+		o.h = max(1, int(math.Round(float64(H)*s)))
+	}
+	if colour {
+		ch, cw := res.CAMHeight, res.CAMWidth
+		if ch <= 0 || cw <= 0 || len(res.CAM) != ch*cw {
+			return nil, fmt.Errorf("heatmap: CAM of %d values is not %d×%d", len(res.CAM), ch, cw)
+		}
+		crop := res.Crop.Intersect(image.Rect(0, 0, W, H))
+		if crop.Empty() {
+			return nil, fmt.Errorf("heatmap: crop %v outside the %d×%d image", res.Crop, W, H)
+		}
+		o.cw = cw
+		o.cam = make([]float64, len(res.CAM))
+		var peak float64
+		for _, v := range res.CAM {
+			peak = math.Max(peak, float64(v))
+		}
+		if peak > 0 {
+			for i, v := range res.CAM {
+				o.cam[i] = math.Max(0, float64(v)) / peak
+			}
+		}
+		// Separable bilinear taps: output column → CAM columns, row → CAM rows.
+		o.xs = camTaps(o.w, W, crop.Min.X, crop.Dx(), cw)
+		o.ys = camTaps(o.h, H, crop.Min.Y, crop.Dy(), ch)
+	}
+	if alpha <= 0 {
+		alpha = DefaultHeatmapAlpha
+	}
+	o.alpha = math.Min(alpha, 1)
+	// The grey rows: the source's own (read through the lookup table when
+	// the image is kept as stored words), or the downscaled plane.
+	o.grey = img.rows(image.Rect(0, 0, W, H))
+	if o.w != W || o.h != H {
+		grey := make([]float32, o.w*o.h)
+		resizeRows(img.adder(image.Rect(0, 0, W, H)), image.Rect(0, 0, W, H), grey, o.w, o.h, true)
+		ow := o.w
+		o.grey = func(y int, _ []float32) []float32 { return grey[y*ow : (y+1)*ow] }
+	}
+	o.buf = make([]float32, o.w)
+	return o, nil
+}
+
+// row draws output row y into dst, bpp bytes a pixel: 1 writes grey, 3 or
+// 4 write red, green, blue (the fourth byte is left alone).
+func (o *overlay) row(y int, dst []byte, bpp int) {
+	grow := o.grey(y, o.buf)
+	if bpp == 1 {
+		for x := 0; x < o.w; x++ {
+			dst[x] = to8(float64(grow[x]))
+		}
+		return
+	}
+	var ty camTap
+	if o.colour {
+		ty = o.ys[y]
+	}
+	cam, cw, alpha := o.cam, o.cw, o.alpha
+	for x := 0; x < o.w; x++ {
+		g := float64(grow[x])
+		p := dst[bpp*x : bpp*x+3 : bpp*x+3]
+		if o.colour && ty.inside {
+			if tx := o.xs[x]; tx.inside {
 				top := cam[ty.i0*cw+tx.i0]*(1-tx.f) + cam[ty.i0*cw+tx.i1]*tx.f
 				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
 				h := top*(1-ty.f) + bot*ty.f
@@ -123,18 +218,10 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 					continue
 				}
 			}
-			v := to8(g)
-			p[0], p[1], p[2] = v, v, v
 		}
-		if err := enc.writeRow(); err != nil {
-			return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
-		}
+		v := to8(g)
+		p[0], p[1], p[2] = v, v, v
 	}
-	png, err := enc.finish()
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("heatmap: encoding PNG: %w", err)
-	}
-	return png, ow, oh, nil
 }
 
 type camTap struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"testing"
 
@@ -93,5 +94,56 @@ func TestRenderHeatmapRules(t *testing.T) {
 		r.Marked, r.SourceWidth = true, 65
 		_, _, _, err := RenderHeatmap(img, r, HeatmapOptions{})
 		require.ErrorContains(t, err, "result is for a 65×48 image")
+	})
+}
+
+func TestRenderPreview(t *testing.T) {
+	img := gradientImage(1200, 1000)
+	cam := make([]float32, 49)
+	cam[0] = 3
+	res := Result{Probability: 0.9, Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
+		Crop: image.Rect(100, 0, 1100, 1000), SourceWidth: 1200, SourceHeight: 1000}
+
+	t.Run("marked: the overlay in colour at PreviewEdge", func(t *testing.T) {
+		b, w, h, err := RenderPreview(img, res, HeatmapOptions{})
+		require.NoError(t, err)
+		require.Equal(t, [2]int{PreviewEdge, 427}, [2]int{w, h})
+		out, err := jpeg.Decode(bytes.NewReader(b))
+		require.NoError(t, err)
+		require.Equal(t, image.Rect(0, 0, w, h), out.Bounds())
+		// The hot cell is the crop's top-left: source (100..243, 0..143)
+		// is preview (43..104, 0..61).
+		r, _, bl, _ := out.At(50, 8).RGBA()
+		require.Greater(t, r, bl+0x2000, "the peak is red in the jet map")
+		r, g, bl, _ := out.At(480, 400).RGBA()
+		require.InDelta(t, r, g, 0x800, "cold cells stay grey")
+		require.InDelta(t, g, bl, 0x800, "cold cells stay grey")
+		gr := color.GrayModel.Convert(out.At(480, 400)).(color.Gray)
+		require.InDelta(t, 255*480.0/512, float64(gr.Y), 4, "grey is the windowed radiograph")
+	})
+	t.Run("not marked: the radiograph in grey", func(t *testing.T) {
+		r := res
+		r.Marked = false
+		b, w, h, err := RenderPreview(img, r, HeatmapOptions{})
+		require.NoError(t, err)
+		out, err := jpeg.Decode(bytes.NewReader(b))
+		require.NoError(t, err)
+		require.Equal(t, image.Rect(0, 0, w, h), out.Bounds())
+		_, isGray := out.(*image.Gray)
+		require.True(t, isGray, "one grey component")
+		require.InDelta(t, 255*50.0/512, float64(out.(*image.Gray).GrayAt(50, 8).Y), 4)
+	})
+	t.Run("a small image keeps its size", func(t *testing.T) {
+		small := gradientImage(64, 48)
+		r := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7, Crop: image.Rect(8, 0, 56, 48), SourceWidth: 64, SourceHeight: 48}
+		_, w, h, err := RenderPreview(small, r, HeatmapOptions{})
+		require.NoError(t, err)
+		require.Equal(t, [2]int{64, 48}, [2]int{w, h})
+	})
+	t.Run("a broken CAM is refused when marked", func(t *testing.T) {
+		r := res
+		r.CAM = cam[:10]
+		_, _, _, err := RenderPreview(img, r, HeatmapOptions{})
+		require.ErrorContains(t, err, "CAM of 10 values is not 7×7")
 	})
 }

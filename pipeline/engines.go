@@ -74,7 +74,7 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 	for k, r := range res {
 		i, img, r := idx[k], imgs[k], r
 		out[i].Probability, out[i].Tier, out[i].Marked = r.Probability, string(r.Tier), r.Marked
-		out[i].Render = func() ([]byte, int, int, error) { return inference.RenderHeatmap(img, r, a.hm) }
+		out[i].Render = func(want radgate.Pictures) (radgate.Drawn, error) { return a.draw(img, r, want) }
 		if r.Marked && len(r.CAM) > 0 {
 			out[i].CAM = &radgate.CAM{Values: r.CAM, Width: r.CAMWidth, Height: r.CAMHeight,
 				X0: r.Crop.Min.X, Y0: r.Crop.Min.Y, X1: r.Crop.Max.X, Y1: r.Crop.Max.Y,
@@ -82,4 +82,24 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 		}
 	}
 	return out, nil
+}
+
+// draw renders what want asks for and r calls for: for a marked result the
+// full-size heatmap and the preview, for one that is not the thumbnail.
+func (a *inferenceEngine) draw(img *inference.Image, r inference.Result, want radgate.Pictures) (radgate.Drawn, error) {
+	var d radgate.Drawn
+	var err error
+	if r.Marked && want&radgate.PictureHeatmap != 0 {
+		if d.HeatmapPNG, d.HeatmapWidth, d.HeatmapHeight, err = inference.RenderHeatmap(img, r, a.hm); err != nil {
+			return d, err
+		}
+	}
+	if r.Marked && want&radgate.PicturePreview != 0 || !r.Marked && want&radgate.PictureThumbnail != 0 {
+		hm := a.hm
+		hm.MaxEdge = 0 // the preview has its own size
+		if d.Preview, d.PreviewWidth, d.PreviewHeight, err = inference.RenderPreview(img, r, hm); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
 }

@@ -32,11 +32,30 @@ func (a *archive) addView(acsn, uid, sop, view string) {
 // journal is a Sink that keeps every delivery in order (revisions and
 // retractions included).
 type journal struct {
-	mu  sync.Mutex
-	log []radgate.Result
+	mu   sync.Mutex
+	log  []radgate.Result
+	hold chan struct{} // when set, Deliver waits until it is closed
 }
 
-func (j *journal) Deliver(_ context.Context, r radgate.Result) (radgate.Receipt, error) {
+// holdDeliveries makes Deliver wait until the returned function is called.
+func (j *journal) holdDeliveries() (release func()) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.hold = make(chan struct{})
+	return sync.OnceFunc(func() { close(j.hold) })
+}
+
+func (j *journal) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
+	j.mu.Lock()
+	hold := j.hold
+	j.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return radgate.Receipt{}, ctx.Err()
+		}
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	r.HeatmapPNG, r.CAM = nil, nil

@@ -99,7 +99,7 @@ func (s *scorer) Score(_ context.Context, files [][]byte) ([]radgate.ImageScore,
 			continue
 		}
 		out[i] = radgate.ImageScore{SOPInstanceUID: string(f), Probability: p, Tier: "High", Marked: p >= 0.5,
-			Render: func() ([]byte, int, int, error) { return []byte("\x89PNG fake"), 4, 4, nil }}
+			Render: fakeDraw(p >= 0.5, []byte("\x89PNG fake"), 4, 4)}
 	}
 	return out, nil
 }
@@ -482,4 +482,23 @@ func TestConsumerErrorLevel(t *testing.T) {
 	require.Equal(t, slog.LevelError, consumerErrorLevel(fmt.Errorf("pull: %w", jetstream.ErrConsumerNotFound)))
 	require.Equal(t, slog.LevelDebug, consumerErrorLevel(nats.ErrConnectionClosed))
 	require.Equal(t, slog.LevelWarn, consumerErrorLevel(jetstream.ErrNoHeartbeat))
+}
+
+// fakeDraw is an ImageScore.Render that draws, as the real engine does,
+// what is asked for and applies: the heatmap (png) and a preview when
+// marked, a thumbnail when not.
+func fakeDraw(marked bool, png []byte, w, h int) func(radgate.Pictures) (radgate.Drawn, error) {
+	return func(want radgate.Pictures) (radgate.Drawn, error) {
+		var d radgate.Drawn
+		if marked && want&radgate.PictureHeatmap != 0 {
+			d.HeatmapPNG, d.HeatmapWidth, d.HeatmapHeight = png, w, h
+		}
+		if marked && want&radgate.PicturePreview != 0 {
+			d.Preview, d.PreviewWidth, d.PreviewHeight = []byte("JPEG preview"), w, h
+		}
+		if !marked && want&radgate.PictureThumbnail != 0 {
+			d.Preview, d.PreviewWidth, d.PreviewHeight = []byte("JPEG thumbnail"), w, h
+		}
+		return d, nil
+	}
 }

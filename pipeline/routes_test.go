@@ -132,3 +132,74 @@ func TestFactsFromOrderAndStudy(t *testing.T) {
 	require.Equal(t, "stat", f.Priority)
 	require.Equal(t, []routing.Code{{System: "http://loinc.org", Code: "36643-5"}}, f.ProcedureCodes)
 }
+
+// pictureSink is a recorder that says which pictures it shows.
+type pictureSink struct {
+	*recorder
+	shows radgate.Pictures
+}
+
+func (s pictureSink) Pictures() radgate.Pictures { return s.shows }
+
+// The inference stage draws only the pictures the order's destinations
+// show, once per result, and each destination reads only its own.
+func TestPicturesAreDrawnForTheDestinationsThatShowThem(t *testing.T) {
+	fhirSink := pictureSink{&recorder{}, radgate.PicturePreview | radgate.PictureThumbnail}
+	pacs := pictureSink{&recorder{}, radgate.PictureHeatmap}
+	h := newHarness(t, func(o *Options) {
+		o.Sinks["fhir"], o.Sinks["pacs"] = fhirSink, pacs
+		o.Routes = loadRoutes(t, "routes:\n  - name: chest\n    engines: [eng-a]\n    destinations: [fhir, pacs]\n")
+	})
+	one := func(r *recorder) radgate.Result {
+		t.Helper()
+		got := r.results()
+		require.Len(t, got, 1)
+		for _, x := range got {
+			return x
+		}
+		return radgate.Result{}
+	}
+
+	h.arch.add("P1", "9.1", "CR", "CHEST", "sop-1") // 0.91: marked
+	st, err := h.p.Accept(t.Context(), sr("P1", "p1"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateDelivered)
+	f, p := one(fhirSink.recorder), one(pacs.recorder)
+	require.Equal(t, []byte("JPEG preview"), f.Preview, "the FHIR destination reads the preview")
+	require.Empty(t, f.HeatmapPNG, "and not the full-size heatmap")
+	require.Equal(t, []byte("\x89PNG fake"), p.HeatmapPNG, "the PACS reads the full-size heatmap")
+	require.Empty(t, p.Preview, "and not the preview")
+
+	h.arch.add("P3", "9.3", "DX", "CHEST", "sop-3") // 0.40: not marked
+	st, err = h.p.Accept(t.Context(), sr("P3", "p3"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateDelivered)
+	for _, x := range fhirSink.results() {
+		if x.SOPInstanceUID == "sop-3" {
+			require.Equal(t, []byte("JPEG thumbnail"), x.Preview, "an unmarked result's thumbnail")
+			require.Empty(t, x.HeatmapObject)
+		}
+	}
+}
+
+// A destination that shows no picture costs no drawing.
+func TestNoPictureForADestinationThatShowsNone(t *testing.T) {
+	ris := pictureSink{&recorder{}, 0}
+	h := newHarness(t, func(o *Options) {
+		o.Sinks["ris"] = ris
+		o.Routes = loadRoutes(t, "routes:\n  - name: chest\n    engines: [eng-a]\n    destinations: [ris]\n")
+	})
+	h.arch.add("P2", "9.2", "CR", "CHEST", "sop-1") // 0.91: marked
+	st, err := h.p.Accept(t.Context(), sr("P2", "p2"))
+	require.NoError(t, err)
+	h.waitState(t, st.ID, radgate.StateDelivered)
+	got := ris.results()
+	require.Len(t, got, 1)
+	for _, r := range got {
+		require.True(t, r.Marked)
+		require.Empty(t, r.Preview)
+		require.Empty(t, r.HeatmapPNG)
+		require.Empty(t, r.PreviewObject, "nothing was drawn")
+		require.Empty(t, r.HeatmapObject, "nothing was drawn")
+	}
+}

@@ -211,17 +211,17 @@ func TestScoreImagesMatchesAllAtOnce(t *testing.T) {
 		t.Run(strings.Join(sops, ","), func(t *testing.T) {
 			job := jobOf("o1", sops...)
 			want := scoreImagesAllAtOnce(h.p, t.Context(), job, eng)
-			got := h.p.scoreImages(t.Context(), fakeMsg(t, job), job, eng)
+			got := h.p.scoreImages(t.Context(), fakeMsg(t, job), job, eng, radgate.AllPictures)
 			require.Equal(t, want.bestAt, got.bestAt)
 			require.Equal(t, want.outcome, got.outcome)
 			require.Equal(t, want.reason, got.reason)
 			require.Equal(t, want.best.Probability, got.best.Probability)
-			wr, gr := resultOf(job, eng, want), resultOf(job, eng, got)
+			wr, gr := resultOf(job, eng, want, radgate.AllPictures), resultOf(job, eng, got, radgate.AllPictures)
 			require.Equal(t, wr, gr)
 		})
 	}
 	job := jobOf("o1", "small-1", "small-2")
-	r := resultOf(job, eng, h.p.scoreImages(t.Context(), fakeMsg(t, job), job, eng))
+	r := resultOf(job, eng, h.p.scoreImages(t.Context(), fakeMsg(t, job), job, eng, radgate.AllPictures), radgate.AllPictures)
 	require.Equal(t, radgate.OutcomeNotApplicable, r.Outcome)
 	require.Contains(t, r.Reason, "image small-1: image outside the engine's intended use: 512 rows")
 }
@@ -291,9 +291,7 @@ func (e *headerEngine) Score(_ context.Context, files [][]byte) ([]radgate.Image
 		}
 		p := float64(e.n.Add(1)*37%101) / 100
 		out[i] = radgate.ImageScore{SOPInstanceUID: m.SOPInstanceUID, Probability: p, Marked: true,
-			Render: func() ([]byte, int, int, error) {
-				return []byte(fmt.Sprintf("PNG of %d bytes", len(f))), m.Columns, m.Rows, nil
-			}}
+			Render: fakeDraw(true, []byte(fmt.Sprintf("PNG of %d bytes", len(f))), m.Columns, m.Rows)}
 	}
 	return out, nil
 }
@@ -362,7 +360,7 @@ func BenchmarkScoreStageLargeStudies(b *testing.B) {
 				job.Instances = append(job.Instances, JobInstance{SeriesInstanceUID: "9.9.1", SOPInstanceUID: fmt.Sprint("9.9.1.", i)})
 			}
 			wg.Go(func() {
-				r := resultOf(job, eng, score(job))
+				r := resultOf(job, eng, score(job), radgate.PictureHeatmap)
 				if r.Outcome != radgate.OutcomeScored || len(r.HeatmapPNG) == 0 {
 					b.Errorf("job %s: %s %s", job.OrderID, r.Outcome, r.Reason)
 				}
@@ -379,7 +377,7 @@ func BenchmarkScoreStageLargeStudies(b *testing.B) {
 	}
 	for b.Loop() {
 		add(&old, burst(func(job Job) studyScore { return scoreImagesAllAtOnce(p, b.Context(), job, eng) }))
-		add(&streaming, burst(func(job Job) studyScore { return p.scoreImages(b.Context(), msg, job, eng) }))
+		add(&streaming, burst(func(job Job) studyScore { return p.scoreImages(b.Context(), msg, job, eng, radgate.PictureHeatmap) }))
 	}
 	n := float64(b.N)
 	b.ReportMetric(old.peakMB/n, "old-peak-MB/op")

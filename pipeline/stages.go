@@ -665,11 +665,12 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if st.Cancelled != nil || max(cur.Revision, 1) != max(job.Revision, 1) || cur.State == radgate.StateScored || cur.State.Terminal() {
 		return done()
 	}
-	sc := p.scoreImages(ctx, msg, job, eng)
+	want := p.picturesFor(st)
+	sc := p.scoreImages(ctx, msg, job, eng, want)
 	if sc.retry > 0 {
 		return retryIn(sc.retry)
 	}
-	r := resultOf(job, eng, sc)
+	r := resultOf(job, eng, sc, want)
 	r.Revision = max(job.Revision, 1)
 	r.Images = append(sc.notes, job.Skipped...)
 	return p.publishResult(ctx, st, r, replay)
@@ -699,7 +700,7 @@ type studyScore struct {
 // Images the engine cannot score are collected as failures; with none
 // scored the outcome is failed, or not applicable when every image was
 // outside the engine's intended use.
-func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine) studyScore {
+func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine, want radgate.Pictures) studyScore {
 	age, n := msgAge(msg, p.opts.Now())
 	failed := func(reason string) studyScore {
 		return studyScore{bestAt: -1, outcome: radgate.OutcomeFailed, reason: reason}
@@ -752,8 +753,8 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			continue
 		}
 		if sc.bestAt < 0 || s.Probability > sc.best.Probability {
-			if !s.Marked {
-				s.Render = nil // no heatmap to draw: let the image go
+			if !s.Marked && want&radgate.PictureThumbnail == 0 {
+				s.Render = nil // nothing to draw: let the image go
 			}
 			sc.best, sc.bestAt = s, i
 		}
@@ -764,9 +765,29 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 	return sc
 }
 
+// picturesFor is every picture the order's destinations show (its route
+// decision's, or the current routes' for an order routed before decisions
+// were kept). A destination this process has no sink for gets them all.
+func (p *Pipeline) picturesFor(st radgate.OrderStatus) radgate.Pictures {
+	dests := p.routes().set.Destinations()
+	if st.Route != nil {
+		dests = st.Route.Destinations
+	}
+	var want radgate.Pictures
+	for _, d := range dests {
+		sink, ok := p.opts.Sinks[d]
+		if !ok {
+			return radgate.AllPictures
+		}
+		want |= radgate.PicturesOf(sink)
+	}
+	return want
+}
+
 // resultOf is the result a job's studyScore makes: the best image's score
-// with its heatmap, or the reason none was scored.
-func resultOf(job Job, eng radgate.Engine, sc studyScore) radgate.Result {
+// with the pictures its destinations show (want), or the reason none was
+// scored.
+func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures) radgate.Result {
 	if sc.bestAt < 0 {
 		return radgate.Result{Engine: eng.Info(), Outcome: sc.outcome, Reason: sc.reason, StudyInstanceUID: job.StudyInstanceUID}
 	}
@@ -774,14 +795,17 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore) radgate.Result {
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
 		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
-	if s.Marked && s.Render != nil {
-		png, w, h, err := s.Render()
+	if s.Marked {
+		r.CAM = s.CAM
+	}
+	if s.Render != nil && want != 0 {
+		d, err := s.Render(want)
 		if err != nil {
 			return radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeFailed,
 				Reason: "rendering heatmap: " + err.Error(), StudyInstanceUID: job.StudyInstanceUID}
 		}
-		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = png, w, h
-		r.CAM = s.CAM
+		r.HeatmapPNG, r.HeatmapWidth, r.HeatmapHeight = d.HeatmapPNG, d.HeatmapWidth, d.HeatmapHeight
+		r.Preview, r.PreviewWidth, r.PreviewHeight = d.Preview, d.PreviewWidth, d.PreviewHeight
 	}
 	return r
 }
@@ -847,6 +871,13 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		r.HeatmapObject = r.ID + ".png"
 		if _, err := p.opts.Topology.Heatmaps.PutBytes(ctx, r.HeatmapObject, r.HeatmapPNG); err != nil {
 			p.log.Warn("storing heatmap failed; will retry", "order", st.ID, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
+	}
+	if len(r.Preview) > 0 {
+		r.PreviewObject = r.ID + ".jpg"
+		if _, err := p.opts.Topology.Heatmaps.PutBytes(ctx, r.PreviewObject, r.Preview); err != nil {
+			p.log.Warn("storing the preview failed; will retry", "order", st.ID, "err", err)
 			return retryIn(p.opts.RetryMin)
 		}
 	}
@@ -939,12 +970,24 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 				return done()
 			}
 		}
-		if r.HeatmapObject != "" && r.Status != radgate.ResultRetracted {
-			png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
-			if err != nil {
-				return retryIn(p.opts.RetryMin)
+		if r.Status != radgate.ResultRetracted {
+			want := radgate.PicturesOf(sink)
+			// A result published before previews existed has the heatmap
+			// alone: every sink still reads it from there.
+			if r.HeatmapObject != "" && (want&radgate.PictureHeatmap != 0 || r.PreviewObject == "") {
+				png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
+				if err != nil {
+					return retryIn(p.opts.RetryMin)
+				}
+				r.HeatmapPNG = png
 			}
-			r.HeatmapPNG = png
+			if r.PreviewObject != "" && want&(radgate.PicturePreview|radgate.PictureThumbnail) != 0 {
+				jpg, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.PreviewObject)
+				if err != nil {
+					return retryIn(p.opts.RetryMin)
+				}
+				r.Preview = jpg
+			}
 		}
 		age, n := msgAge(msg, p.opts.Now())
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)

@@ -57,11 +57,19 @@ func TestTransitionsWaitingAndStabilising(t *testing.T) {
 	t.Run("stabilising → rejected, and to scored with an unmatched destination", func(t *testing.T) {
 		for _, unmatched := range []string{"", "unmatched:\n  destinations: [fhir]\n"} {
 			h, j := lifecycleHarness(t, func(o *Options) { o.Routes = loadRoutes(t, chestOnly+unmatched) })
+			// Held until the order is seen scored: otherwise the delivery
+			// may record its answer before the publish records "scored".
+			release := j.holdDeliveries()
+			defer release()
 			st, err := h.p.Accept(t.Context(), sr("T3", "t3"))
 			require.NoError(t, err)
 			h.waitState(t, st.ID, radgate.StateWaiting)
 			h.arch.add("T3", "7.3", "CT", "HEAD", "ct-1")
 			h.waitState(t, st.ID, radgate.StateStabilising)
+			if unmatched != "" {
+				h.waitState(t, st.ID, radgate.StateScored)
+			}
+			release()
 			h.waitState(t, st.ID, radgate.StateRejected)
 			if unmatched != "" {
 				require.Len(t, j.all(), 1, "the no-route answer is delivered")

@@ -41,13 +41,14 @@ var ErrInvalidInput = errors.New("invalid report input")
 
 // Input is what a report is made of.
 type Input struct {
-	// Result is the scored result (Outcome must be scored). When Marked,
-	// HeatmapPNG — the class activation map over the windowed radiograph —
-	// is the picture.
+	// Result is the scored result (Outcome must be scored). Its Preview
+	// (a JPEG, embedded as it is) is the picture: the class activation map
+	// over the windowed radiograph when Marked, the radiograph when not.
+	// A marked result without a Preview shows its HeatmapPNG, scaled.
 	Result radgate.Result
 	// Thumbnail, optional, is a PNG of the radiograph, shown when the
-	// result is not marked. Without it the picture is a box saying there
-	// is no image.
+	// result is not marked and has no Preview. Without either the picture
+	// is a box saying there is no image.
 	Thumbnail []byte
 }
 
@@ -95,13 +96,24 @@ func PDF(in Input) ([]byte, error) {
 	var caption string
 	switch {
 	case r.Marked:
-		if len(r.HeatmapPNG) == 0 {
-			return nil, bad("Result.HeatmapPNG: empty, but the result is marked")
-		}
-		if picture, err = normalisePNG(r.HeatmapPNG); err != nil {
-			return nil, bad("Result.HeatmapPNG: %v", err)
-		}
 		caption = "AI heatmap (class activation map) over the radiograph: the marked region is what drove the score."
+		switch {
+		case len(r.Preview) > 0:
+			if picture, err = checkJPEG(r.Preview); err != nil {
+				return nil, bad("Result.Preview: %v", err)
+			}
+		case len(r.HeatmapPNG) > 0:
+			if picture, err = normalisePNG(r.HeatmapPNG); err != nil {
+				return nil, bad("Result.HeatmapPNG: %v", err)
+			}
+		default:
+			return nil, bad("Result.Preview and HeatmapPNG: empty, but the result is marked")
+		}
+	case len(r.Preview) > 0:
+		if picture, err = checkJPEG(r.Preview); err != nil {
+			return nil, bad("Result.Preview: %v", err)
+		}
+		caption = "Radiograph as scored. No region is marked (confidence below 50 %)."
 	case len(in.Thumbnail) > 0:
 		if picture, err = normalisePNG(in.Thumbnail); err != nil {
 			return nil, bad("Thumbnail: %v", err)
@@ -278,6 +290,20 @@ func drawPicture(f *fpdf.Fpdf, picture []byte, x, y float64) {
 // over the printed square, so the page stays sharp on paper while the PDF
 // stays small enough to travel in an HL7 ED segment or a FHIR attachment.
 const maxPictureEdge = 1024
+
+// checkJPEG returns b when it is a baseline JPEG of a sane size, which
+// fpdf embeds as it is (no decoding, no re-encoding): the preview the
+// inference stage drew.
+func checkJPEG(b []byte) ([]byte, error) {
+	cfg, err := jpeg.DecodeConfig(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("not a JPEG: %w", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 || max(cfg.Width, cfg.Height) > 4*maxPictureEdge {
+		return nil, fmt.Errorf("a %d×%d JPEG is not a picture for the page", cfg.Width, cfg.Height)
+	}
+	return b, nil
+}
 
 // normalisePNG decodes a PNG, scales it down to maxPictureEdge and writes
 // it as a baseline JPEG (quality 90, opaque on black): fpdf embeds JPEG as

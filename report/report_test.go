@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/jpeg"
 	"image/png"
 	"math"
 	"os"
@@ -294,4 +295,41 @@ func TestPDFImages(t *testing.T) {
 	flat = spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", writePDF(t, "no-images", b), "-"), " ")
 	require.NotContains(t, flat, "Images scored")
 	require.NotContains(t, flat, "Result revision")
+}
+
+// The preview the inference stage drew is the picture, embedded as it is:
+// the page carries the JPEG's own bytes, for a marked result (the heatmap
+// overlay, even beside a HeatmapPNG) and for one that is not (the
+// radiograph), with the caption that says which.
+func TestPDFEmbedsThePreview(t *testing.T) {
+	preview := func(grey bool) []byte {
+		var img image.Image = image.NewRGBA(image.Rect(0, 0, 320, 256))
+		if grey {
+			img = image.NewGray(image.Rect(0, 0, 320, 256))
+		}
+		var buf bytes.Buffer
+		require.NoError(t, jpeg.Encode(&buf, img, &jpeg.Options{Quality: 85}))
+		return buf.Bytes()
+	}
+	for _, marked := range []bool{true, false} {
+		r := testResult(t, marked)
+		r.Preview = preview(!marked)
+		b, err := PDF(Input{Result: r})
+		require.NoError(t, err)
+		require.True(t, bytes.Contains(b, r.Preview), "the JPEG is embedded unchanged (marked %v)", marked)
+		file := writePDF(t, fmt.Sprintf("preview-%v", marked), b)
+		list := poppler(t, "pdfimages", "-list", file)
+		require.Regexp(t, `\s320\s+256\s+(rgb|gray)\s.*\sjpeg\s`, list)
+		flat := spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", file, "-"), " ")
+		if marked {
+			require.Contains(t, flat, "AI heatmap (class activation map)")
+		} else {
+			require.Contains(t, flat, "Radiograph as scored.")
+		}
+	}
+	r := testResult(t, true)
+	r.Preview = []byte("GIF89a")
+	_, err := PDF(Input{Result: r})
+	require.ErrorIs(t, err, ErrInvalidInput)
+	require.ErrorContains(t, err, "Result.Preview: not a JPEG")
 }

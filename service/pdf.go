@@ -13,8 +13,10 @@ import (
 	"github.com/radgate/radgate/report"
 )
 
-// pdfReport renders a result's one-page PDF report. A result that is not
-// marked shows the radiograph itself, fetched from the PACS as stored. The
+// pdfReport renders a result's one-page PDF report, with the picture the
+// inference stage drew (Result.Preview). A result that is not marked and
+// has none (scored before thumbnails were drawn) shows the radiograph
+// fetched from the PACS as stored. The
 // same result goes to several destinations at about the same time: the last
 // few reports are kept, keyed by everything the page shows, so each is
 // rendered once.
@@ -42,6 +44,7 @@ func pdfReport(pacs *dicomweb.Client) func(context.Context, radgate.Result) ([]b
 		h := sha256.New()
 		h.Write(j)
 		h.Write(r.HeatmapPNG)
+		h.Write(r.Preview)
 		var key [32]byte
 		copy(key[:], h.Sum(nil))
 		mu.Lock()
@@ -52,7 +55,8 @@ func pdfReport(pacs *dicomweb.Client) func(context.Context, radgate.Result) ([]b
 		}
 
 		in := report.Input{Result: r}
-		if !r.Marked && pacs != nil && r.SOPInstanceUID != "" {
+		if !r.Marked && len(r.Preview) == 0 && pacs != nil && r.SOPInstanceUID != "" {
+			// A result scored before thumbnails were drawn at scoring.
 			src, err := pacs.RetrieveInstance(ctx, r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID)
 			if err != nil {
 				return nil, fmt.Errorf("the report's radiograph: %w", err)

@@ -64,7 +64,19 @@ type deviceCall struct {
 	err  error
 }
 
-var _ radgate.Sink = (*Sink)(nil)
+var (
+	_ radgate.Sink        = (*Sink)(nil)
+	_ radgate.PictureUser = (*Sink)(nil)
+)
+
+// Pictures: the Media shows the preview of a marked result; the PDF
+// report, when attached, shows the preview or the radiograph's thumbnail.
+func (s *Sink) Pictures() radgate.Pictures {
+	if s.pdf != nil {
+		return radgate.PicturePreview | radgate.PictureThumbnail
+	}
+	return radgate.PicturePreview
+}
 
 // NewSink validates opts; it does no I/O.
 func NewSink(opts SinkOptions, options ...SinkOption) (*Sink, error) {
@@ -480,6 +492,9 @@ func ResultInput(r radgate.Result) fhir.ResultInput {
 		Probability:   r.Probability,
 		Tier:          r.Tier,
 		Marked:        r.Marked,
+		Preview:       r.Preview,
+		PreviewWidth:  r.PreviewWidth,
+		PreviewHeight: r.PreviewHeight,
 		HeatmapPNG:    r.HeatmapPNG,
 		HeatmapWidth:  r.HeatmapWidth,
 		HeatmapHeight: r.HeatmapHeight,

@@ -115,7 +115,19 @@ type ResultSink struct {
 	outbox *Outbox
 }
 
-var _ radgate.Sink = (*ResultSink)(nil)
+var (
+	_ radgate.Sink        = (*ResultSink)(nil)
+	_ radgate.PictureUser = (*ResultSink)(nil)
+)
+
+// Pictures: the ORU carries text, and the PDF report when attached, which
+// shows the preview or the radiograph's thumbnail.
+func (s *ResultSink) Pictures() radgate.Pictures {
+	if s.opts.PDF != nil {
+		return radgate.PicturePreview | radgate.PictureThumbnail
+	}
+	return 0
+}
 
 // NewResultSink validates opts; it does no I/O (the bucket is created on
 // first use, the connection opened on first send).

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"net/http"
@@ -223,9 +223,10 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 
 			if p >= 0.5 {
 				require.NotNil(t, rep.Media, "marked at ≥ 50 %%")
-				img, err := png.Decode(bytes.NewReader(rep.HeatmapPNG))
+				require.Equal(t, "image/jpeg", rep.HeatmapType, "the Media holds the preview")
+				img, err := jpeg.Decode(bytes.NewReader(rep.Heatmap))
 				require.NoError(t, err)
-				w, h := expectedHeatmapSize(m.Columns, m.Rows)
+				w, h := expectedPreviewSize(m.Columns, m.Rows)
 				require.Equal(t, w, img.Bounds().Dx())
 				require.Equal(t, h, img.Bounds().Dy())
 				require.EqualValues(t, w, rep.Media["width"])
@@ -272,14 +273,14 @@ func decodeErr(t *testing.T, file string) error {
 	return err
 }
 
-// expectedHeatmapSize is the documented heatmap size: the source's, or
-// scaled down so its long edge is inference.MaxHeatmapEdge.
-func expectedHeatmapSize(w, h int) (int, int) {
+// expectedPreviewSize is the documented preview size: the source's, or
+// scaled so that the long edge is inference.PreviewEdge.
+func expectedPreviewSize(w, h int) (int, int) {
 	long := max(w, h)
-	if long <= inference.MaxHeatmapEdge {
+	if long <= inference.PreviewEdge {
 		return w, h
 	}
-	s := float64(inference.MaxHeatmapEdge) / float64(long)
+	s := float64(inference.PreviewEdge) / float64(long)
 	return max(1, int(float64(w)*s+0.5)), max(1, int(float64(h)*s+0.5))
 }
 

@@ -67,7 +67,10 @@ type Report struct {
 	Confidence  float64
 	Tier        string
 	Conclusion  string
-	HeatmapPNG  []byte
+	// Heatmap is the Media's picture (HeatmapType its content type: the
+	// preview JPEG radgate writes), saved as HeatmapFile.
+	Heatmap     []byte
+	HeatmapType string
 	HeatmapFile string
 }
 
@@ -320,12 +323,16 @@ func (e *Env) ReadReports(ctx context.Context, cases []*Case, heatmapDir string)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ref, err)
 		}
-		if len(rep.HeatmapPNG) > 0 && heatmapDir != "" {
+		if len(rep.Heatmap) > 0 && heatmapDir != "" {
 			if err := os.MkdirAll(heatmapDir, 0o755); err != nil {
 				return err
 			}
-			rep.HeatmapFile = filepath.Join(heatmapDir, strings.TrimSuffix(filepath.Base(c.File), ".dcm")+".png")
-			if err := os.WriteFile(rep.HeatmapFile, rep.HeatmapPNG, 0o644); err != nil {
+			ext := ".jpg"
+			if rep.HeatmapType == "image/png" {
+				ext = ".png"
+			}
+			rep.HeatmapFile = filepath.Join(heatmapDir, strings.TrimSuffix(filepath.Base(c.File), ".dcm")+ext)
+			if err := os.WriteFile(rep.HeatmapFile, rep.Heatmap, 0o644); err != nil {
 				return err
 			}
 		}
@@ -377,7 +384,8 @@ func (e *Env) readReport(ctx context.Context, ref string) (*Report, error) {
 		rep.Media = media
 		content, _ := media["content"].(map[string]any)
 		data, _ := content["data"].(string)
-		if rep.HeatmapPNG, err = base64.StdEncoding.DecodeString(data); err != nil {
+		rep.HeatmapType, _ = content["contentType"].(string)
+		if rep.Heatmap, err = base64.StdEncoding.DecodeString(data); err != nil {
 			return nil, fmt.Errorf("media data: %w", err)
 		}
 	}
