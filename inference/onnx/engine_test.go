@@ -125,3 +125,28 @@ func TestEngineRejectsBadImage(t *testing.T) {
 	_, err := e.Score(t.Context(), []*inference.Image{{Width: 2, Height: 2, Pixels: []float32{1}}})
 	require.ErrorContains(t, err, "inconsistent image")
 }
+
+// The threading options reach the session: spinning is a session config
+// entry in both pools, "0" unless asked for.
+func TestSessionOptionsSpinning(t *testing.T) {
+	require.NoError(t, InitRuntime(testenv.ONNXRuntimeLib(t)))
+	for _, tc := range []struct {
+		opts EngineOptions
+		want string
+	}{
+		{EngineOptions{}, "0"},
+		{EngineOptions{Threads: 1}, "0"},
+		{EngineOptions{Threads: 2, Spinning: true}, "1"},
+	} {
+		so, err := sessionOptions(tc.opts)
+		require.NoError(t, err)
+		for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+			got, err := so.GetSessionConfigEntry(key)
+			require.NoError(t, err, key)
+			require.Equal(t, tc.want, got, "%s with %+v", key, tc.opts)
+		}
+		require.NoError(t, so.Destroy())
+	}
+	_, err := sessionOptions(EngineOptions{Threads: -1})
+	require.ErrorContains(t, err, "-1 intra-op threads")
+}
