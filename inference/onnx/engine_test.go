@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
 	"github.com/stretchr/testify/require"
@@ -149,4 +150,23 @@ func TestSessionOptionsSpinning(t *testing.T) {
 	}
 	_, err := sessionOptions(EngineOptions{Threads: -1})
 	require.ErrorContains(t, err, "-1 intra-op threads")
+}
+
+// serve's options come from the config's inference section.
+func TestOptionsFromConfig(t *testing.T) {
+	lib := testenv.ONNXRuntimeLib(t)
+	opts, err := OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: lib})
+	require.NoError(t, err)
+	want, _ := filepath.Abs(lib)
+	require.Equal(t, EngineOptions{Library: want, Threads: config.DefaultInferenceThreads}, opts)
+
+	opts, err = OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: lib, Threads: 2, Spinning: true})
+	require.NoError(t, err)
+	require.Equal(t, 2, opts.Threads)
+	require.True(t, opts.Spinning)
+
+	t.Chdir(t.TempDir())
+	t.Setenv(LibraryEnv, "")
+	_, err = OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: filepath.Join(t.TempDir(), "missing.so")})
+	require.ErrorIs(t, err, ErrLibraryNotFound)
 }
