@@ -166,8 +166,35 @@ type Inference struct {
 	// Workers is how many jobs the inference stage has in flight (default
 	// 4): their fetching, decoding and heatmap rendering overlap, and the
 	// images they wait to score share one ONNX Runtime run (one session per
-	// engine, using every core).
+	// engine, one run at a time per engine).
 	Workers int `yaml:"workers"`
+	// Threads is ONNX Runtime's intra-op thread count per engine: how many
+	// cores one run of one engine may use, the calling thread included. 0
+	// (the default) means DefaultInferenceThreads. One thread scores an
+	// image with the least CPU and starts no thread pool, so engines that
+	// run at once never contend for the cores the PACS, the FHIR server
+	// and the rest of radgate need (BENCHMARKS.md, "ONNX Runtime
+	// threading"); more threads cut the wall time of a run only where cores
+	// are otherwise idle.
+	Threads int `yaml:"threads"`
+	// Spinning lets idle intra-op threads busy-wait for work instead of
+	// sleeping (ONNX Runtime's own default). Off by default: with two
+	// threads on two shared cores it spent up to twice the CPU per image
+	// for no gain in wall time. It matters only when threads is above 1.
+	Spinning bool `yaml:"spinning"`
+}
+
+// DefaultInferenceThreads is the intra-op thread count per engine when
+// inference.threads is 0.
+const DefaultInferenceThreads = 1
+
+// IntraOpThreads is the intra-op thread count each engine's session gets:
+// Threads, or DefaultInferenceThreads when it is 0.
+func (i Inference) IntraOpThreads() int {
+	if i.Threads == 0 {
+		return DefaultInferenceThreads
+	}
+	return i.Threads
 }
 
 // PACS is the image archive, reached over DICOMweb.

@@ -324,6 +324,9 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.Inference.Workers < 1 {
 		bad("inference.workers", fmt.Sprintf("must be at least 1, got %d", c.Inference.Workers))
 	}
+	if c.Inference.Threads < 0 {
+		bad("inference.threads", fmt.Sprintf("must be 0 (the default: %d per engine) or more, got %d", DefaultInferenceThreads, c.Inference.Threads))
+	}
 	if len(c.Engines) == 0 {
 		bad("engines", "must name at least one engine")
 	}

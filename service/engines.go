@@ -15,9 +15,8 @@ import (
 // them open: a route reload that names a new engine loads it before the new
 // routes are swapped in.
 type engineLoader struct {
-	reg    *inference.Registry
-	lib    string
-	decode inference.DecodeOptions // the pacs section's limits on inflating images
+	reg  *inference.Registry
+	opts onnx.EngineOptions // onnx.OptionsFromConfig, with the pacs section's limits on inflating images
 
 	mu     sync.Mutex
 	loaded map[string]radgate.Engine
@@ -29,12 +28,12 @@ func newEngineLoader(cfg config.Config) (*engineLoader, error) {
 	if err != nil {
 		return nil, err
 	}
-	lib, err := onnx.FindLibrary(cfg.Inference.ONNXRuntimeLibrary)
+	opts, err := onnx.OptionsFromConfig(cfg.Inference)
 	if err != nil {
 		return nil, err
 	}
-	return &engineLoader{reg: reg, lib: lib, loaded: map[string]radgate.Engine{}, decode: inference.DecodeOptions{
-		MaxInflatedBytes: cfg.PACS.MaxInflatedBytes, MaxInflateRatio: cfg.PACS.MaxInflateRatio}}, nil
+	opts.Decode = inference.DecodeOptions{MaxInflatedBytes: cfg.PACS.MaxInflatedBytes, MaxInflateRatio: cfg.PACS.MaxInflateRatio}
+	return &engineLoader{reg: reg, opts: opts, loaded: map[string]radgate.Engine{}}, nil
 }
 
 // IDs lists every engine in the models directory.
@@ -54,7 +53,7 @@ func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
 		if err != nil {
 			return nil, err
 		}
-		e, err := onnx.NewEngine(m, onnx.EngineOptions{Library: l.lib, Decode: l.decode})
+		e, err := onnx.NewEngine(m, l.opts)
 		if err != nil {
 			return nil, fmt.Errorf("engine %s: %w", id, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +160,111 @@ func BenchmarkInferenceStage(b *testing.B) {
 		b.ReportMetric(float64(score.Microseconds())/1e3, "score-ms")
 		b.ReportMetric(float64(bare)/float64(score), "run-ratio")
 	})
+}
+
+// BenchmarkThreading: the cost per image of ONNX Runtime runs under each
+// session threading, on the 1024² marked chest radiograph's ready tensor
+// (repeated for a batch):
+//
+//	threads=T/spin=S/batch=N       one session, one caller: intra-op
+//	                               threads 1 and 2 × spinning off and on ×
+//	                               batch 1, 2, 4, 8
+//	threads=T/spin=S/2x-batch=1    two goroutines each running batch 1 at
+//	                               once on one session (concurrent workers
+//	                               without the pipeline's batcher)
+//	threads=T/spin=S/2-engines     the two shipped engines' sessions, each
+//	                               running batch 1 at once (two routes' jobs:
+//	                               the batcher is per engine, so these runs
+//	                               overlap and their pools share the cores)
+//
+// Each reports wall-ms/image (elapsed per image) and cpu-ms/image (process
+// CPU from getrusage, ONNX Runtime's pool threads included, so spinning
+// shows). Only the sessions being measured exist, so no other pool spins
+// meanwhile. On a shared machine compare ratios within one run.
+func BenchmarkThreading(b *testing.B) {
+	lib := testenv.ONNXRuntimeLib(b)
+	var f stageFixture
+	type config struct {
+		threads  int
+		spinning bool
+		batches  []int // one caller per batch size, in turn
+		callers  int   // with batch 1: callers at once on one session
+		engines  int   // with batch 1: the shipped engines, one caller each
+	}
+	configs := []config{
+		{threads: 1, batches: []int{1, 2, 4, 8}},
+		{threads: 1, spinning: true, batches: []int{1, 4, 8}},
+		{threads: 2, batches: []int{1, 2, 4, 8}},
+		{threads: 2, spinning: true, batches: []int{1, 4, 8}},
+		{threads: 1, callers: 2},
+		{threads: 2, callers: 2},
+		{threads: 1, engines: 2},
+		{threads: 2, engines: 2},
+		{threads: 2, spinning: true, engines: 2},
+	}
+	ids := []string{inference.DefaultEngineID, "cxr-pneumonia-densenet121-k224"}
+	for _, c := range configs {
+		var engines []*Engine
+		for _, id := range ids[:max(c.engines, 1)] {
+			e, err := NewEngine(loadTestManifest(b, id), EngineOptions{Library: lib, Threads: c.threads, Spinning: c.spinning})
+			if err != nil {
+				b.Fatal(err)
+			}
+			engines = append(engines, e)
+		}
+		if f.in == nil {
+			f = newStageFixture(b, engines[0])
+		}
+		prefix := fmt.Sprintf("threads=%d/spin=%s", c.threads, map[bool]string{false: "off", true: "on"}[c.spinning])
+		switch {
+		case c.engines > 1:
+			b.Run(prefix+"/2-engines", func(b *testing.B) { benchRuns(b, engines, f.in, 1) })
+		case c.callers > 1:
+			b.Run(fmt.Sprintf("%s/%dx-batch=1", prefix, c.callers), func(b *testing.B) {
+				benchRuns(b, slices.Repeat(engines, c.callers), f.in, 1)
+			})
+		default:
+			for _, n := range c.batches {
+				b.Run(fmt.Sprintf("%s/batch=%d", prefix, n), func(b *testing.B) { benchRuns(b, engines, f.in, n) })
+			}
+		}
+		for _, e := range engines {
+			if err := e.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+// benchRuns times ScoreTensor on n copies of the plane, one caller per
+// element of sessions, all at once, per iteration, and reports wall time
+// and process CPU per image.
+func benchRuns(b *testing.B, sessions []*Engine, plane []float32, n int) {
+	in := slices.Repeat(plane, n)
+	run := func(e *Engine) func() {
+		return func() {
+			if _, _, err := e.ScoreTensor(b.Context(), in, n); err != nil {
+				b.Error(err)
+			}
+		}
+	}
+	for _, e := range sessions { // warm-up
+		run(e)()
+	}
+	cpu0 := processCPU()
+	for b.Loop() {
+		if len(sessions) == 1 {
+			run(sessions[0])()
+			continue
+		}
+		var wg sync.WaitGroup
+		for _, e := range sessions {
+			wg.Go(run(e))
+		}
+		wg.Wait()
+	}
+	cpu := processCPU() - cpu0
+	images := float64(b.N * n * len(sessions))
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/1e3/images, "wall-ms/image")
+	b.ReportMetric(float64(cpu.Microseconds())/1e3/images, "cpu-ms/image")
 }

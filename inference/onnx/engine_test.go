@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
 	"github.com/stretchr/testify/require"
@@ -124,4 +125,48 @@ func TestEngineRejectsBadImage(t *testing.T) {
 	e := newTestEngine(t, inference.DefaultEngineID)
 	_, err := e.Score(t.Context(), []*inference.Image{{Width: 2, Height: 2, Pixels: []float32{1}}})
 	require.ErrorContains(t, err, "inconsistent image")
+}
+
+// The threading options reach the session: spinning is a session config
+// entry in both pools, "0" unless asked for.
+func TestSessionOptionsSpinning(t *testing.T) {
+	require.NoError(t, InitRuntime(testenv.ONNXRuntimeLib(t)))
+	for _, tc := range []struct {
+		opts EngineOptions
+		want string
+	}{
+		{EngineOptions{}, "0"},
+		{EngineOptions{Threads: 1}, "0"},
+		{EngineOptions{Threads: 2, Spinning: true}, "1"},
+	} {
+		so, err := sessionOptions(tc.opts)
+		require.NoError(t, err)
+		for _, key := range []string{"session.intra_op.allow_spinning", "session.inter_op.allow_spinning"} {
+			got, err := so.GetSessionConfigEntry(key)
+			require.NoError(t, err, key)
+			require.Equal(t, tc.want, got, "%s with %+v", key, tc.opts)
+		}
+		require.NoError(t, so.Destroy())
+	}
+	_, err := sessionOptions(EngineOptions{Threads: -1})
+	require.ErrorContains(t, err, "-1 intra-op threads")
+}
+
+// serve's options come from the config's inference section.
+func TestOptionsFromConfig(t *testing.T) {
+	lib := testenv.ONNXRuntimeLib(t)
+	opts, err := OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: lib})
+	require.NoError(t, err)
+	want, _ := filepath.Abs(lib)
+	require.Equal(t, EngineOptions{Library: want, Threads: config.DefaultInferenceThreads}, opts)
+
+	opts, err = OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: lib, Threads: 2, Spinning: true})
+	require.NoError(t, err)
+	require.Equal(t, 2, opts.Threads)
+	require.True(t, opts.Spinning)
+
+	t.Chdir(t.TempDir())
+	t.Setenv(LibraryEnv, "")
+	_, err = OptionsFromConfig(config.Inference{ONNXRuntimeLibrary: filepath.Join(t.TempDir(), "missing.so")})
+	require.ErrorIs(t, err, ErrLibraryNotFound)
 }

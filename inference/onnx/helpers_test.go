@@ -49,8 +49,15 @@ func readReference(t testing.TB, path string) []refRow {
 // newTestEngine creates an engine for models/<id>, closed at the end of the test.
 func newTestEngine(t testing.TB, id string) *Engine {
 	t.Helper()
-	lib := testenv.ONNXRuntimeLib(t)
-	e, err := NewEngine(loadTestManifest(t, id), EngineOptions{Library: lib})
+	return newTestEngineWith(t, id, EngineOptions{})
+}
+
+// newTestEngineWith is newTestEngine with these options (the library is the
+// test environment's).
+func newTestEngineWith(t testing.TB, id string, opts EngineOptions) *Engine {
+	t.Helper()
+	opts.Library = testenv.ONNXRuntimeLib(t)
+	e, err := NewEngine(loadTestManifest(t, id), opts)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, e.Close()) })
 	return e

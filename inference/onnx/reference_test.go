@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/internal/testenv"
 	"github.com/stretchr/testify/require"
@@ -98,6 +99,17 @@ func TestCXRDicomReference(t *testing.T) {
 			require.Len(t, decodable, 15)
 			set := scoreReference(t, e, dir, decodable, 1)
 			t.Logf("%s on cxr-dicom: %d files, max |Δp| %.6f (%s)", tc.engine, len(set.rows), set.maxAbs, set.worst)
+
+			// serve's session (the config's defaults: one intra-op
+			// thread, no spinning) scores the same within the tolerance.
+			opts, err := OptionsFromConfig(config.Default().Inference)
+			require.NoError(t, err)
+			require.Equal(t, 1, opts.Threads)
+			require.False(t, opts.Spinning)
+			serve := scoreReference(t, newTestEngineWith(t, tc.engine, opts), dir, decodable, 1)
+			for i := range set.probs {
+				require.InDelta(t, set.probs[i], serve.probs[i], 1e-4, set.rows[i].File)
+			}
 		})
 	}
 }
