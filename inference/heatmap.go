@@ -212,7 +212,8 @@ func (o *overlay) row(y int, dst []byte, bpp int) {
 				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
 				h := top*(1-ty.f) + bot*ty.f
 				if h > 0 {
-					cr, cg, cb := jet(h)
+					c := &jetLUT[int(h*(jetSteps-1)+0.5)]
+					cr, cg, cb := c[0], c[1], c[2]
 					a := alpha * h
 					p[0], p[1], p[2] = to8((1-a)*g+a*cr), to8((1-a)*g+a*cg), to8((1-a)*g+a*cb)
 					continue
@@ -256,6 +257,19 @@ func camTaps(n, src, off, clen, cells int) []camTap {
 	}
 	return taps
 }
+
+// jetSteps is how finely jetLUT samples the colour map: a step changes a
+// colour channel by at most 4/(jetSteps-1), under a quarter of one 8-bit
+// level.
+const jetSteps = 4096
+
+// jetLUT is jet sampled at jetSteps points of 0..1.
+var jetLUT = func() (lut [jetSteps][3]float64) {
+	for i := range lut {
+		lut[i][0], lut[i][1], lut[i][2] = jet(float64(i) / (jetSteps - 1))
+	}
+	return lut
+}()
 
 // jet is the classic blue–cyan–yellow–red colour map, v in 0..1.
 func jet(v float64) (r, g, b float64) {
