@@ -45,6 +45,9 @@ type DayReport struct {
 	CPUMsPerOrder     float64 `json:"cpu_ms_per_order"`
 	CPUMsPerDelivered float64 `json:"cpu_ms_per_delivered"`
 	CPURatio          float64 `json:"cpu_ratio"`
+	// ClientCPUMsPerOrder is the bench's own CPU over the day per order
+	// (posting, polling, sampling): what the client adds to the machine.
+	ClientCPUMsPerOrder float64 `json:"client_cpu_ms_per_order"`
 	// FHIRBytesPerResult: FHIR request bytes over the day ÷ delivered
 	// results (the rejected orders' answers included in the bytes).
 	FHIRBytesPerResult float64 `json:"fhir_bytes_per_result"`
@@ -142,7 +145,7 @@ func (r *run) day(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t0 := time.Now()
+	t0, self0 := time.Now(), selfCPU()
 	sampler := newSampler(r.radgate.Pid(), fhirSrv, orthanc, t0)
 	sampler.start()
 	dctx, cancel := context.WithCancel(ctx)
@@ -174,6 +177,7 @@ func (r *run) day(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	self1 := selfCPU()
 	after, err := scrape(ctx, r.radgate.URL)
 	if err != nil {
 		return err
@@ -234,6 +238,7 @@ func (r *run) day(ctx context.Context) error {
 	}
 	cpu := ms(cpu1 - cpu0)
 	rep.CPUMsPerOrder = cpu / float64(len(orders))
+	rep.ClientCPUMsPerOrder = ms(self1-self0) / float64(len(orders))
 	if delivered > 0 {
 		rep.CPUMsPerDelivered = cpu / float64(delivered)
 		rep.FHIRBytesPerResult = (after.sum(metricFHIRSentBytes) - before.sum(metricFHIRSentBytes)) / float64(delivered)
@@ -264,8 +269,8 @@ func (r *run) printDay(rep *DayReport) {
 	}
 	p("  latency accept→terminal: p50 %.0f ms, p99 %.0f ms, max %.0f ms; stat orders (%d): p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 		rep.P50Ms, rep.P99Ms, rep.MaxMs, rep.Stat, rep.StatP50Ms, rep.StatP99Ms, rep.StatMaxMs)
-	p("  radgate CPU %.1f ms/order, %.1f ms/delivered order = %.2f × bare CPU; FHIR %.0f kB sent/result",
-		rep.CPUMsPerOrder, rep.CPUMsPerDelivered, rep.CPURatio, rep.FHIRBytesPerResult/1000)
+	p("  radgate CPU %.1f ms/order, %.1f ms/delivered order = %.2f × bare CPU; FHIR %.0f kB sent/result; the bench client %.1f CPU-ms/order",
+		rep.CPUMsPerOrder, rep.CPUMsPerDelivered, rep.CPURatio, rep.FHIRBytesPerResult/1000, rep.ClientCPUMsPerOrder)
 	var at []string
 	for _, k := range sortedKeysByNumber(rep.RSSAtMB) {
 		at = append(at, fmt.Sprintf("%s finished %.0f MB", k, rep.RSSAtMB[k]))

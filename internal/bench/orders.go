@@ -95,14 +95,19 @@ func newClient(base string) *client {
 	return &client{base: base, http: &http.Client{Transport: t, Timeout: time.Minute}}
 }
 
-// post files one order; radgate's 429 and 503 are waited out (Retry-After)
-// and sent again, a few times.
+// maxBackoff bounds how long one order waits out radgate's 429 and 503
+// answers in all.
+const maxBackoff = 10 * time.Minute
+
+// post files one order; radgate's 429 and 503 are waited out (Retry-After,
+// else 1 s) and the order sent again, for up to maxBackoff.
 func (c *client) post(ctx context.Context, o *order) error {
 	body, err := o.bundle()
 	if err != nil {
 		return err
 	}
-	for try := 1; ; try++ {
+	waited := time.Duration(0)
+	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/fhir", bytes.NewReader(body))
 		if err != nil {
 			return err
@@ -118,11 +123,12 @@ func (c *client) post(ctx context.Context, o *order) error {
 		case resp.StatusCode == http.StatusOK:
 			o.posted.Store(true)
 			return nil
-		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && try < 10:
+		case (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && waited < maxBackoff:
 			wait := time.Second
 			if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
 				wait = time.Duration(s) * time.Second
 			}
+			waited += wait
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
