@@ -148,6 +148,7 @@ func (r *run) day(ctx context.Context) error {
 	t0, self0 := time.Now(), selfCPU()
 	sampler := newSampler(r.radgate.Pid(), fhirSrv, orthanc, t0)
 	sampler.start()
+	defer sampler.stop()
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	postErr := make(chan error, 1)
@@ -167,6 +168,9 @@ func (r *run) day(ctx context.Context) error {
 			r.progress("  %s: %d of %d finished, radgate RSS %.0f MB", time.Since(t0).Round(time.Second), done, len(orders), mb(rss))
 		}
 	})
+	if err != nil {
+		cancel()
+	}
 	if perr := <-postErr; perr != nil {
 		return perr
 	}
@@ -340,6 +344,7 @@ type sampler struct {
 	mu            sync.Mutex
 	samples       []RSSSample
 	quit, done    chan struct{}
+	stopped       sync.Once
 }
 
 func newSampler(pid int, fhir, orthanc *peer, t0 time.Time) *sampler {
@@ -373,11 +378,14 @@ func (s *sampler) take() {
 		FHIRMB: mb(s.fhir.rss()), OrthancMB: mb(s.orthanc.rss())})
 }
 
-// stop ends the sampling with one last sample and returns them all.
+// stop ends the sampling with one last sample and returns them all; later
+// calls return the same.
 func (s *sampler) stop() []RSSSample {
-	close(s.quit)
-	<-s.done
-	s.take()
+	s.stopped.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.take()
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.samples
