@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	log := logger.With("component", "serve")
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), fhirhttp.SentBytes)
 
 	// Security first: a missing secret or an exposed intake without
 	// authentication stops start-up at once.

@@ -12,6 +12,8 @@
 # Re-running it stops the peers it started before and starts fresh ones (empty
 # PACS, empty FHIR store). Needs what testenv/setup.sh installs.
 # RADGATE_PEERS_TIMEOUT (seconds, default 120) bounds the wait for readiness (a loaded 2-core machine can take 20 s).
+# RADGATE_FHIR_HEAP_MB, when set, is the FHIR server's V8 heap limit (node --max-old-space-size):
+# it keeps every resource in memory, and radgate bench --day's 8,000 results outgrow node's default.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -106,12 +108,20 @@ start_orthanc() {
 
 start_orthanc
 
+FHIR_NODE_ARGS=()
+FHIR_HEAP_NOTE=""
+if [ -n "${RADGATE_FHIR_HEAP_MB:-}" ]; then
+  [[ "$RADGATE_FHIR_HEAP_MB" =~ ^[1-9][0-9]*$ ]] ||
+    fail_start "RADGATE_FHIR_HEAP_MB must be a number of MiB (node --max-old-space-size), got '$RADGATE_FHIR_HEAP_MB'"
+  FHIR_NODE_ARGS=(--max-old-space-size="$RADGATE_FHIR_HEAP_MB")
+  FHIR_HEAP_NOTE=", heap limit $RADGATE_FHIR_HEAP_MB MiB"
+fi
 FHIR_T0=$(ms)
-nohup node "$ROOT/testenv/fhir-server/server.js" --host 127.0.0.1 --port 0 --base "$FHIR_BASE" \
+nohup node "${FHIR_NODE_ARGS[@]}" "$ROOT/testenv/fhir-server/server.js" --host 127.0.0.1 --port 0 --base "$FHIR_BASE" \
   --port-file "$RUN/fhir/port" --data "$RUN/fhir/store.json" >"$RUN/fhir/fhir.log" 2>&1 </dev/null &
 FHIR_PID=$!
 echo "$FHIR_PID" >"$RUN/fhir.pid"
-say "FHIR server: pid $FHIR_PID (log testenv/run/fhir/fhir.log)"
+say "FHIR server: pid $FHIR_PID$FHIR_HEAP_NOTE (log testenv/run/fhir/fhir.log)"
 
 # ------------------------------------------------------------------ wait for readiness (both at once)
 ORTHANC_READY_MS=""

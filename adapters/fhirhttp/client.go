@@ -113,6 +113,9 @@ func (c *Client) do(ctx context.Context, op, method, path string, query url.Valu
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = countedBody{req.Body}
+	}
 	req.Header.Set("Accept", "application/fhir+json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")

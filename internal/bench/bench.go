@@ -2,7 +2,9 @@
 // order→report path on loopback (FHIR intake, NATS, QIDO-RS and WADO-RS
 // against a PACS, decode, preprocessing, ONNX Runtime, heatmap, the FHIR
 // write) measured beside bare ONNX Runtime inference of the same model, in
-// the same run. It needs a running PACS (DICOMweb) and FHIR server.
+// the same run, and the compressed day (Options.Day). radgate serve runs as
+// a child process, so its CPU time and memory are radgate's alone. It
+// needs a running PACS (DICOMweb) and FHIR server.
 package bench
 
 import (
@@ -11,29 +13,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"sort"
-	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/inference/onnx"
-	"github.com/radgate/radgate/internal/demo"
 )
-
-// ServeFunc runs radgate serve with cfg until ctx ends, sending the intake's
-// listening address on ready once it accepts orders.
-type ServeFunc func(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error
 
 // Options are the knobs of a run.
 type Options struct {
@@ -43,9 +36,10 @@ type Options struct {
 	// ModelsDir and Library are the models directory and the ONNX Runtime
 	// library ("" : the usual lookup).
 	ModelsDir, Library string
-	// Samples are the radiographs cloned into orders; the first is also
-	// the bare phase's input.
-	Samples []string
+	// Samples are the chest radiographs cloned into orders; the first is
+	// also the bare phase's input. NonChest are the non-chest studies of
+	// the day (radgate rejects them).
+	Samples, NonChest []string
 	// PDFReport attaches the PDF report to each DiagnosticReport.
 	PDFReport bool
 	// BareRuns is how many bare session runs are timed.
@@ -54,217 +48,345 @@ type Options struct {
 	ThroughputOrders int
 	Rate             float64
 	LatencyOrders    int
+	// Day runs the compressed day (DayOrders orders, see day.go) instead of
+	// the throughput and latency phases.
+	Day       bool
+	DayOrders int
+	// PeersRun is the folder where testenv/start.sh keeps the peers' pid
+	// files and data (for their memory and disk use; "" : not reported).
+	PeersRun string
 	// JSON prints the Report instead of progress lines.
 	JSON bool
-	// CPUProfile, when set, is where a CPU profile of the whole-path
-	// phases is written.
+	// CPUProfile, when set, is where radgate serve writes a CPU profile of
+	// its whole run (start-up to the stop).
 	CPUProfile string
-	// Serve runs radgate in-process against the peers.
-	Serve ServeFunc
+	// Executable is the radgate binary run as `serve` ("" : this one), with
+	// Env added to its environment.
+	Executable string
+	Env        []string
 }
 
-// Report is what `radgate bench --json` prints.
+// Report is what `radgate bench --json` prints. Ratios are within one run.
 type Report struct {
-	Engine              string             `json:"engine"`
-	Samples             int                `json:"samples"`
-	BareImagesPerSecond float64            `json:"bare_images_per_second"`
-	BareMsPerImage      float64            `json:"bare_ms_per_image"`
-	OrdersPerSecond     float64            `json:"orders_per_second"`
-	ThroughputRatio     float64            `json:"throughput_ratio"`
-	ThroughputOrders    int                `json:"throughput_orders"`
-	Rate                float64            `json:"latency_rate_per_second"`
-	LatencyOrders       int                `json:"latency_orders"`
-	LatencyP50Ms        float64            `json:"latency_p50_ms"`
-	LatencyP99Ms        float64            `json:"latency_p99_ms"`
-	LatencyMaxMs        float64            `json:"latency_max_ms"`
-	Marked              int                `json:"marked"`
-	StageMeanMs         map[string]float64 `json:"stage_mean_ms,omitempty"`
+	Engine              string  `json:"engine"`
+	Samples             int     `json:"samples"`
+	PDFReport           bool    `json:"pdf_report"`
+	BareImagesPerSecond float64 `json:"bare_images_per_second"`
+	BareMsPerImage      float64 `json:"bare_ms_per_image"`
+	// BareCPUMsPerImage is the process CPU (every thread) of one batch-1
+	// session.Run.
+	BareCPUMsPerImage float64 `json:"bare_cpu_ms_per_image"`
+	OrdersPerSecond   float64 `json:"orders_per_second"`
+	ThroughputRatio   float64 `json:"throughput_ratio"`
+	ThroughputOrders  int     `json:"throughput_orders"`
+	// ThroughputCPUMsPerOrder is radgate's process CPU over the throughput
+	// phase per delivered order; CPURatio that ÷ BareCPUMsPerImage.
+	ThroughputCPUMsPerOrder float64 `json:"throughput_cpu_ms_per_order"`
+	CPURatio                float64 `json:"cpu_ratio"`
+	// FHIRBytesPerResult is every request body byte radgate sent to the
+	// FHIR server over the throughput phase per delivered result.
+	FHIRBytesPerResult   float64 `json:"fhir_bytes_per_result"`
+	Rate                 float64 `json:"latency_rate_per_second"`
+	LatencyOrders        int     `json:"latency_orders"`
+	LatencyP50Ms         float64 `json:"latency_p50_ms"`
+	LatencyP99Ms         float64 `json:"latency_p99_ms"`
+	LatencyMaxMs         float64 `json:"latency_max_ms"`
+	LatencyCPUMsPerOrder float64 `json:"latency_cpu_ms_per_order"`
+	LatencyCPURatio      float64 `json:"latency_cpu_ratio"`
+	// LatencyFHIRBytesPerResult is FHIRBytesPerResult over the latency phase.
+	LatencyFHIRBytesPerResult float64            `json:"latency_fhir_bytes_per_result"`
+	Marked                    int                `json:"marked"`
+	StageMeanMs               map[string]float64 `json:"stage_mean_ms,omitempty"`
+	// RadgateRSSMB is radgate's resident memory at the end of the phases.
+	RadgateRSSMB float64 `json:"radgate_rss_mb"`
+	// Day is the compressed day's report (--day).
+	Day *DayReport `json:"day,omitempty"`
 }
 
-// Run measures the three phases and writes the progress lines (or, with
-// o.JSON, the Report as one JSON object) to out.
-func Run(ctx context.Context, o Options, out io.Writer) error {
-	if o.Serve == nil {
-		return errors.New("bench: Options.Serve is not set")
-	}
+// run is one bench run's shared state.
+type run struct {
+	o        Options
+	rep      Report
+	out      io.Writer
+	radgate  *child
+	rg       *client
+	pacs     *dicomweb.Client
+	bareCPU  time.Duration // per batch-1 session.Run
+	tmp      string
+	dataDir  string // radgate's
+	runNum   string
+	progress func(format string, args ...any)
+}
+
+// Run measures the phases and writes the progress lines (or, with o.JSON,
+// the Report as one JSON object) to out.
+func Run(ctx context.Context, o Options, out io.Writer) (err error) {
 	if o.Orthanc == "" || o.FHIR == "" {
 		return fmt.Errorf("bench needs --orthanc and --fhir (or source testenv/run/env.sh; scripts/bench.sh does it all)")
 	}
-	progress := func(format string, args ...any) {
+	if len(o.Samples) == 0 {
+		return errors.New("bench needs at least one --sample")
+	}
+	if o.Executable == "" {
+		if o.Executable, err = os.Executable(); err != nil {
+			return fmt.Errorf("finding radgate's executable: %w", err)
+		}
+	}
+	r := &run{o: o, out: out, rep: Report{Engine: config.DefaultEngine, Samples: len(o.Samples), PDFReport: o.PDFReport},
+		runNum: fmt.Sprint(100_000_000 + rand.IntN(900_000_000))}
+	r.progress = func(format string, args ...any) {
 		if !o.JSON {
 			fmt.Fprintf(out, format+"\n", args...)
 		}
 	}
-	rep := Report{Engine: config.DefaultEngine, Samples: len(o.Samples), ThroughputOrders: o.ThroughputOrders,
-		Rate: o.Rate, LatencyOrders: o.LatencyOrders}
+	if r.tmp, err = os.MkdirTemp("", "radgate-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(r.tmp)
+	r.dataDir = filepath.Join(r.tmp, "data")
+	cfg := serveConfig(o, r.dataDir)
 
-	// Phase 1: bare ONNX Runtime on a ready tensor, batch 1, same model.
-	bare, err := benchBare(ctx, o)
+	// Phase 1, in this process before radgate starts: bare ONNX Runtime on
+	// a ready tensor, batch 1, the same model and session options.
+	bare, err := benchBare(ctx, o, cfg)
 	if err != nil {
 		return err
 	}
-	rep.BareMsPerImage = float64(bare.Microseconds()) / 1000
-	rep.BareImagesPerSecond = 1 / bare.Seconds()
-	progress("bare session.Run: %.1f ms/image (%.2f images/s)", rep.BareMsPerImage, rep.BareImagesPerSecond)
+	r.bareCPU = bare.cpu
+	r.rep.BareMsPerImage = ms(bare.wall)
+	r.rep.BareImagesPerSecond = 1 / bare.wall.Seconds()
+	r.rep.BareCPUMsPerImage = ms(bare.cpu)
+	r.progress("bare session.Run: %.1f ms/image (%.2f images/s), %.1f CPU-ms/image", r.rep.BareMsPerImage, r.rep.BareImagesPerSecond, r.rep.BareCPUMsPerImage)
 
-	// The whole path: radgate in-process against the running peers.
-	dataDir, err := os.MkdirTemp("", "radgate-bench-")
-	if err != nil {
+	// radgate serve, a child process against the running peers.
+	cfgPath := filepath.Join(r.tmp, "radgate.yaml")
+	if err := writeConfig(cfg, cfgPath); err != nil {
 		return err
 	}
-	defer os.RemoveAll(dataDir)
-	cfg := config.Default()
-	cfg.Listen, cfg.DataDir, cfg.ModelsDir = "127.0.0.1:0", dataDir, o.ModelsDir
-	cfg.NATS.EmbeddedListen = "127.0.0.1:-1" // a private broker: never collide with a running serve
-	cfg.Inference.ONNXRuntimeLibrary = o.Library
-	cfg.PACS.DICOMwebURL, cfg.PACS.Username = o.Orthanc+"/dicom-web", o.User
-	os.Setenv("RADGATE_BENCH_PACS_PASSWORD", o.Password)
-	cfg.PACS.PasswordEnv = "RADGATE_BENCH_PACS_PASSWORD"
-	cfg.FHIR.BaseURL = o.FHIR
-	cfg.FHIR.PDFReport = o.PDFReport
-	cfg.Orders.RetryMin = config.Duration(50 * time.Millisecond)
-	// The bench is one client posting as fast as it can: the per-client rate
-	// limit (a policy, not a cost) would measure itself instead of radgate.
-	cfg.HTTP.Limits.OrdersPerSecond = 0
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- o.Serve(sctx, cfg, slog.New(slog.DiscardHandler), ready) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		return fmt.Errorf("starting radgate: %w", err)
-	}
-	defer func() { stop(); <-errc }()
-
-	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: o.User, Password: o.Password})
-	if err != nil {
+	env := append([]string{passwordEnv + "=" + o.Password}, o.Env...)
+	if r.radgate, err = startChild(ctx, o.Executable, cfgPath, o.CPUProfile, r.tmp, env); err != nil {
 		return err
 	}
-	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: o.FHIR})
-	if err != nil {
-		return err
-	}
-	env := &demo.Env{RadgateURL: "http://" + addr, FHIR: fc, PACS: pacs}
-
-	// Distinct studies, stored in the PACS before any timing starts.
-	total := o.ThroughputOrders + o.LatencyOrders + 1
-	seed := int(time.Now().Unix()%900) * 100 // clones differ between runs against one PACS
-	cases, err := cloneCases(o.Samples, total, seed)
-	if err != nil {
-		return err
-	}
-	progress("storing %d cloned studies in the PACS…", len(cases))
-	for _, c := range cases {
-		if _, err := pacs.Store(ctx, c.Data); err != nil {
-			return fmt.Errorf("storing a clone: %w", err)
+	defer func() {
+		if serr := r.radgate.stop(time.Minute); serr != nil && err == nil {
+			err = serr
 		}
-	}
-	warm, thr, lat := cases[:1], cases[1:1+o.ThroughputOrders], cases[1+o.ThroughputOrders:]
-	if err := postAndWait(ctx, env, warm, 0); err != nil { // warm-up: sessions, connections
+		if err == nil && o.CPUProfile != "" {
+			r.progress("CPU profile of radgate serve: %s (go tool pprof -top %s)", o.CPUProfile, o.CPUProfile)
+		}
+		if err == nil && o.JSON {
+			err = json.NewEncoder(out).Encode(r.rep)
+		}
+	}()
+	r.rg = newClient(r.radgate.URL)
+	if r.pacs, err = dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, Username: o.User, Password: o.Password}); err != nil {
 		return err
 	}
+	if o.Day {
+		return r.day(ctx)
+	}
+	return r.phases(ctx)
+}
 
-	if o.CPUProfile != "" {
-		f, err := os.Create(o.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+// phases runs the throughput and latency phases.
+func (r *run) phases(ctx context.Context) error {
+	o := r.o
+	chest, err := r.templates(o.Samples)
+	if err != nil {
+		return err
+	}
+	orders, err := r.corpus(ctx, chest, nil, 1+o.ThroughputOrders+o.LatencyOrders, mix{})
+	if err != nil {
+		return err
+	}
+	warm, thr, lat := orders[:1], orders[1:1+o.ThroughputOrders], orders[1+o.ThroughputOrders:]
+	if err := r.postAndWait(ctx, warm, 0); err != nil { // warm-up: sessions, connections
+		return err
 	}
 
 	// Phase 2: throughput, every order posted at once.
-	start := time.Now()
-	if err := postAndWait(ctx, env, thr, 0); err != nil {
+	ph, err := r.measure(ctx, thr, 0)
+	if err != nil {
 		return err
 	}
-	elapsed := time.Since(start)
-	rep.OrdersPerSecond = float64(len(thr)) / elapsed.Seconds()
-	rep.ThroughputRatio = rep.OrdersPerSecond / rep.BareImagesPerSecond
-	progress("throughput: %d orders in %s = %.2f orders/s (%.2f × bare inference)",
-		len(thr), elapsed.Round(time.Millisecond), rep.OrdersPerSecond, rep.ThroughputRatio)
+	r.rep.ThroughputOrders = len(thr)
+	r.rep.OrdersPerSecond = float64(len(thr)) / ph.elapsed.Seconds()
+	r.rep.ThroughputRatio = r.rep.OrdersPerSecond / r.rep.BareImagesPerSecond
+	r.rep.ThroughputCPUMsPerOrder, r.rep.CPURatio, r.rep.FHIRBytesPerResult = ph.cpuPerOrder, ph.cpuRatio, ph.fhirBytes
+	r.progress("throughput: %d orders in %s = %.2f orders/s (%.2f × bare inference)",
+		len(thr), ph.elapsed.Round(time.Millisecond), r.rep.OrdersPerSecond, r.rep.ThroughputRatio)
+	r.progress("  radgate CPU %.1f ms/order = %.2f × bare CPU (CPU ratio); FHIR %.0f kB sent/result", ph.cpuPerOrder, ph.cpuRatio, ph.fhirBytes/1000)
 
 	// Phase 3: latency at a steady rate.
-	interval := time.Duration(float64(time.Second) / o.Rate)
-	if err := postAndWait(ctx, env, lat, interval); err != nil {
+	r.rep.Rate, r.rep.LatencyOrders = o.Rate, len(lat)
+	ph, err = r.measure(ctx, lat, time.Duration(float64(time.Second)/o.Rate))
+	if err != nil {
 		return err
 	}
 	var lats []float64
-	for _, c := range append(slices.Clone(thr), lat...) {
-		if c.Status.State != radgate.StateDelivered {
-			return fmt.Errorf("order %s ended %s: %s", c.OrderID, c.Status.State, c.Status.Reason)
-		}
-		if p := c.Status.Engines[config.DefaultEngine].Probability; p != nil && *p >= 0.5 {
-			rep.Marked++
-		}
-	}
-	for _, c := range lat {
-		lats = append(lats, float64(c.Status.UpdatedAt.Sub(c.Status.ReceivedAt).Microseconds())/1000)
+	for _, od := range lat {
+		lats = append(lats, ms(od.latency()))
 	}
 	sort.Float64s(lats)
-	rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs = quantile(lats, 0.5), quantile(lats, 0.99), lats[len(lats)-1]
-	progress("latency at %.1f orders/s over %d orders: p50 %.0f ms, p99 %.0f ms, max %.0f ms",
-		o.Rate, len(lat), rep.LatencyP50Ms, rep.LatencyP99Ms, rep.LatencyMaxMs)
-	if rep.StageMeanMs, err = stageMeans(ctx, env.RadgateURL); err != nil {
+	r.rep.LatencyP50Ms, r.rep.LatencyP99Ms, r.rep.LatencyMaxMs = quantile(lats, 0.5), quantile(lats, 0.99), lats[len(lats)-1]
+	r.rep.LatencyCPUMsPerOrder, r.rep.LatencyCPURatio, r.rep.LatencyFHIRBytesPerResult = ph.cpuPerOrder, ph.cpuRatio, ph.fhirBytes
+	r.progress("latency at %.1f orders/s over %d orders: p50 %.0f ms, p99 %.0f ms, max %.0f ms",
+		o.Rate, len(lat), r.rep.LatencyP50Ms, r.rep.LatencyP99Ms, r.rep.LatencyMaxMs)
+	r.progress("  radgate CPU %.1f ms/order = %.2f × bare CPU (CPU ratio); FHIR %.0f kB sent/result", ph.cpuPerOrder, ph.cpuRatio, ph.fhirBytes/1000)
+	for _, od := range append(slices.Clone(thr), lat...) {
+		if od.State != radgate.StateDelivered {
+			return fmt.Errorf("order %s ended %s: %s", od.ID, od.State, od.Reason)
+		}
+		if od.Marked {
+			r.rep.Marked++
+		}
+	}
+
+	m, err := scrape(ctx, r.radgate.URL)
+	if err != nil {
 		return err
 	}
-	stages := make([]string, 0, len(rep.StageMeanMs))
-	for s := range rep.StageMeanMs {
+	r.rep.StageMeanMs = m.stageMeans()
+	stages := make([]string, 0, len(r.rep.StageMeanMs))
+	for s := range r.rep.StageMeanMs {
 		stages = append(stages, s)
 	}
 	sort.Strings(stages)
 	for _, s := range stages {
-		progress("  stage %-14s %7.1f ms/message (mean, all phases; retries included)", s, rep.StageMeanMs[s])
+		r.progress("  stage %-14s %7.1f ms/message (mean, all phases; retries included)", s, r.rep.StageMeanMs[s])
 	}
-	if o.JSON {
-		return json.NewEncoder(out).Encode(rep)
+	if rss, err := r.radgate.RSS(); err == nil {
+		r.rep.RadgateRSSMB = mb(rss)
+		r.progress("radgate RSS after the phases: %.0f MB", r.rep.RadgateRSSMB)
 	}
 	return nil
 }
 
-func cloneCases(samples []string, n, seed int) ([]*demo.Case, error) {
-	var srcs [][]byte
-	for _, s := range samples {
-		b, err := os.ReadFile(s)
-		if err != nil {
-			return nil, err
-		}
-		srcs = append(srcs, b)
+// phase is what one phase cost radgate.
+type phase struct {
+	elapsed     time.Duration
+	cpuPerOrder float64 // ms of radgate CPU per delivered order
+	cpuRatio    float64 // cpuPerOrder ÷ bare CPU per run
+	fhirBytes   float64 // FHIR request bytes per delivered result
+}
+
+// measure posts the orders (spaced by interval, or all at once), waits for
+// every one, and reads radgate's CPU time and FHIR bytes around it.
+func (r *run) measure(ctx context.Context, orders []*order, interval time.Duration) (phase, error) {
+	before, err := scrape(ctx, r.radgate.URL)
+	if err != nil {
+		return phase{}, err
 	}
-	out := make([]*demo.Case, 0, n)
-	for i := 0; i < n; i++ {
-		src := srcs[i%len(srcs)]
-		b, m, err := demo.Clone(src, seed+i)
+	cpu0, err := r.radgate.CPU()
+	if err != nil {
+		return phase{}, err
+	}
+	start := time.Now()
+	if err := r.postAndWait(ctx, orders, interval); err != nil {
+		return phase{}, err
+	}
+	ph := phase{elapsed: time.Since(start)}
+	cpu1, err := r.radgate.CPU()
+	if err != nil {
+		return phase{}, err
+	}
+	after, err := scrape(ctx, r.radgate.URL)
+	if err != nil {
+		return phase{}, err
+	}
+	delivered := 0
+	for _, o := range orders {
+		if o.State == radgate.StateDelivered {
+			delivered++
+		}
+	}
+	if delivered > 0 {
+		ph.cpuPerOrder = ms(cpu1-cpu0) / float64(delivered)
+		if r.bareCPU > 0 {
+			ph.cpuRatio = ph.cpuPerOrder / ms(r.bareCPU)
+		}
+		ph.fhirBytes = (after.sum(metricFHIRSentBytes) - before.sum(metricFHIRSentBytes)) / float64(delivered)
+	}
+	return ph, nil
+}
+
+// postAndWait files the orders and waits until each is terminal.
+func (r *run) postAndWait(ctx context.Context, orders []*order, interval time.Duration) error {
+	if err := r.rg.postAll(ctx, orders, 4, interval); err != nil {
+		return err
+	}
+	return r.rg.waitAll(ctx, orders, 100*time.Millisecond, 10*time.Minute, nil)
+}
+
+// templates prepares the source files for cloning.
+func (r *run) templates(paths []string) ([]*template, error) {
+	var out []*template
+	for _, p := range paths {
+		t, err := newTemplate(p, r.runNum)
 		if err != nil {
 			return nil, err
 		}
-		c := &demo.Case{File: filepath.Base(samples[i%len(samples)]), Path: demo.ViaBundle, Meta: m, Patient: "Bench Patient"}
-		c.Data = b
-		out = append(out, c)
+		out = append(out, t)
 	}
 	return out, nil
 }
 
-// postAndWait files each order (spaced by interval, or all at once) and
-// waits until every one is finished.
-func postAndWait(ctx context.Context, env *demo.Env, cases []*demo.Case, interval time.Duration) error {
-	next := time.Now()
-	for _, c := range cases {
-		if interval > 0 {
-			time.Sleep(time.Until(next))
-			next = next.Add(interval)
-		}
-		if err := env.Order(ctx, []*demo.Case{c}); err != nil {
-			return err
+// corpus clones n studies after the mix and stores each in the PACS as it
+// is made (a few at a time; only the orders' metadata is kept), before any
+// timing, and prints how long that took.
+func (r *run) corpus(ctx context.Context, chest, other []*template, n int, m mix) ([]*order, error) {
+	r.progress("storing %d cloned studies in the PACS…", n)
+	start := time.Now()
+	orders := make([]*order, n)
+	const storers = 3
+	next := make(chan int)
+	errc := make(chan error, storers)
+	var wg sync.WaitGroup
+	for range storers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []byte
+			for i := range next {
+				s := m.plan(i, len(chest), len(other))
+				t := chest[s.Source%len(chest)]
+				if !s.Chest {
+					t = other[s.Source]
+				}
+				b, c, err := t.clone(buf, i)
+				if err == nil {
+					buf = b
+					orders[i], err = newOrder(c, s)
+				}
+				if err == nil {
+					_, err = r.pacs.Store(ctx, b)
+				}
+				if err != nil {
+					errc <- fmt.Errorf("storing clone %d of %s: %w", i, t.name, err)
+					return
+				}
+			}
+		}()
+	}
+	var err error
+feed:
+	for i := range n {
+		select {
+		case next <- i:
+		case err = <-errc:
+			break feed
 		}
 	}
-	return env.Wait(ctx, cases, 10*time.Minute)
+	close(next)
+	wg.Wait()
+	if err == nil && len(errc) > 0 {
+		err = <-errc
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.progress("  stored in %s (%.1f studies/s)", time.Since(start).Round(time.Millisecond), float64(n)/time.Since(start).Seconds())
+	return orders, nil
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -275,82 +397,63 @@ func quantile(sorted []float64, q float64) float64 {
 	return sorted[i]
 }
 
-// benchBare times session.Run on a ready tensor: the default engine, batch 1,
-// the first sample preprocessed once.
-func benchBare(ctx context.Context, o Options) (time.Duration, error) {
-	reg, err := inference.LoadEngines(o.ModelsDir)
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+func mb(b int64) float64         { return float64(b) / (1 << 20) }
+
+// engineOptions are the ONNX Runtime session options of cfg's engines, as
+// radgate serve builds them (service/engines.go): the bare phase uses
+// them, so that both sides run the same session (threads, spinning).
+func engineOptions(cfg config.Config) (onnx.EngineOptions, error) {
+	return onnx.OptionsFromConfig(cfg.Inference) // the bare phase decodes nothing: no inflate limits
+}
+
+// bareResult is one batch-1 session.Run: wall time and process CPU time.
+type bareResult struct{ wall, cpu time.Duration }
+
+// benchBare times session.Run on a ready tensor: the default engine, batch
+// 1, the first sample preprocessed once, with the session options serve
+// uses. The CPU time is this process's (getrusage: ONNX Runtime's threads
+// included), taken before radgate serve starts.
+func benchBare(ctx context.Context, o Options, cfg config.Config) (bareResult, error) {
+	if o.BareRuns < 1 {
+		return bareResult{}, fmt.Errorf("--bare-runs must be at least 1, got %d", o.BareRuns)
+	}
+	reg, err := inference.LoadEngines(cfg.ModelsDir)
 	if err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
 	m, err := reg.Default()
 	if err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
-	lib, err := onnx.FindLibrary(o.Library)
+	eo, err := engineOptions(cfg)
 	if err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
-	eng, err := onnx.NewEngine(m, onnx.EngineOptions{Library: lib})
+	eng, err := onnx.NewEngine(m, eo)
 	if err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
 	defer eng.Close()
 	img, err := inference.DecodeFile(o.Samples[0])
 	if err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
 	in := make([]float32, m.Preprocessing.Size*m.Preprocessing.Size)
 	if _, err := m.Preprocessing.Preprocess(img, in); err != nil {
-		return 0, err
+		return bareResult{}, err
 	}
-	for i := 0; i < 3; i++ { // warm-up
+	for range 3 { // warm-up
 		if _, _, err := eng.ScoreTensor(ctx, in, 1); err != nil {
-			return 0, err
+			return bareResult{}, err
 		}
 	}
-	start := time.Now()
-	for i := 0; i < o.BareRuns; i++ {
+	cpu0, start := selfCPU(), time.Now()
+	for range o.BareRuns {
 		if _, _, err := eng.ScoreTensor(ctx, in, 1); err != nil {
-			return 0, err
+			return bareResult{}, err
 		}
 	}
-	return time.Since(start) / time.Duration(o.BareRuns), nil
-}
-
-// stageMeans scrapes radgate's /metrics for the mean time each stage spends
-// on one message.
-func stageMeans(ctx context.Context, base string) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	sums, counts := map[string]float64{}, map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		for suffix, dst := range map[string]map[string]float64{"_sum": sums, "_count": counts} {
-			prefix := "radgate_stage_handle_seconds" + suffix + `{stage="`
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				stage, val, _ := strings.Cut(rest, `"} `)
-				v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
-				if err == nil {
-					dst[stage] = v
-				}
-			}
-		}
-	}
-	out := map[string]float64{}
-	for stage, n := range counts {
-		if n > 0 {
-			out[stage] = sums[stage] / n * 1000
-		}
-	}
-	return out, nil
+	n := time.Duration(o.BareRuns)
+	return bareResult{wall: time.Since(start) / n, cpu: (selfCPU() - cpu0) / n}, nil
 }

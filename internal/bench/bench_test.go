@@ -1,15 +1,23 @@
 package bench
 
 import (
-	"context"
-	"log/slog"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/internal/testenv"
 )
 
@@ -22,10 +30,9 @@ func TestQuantile(t *testing.T) {
 	require.Equal(t, 10.0, quantile(xs, 1))
 }
 
-func TestStageMeansFromMetrics(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.Equal(t, "/metrics", r.URL.Path)
-		_, _ = w.Write([]byte(`# HELP radgate_stage_handle_seconds time
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics(`# HELP radgate_stage_handle_seconds time
+# TYPE radgate_stage_handle_seconds histogram
 radgate_stage_handle_seconds_bucket{stage="inference",le="1"} 3
 radgate_stage_handle_seconds_sum{stage="inference"} 1.5
 radgate_stage_handle_seconds_count{stage="inference"} 3
@@ -33,35 +40,195 @@ radgate_stage_handle_seconds_sum{stage="router"} 0.02
 radgate_stage_handle_seconds_count{stage="router"} 4
 radgate_stage_handle_seconds_sum{stage="idle"} 0
 radgate_stage_handle_seconds_count{stage="idle"} 0
-`))
+radgate_fhir_sent_bytes_total 1.234567e+07
+radgate_stage_messages_total{stage="deliver-fhir",verdict="ack"} 7
+radgate_stage_messages_total{stage="deliver-fhir",verdict="retry"} 2
+radgate_stage_messages_total{stage="inference",verdict="ack"} 9 1700000000000
+radgate_results_total{engine="a b",outcome="scored"} 5
+not a sample line
+`)
+	require.Equal(t, map[string]float64{"inference": 500, "router": 5}, m.stageMeans(), "mean ms per message; stages without messages left out")
+	require.Equal(t, 12345670.0, m.sum(metricFHIRSentBytes))
+	require.Equal(t, 9.0, m.sum("radgate_stage_messages_total", `stage="deliver-fhir"`))
+	require.Equal(t, 7.0, m.sum("radgate_stage_messages_total", `stage="deliver-fhir"`, `verdict="ack"`))
+	require.Equal(t, 18.0, m.sum("radgate_stage_messages_total"), "a sample with a timestamp")
+	require.Equal(t, 5.0, m.sum("radgate_results_total", `engine="a b"`), "label values with spaces")
+	require.Zero(t, m.sum("radgate_fhir_sent_bytes"), "a name is matched whole")
+}
+
+func TestParseProcFiles(t *testing.T) {
+	cpu, err := parseStatCPU("4242 (radgate serve) S 1 4242 4242 0 -1 4194560 1234 0 0 0 1520 380 0 0 20 0 31 0 123 4567 890")
+	require.NoError(t, err)
+	require.Equal(t, 19*time.Second, cpu, "utime 1520 + stime 380 ticks at 100 Hz")
+	cpu, err = parseStatCPU("7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 5 7 0 0 20 0 1 0 1 1 1")
+	require.NoError(t, err)
+	require.Equal(t, 120*time.Millisecond, cpu, "a command name with parentheses and spaces")
+	_, err = parseStatCPU("7 (short) R 1 2")
+	require.Error(t, err)
+	_, err = parseStatCPU("no command")
+	require.Error(t, err)
+
+	rss, err := parseVmRSS("Name:\tradgate\nVmPeak:\t  900000 kB\nVmRSS:\t  123456 kB\nRssAnon:\t 1 kB\n")
+	require.NoError(t, err)
+	require.Equal(t, int64(123456*1024), rss)
+	_, err = parseVmRSS("Name:\tkthreadd\nState:\tS\n")
+	require.Error(t, err)
+
+	// This process, for real.
+	cpu, err = procCPU(os.Getpid())
+	require.NoError(t, err)
+	require.Positive(t, cpu)
+	rss, err = procRSS(os.Getpid())
+	require.NoError(t, err)
+	require.Greater(t, rss, int64(1<<20))
+	require.Positive(t, selfCPU())
+}
+
+func TestRSSByFinished(t *testing.T) {
+	// 16 orders finish at 0.5 s, 1.5 s, …; samples every second.
+	var done []time.Duration
+	for i := range 16 {
+		done = append(done, time.Duration(i)*time.Second+500*time.Millisecond)
+	}
+	var samples []RSSSample
+	for s := range 18 {
+		samples = append(samples, RSSSample{Seconds: float64(s), RadgateMB: 100 + float64(s)})
+	}
+	samples[5].RadgateMB = 400
+	got, at, maxMB := rssByFinished(samples, done, 16)
+	require.Equal(t, 0, got[0].Finished)
+	require.Equal(t, 2, got[2].Finished, "finished by the sample's time")
+	require.Equal(t, 16, got[17].Finished)
+	require.Equal(t, map[string]float64{"2": 102, "8": 108, "16": 116}, at, "RSS at n/8, n/2 and n finished")
+	require.Equal(t, 400.0, maxMB)
+	require.Equal(t, []string{"2", "8", "16"}, sortedKeysByNumber(at))
+}
+
+func TestOrderBundleIsWhatRadgateReads(t *testing.T) {
+	tpl, err := newTemplate(testenv.Testdata("cxr-dicom", "cr-hip-jpeg-lossless.dcm"), "987654321")
+	require.NoError(t, err)
+	_, c, err := tpl.clone(nil, 12)
+	require.NoError(t, err)
+	for _, s := range []study{{Chest: true, Stat: true}, {Chest: false}} {
+		o, err := newOrder(c, s)
+		require.NoError(t, err)
+		b, err := o.bundle()
+		require.NoError(t, err)
+		require.Contains(t, string(b), `"birthDate":"`+c.BirthDate.Format("2006-01-02")+`"`)
+		parsed, err := fhir.ParseBundle(b)
+		require.NoError(t, err)
+		require.NoError(t, parsed.Err())
+		require.Len(t, parsed.Entries, 3)
+		require.True(t, parsed.Entries[0].Ignored(), "the Patient is read for references only")
+		sr, is := parsed.Entries[1].Order, parsed.Entries[2].Order
+		require.Equal(t, c.Meta.AccessionNumber, sr.Accession.Value)
+		require.Equal(t, c.Meta.StudyInstanceUID, is.StudyInstanceUID)
+		require.Equal(t, "MRN-"+c.Meta.AccessionNumber, sr.Subject.Identifier.Value, "the subject is the Patient entry")
+		if s.Stat {
+			require.Equal(t, "stat", sr.Priority)
+		} else {
+			require.Equal(t, "routine", sr.Priority)
+			require.Empty(t, sr.Codes, "no chest X-ray code on a hip study's order")
+		}
+		key, err := radgate.OrderKey(radgate.OrderEvent{Accession: &radgate.Identifier{System: sr.Accession.System, Value: sr.Accession.Value}})
+		require.NoError(t, err)
+		require.Equal(t, radgate.OrderID(key), o.ID, "the id radgate will give the order")
+	}
+}
+
+// waitAll reads each order about once after it finished, and a round stops
+// after maxMisses orders still in progress.
+func TestWaitAllPollsCheaply(t *testing.T) {
+	const n = 40
+	var reads atomic.Int64
+	start := time.Now()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reads.Add(1)
+		var i int
+		if _, err := fmt.Sscanf(strings.TrimPrefix(r.URL.Path, "/orders/"), "o%d", &i); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		st := radgate.OrderStatus{ID: fmt.Sprint(i), State: radgate.StateRouted}
+		if time.Since(start) > time.Duration(i)*5*time.Millisecond { // one finishes every 5 ms, in order
+			st.State, st.ReceivedAt, st.UpdatedAt = radgate.StateDelivered, start, start.Add(time.Duration(i)*5*time.Millisecond)
+		}
+		_ = json.NewEncoder(w).Encode(st)
 	}))
 	defer srv.Close()
-	got, err := stageMeans(t.Context(), srv.URL)
-	require.NoError(t, err)
-	require.Equal(t, map[string]float64{"inference": 500, "router": 5}, got, "mean ms per message; stages without messages left out")
-}
-
-func TestCloneCasesAreDistinctStudies(t *testing.T) {
-	samples := []string{testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"), testenv.Testdata("cxr-dicom", "cr-chest-pa-jpeg-baseline.dcm")}
-	cases, err := cloneCases(samples, 3, 4200)
-	require.NoError(t, err)
-	require.Len(t, cases, 3)
-	uids := map[string]bool{}
-	for _, c := range cases {
-		require.NotEmpty(t, c.Data)
-		uids[c.Meta.StudyInstanceUID] = true
+	var orders []*order
+	for i := range n {
+		o := &order{ID: fmt.Sprintf("o%d", i)}
+		o.posted.Store(true)
+		orders = append(orders, o)
 	}
-	require.Len(t, uids, 3, "one study per order")
-	require.Equal(t, "dx-chest-implicit-le-8bit.dcm", cases[2].File, "samples taken in turn")
-
-	_, err = cloneCases([]string{"absent.dcm"}, 1, 0)
-	require.Error(t, err)
+	orders[n-1].posted.Store(false)
+	c := newClient(srv.URL)
+	err := c.waitAll(t.Context(), orders, 20*time.Millisecond, 300*time.Millisecond, nil)
+	require.ErrorContains(t, err, "1 of 40 orders not finished", "an order never posted is never read")
+	for _, o := range orders[:n-1] {
+		require.Equal(t, radgate.StateDelivered, o.State)
+	}
+	rounds := 300/20 + 1
+	require.Less(t, reads.Load(), int64(n+rounds*maxMisses), "about one read per order plus at most maxMisses a round")
 }
 
-func TestRunNeedsThePeersAndServe(t *testing.T) {
-	serve := func(context.Context, config.Config, *slog.Logger, chan<- string) error { return nil }
-	err := Run(t.Context(), Options{Serve: serve}, nil)
+func TestServeConfigLoads(t *testing.T) {
+	dir := t.TempDir()
+	o := Options{Orthanc: "http://127.0.0.1:8042", User: "u", Password: "secret-pw", FHIR: "http://127.0.0.1:8103/fhir/R4",
+		ModelsDir: "models", PDFReport: true}
+	path := filepath.Join(dir, "radgate.yaml")
+	require.NoError(t, writeConfig(serveConfig(o, filepath.Join(dir, "data")), path))
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "secret-pw", "the password travels in the environment")
+	cfg, err := config.LoadFile(path)
+	require.NoError(t, err)
+	require.Equal(t, "http://127.0.0.1:8042/dicom-web", cfg.PACS.DICOMwebURL)
+	require.Equal(t, passwordEnv, cfg.PACS.PasswordEnv)
+	require.True(t, cfg.FHIR.PDFReport)
+	require.Equal(t, 50*time.Millisecond, cfg.Orders.RetryMin.D())
+	require.Zero(t, cfg.HTTP.Limits.OrdersPerSecond, "no per-client rate limit")
+	require.Equal(t, "127.0.0.1:-1", cfg.NATS.EmbeddedListen)
+
+	eo, err := engineOptions(cfg)
+	if err == nil { // the ONNX Runtime library is found on this machine
+		require.NotEmpty(t, eo.Library)
+		require.Equal(t, cfg.PACS.MaxInflatedBytes, eo.Decode.MaxInflatedBytes)
+	}
+}
+
+func TestFindPeers(t *testing.T) {
+	dir := t.TempDir()
+	o, f := findPeers(dir)
+	require.Nil(t, o)
+	require.Nil(t, f)
+	// A pid file naming a process that does not name the folder: not ours.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "fhir.pid"), []byte(fmt.Sprint(os.Getpid())), 0o644))
+	_, f = findPeers(dir)
+	require.Nil(t, f)
+
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh")
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "orthanc", "storage"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "orthanc", "storage", "x"), make([]byte, 100_000), 0o644))
+	cmd := exec.Command(sh, "-c", "sleep 30", filepath.Join(dir, "orthanc", "orthanc.json"))
+	require.NoError(t, cmd.Start())
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "orthanc.pid"), []byte(fmt.Sprintln(cmd.Process.Pid)), 0o644))
+	o, _ = findPeers(dir)
+	require.NotNil(t, o)
+	require.Equal(t, cmd.Process.Pid, o.pid)
+	require.Positive(t, o.rss())
+	require.GreaterOrEqual(t, o.disk(), int64(100_000))
+	require.Zero(t, (*peer)(nil).rss())
+}
+
+func TestRunChecksItsOptions(t *testing.T) {
+	err := Run(t.Context(), Options{}, nil)
 	require.ErrorContains(t, err, "bench needs --orthanc and --fhir")
 	err = Run(t.Context(), Options{Orthanc: "http://127.0.0.1:1", FHIR: "http://127.0.0.1:1"}, nil)
-	require.ErrorContains(t, err, "Options.Serve is not set")
+	require.ErrorContains(t, err, "at least one --sample")
 }
