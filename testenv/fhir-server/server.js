@@ -365,14 +365,18 @@ class TestRepository extends MemoryRepository {
       r.status = 'active'; // a real server activates a valid rest-hook subscription
     }
     validate(r);
+    const before = this.undoPoint(r.resourceType, r.id);
     const saved = await MemoryRepository.prototype.createResource.call(this, r);
+    this.undo?.push({ ...before, id: saved.id });
     this.indexResource(saved);
     this.changed({ interaction, resource: core.deepClone(saved) });
     return saved;
   }
 
   async deleteResource(resourceType, id) {
+    const before = this.undoPoint(resourceType, id);
     await super.deleteResource(resourceType, id);
+    this.undo?.push(before);
     this.identIndex = undefined;
     this.changed({ interaction: 'delete', resourceType, id });
   }
@@ -401,12 +405,15 @@ class TestRepository extends MemoryRepository {
 
   async withTransaction(callback) {
     const outer = this.txDepth === 0;
-    const snapshot = outer ? this.snapshot() : undefined;
+    if (outer) {
+      this.undo = [];
+    }
     this.txDepth++;
     try {
       const result = await callback(undefined);
       this.txDepth--;
       if (outer) {
+        this.undo = undefined;
         const events = this.pending;
         this.pending = [];
         this.commit(events);
@@ -415,7 +422,8 @@ class TestRepository extends MemoryRepository {
     } catch (err) {
       this.txDepth--;
       if (outer) {
-        this.restore(snapshot);
+        this.rollback(this.undo);
+        this.undo = undefined;
         this.pending = [];
       }
       throw err;
@@ -446,24 +454,39 @@ class TestRepository extends MemoryRepository {
     }
   }
 
-  // A transaction's snapshot copies the maps and history arrays, not the
-  // resources: stored versions are never changed in place, so sharing them is
-  // safe, and the cost stays proportional to the number of resources rather
-  // than their bytes (a deep clone re-copied every stored heatmap per write).
-  snapshot() {
-    const maps = (outer, inner) => new Map([...outer].map(([k, m]) => [k, inner(m)]));
+  // A transaction keeps an undo log: for each write, what the resource and
+  // its history were before it (stored versions are never changed in place,
+  // so keeping the old object is enough). A failed transaction replays it
+  // backwards. The cost is per write, not per stored resource: a snapshot
+  // of every map made each transaction slower as the store grew (55–130 ms
+  // for a one-entry transaction over 8,000 results).
+  undoPoint(resourceType, id) {
     return {
-      resources: maps(this.resources, (m) => new Map(m)),
-      history: maps(this.history, (m) => new Map([...m].map(([id, versions]) => [id, versions.slice()]))),
+      resourceType,
+      id,
+      prev: id === undefined ? undefined : this.resources.get(resourceType)?.get(id),
+      versions: id === undefined ? 0 : (this.history.get(resourceType)?.get(id)?.length ?? 0),
     };
   }
 
-  restore(s) {
-    this.resources.clear();
-    this.history.clear();
-    s.resources.forEach((v, k) => this.resources.set(k, v));
-    s.history.forEach((v, k) => this.history.set(k, v));
-    this.identIndex = undefined;
+  rollback(log) {
+    for (const u of (log ?? []).reverse()) {
+      const byId = this.resources.get(u.resourceType);
+      if (u.prev) {
+        byId?.set(u.id, u.prev);
+      } else {
+        byId?.delete(u.id);
+      }
+      const versions = this.history.get(u.resourceType);
+      const list = versions?.get(u.id);
+      if (list) {
+        list.length = u.versions;
+        if (u.versions === 0) {
+          versions.delete(u.id);
+        }
+      }
+    }
+    this.identIndex = undefined; // rebuilt from the store on next use
   }
 
   // --- identifier index: conditional creates search "identifier=system|value"
@@ -1039,7 +1062,7 @@ function main() {
   const router = new FhirRouter();
 
   // One request at a time: the repository is a plain in-memory map and
-  // transactions snapshot and restore it.
+  // transactions roll back through an undo log.
   let chain = Promise.resolve();
   const serialized = (fn) => {
     const p = chain.then(fn, fn);
