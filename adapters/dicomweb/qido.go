@@ -26,7 +26,14 @@ import (
 // with the accession number is ErrAmbiguousAccession (permanent: the order
 // should name the study by UID).
 //
-// Requests, under Options.BaseURL:
+// Requests, under Options.BaseURL. With a Study Instance UID, one:
+//
+//	GET /studies/{study}/instances?limit=…&includefield=00080080&includefield=0008103E&includefield=00180015&includefield=00185101&includefield=00540220
+//
+// (every instance with its series' attributes, grouped into series here),
+// plus the metadata requests below. A server that refuses that query
+// (400, 404, 405, 501), and an order known by accession number only, get
+// the search in steps:
 //
 //	GET /studies?StudyInstanceUID=… (or AccessionNumber=…)
 //	GET /studies/{study}/series?includefield=0008103E&includefield=00180015
@@ -69,6 +76,15 @@ func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.
 		what = "accession number " + strconv.Quote(acc)
 	default:
 		return nil, fmt.Errorf("dicomweb: finding a study: %w: neither a Study Instance UID nor an accession number", ErrInvalidQuery)
+	}
+	if uid != "" {
+		study, err := c.findByInstances(ctx, uid, what)
+		var herr *HTTPError
+		if err == nil || !errors.As(err, &herr) || !slices.Contains(instanceQueryRefused, herr.StatusCode) {
+			return study, err
+		}
+		// This server does not answer a study's instances at once: the
+		// three-step search below.
 	}
 
 	studies, err := c.qido(ctx, "/studies", c.endpoint(query, "studies"))
@@ -154,6 +170,77 @@ func (c *Client) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.
 	return study, nil
 }
 
+// instanceQueryRefused are the answers to GET /studies/{study}/instances
+// that mean the server does not offer that query (PS3.18 makes it
+// optional): FindStudy then searches study, series and instances in turn.
+var instanceQueryRefused = []int{http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusNotImplemented}
+
+// findByInstances finds the study with Study Instance UID uid in one
+// QIDO-RS request: every instance of the study, with the series attributes
+// (Modality, Series Instance UID, Series Number, and on request Series
+// Description and Body Part Examined) and the study's Institution Name and
+// Accession Number each instance answer carries. An empty answer wraps
+// radgate.ErrStudyNotFound; an answer naming another study is dropped.
+func (c *Client) findByInstances(ctx context.Context, uid, what string) (*radgate.Study, error) {
+	query := url.Values{"limit": {strconv.Itoa(c.maxInstances + 1)}, "includefield": {
+		tagInstitutionName, tagSeriesDescription, tagBodyPartExamined, tagViewPosition, tagViewCodeSequence}}
+	list, err := c.qido(ctx, "instances", c.endpoint(query, "studies", uid, "instances"))
+	if err != nil {
+		return nil, err
+	}
+	bySeries := map[string][]dataset{}
+	var order []string
+	for _, d := range list {
+		if s := d.str(tagStudyInstanceUID); s != "" && s != uid {
+			continue // a server matching without regard to case
+		}
+		suid := d.str(tagSeriesInstanceUID)
+		if err := checkUID("Series Instance UID", suid); err != nil {
+			return nil, fmt.Errorf("dicomweb: QIDO-RS instances of study %s: %w: %w", uid, ErrMalformedResponse, err)
+		}
+		if _, ok := bySeries[suid]; !ok {
+			order = append(order, suid)
+		}
+		bySeries[suid] = append(bySeries[suid], d)
+	}
+	if len(order) == 0 {
+		return nil, fmt.Errorf("dicomweb: finding the study with %s: %w", what, radgate.ErrStudyNotFound)
+	}
+	total := 0
+	for _, list := range bySeries {
+		total += countSOPs(list)
+	}
+	if total > c.maxInstances {
+		return nil, fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", uid, ErrTooManyInstances, c.maxInstances)
+	}
+	var all []dataset
+	for _, suid := range order {
+		all = append(all, bySeries[suid]...)
+	}
+	study := &radgate.Study{StudyInstanceUID: uid, AccessionNumber: firstStr(all, tagAccessionNumber), InstitutionName: firstStr(all, tagInstitutionName)}
+	type seriesRow struct {
+		series radgate.Series
+		number int
+	}
+	rows := make([]seriesRow, 0, len(order))
+	for _, suid := range order {
+		list := bySeries[suid]
+		se := radgate.Series{SeriesInstanceUID: suid, Modality: firstStr(list, tagModality), BodyPartExamined: firstStr(list, tagBodyPartExamined)}
+		if se.Instances, err = c.seriesInstances(ctx, uid, suid, se.Modality, list); err != nil {
+			return nil, err
+		}
+		n, _ := list[0].integer(tagSeriesNumber)
+		rows = append(rows, seriesRow{series: se, number: n})
+	}
+	slices.SortStableFunc(rows, func(a, b seriesRow) int {
+		return cmp.Or(cmp.Compare(a.number, b.number), strings.Compare(a.series.SeriesInstanceUID, b.series.SeriesInstanceUID))
+	})
+	for _, r := range rows {
+		study.Series = append(study.Series, r.series)
+	}
+	return study, nil
+}
+
 // listInstances lists the instances of one series, at most limit of them
 // (ErrTooManyInstances beyond), with their views (see viewsFromMetadata).
 // With wantBodyPart it also asks for Body Part Examined and returns the
@@ -170,6 +257,40 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID, modalit
 	if err != nil {
 		return nil, "", err
 	}
+	if n := countSOPs(list); n > limit {
+		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
+	}
+	bodyPart := ""
+	if wantBodyPart {
+		bodyPart = firstStr(list, tagBodyPartExamined)
+	}
+	insts, err := c.seriesInstances(ctx, studyUID, seriesUID, modality, list)
+	return insts, bodyPart, err
+}
+
+// countSOPs is the number of distinct SOP Instance UIDs in list.
+func countSOPs(list []dataset) int {
+	seen := map[string]bool{}
+	for _, d := range list {
+		seen[d.str(tagSOPInstanceUID)] = true
+	}
+	return len(seen)
+}
+
+// firstStr is the first non-empty value of tag in list.
+func firstStr(list []dataset, tag string) string {
+	for _, d := range list {
+		if v := d.str(tag); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// seriesInstances turns one series' instance answers into its instances,
+// each SOP Instance UID once, with their views (see viewsFromMetadata),
+// sorted by Instance Number, then by UID.
+func (c *Client) seriesInstances(ctx context.Context, studyUID, seriesUID, modality string, list []dataset) ([]radgate.Instance, error) {
 	type row struct {
 		inst   radgate.Instance
 		number int
@@ -177,19 +298,15 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID, modalit
 	var rows []row
 	seen := map[string]bool{}
 	unsettled := 0 // instances whose view the answer leaves open
-	bodyPart := ""
 	for _, d := range list {
 		sop := d.str(tagSOPInstanceUID)
 		if err := checkUID("SOP Instance UID", sop); err != nil {
-			return nil, "", fmt.Errorf("dicomweb: QIDO-RS instances of series %s: %w: %w", seriesUID, ErrMalformedResponse, err)
+			return nil, fmt.Errorf("dicomweb: QIDO-RS instances of series %s: %w: %w", seriesUID, ErrMalformedResponse, err)
 		}
 		if seen[sop] {
 			continue
 		}
 		seen[sop] = true
-		if bodyPart == "" && wantBodyPart {
-			bodyPart = d.str(tagBodyPartExamined)
-		}
 		n, _ := d.integer(tagInstanceNumber)
 		inst := radgate.Instance{SOPInstanceUID: sop, SOPClassUID: d.str(tagSOPClassUID)}
 		var settled bool
@@ -199,13 +316,10 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID, modalit
 		}
 		rows = append(rows, row{inst: inst, number: n})
 	}
-	if len(rows) > limit {
-		return nil, "", fmt.Errorf("dicomweb: listing the instances of study %s: %w (%d)", studyUID, ErrTooManyInstances, c.maxInstances)
-	}
 	if unsettled > 0 && viewModalities[modality] {
 		codes, err := c.viewsFromMetadata(ctx, studyUID, seriesUID)
 		if err != nil {
-			return nil, "", err
+			return nil, err
 		}
 		for i := range rows {
 			if r := &rows[i].inst; r.ViewPosition == "" && r.ViewCode == nil {
@@ -220,7 +334,7 @@ func (c *Client) listInstances(ctx context.Context, studyUID, seriesUID, modalit
 	for i, r := range rows {
 		out[i] = r.inst
 	}
-	return out, bodyPart, nil
+	return out, nil
 }
 
 // viewModalities are the modalities of projection images, whose view

@@ -3,6 +3,7 @@ package dicomweb
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -285,4 +286,62 @@ func TestFindStudyViews(t *testing.T) {
 		require.Equal(t, []radgate.Instance{{SOPInstanceUID: sop3}}, st.Series[0].Instances)
 		require.Len(t, srv.queries[metaPath], 1)
 	})
+}
+
+// With a Study Instance UID, a server that answers a study's instances at
+// once is asked one request: the series are built from the instances'
+// series attributes. The tests above get 404 for that request, and with it
+// the search in steps.
+func TestFindStudyInOneRequest(t *testing.T) {
+	const (
+		s1 = tStudy + ".10"
+		s2 = tStudy + ".20"
+	)
+	inst := func(series, sop, modality string, seriesNo, instNo int, extra string) string {
+		return `{"0020000D": {"vr": "UI", "Value": ["` + tStudy + `"]}, "0020000E": {"vr": "UI", "Value": ["` + series + `"]},` +
+			` "00080018": {"vr": "UI", "Value": ["` + sop + `"]}, "00080060": {"vr": "CS", "Value": ["` + modality + `"]},` +
+			` "00200011": {"vr": "IS", "Value": [` + strconv.Itoa(seriesNo) + `]}, "00200013": {"vr": "IS", "Value": [` + strconv.Itoa(instNo) + `]}` + extra + `}`
+	}
+	srv := newQIDOServer(map[string]string{
+		"/studies/" + tStudy + "/instances": `[` +
+			inst(s2, s2+".1", "DX", 2, 1, `, "00185101": {"vr": "CS", "Value": ["AP"]}, "00080080": {"vr": "LO", "Value": ["Saitama Kids"]}`) + `,` +
+			inst(s1, s1+".2", "CR", 1, 2, `, "00185101": {"vr": "CS", "Value": ["LL"]}, "00180015": {"vr": "CS", "Value": ["CHEST"]}, "00080050": {"vr": "SH", "Value": ["ACC1"]}`) + `,` +
+			inst(s1, s1+".1", "CR", 1, 1, `, "00185101": {"vr": "CS", "Value": ["PA"]}`) + `,` +
+			// Another study's answer (a server matching without regard to case) is dropped.
+			`{"0020000D": {"vr": "UI", "Value": ["` + tStudy + `9"]}, "0020000E": {"vr": "UI", "Value": ["9.9"]}, "00080018": {"vr": "UI", "Value": ["9.9.9"]}}` +
+			`]`,
+	})
+	c := serve(t, srv.ServeHTTP)
+	st, err := c.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+	require.NoError(t, err)
+	require.Equal(t, &radgate.Study{
+		StudyInstanceUID: tStudy, AccessionNumber: "ACC1", InstitutionName: "Saitama Kids",
+		Series: []radgate.Series{
+			{SeriesInstanceUID: s1, Modality: "CR", BodyPartExamined: "CHEST", Instances: []radgate.Instance{
+				{SOPInstanceUID: s1 + ".1", ViewPosition: "PA"}, {SOPInstanceUID: s1 + ".2", ViewPosition: "LL"}}},
+			{SeriesInstanceUID: s2, Modality: "DX", Instances: []radgate.Instance{{SOPInstanceUID: s2 + ".1", ViewPosition: "AP"}}},
+		},
+	}, st)
+	require.Len(t, srv.queries, 1, "one request")
+	q := srv.queries["/studies/"+tStudy+"/instances"][0]
+	require.Equal(t, []string{"00080080", "0008103E", "00180015", "00185101", "00540220"}, q["includefield"])
+	require.Equal(t, strconv.Itoa(DefaultMaxInstancesPerStudy+1), q.Get("limit"))
+
+	// An empty answer: the study is not there, still in one request.
+	empty := newQIDOServer(map[string]string{"/studies/" + tStudy + "/instances": `[]`})
+	_, err = serve(t, empty.ServeHTTP).FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+	require.ErrorIs(t, err, radgate.ErrStudyNotFound)
+	require.Len(t, empty.queries, 1)
+
+	// A server that refuses the query (400): the search in steps.
+	steps := newQIDOServer(map[string]string{
+		"/studies":                       `[` + studyJSON(tStudy, "ACC1") + `]`,
+		"/studies/" + tStudy + "/series": `[{"0020000E": {"vr": "UI", "Value": ["` + s1 + `"]}, "00080060": {"vr": "CS", "Value": ["CR"]}}]`,
+		"/studies/" + tStudy + "/series/" + s1 + "/instances": `[{"00080018": {"vr": "UI", "Value": ["` + s1 + `.1"]}, "00185101": {"vr": "CS", "Value": ["PA"]}}]`,
+	})
+	steps.status["/studies/"+tStudy+"/instances"] = http.StatusBadRequest
+	st, err = serve(t, steps.ServeHTTP).FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: tStudy})
+	require.NoError(t, err)
+	require.Equal(t, s1+".1", st.Series[0].Instances[0].SOPInstanceUID)
+	require.Len(t, steps.queries, 4)
 }
