@@ -73,6 +73,7 @@ larger heap for 8,000 (RADGATE_FHIR_HEAP_MB, testenv/README.md).`,
 	f.BoolVar(&o.JSON, "json", false, "print one JSON object")
 	f.BoolVar(&o.PDFReport, "pdf-report", config.Default().FHIR.PDFReport, "attach the PDF report to each DiagnosticReport (fhir.pdf_report)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "have radgate serve write a CPU profile of its run (start-up to stop) to this file (go tool pprof)")
+	f.StringVar(&o.MemProfile, "memprofile", "", "have radgate serve write a heap profile at its stop to this file (go tool pprof)")
 	rootCmd.AddCommand(cmd)
 }
 

@@ -60,6 +60,9 @@ type Options struct {
 	// CPUProfile, when set, is where radgate serve writes a CPU profile of
 	// its whole run (start-up to the stop).
 	CPUProfile string
+	// MemProfile, when set, is where radgate serve writes a heap profile
+	// at its clean stop (what it holds once the run is done).
+	MemProfile string
 	// Executable is the radgate binary run as `serve` ("" : this one), with
 	// Env added to its environment.
 	Executable string
@@ -164,7 +167,7 @@ func Run(ctx context.Context, o Options, out io.Writer) (err error) {
 		return err
 	}
 	env := append([]string{passwordEnv + "=" + o.Password}, o.Env...)
-	if r.radgate, err = startChild(ctx, o.Executable, cfgPath, o.CPUProfile, r.tmp, env); err != nil {
+	if r.radgate, err = startChild(ctx, o.Executable, cfgPath, o.CPUProfile, o.MemProfile, r.tmp, env); err != nil {
 		return err
 	}
 	defer func() {
@@ -173,6 +176,9 @@ func Run(ctx context.Context, o Options, out io.Writer) (err error) {
 		}
 		if err == nil && o.CPUProfile != "" {
 			r.progress("CPU profile of radgate serve: %s (go tool pprof -top %s)", o.CPUProfile, o.CPUProfile)
+		}
+		if err == nil && o.MemProfile != "" {
+			r.progress("heap profile of radgate serve at its stop: %s (go tool pprof -sample_index=inuse_space -top %s)", o.MemProfile, o.MemProfile)
 		}
 		if err == nil && o.JSON {
 			err = json.NewEncoder(out).Encode(r.rep)

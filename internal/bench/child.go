@@ -64,10 +64,10 @@ type child struct {
 
 var servingRE = regexp.MustCompile(`msg="radgate serving".* listen=(\S+)`)
 
-// startChild runs `exe serve --config cfgPath [--cpuprofile F]` with env
-// added to the environment, its output in dir/radgate.log, and waits until
-// it serves.
-func startChild(ctx context.Context, exe, cfgPath, cpuProfile, dir string, env []string) (*child, error) {
+// startChild runs `exe serve --config cfgPath [--cpuprofile F]
+// [--memprofile F]` with env added to the environment, its output in
+// dir/radgate.log, and waits until it serves.
+func startChild(ctx context.Context, exe, cfgPath, cpuProfile, memProfile, dir string, env []string) (*child, error) {
 	c := &child{log: filepath.Join(dir, "radgate.log"), done: make(chan struct{})}
 	out, err := os.Create(c.log)
 	if err != nil {
@@ -77,6 +77,9 @@ func startChild(ctx context.Context, exe, cfgPath, cpuProfile, dir string, env [
 	args := []string{"serve", "--config", cfgPath}
 	if cpuProfile != "" {
 		args = append(args, "--cpuprofile", cpuProfile)
+	}
+	if memProfile != "" {
+		args = append(args, "--memprofile", memProfile)
 	}
 	c.cmd = exec.Command(exe, args...)
 	c.cmd.Env = append(os.Environ(), env...)
