@@ -18,6 +18,7 @@ import (
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/inference/onnx"
 	"github.com/radgate/radgate/internal/testenv"
 )
 
@@ -194,7 +195,10 @@ func TestServeConfigLoads(t *testing.T) {
 	eo, err := engineOptions(cfg)
 	if err == nil { // the ONNX Runtime library is found on this machine
 		require.NotEmpty(t, eo.Library)
-		require.Equal(t, cfg.PACS.MaxInflatedBytes, eo.Decode.MaxInflatedBytes)
+		serve, err := onnx.OptionsFromConfig(cfg.Inference)
+		require.NoError(t, err)
+		require.Equal(t, serve.Threads, eo.Threads, "the bare phase runs serve's session options")
+		require.Equal(t, serve.Spinning, eo.Spinning)
 	}
 }
 
@@ -214,7 +218,9 @@ func TestFindPeers(t *testing.T) {
 	}
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "orthanc", "storage"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "orthanc", "storage", "x"), make([]byte, 100_000), 0o644))
-	cmd := exec.Command(sh, "-c", "sleep 30", filepath.Join(dir, "orthanc", "orthanc.json"))
+	// "; true": sh must not exec sleep in its place, which would drop the
+	// folder from the process's command line.
+	cmd := exec.Command(sh, "-c", "sleep 30; true", filepath.Join(dir, "orthanc", "orthanc.json"))
 	require.NoError(t, cmd.Start())
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "orthanc.pid"), []byte(fmt.Sprintln(cmd.Process.Pid)), 0o644))

@@ -2,7 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -40,6 +43,9 @@ type DayReport struct {
 	StatP50Ms float64 `json:"stat_p50_ms"`
 	StatP99Ms float64 `json:"stat_p99_ms"`
 	StatMaxMs float64 `json:"stat_max_ms"`
+	// SlowestStat is the timeline of the slowest stat order (its history,
+	// each step's time after its acceptance): where a stat order waited.
+	SlowestStat []string `json:"slowest_stat,omitempty"`
 	// CPU: radgate's process CPU over the day per order, per delivered
 	// order, and that ÷ the bare CPU of one session.Run.
 	CPUMsPerOrder     float64 `json:"cpu_ms_per_order"`
@@ -239,6 +245,15 @@ func (r *run) day(ctx context.Context) error {
 	rep.P50Ms, rep.P99Ms, rep.MaxMs = quantile(lats, 0.5), quantile(lats, 0.99), lats[len(lats)-1]
 	if len(stat) > 0 {
 		rep.StatP50Ms, rep.StatP99Ms, rep.StatMaxMs = quantile(stat, 0.5), quantile(stat, 0.99), stat[len(stat)-1]
+		var slowest *order
+		for _, od := range orders {
+			if od.Stat && (slowest == nil || od.latency() > slowest.latency()) {
+				slowest = od
+			}
+		}
+		if rep.SlowestStat, err = timeline(ctx, r.radgate.URL, slowest.ID); err != nil {
+			return err
+		}
 	}
 	cpu := ms(cpu1 - cpu0)
 	rep.CPUMsPerOrder = cpu / float64(len(orders))
@@ -273,6 +288,12 @@ func (r *run) printDay(rep *DayReport) {
 	}
 	p("  latency accept→terminal: p50 %.0f ms, p99 %.0f ms, max %.0f ms; stat orders (%d): p50 %.0f ms, p99 %.0f ms, max %.0f ms",
 		rep.P50Ms, rep.P99Ms, rep.MaxMs, rep.Stat, rep.StatP50Ms, rep.StatP99Ms, rep.StatMaxMs)
+	if len(rep.SlowestStat) > 0 {
+		p("  the slowest stat order, step by step:")
+		for _, l := range rep.SlowestStat {
+			p("    %s", l)
+		}
+	}
 	p("  radgate CPU %.1f ms/order, %.1f ms/delivered order = %.2f × bare CPU; FHIR %.0f kB sent/result; the bench client %.1f CPU-ms/order",
 		rep.CPUMsPerOrder, rep.CPUMsPerDelivered, rep.CPURatio, rep.FHIRBytesPerResult/1000, rep.ClientCPUMsPerOrder)
 	var at []string
@@ -389,4 +410,37 @@ func (s *sampler) stop() []RSSSample {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.samples
+}
+
+// timeline reads an order's history from radgate (GET /orders/{id}/history)
+// and writes each step with its time after the first.
+func timeline(ctx context.Context, base, id string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/orders/"+url.PathEscape(id)+"/history", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the history of order %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the history of order %s: HTTP %d", id, resp.StatusCode)
+	}
+	var hist []radgate.HistoryEntry
+	if err := json.NewDecoder(resp.Body).Decode(&hist); err != nil {
+		return nil, fmt.Errorf("reading the history of order %s: %w", id, err)
+	}
+	var out []string
+	for _, h := range hist {
+		what := string(h.Event) + " → " + string(h.To)
+		switch {
+		case h.Destination != "":
+			what = h.Engine + " → " + h.Destination + ": " + what
+		case h.Engine != "":
+			what = h.Engine + ": " + what
+		}
+		out = append(out, fmt.Sprintf("+%7.1f s  %s", h.At.Sub(hist[0].At).Seconds(), what))
+	}
+	return out, nil
 }
