@@ -8,6 +8,8 @@ import (
 	"image"
 	"image/jpeg"
 	"math"
+
+	"github.com/radgate/radgate/inference/codec"
 )
 
 // MaxHeatmapEdge is the longest edge, in pixels, of a heatmap PNG: a source
@@ -92,6 +94,8 @@ func RenderPreview(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 		return nil, 0, 0, err
 	}
 	var pic image.Image
+	var pix []byte
+	var stride int
 	if colour {
 		m := image.NewRGBA(image.Rect(0, 0, o.w, o.h))
 		for y := 0; y < o.h; y++ {
@@ -101,13 +105,20 @@ func RenderPreview(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 				row[x] = 0xff
 			}
 		}
-		pic = m
+		pic, pix, stride = m, m.Pix, m.Stride
 	} else {
 		m := image.NewGray(image.Rect(0, 0, o.w, o.h))
 		for y := 0; y < o.h; y++ {
 			o.row(y, m.Pix[y*m.Stride:y*m.Stride+o.w], 1)
 		}
-		pic = m
+		pic, pix, stride = m, m.Pix, m.Stride
+	}
+	if codec.TurboJPEG {
+		b, err := codec.EncodeJPEG(pix, o.w, o.h, stride, !colour, PreviewQuality)
+		if err != nil {
+			return nil, 0, 0, fmt.Errorf("preview: %w", err)
+		}
+		return b, o.w, o.h, nil
 	}
 	var buf bytes.Buffer
 	buf.Grow(o.w * o.h / 8)

@@ -232,8 +232,8 @@ func colourToGray(m *Meta, pipe *grayPipeline, out []float32, word func(int) uin
 }
 
 // decodeEncapsulated decodes the first frame of encapsulated pixel data.
-// JPEG Baseline goes through image/jpeg (validated against the reference
-// sets); every other compressed syntax through package codec, whose output
+// JPEG Baseline goes through libjpeg-turbo (image/jpeg in a build without
+// cgo; both validated against the reference sets); every other compressed syntax through package codec, whose output
 // has the layout of native little-endian Pixel Data and so takes the same
 // path as an uncompressed file from there on.
 func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, po *pixelsOut) error {
@@ -260,13 +260,12 @@ func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, p
 		native.PlanarConfiguration = 0 // codecs return interleaved samples
 		return decodeNative(px.Data, binary.LittleEndian, &native, pipe, po)
 	}
-	img, err := jpeg.Decode(bytes.NewReader(data))
+	img, err := decodeJPEG8(data, m)
 	if err != nil {
-		var ue jpeg.UnsupportedError
-		if errors.As(err, &ue) {
-			detail := ue.Error()
+		if errors.Is(err, codec.ErrUnsupported) {
+			detail := err.Error()
 			if strings.Contains(detail, "precision") {
-				detail = "12-bit JPEG (Go's JPEG decoder reads 8-bit only)"
+				detail = "12-bit JPEG (the JPEG Baseline decoder reads 8-bit only)"
 			}
 			return unsupportedTS(ts, detail)
 		}
@@ -320,6 +319,26 @@ func decodeEncapsulated(info dicom.PixelDataInfo, m *Meta, pipe *grayPipeline, p
 		}
 	}
 	return nil
+}
+
+// decodeJPEG8 decodes an 8-bit JPEG frame of m's size: with libjpeg-turbo
+// to grey (its luminance for a colour stream, which is what the grey
+// pipeline reads) when this build has it, else with image/jpeg. An error
+// wraps codec.ErrUnsupported for a stream neither reads (12-bit).
+func decodeJPEG8(data []byte, m *Meta) (image.Image, error) {
+	if codec.TurboJPEG {
+		pix, err := codec.DecodeJPEGGray(data, m.Columns, m.Rows)
+		if err != nil {
+			return nil, err
+		}
+		return &image.Gray{Pix: pix, Stride: m.Columns, Rect: image.Rect(0, 0, m.Columns, m.Rows)}, nil
+	}
+	img, err := jpeg.Decode(bytes.NewReader(data))
+	var ue jpeg.UnsupportedError
+	if errors.As(err, &ue) {
+		return nil, fmt.Errorf("%w: %v", codec.ErrUnsupported, ue)
+	}
+	return img, err
 }
 
 // firstFrameBytes assembles the first frame's JPEG stream. The library hands
