@@ -150,19 +150,25 @@ func BenchmarkDecodePreprocess2k(b *testing.B) {
 	}
 }
 
-// BenchmarkRenderPicture: one marked result of a 2048² radiograph drawn
-// as the full-size heatmap PNG (for the PACS) beside the preview JPEG (for
-// the FHIR Media and the PDF report), and the grey preview of an unmarked
-// one, in the same run.
-func BenchmarkRenderPicture(b *testing.B) {
+// marked2048 is the synthetic 2048² radiograph, decoded, and a marked
+// result over it whose CAM is hot in its centre cell.
+func marked2048(b *testing.B) (*Image, Result) {
 	img, err := Decode(synthetic2048())
 	if err != nil {
 		b.Fatal(err)
 	}
 	cam := make([]float32, 49)
 	cam[24] = 1
-	res := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
+	return img, Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
 		Crop: Preprocessing{Crop: CropCenterSquare}.CropRect(img.Width, img.Height), SourceWidth: img.Width, SourceHeight: img.Height}
+}
+
+// BenchmarkRenderPicture: one marked result of a 2048² radiograph drawn
+// as the full-size heatmap PNG (for the PACS) beside the preview JPEG (for
+// the FHIR Media and the PDF report), and the grey preview of an unmarked
+// one, in the same run.
+func BenchmarkRenderPicture(b *testing.B) {
+	img, res := marked2048(b)
 	grey := res
 	grey.Marked = false
 	for _, c := range []struct {
@@ -187,14 +193,7 @@ func BenchmarkRenderPicture(b *testing.B) {
 
 // BenchmarkRenderHeatmap: a 2048² heatmap PNG.
 func BenchmarkRenderHeatmap(b *testing.B) {
-	img, err := Decode(synthetic2048())
-	if err != nil {
-		b.Fatal(err)
-	}
-	cam := make([]float32, 49)
-	cam[24] = 1
-	res := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
-		Crop: Preprocessing{Crop: CropCenterSquare}.CropRect(img.Width, img.Height), SourceWidth: img.Width, SourceHeight: img.Height}
+	img, res := marked2048(b)
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, _, _, err := RenderHeatmap(img, res, HeatmapOptions{}); err != nil {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -182,22 +181,10 @@ func (c *client) postAll(ctx context.Context, orders []*order, workers int, inte
 	return ferr
 }
 
-// status reads GET /orders/{id}.
+// status reads GET /orders/{id} (demo.Env.OrderStatus, on this client's
+// connections).
 func (c *client) status(ctx context.Context, id string) (radgate.OrderStatus, error) {
-	var st radgate.OrderStatus
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/orders/"+url.PathEscape(id), nil)
-	if err != nil {
-		return st, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("GET /orders/%s: HTTP %d", id, resp.StatusCode)
-	}
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	return (&demo.Env{RadgateURL: c.base, HTTP: c.http}).OrderStatus(ctx, id)
 }
 
 // maxMisses is how many orders still in progress one polling round looks
