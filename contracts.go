@@ -80,7 +80,17 @@ type OrderEvent struct {
 	// waiting for orders.stable_after.
 	StudyComplete bool `json:"study_complete,omitempty"`
 	InstanceCount int  `json:"instance_count,omitempty"`
+	// EventID is the source's own name for this event, when it has no
+	// resource reference (a DICOM association that pushed images of the
+	// study: "dimse/<association id>"): two events with the same EventID
+	// are one (JetStream's duplicate window), different ones are not.
+	EventID string `json:"event_id,omitempty"`
 }
+
+// SourceDIMSE is the OrderEvent.Source of a study pushed to radgate's
+// Storage SCP (DICOM C-STORE): an order made by images, not by an EHR or
+// RIS.
+const SourceDIMSE = "dimse"
 
 // OrderAction is what an intake event asks of its order.
 type OrderAction string
@@ -210,6 +220,11 @@ type Study struct {
 	// InstitutionName is the study's DICOM Institution Name (0008,0080).
 	InstitutionName string   `json:"institution_name,omitempty"`
 	Series          []Series `json:"series"`
+	// LastArrival is when the last of its instances reached radgate, for a
+	// study pushed to radgate (DIMSE C-STORE); zero for a study in a PACS,
+	// whose arrival times radgate does not know. The stability rule
+	// (orders.stable_after) counts from it.
+	LastArrival time.Time `json:"last_arrival,omitzero"`
 }
 
 // Series is one series of a study.

@@ -58,6 +58,7 @@ type Config struct {
 	FHIR      FHIR      `yaml:"fhir"`
 	Orders    Orders    `yaml:"orders"`
 	HL7v2     HL7v2     `yaml:"hl7v2"`
+	DIMSE     DIMSE     `yaml:"dimse"`
 	// Retention bounds what radgate keeps in JetStream (see retention.go).
 	Retention Retention `yaml:"retention"`
 }
@@ -645,6 +646,7 @@ func Default() Config {
 			ReadTimeout:             Duration(30 * time.Second),
 			IdleTimeout:             Duration(10 * time.Minute),
 		},
+		DIMSE:     DefaultDIMSE(),
 		Retention: DefaultRetention(),
 	}
 }

@@ -395,6 +395,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 		errs = append(errs, Error{File: name, Line: n.Line, Column: n.Column, Message: fmt.Sprintf("%s: %s", path, msg)})
 	}
 	validateHL7v2(c, root, bad, badNode)
+	validateDIMSE(c, bad)
 	validateSecurity(c, bad, badAt)
 	validateFacilities(c, bad)
 	validateLimits(c, bad)

@@ -48,6 +48,11 @@ type Retention struct {
 	// (object store radgate_hl7_out, radgate hl7 list/show/resend; default
 	// 90d). max_age must cover orders.delivery_window.
 	HL7Outbox StoreLimits `yaml:"hl7_outbox"`
+	// Images are the instances pushed to radgate's Storage SCP (dimse),
+	// kept until they are scored and a while after for amendments (object
+	// store radgate_images and its index radgate_studies; default 7d). The
+	// PACS, not radgate, is the archive.
+	Images StoreLimits `yaml:"images"`
 	// Usage is the analyses counted for billing (KV bucket radgate_usage;
 	// default kept forever). With a max_age, radgate usage reports only
 	// months still kept.
@@ -76,6 +81,7 @@ func DefaultRetention() Retention {
 		OrderState:  StoreLimits{MaxAge: 90 * Day},
 		Heatmaps:    StoreLimits{MaxAge: 30 * Day},
 		HL7Outbox:   StoreLimits{MaxAge: 90 * Day},
+		Images:      StoreLimits{MaxAge: 7 * Day},
 	}
 }
 
@@ -185,6 +191,7 @@ func validateRetention(name string, root *yaml.Node, c *Config) Errors {
 	}{
 		{"order_events", r.OrderEvents}, {"jobs", r.Jobs}, {"results", r.Results}, {"dlq", r.DLQ},
 		{"order_state", r.OrderState}, {"heatmaps", r.Heatmaps}, {"hl7_outbox", r.HL7Outbox}, {"usage", r.Usage},
+		{"images", r.Images},
 	}
 	for _, s := range stores {
 		if s.l.MaxAge < 0 {

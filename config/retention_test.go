@@ -55,7 +55,7 @@ func TestLoadRetentionErrors(t *testing.T) {
 			name: "unknown store",
 			yaml: "retention:\n  outbox: {max_age: 1d}\n",
 			want: []string{
-				`radgate.yaml:2:3: unknown key "outbox" in retention (known: order_events, jobs, results, dlq, order_state, heatmaps, hl7_outbox, usage)`,
+				`radgate.yaml:2:3: unknown key "outbox" in retention (known: order_events, jobs, results, dlq, order_state, heatmaps, hl7_outbox, images, usage)`,
 			},
 		},
 		{

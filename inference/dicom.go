@@ -148,6 +148,8 @@ type Meta struct {
 	Modality          string
 	BodyPartExamined  string
 	ViewPosition      string
+	// InstitutionName is (0008,0080) as the DICOM library decodes it.
+	InstitutionName   string
 	TransferSyntaxUID string
 
 	PhotometricInterpretation string

@@ -170,6 +170,7 @@ func readMeta(elems []*dicom.Element, ts string) (*Meta, error) {
 		Modality:                  strings.ToUpper(getString(elems, tag.Modality)),
 		BodyPartExamined:          strings.ToUpper(getString(elems, tag.BodyPartExamined)),
 		ViewPosition:              getString(elems, tag.ViewPosition),
+		InstitutionName:           getString(elems, tag.InstitutionName),
 		TransferSyntaxUID:         ts,
 		PhotometricInterpretation: strings.ToUpper(getString(elems, tag.PhotometricInterpretation)),
 		VOILUTFunction:            strings.ToUpper(getString(elems, tagVOILUTFunction)),

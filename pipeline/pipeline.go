@@ -294,6 +294,8 @@ func withoutPatientName(ev radgate.OrderEvent) radgate.OrderEvent {
 func eventMsgID(orderID string, ev radgate.OrderEvent) string {
 	ref := ""
 	switch {
+	case ev.EventID != "":
+		ref = ev.EventID
 	case ev.ResourceType == "ServiceRequest" && !ev.ServiceRequest.IsZero():
 		ref = ev.ServiceRequest.Reference
 	case ev.ResourceType == "ImagingStudy" && !ev.ImagingStudy.IsZero():

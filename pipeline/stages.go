@@ -16,6 +16,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/routing"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -262,6 +263,11 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 	// The study was there before the order (its first look finds it, it
 	// never waited): complete as found. Else it must hold its count.
 	firstLook := st.State == radgate.StateReceived && st.WaitUntil.IsZero() && !t.amend
+	// A study pushed to radgate says when its last image came: it is
+	// stable stable_after from then, however it was first looked at.
+	if la := study.LastArrival; !la.IsZero() {
+		obs.Since, firstLook = la, false
+	}
 	announced := obs.Complete && (obs.Announced == 0 && !t.amend || obs.Announced > 0 && count >= obs.Announced)
 	// Engines left to route of a decided order (another event's router run
 	// got there first) need no new judgement: the study was stable then.
@@ -318,7 +324,11 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 	if t.decide {
 		rs := p.routes()
 		facility := p.opts.Facilities.Resolve(st.Facility, study.InstitutionName)
-		d := decisionOf(rs.set.Decide(Facts(st, study)), rs.set.Digest())
+		rd := rs.set.Decide(Facts(st, study))
+		if rd.Matched && rd.WaitForOrder && pushedOnly(st) {
+			return p.awaitOrder(ctx, msg, st, obs, rd, n)
+		}
+		d := decisionOf(rd, rs.set.Digest())
 		st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
 			if rc, seen := o.Engines[radgate.RouterEngine]; o.Route != nil && !(seen && rc.State == radgate.StateReceived) {
 				return errSkip // another event of the order decided first
@@ -1104,4 +1114,53 @@ func (p *Pipeline) recordDelivery(ctx context.Context, r radgate.Result, dest st
 		return nil
 	})
 	return err
+}
+
+// pushedOnly reports whether everything radgate knows of an order came
+// with images pushed to it (DICOM C-STORE): no EHR or RIS order yet.
+func pushedOnly(st radgate.OrderStatus) bool {
+	if len(st.Sources) == 0 {
+		return false
+	}
+	for _, s := range st.Sources {
+		if !strings.HasPrefix(s, radgate.SourceDIMSE+":") {
+			return false
+		}
+	}
+	return true
+}
+
+// awaitOrder holds a pushed study whose route says pushed: with_order until
+// its EHR/RIS order comes (Accept of that order routes it again), or
+// answers it failed once the wait window is over.
+func (p *Pipeline) awaitOrder(ctx context.Context, msg jetstream.Msg, st radgate.OrderStatus, obs radgate.StudyObservation, rd routing.Decision, n uint64) verdict {
+	now := p.opts.Now()
+	waitUntil := st.WaitUntil
+	if waitUntil.IsZero() {
+		waitUntil = st.ReceivedAt.Add(p.waitFor(st))
+	}
+	routes := strings.Join(rd.Routes, ",")
+	if !now.Before(waitUntil) {
+		reason := fmt.Sprintf("no EHR or RIS order came for this pushed study within %s (route %s: pushed: %s)", p.waitFor(st), routes, routing.PushedWithOrder)
+		p.log.Warn("pushed study never ordered; answering it", "order", st.ID, "routes", routes)
+		return p.answerOrder(ctx, msg, st, radgate.OutcomeFailed, reason)
+	}
+	if _, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
+		if !pushedOnly(*o) || o.Route != nil {
+			return errSkip // the order came meanwhile, or another run decided
+		}
+		obs.Scored = 0
+		o.WaitUntil, o.Study = waitUntil, &obs
+		o.State = radgate.StateWaiting
+		o.Reason = fmt.Sprintf("waiting for the EHR or RIS order of this pushed study (route %s: pushed: %s)", routes, routing.PushedWithOrder)
+		return nil
+	}); err != nil {
+		return retryIn(p.backoff(n))
+	}
+	// Looked at again when the window ends; the order's own event comes sooner.
+	if err := p.watch(ctx, st.ID, watchEntry{Next: waitUntil, Class: classOf(st)}); err != nil {
+		return retryIn(p.backoff(n))
+	}
+	p.log.Info("pushed study waits for its order", "order", st.ID, "routes", routes, "wait_until", waitUntil.UTC().Format(time.RFC3339))
+	return done()
 }

@@ -42,7 +42,7 @@ func Load(name string, data []byte, reg Registry) (*Set, error) {
 // Keys of each mapping, in the order error messages list them.
 var (
 	topKeys       = []string{"match", "routes", "facilities", "unmatched"}
-	routeKeys     = []string{"name", "when", "engines", "destinations", "read"}
+	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed"}
 	whenKeys      = []string{"modality", "body_part", "sop_class", "procedure_code", "facility", "priority"}
 	codeKeys      = []string{"system", "code"}
 	readKeys      = []string{"request", "from_tier", "group", "display"}
@@ -282,6 +282,18 @@ func (p *parser) routes(n *yaml.Node, matchAll bool) []rule {
 		if rd, has := m["read"]; has {
 			if rr, good := p.read(rd.val, what+": read"); good {
 				r.read = rr
+			}
+		}
+		if pu, has := m["pushed"]; has {
+			if v, good := p.scalar(pu.val, what+": pushed"); good {
+				switch v {
+				case PushedOnArrival:
+				case PushedWithOrder:
+					r.waitForOrder = true
+				default:
+					p.errf(pu.val, "%s: pushed must be %s (score a study pushed to radgate once it is stable) or %s (wait for its EHR/RIS order), got %q",
+						what, PushedOnArrival, PushedWithOrder, v)
+				}
 			}
 		}
 		out = append(out, r)

@@ -102,6 +102,9 @@ type Decision struct {
 	Destinations []string    // after facility override, de-duplicated
 	Read         ReadRequest // after facility override
 	Facility     string      // the facility override applied, "" if none
+	// WaitForOrder: a matched route says pushed: with_order, so a study
+	// pushed to radgate is scored only once its EHR/RIS order came.
+	WaitForOrder bool
 	// Reason, when !Matched, is one sentence an engineer can act on, naming
 	// what the order/study had and the nearest route's unmet conditions.
 	Reason string
@@ -133,7 +136,19 @@ type rule struct {
 	engines      []string
 	destinations []string
 	read         ReadRequest
+	waitForOrder bool
 }
+
+// Values of a route's pushed key: what becomes of a study pushed to
+// radgate (DICOM C-STORE) that no EHR or RIS order has named yet.
+const (
+	// PushedOnArrival (the default): it is an order of its own, scored
+	// once stable (orders.stable_after).
+	PushedOnArrival = "on_arrival"
+	// PushedWithOrder: it waits for its order (matched by accession
+	// number or Study Instance UID) and is scored when that comes.
+	PushedWithOrder = "with_order"
+)
 
 type facilityOverride struct {
 	name         string // as written
@@ -235,6 +250,7 @@ func (s *Set) Decide(f Facts) Decision {
 			d.Read = r.read
 		}
 		d.Routes = append(d.Routes, r.name)
+		d.WaitForOrder = d.WaitForOrder || r.waitForOrder
 		d.Engines = append(d.Engines, r.engines...)
 		d.Destinations = append(d.Destinations, r.destinations...)
 		if !s.matchAll {

@@ -1,0 +1,283 @@
+package dimse
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/inference"
+)
+
+// JetStream names of the image store.
+const (
+	// BucketImages is the object store of pushed instances: one Part 10
+	// file per object, named "<study uid>/<sop instance uid>".
+	BucketImages = "radgate_images"
+	// BucketStudies indexes BucketImages: "i.<study>.<sop>" holds an
+	// InstanceRecord, "a.<digest of the accession number>" the study UID.
+	BucketStudies = "radgate_studies"
+)
+
+// ArchiveLimits bound the image store (radgate.yaml retention.images).
+type ArchiveLimits struct {
+	MaxAge   time.Duration
+	MaxBytes int64
+}
+
+// InstanceRecord is what the index keeps of one stored instance: the
+// identifiers and the few attributes routing and instance selection read.
+// Never patient data.
+type InstanceRecord struct {
+	StudyInstanceUID  string    `json:"study"`
+	SeriesInstanceUID string    `json:"series"`
+	SOPInstanceUID    string    `json:"sop"`
+	SOPClassUID       string    `json:"sop_class"`
+	TransferSyntaxUID string    `json:"ts"`
+	Modality          string    `json:"modality,omitempty"`
+	BodyPartExamined  string    `json:"body_part,omitempty"`
+	ViewPosition      string    `json:"view,omitempty"`
+	AccessionNumber   string    `json:"accession,omitempty"`
+	InstitutionName   string    `json:"institution,omitempty"`
+	CallingAE         string    `json:"calling_ae,omitempty"`
+	Bytes             int64     `json:"bytes"`
+	ReceivedAt        time.Time `json:"received_at"`
+}
+
+// Archive is radgate's store of the instances pushed to it (C-STORE to its
+// Storage SCP, or the C-MOVEs it asks of a DIMSE-only PACS), and a
+// radgate.StudySource over them. An instance is durable once Put returns:
+// the object first, then its index entry, so the index never names an
+// object that is not there.
+type Archive struct {
+	obj      jetstream.ObjectStore
+	kv       jetstream.KeyValue
+	maxBytes int64
+}
+
+var _ radgate.StudySource = (*Archive)(nil)
+
+// EnsureArchive creates (or updates to l) the image store and its index.
+func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits) (*Archive, error) {
+	maxBytes := l.MaxBytes
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket: BucketImages, Description: "instances pushed to radgate (DICOM C-STORE), Part 10, by study/instance",
+		Storage: jetstream.FileStorage, TTL: l.MaxAge, MaxBytes: maxBytes,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating object store %s: %w", BucketImages, err)
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketStudies, Description: "index of radgate_images: instances by study, studies by accession number",
+		Storage: jetstream.FileStorage, History: 1, TTL: l.MaxAge,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating bucket %s: %w", BucketStudies, err)
+	}
+	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes}, nil
+}
+
+// ErrStorageLow is returned by Room when the image store has less room
+// left than asked for.
+var ErrStorageLow = errors.New("image store low on space")
+
+// Room returns an error wrapping ErrStorageLow when the image store has
+// less than need bytes left under its max_bytes (none: it has room).
+func (a *Archive) Room(ctx context.Context, need int64) error {
+	if a.maxBytes <= 0 {
+		return nil
+	}
+	st, err := a.obj.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("reading the image store's size: %w", err)
+	}
+	if left := a.maxBytes - int64(st.Size()); left < need {
+		return fmt.Errorf("%w: %d bytes left of retention.images.max_bytes %d, under dimse.min_free_bytes %d", ErrStorageLow, max(left, 0), a.maxBytes, need)
+	}
+	return nil
+}
+
+// RecordOf reads the index record of a Part 10 file: its header only.
+func RecordOf(part10 []byte) (InstanceRecord, error) {
+	m, err := inference.ReadHeader(part10)
+	if err != nil {
+		return InstanceRecord{}, err
+	}
+	r := InstanceRecord{
+		StudyInstanceUID: m.StudyInstanceUID, SeriesInstanceUID: m.SeriesInstanceUID, SOPInstanceUID: m.SOPInstanceUID,
+		SOPClassUID: m.SOPClassUID, TransferSyntaxUID: m.TransferSyntaxUID, Modality: m.Modality,
+		BodyPartExamined: m.BodyPartExamined, ViewPosition: m.ViewPosition, AccessionNumber: strings.TrimSpace(m.AccessionNumber),
+		InstitutionName: strings.TrimSpace(m.InstitutionName), Bytes: int64(len(part10)),
+	}
+	for what, uid := range map[string]string{"Study Instance UID": r.StudyInstanceUID, "Series Instance UID": r.SeriesInstanceUID, "SOP Instance UID": r.SOPInstanceUID} {
+		if err := radgate.CheckUID(what, uid); err != nil {
+			return InstanceRecord{}, err
+		}
+	}
+	return r, nil
+}
+
+func objectName(study, sop string) string  { return study + "/" + sop }
+func instanceKey(study, sop string) string { return "i." + study + "." + sop }
+func accessionKey(acsn string) string {
+	sum := sha256.Sum256([]byte(acsn))
+	return "a." + hex.EncodeToString(sum[:16])
+}
+
+// Put stores one instance (its Part 10 file and its index record) durably.
+// Storing an instance again replaces it.
+func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) error {
+	if rec.ReceivedAt.IsZero() {
+		rec.ReceivedAt = time.Now()
+	}
+	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID)}, bytes.NewReader(part10)); err != nil {
+		return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
+	}
+	b, _ := json.Marshal(rec)
+	if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
+		return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)
+	}
+	if rec.AccessionNumber != "" {
+		if _, err := a.kv.Put(ctx, accessionKey(rec.AccessionNumber), []byte(rec.StudyInstanceUID)); err != nil {
+			return fmt.Errorf("indexing the accession number of study %s: %w", rec.StudyInstanceUID, err)
+		}
+	}
+	return nil
+}
+
+// Records lists the index records of a study, in SOP Instance UID order;
+// none when radgate holds none of it.
+func (a *Archive) Records(ctx context.Context, studyUID string) ([]InstanceRecord, error) {
+	if radgate.CheckUID("Study Instance UID", studyUID) != nil {
+		return nil, nil
+	}
+	w, err := a.kv.Watch(ctx, "i."+studyUID+".>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("reading the index of study %s: %w", studyUID, err)
+	}
+	defer w.Stop()
+	var out []InstanceRecord
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("reading the index of study %s: watch closed", studyUID)
+			}
+			if e == nil { // every current value has been delivered
+				sort.Slice(out, func(i, j int) bool { return out[i].SOPInstanceUID < out[j].SOPInstanceUID })
+				return out, nil
+			}
+			var r InstanceRecord
+			if err := json.Unmarshal(e.Value(), &r); err != nil {
+				return nil, fmt.Errorf("index entry %s: %w", e.Key(), err)
+			}
+			out = append(out, r)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// FindStudy implements radgate.StudySource over the pushed instances.
+func (a *Archive) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
+	uid := radgate.StripUIDPrefix(q.StudyInstanceUID)
+	if uid == "" && strings.TrimSpace(q.AccessionNumber) != "" {
+		e, err := a.kv.Get(ctx, accessionKey(strings.TrimSpace(q.AccessionNumber)))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%w: no pushed study has accession number %q", radgate.ErrStudyNotFound, q.AccessionNumber)
+		}
+		if err != nil {
+			return nil, radgate.Transient(fmt.Errorf("reading the image index: %w", err))
+		}
+		uid = string(e.Value())
+	}
+	recs, err := a.Records(ctx, uid)
+	if err != nil {
+		return nil, radgate.Transient(err)
+	}
+	if len(recs) == 0 {
+		return nil, fmt.Errorf("%w: study %s was not pushed to radgate", radgate.ErrStudyNotFound, uid)
+	}
+	return StudyOf(recs), nil
+}
+
+// StudyOf builds the study the records describe (one study's records).
+func StudyOf(recs []InstanceRecord) *radgate.Study {
+	st := &radgate.Study{StudyInstanceUID: recs[0].StudyInstanceUID}
+	series := map[string]int{}
+	for _, r := range recs {
+		if st.AccessionNumber == "" {
+			st.AccessionNumber = r.AccessionNumber
+		}
+		if st.InstitutionName == "" {
+			st.InstitutionName = r.InstitutionName
+		}
+		if r.ReceivedAt.After(st.LastArrival) {
+			st.LastArrival = r.ReceivedAt
+		}
+		i, ok := series[r.SeriesInstanceUID]
+		if !ok {
+			i = len(st.Series)
+			series[r.SeriesInstanceUID] = i
+			st.Series = append(st.Series, radgate.Series{SeriesInstanceUID: r.SeriesInstanceUID, Modality: r.Modality, BodyPartExamined: r.BodyPartExamined})
+		}
+		st.Series[i].Instances = append(st.Series[i].Instances, radgate.Instance{SOPInstanceUID: r.SOPInstanceUID, SOPClassUID: r.SOPClassUID, ViewPosition: r.ViewPosition})
+	}
+	return st
+}
+
+// RetrieveInstance implements radgate.StudySource: the Part 10 file as it
+// was pushed.
+func (a *Archive) RetrieveInstance(ctx context.Context, studyUID, _, sopInstanceUID string) ([]byte, error) {
+	b, err := a.obj.GetBytes(ctx, objectName(studyUID, sopInstanceUID))
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		return nil, fmt.Errorf("%w: instance %s of study %s is not in radgate's image store", radgate.ErrStudyNotFound, sopInstanceUID, studyUID)
+	}
+	if err != nil {
+		return nil, radgate.Transient(fmt.Errorf("reading instance %s from the image store: %w", sopInstanceUID, err))
+	}
+	return b, nil
+}
+
+// WithPACS is a StudySource that looks in the archive first, then in the
+// PACS: a study pushed to radgate is scored from what was pushed, any other
+// from the PACS.
+func (a *Archive) WithPACS(pacs radgate.StudySource) radgate.StudySource {
+	if pacs == nil {
+		return a
+	}
+	return &layered{local: a, pacs: pacs}
+}
+
+type layered struct {
+	local *Archive
+	pacs  radgate.StudySource
+}
+
+func (l *layered) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
+	st, err := l.local.FindStudy(ctx, q)
+	if err == nil || !errors.Is(err, radgate.ErrStudyNotFound) {
+		return st, err
+	}
+	return l.pacs.FindStudy(ctx, q)
+}
+
+func (l *layered) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sopInstanceUID string) ([]byte, error) {
+	b, err := l.local.RetrieveInstance(ctx, studyUID, seriesUID, sopInstanceUID)
+	if err == nil || !errors.Is(err, radgate.ErrStudyNotFound) {
+		return b, err
+	}
+	return l.pacs.RetrieveInstance(ctx, studyUID, seriesUID, sopInstanceUID)
+}

@@ -1,0 +1,130 @@
+package config
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DIMSE is radgate's own DICOM network node (PS3.7, PS3.8): the Storage SCP
+// that modalities and PACS push images to (C-ECHO, C-STORE), and the
+// destination of the C-MOVEs radgate asks of a DIMSE-only PACS. Callers are
+// the facilities' ae_titles (and, where a facility lists networks, from
+// those networks only): anyone else is rejected at association.
+type DIMSE struct {
+	// Listen is the host:port of the Storage SCP. Empty (the default) runs
+	// none.
+	Listen string `yaml:"listen"`
+	// AETitle is radgate's AE title, the called AE title callers must use
+	// (default RADGATE).
+	AETitle string `yaml:"ae_title"`
+	// MaxAssociations bounds the associations open at once (default 32),
+	// MaxAssociationsPerCaller those of one calling AE title (default 8):
+	// more are rejected with a reason (A-ASSOCIATE-RJ, local limit exceeded).
+	MaxAssociations          int `yaml:"max_associations"`
+	MaxAssociationsPerCaller int `yaml:"max_associations_per_caller"`
+	// MaxPDULength is the largest PDU radgate reads, announced to callers
+	// (default 256 KiB); a longer one aborts the association.
+	MaxPDULength ByteSize `yaml:"max_pdu_length"`
+	// MaxInstanceBytes bounds one stored instance (default 256 MiB): a
+	// larger C-STORE is refused with an error status and nothing is kept.
+	MaxInstanceBytes ByteSize `yaml:"max_instance_bytes"`
+	// MinFreeBytes: while the image store has less room than this left
+	// (retention.images.max_bytes less what it holds), new associations
+	// are refused with a reason and nothing is half-written (default 1 GiB;
+	// without a max_bytes only the store's own refusals count).
+	MinFreeBytes ByteSize `yaml:"min_free_bytes"`
+	// IdleTimeout aborts an association that sends nothing for this long
+	// (default 60s); ARTIM bounds the wait for an A-ASSOCIATE-RQ after
+	// connect and for the peer's close after a release (default 30s).
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	ARTIM       Duration `yaml:"artim"`
+	// AccessionSystem is the identifier system given to a pushed study's
+	// Accession Number (0008,0050), so that it makes one order with the
+	// EHR's or RIS's order of the same study (default: hl7v2.accession_system).
+	AccessionSystem string `yaml:"accession_system"`
+}
+
+// DefaultDIMSE is the dimse section's defaults.
+func DefaultDIMSE() DIMSE {
+	return DIMSE{
+		AETitle:                  "RADGATE",
+		MaxAssociations:          32,
+		MaxAssociationsPerCaller: 8,
+		MaxPDULength:             256 << 10,
+		MaxInstanceBytes:         256 << 20,
+		MinFreeBytes:             1 << 30,
+		IdleTimeout:              Duration(60 * time.Second),
+		ARTIM:                    Duration(30 * time.Second),
+	}
+}
+
+// EffectiveAccessionSystem is AccessionSystem, else hl7v2.accession_system.
+func (c Config) EffectiveAccessionSystem() string {
+	if c.DIMSE.AccessionSystem != "" {
+		return c.DIMSE.AccessionSystem
+	}
+	return c.HL7v2.AccessionSystem
+}
+
+// CheckAETitle reports what makes s unfit as an AE title (PS3.5: 1 to 16
+// characters of the default repertoire, no backslash or control character,
+// not only spaces), or nil.
+func CheckAETitle(s string) error {
+	t := strings.TrimSpace(s)
+	if t == "" || len(s) > 16 {
+		return fmt.Errorf("%q is not an AE title (1 to 16 characters)", s)
+	}
+	for _, c := range s {
+		if c < 0x20 || c > 0x7e || c == '\\' {
+			return fmt.Errorf("AE title %q has a character outside the DICOM default repertoire or a backslash", s)
+		}
+	}
+	return nil
+}
+
+func validateDIMSE(c *Config, bad func(path, msg string)) {
+	d := c.DIMSE
+	if d.Listen != "" {
+		if err := checkHostPort(d.Listen); err != nil {
+			bad("dimse.listen", err.Error())
+		} else if d.Listen == c.Listen || d.Listen == c.HL7v2.Listen {
+			bad("dimse.listen", fmt.Sprintf("%q is also the HTTP or HL7 v2 listen address", d.Listen))
+		}
+	}
+	if err := CheckAETitle(d.AETitle); err != nil {
+		bad("dimse.ae_title", err.Error())
+	}
+	if d.MaxAssociations <= 0 {
+		bad("dimse.max_associations", "must be positive")
+	}
+	if d.MaxAssociationsPerCaller <= 0 {
+		bad("dimse.max_associations_per_caller", "must be positive")
+	} else if d.MaxAssociations > 0 && d.MaxAssociationsPerCaller > d.MaxAssociations {
+		bad("dimse.max_associations_per_caller", fmt.Sprintf("%d is more than dimse.max_associations (%d)", d.MaxAssociationsPerCaller, d.MaxAssociations))
+	}
+	if d.MaxPDULength < 4096 || d.MaxPDULength > 1<<31-1 {
+		bad("dimse.max_pdu_length", fmt.Sprintf("must be between 4 KiB and 2 GiB, got %d", d.MaxPDULength))
+	}
+	if d.MaxInstanceBytes <= 0 {
+		bad("dimse.max_instance_bytes", "must be positive")
+	}
+	if d.MinFreeBytes < 0 {
+		bad("dimse.min_free_bytes", "must not be negative")
+	}
+	if d.IdleTimeout <= 0 {
+		bad("dimse.idle_timeout", "must be positive")
+	}
+	if d.ARTIM <= 0 {
+		bad("dimse.artim", "must be positive")
+	}
+	if s := d.AccessionSystem; s != "" {
+		if u, err := url.Parse(s); err != nil || u.Scheme == "" || strings.ContainsAny(s, " \t|") {
+			bad("dimse.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
+		}
+	}
+	if d.Listen != "" && len(c.Facilities) == 0 {
+		bad("dimse.listen", "the Storage SCP takes calls only from the facilities' ae_titles, and no facility is configured (add facilities with ae_titles)")
+	}
+}
