@@ -186,5 +186,3 @@ func requireTool(t testing.TB, name string) string {
 	}
 	return p
 }
-
-
