@@ -194,3 +194,25 @@ func inflate(t *testing.T, b []byte) []byte {
 	}
 	return out
 }
+
+// TestStorescuToServer: dcmtk's storescu (its default proposal: a context
+// per SOP class with the uncompressed syntaxes) stores the Explicit VR LE
+// file, byte for byte.
+func TestStorescuToServer(t *testing.T) {
+	var f part10
+	for _, c := range cxrFiles(t) {
+		if c.transferSyntax == ExplicitVRLittleEndian {
+			f = c
+		}
+	}
+	st := &memStore{}
+	addr, logs := startServer(t, &Server{AETitle: "RADGATE", Store: st})
+	h, p := hostPort(t, addr)
+	if out, err := run(t, "storescu", "-aet", "MODALITY1", "-aec", "RADGATE", h, p, f.path); err != nil {
+		t.Fatalf("storescu: %v\n%s\n%s", err, out, logs)
+	}
+	got, ok := st.get(f.sopInstance)
+	if !ok || got.rq.TransferSyntaxUID != ExplicitVRLittleEndian || !bytes.Equal(got.data, f.dataset) {
+		t.Errorf("stored %v in %s, %d bytes of %d", ok, got.rq.TransferSyntaxUID, len(got.data), len(f.dataset))
+	}
+}
