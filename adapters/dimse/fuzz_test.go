@@ -10,7 +10,7 @@ import (
 )
 
 // storescuRQ is the A-ASSOCIATE-RQ dcmtk 3.6.7's storescu sends (captured
-// once: 120 presentation contexts).
+// once: 128 presentation contexts).
 func storescuRQ(t testing.TB) []byte {
 	b, err := os.ReadFile("testdata/storescu-associate-rq.bin")
 	if err != nil {
