@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -137,9 +138,9 @@ func TestDialerToServer(t *testing.T) {
 // TestDialerUserIdentity: the server's Accept sees the identity and may
 // reject; a positive response comes back when asked for.
 func TestDialerUserIdentity(t *testing.T) {
-	var seen *UserIdentity
+	var seen atomic.Pointer[UserIdentity]
 	addr, _ := startServer(t, &Server{AETitle: "RADGATE", Accept: func(ctx context.Context, rq *AssociateRequest) *Reject {
-		seen = rq.UserIdentity
+		seen.Store(rq.UserIdentity)
 		if rq.UserIdentity.Username() != "alice" || string(rq.UserIdentity.Secondary) != "right" {
 			return &RejectNoReasonGiven
 		}
@@ -152,8 +153,8 @@ func TestDialerUserIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.UserIdentityResponse() == nil || seen.Username() != "alice" {
-		t.Errorf("positive response %v, seen %v", a.UserIdentityResponse(), seen)
+	if a.UserIdentityResponse() == nil || seen.Load().Username() != "alice" {
+		t.Errorf("positive response %v, seen %v", a.UserIdentityResponse(), seen.Load())
 	}
 	a.Release(ctx)
 	d.UserIdentity.Secondary = []byte("wrong")
