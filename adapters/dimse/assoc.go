@@ -66,6 +66,10 @@ type assoc struct {
 
 	wbuf []byte
 
+	// midPDU is set when a write stopped inside a PDU: an A-ABORT
+	// written after it would be read as part of that PDU, so none is.
+	midPDU bool
+
 	mu          sync.Mutex
 	interrupted bool
 }
@@ -119,14 +123,20 @@ func (a *assoc) readPDU() (byte, []byte, error) {
 // write sends b within the idle time.
 func (a *assoc) write(b []byte) error {
 	a.deadline(a.idle)
-	_, err := a.nc.Write(b)
+	n, err := a.nc.Write(b)
+	if err != nil && n > 0 && n < len(b) {
+		a.midPDU = true
+	}
 	return err
 }
 
-// abort sends an A-ABORT, best effort, and closes the connection.
+// abort sends an A-ABORT, best effort, and closes the connection. After a
+// write cut inside a PDU it only closes.
 func (a *assoc) abort(ab Abort) {
-	_ = a.nc.SetWriteDeadline(time.Now().Add(time.Second))
-	_, _ = a.nc.Write(encodeAbort(ab))
+	if !a.midPDU {
+		_ = a.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = a.nc.Write(encodeAbort(ab))
+	}
 	_ = a.nc.Close()
 }
 

@@ -234,3 +234,36 @@ func TestDialerToOrthanc(t *testing.T) {
 		}
 	}
 }
+
+// TestDialerContextCancel: cancelling an operation's context ends the
+// association; the error says so, and the association is unusable after.
+func TestDialerContextCancel(t *testing.T) {
+	// A slow handler: 4 KiB per millisecond.
+	st := StoreHandlerFunc(func(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
+		buf := make([]byte, 4096)
+		for {
+			if _, err := data.Read(buf); err != nil {
+				return StatusOutOfResources
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	addr, logs := startServer(t, &Server{AETitle: "RADGATE", Store: st})
+	a, err := (&Dialer{CallingAE: "SCU", CalledAE: "RADGATE"}).Dial(context.Background(), addr, StoreContexts(StorageSOPClasses[:1], ExplicitVRLittleEndian))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// Far more than the handler reads in 200 ms.
+	_, err = a.Store(ctx, StorageSOPClasses[0], "1.2.3", ExplicitVRLittleEndian, bytes.NewReader(make([]byte, 64<<20)))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v", err)
+	}
+	if err := a.Echo(context.Background()); err == nil {
+		t.Error("echo on an aborted association succeeded")
+	}
+	// The write stopped inside a PDU: no A-ABORT can follow it, the
+	// connection is closed, and the server's handler sees its data set cut.
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "C-STORE data set failed") })
+}
