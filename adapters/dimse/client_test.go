@@ -253,10 +253,10 @@ func TestDialerContextCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	big := make([]byte, 64<<20) // far more than the handler reads in 300 ms
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	// Far more than the handler reads in 200 ms.
-	_, err = a.Store(ctx, StorageSOPClasses[0], "1.2.3", ExplicitVRLittleEndian, bytes.NewReader(make([]byte, 64<<20)))
+	_, err = a.Store(ctx, StorageSOPClasses[0], "1.2.3", ExplicitVRLittleEndian, bytes.NewReader(big))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v", err)
 	}
