@@ -7,7 +7,6 @@ import (
 
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,7 +91,10 @@ func startServer(t testing.TB, s *Server) (string, *lockedBuffer) {
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if s.Addr == "" {
+		s.Addr = "127.0.0.1:0"
+	}
+	ln, err := s.Listen()
 	if err != nil {
 		t.Fatal(err)
 	}

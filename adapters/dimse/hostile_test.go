@@ -331,3 +331,28 @@ func TestShutdown(t *testing.T) {
 		t.Error("handler's read did not fail")
 	}
 }
+
+// TestListenAndServe: the plain entry point serves and stops on cancel.
+func TestListenAndServe(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&Server{AETitle: "RADGATE", Addr: addr}).ListenAndServe(ctx) }()
+	waitFor(t, func() bool {
+		a, err := (&Dialer{CallingAE: "SCU", CalledAE: "RADGATE"}).Dial(ctx, addr, StoreContexts(nil))
+		if err == nil {
+			err = a.Echo(ctx)
+			a.Release(ctx)
+		}
+		return err == nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("ListenAndServe: %v", err)
+	}
+	if err := (&Server{AETitle: "RADGATE", Addr: "127.0.0.1:-1"}).ListenAndServe(context.Background()); err == nil {
+		t.Error("bad address accepted")
+	}
+}

@@ -26,8 +26,8 @@ type Server struct {
 	// AETitle is the called AE title answered; others are rejected
 	// (called-AE-title-not-recognized).
 	AETitle string
-	// Addr is where ListenAndServe listens ("127.0.0.1:11112"; ":0" picks
-	// a port, which the listener's Addr tells).
+	// Addr is where Listen and ListenAndServe listen ("127.0.0.1:11112";
+	// ":0" picks a port, which the Addr of Listen's listener tells).
 	Addr string
 	// TLS, when set, makes every connection DICOM TLS (PS3.15 B.9, BCP
 	// 195: set MinVersion to TLS 1.2 or later; the caller chooses
@@ -108,11 +108,21 @@ type AssociationInfo struct {
 	TLS                 bool
 }
 
-// ListenAndServe listens on s.Addr and serves until ctx ends.
-func (s *Server) ListenAndServe(ctx context.Context) error {
+// Listen opens the TCP listener on s.Addr; its Addr tells the port when
+// s.Addr asks for any (":0"). Pass it to Serve.
+func (s *Server) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", s.Addr)
 	if err != nil {
-		return fmt.Errorf("dimse: listen %s: %w", s.Addr, err)
+		return nil, fmt.Errorf("dimse: listen %s: %w", s.Addr, err)
+	}
+	return ln, nil
+}
+
+// ListenAndServe listens on s.Addr and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	ln, err := s.Listen()
+	if err != nil {
+		return err
 	}
 	return s.Serve(ctx, ln)
 }
