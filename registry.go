@@ -74,6 +74,11 @@ type DestinationContext struct {
 	// outbox), within Retention (radgate.yaml's retention section).
 	JetStream jetstream.JetStream
 	Retention config.Retention
+	// Images is where the orders' images are — the PACS, with radgate's
+	// image store of pushed studies before it: a sink that needs the
+	// scored instance itself (to derive a Secondary Capture) reads it
+	// here, not from its own peer, which may not hold the study.
+	Images StudySource
 	// PDF renders the result's one-page report; nil unless pdf_report.
 	PDF func(context.Context, Result) ([]byte, error)
 	// EHR is the EHR's FHIR server (the fhir section): where a sink reads

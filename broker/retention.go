@@ -60,7 +60,9 @@ const (
 	StoreOrderHistory = "order_history"
 	StoreHeatmaps     = "heatmaps"
 	StoreHL7Outbox    = "hl7_outbox"
-	StoreUsage        = "usage"
+	// StoreImages is the image store of radgate's Storage SCP (retention.images).
+	StoreImages = "images"
+	StoreUsage  = "usage"
 )
 
 // DiscardPolicy is what store (a Store… label) does once it holds max_bytes (README,
@@ -82,6 +84,7 @@ var discard = map[string]jetstream.DiscardPolicy{
 	StoreOrderState:  jetstream.DiscardNew,
 	StoreHeatmaps:    jetstream.DiscardNew,
 	StoreHL7Outbox:   jetstream.DiscardNew,
+	StoreImages:      jetstream.DiscardNew,
 	StoreUsage:       jetstream.DiscardNew,
 }
 

@@ -106,7 +106,7 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 	if !step("scratch JetStream topology", err) {
 		return failed
 	}
-	dests, err := buildSinks(cfg, reg, sec, topo.JS, pdfReport(pacs), logger)
+	dests, err := buildSinks(cfg, reg, sec, topo.JS, pacs, pdfReport(pacs), logger)
 	if step(fmt.Sprintf("destinations: %d built", len(cfg.DestinationNames())), err) {
 		defer dests.Close()
 		for _, d := range routes.Destinations() {

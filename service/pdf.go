@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/radgate/radgate"
-	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/derived"
 	"github.com/radgate/radgate/report"
 )
@@ -20,7 +19,7 @@ import (
 // same result goes to several destinations at about the same time: the last
 // few reports are kept, keyed by everything the page shows, so each is
 // rendered once.
-func pdfReport(pacs *dicomweb.Client) func(context.Context, radgate.Result) ([]byte, error) {
+func pdfReport(pacs radgate.StudySource) func(context.Context, radgate.Result) ([]byte, error) {
 	var (
 		mu     sync.Mutex
 		recent = map[[32]byte][]byte{}

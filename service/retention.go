@@ -6,6 +6,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/billing"
 	"github.com/radgate/radgate/broker"
@@ -31,6 +32,7 @@ func brokerRetention(r config.Retention) broker.Retention {
 func storageMonitor(js jetstream.JetStream, reg prometheus.Registerer, logger *slog.Logger) (*broker.StorageMonitor, error) {
 	stores := append(broker.TopologyStores(),
 		broker.Store{Label: broker.StoreHL7Outbox, Stream: broker.ObjectStream(hl7v2.BucketOutbox)},
-		broker.Store{Label: broker.StoreUsage, Stream: broker.KVStream(billing.BucketUsage)})
+		broker.Store{Label: broker.StoreUsage, Stream: broker.KVStream(billing.BucketUsage)},
+		broker.Store{Label: broker.StoreImages, Stream: broker.ObjectStream(dimse.BucketImages)})
 	return broker.NewStorageMonitor(broker.StorageMonitorOptions{JS: js, Stores: stores, Registerer: reg, Logger: logger})
 }

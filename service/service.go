@@ -23,6 +23,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/adapters/httpauth"
@@ -147,7 +148,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("pacs: %w", err)
 	}
-	dests, err := buildSinks(cfg, reg, sec, topo.JS, pdfReport(pacs), logger)
+	// Studies pushed to radgate's Storage SCP are kept in its image store
+	// and found there before the PACS is asked.
+	var source radgate.StudySource = pacs
+	var images *dimse.Archive
+	if cfg.DIMSE.Listen != "" {
+		if images, err = dimse.EnsureArchive(ctx, topo.JS, dimse.ArchiveLimits{
+			MaxAge: cfg.Retention.Images.MaxAge.D(), MaxBytes: int64(cfg.Retention.Images.MaxBytes)}); err != nil {
+			return err
+		}
+		source = images.WithPACS(pacs)
+	}
+	dests, err := buildSinks(cfg, reg, sec, topo.JS, source, pdfReport(source), logger)
 	if err != nil {
 		return err
 	}
@@ -171,8 +183,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	facilities := radgate.NewFacilities(cfg.Facilities)
 	pipe, err := pipeline.NewPipeline(pipeline.Options{
-		Topology: topo, Usage: usage, Facilities: radgate.NewFacilities(cfg.Facilities), Source: pacs, Engines: engines, Routes: routes,
+		Topology: topo, Usage: usage, Facilities: facilities, Source: source, Engines: engines, Routes: routes,
 		Sinks:  dests.sinks,
 		Logger: logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),
@@ -273,6 +286,28 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				log.Warn("HL7 v2 intake did not stop cleanly", "err", err)
 			}
 			close(closed)
+		})
+	}
+
+	// The DICOM Storage SCP, when configured.
+	if cfg.DIMSE.Listen != "" {
+		scp, dln, err := storageSCP(cfg, images, pipe, facilities, logger)
+		if err != nil {
+			stopStages()
+			return fmt.Errorf("dimse: %w", err)
+		}
+		log.Info("DICOM Storage SCP listening", "dimse_listen", dln.Addr().String(), "ae_title", cfg.DIMSE.AETitle)
+		sctx, cancel := context.WithCancel(context.Background())
+		served := make(chan struct{})
+		g.Add(func() error {
+			defer close(served)
+			return scp.Serve(sctx, dln)
+		}, func(error) {
+			cancel() // aborts the associations still open: their instances are not acknowledged, so senders resend
+			select {
+			case <-served:
+			case <-stopping().Done():
+			}
 		})
 	}
 
@@ -380,4 +415,21 @@ func clientKey(r *http.Request) string {
 		return "principal:" + p.Name
 	}
 	return fhirhttp.BearerClientKey(r)
+}
+
+// storageSCP builds radgate's Storage SCP from the dimse section and binds
+// its listener.
+func storageSCP(cfg config.Config, images *dimse.Archive, orders radgate.Intake, facilities *radgate.Facilities, logger *slog.Logger) (*dimse.Server, net.Listener, error) {
+	d := cfg.DIMSE
+	dlog := logger.With("component", "dimse")
+	in := &dimse.Intake{Archive: images, Orders: orders, Facilities: facilities, AccessionSystem: cfg.EffectiveAccessionSystem(),
+		MaxInstanceBytes: int64(d.MaxInstanceBytes), MinFreeBytes: int64(d.MinFreeBytes), Logger: dlog}
+	srv := &dimse.Server{AETitle: d.AETitle, MaxPDULength: uint32(d.MaxPDULength),
+		MaxAssociations: d.MaxAssociations, MaxPerCaller: d.MaxAssociationsPerCaller, MaxInstanceBytes: int64(d.MaxInstanceBytes),
+		ARTIM: d.ARTIM.D(), Idle: d.IdleTimeout.D(), Accept: in.Accept, Store: in, Logger: dlog}
+	ln, err := net.Listen("tcp", d.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listener: %w", err)
+	}
+	return srv, ln, nil
 }

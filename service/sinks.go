@@ -49,11 +49,12 @@ func destinationContext(cfg config.Config, name string, sec *security, js jetstr
 
 // buildSinks builds a sink for every destination, the built-in "fhir" one
 // included, each through its registered type.
-func buildSinks(cfg config.Config, reg *radgate.Registry, sec *security, js jetstream.JetStream,
+func buildSinks(cfg config.Config, reg *radgate.Registry, sec *security, js jetstream.JetStream, images radgate.StudySource,
 	pdf func(context.Context, radgate.Result) ([]byte, error), logger *slog.Logger) (*destinations, error) {
 	out := &destinations{sinks: map[string]radgate.Sink{}}
 	for _, name := range cfg.DestinationNames() {
 		dc := destinationContext(cfg, name, sec, js, pdf, logger)
+		dc.Images = images
 		t, ok := reg.Destination(dc.Config.Type)
 		if !ok {
 			out.Close()

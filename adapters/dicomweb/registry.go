@@ -42,7 +42,7 @@ func DestinationType() radgate.DestinationType {
 				return nil, err
 			}
 			o := SinkOptions{SC: dc.Config.StoreSC(), SR: dc.Config.StoreSR(), SCWhenUnmarked: dc.Config.SCWhenUnmarked,
-				ParametricMap: dc.Config.ParametricMap, PDF: dc.PDF, Logger: dc.Logger}
+				ParametricMap: dc.Config.ParametricMap, PDF: dc.PDF, Images: dc.Images, Logger: dc.Logger}
 			if err := o.Validate(); err != nil {
 				return nil, err
 			}

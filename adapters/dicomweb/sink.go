@@ -35,6 +35,9 @@ type SinkOptions struct {
 	// Encapsulated PDF (derived.EncapsulatedPDF). Its errors are passed on
 	// as they are (wrap with radgate.Transient what is worth retrying).
 	PDF func(ctx context.Context, r radgate.Result) ([]byte, error)
+	// Images is where the scored instance is read to derive the objects
+	// from (radgate.DestinationContext.Images); nil: this PACS.
+	Images radgate.StudySource
 	// Logger receives a warning for each source attribute left out of the
 	// derived objects for an invalid value (tag and keyword, never the
 	// value). Nil: not logged.
@@ -179,7 +182,11 @@ func (s *Sink) store(ctx context.Context, r radgate.Result) (radgate.Receipt, er
 			return fail(fmt.Errorf("the result names no scored instance: %w", err))
 		}
 	}
-	src, err := s.c.RetrieveInstance(ctx, r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID)
+	images := radgate.StudySource(s.c)
+	if s.opts.Images != nil {
+		images = s.opts.Images
+	}
+	src, err := images.RetrieveInstance(ctx, r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID)
 	if err != nil {
 		return fail(fmt.Errorf("retrieving the scored instance: %w", err))
 	}

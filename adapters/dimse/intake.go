@@ -1,0 +1,193 @@
+package dimse
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/radgate/radgate"
+)
+
+// Intake is radgate's Storage SCP behind the protocol: it admits only the
+// facilities' AE titles (from their networks, where listed), keeps every
+// pushed instance durably in the Archive before the success status is
+// sent, and makes each pushed study an order (radgate.SourceDIMSE) that
+// the pipeline scores once the study is stable — the same order as the
+// study's EHR/RIS order, matched by accession number or Study Instance
+// UID.
+type Intake struct {
+	Archive    *Archive
+	Orders     radgate.Intake
+	Facilities *radgate.Facilities
+	// AccessionSystem is given to the pushed Accession Number (dimse.accession_system).
+	AccessionSystem string
+	// MaxInstanceBytes bounds one instance; MinFreeBytes is the room the
+	// image store must have left for a new association.
+	MaxInstanceBytes int64
+	MinFreeBytes     int64
+	Logger           *slog.Logger
+	// Now is the clock (tests replace it).
+	Now func() time.Time
+
+	mu        sync.Mutex
+	announced map[string]bool // association id + study UID → its order event is recorded
+}
+
+// nonImageModalities are series radgate stores but that make no order: the
+// objects a PACS or a viewer writes about images (radgate's own among
+// them).
+// maxAnnounced bounds what Intake remembers of the orders it recorded.
+const maxAnnounced = 4096
+
+var nonImageModalities = []string{"SR", "KO", "PR", "DOC", "REG", "SEG", "RWV", "PLAN"}
+
+func (in *Intake) log() *slog.Logger {
+	if in.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return in.Logger
+}
+
+func (in *Intake) now() time.Time {
+	if in.Now != nil {
+		return in.Now()
+	}
+	return time.Now()
+}
+
+// Accept decides whether to take an association (Server.Accept): the
+// calling AE title must be a facility's, its source address within that
+// facility's networks when it lists any, and the image store must have
+// room.
+func (in *Intake) Accept(ctx context.Context, rq *AssociateRequest) *Reject {
+	log := in.log().With("calling_ae", rq.CallingAE, "remote", addrString(rq.Remote))
+	fac := in.Facilities.ByAETitle(rq.CallingAE)
+	if fac == "" {
+		log.Warn("association rejected: calling AE title is not in the facility list (facilities[].ae_titles)")
+		return &RejectCallingAENotRecognized
+	}
+	if f, ok := in.Facilities.Get(fac); ok && len(f.Networks) > 0 {
+		if ip, ok := remoteIP(rq.Remote); !ok || in.Facilities.ByAddress(ip) != fac {
+			log.Warn("association rejected: source address is not in the networks of the calling AE title's facility", "facility", fac)
+			return &RejectCallingAENotRecognized
+		}
+	}
+	if err := in.Archive.Room(ctx, in.MinFreeBytes); err != nil {
+		log.Warn("association rejected: the image store is low on space", "facility", fac, "err", err)
+		return &RejectTemporaryCongestion
+	}
+	return nil
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+func remoteIP(a net.Addr) (netip.Addr, bool) {
+	if a == nil {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+// Store keeps one pushed instance (StoreHandler): read whole within
+// MaxInstanceBytes, checked, stored with its index record, its study's
+// order recorded; only then success. Any failure keeps nothing of it and
+// answers a failure status the sender may retry.
+func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
+	log := in.log().With("assoc", rq.Association.ID, "calling_ae", rq.Association.CallingAE, "sop_instance", rq.SOPInstanceUID)
+	var ds bytes.Buffer
+	n, err := io.Copy(&ds, io.LimitReader(data, in.MaxInstanceBytes+1))
+	if err != nil {
+		log.Warn("C-STORE data set not received whole; nothing stored", "err", err)
+		return StatusProcessingFailure
+	}
+	if n > in.MaxInstanceBytes {
+		_, _ = io.Copy(io.Discard, data) // the rest of the message, so the association goes on
+		log.Warn("C-STORE refused: instance larger than dimse.max_instance_bytes; nothing stored", "limit", in.MaxInstanceBytes)
+		return StatusOutOfResources
+	}
+	var file bytes.Buffer
+	file.Grow(ds.Len() + 512)
+	if err := WritePart10(&file, rq, &ds); err != nil {
+		log.Warn("C-STORE refused: file meta information not written", "err", err)
+		return StatusCannotUnderstand
+	}
+	rec, err := RecordOf(file.Bytes())
+	if err != nil {
+		log.Warn("C-STORE refused: data set not readable", "err", err)
+		return StatusCannotUnderstand
+	}
+	if rec.SOPInstanceUID != rq.SOPInstanceUID || rec.SOPClassUID != rq.SOPClassUID {
+		log.Warn("C-STORE refused: the data set's SOP Class/Instance UIDs differ from the command's", "data_set_sop_instance", rec.SOPInstanceUID)
+		return StatusDataSetDoesNotMatch
+	}
+	rec.CallingAE, rec.ReceivedAt = rq.Association.CallingAE, in.now()
+	if err := in.Archive.Put(ctx, rec, file.Bytes()); err != nil {
+		log.Warn("C-STORE refused: the image store did not take the instance", "study", rec.StudyInstanceUID, "err", err)
+		return StatusOutOfResources
+	}
+	if err := in.order(ctx, rq.Association, rec); err != nil {
+		log.Warn("C-STORE refused: instance stored, its order not recorded (a resend records it)", "study", rec.StudyInstanceUID, "err", err)
+		return StatusOutOfResources
+	}
+	log.Debug("instance stored", "study", rec.StudyInstanceUID, "bytes", rec.Bytes)
+	return StatusSuccess
+}
+
+// order records the study's order event once per association.
+func (in *Intake) order(ctx context.Context, as AssociationInfo, rec InstanceRecord) error {
+	if slices.Contains(nonImageModalities, rec.Modality) {
+		return nil
+	}
+	key := as.ID + "/" + rec.StudyInstanceUID
+	in.mu.Lock()
+	done := in.announced[key]
+	in.mu.Unlock()
+	if done {
+		return nil
+	}
+	ev := radgate.OrderEvent{
+		Source: radgate.SourceDIMSE, ResourceType: "ImagingStudy", ReceivedAt: rec.ReceivedAt,
+		StudyInstanceUID: rec.StudyInstanceUID, Facility: in.Facilities.ByAETitle(as.CallingAE),
+		EventID: "dimse/" + as.ID + "/" + rec.StudyInstanceUID,
+	}
+	if rec.Modality != "" {
+		ev.Modalities = []string{rec.Modality}
+	}
+	if rec.AccessionNumber != "" {
+		ev.Accession = &radgate.Identifier{System: in.AccessionSystem, Value: rec.AccessionNumber}
+	}
+	st, err := in.Orders.Accept(ctx, ev)
+	if err != nil && !errors.Is(err, radgate.ErrOrderCancelled) {
+		return err
+	}
+	in.mu.Lock()
+	if in.announced == nil || len(in.announced) >= maxAnnounced {
+		// Only a shortcut: a second event of one association is one
+		// message anyway (EventID, JetStream's duplicate window).
+		in.announced = map[string]bool{}
+	}
+	in.announced[key] = true
+	in.mu.Unlock()
+	if err != nil {
+		in.log().Info("images pushed for a cancelled order; stored, not scored", "assoc", as.ID, "study", rec.StudyInstanceUID)
+		return nil
+	}
+	in.log().Info("pushed study recorded as an order", "assoc", as.ID, "order", st.ID, "study", rec.StudyInstanceUID)
+	return nil
+}

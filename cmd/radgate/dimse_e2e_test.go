@@ -1,0 +1,125 @@
+package main
+
+// End-to-end proofs of radgate's Storage SCP (issue 13) with dcmtk as the
+// modality: echoscu and storescu call radgate serve (a child process), the
+// study becomes an order, scored and delivered to the shared FHIR server
+// and Orthanc.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/demo"
+)
+
+const modalityAE = "CR_WARD3"
+
+// dimseRig is lcRig with radgate's Storage SCP on a free port, the ward's
+// modality (modalityAE) a facility's, and pushed accession numbers in the
+// demo hospital's system.
+func dimseRig(t *testing.T, mutate func(*config.Config)) (*rig, string) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", anyFreePort(t))
+	r := lcRig(t, sharedPeers(t), func(c *config.Config) {
+		c.Facilities = []config.Facility{{ID: "ward3", Name: "Ward 3", AETitles: []string{modalityAE}}}
+		c.DIMSE.Listen = addr
+		c.DIMSE.AccessionSystem = demo.AccessionSystem
+		c.Orders.StableAfter = config.Duration(4 * time.Second)
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return r, addr
+}
+
+// dcmtk runs one of dcmtk's tools against radgate's SCP at addr, calling as
+// callingAE (files: what storescu sends), and returns its output and
+// whether it exited 0.
+func dcmtk(t *testing.T, tool, callingAE, addr string, files ...string) (string, bool) {
+	t.Helper()
+	host, port, ok := strings.Cut(addr, ":")
+	require.True(t, ok)
+	all := append([]string{"-aet", callingAE, "-aec", "RADGATE", host, port}, files...)
+	out, err := exec.Command(tool, all...).CombinedOutput()
+	return string(out), err == nil
+}
+
+func writeTemp(t *testing.T, name string, b []byte) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	require.NoError(t, os.WriteFile(f, b, 0o600))
+	return f
+}
+
+// TestDIMSEPushedStudyIsScoredOnce: a modality echoes radgate, then pushes
+// a study in two associations a few seconds apart; it is one order, scored
+// once with both images, its result in the FHIR server. A caller that is
+// not in the facility list is rejected, and the SCP keeps serving.
+func TestDIMSEPushedStudyIsScoredOnce(t *testing.T) {
+	r, addr := dimseRig(t, nil)
+	p := r.start()
+	o := makeOrders(t, 1)[0]
+	second, _ := anotherFrontal(t, o)
+
+	out, ok := dcmtk(t, "echoscu", modalityAE, addr)
+	require.True(t, ok, "echoscu: %s", out)
+	out, ok = dcmtk(t, "echoscu", "STRANGER", addr)
+	require.False(t, ok, "a caller not in the facility list is rejected")
+	require.Contains(t, out, "Calling AE Title Not Recognized", "echoscu says why: %s", out)
+
+	out, ok = dcmtk(t, "storescu", modalityAE, addr, writeTemp(t, "1.dcm", o.data))
+	require.True(t, ok, "storescu: %s", out)
+	st := waitState(t, p, o, 20*time.Second, radgate.StateStabilising)
+	require.Contains(t, st.Sources, radgate.SourceDIMSE+":ImagingStudy", "the pushed study is the order")
+	time.Sleep(2 * time.Second)
+	out, ok = dcmtk(t, "storescu", modalityAE, addr, writeTemp(t, "2.dcm", second))
+	require.True(t, ok, "storescu: %s", out)
+
+	st = waitState(t, p, o, time.Minute, radgate.StateDelivered)
+	require.Equal(t, 2, st.Study.Scored, "scored on both images")
+	require.Equal(t, 1, st.Engines[config.DefaultEngine].Revision, "scored once")
+	require.Equal(t, "ward3", st.FacilityID, "attributed to the calling AE title's facility")
+	dr, _ := r.report(t, o)
+	require.Equal(t, "final", dr["status"])
+	time.Sleep(3 * time.Second) // a second scoring would show by now
+	require.Equal(t, 1, p.status(t, o).Engines[config.DefaultEngine].Revision)
+	require.Zero(t, invalidTransitions(t, p))
+	logs := p.logs.String()
+	require.Contains(t, logs, "calling AE title is not in the facility list")
+	require.NotContains(t, logs, o.name, "no patient name in the logs")
+}
+
+// TestDIMSEPushedStudyWaitsForItsOrder: under a route that says pushed:
+// with_order, a pushed study is held until the EHR's ServiceRequest for
+// the same accession number comes; both make one order and one report.
+func TestDIMSEPushedStudyWaitsForItsOrder(t *testing.T) {
+	r, addr := dimseRig(t, func(c *config.Config) { c.Orders.StableAfter = config.Duration(time.Second) })
+	routes, err := os.ReadFile(r.cfg.RoutesFile)
+	require.NoError(t, err)
+	writeFile(t, r.cfg.RoutesFile, strings.Replace(string(routes), "    engines:", "    pushed: with_order\n    engines:", 1))
+	p := r.start()
+	o := makeOrders(t, 1)[0]
+	out, ok := dcmtk(t, "storescu", modalityAE, addr, writeTemp(t, "1.dcm", o.data))
+	require.True(t, ok, "storescu: %s", out)
+	waitFor(t, 20*time.Second, "the pushed study waits for its order", func() bool {
+		st, err := p.env.OrderStatus(t.Context(), o.id)
+		return err == nil && st.State == radgate.StateWaiting && strings.Contains(st.Reason, "pushed: with_order")
+	})
+	time.Sleep(2 * time.Second)
+	require.Equal(t, radgate.StateWaiting, p.status(t, o).State, "not scored without its order")
+
+	submit(t, p, o)
+	st := waitState(t, p, o, time.Minute, radgate.StateDelivered)
+	require.Len(t, st.Sources, 2, "the pushed study and the ServiceRequest are one order: %v", st.Sources)
+	r.report(t, o)
+	require.Zero(t, invalidTransitions(t, p))
+}
