@@ -2,8 +2,10 @@
 # Starts radgate's real test peers in the background, each on 127.0.0.1 with a
 # free port and its own fresh folder under testenv/run/:
 #   - Orthanc (test PACS, DICOMweb at /dicom-web/), config from testenv/orthanc.json.tmpl
+#   - a second Orthanc, the DIMSE-only PACS (no plugins: /dicom-web/ is 404;
+#     DicomCheckCalledAet true), config from testenv/orthanc-dimse.json.tmpl
 #   - the FHIR R4 test server (testenv/fhir-server), base /fhir/R4
-# waits until both answer, writes testenv/run/{orthanc,fhir}.pid and
+# waits until all answer, writes testenv/run/{orthanc,orthanc-dimse,fhir}.pid and
 # testenv/run/env.sh, which tests read:
 #
 #   bash testenv/start.sh && source testenv/run/env.sh && go test ./...
@@ -25,6 +27,7 @@ DICOMWEB_PLUGIN=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
 ORTHANC_USER=radgate
 ORTHANC_PASSWORD=radgate-test-password
 ORTHANC_AET=ORTHANC
+DIMSE_PACS_AET=DIMSE_PACS
 FHIR_BASE=/fhir/R4
 ORT_LIB="$ROOT/.tools/onnxruntime/lib/libonnxruntime.so"
 
@@ -43,8 +46,8 @@ command -v curl >/dev/null 2>&1 || die "curl not found: run bash testenv/setup.s
 
 # ------------------------------------------------------------------ fresh run folder
 bash "$ROOT/testenv/stop.sh" --quiet
-rm -rf "$RUN/orthanc" "$RUN/fhir" "$RUN/env.sh"
-mkdir -p "$RUN/orthanc/storage" "$RUN/fhir"
+rm -rf "$RUN/orthanc" "$RUN/orthanc-dimse" "$RUN/fhir" "$RUN/env.sh"
+mkdir -p "$RUN/orthanc/storage" "$RUN/orthanc-dimse/storage" "$RUN/fhir"
 
 # free_ports N prints N distinct TCP ports that are free on every interface
 # (Orthanc binds 0.0.0.0), held open together so that they differ.
@@ -108,6 +111,28 @@ start_orthanc() {
 
 start_orthanc
 
+DIMSE_TRIES=0
+start_dimse_pacs() {
+  DIMSE_TRIES=$((DIMSE_TRIES + 1))
+  local ports
+  ports=$(free_ports 2) || fail_start "cannot pick free ports (node failed)"
+  read -r DIMSE_PACS_HTTP_PORT DIMSE_PACS_PORT <<<"$ports"
+  sed -e "s#@STORAGE_DIR@#$RUN/orthanc-dimse/storage#g" \
+    -e "s#@HTTP_PORT@#$DIMSE_PACS_HTTP_PORT#g" \
+    -e "s#@DICOM_PORT@#$DIMSE_PACS_PORT#g" \
+    -e "s#@USER@#$ORTHANC_USER#g" \
+    -e "s#@PASSWORD@#$ORTHANC_PASSWORD#g" \
+    -e "s#@AET@#$DIMSE_PACS_AET#g" \
+    "$ROOT/testenv/orthanc-dimse.json.tmpl" >"$RUN/orthanc-dimse/orthanc.json"
+  DIMSE_T0=$(ms)
+  nohup "$ORTHANC_BIN" "$RUN/orthanc-dimse/orthanc.json" >"$RUN/orthanc-dimse/orthanc.log" 2>&1 </dev/null &
+  DIMSE_PID=$!
+  echo "$DIMSE_PID" >"$RUN/orthanc-dimse.pid"
+  say "DIMSE-only Orthanc: pid $DIMSE_PID, HTTP 127.0.0.1:$DIMSE_PACS_HTTP_PORT, DICOM $DIMSE_PACS_AET@127.0.0.1:$DIMSE_PACS_PORT (log testenv/run/orthanc-dimse/orthanc.log)"
+}
+
+start_dimse_pacs
+
 FHIR_NODE_ARGS=()
 FHIR_HEAP_NOTE=""
 if [ -n "${RADGATE_FHIR_HEAP_MB:-}" ]; then
@@ -123,12 +148,27 @@ FHIR_PID=$!
 echo "$FHIR_PID" >"$RUN/fhir.pid"
 say "FHIR server: pid $FHIR_PID$FHIR_HEAP_NOTE (log testenv/run/fhir/fhir.log)"
 
-# ------------------------------------------------------------------ wait for readiness (both at once)
+# ------------------------------------------------------------------ wait for readiness (all at once)
 ORTHANC_READY_MS=""
+DIMSE_READY_MS=""
 FHIR_READY_MS=""
 FHIR_PORT=""
 deadline=$(($(ms) + TIMEOUT * 1000))
-while [ -z "$ORTHANC_READY_MS" ] || [ -z "$FHIR_READY_MS" ]; do
+while [ -z "$ORTHANC_READY_MS" ] || [ -z "$DIMSE_READY_MS" ] || [ -z "$FHIR_READY_MS" ]; do
+  if [ -z "$DIMSE_READY_MS" ]; then
+    if ! alive "$DIMSE_PID"; then
+      if [ "$DIMSE_TRIES" -lt 3 ]; then
+        tail_log "$RUN/orthanc-dimse/orthanc.log"
+        note "the DIMSE-only Orthanc exited early; retrying with new ports"
+        start_dimse_pacs
+      else
+        fail_start "the DIMSE-only Orthanc exited during start-up ($DIMSE_TRIES tries)" "$RUN/orthanc-dimse/orthanc.log"
+      fi
+    elif curl -sf -o /dev/null --max-time 2 -u "$ORTHANC_USER:$ORTHANC_PASSWORD" \
+      "http://127.0.0.1:$DIMSE_PACS_HTTP_PORT/system"; then
+      DIMSE_READY_MS=$(($(ms) - DIMSE_T0))
+    fi
+  fi
   if [ -z "$ORTHANC_READY_MS" ]; then
     if ! alive "$ORTHANC_PID"; then
       # Most likely another process took a port between our pick and Orthanc's bind.
@@ -155,6 +195,7 @@ while [ -z "$ORTHANC_READY_MS" ] || [ -z "$FHIR_READY_MS" ]; do
   fi
   if [ "$(ms)" -ge "$deadline" ]; then
     [ -n "$ORTHANC_READY_MS" ] || fail_start "Orthanc not ready after ${TIMEOUT}s" "$RUN/orthanc/orthanc.log"
+    [ -n "$DIMSE_READY_MS" ] || fail_start "the DIMSE-only Orthanc not ready after ${TIMEOUT}s" "$RUN/orthanc-dimse/orthanc.log"
     fail_start "the FHIR server not ready after ${TIMEOUT}s" "$RUN/fhir/fhir.log"
   fi
   sleep 0.1
@@ -165,6 +206,9 @@ case "$plugins" in
   *dicom-web*) ;;
   *) fail_start "Orthanc runs but the DICOMweb plugin is not loaded (plugins: $plugins)" "$RUN/orthanc/orthanc.log" ;;
 esac
+dw=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -u "$ORTHANC_USER:$ORTHANC_PASSWORD" \
+  "http://127.0.0.1:$DIMSE_PACS_HTTP_PORT/dicom-web/studies" || true)
+[ "$dw" = 404 ] || fail_start "the DIMSE-only Orthanc answers /dicom-web/studies with $dw, not 404" "$RUN/orthanc-dimse/orthanc.log"
 
 # ------------------------------------------------------------------ env.sh
 {
@@ -175,6 +219,10 @@ esac
   echo "export RADGATE_TEST_ORTHANC_PASSWORD=$ORTHANC_PASSWORD"
   echo "export RADGATE_TEST_ORTHANC_AET=$ORTHANC_AET"
   echo "export RADGATE_TEST_ORTHANC_DICOM_PORT=$ORTHANC_DICOM_PORT"
+  echo "# The DIMSE-only PACS: DICOM at 127.0.0.1:_PORT as _AET (called AE checked); REST at _URL (same user)."
+  echo "export RADGATE_TEST_DIMSE_PACS_PORT=$DIMSE_PACS_PORT"
+  echo "export RADGATE_TEST_DIMSE_PACS_AET=$DIMSE_PACS_AET"
+  echo "export RADGATE_TEST_DIMSE_PACS_URL=http://127.0.0.1:$DIMSE_PACS_HTTP_PORT"
   echo "export RADGATE_TEST_FHIR_URL=http://127.0.0.1:$FHIR_PORT$FHIR_BASE"
   echo "# To start a private FHIR server (e.g. to kill -9 and restart it): node \$RADGATE_TEST_FHIR_SERVER_JS --port 0 --port-file F --data FILE"
   echo "export RADGATE_TEST_FHIR_SERVER_JS=$ROOT/testenv/fhir-server/server.js"
@@ -185,7 +233,8 @@ esac
 mv -f "$RUN/env.sh.tmp" "$RUN/env.sh"
 [ -e "$ORT_LIB" ] || note "WARNING: $ORT_LIB is missing (run bash testenv/setup.sh); RADGATE_ONNXRUNTIME_LIB not set"
 
-say "peers ready in $(($(ms) - T0)) ms (Orthanc ${ORTHANC_READY_MS} ms, FHIR server ${FHIR_READY_MS} ms)"
+say "peers ready in $(($(ms) - T0)) ms (Orthanc ${ORTHANC_READY_MS} ms, DIMSE-only Orthanc ${DIMSE_READY_MS} ms, FHIR server ${FHIR_READY_MS} ms)"
 note "Orthanc:  http://127.0.0.1:$ORTHANC_HTTP_PORT (DICOMweb /dicom-web, user $ORTHANC_USER)"
+note "DIMSE-only PACS: $DIMSE_PACS_AET@127.0.0.1:$DIMSE_PACS_PORT (REST http://127.0.0.1:$DIMSE_PACS_HTTP_PORT)"
 note "FHIR R4:  http://127.0.0.1:$FHIR_PORT$FHIR_BASE"
 note "env:      source testenv/run/env.sh    stop: bash testenv/stop.sh"

@@ -55,9 +55,11 @@ stop_one() { # name
 }
 
 [ -d "$RUN" ] || exit 0
-# Both at once: Orthanc takes 1-3 s to stop.
+# All at once: Orthanc takes 1-3 s to stop.
 stop_one orthanc &
 o=$!
+stop_one orthanc-dimse &
+d=$!
 stop_one fhir
-wait "$o"
+wait "$o" "$d"
 rm -f "$RUN/env.sh" "$RUN/fhir/port"

@@ -54,6 +54,9 @@ type Association struct {
 	msgID     uint16
 	closed    bool
 	brokenErr error
+	// info is the association as a StoreHandler sees the C-STOREs of a
+	// C-GET: the peer calls (CallingAE), radgate is called.
+	info AssociationInfo
 }
 
 // StoreContexts returns proposals for sopClasses, one context each with
@@ -188,7 +191,8 @@ func (d *Dialer) Dial(ctx context.Context, addr string, contexts []PresentationC
 		}
 		return fail(fmt.Errorf("dimse: A-ASSOCIATE-AC from %s (%s): %w", d.CalledAE, addr, err))
 	}
-	asc := &Association{a: a, id: id, log: log, timeout: timeout, roles: map[string]Role{}}
+	asc := &Association{a: a, id: id, log: log, timeout: timeout, roles: map[string]Role{},
+		info: AssociationInfo{ID: id, CallingAE: d.CalledAE, CalledAE: d.CallingAE, Remote: nc.RemoteAddr(), TLS: d.TLS != nil}}
 	a.maxRead, a.maxSend = maxPDU, ac.User.MaxPDULength
 	a.contexts = map[byte]PresentationContext{}
 	for _, got := range ac.Contexts {
@@ -256,6 +260,13 @@ func (as *Association) findContext(sopClass, ts string) (PresentationContext, bo
 // begin starts an operation: one at a time, on a live association, with
 // ctx able to interrupt it.
 func (as *Association) begin(ctx context.Context) (func(error) error, error) {
+	return as.beginWith(ctx, as.a.interrupt)
+}
+
+// beginWith is begin with onDone called when ctx ends during the
+// operation (begin: interrupt the association). The operation's end waits
+// for an onDone already started.
+func (as *Association) beginWith(ctx context.Context, onDone func()) (func(error) error, error) {
 	as.mu.Lock()
 	if as.closed {
 		as.mu.Unlock()
@@ -269,9 +280,12 @@ func (as *Association) begin(ctx context.Context) (func(error) error, error) {
 		as.mu.Unlock()
 		return nil, err
 	}
-	stop := context.AfterFunc(ctx, as.a.interrupt)
+	done := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() { defer close(done); onDone() })
 	return func(err error) error {
-		stop()
+		if !stop() {
+			<-done
+		}
 		if err != nil {
 			// The association's state is unknown: end it.
 			if ctx.Err() != nil {

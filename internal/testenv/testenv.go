@@ -88,3 +88,24 @@ func ONNXRuntimeLib(t testing.TB) string {
 func Testdata(parts ...string) string {
 	return filepath.Join(append([]string{RepoRoot(), "testdata"}, parts...)...)
 }
+
+// DIMSEOnlyPACS is the second Orthanc, reached only over DICOM: no
+// DICOMweb, its called AE title checked. Its REST API (URL) stores test
+// studies and registers radgate's AE title (PUT /modalities/<name>).
+type DIMSEOnlyPACS struct {
+	// Addr is its DICOM port, 127.0.0.1:PORT; AETitle its called AE title.
+	Addr, AETitle string
+	// URL is its REST root; Username and Password as Orthanc's.
+	URL, Username, Password string
+}
+
+// DIMSEPACS returns the running DIMSE-only Orthanc, or skips/fails the test.
+func DIMSEPACS(t testing.TB) DIMSEOnlyPACS {
+	t.Helper()
+	port, aet, u := os.Getenv("RADGATE_TEST_DIMSE_PACS_PORT"), os.Getenv("RADGATE_TEST_DIMSE_PACS_AET"), os.Getenv("RADGATE_TEST_DIMSE_PACS_URL")
+	if port == "" || aet == "" || u == "" {
+		missing(t, "the DIMSE-only Orthanc", "RADGATE_TEST_DIMSE_PACS_PORT/_AET/_URL")
+	}
+	return DIMSEOnlyPACS{Addr: "127.0.0.1:" + port, AETitle: aet, URL: u,
+		Username: os.Getenv("RADGATE_TEST_ORTHANC_USER"), Password: os.Getenv("RADGATE_TEST_ORTHANC_PASSWORD")}
+}
