@@ -174,4 +174,3 @@ func TestDIMSEPACSChecksCalledAE(t *testing.T) {
 	require.Error(t, err, "an unregistered caller may not query")
 	t.Log(err)
 }
-
