@@ -198,7 +198,8 @@ func (i Inference) IntraOpThreads() int {
 	return i.Threads
 }
 
-// PACS is the image archive, reached over DICOMweb.
+// PACS is the image archive, reached over DICOMweb, or over DICOM's own
+// network protocol when its dimse key is set.
 type PACS struct {
 	// DICOMwebURL is the DICOMweb root, e.g. http://127.0.0.1:8042/dicom-web.
 	DICOMwebURL string `yaml:"dicomweb_url"`
@@ -227,6 +228,11 @@ type PACS struct {
 	// username and password keys above); TLS how it verifies it.
 	Auth ClientAuth `yaml:"auth"`
 	TLS  ClientTLS  `yaml:"tls"`
+	// DIMSE, when set, makes the PACS a DIMSE-only one (C-FIND, then C-MOVE
+	// or C-GET): radgate finds and retrieves studies there instead of over
+	// DICOMweb (dicomweb_url and its keys are then unused). See
+	// config/dimse.go.
+	DIMSE *PACSDIMSE `yaml:"dimse"`
 }
 
 // FHIR is the FHIR R4 server results are written to.

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -124,7 +126,100 @@ func validateDIMSE(c *Config, bad func(path, msg string)) {
 			bad("dimse.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
 		}
 	}
-	if d.Listen != "" && len(c.Facilities) == 0 {
+	validatePACSDIMSE(c, bad)
+	if d.Listen != "" && len(c.Facilities) == 0 && c.PACS.DIMSE == nil {
 		bad("dimse.listen", "the Storage SCP takes calls only from the facilities' ae_titles, and no facility is configured (add facilities with ae_titles)")
+	}
+}
+
+// Retrieval methods of pacs.dimse.retrieve.
+const (
+	RetrieveCMove = "c-move"
+	RetrieveCGet  = "c-get"
+)
+
+// PACSDIMSE is a PACS radgate reaches only over DIMSE (pacs.dimse): it asks
+// for a study with C-FIND (study, series and image level, by Study
+// Instance UID or Accession Number), then retrieves it with C-MOVE to
+// radgate's own Storage SCP (dimse.listen; the PACS must know radgate's
+// AE title, dimse.ae_title, with radgate's host and SCP port, as a
+// C-MOVE destination and as a caller allowed to query) or with C-GET on the
+// same association (the PACS must allow radgate's calling AE title to
+// query and retrieve). What is retrieved is kept in radgate's image store
+// (retention.images).
+type PACSDIMSE struct {
+	// Host and Port of the PACS's DICOM service.
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// CalledAE is the PACS's AE title; CallingAE radgate's when it calls
+	// (default: dimse.ae_title).
+	CalledAE  string `yaml:"called_ae"`
+	CallingAE string `yaml:"calling_ae"`
+	// Retrieve is c-move (default) or c-get.
+	Retrieve string `yaml:"retrieve"`
+	// Timeout bounds connecting, association set-up and each wait on the
+	// PACS (default: pacs.timeout).
+	Timeout Duration `yaml:"timeout"`
+	// MaxPDULength is the largest PDU radgate reads from the PACS
+	// (default: dimse.max_pdu_length).
+	MaxPDULength ByteSize `yaml:"max_pdu_length"`
+}
+
+// PACSDIMSE returns pacs.dimse with its defaults filled in, and whether it
+// is set.
+func (c Config) PACSDIMSE() (PACSDIMSE, bool) {
+	if c.PACS.DIMSE == nil {
+		return PACSDIMSE{}, false
+	}
+	d := *c.PACS.DIMSE
+	if d.CallingAE == "" {
+		d.CallingAE = c.DIMSE.AETitle
+	}
+	if d.Retrieve == "" {
+		d.Retrieve = RetrieveCMove
+	}
+	if d.Timeout == 0 {
+		d.Timeout = c.PACS.Timeout
+	}
+	if d.MaxPDULength == 0 {
+		d.MaxPDULength = c.DIMSE.MaxPDULength
+	}
+	return d, true
+}
+
+// Addr is host:port of the PACS.
+func (d PACSDIMSE) Addr() string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
+
+func validatePACSDIMSE(c *Config, bad func(path, msg string)) {
+	d, ok := c.PACSDIMSE()
+	if !ok {
+		return
+	}
+	if strings.TrimSpace(d.Host) == "" {
+		bad("pacs.dimse.host", "must be set (the PACS's DICOM host name or address)")
+	}
+	if d.Port < 1 || d.Port > 65535 {
+		bad("pacs.dimse.port", fmt.Sprintf("must be 1-65535, got %d", d.Port))
+	}
+	if err := CheckAETitle(d.CalledAE); err != nil {
+		bad("pacs.dimse.called_ae", err.Error()+" (the PACS's AE title)")
+	}
+	if err := CheckAETitle(d.CallingAE); err != nil {
+		bad("pacs.dimse.calling_ae", err.Error())
+	}
+	switch d.Retrieve {
+	case RetrieveCMove:
+		if c.DIMSE.Listen == "" {
+			bad("pacs.dimse.retrieve", "c-move sends the study to radgate's own Storage SCP, and dimse.listen is not set (set it, or use retrieve: c-get)")
+		}
+	case RetrieveCGet:
+	default:
+		bad("pacs.dimse.retrieve", fmt.Sprintf("%q is not c-move or c-get", d.Retrieve))
+	}
+	if d.Timeout <= 0 {
+		bad("pacs.dimse.timeout", "must be positive")
+	}
+	if d.MaxPDULength < 4096 || d.MaxPDULength > 1<<31-1 {
+		bad("pacs.dimse.max_pdu_length", fmt.Sprintf("must be between 4 KiB and 2 GiB, got %d", d.MaxPDULength))
 	}
 }

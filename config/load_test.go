@@ -68,7 +68,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "misspelled key",
 			yaml: "listen: 127.0.0.1:8080\npacs:\n  dicomweb_ur: http://x\n",
-			want: []string{`radgate.yaml:3:3: unknown key "dicomweb_ur" in pacs (known: dicomweb_url, username, password_env, password_file, timeout, max_instance_bytes, max_inflated_bytes, max_inflate_ratio, auth, tls)`},
+			want: []string{`radgate.yaml:3:3: unknown key "dicomweb_ur" in pacs (known: dicomweb_url, username, password_env, password_file, timeout, max_instance_bytes, max_inflated_bytes, max_inflate_ratio, auth, tls, dimse)`},
 		},
 		{
 			name: "wrong type and bad duration, both reported",
