@@ -28,6 +28,10 @@ type Intake struct {
 	Facilities *radgate.Facilities
 	// AccessionSystem is given to the pushed Accession Number (dimse.accession_system).
 	AccessionSystem string
+	// PACSAETitles are callers admitted beside the facilities': the
+	// DIMSE-only PACS that C-MOVEs studies to radgate (pacs.dimse.called_ae).
+	// What they send is stored and makes no order.
+	PACSAETitles []string
 	// MaxInstanceBytes bounds one instance; MinFreeBytes is the room the
 	// image store must have left for a new association.
 	MaxInstanceBytes int64
@@ -69,6 +73,13 @@ func (in *Intake) now() time.Time {
 func (in *Intake) Accept(ctx context.Context, rq *AssociateRequest) *Reject {
 	log := in.log().With("calling_ae", rq.CallingAE, "remote", addrString(rq.Remote))
 	fac := in.Facilities.ByAETitle(rq.CallingAE)
+	if fac == "" && slices.Contains(in.PACSAETitles, rq.CallingAE) {
+		if err := in.Archive.Room(ctx, in.MinFreeBytes); err != nil {
+			log.Warn("association rejected: the image store is low on space", "err", err)
+			return &RejectTemporaryCongestion
+		}
+		return nil
+	}
 	if fac == "" {
 		log.Warn("association rejected: calling AE title is not in the facility list (facilities[].ae_titles)")
 		return &RejectCallingAENotRecognized
@@ -107,39 +118,20 @@ func remoteIP(a net.Addr) (netip.Addr, bool) {
 // Store keeps one pushed instance (StoreHandler): read whole within
 // MaxInstanceBytes, checked, stored with its index record, its study's
 // order recorded; only then success. Any failure keeps nothing of it and
-// answers a failure status the sender may retry.
+// answers a failure status the sender may retry. An instance radgate
+// asked for makes no order: a C-STORE sub-operation of radgate's own
+// C-MOVE (Move Originator AE title = radgate's) or any C-STORE from a PACS
+// of PACSAETitles.
 func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
 	log := in.log().With("assoc", rq.Association.ID, "calling_ae", rq.Association.CallingAE, "sop_instance", rq.SOPInstanceUID)
-	var ds bytes.Buffer
-	n, err := io.Copy(&ds, io.LimitReader(data, in.MaxInstanceBytes+1))
-	if err != nil {
-		log.Warn("C-STORE data set not received whole; nothing stored", "err", err)
-		return StatusProcessingFailure
+	rec, st := keepInstance(ctx, in.Archive, in.MaxInstanceBytes, in.now(), log, rq, data)
+	if st != StatusSuccess {
+		return st
 	}
-	if n > in.MaxInstanceBytes {
-		_, _ = io.Copy(io.Discard, data) // the rest of the message, so the association goes on
-		log.Warn("C-STORE refused: instance larger than dimse.max_instance_bytes; nothing stored", "limit", in.MaxInstanceBytes)
-		return StatusOutOfResources
-	}
-	var file bytes.Buffer
-	file.Grow(ds.Len() + 512)
-	if err := WritePart10(&file, rq, &ds); err != nil {
-		log.Warn("C-STORE refused: file meta information not written", "err", err)
-		return StatusCannotUnderstand
-	}
-	rec, err := RecordOf(file.Bytes())
-	if err != nil {
-		log.Warn("C-STORE refused: data set not readable", "err", err)
-		return StatusCannotUnderstand
-	}
-	if rec.SOPInstanceUID != rq.SOPInstanceUID || rec.SOPClassUID != rq.SOPClassUID {
-		log.Warn("C-STORE refused: the data set's SOP Class/Instance UIDs differ from the command's", "data_set_sop_instance", rec.SOPInstanceUID)
-		return StatusDataSetDoesNotMatch
-	}
-	rec.CallingAE, rec.ReceivedAt = rq.Association.CallingAE, in.now()
-	if err := in.Archive.Put(ctx, rec, file.Bytes()); err != nil {
-		log.Warn("C-STORE refused: the image store did not take the instance", "study", rec.StudyInstanceUID, "err", err)
-		return StatusOutOfResources
+	if rq.MoveOriginatorAE != "" && rq.MoveOriginatorAE == rq.Association.CalledAE ||
+		in.Facilities.ByAETitle(rq.Association.CallingAE) == "" && slices.Contains(in.PACSAETitles, rq.Association.CallingAE) {
+		log.Debug("instance retrieved from the PACS stored; no order", "study", rec.StudyInstanceUID, "move_originator", rq.MoveOriginatorAE)
+		return StatusSuccess
 	}
 	if err := in.order(ctx, rq.Association, rec); err != nil {
 		log.Warn("C-STORE refused: instance stored, its order not recorded (a resend records it)", "study", rec.StudyInstanceUID, "err", err)
@@ -147,6 +139,47 @@ func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) S
 	}
 	log.Debug("instance stored", "study", rec.StudyInstanceUID, "bytes", rec.Bytes)
 	return StatusSuccess
+}
+
+// keepInstance reads one C-STORE's data set whole (within maxBytes, when
+// positive), checks it and stores it in the archive as a Part 10 file with
+// its index record. Anything but StatusSuccess keeps nothing.
+func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now time.Time, log *slog.Logger, rq *StoreRequest, data io.Reader) (InstanceRecord, Status) {
+	if maxBytes <= 0 {
+		maxBytes = 1<<63 - 2
+	}
+	var ds bytes.Buffer
+	n, err := io.Copy(&ds, io.LimitReader(data, maxBytes+1))
+	if err != nil {
+		log.Warn("C-STORE data set not received whole; nothing stored", "err", err)
+		return InstanceRecord{}, StatusProcessingFailure
+	}
+	if n > maxBytes {
+		_, _ = io.Copy(io.Discard, data) // the rest of the message, so the association goes on
+		log.Warn("C-STORE refused: instance larger than dimse.max_instance_bytes; nothing stored", "limit", maxBytes)
+		return InstanceRecord{}, StatusOutOfResources
+	}
+	var file bytes.Buffer
+	file.Grow(ds.Len() + 512)
+	if err := WritePart10(&file, rq, &ds); err != nil {
+		log.Warn("C-STORE refused: file meta information not written", "err", err)
+		return InstanceRecord{}, StatusCannotUnderstand
+	}
+	rec, err := RecordOf(file.Bytes())
+	if err != nil {
+		log.Warn("C-STORE refused: data set not readable", "err", err)
+		return InstanceRecord{}, StatusCannotUnderstand
+	}
+	if rec.SOPInstanceUID != rq.SOPInstanceUID || rec.SOPClassUID != rq.SOPClassUID {
+		log.Warn("C-STORE refused: the data set's SOP Class/Instance UIDs differ from the command's", "data_set_sop_instance", rec.SOPInstanceUID)
+		return InstanceRecord{}, StatusDataSetDoesNotMatch
+	}
+	rec.CallingAE, rec.ReceivedAt = rq.Association.CallingAE, now
+	if err := archive.Put(ctx, rec, file.Bytes()); err != nil {
+		log.Warn("C-STORE refused: the image store did not take the instance", "study", rec.StudyInstanceUID, "err", err)
+		return InstanceRecord{}, StatusOutOfResources
+	}
+	return rec, StatusSuccess
 }
 
 // order records the study's order event once per association.

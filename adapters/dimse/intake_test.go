@@ -216,3 +216,35 @@ func TestIntakeMakesNoOrderOfNonImages(t *testing.T) {
 }
 
 func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+// TestIntakeMakesNoOrderOfWhatRadgateRetrieves: the C-STORE sub-operations
+// of radgate's own C-MOVE (Move Originator AE title = radgate's) and
+// anything the DIMSE-only PACS (PACSAETitles) sends are stored with no
+// order; another originator's move (a workstation sending a study to
+// radgate) is a push like any other. A PACS outside the facility list is
+// admitted only when named in PACSAETitles.
+func TestIntakeMakesNoOrderOfWhatRadgateRetrieves(t *testing.T) {
+	var in *Intake
+	r := newSCP(t, ward, ArchiveLimits{MaxAge: time.Hour}, func(i *Intake, _ *Server) { in = i; i.PACSAETitles = []string{"MAINPACS"} })
+	f := readPart10(t, testenv.Testdata("cxr-dicom", "cr-chest-pa-jpeg-baseline.dcm"))
+	rec, err := RecordOf(mustRead(t, f.path))
+	require.NoError(t, err)
+	store := func(calling, originator string) Status {
+		rq := &StoreRequest{Association: AssociationInfo{ID: newAssocID(), CallingAE: calling, CalledAE: "RADGATE", Remote: &net.TCPAddr{}},
+			SOPClassUID: f.sopClass, SOPInstanceUID: f.sopInstance, TransferSyntaxUID: f.transferSyntax, MoveOriginatorAE: originator}
+		return in.Store(t.Context(), rq, bytes.NewReader(f.dataset))
+	}
+
+	require.Equal(t, StatusSuccess, store("CR_WARD3", "RADGATE"), "a sub-operation of radgate's own C-MOVE")
+	require.Equal(t, StatusSuccess, store("MAINPACS", ""), "the PACS's C-STORE")
+	recs, err := r.arch.Records(t.Context(), rec.StudyInstanceUID)
+	require.NoError(t, err)
+	require.Len(t, recs, 1, "stored")
+	assert.Empty(t, r.orders.events(), "no order of what radgate asked for")
+
+	require.Equal(t, StatusSuccess, store("CR_WARD3", "VIEWER_WS"), "a move someone else asked for")
+	require.Len(t, r.orders.events(), 1, "is a push: one order")
+
+	assert.Nil(t, in.Accept(t.Context(), &AssociateRequest{CallingAE: "MAINPACS", Remote: &net.TCPAddr{}}), "the PACS may call")
+	assert.Equal(t, &RejectCallingAENotRecognized, in.Accept(t.Context(), &AssociateRequest{CallingAE: "OTHERPACS", Remote: &net.TCPAddr{}}))
+}
