@@ -12,6 +12,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 )
@@ -124,7 +125,12 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		defer cancel()
 		step(what, f(pctx))
 	}
-	if pacs != nil {
+	if p, ok := cfg.PACSDIMSE(); ok {
+		probe("connect pacs "+p.CalledAE+"@"+p.Addr()+" (DIMSE C-ECHO, Study Root C-FIND accepted)", func(ctx context.Context) error {
+			return dimse.ProbePACS(ctx, dimse.Dialer{CallingAE: p.CallingAE, CalledAE: p.CalledAE, Timeout: p.Timeout.D(),
+				MaxPDULength: uint32(p.MaxPDULength)}, p.Addr())
+		})
+	} else if pacs != nil {
 		probe("connect pacs "+cfg.PACS.DICOMwebURL+" (QIDO-RS)", func(ctx context.Context) error {
 			return dicomweb.Probe(ctx, pacs)
 		})

@@ -150,14 +150,23 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	// Studies pushed to radgate's Storage SCP are kept in its image store
 	// and found there before the PACS is asked.
+	// A DIMSE-only PACS (pacs.dimse) replaces the DICOMweb one: what it
+	// sends is kept in the same image store.
 	var source radgate.StudySource = pacs
 	var images *dimse.Archive
-	if cfg.DIMSE.Listen != "" {
+	dimsePACS, hasDIMSEPACS := cfg.PACSDIMSE()
+	if cfg.DIMSE.Listen != "" || hasDIMSEPACS {
 		if images, err = dimse.EnsureArchive(ctx, topo.JS, dimse.ArchiveLimits{
 			MaxAge: cfg.Retention.Images.MaxAge.D(), MaxBytes: int64(cfg.Retention.Images.MaxBytes)}); err != nil {
 			return err
 		}
-		source = images.WithPACS(pacs)
+		var from radgate.StudySource = pacs
+		if hasDIMSEPACS {
+			from = newDIMSEPACS(cfg, dimsePACS, images, logger)
+			log.Info("PACS over DIMSE", "pacs_dimse", dimsePACS.Addr(), "called_ae", dimsePACS.CalledAE,
+				"calling_ae", dimsePACS.CallingAE, "retrieve", dimsePACS.Retrieve)
+		}
+		source = images.WithPACS(from)
 	}
 	dests, err := buildSinks(cfg, reg, sec, topo.JS, source, pdfReport(source), logger)
 	if err != nil {
@@ -417,6 +426,17 @@ func clientKey(r *http.Request) string {
 	return fhirhttp.BearerClientKey(r)
 }
 
+// newDIMSEPACS is the study source over the DIMSE-only PACS of pacs.dimse:
+// C-MOVE to radgate's own SCP (dimse.ae_title) or C-GET, into images.
+func newDIMSEPACS(cfg config.Config, p config.PACSDIMSE, images *dimse.Archive, logger *slog.Logger) *dimse.PACS {
+	return &dimse.PACS{
+		Dialer: dimse.Dialer{CallingAE: p.CallingAE, CalledAE: p.CalledAE, Timeout: p.Timeout.D(),
+			MaxPDULength: uint32(p.MaxPDULength)},
+		Addr: p.Addr(), Retrieve: p.Retrieve, MoveDestination: cfg.DIMSE.AETitle, Archive: images,
+		MaxInstanceBytes: int64(cfg.DIMSE.MaxInstanceBytes), Logger: logger.With("component", "dimse-pacs"),
+	}
+}
+
 // storageSCP builds radgate's Storage SCP from the dimse section and binds
 // its listener.
 func storageSCP(cfg config.Config, images *dimse.Archive, orders radgate.Intake, facilities *radgate.Facilities, logger *slog.Logger) (*dimse.Server, net.Listener, error) {
@@ -424,6 +444,10 @@ func storageSCP(cfg config.Config, images *dimse.Archive, orders radgate.Intake,
 	dlog := logger.With("component", "dimse")
 	in := &dimse.Intake{Archive: images, Orders: orders, Facilities: facilities, AccessionSystem: cfg.EffectiveAccessionSystem(),
 		MaxInstanceBytes: int64(d.MaxInstanceBytes), MinFreeBytes: int64(d.MinFreeBytes), Logger: dlog}
+	if p, ok := cfg.PACSDIMSE(); ok {
+		// The DIMSE-only PACS calls to C-STORE what radgate C-MOVEs.
+		in.PACSAETitles = []string{p.CalledAE}
+	}
 	srv := &dimse.Server{AETitle: d.AETitle, MaxPDULength: uint32(d.MaxPDULength),
 		MaxAssociations: d.MaxAssociations, MaxPerCaller: d.MaxAssociationsPerCaller, MaxInstanceBytes: int64(d.MaxInstanceBytes),
 		ARTIM: d.ARTIM.D(), Idle: d.IdleTimeout.D(), Accept: in.Accept, Store: in, Logger: dlog}

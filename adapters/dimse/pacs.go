@@ -315,3 +315,25 @@ func (h *archiveHandler) Store(ctx context.Context, rq *StoreRequest, data io.Re
 	_, st := keepInstance(ctx, h.archive, h.maxBytes, time.Now(), h.log, rq, data)
 	return st
 }
+
+// ProbePACS checks that a PACS answers d: an association with the Query/
+// Retrieve contexts in which Study Root C-FIND is accepted, and a C-ECHO
+// when Verification is too.
+func ProbePACS(ctx context.Context, d Dialer, addr string) error {
+	contexts := append(QueryRetrieveContexts(nil), PresentationContext{AbstractSyntax: VerificationSOPClass, TransferSyntaxes: []string{ImplicitVRLittleEndian}})
+	as, err := d.Dial(ctx, addr, contexts)
+	if err != nil {
+		return err
+	}
+	if len(as.Accepted(StudyRootFind)) == 0 {
+		_ = as.Abort()
+		return fmt.Errorf("dimse: %s does not accept Study Root C-FIND from %s", d.CalledAE, d.CallingAE)
+	}
+	if len(as.Accepted(VerificationSOPClass)) > 0 {
+		if err := as.Echo(ctx); err != nil {
+			_ = as.Abort()
+			return err
+		}
+	}
+	return as.Release(ctx)
+}
