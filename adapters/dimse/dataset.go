@@ -71,7 +71,8 @@ type Element struct {
 
 // Dataset is a data set of the kind Query/Retrieve identifiers are: a list
 // of elements in ascending tag order. Sequences are kept as elements of VR
-// SQ whose Value is their encoded items (Explicit or Implicit VR, as read).
+// SQ whose Value is their encoded items (Explicit or Implicit VR, as read),
+// written back with a defined length.
 type Dataset struct {
 	Elements []Element
 }
@@ -253,8 +254,9 @@ func decodeElement(b []byte, explicit bool, depth int) (Element, int, error) {
 		if err != nil {
 			return Element{}, 0, fmt.Errorf("sequence %s: %w", t, err)
 		}
-		// The value keeps the items and the sequence delimiter.
-		return Element{Tag: t, VR: "SQ", Value: rest[:n:n]}, hdr + n, nil
+		// The value keeps the items, not the sequence delimiter: Encode
+		// writes it with a defined length.
+		return Element{Tag: t, VR: "SQ", Value: rest[: n-8 : n-8]}, hdr + n, nil
 	}
 	if uint64(length) > uint64(len(rest)) {
 		return Element{}, 0, fmt.Errorf("element %s length %d beyond the %d bytes left", t, length, len(rest))
