@@ -124,12 +124,13 @@ func remoteIP(a net.Addr) (netip.Addr, bool) {
 // of PACSAETitles.
 func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
 	log := in.log().With("assoc", rq.Association.ID, "calling_ae", rq.Association.CallingAE, "sop_instance", rq.SOPInstanceUID)
-	rec, st := keepInstance(ctx, in.Archive, in.MaxInstanceBytes, in.now(), log, rq, data)
+	retrieved := rq.MoveOriginatorAE != "" && rq.MoveOriginatorAE == rq.Association.CalledAE ||
+		in.Facilities.ByAETitle(rq.Association.CallingAE) == "" && slices.Contains(in.PACSAETitles, rq.Association.CallingAE)
+	rec, st := keepInstance(ctx, in.Archive, in.MaxInstanceBytes, in.now(), retrieved, log, rq, data)
 	if st != StatusSuccess {
 		return st
 	}
-	if rq.MoveOriginatorAE != "" && rq.MoveOriginatorAE == rq.Association.CalledAE ||
-		in.Facilities.ByAETitle(rq.Association.CallingAE) == "" && slices.Contains(in.PACSAETitles, rq.Association.CallingAE) {
+	if retrieved {
 		log.Debug("instance retrieved from the PACS stored; no order", "study", rec.StudyInstanceUID, "move_originator", rq.MoveOriginatorAE)
 		return StatusSuccess
 	}
@@ -143,8 +144,9 @@ func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) S
 
 // keepInstance reads one C-STORE's data set whole (within maxBytes, when
 // positive), checks it and stores it in the archive as a Part 10 file with
-// its index record. Anything but StatusSuccess keeps nothing.
-func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now time.Time, log *slog.Logger, rq *StoreRequest, data io.Reader) (InstanceRecord, Status) {
+// its index record (marked Retrieved when radgate asked for it). Anything
+// but StatusSuccess keeps nothing.
+func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now time.Time, retrieved bool, log *slog.Logger, rq *StoreRequest, data io.Reader) (InstanceRecord, Status) {
 	if maxBytes <= 0 {
 		maxBytes = 1<<63 - 2
 	}
@@ -174,7 +176,7 @@ func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now tim
 		log.Warn("C-STORE refused: the data set's SOP Class/Instance UIDs differ from the command's", "data_set_sop_instance", rec.SOPInstanceUID)
 		return InstanceRecord{}, StatusDataSetDoesNotMatch
 	}
-	rec.CallingAE, rec.ReceivedAt = rq.Association.CallingAE, now
+	rec.CallingAE, rec.ReceivedAt, rec.Retrieved = rq.Association.CallingAE, now, retrieved
 	if err := archive.Put(ctx, rec, file.Bytes()); err != nil {
 		log.Warn("C-STORE refused: the image store did not take the instance", "study", rec.StudyInstanceUID, "err", err)
 		return InstanceRecord{}, StatusOutOfResources

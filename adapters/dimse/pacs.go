@@ -312,7 +312,7 @@ type archiveHandler struct {
 }
 
 func (h *archiveHandler) Store(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
-	_, st := keepInstance(ctx, h.archive, h.maxBytes, time.Now(), h.log, rq, data)
+	_, st := keepInstance(ctx, h.archive, h.maxBytes, time.Now(), true, h.log, rq, data)
 	return st
 }
 

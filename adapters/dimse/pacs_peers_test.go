@@ -33,10 +33,8 @@ type pacsRig struct {
 func newPACSRig(t *testing.T, aet, retrieve string) *pacsRig {
 	t.Helper()
 	r := &pacsRig{pacs: testenv.DIMSEPACS(t), logs: &lockedBuffer{}}
-	r.file = mustRead(t, testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
-	var err error
-	r.rec, err = RecordOf(r.file)
-	require.NoError(t, err)
+	files, rec := uniqueStudy(t, "cr-chest-mono1-10bit-explicit-le.dcm", 1)
+	r.file, r.rec = files[0], rec
 	putInDIMSEPACS(t, r.pacs, r.file)
 	r.scp = newSCP(t, ward, ArchiveLimits{MaxAge: time.Hour}, func(in *Intake, s *Server) {
 		s.AETitle = aet
@@ -101,6 +99,23 @@ func TestPACSFindsAndRetrievesOnce(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, 1, strings.Count(r.logs.String(), "dimse: study retrieved"))
 			assert.NotContains(t, r.logs.String()+r.scp.logs.String(), "Anonymized", "no patient name in the logs")
+
+			// Behind the image store (as serve wires it), a retrieved study
+			// is still described by the PACS, so later images there count and
+			// the stability rule does not restart from the retrieval; with
+			// the PACS unreachable, the image store's copy answers.
+			recs, err := r.arch.Records(ctx, st.StudyInstanceUID)
+			require.NoError(t, err)
+			require.Len(t, recs, 1)
+			assert.True(t, recs[0].Retrieved, "marked as retrieved, not pushed")
+			layered, err := r.arch.WithPACS(r.src).FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: st.StudyInstanceUID})
+			require.NoError(t, err)
+			assert.Equal(t, st, layered, "the PACS's description")
+			down := &PACS{Dialer: r.src.Dialer, Addr: "127.0.0.1:1", Archive: r.arch}
+			local, err := r.arch.WithPACS(down).FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: st.StudyInstanceUID})
+			require.NoError(t, err)
+			assert.Equal(t, st.Series[0].Instances, local.Series[0].Instances)
+			assert.False(t, local.LastArrival.IsZero(), "the image store's copy")
 		})
 	}
 }

@@ -17,34 +17,56 @@ import (
 	"github.com/radgate/radgate/internal/testenv"
 )
 
-// benchStudy makes a study of n instances from the 388 KB Explicit VR
-// testdata radiograph (new study and SOP Instance UIDs of the same
-// length) and stores it in both Orthancs: the DIMSE-only one and the one
-// with DICOMweb.
-func benchStudy(b *testing.B, dp testenv.DIMSEOnlyPACS, wado *dicomweb.Client, n int) (study, series string, sops []string) {
-	b.Helper()
-	raw := mustReadTB(b, testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
+// uniqueStudy makes a study of n instances from a testdata file: new
+// Study and SOP Instance UIDs and a new accession number, each of the
+// length of the original so that the file stays valid as it is.
+func uniqueStudy(tb testing.TB, name string, n int) (files [][]byte, rec InstanceRecord) {
+	tb.Helper()
+	raw := mustReadTB(tb, testenv.Testdata("cxr-dicom", name))
 	rec, err := RecordOf(raw)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	// Same-length UIDs: the last component replaced by digits of its length.
-	swapLast := func(uid string, v int) string {
-		i := strings.LastIndexByte(uid, '.')
-		return fmt.Sprintf("%s.%d%0*d", uid[:i], 1+v%9, len(uid)-i-2, v)[:len(uid)]
+	// The last component (or characters) replaced by digits of its length.
+	swapLast := func(s string, sep byte, v int) string {
+		i := strings.LastIndexByte(s, sep)
+		return fmt.Sprintf("%s%c%d%0*d", s[:i], sep, 1+v%9, len(s)-i-2, v)[:len(s)]
 	}
-	study = swapLast(rec.StudyInstanceUID, rand.IntN(1e5))
+	seed := rand.IntN(1e6)
+	study := swapLast(rec.StudyInstanceUID, '.', seed)
+	acsn := swapLast("R"+rec.AccessionNumber[1:], 'R', seed)
 	for i := range n {
-		sop := swapLast(rec.SOPInstanceUID, i)
+		sop := swapLast(rec.SOPInstanceUID, '.', seed*100+i)
 		f := bytes.ReplaceAll(raw, []byte(rec.StudyInstanceUID), []byte(study))
 		f = bytes.ReplaceAll(f, []byte(rec.SOPInstanceUID), []byte(sop))
+		f = bytes.ReplaceAll(f, []byte(rec.AccessionNumber), []byte(acsn))
+		files = append(files, f)
+	}
+	rec, err = RecordOf(files[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return files, rec
+}
+
+// benchStudy makes a study of n instances from the 388 KB Explicit VR
+// testdata radiograph and stores it in both Orthancs: the DIMSE-only one
+// and the one with DICOMweb.
+func benchStudy(b *testing.B, dp testenv.DIMSEOnlyPACS, wado *dicomweb.Client, n int) (study, series string, sops []string) {
+	b.Helper()
+	files, rec := uniqueStudy(b, "cr-chest-mono1-10bit-explicit-le.dcm", n)
+	for _, f := range files {
 		putInDIMSEPACS(b, dp, f)
 		if _, err := wado.Store(context.Background(), f); err != nil {
 			b.Fatal(err)
 		}
-		sops = append(sops, sop)
+		r, err := RecordOf(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sops = append(sops, r.SOPInstanceUID)
 	}
-	return study, rec.SeriesInstanceUID, sops
+	return rec.StudyInstanceUID, rec.SeriesInstanceUID, sops
 }
 
 func mustReadTB(tb testing.TB, path string) []byte {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -180,38 +181,43 @@ func (as *Association) operate(ctx context.Context, op, model string, rqField, r
 	id := as.nextMessageIDLocked()
 
 	// Writes of this operation (request, C-STORE responses, C-CANCEL) go
-	// one at a time: the C-CANCEL comes from another goroutine.
-	var wmu sync.Mutex
-	sent, cancelled := false, false
+	// one at a time: the C-CANCEL comes from another goroutine. Before the
+	// request is out, the context's end interrupts at once instead.
+	var wmu, smu sync.Mutex
+	var sent atomic.Bool
+	cancelled := false
 	var grace *time.Timer
 	end, err := as.beginWith(ctx, func() {
-		wmu.Lock()
-		defer wmu.Unlock()
-		if !sent {
+		if !sent.Load() {
 			as.a.interrupt()
 			return
 		}
 		c := NewCommand(CCancelRQ)
 		c.SetUint16(TagMessageIDBeingRespondedTo, id)
-		cancelled = true
-		if err := as.a.writeCommand(pc.ID, c); err != nil {
+		wmu.Lock()
+		err := as.a.writeCommand(pc.ID, c)
+		wmu.Unlock()
+		if err != nil {
 			as.a.interrupt()
 			return
 		}
 		as.log.Info("dimse: C-CANCEL sent", "op", op, "msg_id", id)
+		smu.Lock()
+		cancelled = true
 		grace = time.AfterFunc(as.timeout, as.a.interrupt)
+		smu.Unlock()
 	})
 	if err != nil {
 		return MoveResult{}, err
 	}
 	res, rspErr, err := as.operateLocked(ctx, pc, op, model, rqField, rspField, id, identifier.Encode(explicit), destAE, store, onPending, &wmu, &sent)
 	err = end(err)
-	wmu.Lock()
+	smu.Lock()
 	if grace != nil {
 		grace.Stop()
 	}
 	wasCancelled := cancelled
-	wmu.Unlock()
+	smu.Unlock()
 	if err != nil {
 		return res, fmt.Errorf("dimse: %s on association %s: %w", op, as.id, err)
 	}
@@ -236,7 +242,7 @@ func (as *Association) nextMessageIDLocked() uint16 {
 // means the association must end; rspErr is a final status that is not
 // success (nor a warning).
 func (as *Association) operateLocked(ctx context.Context, pc PresentationContext, op, model string, rqField, rspField, id uint16, ident []byte,
-	destAE string, store StoreHandler, onPending func(*Command, *Dataset), wmu *sync.Mutex, sent *bool) (MoveResult, *StatusError, error) {
+	destAE string, store StoreHandler, onPending func(*Command, *Dataset), wmu *sync.Mutex, sent *atomic.Bool) (MoveResult, *StatusError, error) {
 	as.a.idle = as.timeout
 	rq := NewCommand(rqField)
 	rq.SetUint16(TagMessageID, id)
@@ -251,11 +257,11 @@ func (as *Association) operateLocked(ctx context.Context, pc PresentationContext
 	if err == nil {
 		err = as.a.writeDataSet(pc.ID, bytes.NewReader(ident))
 	}
-	*sent = err == nil
 	wmu.Unlock()
 	if err != nil {
 		return MoveResult{}, nil, err
 	}
+	sent.Store(true)
 	var res MoveResult
 	for {
 		ctxID, cmd, err := as.a.readCommand()

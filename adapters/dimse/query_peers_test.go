@@ -69,12 +69,10 @@ func newQRFixture(t *testing.T, aet string) *qrFixture {
 	t.Helper()
 	fx := &qrFixture{pacs: testenv.DIMSEPACS(t), scp: &memStore{}, aet: aet}
 	// One study: the samples carry their own study UIDs; take one file.
-	raw := mustRead(t, testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))
-	rec, err := RecordOf(raw)
-	require.NoError(t, err)
+	files, rec := uniqueStudy(t, "cr-chest-mono1-10bit-explicit-le.dcm", 1)
 	fx.study, fx.acsn = rec.StudyInstanceUID, rec.AccessionNumber
-	fx.files = []part10{readPart10(t, testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))}
-	putInDIMSEPACS(t, fx.pacs, raw)
+	fx.files = []part10{part10FromBytes(t, files[0])}
+	putInDIMSEPACS(t, fx.pacs, files[0])
 	var addr string
 	addr, fx.scpLogs = startServer(t, &Server{AETitle: aet, Store: fx.scp})
 	registerAE(t, fx.pacs, "qr-"+aet, aet, addr)

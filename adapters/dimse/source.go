@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -38,19 +39,22 @@ type ArchiveLimits struct {
 // identifiers and the few attributes routing and instance selection read.
 // Never patient data.
 type InstanceRecord struct {
-	StudyInstanceUID  string    `json:"study"`
-	SeriesInstanceUID string    `json:"series"`
-	SOPInstanceUID    string    `json:"sop"`
-	SOPClassUID       string    `json:"sop_class"`
-	TransferSyntaxUID string    `json:"ts"`
-	Modality          string    `json:"modality,omitempty"`
-	BodyPartExamined  string    `json:"body_part,omitempty"`
-	ViewPosition      string    `json:"view,omitempty"`
-	AccessionNumber   string    `json:"accession,omitempty"`
-	InstitutionName   string    `json:"institution,omitempty"`
-	CallingAE         string    `json:"calling_ae,omitempty"`
-	Bytes             int64     `json:"bytes"`
-	ReceivedAt        time.Time `json:"received_at"`
+	StudyInstanceUID  string `json:"study"`
+	SeriesInstanceUID string `json:"series"`
+	SOPInstanceUID    string `json:"sop"`
+	SOPClassUID       string `json:"sop_class"`
+	TransferSyntaxUID string `json:"ts"`
+	Modality          string `json:"modality,omitempty"`
+	BodyPartExamined  string `json:"body_part,omitempty"`
+	ViewPosition      string `json:"view,omitempty"`
+	AccessionNumber   string `json:"accession,omitempty"`
+	InstitutionName   string `json:"institution,omitempty"`
+	CallingAE         string `json:"calling_ae,omitempty"`
+	// Retrieved: radgate asked a PACS for it (C-MOVE, C-GET); it was not
+	// pushed.
+	Retrieved  bool      `json:"retrieved,omitempty"`
+	Bytes      int64     `json:"bytes"`
+	ReceivedAt time.Time `json:"received_at"`
 }
 
 // Archive is radgate's store of the instances pushed to it (C-STORE to its
@@ -192,6 +196,16 @@ func (a *Archive) Records(ctx context.Context, studyUID string) ([]InstanceRecor
 
 // FindStudy implements radgate.StudySource over the pushed instances.
 func (a *Archive) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
+	recs, err := a.studyRecords(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return StudyOf(recs), nil
+}
+
+// studyRecords returns the records of the study q asks for (none wraps
+// radgate.ErrStudyNotFound).
+func (a *Archive) studyRecords(ctx context.Context, q radgate.StudyQuery) ([]InstanceRecord, error) {
 	uid := radgate.StripUIDPrefix(q.StudyInstanceUID)
 	if uid == "" && strings.TrimSpace(q.AccessionNumber) != "" {
 		e, err := a.kv.Get(ctx, accessionKey(strings.TrimSpace(q.AccessionNumber)))
@@ -210,7 +224,7 @@ func (a *Archive) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate
 	if len(recs) == 0 {
 		return nil, fmt.Errorf("%w: study %s was not pushed to radgate", radgate.ErrStudyNotFound, uid)
 	}
-	return StudyOf(recs), nil
+	return recs, nil
 }
 
 // StudyOf builds the study the records describe (one study's records).
@@ -266,10 +280,25 @@ type layered struct {
 	pacs  radgate.StudySource
 }
 
+// FindStudy: a study pushed to radgate as the archive holds it; any other
+// as the PACS describes it. A study the archive holds only because radgate
+// retrieved it from the PACS (a DIMSE-only PACS's C-MOVE or C-GET) is the
+// PACS's too, so that images added there later are seen; the archive's
+// copy answers only while the PACS cannot.
 func (l *layered) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
-	st, err := l.local.FindStudy(ctx, q)
-	if err == nil || !errors.Is(err, radgate.ErrStudyNotFound) {
-		return st, err
+	recs, err := l.local.studyRecords(ctx, q)
+	if err != nil && !errors.Is(err, radgate.ErrStudyNotFound) {
+		return nil, err
+	}
+	if err == nil && !slices.ContainsFunc(recs, func(r InstanceRecord) bool { return !r.Retrieved }) {
+		st, perr := l.pacs.FindStudy(ctx, q)
+		if perr != nil {
+			return StudyOf(recs), nil
+		}
+		return st, nil
+	}
+	if err == nil {
+		return StudyOf(recs), nil
 	}
 	return l.pacs.FindStudy(ctx, q)
 }
