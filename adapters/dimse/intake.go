@@ -110,22 +110,27 @@ func remoteIP(a net.Addr) (netip.Addr, bool) {
 // answers a failure status the sender may retry.
 func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) Status {
 	log := in.log().With("assoc", rq.Association.ID, "calling_ae", rq.Association.CallingAE, "sop_instance", rq.SOPInstanceUID)
-	var ds bytes.Buffer
-	n, err := io.Copy(&ds, io.LimitReader(data, in.MaxInstanceBytes+1))
-	if err != nil {
-		log.Warn("C-STORE data set not received whole; nothing stored", "err", err)
-		return StatusProcessingFailure
+	file := filePool.Get().(*bytes.Buffer)
+	defer func() {
+		if file.Cap() <= maxPooled {
+			file.Reset()
+			filePool.Put(file)
+		}
+	}()
+	file.Reset()
+	counted := &countingReader{r: io.LimitReader(data, in.MaxInstanceBytes+1)}
+	if err := WritePart10(file, rq, counted); err != nil {
+		if counted.err != nil {
+			log.Warn("C-STORE data set not received whole; nothing stored", "err", counted.err)
+			return StatusProcessingFailure
+		}
+		log.Warn("C-STORE refused: file meta information not written", "err", err)
+		return StatusCannotUnderstand
 	}
-	if n > in.MaxInstanceBytes {
+	if counted.n > in.MaxInstanceBytes {
 		_, _ = io.Copy(io.Discard, data) // the rest of the message, so the association goes on
 		log.Warn("C-STORE refused: instance larger than dimse.max_instance_bytes; nothing stored", "limit", in.MaxInstanceBytes)
 		return StatusOutOfResources
-	}
-	var file bytes.Buffer
-	file.Grow(ds.Len() + 512)
-	if err := WritePart10(&file, rq, &ds); err != nil {
-		log.Warn("C-STORE refused: file meta information not written", "err", err)
-		return StatusCannotUnderstand
 	}
 	rec, err := RecordOf(file.Bytes())
 	if err != nil {
@@ -147,6 +152,29 @@ func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) S
 	}
 	log.Debug("instance stored", "study", rec.StudyInstanceUID, "bytes", rec.Bytes)
 	return StatusSuccess
+}
+
+// filePool holds the buffers instances are received into: a radiograph is
+// megabytes, and growing a fresh buffer for each costs more than storing it.
+var filePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled: larger buffers (a rare huge instance) are not kept.
+const maxPooled = 64 << 20
+
+// countingReader counts what it reads and keeps its reader's error.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 // order records the study's order event once per association.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,6 +63,9 @@ type Archive struct {
 	obj      jetstream.ObjectStore
 	kv       jetstream.KeyValue
 	maxBytes int64
+
+	mu   sync.Mutex
+	acsn map[string]string // accession number → study UID, as indexed by this process
 }
 
 var _ radgate.StudySource = (*Archive)(nil)
@@ -86,7 +90,7 @@ func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits)
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", BucketStudies, err)
 	}
-	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes}, nil
+	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes, acsn: map[string]string{}}, nil
 }
 
 // ErrStorageLow is returned by Room when the image store has less room
@@ -142,19 +146,35 @@ func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) er
 	if rec.ReceivedAt.IsZero() {
 		rec.ReceivedAt = time.Now()
 	}
-	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID)}, bytes.NewReader(part10)); err != nil {
+	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID), Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}}, bytes.NewReader(part10)); err != nil {
 		return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
 	}
 	b, _ := json.Marshal(rec)
 	if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
 		return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)
 	}
-	if rec.AccessionNumber != "" {
+	if rec.AccessionNumber != "" && !a.indexed(rec.AccessionNumber, rec.StudyInstanceUID) {
 		if _, err := a.kv.Put(ctx, accessionKey(rec.AccessionNumber), []byte(rec.StudyInstanceUID)); err != nil {
 			return fmt.Errorf("indexing the accession number of study %s: %w", rec.StudyInstanceUID, err)
 		}
+		a.mu.Lock()
+		if len(a.acsn) >= maxRemembered {
+			clear(a.acsn)
+		}
+		a.acsn[rec.AccessionNumber] = rec.StudyInstanceUID
+		a.mu.Unlock()
 	}
 	return nil
+}
+
+// maxRemembered bounds the accession numbers an Archive remembers having
+// indexed (a study's later instances need no second index write).
+const maxRemembered = 4096
+
+func (a *Archive) indexed(acsn, study string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.acsn[acsn] == study
 }
 
 // Records lists the index records of a study, in SOP Instance UID order;
@@ -281,3 +301,9 @@ func (l *layered) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sop
 	}
 	return l.pacs.RetrieveInstance(ctx, studyUID, seriesUID, sopInstanceUID)
 }
+
+// chunkSize is the object store chunk of a stored instance: 512 KiB, four
+// times nats.go's default, so a radiograph is a few messages (fewer
+// publishes and acknowledgements) while each stays under NATS's 1 MiB
+// default max_payload.
+const chunkSize = 512 << 10

@@ -16,7 +16,7 @@ import (
 	"github.com/radgate/radgate/internal/demo"
 )
 
-func newArchive(t *testing.T, l ArchiveLimits) *Archive {
+func newArchive(t testing.TB, l ArchiveLimits) *Archive {
 	t.Helper()
 	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
