@@ -232,7 +232,7 @@ type PACS struct {
 	// or C-GET): radgate finds and retrieves studies there instead of over
 	// DICOMweb (dicomweb_url and its keys are then unused). See
 	// config/dimse.go.
-	DIMSE *PACSDIMSE `yaml:"dimse"`
+	DIMSE *PACSDIMSE `yaml:"dimse,omitempty"`
 }
 
 // FHIR is the FHIR R4 server results are written to.
@@ -558,9 +558,14 @@ func validateHL7v2(c *Config, root *yaml.Node, bad func(path, msg string), badNo
 		}
 	}
 
-	t := h.TLS
-	for _, f := range []struct{ path, file string }{{"hl7v2.tls.cert_file", t.CertFile}, {"hl7v2.tls.key_file", t.KeyFile},
-		{"hl7v2.tls.client_ca_file", t.ClientCAFile}} {
+	validateServerTLS("hl7v2", h.TLS, h.Listen, bad)
+}
+
+// validateServerTLS adds the findings about section's tls (a listener's
+// ServerTLS; listen is the section's listen address).
+func validateServerTLS(section string, t ServerTLS, listen string, bad func(path, msg string)) {
+	for _, f := range []struct{ path, file string }{{section + ".tls.cert_file", t.CertFile}, {section + ".tls.key_file", t.KeyFile},
+		{section + ".tls.client_ca_file", t.ClientCAFile}} {
 		if f.file == "" {
 			continue
 		}
@@ -571,25 +576,25 @@ func validateHL7v2(c *Config, root *yaml.Node, bad func(path, msg string), badNo
 		}
 	}
 	if (t.CertFile == "") != (t.KeyFile == "") {
-		bad("hl7v2.tls", "cert_file and key_file go together: set both or neither")
+		bad(section+".tls", "cert_file and key_file go together: set both or neither")
 	}
 	switch t.ClientAuth {
 	case ClientCertNone:
 		if t.ClientCAFile != "" {
-			bad("hl7v2.tls.client_auth", "client_ca_file is set but client_auth is none: use request or require")
+			bad(section+".tls.client_auth", "client_ca_file is set but client_auth is none: use request or require")
 		}
 	case ClientCertRequest, ClientCertRequire:
 		if !t.Enabled() {
-			bad("hl7v2.tls.client_auth", fmt.Sprintf("%s needs TLS: set cert_file and key_file", t.ClientAuth))
+			bad(section+".tls.client_auth", fmt.Sprintf("%s needs TLS: set cert_file and key_file", t.ClientAuth))
 		}
 		if t.ClientCAFile == "" {
-			bad("hl7v2.tls.client_auth", fmt.Sprintf("%s needs client_ca_file (the CAs that sign client certificates)", t.ClientAuth))
+			bad(section+".tls.client_auth", fmt.Sprintf("%s needs client_ca_file (the CAs that sign client certificates)", t.ClientAuth))
 		}
 	default:
-		bad("hl7v2.tls.client_auth", fmt.Sprintf("unknown mode %q (known: none, request, require)", t.ClientAuth))
+		bad(section+".tls.client_auth", fmt.Sprintf("unknown mode %q (known: none, request, require)", t.ClientAuth))
 	}
-	if t.Enabled() && h.Listen == "" {
-		bad("hl7v2.tls", "is set but hl7v2.listen is empty (the HL7 v2 intake is off)")
+	if t.Enabled() && listen == "" {
+		bad(section+".tls", fmt.Sprintf("is set but %s.listen is empty", section))
 	}
 }
 

@@ -21,6 +21,10 @@ type DIMSE struct {
 	// AETitle is radgate's AE title, the called AE title callers must use
 	// (default RADGATE).
 	AETitle string `yaml:"ae_title"`
+	// TLS makes the Storage SCP DICOM TLS (PS3.15 B.9, BCP 195: TLS 1.2 or
+	// later); client_auth require admits only callers with a certificate
+	// signed by client_ca_file.
+	TLS ServerTLS `yaml:"tls"`
 	// MaxAssociations bounds the associations open at once (default 32),
 	// MaxAssociationsPerCaller those of one calling AE title (default 8):
 	// more are rejected with a reason (A-ASSOCIATE-RJ, local limit exceeded).
@@ -52,6 +56,7 @@ type DIMSE struct {
 func DefaultDIMSE() DIMSE {
 	return DIMSE{
 		AETitle:                  "RADGATE",
+		TLS:                      ServerTLS{ClientAuth: ClientCertNone},
 		MaxAssociations:          32,
 		MaxAssociationsPerCaller: 8,
 		MaxPDULength:             256 << 10,
@@ -126,6 +131,7 @@ func validateDIMSE(c *Config, bad func(path, msg string)) {
 			bad("dimse.accession_system", fmt.Sprintf("%q is not an absolute URI (e.g. http://hospital.example.org/fhir/accession or urn:oid:1.2.3)", s))
 		}
 	}
+	validateServerTLS("dimse", d.TLS, d.Listen, bad)
 	validatePACSDIMSE(c, bad)
 	if d.Listen != "" && len(c.Facilities) == 0 && c.PACS.DIMSE == nil {
 		bad("dimse.listen", "the Storage SCP takes calls only from the facilities' ae_titles, and no facility is configured (add facilities with ae_titles)")

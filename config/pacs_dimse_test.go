@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 )
 
 func TestPACSDIMSEDefaults(t *testing.T) {
@@ -80,4 +81,14 @@ func TestPACSDIMSEErrors(t *testing.T) {
 			require.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestPACSDIMSEMarshalsAway: a configuration written back (yaml.Marshal, as
+// tests and tools do) without pacs.dimse loads again.
+func TestPACSDIMSEMarshalsAway(t *testing.T) {
+	b, err := yaml.Marshal(Default())
+	require.NoError(t, err)
+	require.NotContains(t, string(b), "dimse: null")
+	_, err = Load("radgate.yaml", b)
+	require.NoError(t, err)
 }

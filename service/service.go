@@ -305,7 +305,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			stopStages()
 			return fmt.Errorf("dimse: %w", err)
 		}
-		log.Info("DICOM Storage SCP listening", "dimse_listen", dln.Addr().String(), "ae_title", cfg.DIMSE.AETitle)
+		log.Info("DICOM Storage SCP listening", "dimse_listen", dln.Addr().String(), "ae_title", cfg.DIMSE.AETitle, "tls", cfg.DIMSE.TLS.Enabled(), "client_auth", cfg.DIMSE.TLS.ClientAuth)
 		sctx, cancel := context.WithCancel(context.Background())
 		served := make(chan struct{})
 		g.Add(func() error {
@@ -451,6 +451,15 @@ func storageSCP(cfg config.Config, images *dimse.Archive, orders radgate.Intake,
 	srv := &dimse.Server{AETitle: d.AETitle, MaxPDULength: uint32(d.MaxPDULength),
 		MaxAssociations: d.MaxAssociations, MaxPerCaller: d.MaxAssociationsPerCaller, MaxInstanceBytes: int64(d.MaxInstanceBytes),
 		ARTIM: d.ARTIM.D(), Idle: d.IdleTimeout.D(), Accept: in.Accept, Store: in, Logger: dlog}
+	tc, err := httpauth.ServerTLS(d.TLS)
+	if err != nil {
+		msg := err.Error()
+		if rest, ok := strings.CutPrefix(msg, "http.tls"); ok {
+			msg = "dimse.tls" + rest
+		}
+		return nil, nil, errors.New(msg)
+	}
+	srv.TLS = tc
 	ln, err := net.Listen("tcp", d.Listen)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listener: %w", err)

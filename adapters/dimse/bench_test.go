@@ -3,13 +3,18 @@ package dimse
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/config"
 )
 
 // BenchmarkStoreIngest: C-STORE ingest over loopback on one association
@@ -38,6 +43,20 @@ func BenchmarkStoreIngest(b *testing.B) {
 	b.Run("storescp", func(b *testing.B) {
 		benchStore(b, startStorescp(b), f)
 	})
+	// What radgate serve does with each instance: Intake reads it whole,
+	// checks its header, and stores it durably in the image store
+	// (JetStream, file storage) before answering — next to storescp
+	// writing each instance to a file.
+	b.Run("radgate-durable", func(b *testing.B) {
+		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
+		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
+			MaxInstanceBytes: 64 << 20}
+		addr, _ := startServer(b, &Server{AETitle: "RADGATE", Accept: in.Accept, Store: in, MaxPDULength: 131072})
+		benchStore(b, addr, f)
+	})
+	b.Run("storescp-files", func(b *testing.B) {
+		benchStore(b, startStorescp(b, "-od", b.TempDir()), f)
+	})
 }
 
 func benchStore(b *testing.B, addr string, f part10) {
@@ -47,11 +66,20 @@ func benchStore(b *testing.B, addr string, f part10) {
 		b.Fatal(err)
 	}
 	defer a.Release(ctx)
+	// Every instance is a new one (its SOP Instance UID's last digits vary,
+	// the length stays): a receiver that keeps files keeps each.
+	at := bytes.Index(f.dataset, []byte(f.sopInstance))
+	if last := f.sopInstance[strings.LastIndexByte(f.sopInstance, '.')+1:]; at < 0 || len(last) < 6 {
+		b.Fatal("the data set does not hold its SOP Instance UID, or its last component is short")
+	}
+	ds := bytes.Clone(f.dataset)
 	b.SetBytes(int64(len(f.dataset)))
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
-		s, err := a.Store(ctx, f.sopClass, f.sopInstance, ImplicitVRLittleEndian, bytes.NewReader(f.dataset))
+		sop := fmt.Sprintf("%s9%05d", f.sopInstance[:len(f.sopInstance)-6], i%100_000)
+		copy(ds[at:], sop)
+		s, err := a.Store(ctx, f.sopClass, sop, ImplicitVRLittleEndian, bytes.NewReader(ds))
 		if err != nil || s != StatusSuccess {
 			b.Fatal(s, err)
 		}
@@ -61,14 +89,17 @@ func benchStore(b *testing.B, addr string, f part10) {
 
 // startStorescp runs dcmtk's storescp --ignore on a free port until the
 // benchmark ends.
-func startStorescp(b *testing.B) string {
+func startStorescp(b *testing.B, args ...string) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	cmd := exec.Command(requireTool(b, "storescp"), "--ignore", "-aet", "RADGATE", "-pdu", "131072", strconv.Itoa(port))
+	if len(args) == 0 {
+		args = []string{"--ignore"}
+	}
+	cmd := exec.Command(requireTool(b, "storescp"), append(args, "-aet", "RADGATE", "-pdu", "131072", strconv.Itoa(port))...)
 	// Measured: without TCP_NODELAY=1 in its environment (a DCMTK
 	// variable) storescp answers each C-STORE about 45 ms late, the
 	// Nagle / delayed-ACK stall; dcmsend into it shows the same.
@@ -87,4 +118,37 @@ func startStorescp(b *testing.B) string {
 			b.Fatal("storescp did not listen within 10 s")
 		}
 	}
+}
+
+// BenchmarkAssociationSetup: one association requested, accepted (one
+// storage context and Verification) and released over loopback, from our
+// Dialer to radgate's Storage SCP as serve builds it (Intake admitting the
+// caller from the facility list, the image store's room checked) and, in
+// the same run, to dcmtk's storescp.
+func BenchmarkAssociationSetup(b *testing.B) {
+	ctxs := StoreContexts([]string{StorageSOPClasses[0]}, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+	run := func(b *testing.B, addr string) {
+		ctx := context.Background()
+		d := &Dialer{CallingAE: "BENCH", CalledAE: "RADGATE"}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			a, err := d.Dial(ctx, addr, ctxs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("radgate", func(b *testing.B) {
+		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour, MaxBytes: 1 << 30})
+		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
+			MaxInstanceBytes: 64 << 20, MinFreeBytes: 1 << 20}
+		addr, _ := startServer(b, &Server{AETitle: "RADGATE", Accept: in.Accept, Store: in})
+		run(b, addr)
+	})
+	b.Run("storescp", func(b *testing.B) {
+		run(b, startStorescp(b))
+	})
 }

@@ -267,3 +267,20 @@ func TestDialerContextCancel(t *testing.T) {
 	// connection is closed, and the server's handler sees its data set cut.
 	waitFor(t, func() bool { return strings.Contains(logs.String(), "C-STORE data set failed") })
 }
+
+// TestDialerRoleSelection: a C-GET style proposal (SCU and SCP for a
+// storage class) is answered SCU yes, SCP no: this server never sends
+// C-STOREs back.
+func TestDialerRoleSelection(t *testing.T) {
+	addr, _ := startServer(t, &Server{AETitle: "RADGATE", Store: &memStore{}})
+	ctx := context.Background()
+	d := &Dialer{CallingAE: "SCU", CalledAE: "RADGATE", RoleSelections: map[string]Role{StorageSOPClasses[0]: {SCU: true, SCP: true}}}
+	a, err := d.Dial(ctx, addr, StoreContexts(StorageSOPClasses[:1], ExplicitVRLittleEndian))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Release(ctx)
+	if r, ok := a.Role(StorageSOPClasses[0]); !ok || !r.SCU || r.SCP {
+		t.Errorf("role answered %+v (%v)", r, ok)
+	}
+}

@@ -356,3 +356,30 @@ func TestListenAndServe(t *testing.T) {
 		t.Error("bad address accepted")
 	}
 }
+
+// TestRejectProtocol: a request without protocol version 1 or with
+// another application context is rejected as PS3.8 says.
+func TestRejectProtocol(t *testing.T) {
+	addr, _ := startServer(t, &Server{AETitle: "RADGATE"})
+	for want, mutate := range map[Reject]func(*assocPDU){
+		RejectProtocolVersionUnsupported: func(p *assocPDU) { p.ProtocolVersion = 2 },
+		RejectAppContextNotSupported:     func(p *assocPDU) { p.AppContext = "1.2.3" },
+	} {
+		p := sampleRQ()
+		mutate(p)
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Write(encodeAssoc(p, true))
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		typ, body, err := readPDU(nc, 1<<16, nil)
+		nc.Close()
+		if err != nil || typ != pduAssociateRJ {
+			t.Fatalf("%v: PDU 0x%02x %v", want, typ, err)
+		}
+		if got, _ := decodeReject(body); got != want {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	}
+}

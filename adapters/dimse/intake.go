@@ -143,29 +143,34 @@ func (in *Intake) Store(ctx context.Context, rq *StoreRequest, data io.Reader) S
 }
 
 // keepInstance reads one C-STORE's data set whole (within maxBytes, when
-// positive), checks it and stores it in the archive as a Part 10 file with
-// its index record (marked Retrieved when radgate asked for it). Anything
-// but StatusSuccess keeps nothing.
+// positive) into a pooled buffer as a Part 10 file, checks it and stores it
+// in the archive with its index record (marked Retrieved when radgate
+// asked for it). Anything but StatusSuccess keeps nothing.
 func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now time.Time, retrieved bool, log *slog.Logger, rq *StoreRequest, data io.Reader) (InstanceRecord, Status) {
 	if maxBytes <= 0 {
 		maxBytes = 1<<63 - 2
 	}
-	var ds bytes.Buffer
-	n, err := io.Copy(&ds, io.LimitReader(data, maxBytes+1))
-	if err != nil {
-		log.Warn("C-STORE data set not received whole; nothing stored", "err", err)
-		return InstanceRecord{}, StatusProcessingFailure
+	file := filePool.Get().(*bytes.Buffer)
+	defer func() {
+		if file.Cap() <= maxPooled {
+			file.Reset()
+			filePool.Put(file)
+		}
+	}()
+	file.Reset()
+	counted := &countingReader{r: io.LimitReader(data, maxBytes+1)}
+	if err := WritePart10(file, rq, counted); err != nil {
+		if counted.err != nil {
+			log.Warn("C-STORE data set not received whole; nothing stored", "err", counted.err)
+			return InstanceRecord{}, StatusProcessingFailure
+		}
+		log.Warn("C-STORE refused: file meta information not written", "err", err)
+		return InstanceRecord{}, StatusCannotUnderstand
 	}
-	if n > maxBytes {
+	if counted.n > maxBytes {
 		_, _ = io.Copy(io.Discard, data) // the rest of the message, so the association goes on
 		log.Warn("C-STORE refused: instance larger than dimse.max_instance_bytes; nothing stored", "limit", maxBytes)
 		return InstanceRecord{}, StatusOutOfResources
-	}
-	var file bytes.Buffer
-	file.Grow(ds.Len() + 512)
-	if err := WritePart10(&file, rq, &ds); err != nil {
-		log.Warn("C-STORE refused: file meta information not written", "err", err)
-		return InstanceRecord{}, StatusCannotUnderstand
 	}
 	rec, err := RecordOf(file.Bytes())
 	if err != nil {
@@ -182,6 +187,29 @@ func keepInstance(ctx context.Context, archive *Archive, maxBytes int64, now tim
 		return InstanceRecord{}, StatusOutOfResources
 	}
 	return rec, StatusSuccess
+}
+
+// filePool holds the buffers instances are received into: a radiograph is
+// megabytes, and growing a fresh buffer for each costs more than storing it.
+var filePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooled: larger buffers (a rare huge instance) are not kept.
+const maxPooled = 64 << 20
+
+// countingReader counts what it reads and keeps its reader's error.
+type countingReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 // order records the study's order event once per association.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,6 +67,11 @@ type Archive struct {
 	obj      jetstream.ObjectStore
 	kv       jetstream.KeyValue
 	maxBytes int64
+
+	mu     sync.Mutex
+	acsn   map[string]string // accession number → study UID, as indexed by this process
+	size   int64             // the store's size as last read (used), at sizeAt
+	sizeAt time.Time
 }
 
 var _ radgate.StudySource = (*Archive)(nil)
@@ -90,7 +96,7 @@ func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits)
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", BucketStudies, err)
 	}
-	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes}, nil
+	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes, acsn: map[string]string{}}, nil
 }
 
 // ErrStorageLow is returned by Room when the image store has less room
@@ -103,14 +109,36 @@ func (a *Archive) Room(ctx context.Context, need int64) error {
 	if a.maxBytes <= 0 {
 		return nil
 	}
-	st, err := a.obj.Status(ctx)
+	used, err := a.used(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the image store's size: %w", err)
+		return err
 	}
-	if left := a.maxBytes - int64(st.Size()); left < need {
+	if left := a.maxBytes - used; left < need {
 		return fmt.Errorf("%w: %d bytes left of retention.images.max_bytes %d, under dimse.min_free_bytes %d", ErrStorageLow, max(left, 0), a.maxBytes, need)
 	}
 	return nil
+}
+
+// sizeFresh is how long a reading of the image store's size is reused: an
+// association set-up need not ask JetStream each time.
+const sizeFresh = time.Second
+
+// used is the image store's size, read at most once a sizeFresh.
+func (a *Archive) used(ctx context.Context) (int64, error) {
+	a.mu.Lock()
+	if time.Since(a.sizeAt) < sizeFresh {
+		defer a.mu.Unlock()
+		return a.size, nil
+	}
+	a.mu.Unlock()
+	st, err := a.obj.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the image store's size: %w", err)
+	}
+	a.mu.Lock()
+	a.size, a.sizeAt = int64(st.Size()), time.Now()
+	a.mu.Unlock()
+	return int64(st.Size()), nil
 }
 
 // RecordOf reads the index record of a Part 10 file: its header only.
@@ -146,19 +174,38 @@ func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) er
 	if rec.ReceivedAt.IsZero() {
 		rec.ReceivedAt = time.Now()
 	}
-	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID)}, bytes.NewReader(part10)); err != nil {
+	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID), Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}}, bytes.NewReader(part10)); err != nil {
 		return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
 	}
+	a.mu.Lock()
+	a.size += int64(len(part10)) // what Room reads until the next look at the store
+	a.mu.Unlock()
 	b, _ := json.Marshal(rec)
 	if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
 		return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)
 	}
-	if rec.AccessionNumber != "" {
+	if rec.AccessionNumber != "" && !a.indexed(rec.AccessionNumber, rec.StudyInstanceUID) {
 		if _, err := a.kv.Put(ctx, accessionKey(rec.AccessionNumber), []byte(rec.StudyInstanceUID)); err != nil {
 			return fmt.Errorf("indexing the accession number of study %s: %w", rec.StudyInstanceUID, err)
 		}
+		a.mu.Lock()
+		if len(a.acsn) >= maxRemembered {
+			clear(a.acsn)
+		}
+		a.acsn[rec.AccessionNumber] = rec.StudyInstanceUID
+		a.mu.Unlock()
 	}
 	return nil
+}
+
+// maxRemembered bounds the accession numbers an Archive remembers having
+// indexed (a study's later instances need no second index write).
+const maxRemembered = 4096
+
+func (a *Archive) indexed(acsn, study string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.acsn[acsn] == study
 }
 
 // Records lists the index records of a study, in SOP Instance UID order;
@@ -310,3 +357,9 @@ func (l *layered) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sop
 	}
 	return l.pacs.RetrieveInstance(ctx, studyUID, seriesUID, sopInstanceUID)
 }
+
+// chunkSize is the object store chunk of a stored instance: 512 KiB, four
+// times nats.go's default, so a radiograph is a few messages (fewer
+// publishes and acknowledgements) while each stays under NATS's 1 MiB
+// default max_payload.
+const chunkSize = 512 << 10

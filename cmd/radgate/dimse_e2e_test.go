@@ -6,7 +6,15 @@ package main
 // and Orthanc.
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,4 +130,59 @@ func TestDIMSEPushedStudyWaitsForItsOrder(t *testing.T) {
 	require.Len(t, st.Sources, 2, "the pushed study and the ServiceRequest are one order: %v", st.Sources)
 	r.report(t, o)
 	require.Zero(t, invalidTransitions(t, p))
+}
+
+// selfSignedPEM writes a self-signed certificate for 127.0.0.1 (its own CA)
+// and its key as PEM files; usage is server or client.
+func selfSignedPEM(t *testing.T, dir, name string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage}, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile = filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600))
+	return certFile, keyFile
+}
+
+// TestDIMSETLSWithDcmtk: the Storage SCP over DICOM TLS with client
+// certificates required; dcmtk (BCP 195 non-downgrading profile) echoes and
+// stores with its certificate, and is refused without one.
+func TestDIMSETLSWithDcmtk(t *testing.T) {
+	dir := t.TempDir()
+	srvCert, srvKey := selfSignedPEM(t, dir, "radgate", x509.ExtKeyUsageServerAuth)
+	cliCert, cliKey := selfSignedPEM(t, dir, "modality", x509.ExtKeyUsageClientAuth)
+	r, addr := dimseRig(t, func(c *config.Config) {
+		c.DIMSE.TLS = config.ServerTLS{CertFile: srvCert, KeyFile: srvKey, ClientCAFile: cliCert, ClientAuth: config.ClientCertRequire}
+	})
+	p := r.start()
+	o := makeOrders(t, 1)[0]
+	withCert := []string{"+tls", cliKey, cliCert, "+cf", srvCert}
+	out, ok := dcmtkOpts(t, "echoscu", modalityAE, addr, withCert)
+	require.True(t, ok, "echoscu over TLS: %s", out)
+	out, ok = dcmtkOpts(t, "storescu", modalityAE, addr, withCert, writeTemp(t, "1.dcm", o.data))
+	require.True(t, ok, "storescu over TLS: %s", out)
+	waitState(t, p, o, time.Minute, radgate.StateDelivered)
+
+	out, ok = dcmtkOpts(t, "echoscu", modalityAE, addr, []string{"+tla", "+cf", srvCert})
+	require.False(t, ok, "a caller without a client certificate is refused: %s", out)
+	out, ok = dcmtk(t, "echoscu", modalityAE, addr)
+	require.False(t, ok, "plain TCP is refused: %s", out)
+}
+
+// dcmtkOpts is dcmtk with options before the address.
+func dcmtkOpts(t *testing.T, tool, callingAE, addr string, opts []string, files ...string) (string, bool) {
+	t.Helper()
+	host, port, ok := strings.Cut(addr, ":")
+	require.True(t, ok)
+	all := append(append([]string{"-aet", callingAE, "-aec", "RADGATE"}, opts...), host, port)
+	out, err := exec.Command(tool, append(all, files...)...).CombinedOutput()
+	return string(out), err == nil
 }
