@@ -17,7 +17,7 @@ func TestConformanceStatementMatchesTheCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	for _, uid := range append([]string{VerificationSOPClass, implementationClassUID, ImplementationVersion}, StorageSOPClasses...) {
+	for _, uid := range append([]string{VerificationSOPClass, implementationClassUID, ImplementationVersion, StudyRootFind, StudyRootMove, StudyRootGet}, StorageSOPClasses...) {
 		if !strings.Contains(doc, "`"+uid+"`") {
 			t.Errorf("docs/dicom-conformance.md does not name %s", uid)
 		}
