@@ -264,6 +264,7 @@ func (as *Association) operateLocked(ctx context.Context, pc PresentationContext
 	sent.Store(true)
 	var res MoveResult
 	for {
+		quickAck(as.a.nc)
 		ctxID, cmd, err := as.a.readCommand()
 		if err != nil {
 			return res, nil, err
