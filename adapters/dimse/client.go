@@ -382,6 +382,7 @@ func (as *Association) exchange(ctxID byte, rq *Command, data io.Reader, rspFiel
 			return 0, err
 		}
 	}
+	quickAck(as.a.nc)
 	_, rsp, err := as.a.readCommand()
 	if err != nil {
 		return 0, err
