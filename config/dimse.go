@@ -169,6 +169,12 @@ type PACSDIMSE struct {
 	// MaxPDULength is the largest PDU radgate reads from the PACS
 	// (default: dimse.max_pdu_length).
 	MaxPDULength ByteSize `yaml:"max_pdu_length"`
+	// TLS, when set (even empty: the system's roots), makes every
+	// association with the PACS DICOM TLS (PS3.15 B.9, BCP 195: TLS 1.2 or
+	// later), verifying the PACS's certificate against ca_file and the
+	// system's roots, with a client certificate when cert_file and key_file
+	// are set.
+	TLS *ClientTLS `yaml:"tls,omitempty"`
 }
 
 // PACSDIMSE returns pacs.dimse with its defaults filled in, and whether it
@@ -227,5 +233,8 @@ func validatePACSDIMSE(c *Config, bad func(path, msg string)) {
 	}
 	if d.MaxPDULength < 4096 || d.MaxPDULength > 1<<31-1 {
 		bad("pacs.dimse.max_pdu_length", fmt.Sprintf("must be between 4 KiB and 2 GiB, got %d", d.MaxPDULength))
+	}
+	if t := d.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		bad("pacs.dimse.tls", "cert_file and key_file go together: set both or neither")
 	}
 }

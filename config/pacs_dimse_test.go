@@ -38,6 +38,12 @@ func TestPACSDIMSEC_GETNeedsNoSCP(t *testing.T) {
 	d, _ := cfg.PACSDIMSE()
 	require.Equal(t, RetrieveCGet, d.Retrieve)
 	require.Equal(t, "RGQR", d.CallingAE)
+	require.Nil(t, d.TLS, "plain TCP unless tls is set")
+
+	cfg, err = Load("radgate.yaml", []byte("pacs:\n  dimse: {host: pacs, port: 2762, called_ae: PACS, retrieve: c-get, tls: {}}\n"))
+	require.NoError(t, err)
+	d, _ = cfg.PACSDIMSE()
+	require.Equal(t, &ClientTLS{}, d.TLS, "tls: {} is DICOM TLS with the system's roots")
 }
 
 func TestPACSDIMSEErrors(t *testing.T) {
@@ -64,9 +70,14 @@ func TestPACSDIMSEErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "half a client certificate",
+			yaml: "pacs:\n  dimse:\n    host: pacs\n    port: 2762\n    called_ae: PACS\n    retrieve: c-get\n    tls:\n      cert_file: /etc/radgate/c.pem\n",
+			want: []string{`radgate.yaml:8:7: pacs.dimse.tls: cert_file and key_file go together: set both or neither`},
+		},
+		{
 			name: "unknown key",
 			yaml: "pacs:\n  dimse:\n    hostname: pacs\n",
-			want: []string{`radgate.yaml:3:5: unknown key "hostname" in pacs.dimse (known: host, port, called_ae, calling_ae, retrieve, timeout, max_pdu_length)`},
+			want: []string{`radgate.yaml:3:5: unknown key "hostname" in pacs.dimse (known: host, port, called_ae, calling_ae, retrieve, timeout, max_pdu_length, tls)`},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -127,8 +127,11 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 	}
 	if p, ok := cfg.PACSDIMSE(); ok {
 		probe("connect pacs "+p.CalledAE+"@"+p.Addr()+" (DIMSE C-ECHO, Study Root C-FIND accepted)", func(ctx context.Context) error {
-			return dimse.ProbePACS(ctx, dimse.Dialer{CallingAE: p.CallingAE, CalledAE: p.CalledAE, Timeout: p.Timeout.D(),
-				MaxPDULength: uint32(p.MaxPDULength)}, p.Addr())
+			d, err := pacsDialer(p)
+			if err != nil {
+				return err
+			}
+			return dimse.ProbePACS(ctx, d, p.Addr())
 		})
 	} else if pacs != nil {
 		probe("connect pacs "+cfg.PACS.DICOMwebURL+" (QIDO-RS)", func(ctx context.Context) error {

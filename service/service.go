@@ -162,7 +162,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}
 		var from radgate.StudySource = pacs
 		if hasDIMSEPACS {
-			from = newDIMSEPACS(cfg, dimsePACS, images, logger)
+			if from, err = newDIMSEPACS(cfg, dimsePACS, images, logger); err != nil {
+				return err
+			}
 			log.Info("PACS over DIMSE", "pacs_dimse", dimsePACS.Addr(), "called_ae", dimsePACS.CalledAE,
 				"calling_ae", dimsePACS.CallingAE, "retrieve", dimsePACS.Retrieve)
 		}
@@ -428,13 +430,29 @@ func clientKey(r *http.Request) string {
 
 // newDIMSEPACS is the study source over the DIMSE-only PACS of pacs.dimse:
 // C-MOVE to radgate's own SCP (dimse.ae_title) or C-GET, into images.
-func newDIMSEPACS(cfg config.Config, p config.PACSDIMSE, images *dimse.Archive, logger *slog.Logger) *dimse.PACS {
-	return &dimse.PACS{
-		Dialer: dimse.Dialer{CallingAE: p.CallingAE, CalledAE: p.CalledAE, Timeout: p.Timeout.D(),
-			MaxPDULength: uint32(p.MaxPDULength)},
-		Addr: p.Addr(), Retrieve: p.Retrieve, MoveDestination: cfg.DIMSE.AETitle, Archive: images,
-		MaxInstanceBytes: int64(cfg.DIMSE.MaxInstanceBytes), Logger: logger.With("component", "dimse-pacs"),
+func newDIMSEPACS(cfg config.Config, p config.PACSDIMSE, images *dimse.Archive, logger *slog.Logger) (*dimse.PACS, error) {
+	d, err := pacsDialer(p)
+	if err != nil {
+		return nil, err
 	}
+	return &dimse.PACS{
+		Dialer: d, Addr: p.Addr(), Retrieve: p.Retrieve, MoveDestination: cfg.DIMSE.AETitle, Archive: images,
+		MaxInstanceBytes: int64(cfg.DIMSE.MaxInstanceBytes), Logger: logger.With("component", "dimse-pacs"),
+	}, nil
+}
+
+// pacsDialer calls the DIMSE-only PACS of pacs.dimse (DICOM TLS with its
+// tls key).
+func pacsDialer(p config.PACSDIMSE) (dimse.Dialer, error) {
+	d := dimse.Dialer{CallingAE: p.CallingAE, CalledAE: p.CalledAE, Timeout: p.Timeout.D(), MaxPDULength: uint32(p.MaxPDULength)}
+	if p.TLS != nil {
+		tc, err := httpauth.ClientTLSConfig(*p.TLS)
+		if err != nil {
+			return d, fmt.Errorf("pacs.dimse.%w", err)
+		}
+		d.TLS = tc
+	}
+	return d, nil
 }
 
 // storageSCP builds radgate's Storage SCP from the dimse section and binds
