@@ -3,10 +3,12 @@ package dimse
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +104,10 @@ func BenchmarkStudyRetrieval(b *testing.B) {
 		b.Fatal(err)
 	}
 	study, series, sops := benchStudy(b, dp, wado, n)
+	b.Cleanup(func() {
+		deleteStudy(b, pacs.URL, pacs.Username, pacs.Password, study)
+		deleteStudy(b, dp.URL, dp.Username, dp.Password, study)
+	})
 	bytesPerStudy := int64(n * len(mustReadTB(b, testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-le.dcm"))))
 
 	b.Run("wado-rs", func(b *testing.B) {
@@ -154,4 +160,33 @@ func BenchmarkStudyRetrieval(b *testing.B) {
 			}
 		}
 	})
+}
+
+// deleteStudy removes a study from an Orthanc (REST: /tools/find, then
+// DELETE /studies/{id}), so that benchmarks leave the peers as they were.
+func deleteStudy(tb testing.TB, url, user, password, studyUID string) {
+	tb.Helper()
+	q, _ := json.Marshal(map[string]any{"Level": "Study", "Query": map[string]string{"StudyInstanceUID": studyUID}})
+	rq, err := http.NewRequest("POST", url+"/tools/find", bytes.NewReader(q))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rq.SetBasicAuth(user, password)
+	rsp, err := http.DefaultClient.Do(rq)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var ids []string
+	err = json.NewDecoder(rsp.Body).Decode(&ids)
+	rsp.Body.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, id := range ids {
+		rq, _ := http.NewRequest("DELETE", url+"/studies/"+id, nil)
+		rq.SetBasicAuth(user, password)
+		if rsp, err := http.DefaultClient.Do(rq); err == nil {
+			rsp.Body.Close()
+		}
+	}
 }
