@@ -1,6 +1,10 @@
 package derived
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/radgate/radgate"
+)
 
 // Set chooses the objects Derive builds.
 type Set struct {
@@ -63,4 +67,19 @@ func Derive(src []byte, in Input, set Set) ([]Object, error) {
 		out = append(out, Object{SeriesInstanceUID: s.series, SOPInstanceUID: s.sop, SOPClassUID: s.class, File: f})
 	}
 	return out, nil
+}
+
+// PicturesFor are the pictures a destination storing these objects shows
+// (radgate.PictureUser): the Secondary Capture the heatmap at full
+// resolution (an unmarked result's SC is drawn from the source itself),
+// the PDF report the preview or, unmarked, the thumbnail.
+func PicturesFor(sc, pdf bool) radgate.Pictures {
+	var p radgate.Pictures
+	if sc {
+		p |= radgate.PictureHeatmap
+	}
+	if pdf {
+		p |= radgate.PicturePreview | radgate.PictureThumbnail
+	}
+	return p
 }

@@ -84,16 +84,7 @@ var (
 // Pictures: the Secondary Capture shows the heatmap at full resolution
 // (an unmarked result's SC is made from the scored instance itself); the
 // PDF report, when stored, shows the preview or the thumbnail.
-func (s *Sink) Pictures() radgate.Pictures {
-	var p radgate.Pictures
-	if s.opts.SC {
-		p |= radgate.PictureHeatmap
-	}
-	if s.opts.PDF != nil {
-		p |= radgate.PicturePreview | radgate.PictureThumbnail
-	}
-	return p
-}
+func (s *Sink) Pictures() radgate.Pictures { return derived.PicturesFor(s.opts.SC, s.opts.PDF != nil) }
 
 // NewSink returns a sink that stores through c. It does no I/O; opts are
 // checked by Deliver (and by SinkOptions.Validate, which configuration
