@@ -213,7 +213,8 @@ func rejected(t *testing.T, note []byte) []string {
 	for _, l := range strings.Split(ev, "\n") {
 		l = strings.TrimSpace(l)
 		if strings.HasPrefix(l, "(0008,1155) UI [") {
-			out = append(out, strings.TrimSuffix(strings.TrimPrefix(strings.Fields(l)[2], "["), "]"))
+			uid, _, _ := strings.Cut(strings.TrimPrefix(l, "(0008,1155) UI ["), "]")
+			out = append(out, strings.TrimRight(uid, "\x00 "))
 		}
 	}
 	return out
