@@ -27,7 +27,7 @@ func SplitPart10(file []byte) (FileMeta, []byte, error) {
 	var m FileMeta
 	b := file[132:]
 	for len(b) >= 4 && binary.LittleEndian.Uint16(b) == 0x0002 {
-		el, err := readExplicit(b)
+		el, err := readExplicit(b, 0)
 		if err != nil {
 			return FileMeta{}, nil, fmt.Errorf("%w: file meta information: %w", ErrNotPart10, err)
 		}
@@ -76,8 +76,9 @@ var longVRs = map[string]bool{"OB": true, "OD": true, "OF": true, "OL": true, "O
 
 // readExplicit reads the element at the start of b. An element of
 // undefined length (a sequence or an item) is read to its delimiter; its
-// value is then what lies between.
-func readExplicit(b []byte) (explicitElement, error) {
+// value is then what lies between. depth counts the undefined-length
+// elements it lies in (at most maxNesting).
+func readExplicit(b []byte, depth int) (explicitElement, error) {
 	if len(b) < 8 {
 		return explicitElement{}, fmt.Errorf("element header cut short (%d bytes left)", len(b))
 	}
@@ -118,9 +119,12 @@ func readExplicit(b []byte) (explicitElement, error) {
 	default:
 		return explicitElement{}, fmt.Errorf("element (%04X,%04X) %s of undefined length (encapsulated pixel data?) cannot be re-encoded", e.tag>>16, e.tag&0xFFFF, e.vr)
 	}
+	if depth >= maxNesting {
+		return explicitElement{}, fmt.Errorf("element (%04X,%04X): undefined lengths nested deeper than %d", e.tag>>16, e.tag&0xFFFF, maxNesting)
+	}
 	rest := b[head:]
 	for off := 0; ; {
-		c, err := readExplicit(rest[off:])
+		c, err := readExplicit(rest[off:], depth+1)
 		if err != nil {
 			return explicitElement{}, fmt.Errorf("inside (%04X,%04X): %w", e.tag>>16, e.tag&0xFFFF, err)
 		}
@@ -146,7 +150,8 @@ func ExplicitToImplicit(ds []byte) ([]byte, error) {
 	return out, nil
 }
 
-// maxNesting bounds sequence nesting in ExplicitToImplicit.
+// maxNesting bounds the nesting of sequences and items in a data set
+// re-encoded (derived objects nest a few levels).
 const maxNesting = 32
 
 func appendImplicit(out, ds []byte, depth int) ([]byte, error) {
@@ -154,7 +159,7 @@ func appendImplicit(out, ds []byte, depth int) ([]byte, error) {
 		return nil, fmt.Errorf("sequences nested deeper than %d", maxNesting)
 	}
 	for len(ds) > 0 {
-		e, err := readExplicit(ds)
+		e, err := readExplicit(ds, depth)
 		if err != nil {
 			return nil, err
 		}
@@ -165,7 +170,7 @@ func appendImplicit(out, ds []byte, depth int) ([]byte, error) {
 		case e.vr == "SQ":
 			var items []byte
 			for v := e.value; len(v) > 0; {
-				it, err := readExplicit(v)
+				it, err := readExplicit(v, depth)
 				if err != nil {
 					return nil, err
 				}
