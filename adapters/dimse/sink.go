@@ -136,7 +136,7 @@ func (s *Sink) Pictures() radgate.Pictures { return derived.PicturesFor(s.opts.S
 //
 // Errors: connection refused, timeouts, aborts, an association rejected as
 // transient and status A7xxH (out of resources) are radgate.Transient; an
-// association rejected as permanent, a failure status (A9xxH, Cxxxh and
+// association rejected as permanent, a failure status (A9xxH, CxxxH and
 // the others), no accepted transfer syntax, and a result or source that
 // cannot become DICOM objects are permanent. Each names the PACS's AE.
 func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, error) {
