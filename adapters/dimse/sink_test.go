@@ -371,6 +371,15 @@ func TestSinkErrors(t *testing.T) {
 		{name: "unknown called AE", addr: func(t *testing.T) string { a, _ := memSCP(t, ContextPolicy{}, nil); return a },
 			mutate: func(o *SinkOptions) { o.Dialer.CalledAE = "OTHERPACS" },
 			says:   "OTHERPACS at 127.0.0.1"},
+		{name: "congested", addr: func(t *testing.T) string {
+			a, _ := startServer(t, &Server{AETitle: "TESTPACS", Store: &memStore{},
+				Accept: func(context.Context, *AssociateRequest) *Reject { return &RejectTemporaryCongestion }})
+			return a
+		}, transient: true, says: "rejected the association from RADGATE: dimse: association rejected: rejected-transient: temporary-congestion"},
+		{name: "no answer in time", addr: func(t *testing.T) string {
+			a, _ := memSCP(t, ContextPolicy{}, func(*StoreRequest) Status { time.Sleep(1500 * time.Millisecond); return StatusSuccess })
+			return a
+		}, mutate: func(o *SinkOptions) { o.Dialer.Timeout = 300 * time.Millisecond }, transient: true, says: "C-STORE of the"},
 		{name: "neither transfer syntax", addr: func(t *testing.T) string {
 			a, _ := memSCP(t, ContextPolicy{TransferSyntaxes: []string{JPEGLossless}}, nil)
 			return a
