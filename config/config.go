@@ -286,7 +286,7 @@ type Destination struct {
 	TLS  ClientTLS  `yaml:"tls"`
 	// PDFReport attaches the one-page PDF report: as the DiagnosticReport's
 	// presentedForm (fhir), an ED OBX (hl7v2), an Encapsulated PDF in the
-	// study (dicomweb).
+	// study (dicomweb, dimse).
 	PDFReport bool `yaml:"pdf_report"`
 	// SC and SR (dicomweb, dimse): store a Secondary Capture with the heatmap and
 	// the result burned in, and a Comprehensive 3D SR (TID 1500, IHE AI
