@@ -142,16 +142,6 @@ func NewIdentifier(level string, keys map[Tag]string) *Dataset {
 	return d
 }
 
-// longVR are the explicit VRs with a 2-byte reserved field and a 4-byte
-// length (PS3.5 7.1.2).
-func longVR(vr string) bool {
-	switch vr {
-	case "OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV":
-		return true
-	}
-	return false
-}
-
 // Encode returns the data set in Explicit (explicit true) or Implicit VR
 // Little Endian. Elements are written in ascending order.
 func (d *Dataset) Encode(explicit bool) []byte {
@@ -168,7 +158,7 @@ func (d *Dataset) Encode(explicit bool) []byte {
 		switch {
 		case !explicit:
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Value)))
-		case longVR(vr):
+		case longVRs[vr]:
 			b = append(b, vr...)
 			b = append(b, 0, 0)
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(e.Value)))
@@ -183,8 +173,6 @@ func (d *Dataset) Encode(explicit bool) []byte {
 
 // maxSequenceDepth bounds nested sequences in a decoded data set.
 const maxSequenceDepth = 16
-
-const undefinedLength = 0xFFFFFFFF
 
 // DecodeDataset parses a data set in Explicit (explicit true) or Implicit
 // VR Little Endian: every element inside the buffer, tags ascending,
@@ -227,7 +215,7 @@ func decodeElement(b []byte, explicit bool, depth int) (Element, int, error) {
 		if vr[0] < 'A' || vr[0] > 'Z' || vr[1] < 'A' || vr[1] > 'Z' {
 			return Element{}, 0, fmt.Errorf("element %s has VR bytes %q", t, b[4:6])
 		}
-		if longVR(vr) {
+		if longVRs[vr] {
 			if len(b) < 12 {
 				return Element{}, 0, fmt.Errorf("element %s header cut", t)
 			}
@@ -269,12 +257,8 @@ func decodeElement(b []byte, explicit bool, depth int) (Element, int, error) {
 	return Element{Tag: t, VR: vr, Value: rest[:length:length]}, hdr + int(length), nil
 }
 
-// Item and delimitation tags (PS3.5 7.5).
-const (
-	tagItem             Tag = 0xFFFEE000
-	tagItemDelimitation Tag = 0xFFFEE00D
-	tagSeqDelimitation  Tag = 0xFFFEE0DD
-)
+// The item and delimitation tags (tagItem, tagItemDelimitation,
+// tagSequenceDelimiter) and undefinedLength are dataset.go's.
 
 // skipItems reads the items of an undefined-length sequence up to and
 // including its delimiter and returns the bytes they take.
@@ -290,7 +274,7 @@ func skipItems(b []byte, explicit bool, depth int) (int, error) {
 		length := binary.LittleEndian.Uint32(b[off+4:])
 		off += 8
 		switch t {
-		case tagSeqDelimitation:
+		case tagSequenceDelimiter:
 			return off, nil
 		case tagItem:
 			n, err := skipItem(b[off:], length, explicit, depth)
