@@ -189,7 +189,7 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	)
 	lookup := func() (Demographics, error) {
 		if !looked && s.opts.Patients != nil {
-			demo, demoErr = s.opts.Patients.Demographics(ctx, r.Order)
+			demo, demoErr = s.opts.Patients.Demographics(ctx, r)
 		}
 		looked = true
 		return demo, demoErr
@@ -256,6 +256,13 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		}
 		if err := setPatientName(msg, d.Name); err != nil {
 			return fail("writing PID-5", err)
+		}
+		if err := declareCharset(msg, s.opts.ORU.Charset); err != nil {
+			return fail("declaring MSH-18", err)
+		}
+		if _, n := msg.Wire(); n > 0 {
+			s.log.Warn("characters the RIS's character set cannot hold were substituted", "result_id", r.ID,
+				"charset", s.opts.ORU.Charset, "characters", n)
 		}
 		s.log.Debug("patient demographics read for the ORU", "result_id", r.ID, "from", orNone(d.Source), "name", !d.Name.IsZero())
 	}
