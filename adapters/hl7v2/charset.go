@@ -95,3 +95,46 @@ func (m *Message) Wire() ([]byte, int) {
 	}
 	return b, 0
 }
+
+// jisReceived is how a received ISO 2022 message is read: ASCII at the
+// start of every segment, JIS X 0208, JIS X 0212 and JIS X 0201 katakana
+// by their escape sequences.
+var jisReceived, _ = dicomcs.Parse(`ISO 2022 IR 6\ISO 2022 IR 87\ISO 2022 IR 159\ISO 2022 IR 13`)
+
+// FromWire converts a received message to the UTF-8 radgate parses, by
+// what its MSH-18 declares: ISO IR87 or ISO IR159 (escape sequences: a
+// JIS X 0208 byte pair may hold '|', '^', '~', '\' or '&', so the message
+// is decoded before it is split into fields) or ISO IR13 (bytes
+// 0xA1–0xDF are half-width katakana). Anything else is returned as it is.
+// Bytes that do not decode become U+FFFD.
+func FromWire(raw []byte) []byte {
+	hdr, err := ParseHeader(raw)
+	if err != nil || hdr == nil {
+		return raw
+	}
+	jis, kana := false, false
+	s := hdr.msh()
+	for r := 1; s != nil && r <= s.Reps(18); r++ {
+		switch strings.TrimSpace(s.Value(18, r, 1, 1)) {
+		case CharsetIR87, "ISO IR159":
+			jis = true
+		case CharsetIR13:
+			kana = true
+		}
+	}
+	switch {
+	case jis:
+		return []byte(jisReceived.DecodeString(raw, "LT"))
+	case kana:
+		var b strings.Builder
+		for _, c := range raw {
+			if c >= 0xA1 && c <= 0xDF {
+				b.WriteRune(0xFF61 + rune(c-0xA1))
+			} else {
+				b.WriteByte(c)
+			}
+		}
+		return []byte(b.String())
+	}
+	return raw
+}

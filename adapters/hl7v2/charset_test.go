@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -232,4 +234,74 @@ func TestResultSinkPushedStudyIR87OnPythonReceiver(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(segment(raw, "PID")), "|"+UnknownName, "the outbox keeps no name")
 	require.Contains(t, string(segment(raw, "PID")), "|JP-0001")
+}
+
+// An ORM from a Japanese RIS in ISO IR87 (and one in ISO IR13): the server
+// decodes the message before splitting it into fields, so PID-5 — whose
+// JIS X 0208 bytes hold '^' (ま is 0x24 0x5E) — reaches the intake, the
+// Received store and the ORU's PID-5 whole.
+func TestIntakeJapaneseCharsets(t *testing.T) {
+	var got = make(chan *Message, 4)
+	s := startServer(t, ServerOptions{Handler: func(_ context.Context, msg *Message) *Message {
+		got <- msg
+		return NewACK(msg, AA)
+	}})
+	c := newClient(t, s.Addr().String(), ClientOptions{})
+	for _, tc := range []struct {
+		charset, pid5 string
+		want          Name
+	}{
+		{CharsetIR87, "山田^太郎^^^^^L^I~やまだ^たろう^^^^^L^P", Name{Family: "山田", Given: "太郎", Type: "L", Representation: "I",
+			Others: []Name{{Family: "やまだ", Given: "たろう", Type: "L", Representation: "P"}}}},
+		{CharsetIR13, "ﾔﾏﾀﾞ^ﾀﾛｳ^^^^^L^P", Name{Family: "ﾔﾏﾀﾞ", Given: "ﾀﾛｳ", Type: "L", Representation: "P"}},
+	} {
+		msg := withControlID(t, mustParse(t, readFixture(t, "orm_o01.hl7")), "JP-"+tc.charset[len(tc.charset)-2:])
+		require.NoError(t, msg.msh().SetRaw("18", "~"+tc.charset))
+		require.NoError(t, msg.Segment("PID").SetRaw("5", tc.pid5))
+		wire, n := msg.Wire()
+		require.Zero(t, n)
+		require.NotContains(t, string(wire), "山", "sent converted")
+		_, err := c.Send(t.Context(), msg)
+		require.NoError(t, err)
+		in := <-got
+		require.Equal(t, tc.pid5, in.Segment("PID").GetRaw("5"), tc.charset)
+		require.Equal(t, tc.want, nameOfPID(in), tc.charset)
+		require.Equal(t, tc.pid5, tc.want.xpn(DefaultDelimiters), "the ORU's PID-5 is the ORM's")
+		ev, err := OrderEvent(in)
+		require.NoError(t, err, tc.charset)
+		require.Equal(t, "ACC-778899", ev.Accession.Value)
+	}
+}
+
+// FuzzFromWire: any message body under MSH-18 ISO IR87, ISO IR13 or
+// nothing: FromWire never panics, ISO IR87 always gives valid UTF-8, and a
+// message that parses, sent in ISO IR87 (Message.Wire) and read back
+// (FromWire), is itself again unless a character had to be substituted.
+func FuzzFromWire(f *testing.F) {
+	f.Add([]byte("PID|1||JP-0001||\x1b$BEDCf\x1b(B^\x1b$B0lO:\x1b(B^^^^^L^I~\x1b$B$d$^$@\x1b(B"), uint8(0))
+	f.Add([]byte("PID|1||JP-0002||\xd4\xcf\xc0\xde^\xc0\xdb\xb3"), uint8(1))
+	f.Add([]byte("PID|1||X||Doe^Jane"), uint8(2))
+	f.Fuzz(func(t *testing.T, body []byte, kind uint8) {
+		cs := []string{"~ISO IR87", "~ISO IR13", ""}[int(kind)%3]
+		raw := append([]byte("MSH|^~\\&|A|B|C|D|20240131||ORU^R01|1|P|2.5.1||||||"+cs+"\r"), body...)
+		out := FromWire(raw)
+		if cs == "~ISO IR87" && !utf8.Valid(out) {
+			t.Fatalf("FromWire gave invalid UTF-8 %q", out)
+		}
+		m, err := Parse(out)
+		if err != nil || m.wireCharset() != CharsetIR87 {
+			return
+		}
+		enc := string(m.Encode())
+		if strings.ContainsAny(enc, "\x1b¥‾—−") || strings.ContainsFunc(enc, func(r rune) bool { return r >= 0xFF61 && r <= 0xFF9F }) {
+			return
+		}
+		wire, n := m.Wire()
+		if n > 0 {
+			return
+		}
+		if back := string(FromWire(wire)); back != enc {
+			t.Fatalf("ISO IR87 round trip:\n%q\n%q", enc, back)
+		}
+	})
 }

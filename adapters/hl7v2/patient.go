@@ -190,21 +190,32 @@ func nameOfDICOM(p dicomcs.PersonName) Name {
 
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
-// nameOfPID reads PID-5's first repetition.
+// nameOfPID reads PID-5: its first repetition, and the others (a Japanese
+// RIS sends the kanji and the kana forms) as Others.
 func nameOfPID(m *Message) Name {
 	pid := m.Segment("PID")
 	if pid == nil {
 		return Name{}
 	}
-	v := func(comp int) string { return value(pid, 5, 1, comp, 1) }
-	n := Name{Family: v(1), Given: v(2), Middle: v(3), Suffix: v(4), Prefix: v(5), Type: v(7)}
-	if isLatin1(m.Charset()) {
-		for _, p := range []*string{&n.Family, &n.Given, &n.Middle, &n.Suffix, &n.Prefix} {
-			*p = latin1(*p)
+	var names []Name
+	for r := 1; r <= max(pid.Reps(5), 1); r++ {
+		v := func(comp int) string { return value(pid, 5, r, comp, 1) }
+		n := Name{Family: v(1), Given: v(2), Middle: v(3), Suffix: v(4), Prefix: v(5), Type: v(7), Representation: v(8)}
+		if isLatin1(m.Charset()) {
+			for _, p := range []*string{&n.Family, &n.Given, &n.Middle, &n.Suffix, &n.Prefix} {
+				*p = latin1(*p)
+			}
+		}
+		if !n.IsZero() {
+			names = append(names, n)
 		}
 	}
-	if n.IsZero() {
+	if len(names) == 0 {
 		return Name{}
+	}
+	n := names[0]
+	if len(names) > 1 {
+		n.Others = names[1:]
 	}
 	return n
 }
