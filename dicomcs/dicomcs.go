@@ -93,6 +93,10 @@ type Set struct {
 // 87", "ISO_IR 192"). An empty value is the default repertoire. A term this
 // package does not know (GB18030, say) is an error; the Set returned with
 // it still decodes ASCII and gives U+FFFD for every other byte.
+//
+// Decoding is lenient about code extensions: with any ISO 2022 term, every
+// escape sequence the package knows is honoured, declared or not (a
+// "\ISO 2022 IR 87" value that uses ESC ) I still shows its katakana).
 func Parse(value string) (Set, error) {
 	vals := strings.Split(strings.TrimRight(value, " \x00"), `\`)
 	for i := range vals {
@@ -100,7 +104,6 @@ func Parse(value string) (Set, error) {
 	}
 	s := Set{value: strings.Join(vals, `\`), init: term{g0: ascii}}
 	if s.value == "" {
-		s.value = ""
 		return s, nil
 	}
 	var unknown []string

@@ -438,8 +438,11 @@ func parse(data []byte, headerOnly, inPlace bool, o DecodeOptions) (ds *dicom.Da
 	// Text the library would decode wrong (it splits on 0x5C before
 	// decoding, and knows no G1 katakana): decoded here by dicomcs.
 	txt := newText(c.text)
-	if v, ok := txt.String(tag.InstitutionName); ok && txt.CharacterSetErr == nil {
-		meta.InstitutionName = v
+	if v, ok := txt.Values(tag.InstitutionName); ok && txt.CharacterSetErr == nil {
+		meta.InstitutionName = ""
+		if len(v) > 0 {
+			meta.InstitutionName = v[0] // LO, VM 1: the first value, as getString reads
+		}
 	}
 	return ds, meta, pixels, nil
 }

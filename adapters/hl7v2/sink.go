@@ -21,8 +21,9 @@ import (
 // result sink sent (or tried to send), one object per result copy: <key>.hl7
 // (see OutboxKey: the result id for the first result, <result id>-r2 for
 // amended revision 2, <result id>-r2x for the retraction of revision 2), the
-// message exactly as sent, with its delivery record in the object's
-// metadata (Meta* keys).
+// message as sent but for PID-5 (never stored) and its character set (kept
+// in UTF-8; Message.Wire converts it to what MSH-18 declares on every send),
+// with its delivery record in the object's metadata (Meta* keys).
 const BucketOutbox = "radgate_hl7_out"
 
 // Metadata keys of a stored message.
