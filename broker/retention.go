@@ -63,6 +63,9 @@ const (
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
 	StoreUsage  = "usage"
+	// StoreDIMSESent is what the dimse destinations stored, for their
+	// rejection notes; kept under the order_state age, labelled apart.
+	StoreDIMSESent = "dimse_sent"
 )
 
 // DiscardPolicy is what store (a Store… label) does once it holds max_bytes (README,
@@ -86,6 +89,7 @@ var discard = map[string]jetstream.DiscardPolicy{
 	StoreHL7Outbox:   jetstream.DiscardNew,
 	StoreImages:      jetstream.DiscardNew,
 	StoreUsage:       jetstream.DiscardNew,
+	StoreDIMSESent:   jetstream.DiscardNew,
 }
 
 // KVStream and ObjectStream name the stream behind a KV bucket and an

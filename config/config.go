@@ -271,8 +271,8 @@ const BuiltinDestination = "fhir"
 // Destination is one place results are delivered to.
 type Destination struct {
 	// Type is fhir (DiagnosticReport, Observation, Media, Task), hl7v2
-	// (ORU^R01 over MLLP to a RIS) or dicomweb (derived image and SR stored
-	// into the study over STOW-RS).
+	// (ORU^R01 over MLLP to a RIS), dicomweb (derived image and SR stored
+	// into the study over STOW-RS) or dimse (the same over C-STORE).
 	Type string `yaml:"type"`
 	// URL is the FHIR base (fhir) or the DICOMweb root (dicomweb).
 	URL string `yaml:"url"`
@@ -286,18 +286,18 @@ type Destination struct {
 	TLS  ClientTLS  `yaml:"tls"`
 	// PDFReport attaches the one-page PDF report: as the DiagnosticReport's
 	// presentedForm (fhir), an ED OBX (hl7v2), an Encapsulated PDF in the
-	// study (dicomweb).
+	// study (dicomweb, dimse).
 	PDFReport bool `yaml:"pdf_report"`
-	// SC and SR (dicomweb): store a Secondary Capture with the heatmap and
+	// SC and SR (dicomweb, dimse): store a Secondary Capture with the heatmap and
 	// the result burned in, and a Comprehensive 3D SR (TID 1500, IHE AI
 	// Results) (default: both).
 	SC *bool `yaml:"sc"`
 	SR *bool `yaml:"sr"`
-	// SCWhenUnmarked (dicomweb): below the marking threshold the Secondary
+	// SCWhenUnmarked (dicomweb, dimse): below the marking threshold the Secondary
 	// Capture shows the radiograph with the text ("image", the default),
 	// the text only ("text"), or is not stored ("none").
 	SCWhenUnmarked string `yaml:"sc_when_unmarked"`
-	// ParametricMap (dicomweb): also store the class activation map of a
+	// ParametricMap (dicomweb, dimse): also store the class activation map of a
 	// marked result as a DICOM Parametric Map on the source's pixel grid,
 	// which current viewers overlay with adjustable opacity (default
 	// false).
@@ -314,6 +314,12 @@ type Destination struct {
 	SendingFacility      string `yaml:"sending_facility"`
 	ReceivingApplication string `yaml:"receiving_application"`
 	ReceivingFacility    string `yaml:"receiving_facility"`
+	// Host and Port are the PACS's DICOM network node (dimse); CalledAE is
+	// its AE title, CallingAE radgate's (default RADGATE).
+	Host      string `yaml:"host"`
+	Port      int    `yaml:"port"`
+	CalledAE  string `yaml:"called_ae"`
+	CallingAE string `yaml:"calling_ae"`
 }
 
 // DefaultDestinationTimeout bounds each request to a destination whose
@@ -329,7 +335,7 @@ func (d Destination) RequestTimeout() time.Duration {
 	return DefaultDestinationTimeout
 }
 
-// StoreSC and StoreSR say what a dicomweb destination stores (both unless
+// StoreSC and StoreSR say what a dicomweb or dimse destination stores (both unless
 // turned off).
 func (d Destination) StoreSC() bool { return d.SC == nil || *d.SC }
 func (d Destination) StoreSR() bool { return d.SR == nil || *d.SR }

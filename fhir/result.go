@@ -565,7 +565,7 @@ func newTxBundle() *txBundle { return &txBundle{} }
 
 // add appends a conditional create of res, with a fullUrl derived from seed.
 func (b *txBundle) add(resourceType, seed string, id Identifier, res any) (string, error) {
-	raw, err := json.Marshal(res)
+	raw, err := marshalResource(res)
 	if err != nil {
 		return "", fmt.Errorf("writing %s: %w", resourceType, err)
 	}
@@ -608,11 +608,57 @@ func (b *txBundle) device(e Engine) string {
 }
 
 func (b *txBundle) marshal() ([]byte, error) {
-	out, err := json.Marshal(r4.Bundle{Type: r4.BundleTypeTransaction, Entry: b.entries})
+	// encoding/json re-reads (compacts) what a json.Marshaler returns,
+	// at every level: the Bundle's MarshalJSON, then each entry's
+	// resource — tens of kilobytes of base64 each time for a report with
+	// its PDF and preview. So the Bundle is written around placeholders
+	// and the resources, compact already (marshalResource), put in their
+	// place: the same bytes, read once.
+	entries := make([]r4.BundleEntry, len(b.entries))
+	copy(entries, b.entries)
+	size := 0
+	for i := range entries {
+		entries[i].Resource = json.RawMessage(resourcePlaceholder(i))
+		size += len(b.entries[i].Resource)
+	}
+	env, err := json.Marshal(r4.Bundle{Type: r4.BundleTypeTransaction, Entry: entries})
 	if err != nil {
 		return nil, fmt.Errorf("writing Bundle: %w", err)
 	}
-	return out, nil
+	out := make([]byte, 0, len(env)+size)
+	rest := env
+	for i, e := range b.entries {
+		ph := []byte(resourcePlaceholder(i))
+		at := bytes.Index(rest, ph)
+		if at < 0 || bytes.Contains(rest[at+len(ph):], ph) {
+			// A value of the envelope holds the placeholder's text: write
+			// it the plain way.
+			out, err := json.Marshal(r4.Bundle{Type: r4.BundleTypeTransaction, Entry: b.entries})
+			if err != nil {
+				return nil, fmt.Errorf("writing Bundle: %w", err)
+			}
+			return out, nil
+		}
+		out = append(append(out, rest[:at]...), e.Resource...)
+		rest = rest[at+len(ph):]
+	}
+	return append(out, rest...), nil
+}
+
+// resourcePlaceholder stands for entry i's resource while the Bundle
+// around it is written: a JSON string no FHIR value holds (it starts with
+// a NUL).
+func resourcePlaceholder(i int) string { return `"\u0000radgate-entry-` + strconv.Itoa(i) + `"` }
+
+// marshalResource writes a resource as JSON. The FHIR models write
+// themselves (MarshalJSON, through encoding/json, so compact and
+// HTML-escaped already): calling that directly spares encoding/json
+// compacting the whole of it once more.
+func marshalResource(res any) ([]byte, error) {
+	if m, ok := res.(json.Marshaler); ok {
+		return m.MarshalJSON()
+	}
+	return json.Marshal(res)
 }
 
 // uuidURN derives a stable urn:uuid (RFC 9562 version 8 layout) from seed,

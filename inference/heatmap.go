@@ -8,6 +8,7 @@ import (
 	"image"
 	"image/jpeg"
 	"math"
+	"sync"
 
 	"github.com/radgate/radgate/inference/codec"
 )
@@ -53,6 +54,7 @@ func RenderHeatmap(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	if err != nil {
 		return nil, 0, 0, err
 	}
+	defer o.release()
 	enc, err := newPNGWriter(o.w, o.h)
 	if err != nil {
 		return nil, 0, 0, err
@@ -93,25 +95,31 @@ func RenderPreview(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	var pic image.Image
-	var pix []byte
-	var stride int
+	defer o.release()
+	// The pixels live only until they are encoded: pooled, like the
+	// overlay's grey plane, they are not a megabyte of garbage a result.
+	bpp := 1
 	if colour {
-		m := image.NewRGBA(image.Rect(0, 0, o.w, o.h))
+		bpp = 4
+	}
+	pixp := pixelPool.get(bpp * o.w * o.h)
+	defer pixelPool.put(pixp)
+	pix, stride := *pixp, bpp*o.w
+	var pic image.Image
+	if colour {
 		for y := 0; y < o.h; y++ {
-			row := m.Pix[y*m.Stride : y*m.Stride+4*o.w]
+			row := pix[y*stride : (y+1)*stride]
 			o.row(y, row, 4)
 			for x := 3; x < len(row); x += 4 {
 				row[x] = 0xff
 			}
 		}
-		pic, pix, stride = m, m.Pix, m.Stride
+		pic = &image.RGBA{Pix: pix, Stride: stride, Rect: image.Rect(0, 0, o.w, o.h)}
 	} else {
-		m := image.NewGray(image.Rect(0, 0, o.w, o.h))
 		for y := 0; y < o.h; y++ {
-			o.row(y, m.Pix[y*m.Stride:y*m.Stride+o.w], 1)
+			o.row(y, pix[y*stride:(y+1)*stride], 1)
 		}
-		pic, pix, stride = m, m.Pix, m.Stride
+		pic = &image.Gray{Pix: pix, Stride: stride, Rect: image.Rect(0, 0, o.w, o.h)}
 	}
 	if codec.TurboJPEG {
 		b, err := codec.EncodeJPEG(pix, o.w, o.h, stride, !colour, PreviewQuality)
@@ -128,6 +136,29 @@ func RenderPreview(img *Image, res Result, opts HeatmapOptions) ([]byte, int, in
 	return buf.Bytes(), o.w, o.h, nil
 }
 
+// slicePool keeps large slices between results (sync.Pool: what is not
+// used again is dropped at the next collections). get returns a slice of
+// length n, its contents undefined.
+type slicePool[T any] struct{ p sync.Pool }
+
+func (sp *slicePool[T]) get(n int) *[]T {
+	if v, ok := sp.p.Get().(*[]T); ok && cap(*v) >= n {
+		*v = (*v)[:n]
+		return v
+	}
+	s := make([]T, n)
+	return &s
+}
+
+func (sp *slicePool[T]) put(s *[]T) { sp.p.Put(s) }
+
+// pixelPool holds the preview's pixels, planePool the overlay's
+// downscaled grey plane: a megabyte each for a 512-pixel preview.
+var (
+	pixelPool slicePool[byte]
+	planePool slicePool[float32]
+)
+
 // overlay draws one result over its image at one output size.
 type overlay struct {
 	w, h   int
@@ -138,6 +169,15 @@ type overlay struct {
 	cw     int
 	xs, ys []camTap
 	alpha  float64
+	plane  *[]float32 // the downscaled grey, from planePool; see release
+}
+
+// release gives the overlay's pooled memory back; o is not used after.
+func (o *overlay) release() {
+	if o.plane != nil {
+		planePool.put(o.plane)
+		o.plane = nil
+	}
 }
 
 // newOverlay checks res against img and prepares the drawing at most
@@ -190,7 +230,8 @@ func newOverlay(img *Image, res Result, maxEdge int, alpha float64, colour bool)
 	// the image is kept as stored words), or the downscaled plane.
 	o.grey = img.rows(image.Rect(0, 0, W, H))
 	if o.w != W || o.h != H {
-		grey := make([]float32, o.w*o.h)
+		o.plane = planePool.get(o.w * o.h)
+		grey := *o.plane
 		resizeRows(img.adder(image.Rect(0, 0, W, H)), image.Rect(0, 0, W, H), grey, o.w, o.h, true)
 		ow := o.w
 		o.grey = func(y int, _ []float32) []float32 { return grey[y*ow : (y+1)*ow] }

@@ -161,7 +161,7 @@ func BenchmarkWaitingOrdersLooks(b *testing.B) {
 // drives its own watcher and starts none.
 func newBenchHarness(b *testing.B, mutate func(*Options)) *harness {
 	h := newIdleHarness(b, mutate)
-	if strings.Contains(b.Name(), "StatLatency") {
+	if strings.Contains(b.Name(), "StatLatency") || strings.Contains(b.Name(), "OrderPlumbing") {
 		require.NoError(b, h.p.Start(context.Background()))
 		b.Cleanup(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -139,6 +139,9 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		if where == "" {
 			where = dc.Config.Address
 		}
+		if where == "" && dc.Config.Host != "" {
+			where = fmt.Sprintf("%s@%s:%d", dc.Config.CalledAE, dc.Config.Host, dc.Config.Port)
+		}
 		probe(fmt.Sprintf("connect destination %s %s (%s)", name, where, t.ProbeDoes), func(ctx context.Context) error {
 			return t.Probe(ctx, dc)
 		})

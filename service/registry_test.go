@@ -14,7 +14,7 @@ import (
 // radgate.yaml; the config package knows none of them.
 func TestDestinationTypesCheckTheirKeys(t *testing.T) {
 	reg := radgate.DefaultRegistry()
-	require.Equal(t, []string{"dicomweb", "fhir", "hl7v2"}, reg.DestinationTypes(), "the adapters register at init")
+	require.Equal(t, []string{"dicomweb", "dimse", "fhir", "hl7v2"}, reg.DestinationTypes(), "the adapters register at init")
 	for _, tc := range []struct{ yaml, want string }{
 		{"destinations:\n  b:\n    type: fhir\n    url: http://x/fhir\n    parametric_map: true\n",
 			"radgate.yaml:5:21: destinations.b.parametric_map: parametric_map does not apply to a fhir destination (its keys: [type timeout auth tls pdf_report url])"},
@@ -24,8 +24,13 @@ func TestDestinationTypesCheckTheirKeys(t *testing.T) {
 			"radgate.yaml:3:5: destinations.p: stores nothing: set sc, sr, parametric_map or pdf_report"},
 		{"destinations:\n  p:\n    type: dicomweb\n    url: ftp://x\n", `radgate.yaml:4:10: destinations.p.url: "ftp://x" is not a URL with scheme http or https and a host`},
 		{"destinations:\n  p:\n    type: dicomweb\n    url: http://x/\n    sc_when_unmarked: never\n", `radgate.yaml:5:23: destinations.p.sc_when_unmarked:`},
-		{"destinations:\n  p:\n    type: dimse\n", `radgate.yaml:3:11: destinations.p.type: unknown destination type "dimse" (known: [dicomweb fhir hl7v2])`},
-		{"destinations:\n  p:\n    url: http://x/\n", `radgate.yaml:3:5: destinations.p: type must be set (known: [dicomweb fhir hl7v2])`},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n", "radgate.yaml:3:5: destinations.p: called_ae must be set for a dimse destination (the PACS's AE title)"},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 99999\n    called_ae: PACS\n", "radgate.yaml:5:11: destinations.p.port: port must be set to the PACS's DICOM port, 1 to 65535 (got 99999)"},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    calling_ae: 'RAD\\GATE'\n", `radgate.yaml:7:17: destinations.p.calling_ae: AE title "RAD\\GATE" has a character outside`},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    url: http://x/\n", "radgate.yaml:7:10: destinations.p.url: url does not apply to a dimse destination (its keys: [type timeout auth tls pdf_report host port called_ae calling_ae sc sr sc_when_unmarked parametric_map])"},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    tls: {}\n", "radgate.yaml:7:10: destinations.p.tls: tls applies to HTTP destinations only; a dimse destination does not use it"},
+		{"destinations:\n  p:\n    type: nomad\n", `radgate.yaml:3:11: destinations.p.type: unknown destination type "nomad" (known: [dicomweb dimse fhir hl7v2])`},
+		{"destinations:\n  p:\n    url: http://x/\n", `radgate.yaml:3:5: destinations.p: type must be set (known: [dicomweb dimse fhir hl7v2])`},
 	} {
 		cfg, err := config.Load("radgate.yaml", []byte(tc.yaml))
 		require.NoError(t, err, "config itself accepts %q", tc.yaml)

@@ -84,16 +84,7 @@ var (
 // Pictures: the Secondary Capture shows the heatmap at full resolution
 // (an unmarked result's SC is made from the scored instance itself); the
 // PDF report, when stored, shows the preview or the thumbnail.
-func (s *Sink) Pictures() radgate.Pictures {
-	var p radgate.Pictures
-	if s.opts.SC {
-		p |= radgate.PictureHeatmap
-	}
-	if s.opts.PDF != nil {
-		p |= radgate.PicturePreview | radgate.PictureThumbnail
-	}
-	return p
-}
+func (s *Sink) Pictures() radgate.Pictures { return derived.PicturesFor(s.opts.SC, s.opts.PDF != nil) }
 
 // NewSink returns a sink that stores through c. It does no I/O; opts are
 // checked by Deliver (and by SinkOptions.Validate, which configuration
@@ -197,55 +188,28 @@ func (s *Sink) store(ctx context.Context, r radgate.Result) (radgate.Receipt, er
 	in := derived.FromResult(r)
 	in.SCWhenUnmarked = s.opts.SCWhenUnmarked
 	in.Logger = s.opts.Logger
-	u := in.UIDs()
-	var (
-		files  [][]byte
-		report string
-	)
-	path := func(series, sop string) string {
-		return "studies/" + r.StudyInstanceUID + "/series/" + series + "/instances/" + sop
-	}
+	set := derived.Set{SC: s.opts.SC, SR: s.opts.SR, ParametricMap: s.opts.ParametricMap}
 	if s.opts.PDF != nil {
-		doc, err := s.opts.PDF(ctx, r)
-		if err != nil {
+		if set.PDF, err = s.opts.PDF(ctx, r); err != nil {
 			return fail(fmt.Errorf("rendering the PDF report: %w", err))
 		}
-		f, err := derived.EncapsulatedPDF(src, in, doc)
-		if err != nil {
-			return fail(err)
-		}
-		files, report = append(files, f), path(u.PDFSeries, u.PDF)
-	}
-	if s.opts.ParametricMap {
-		f, err := derived.ParametricMap(src, in)
-		switch {
-		case errors.Is(err, derived.ErrNoParametricMap):
-		case err != nil:
-			return fail(err)
-		default:
-			files, report = append(files, f), path(u.PMSeries, u.PM)
+		if set.PDF == nil {
+			set.PDF = []byte{} // refused by derived as no PDF, as before Set existed
 		}
 	}
-	if s.opts.SC {
-		f, err := derived.SecondaryCapture(src, in)
-		switch {
-		case errors.Is(err, derived.ErrNoSecondaryCapture):
-		case err != nil:
-			return fail(err)
-		default:
-			files, report = append(files, f), path(u.SCSeries, u.SC)
-		}
+	objects, err := derived.Derive(src, in, set)
+	if err != nil {
+		return fail(err)
 	}
-	if s.opts.SR {
-		f, err := derived.StructuredReport(src, in)
-		if err != nil {
-			return fail(err)
-		}
-		files, report = append(files, f), path(u.SRSeries, u.SR)
-	}
-	if len(files) == 0 {
+	if len(objects) == 0 {
 		return radgate.Receipt{}, nil
 	}
+	files := make([][]byte, len(objects))
+	for i, o := range objects {
+		files[i] = o.File
+	}
+	last := objects[len(objects)-1]
+	report := "studies/" + r.StudyInstanceUID + "/series/" + last.SeriesInstanceUID + "/instances/" + last.SOPInstanceUID
 	res, err := s.c.Store(ctx, files...)
 	if err != nil && !onlyDuplicates(res, len(files)) {
 		return fail(err)

@@ -119,3 +119,36 @@ func startStorescp(b *testing.B, args ...string) string {
 		}
 	}
 }
+
+// BenchmarkAssociationSetup: one association requested, accepted (one
+// storage context and Verification) and released over loopback, from our
+// Dialer to radgate's Storage SCP as serve builds it (Intake admitting the
+// caller from the facility list, the image store's room checked) and, in
+// the same run, to dcmtk's storescp.
+func BenchmarkAssociationSetup(b *testing.B) {
+	ctxs := StoreContexts([]string{StorageSOPClasses[0]}, ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+	run := func(b *testing.B, addr string) {
+		ctx := context.Background()
+		d := &Dialer{CallingAE: "BENCH", CalledAE: "RADGATE"}
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			a, err := d.Dial(ctx, addr, ctxs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := a.Release(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("radgate", func(b *testing.B) {
+		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour, MaxBytes: 1 << 30})
+		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
+			MaxInstanceBytes: 64 << 20, MinFreeBytes: 1 << 20}
+		addr, _ := startServer(b, &Server{AETitle: "RADGATE", Accept: in.Accept, Store: in})
+		run(b, addr)
+	})
+	b.Run("storescp", func(b *testing.B) {
+		run(b, startStorescp(b))
+	})
+}

@@ -36,6 +36,9 @@
 //
 // Dialer requests associations; Association.Echo and Association.Store
 // are the Verification and Storage SCU; Release and Abort end it.
+// SplitPart10 takes a file apart for C-STORE, and ExplicitToImplicit
+// re-encodes its data set for a peer that accepts only Implicit VR Little
+// Endian. radgate's dimse destination (sink*.go) is built on these.
 //
 // # Commands
 //

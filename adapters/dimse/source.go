@@ -64,8 +64,10 @@ type Archive struct {
 	kv       jetstream.KeyValue
 	maxBytes int64
 
-	mu   sync.Mutex
-	acsn map[string]string // accession number → study UID, as indexed by this process
+	mu     sync.Mutex
+	acsn   map[string]string // accession number → study UID, as indexed by this process
+	size   int64             // the store's size as last read (used), at sizeAt
+	sizeAt time.Time
 }
 
 var _ radgate.StudySource = (*Archive)(nil)
@@ -103,14 +105,36 @@ func (a *Archive) Room(ctx context.Context, need int64) error {
 	if a.maxBytes <= 0 {
 		return nil
 	}
-	st, err := a.obj.Status(ctx)
+	used, err := a.used(ctx)
 	if err != nil {
-		return fmt.Errorf("reading the image store's size: %w", err)
+		return err
 	}
-	if left := a.maxBytes - int64(st.Size()); left < need {
+	if left := a.maxBytes - used; left < need {
 		return fmt.Errorf("%w: %d bytes left of retention.images.max_bytes %d, under dimse.min_free_bytes %d", ErrStorageLow, max(left, 0), a.maxBytes, need)
 	}
 	return nil
+}
+
+// sizeFresh is how long a reading of the image store's size is reused: an
+// association set-up need not ask JetStream each time.
+const sizeFresh = time.Second
+
+// used is the image store's size, read at most once a sizeFresh.
+func (a *Archive) used(ctx context.Context) (int64, error) {
+	a.mu.Lock()
+	if time.Since(a.sizeAt) < sizeFresh {
+		defer a.mu.Unlock()
+		return a.size, nil
+	}
+	a.mu.Unlock()
+	st, err := a.obj.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the image store's size: %w", err)
+	}
+	a.mu.Lock()
+	a.size, a.sizeAt = int64(st.Size()), time.Now()
+	a.mu.Unlock()
+	return int64(st.Size()), nil
 }
 
 // RecordOf reads the index record of a Part 10 file: its header only.
@@ -149,6 +173,9 @@ func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) er
 	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID), Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}}, bytes.NewReader(part10)); err != nil {
 		return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
 	}
+	a.mu.Lock()
+	a.size += int64(len(part10)) // what Room reads until the next look at the store
+	a.mu.Unlock()
 	b, _ := json.Marshal(rec)
 	if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
 		return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)

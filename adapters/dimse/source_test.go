@@ -12,21 +12,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate"
-	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/internal/demo"
 )
 
 func newArchive(t testing.TB, l ArchiveLimits) *Archive {
 	t.Helper()
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
-	a, err := EnsureArchive(t.Context(), topo.JS, l)
+	a, err := EnsureArchive(t.Context(), newJetStream(t), l)
 	require.NoError(t, err)
 	return a
 }

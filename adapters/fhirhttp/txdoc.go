@@ -18,6 +18,10 @@ type txDoc struct {
 	ResourceType string     `json:"resourceType"`
 	Type         string     `json:"type"`
 	Entry        []*txEntry `json:"entry"`
+
+	// held are the attachments' base64 texts set aside while the
+	// document is open (holdAttachments); marshal puts them back.
+	held [][]byte
 }
 
 type txEntry struct {
@@ -26,17 +30,114 @@ type txEntry struct {
 	Request  map[string]any `json:"request,omitempty"`
 }
 
-func openTx(b []byte) (*txDoc, error) {
+// openTx opens a built transaction for editing. The attachments' base64
+// (a Media's picture, a report's PDF: most of the bytes) is set aside
+// first and written back by marshal as it was — no edit reads it, and
+// decoding it into the maps and encoding it again cost more than the rest
+// of the delivery's JSON.
+func openTx(b []byte) (*txDoc, error) { return openTxHolding(b, true) }
+
+func openTxHolding(b []byte, hold bool) (*txDoc, error) {
+	var held [][]byte
+	if hold {
+		b, held = holdAttachments(b)
+	}
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
 	var doc txDoc
 	if err := d.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("reading the built transaction: %w", err)
 	}
+	doc.held = held
 	return &doc, nil
 }
 
-func (d *txDoc) marshal() ([]byte, error) { return json.Marshal(d) }
+func (d *txDoc) marshal() ([]byte, error) {
+	out, err := json.Marshal(d)
+	if err != nil || len(d.held) == 0 {
+		return out, err
+	}
+	// Every placeholder gets its attachment back, and so does every copy
+	// an edit made of one, as the map would have had it.
+	size := len(out)
+	for _, h := range d.held {
+		size += len(h)
+	}
+	full := make([]byte, 0, size)
+	rest := out
+	for {
+		at := bytes.Index(rest, []byte(heldPrefix))
+		if at < 0 {
+			break
+		}
+		digits := rest[at+len(heldPrefix):]
+		n := 0
+		for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+			n++
+		}
+		i, err := strconv.Atoi(string(digits[:n]))
+		if err != nil || n >= len(digits) || digits[n] != '"' || i >= len(d.held) {
+			return nil, fmt.Errorf("writing the transaction: a set-aside attachment's placeholder is damaged")
+		}
+		full = append(append(full, rest[:at]...), d.held[i]...)
+		rest = digits[n+1:]
+	}
+	return append(full, rest...), nil
+}
+
+// minHeld is the shortest attachment worth setting aside.
+const minHeld = 1024
+
+// heldPlaceholder is the JSON string standing for held attachment i: its
+// text as written in the bundle is also how encoding/json writes it back
+// (a NUL is written \u0000), and no FHIR value holds a NUL.
+func heldPlaceholder(i int) string { return heldPrefix + strconv.Itoa(i) + `"` }
+
+const heldPrefix = `"\u0000radgate-attachment-`
+
+// holdAttachments replaces each "data" value of at least minHeld base64
+// characters by a placeholder and returns the bundle and the values (with
+// their quotes). A bundle that already holds the placeholders' text is
+// left as it is.
+func holdAttachments(b []byte) ([]byte, [][]byte) {
+	const key = `"data":"`
+	if bytes.Contains(b, []byte(`radgate-attachment-`)) || !bytes.Contains(b, []byte(key)) {
+		return b, nil
+	}
+	var held [][]byte
+	out := make([]byte, 0, len(b))
+	rest := b
+	for {
+		at := bytes.Index(rest, []byte(key))
+		if at < 0 {
+			break
+		}
+		start := at + len(key) - 1 // the opening quote
+		v := rest[start+1:]
+		n := 0
+		for n < len(v) && base64Chars[v[n]] {
+			n++
+		}
+		end := start + 1 + n // the closing quote, if the value is base64
+		if n < minHeld || n == len(v) || v[n] != '"' {
+			out = append(out, rest[:start]...)
+			rest = rest[start:]
+			continue
+		}
+		out = append(append(out, rest[:start]...), heldPlaceholder(len(held))...)
+		held = append(held, rest[start:end+1])
+		rest = rest[end+1:]
+	}
+	return append(out, rest...), held
+}
+
+// base64Chars marks the bytes of standard base64 text.
+var base64Chars = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=") {
+		t[c] = true
+	}
+	return t
+}()
 
 // find returns the first entry of a resource type, or nil.
 func (d *txDoc) find(resourceType string) *txEntry {
