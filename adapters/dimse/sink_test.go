@@ -39,7 +39,7 @@ var sinkEngine = radgate.EngineInfo{
 }
 
 // newJetStream starts an embedded NATS server for the test.
-func newJetStream(t *testing.T) jetstream.JetStream {
+func newJetStream(t testing.TB) jetstream.JetStream {
 	t.Helper()
 	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
