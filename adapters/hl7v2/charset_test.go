@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/dicomcs"
 	"github.com/radgate/radgate/inference"
 )
@@ -202,18 +203,30 @@ func TestORUCharsetDefault(t *testing.T) {
 
 // A study pushed to radgate, its ORU sent to a real HL7 receiver
 // (python3-hl7) configured for ISO IR87: PID-3 and PID-5 come from the
-// image in radgate's store (never from the outbox, which holds no name),
-// PID-5 in JIS X 0208 by escape sequences.
+// image in radgate's image store (adapters/dimse Archive, as the Storage
+// SCP keeps it; never from the outbox, which holds no name), PID-5 in JIS
+// X 0208 by escape sequences. The store's study carries the decoded
+// Institution Name that facility matching reads.
 func TestResultSinkPushedStudyIR87OnPythonReceiver(t *testing.T) {
 	needPeer(t, false)
 	ctx := t.Context()
 	js := embeddedJS(t)
 	peer := startReceiver(t, "")
 	store := newImageStore(t, "jp-ir87-kanji.dcm")
+	archive, err := dimse.EnsureArchive(ctx, js, dimse.ArchiveLimits{})
+	require.NoError(t, err)
+	for _, part10 := range store.files {
+		rec, err := dimse.RecordOf(part10)
+		require.NoError(t, err)
+		require.NoError(t, archive.Put(ctx, rec, part10))
+	}
+	st, err := archive.FindStudy(ctx, radgate.StudyQuery{StudyInstanceUID: store.meta(t, "jp-ir87-kanji.dcm").StudyInstanceUID})
+	require.NoError(t, err)
+	require.Equal(t, "京都府立医科大学附属病院", st.InstitutionName)
 	sink, err := NewResultSink(ResultSinkOptions{
 		JS: js, Address: peer.addr,
 		ORU:      ORUOptions{ReceivingApplication: HD{Namespace: "RIS"}, Charset: CharsetIR87},
-		Patients: &Patients{Images: store},
+		Patients: &Patients{Images: archive},
 		Client:   ClientOptions{DialTimeout: 5 * time.Second, AckTimeout: 10 * time.Second, MaxAttempts: 1},
 	})
 	require.NoError(t, err)
