@@ -57,7 +57,8 @@ func TestArchitectureImportRules(t *testing.T) {
 		"/broker":    {"/config"},
 		"/billing":   {"/broker", "/config"},
 		"/fhir":      {""},
-		"/inference": {"/inference/codec"},
+		"/inference": {"/inference/codec", "/dicomcs"},
+		"/dicomcs":   nil,
 	} {
 		for _, imp := range imports(t, pkg) {
 			if !strings.HasPrefix(imp, module) {

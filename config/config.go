@@ -308,6 +308,12 @@ type Destination struct {
 	// which current viewers overlay with adjustable opacity (default
 	// false).
 	ParametricMap bool `yaml:"parametric_map"`
+	// Charset (hl7v2) is the character set of the ORU^R01, as MSH-18
+	// names it: "UNICODE UTF-8" (the default), "ISO IR87" (ISO 2022: ASCII
+	// and JIS X 0208 kanji by escape sequences, MSH-18 "~ISO IR87") or
+	// "ISO IR13" (ASCII and JIS X 0201 half-width katakana, MSH-18 "~ISO
+	// IR13"), whichever the RIS reads.
+	Charset string `yaml:"charset"`
 	// SendingApplication, SendingFacility, ReceivingApplication and
 	// ReceivingFacility (hl7v2) are MSH-3 to MSH-6 of the ORU^R01.
 	SendingApplication   string `yaml:"sending_application"`

@@ -77,9 +77,12 @@ type droppedAttr struct {
 }
 
 // copiedTags are the Patient, General Study and Patient Study attributes
-// copied from the source, with their VRs and types (2: written empty when
-// the source has no valid value; 3: left out). enum, when set, lists the
-// values allowed.
+// copied from the source, and its Institution Name (General Equipment: the
+// institution the object is made for, which a PACS files and routes by),
+// with their VRs and types (2: written empty when the source has no valid
+// value; 3: left out). enum, when set, lists the values allowed. Their text
+// is decoded by the source's Specific Character Set (inference.ReadText)
+// and written in UTF-8 (ISO_IR 192).
 var copiedTags = []struct {
 	t    tag.Tag
 	vr   string
@@ -97,6 +100,8 @@ var copiedTags = []struct {
 	{tag.PatientAge, "AS", 3, nil},
 	{tag.StudyInstanceUID, "UI", 1, nil},
 	{tag.StudyID, "SH", 2, nil},
+	{tag.StudyDescription, "LO", 3, nil},
+	{tag.InstitutionName, "LO", 3, nil},
 }
 
 // readSource parses the header of the source instance (any transfer syntax:
@@ -115,7 +120,21 @@ func readSource(data []byte) (src *source, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: reading the header: %v", ErrSource, err)
 	}
+	// The text as the source's Specific Character Set encodes it: the
+	// library splits values on 0x5C before decoding (breaking a kanji whose
+	// second byte is 0x5C) and has no JIS X 0201 katakana in G1. Its own
+	// reading stays for a character set dicomcs does not know.
+	text, err := inference.ReadText(data)
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading the header's text: %v", ErrSource, err)
+	}
+	if text.CharacterSetErr != nil {
+		text = nil
+	}
 	get := func(t tag.Tag) (string, bool) {
+		if v, ok := text.String(t); ok {
+			return strings.TrimRight(v, " \x00"), true
+		}
 		e, err := ds.FindElementByTag(t)
 		if err != nil || e.Value == nil || e.Value.ValueType() != dicom.Strings {
 			return "", false

@@ -148,7 +148,9 @@ type Meta struct {
 	Modality          string
 	BodyPartExamined  string
 	ViewPosition      string
-	// InstitutionName is (0008,0080) as the DICOM library decodes it.
+	// InstitutionName is (0008,0080), decoded by its Specific Character
+	// Set (package dicomcs): ISO 2022 IR 87 kanji, half-width katakana,
+	// UTF-8 and the ISO 8859 sets alike. Facility matching reads it.
 	InstitutionName   string
 	TransferSyntaxUID string
 
@@ -365,7 +367,7 @@ func parse(data []byte, headerOnly, inPlace bool, o DecodeOptions) (ds *dicom.Da
 	if !IsDICOM(data) {
 		return nil, nil, nil, fmt.Errorf("%w: no \"DICM\" marker after the 128-byte preamble", ErrNotDICOM)
 	}
-	c, err := checkStructure(data, o)
+	c, err := checkStructure(data, o, func(t tag.Tag) bool { return t == tag.SpecificCharacterSet || t == tag.InstitutionName })
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -433,5 +435,14 @@ func parse(data []byte, headerOnly, inPlace bool, o DecodeOptions) (ds *dicom.Da
 		return nil, nil, nil, err
 	}
 	meta.PresentationIntentType = strings.ToUpper(getString(ds.Elements, tag.PresentationIntentType))
+	// Text the library would decode wrong (it splits on 0x5C before
+	// decoding, and knows no G1 katakana): decoded here by dicomcs.
+	txt := newText(c.text)
+	if v, ok := txt.Values(tag.InstitutionName); ok && txt.CharacterSetErr == nil {
+		meta.InstitutionName = ""
+		if len(v) > 0 {
+			meta.InstitutionName = v[0] // LO, VM 1: the first value, as getString reads
+		}
+	}
 	return ds, meta, pixels, nil
 }

@@ -37,12 +37,22 @@ type checked struct {
 	// native is the value of a top-level defined-length Pixel Data
 	// element: a slice of file, or nil.
 	native []byte
+	// text holds the raw values of the top-level string elements the
+	// caller asked for (slices of the data walked).
+	text map[tag.Tag]rawText
+}
+
+// rawText is a string element's value field as stored, with its VR.
+type rawText struct {
+	vr  string
+	raw []byte
 }
 
 // checkStructure validates the file meta information and the lengths of
 // every element of the data set, inflating a deflated one within o's
-// limits. See checked.
-func checkStructure(data []byte, o DecodeOptions) (checked, error) {
+// limits, and keeps the raw values of the top-level string elements keep
+// accepts (none when nil). See checked.
+func checkStructure(data []byte, o DecodeOptions, keep func(tag.Tag) bool) (checked, error) {
 	ts, start, err := readFileMeta(data)
 	if err != nil {
 		return checked{}, err
@@ -66,6 +76,10 @@ func checkStructure(data []byte, o DecodeOptions) (checked, error) {
 	}
 	var private []span
 	w := walker{bo: bo, implicit: implicit, native: &c.native, private: &private}
+	if keep != nil {
+		c.text = map[tag.Tag]rawText{}
+		w.keep, w.text = keep, c.text
+	}
 	if _, err := w.elements(ds, 0, false); err != nil {
 		return checked{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -163,6 +177,15 @@ func readFileMeta(data []byte) (ts string, start int, err error) {
 	return ts, p, nil
 }
 
+// stringVR reports the VRs whose values are character strings.
+func stringVR(vr string) bool {
+	switch vr {
+	case "AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT":
+		return true
+	}
+	return false
+}
+
 func longVR(vr string) bool {
 	switch vr {
 	case "OB", "OW", "OF", "OD", "OL", "OV", "SQ", "UN", "UT", "UC", "UR", "SV", "UV":
@@ -176,6 +199,9 @@ type walker struct {
 	implicit bool
 	native   *[]byte // set to the first top-level defined-length Pixel Data value
 	private  *[]span // when set, gets the top-level private elements
+	// keep selects the top-level string elements whose values go to text.
+	keep func(tag.Tag) bool
+	text map[tag.Tag]rawText
 }
 
 // span is a byte range [start, end) of a data set.
@@ -251,6 +277,9 @@ func (w walker) elements(b []byte, depth int, untilDelim bool) (int, error) {
 		}
 		if depth == 0 && !untilDelim && t == tag.PixelData && w.native != nil && *w.native == nil {
 			*w.native = rest[:vl:vl]
+		}
+		if depth == 0 && !untilDelim && w.keep != nil && stringVR(vr) && w.keep(t) {
+			w.text[t] = rawText{vr, rest[:vl:vl]}
 		}
 		if vr == "SQ" || (w.implicit && tag.GetVRKind(t, vr) == tag.VRSequence) {
 			if _, err := w.items(rest[:vl], depth+1, t); err != nil {

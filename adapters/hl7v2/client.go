@@ -161,7 +161,8 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// Send sends msg and returns its acknowledgement once an AA (or CA)
+// Send sends msg (as Message.Wire gives it: in the character set its MSH-18
+// declares) and returns its acknowledgement once an AA (or CA)
 // arrives whose MSA-2 is msg's control id. It retries, with backoff, after
 // a timeout, a broken connection (reconnecting) or an AE, up to
 // MaxAttempts; an AR is final at once.
@@ -175,7 +176,8 @@ func (c *Client) Send(ctx context.Context, msg *Message) (*Message, error) {
 	if ctrl == "" {
 		return nil, errors.New("hl7v2: Send: the message has no control id (MSH-10)")
 	}
-	frame := AppendFrame(nil, msg.Encode())
+	wire, _ := msg.Wire() // in the character set MSH-18 declares
+	frame := AppendFrame(nil, wire)
 
 	// Close interrupts the send through its context.
 	parent := ctx

@@ -34,7 +34,16 @@
 // identifier with radgate.CheckIdentifier and CheckUID; ORU builds the
 // ORU^R01 for a radgate.Result. An order event never holds a patient's
 // name; PID-5 of an ORU is read when it is sent (PatientSource: the FHIR
-// Patient, or the ORM's PID kept by Received) and never stored.
+// Patient, the ORM's PID kept by Received, or — for a study pushed to
+// radgate — the scored image's Patient's Name, decoded by its Specific
+// Character Set, one repetition per component group) and never stored.
+//
+// # Character sets
+//
+// Messages are built in UTF-8; the ORU goes on the wire in the character
+// set the destination's charset names (Message.Wire, MSH-18): UNICODE
+// UTF-8 (the default), ISO IR87 (JIS X 0208 by ISO 2022 escape
+// sequences) or ISO IR13 (JIS X 0201 half-width katakana).
 //
 // # Exposure
 //

@@ -8,7 +8,6 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/fhir"
@@ -48,6 +47,9 @@ type ORUOptions struct {
 	// PatientName is PID-5, read from the order's source when the message
 	// is sent (see PatientSource); zero writes UnknownName.
 	PatientName Name
+	// Charset is the character set MSH-18 declares (CharsetUTF8 when "",
+	// CharsetIR87, CharsetIR13); Message.Wire converts to it.
+	Charset string
 }
 
 // Observation identifiers (OBX-3) of the OBX segments ORU writes, coding
@@ -294,7 +296,9 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		setCharset(m)
+		if err := declareCharset(m, opts.Charset); err != nil {
+			return nil, err
+		}
 		return m, nil
 	}
 
@@ -355,7 +359,9 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	setCharset(m)
+	if err := declareCharset(m, opts.Charset); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -424,18 +430,4 @@ func imageNotes(images []radgate.ImageNote) []string {
 		}
 	}
 	return notes
-}
-
-// setCharset declares UTF-8 in MSH-18 when the message holds non-ASCII
-// text (HL7's default character set is ASCII).
-func setCharset(m *Message) {
-	for _, s := range m.segs {
-		str := s.String()
-		for i := 0; i < len(str); i++ {
-			if str[i] >= utf8.RuneSelf {
-				_ = m.msh().SetComponents(18, "UNICODE UTF-8")
-				return
-			}
-		}
-	}
 }

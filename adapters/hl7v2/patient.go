@@ -11,7 +11,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/suyashkumar/dicom/pkg/tag"
+
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/dicomcs"
+	"github.com/radgate/radgate/inference"
 )
 
 // Patient names are never part of radgate's state: not in an order event,
@@ -121,10 +125,15 @@ func (r *Received) Get(ctx context.Context, orderID string) (*Message, error) {
 }
 
 // Name is a person's name as an XPN (PID-5): family name, given name,
-// further given names, suffix, prefix, and name type (table 0200: L legal,
-// D display, …). It exists only while an ORU is sent.
+// further given names, suffix, prefix, name type (table 0200: L legal, D
+// display, …) and name representation (XPN-8, table 4000: A alphabetic, I
+// ideographic, P phonetic). Others are further repetitions of PID-5: the
+// other forms of one name (a DICOM Person Name's ideographic, phonetic and
+// alphabetic groups). It exists only while an ORU is sent.
 type Name struct {
 	Family, Given, Middle, Suffix, Prefix, Type string
+	Representation                              string
+	Others                                      []Name
 }
 
 // IsZero reports whether n holds no name.
@@ -147,26 +156,66 @@ func (n Name) xpn(d Delimiters) string {
 		return strings.ReplaceAll(UnknownName, "^", string(d.ComponentSep))
 	}
 	clean := func(s string) string { return d.Escape(strings.Join(strings.FieldsFunc(s, isControl), " ")) }
-	return joinComponents(d, clean(n.Family), clean(n.Given), clean(n.Middle), clean(n.Suffix), clean(n.Prefix), "", clean(n.Type))
+	out := joinComponents(d, clean(n.Family), clean(n.Given), clean(n.Middle), clean(n.Suffix), clean(n.Prefix), "", clean(n.Type), clean(n.Representation))
+	for _, o := range n.Others {
+		if !o.IsZero() {
+			o.Others = nil
+			out += string(d.RepetitionSep) + o.xpn(d)
+		}
+	}
+	return out
+}
+
+// nameOfDICOM is PID-5 for a DICOM Person Name: one repetition per
+// component group, the ideographic form first, then the phonetic, then
+// the alphabetic (the order Japanese HL7 (JAHIS) systems read), each
+// with its XPN-8 code.
+func nameOfDICOM(p dicomcs.PersonName) Name {
+	var names []Name
+	for _, code := range []string{"I", "P", "A"} {
+		for _, g := range p.Groups() {
+			if g.Code == code {
+				names = append(names, Name{Family: g.Family, Given: g.Given, Middle: g.Middle,
+					Prefix: g.Prefix, Suffix: g.Suffix, Representation: g.Code})
+			}
+		}
+	}
+	if len(names) == 0 {
+		return Name{}
+	}
+	n := names[0]
+	n.Others = names[1:]
+	return n
 }
 
 func isControl(r rune) bool { return r < 0x20 || (r >= 0x7f && r < 0xa0) }
 
-// nameOfPID reads PID-5's first repetition.
+// nameOfPID reads PID-5: its first repetition, and the others (a Japanese
+// RIS sends the kanji and the kana forms) as Others.
 func nameOfPID(m *Message) Name {
 	pid := m.Segment("PID")
 	if pid == nil {
 		return Name{}
 	}
-	v := func(comp int) string { return value(pid, 5, 1, comp, 1) }
-	n := Name{Family: v(1), Given: v(2), Middle: v(3), Suffix: v(4), Prefix: v(5), Type: v(7)}
-	if isLatin1(m.Charset()) {
-		for _, p := range []*string{&n.Family, &n.Given, &n.Middle, &n.Suffix, &n.Prefix} {
-			*p = latin1(*p)
+	var names []Name
+	for r := 1; r <= max(pid.Reps(5), 1); r++ {
+		v := func(comp int) string { return value(pid, 5, r, comp, 1) }
+		n := Name{Family: v(1), Given: v(2), Middle: v(3), Suffix: v(4), Prefix: v(5), Type: v(7), Representation: v(8)}
+		if isLatin1(m.Charset()) {
+			for _, p := range []*string{&n.Family, &n.Given, &n.Middle, &n.Suffix, &n.Prefix} {
+				*p = latin1(*p)
+			}
+		}
+		if !n.IsZero() {
+			names = append(names, n)
 		}
 	}
-	if n.IsZero() {
+	if len(names) == 0 {
 		return Name{}
+	}
+	n := names[0]
+	if len(names) > 1 {
+		n.Others = names[1:]
 	}
 	return n
 }
@@ -181,10 +230,10 @@ type Demographics struct {
 	Source string
 }
 
-// PatientSource looks up an order's Demographics at send time. Errors
-// wrapped with radgate.Transient are worth retrying.
+// PatientSource looks up the Demographics of a result's order at send
+// time. Errors wrapped with radgate.Transient are worth retrying.
 type PatientSource interface {
-	Demographics(ctx context.Context, order radgate.OrderStatus) (Demographics, error)
+	Demographics(ctx context.Context, r radgate.Result) (Demographics, error)
 }
 
 // FHIRReader reads a resource ("Patient/12") from the EHR's FHIR server;
@@ -195,13 +244,18 @@ type FHIRReader interface {
 
 // Patients is radgate's PatientSource: an order whose patient is a FHIR
 // Patient reference is read from FHIR (GET on the reference); an HL7
-// order's name comes from Received. Either may be nil.
+// order's name comes from Received; an order with neither (a study pushed
+// to radgate over DICOM, an ImagingStudy alone) takes its patient from the
+// scored image, read from Images (radgate's image store, then the PACS):
+// Patient's Name decoded by its Specific Character Set, Patient ID for
+// PID-3 when the order has no identifier. Any may be nil.
 type Patients struct {
 	FHIR FHIRReader
 	// FHIRBase is FHIR's base URL: an absolute Patient reference under it
 	// is read there; one elsewhere is not followed.
 	FHIRBase string
 	Received *Received
+	Images   radgate.StudySource
 }
 
 var _ PatientSource = (*Patients)(nil)
@@ -209,7 +263,8 @@ var _ PatientSource = (*Patients)(nil)
 // Demographics implements PatientSource. A missing source is no error (no
 // name, then); a FHIR Patient that cannot be read is, when the order has
 // no patient identifier of its own (PID-3 would be empty).
-func (p *Patients) Demographics(ctx context.Context, o radgate.OrderStatus) (Demographics, error) {
+func (p *Patients) Demographics(ctx context.Context, r radgate.Result) (Demographics, error) {
+	o := r.Order
 	hasID := o.Patient != nil && o.Patient.Identifier != nil && strings.TrimSpace(o.Patient.Identifier.Value) != ""
 	if o.Patient != nil && o.Patient.Reference != "" {
 		d, err := p.fromFHIR(ctx, o.Patient.Reference)
@@ -231,7 +286,69 @@ func (p *Patients) Demographics(ctx context.Context, o radgate.OrderStatus) (Dem
 			return Demographics{Name: nameOfPID(m), Source: "ORM"}, nil
 		}
 	}
+	if p.Images != nil && (o.Patient == nil || o.Patient.Reference == "") && !fromHL7(o) {
+		return p.fromImage(ctx, r)
+	}
 	return Demographics{}, nil
+}
+
+// fromImage reads the patient of the result's scored image (else the first
+// image the result names, else the study's first instance).
+func (p *Patients) fromImage(ctx context.Context, r radgate.Result) (Demographics, error) {
+	study, series, sop := r.StudyInstanceUID, r.SeriesInstanceUID, r.SOPInstanceUID
+	if study == "" {
+		study = r.Order.StudyInstanceUID
+	}
+	if sop == "" {
+		for _, im := range r.Images {
+			if im.SOPInstanceUID != "" {
+				series, sop = im.SeriesInstanceUID, im.SOPInstanceUID
+				break
+			}
+		}
+	}
+	if study == "" && r.Order.Accession == nil {
+		return Demographics{}, nil
+	}
+	if sop == "" {
+		q := radgate.StudyQuery{StudyInstanceUID: study}
+		if study == "" {
+			q.AccessionNumber = r.Order.Accession.Value
+		}
+		st, err := p.Images.FindStudy(ctx, q)
+		switch {
+		case errors.Is(err, radgate.ErrStudyNotFound):
+			return Demographics{}, nil
+		case err != nil:
+			return Demographics{}, fmt.Errorf("finding the study's images for the patient's name: %w", err)
+		}
+		study = st.StudyInstanceUID
+		for _, se := range st.Series {
+			if len(se.Instances) > 0 && sop == "" {
+				series, sop = se.SeriesInstanceUID, se.Instances[0].SOPInstanceUID
+			}
+		}
+		if sop == "" {
+			return Demographics{}, nil
+		}
+	}
+	data, err := p.Images.RetrieveInstance(ctx, study, series, sop)
+	switch {
+	case errors.Is(err, radgate.ErrStudyNotFound):
+		return Demographics{}, nil
+	case err != nil:
+		return Demographics{}, fmt.Errorf("reading image %s for the patient's name: %w", sop, err)
+	}
+	x, err := inference.ReadText(data)
+	if err != nil {
+		// Not an image radgate can read the name from: no name, no retry.
+		return Demographics{Source: "DICOM " + sop}, nil
+	}
+	d := Demographics{Source: "DICOM " + sop, Name: nameOfDICOM(x.PersonName(tag.PatientName))}
+	if id, _ := x.String(tag.PatientID); id != "" && radgate.CheckIdentifier("Patient ID (0010,0020)", id, 0) == nil {
+		d.Identifier = &radgate.Identifier{Value: id}
+	}
+	return d, nil
 }
 
 func fromHL7(o radgate.OrderStatus) bool {

@@ -16,24 +16,29 @@ func DestinationType() radgate.DestinationType {
 	return radgate.DestinationType{
 		Name:    "hl7v2",
 		Summary: "RIS over HL7 v2.5.1 MLLP: ORU^R01 (outbox in JetStream)",
-		Keys:    []string{"address", "sending_application", "sending_facility", "receiving_application", "receiving_facility"},
+		Keys:    []string{"address", "sending_application", "sending_facility", "receiving_application", "receiving_facility", "charset"},
 		Check: func(d config.Destination) []radgate.KeyError {
+			var errs []radgate.KeyError
+			if err := CheckCharset(d.Charset); err != nil {
+				errs = append(errs, radgate.KeyError{Key: "charset", Message: err.Error()})
+			}
 			if d.Address == "" {
-				return []radgate.KeyError{{Message: "address must be set for an hl7v2 destination (host:port of the RIS MLLP listener)"}}
+				return append(errs, radgate.KeyError{Message: "address must be set for an hl7v2 destination (host:port of the RIS MLLP listener)"})
 			}
 			if err := config.CheckHostPort(d.Address); err != nil {
-				return []radgate.KeyError{{Key: "address", Message: err.Error()}}
+				return append(errs, radgate.KeyError{Key: "address", Message: err.Error()})
 			}
-			return nil
+			return errs
 		},
 		New: func(dc radgate.DestinationContext) (radgate.Sink, error) {
 			d := dc.Config
 			// PID-5 (and PID-3 of an order known by a FHIR Patient
-			// reference) are read at send time: from the EHR's FHIR server
-			// or the ORM as received.
+			// reference or by its images alone) are read at send time: from
+			// the EHR's FHIR server, the ORM as received, or the scored
+			// image.
 			var patients *Patients
 			if dc.JetStream != nil {
-				patients = &Patients{Received: NewReceived(dc.JetStream)}
+				patients = &Patients{Received: NewReceived(dc.JetStream), Images: dc.Images}
 			}
 			if dc.EHR.BaseURL != "" && patients != nil {
 				ehr, err := fhirClient(dc)
@@ -48,6 +53,7 @@ func DestinationType() radgate.DestinationType {
 					SendingFacility:      HD{Namespace: d.SendingFacility},
 					ReceivingApplication: HD{Namespace: d.ReceivingApplication},
 					ReceivingFacility:    HD{Namespace: d.ReceivingFacility},
+					Charset:              d.Charset,
 				},
 				Client: ClientOptions{AckTimeout: d.RequestTimeout()},
 				Outbox: OutboxLimits{MaxAge: dc.Retention.HL7Outbox.MaxAge.D(), MaxBytes: int64(dc.Retention.HL7Outbox.MaxBytes)},

@@ -381,9 +381,10 @@ func (s *Server) serveConn(sc *serverConn) {
 	}
 }
 
-// handle parses a message and runs the handler, returning the ACK.
+// handle parses a message (in UTF-8: FromWire) and runs the handler,
+// returning the ACK.
 func (s *Server) handle(raw []byte, log *slog.Logger) (ack *Message) {
-	msg, err := Parse(raw)
+	msg, err := Parse(FromWire(raw))
 	if err != nil {
 		hdr, _ := ParseHeader(raw)
 		log.Warn("rejected malformed message", "control_id", controlIDOf(hdr), "err", err)

@@ -21,8 +21,9 @@ import (
 // result sink sent (or tried to send), one object per result copy: <key>.hl7
 // (see OutboxKey: the result id for the first result, <result id>-r2 for
 // amended revision 2, <result id>-r2x for the retraction of revision 2), the
-// message exactly as sent, with its delivery record in the object's
-// metadata (Meta* keys).
+// message as sent but for PID-5 (never stored) and its character set (kept
+// in UTF-8; Message.Wire converts it to what MSH-18 declares on every send),
+// with its delivery record in the object's metadata (Meta* keys).
 const BucketOutbox = "radgate_hl7_out"
 
 // Metadata keys of a stored message.
@@ -189,7 +190,7 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 	)
 	lookup := func() (Demographics, error) {
 		if !looked && s.opts.Patients != nil {
-			demo, demoErr = s.opts.Patients.Demographics(ctx, r.Order)
+			demo, demoErr = s.opts.Patients.Demographics(ctx, r)
 		}
 		looked = true
 		return demo, demoErr
@@ -256,6 +257,13 @@ func (s *ResultSink) Deliver(ctx context.Context, r radgate.Result) (radgate.Rec
 		}
 		if err := setPatientName(msg, d.Name); err != nil {
 			return fail("writing PID-5", err)
+		}
+		if err := declareCharset(msg, s.opts.ORU.Charset); err != nil {
+			return fail("declaring MSH-18", err)
+		}
+		if _, n := msg.Wire(); n > 0 {
+			s.log.Warn("characters the RIS's character set cannot hold were substituted", "result_id", r.ID,
+				"charset", s.opts.ORU.Charset, "characters", n)
 		}
 		s.log.Debug("patient demographics read for the ORU", "result_id", r.ID, "from", orNone(d.Source), "name", !d.Name.IsZero())
 	}
