@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/radgate/radgate/dicomcs"
 )
 
 // Tag is a data element tag, group in the high 16 bits.
@@ -94,6 +96,19 @@ func (d *Dataset) String(t Tag) string {
 		return ""
 	}
 	return strings.Trim(string(e.Value), " \x00")
+}
+
+// Text returns a text element's value decoded by the data set's Specific
+// Character Set (dicomcs: ISO 2022 with JIS X 0208/0201, UTF-8, Latin-1…),
+// padding removed; "" when absent. An unknown character set decodes its
+// ASCII and marks every other byte U+FFFD.
+func (d *Dataset) Text(t Tag) string {
+	e, ok := d.Get(t)
+	if !ok {
+		return ""
+	}
+	cs, _ := dicomcs.Parse(d.String(TagSpecificCharacterSet)) // an unknown set still decodes its ASCII
+	return strings.Trim(cs.DecodeString(e.Value, e.VR), " \x00")
 }
 
 // Set puts a text element (a matching key, or a return key when value is

@@ -3,10 +3,13 @@ package dimse
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate/dicomcs"
 )
 
 // seqItem is an undefined-length sequence (tag t) of one undefined-length
@@ -117,4 +120,28 @@ func FuzzDecodeIdentifier(f *testing.F) {
 		}
 		_ = d.String(TagStudyInstanceUID)
 	})
+}
+
+// A C-FIND answer's Institution Name in ISO 2022 IR 87 decodes to the
+// facility's name — the kanji whose second JIS byte is 0x5C (府) included.
+func TestDatasetTextDecodesByItsCharacterSet(t *testing.T) {
+	const name = "京都府立医科大学附属病院"
+	raw, subst := dicomcs.EncodeIR87(name)
+	if subst != 0 {
+		t.Fatalf("%d characters substituted", subst)
+	}
+	var d Dataset
+	d.Set(TagSpecificCharacterSet, "CS", `\ISO 2022 IR 87`)
+	d.Elements = append(d.Elements, Element{Tag: TagInstitutionName, VR: "LO", Value: raw})
+	slices.SortFunc(d.Elements, func(a, b Element) int { return cmpTag(a.Tag, b.Tag) })
+	back, err := DecodeDataset(d.Encode(true), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Text(TagInstitutionName); got != name {
+		t.Errorf("Text = %q, want %q", got, name)
+	}
+	if got := back.String(TagInstitutionName); got == name {
+		t.Error("String decodes too: the test proves nothing")
+	}
 }

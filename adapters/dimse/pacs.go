@@ -137,7 +137,7 @@ func (p *PACS) find(ctx context.Context, as *Association, level string, keys map
 func (p *PACS) FindStudy(ctx context.Context, q radgate.StudyQuery) (*radgate.Study, error) {
 	uid := radgate.StripUIDPrefix(q.StudyInstanceUID)
 	acsn := strings.TrimSpace(q.AccessionNumber)
-	keys := map[Tag]string{TagStudyInstanceUID: uid, TagAccessionNumber: "", TagInstitutionName: ""}
+	keys := map[Tag]string{TagStudyInstanceUID: uid, TagAccessionNumber: "", TagInstitutionName: "", TagSpecificCharacterSet: ""}
 	what := "Study Instance UID " + uid
 	switch {
 	case uid != "":
@@ -179,7 +179,7 @@ func (p *PACS) findStudy(ctx context.Context, as *Association, keys map[Tag]stri
 	}
 	s := studies[0]
 	st := &radgate.Study{StudyInstanceUID: s.String(TagStudyInstanceUID), AccessionNumber: s.String(TagAccessionNumber),
-		InstitutionName: s.String(TagInstitutionName)}
+		InstitutionName: s.Text(TagInstitutionName)}
 	if err := radgate.CheckUID("Study Instance UID", st.StudyInstanceUID); err != nil {
 		return nil, fmt.Errorf("dimse: C-FIND answer for %s: %w", what, err)
 	}
@@ -195,7 +195,7 @@ func (p *PACS) findStudy(ctx context.Context, as *Association, keys map[Tag]stri
 			return nil, fmt.Errorf("dimse: C-FIND answer for the series of study %s: %w", st.StudyInstanceUID, err)
 		}
 		images, err := p.find(ctx, as, LevelImage, map[Tag]string{TagStudyInstanceUID: st.StudyInstanceUID,
-			TagSeriesInstanceUID: sr.SeriesInstanceUID, TagSOPInstanceUID: "", TagSOPClassUID: "", TagViewPosition: "", TagInstitutionName: ""})
+			TagSeriesInstanceUID: sr.SeriesInstanceUID, TagSOPInstanceUID: "", TagSOPClassUID: "", TagViewPosition: "", TagInstitutionName: "", TagSpecificCharacterSet: ""})
 		if err != nil {
 			return nil, fmt.Errorf("dimse: instances of series %s: %w", sr.SeriesInstanceUID, err)
 		}
@@ -206,7 +206,7 @@ func (p *PACS) findStudy(ctx context.Context, as *Association, keys map[Tag]stri
 				return nil, fmt.Errorf("dimse: C-FIND answer for the instances of series %s: %w", sr.SeriesInstanceUID, err)
 			}
 			if st.InstitutionName == "" {
-				st.InstitutionName = im.String(TagInstitutionName)
+				st.InstitutionName = im.Text(TagInstitutionName)
 			}
 			sr.Instances = append(sr.Instances, in)
 		}
