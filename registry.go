@@ -2,6 +2,7 @@ package radgate
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,10 @@ type DestinationType struct {
 	// *http.Client built from the destination's auth and tls keys. Other
 	// types may not set auth or tls.
 	HTTP bool
+	// TLS marks a type that is not HTTP but takes the tls key (client TLS:
+	// ca_file, cert_file, key_file): its DestinationContext carries TLS,
+	// nil when the destination sets none (DICOM TLS for the dimse type).
+	TLS bool
 	// Check validates a destination's keys and returns one error per
 	// finding, keyed by the key at fault ("" for the destination as a whole).
 	// It does no I/O. Nil checks nothing beyond Keys.
@@ -70,6 +75,9 @@ type DestinationContext struct {
 	// HTTPClient sends the destination's requests with its auth and TLS
 	// (HTTP types only); its Timeout is the destination's timeout.
 	HTTPClient *http.Client
+	// TLS is the destination's client TLS (types with TLS set; nil: the
+	// destination sets no tls key).
+	TLS *tls.Config
 	// JetStream is where a sink keeps durable state of its own (the HL7 v2
 	// outbox), within Retention (radgate.yaml's retention section).
 	JetStream jetstream.JetStream
@@ -177,7 +185,7 @@ func (r *Registry) CheckConfig(cfg config.Config) config.Errors {
 		}
 		for _, k := range cfg.KeysAt(path) {
 			if slices.Contains(CommonDestinationKeys, k) || slices.Contains(t.Keys, k) {
-				if !t.HTTP && (k == "auth" || k == "tls") {
+				if !t.HTTP && (k == "auth" || k == "tls" && !t.TLS) {
 					errs = append(errs, cfg.ErrorAt(path+"."+k, fmt.Sprintf("%s applies to HTTP destinations only; a %s destination does not use it", k, t.Name)))
 				}
 				continue

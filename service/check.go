@@ -152,6 +152,9 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 			where = fmt.Sprintf("%s@%s:%d", dc.Config.CalledAE, dc.Config.Host, dc.Config.Port)
 		}
 		probe(fmt.Sprintf("connect destination %s %s (%s)", name, where, t.ProbeDoes), func(ctx context.Context) error {
+			if err := withTLS(t, &dc); err != nil {
+				return err
+			}
 			return t.Probe(ctx, dc)
 		})
 	}

@@ -28,7 +28,7 @@ func TestDestinationTypesCheckTheirKeys(t *testing.T) {
 		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 99999\n    called_ae: PACS\n", "radgate.yaml:5:11: destinations.p.port: port must be set to the PACS's DICOM port, 1 to 65535 (got 99999)"},
 		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    calling_ae: 'RAD\\GATE'\n", `radgate.yaml:7:17: destinations.p.calling_ae: AE title "RAD\\GATE" has a character outside`},
 		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    url: http://x/\n", "radgate.yaml:7:10: destinations.p.url: url does not apply to a dimse destination (its keys: [type timeout auth tls pdf_report host port called_ae calling_ae sc sr sc_when_unmarked parametric_map])"},
-		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    tls: {}\n", "radgate.yaml:7:10: destinations.p.tls: tls applies to HTTP destinations only; a dimse destination does not use it"},
+		{"destinations:\n  p:\n    type: dimse\n    host: pacs\n    port: 104\n    called_ae: PACS\n    auth: {}\n", "radgate.yaml:7:11: destinations.p.auth: auth applies to HTTP destinations only; a dimse destination does not use it"},
 		{"destinations:\n  p:\n    type: nomad\n", `radgate.yaml:3:11: destinations.p.type: unknown destination type "nomad" (known: [dicomweb dimse fhir hl7v2])`},
 		{"destinations:\n  p:\n    url: http://x/\n", `radgate.yaml:3:5: destinations.p: type must be set (known: [dicomweb dimse fhir hl7v2])`},
 	} {

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/config"
 )
 
@@ -60,6 +61,10 @@ func buildSinks(cfg config.Config, reg *radgate.Registry, sec *security, js jets
 			out.Close()
 			return nil, fmt.Errorf("destinations.%s: unknown destination type %q (known: %v)", name, dc.Config.Type, reg.DestinationTypes())
 		}
+		if err := withTLS(t, &dc); err != nil {
+			out.Close()
+			return nil, err
+		}
 		s, err := t.New(dc)
 		if err != nil {
 			out.Close()
@@ -74,4 +79,18 @@ func buildSinks(cfg config.Config, reg *radgate.Registry, sec *security, js jets
 		out.sinks[name] = s
 	}
 	return out, nil
+}
+
+// withTLS gives a non-HTTP type that takes the tls key (DestinationType.TLS)
+// its client TLS configuration.
+func withTLS(t radgate.DestinationType, dc *radgate.DestinationContext) error {
+	if !t.TLS || dc.Config.TLS == (config.ClientTLS{}) {
+		return nil
+	}
+	tc, err := httpauth.ClientTLSConfig(dc.Config.TLS)
+	if err != nil {
+		return fmt.Errorf("destinations.%s.%w", dc.Name, err)
+	}
+	dc.TLS = tc
+	return nil
 }

@@ -2,6 +2,7 @@ package dimse
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -31,17 +32,18 @@ func DestinationType() radgate.DestinationType {
 		Summary: "PACS over DICOM C-STORE: Secondary Capture, SR, Encapsulated PDF into the study, rejection notes",
 		Keys:    []string{"host", "port", "called_ae", "calling_ae", "sc", "sr", "sc_when_unmarked", "parametric_map"},
 		Check:   check,
+		TLS:     true,
 		New: func(dc radgate.DestinationContext) (radgate.Sink, error) {
 			d := dc.Config
 			return NewSink(SinkOptions{
-				Name: dc.Name, Addr: address(d), Dialer: dialer(d),
+				Name: dc.Name, Addr: address(d), Dialer: dialer(d, dc.TLS),
 				SC: d.StoreSC(), SR: d.StoreSR(), ParametricMap: d.ParametricMap, SCWhenUnmarked: d.SCWhenUnmarked, PDF: dc.PDF,
 				Images: dc.Images, JetStream: dc.JetStream, SentMaxAge: sentMaxAge(dc.Retention), Logger: dc.Logger,
 			})
 		},
 		ProbeDoes: "C-ECHO",
 		Probe: func(ctx context.Context, dc radgate.DestinationContext) error {
-			return Echo(ctx, dialer(dc.Config), address(dc.Config))
+			return Echo(ctx, dialer(dc.Config, dc.TLS), address(dc.Config))
 		},
 	}
 }
@@ -79,12 +81,13 @@ func check(d config.Destination) []radgate.KeyError {
 
 func address(d config.Destination) string { return net.JoinHostPort(d.Host, strconv.Itoa(d.Port)) }
 
-func dialer(d config.Destination) Dialer {
+// dialer calls the destination's PACS; with tc (its tls key), over DICOM TLS.
+func dialer(d config.Destination, tc *tls.Config) Dialer {
 	calling := d.CallingAE
 	if calling == "" {
 		calling = DefaultCallingAE
 	}
-	return Dialer{CalledAE: d.CalledAE, CallingAE: calling, Timeout: d.RequestTimeout()}
+	return Dialer{CalledAE: d.CalledAE, CallingAE: calling, Timeout: d.RequestTimeout(), TLS: tc}
 }
 
 // sentMaxAge is how long BucketSent keeps what was stored: as long as an
