@@ -253,6 +253,11 @@ func (as *Association) operateLocked(ctx context.Context, pc PresentationContext
 		rq.SetString(TagMoveDestination, destAE)
 	}
 	wmu.Lock()
+	// Marked sent before the write, under wmu: a cancel from now on waits
+	// for the request to be out and follows it with its C-CANCEL (marked
+	// after the write, a response could arrive — and a cancel be asked —
+	// before the mark, and the cancel would interrupt instead).
+	sent.Store(true)
 	err := as.a.writeCommand(pc.ID, rq)
 	if err == nil {
 		err = as.a.writeDataSet(pc.ID, bytes.NewReader(ident))
@@ -261,7 +266,6 @@ func (as *Association) operateLocked(ctx context.Context, pc PresentationContext
 	if err != nil {
 		return MoveResult{}, nil, err
 	}
-	sent.Store(true)
 	var res MoveResult
 	for {
 		quickAck(as.a.nc)
