@@ -1,7 +1,6 @@
 package dimse
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 
@@ -17,23 +16,8 @@ import (
 	"github.com/radgate/radgate/internal/testenv"
 )
 
-// lockedBuffer is a log sink tests read while servers write.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lockedBuffer is testenv's log sink, read while servers write.
+type lockedBuffer = testenv.LogBuffer
 
 // stored is what memStore's handler got for one instance.
 type stored struct {

@@ -35,7 +35,7 @@ func StartFHIR(t testing.TB, env ...string) PrivateFHIR {
 	portFile := filepath.Join(dir, "port")
 	cmd := exec.Command("node", js, "--host", "127.0.0.1", "--port", "0", "--port-file", portFile)
 	cmd.Env = append(os.Environ(), env...)
-	logs := &lockedBuffer{}
+	logs := &LogBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting a private FHIR server: %v", err)
@@ -65,18 +65,19 @@ func StartFHIR(t testing.TB, env ...string) PrivateFHIR {
 	}
 }
 
-type lockedBuffer struct {
+// LogBuffer is a log sink tests read while servers write to it.
+type LogBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *LogBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
