@@ -383,6 +383,24 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 	return t, nil
 }
 
+// BindTopology binds to the buckets a running radgate created with
+// EnsureTopology, creating and changing nothing: for tools and tests
+// beside radgate serve.
+func BindTopology(ctx context.Context, js jetstream.JetStream) (*Topology, error) {
+	t := &Topology{JS: js}
+	var err error
+	if t.Heatmaps, err = js.ObjectStore(ctx, BucketHeatmaps); err != nil {
+		return nil, fmt.Errorf("binding object store %s: %w", BucketHeatmaps, err)
+	}
+	for name, dst := range map[string]*jetstream.KeyValue{BucketOrders: &t.Orders, BucketEngineState: &t.EngineState,
+		BucketScores: &t.Scores, BucketLabels: &t.Labels} {
+		if *dst, err = js.KeyValue(ctx, name); err != nil {
+			return nil, fmt.Errorf("binding bucket %s (is radgate serve running on this NATS?): %w", name, err)
+		}
+	}
+	return t, nil
+}
+
 // Token makes s safe as one NATS subject token.
 func Token(s string) string {
 	b := []byte(s)

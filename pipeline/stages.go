@@ -971,7 +971,8 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 // destination (shadow, suspended): recorded for measurement already, it is
 // not published, no read is requested, and the engine ends as if delivered
 // (delivered, rejected or failed by its outcome) with the mode and why in
-// its progress, so GET /orders/{id} shows it.
+// its progress, so GET /orders/{id} shows it. It is not billed: usage
+// counts analyses delivered to the hospital.
 func (p *Pipeline) withhold(ctx context.Context, st radgate.OrderStatus, r radgate.Result, mode radgate.EngineMode) verdict {
 	route := ""
 	if st.Route != nil && st.Route.Acceptance != nil {
