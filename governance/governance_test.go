@@ -78,7 +78,9 @@ func (f *fixture) measure(t *testing.T, st radgate.OrderStatus, engine string, p
 	t.Helper()
 	r := radgate.Result{ID: st.ID + "-" + engine, Order: st, Engine: radgate.EngineInfo{ID: engine, Version: "1.0"},
 		Outcome: radgate.OutcomeScored, Probability: p, Tier: tier, ScoredAt: f.now}
-	require.NoError(t, f.g.Measure(t.Context(), r, radgate.EngineShadow))
+	mode, err := f.g.Mode(t.Context(), st, r.Engine)
+	require.NoError(t, err)
+	require.NoError(t, f.g.Measure(t.Context(), r, mode))
 }
 
 func verdict(read, acc, finding string) radgate.Verdict {
@@ -123,6 +125,18 @@ func TestVerdictsBecomeLabelsOnceEach(t *testing.T) {
 	oos := order("3")
 	require.NoError(t, f.g.Measure(ctx, radgate.Result{ID: "r3", Order: oos, Engine: radgate.EngineInfo{ID: "eng", Version: "1.0"},
 		Outcome: radgate.OutcomeNotApplicable, Reason: "patient age 86 y is outside the engine's intended use: 1–5 y"}, radgate.EngineShadow))
+
+	// Scored in shadow although outside the intended use: recorded as out
+	// of scope, and labelled like any other.
+	adult := order("4")
+	require.NoError(t, f.g.Measure(ctx, radgate.Result{ID: "r4", Order: adult, Engine: radgate.EngineInfo{ID: "eng", Version: "1.0"},
+		Outcome: radgate.OutcomeScored, Probability: 0.99, Tier: "High", OutOfScope: "patient age 86 y is outside the engine's intended use: 1–5 y"}, radgate.EngineShadow))
+	scores, err := f.g.scoresOf(ctx, "order-4")
+	require.NoError(t, err)
+	require.False(t, scores["eng"].InScope)
+	require.Contains(t, scores["eng"].OutOfScope, "patient age 86 y")
+	_, err = l.Record(ctx, verdict("DR-4", "ACC-4", radgate.FindingAbsent))
+	require.NoError(t, err)
 
 	// By accession with its system: both engines of the order.
 	rc, err := l.Record(ctx, verdict("DR-1", "ACC-1", radgate.FindingPresent))
@@ -288,6 +302,9 @@ func TestActivationNeedsTheMinimums(t *testing.T) {
 	require.ErrorContains(t, err, `route "rest" declares no acceptance minimums`)
 	_, err = f.g.Change(ctx, ChangeRequest{Facility: "adult-clinic", Route: "adult-chest", Engine: "ghost", Mode: radgate.EngineActive, By: "alice"})
 	require.ErrorIs(t, err, ErrUnknown)
+	_, err = f.g.Change(ctx, ChangeRequest{Facility: "Adult Clinic", Route: "adult-chest", Engine: "eng", Mode: radgate.EngineSuspended, By: "alice"})
+	require.ErrorIs(t, err, ErrUnknown)
+	require.ErrorContains(t, err, `engine eng version 1.0 has no result on route adult-chest at facility "Adult Clinic" yet (facilities it has: "adult-clinic")`)
 }
 
 func TestFiguresAgainstMinimums(t *testing.T) {

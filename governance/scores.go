@@ -71,10 +71,14 @@ func (g *Governance) Measure(ctx context.Context, r radgate.Result, mode radgate
 			s.Route = st.Route.Routes[0]
 		}
 	}
-	if r.Outcome == radgate.OutcomeScored {
+	switch r.Outcome {
+	case radgate.OutcomeScored:
 		p := r.Probability
 		s.Probability, s.Tier = &p, r.Tier
-	} else if r.Outcome == radgate.OutcomeNotApplicable {
+		if r.OutOfScope != "" {
+			s.InScope, s.OutOfScope = false, r.OutOfScope // scored in shadow although outside the intended use
+		}
+	case radgate.OutcomeNotApplicable:
 		s.OutOfScope = r.Reason
 	}
 	var index []string

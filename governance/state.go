@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -196,10 +197,28 @@ func (g *Governance) Change(ctx context.Context, req ChangeRequest) (ChangeResul
 		return res, fmt.Errorf("%w: engine %q is not loaded", ErrUnknown, req.Engine)
 	}
 	k := Key{Facility: req.Facility, Route: req.Route, Engine: req.Engine, Version: version}
-	cur, err := g.state(ctx, k)
-	if err != nil {
-		return res, err
+	var cur State
+	rev, err := getJSON(ctx, g.o.Topology.EngineState, k.stateKey(), &cur)
+	if isNotFound(err) {
+		// No result of this engine version on this route at this facility
+		// yet: most likely the facility is misspelt.
+		known, lerr := g.States(ctx, "", req.Route)
+		if lerr != nil {
+			return res, lerr
+		}
+		var facs []string
+		for _, s := range known {
+			if s.Engine == req.Engine && s.Version == version && !slices.Contains(facs, s.Facility) {
+				facs = append(facs, fmt.Sprintf("%q", s.Facility))
+			}
+		}
+		return res, fmt.Errorf("%w: engine %s version %s has no result on route %s at facility %q yet (facilities it has: %s)",
+			ErrUnknown, req.Engine, version, req.Route, req.Facility, cmpOr(strings.Join(facs, ", "), "none"))
 	}
+	if err != nil {
+		return res, fmt.Errorf("reading the engine state of %s: %w", k, err)
+	}
+	cur.Revision = rev
 	next := State{Key: k, Mode: req.Mode, At: g.now(), By: req.By, Why: req.Why, Previous: cur.Mode}
 	if req.Mode == radgate.EngineActive {
 		ev, err := g.Evaluate(ctx, k, radgate.Acceptance{Route: acc.Route, MinCases: acc.MinCases, AUCLower95: acc.AUCLower95,
@@ -223,7 +242,7 @@ func (g *Governance) Change(ctx context.Context, req ChangeRequest) (ChangeResul
 		return res, nil
 	}
 	b, _ := json.Marshal(next)
-	rev, err := g.o.Topology.EngineState.Update(ctx, k.stateKey(), b, cur.Revision)
+	rev, err = g.o.Topology.EngineState.Update(ctx, k.stateKey(), b, cur.Revision)
 	if err != nil {
 		if broker.IsWrongSequence(err) {
 			return res, fmt.Errorf("the state of %s changed meanwhile; ask again", k)

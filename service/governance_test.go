@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/governance"
@@ -32,6 +33,10 @@ func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
 	gov := governance.New(governance.Options{Topology: topo, Routes: func() *routing.Set { return set },
 		Version: func(e string) (string, bool) { return "1", e == "eng" }})
 	h := engineStateHandler(gov, slog.New(slog.DiscardHandler))
+	// An order of the facility routed to the route: the engine is in shadow there.
+	_, err = gov.Mode(t.Context(), radgate.OrderStatus{ID: "o1", FacilityID: "adult-clinic",
+		Route: &radgate.RouteDecision{Acceptance: &radgate.Acceptance{Route: "chest"}}}, radgate.EngineInfo{ID: "eng", Version: "1"})
+	require.NoError(t, err)
 
 	do := func(p httpauth.Principal, method, body string) (int, string) {
 		r := httptest.NewRequest(method, "/engines/state", strings.NewReader(body))
@@ -49,7 +54,10 @@ func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
 	require.Contains(t, body, `POST /engines/state needs the role operator; caller \"bob\" has: viewer`)
 	code, body = do(viewer, http.MethodGet, "")
 	require.Equal(t, http.StatusOK, code)
-	require.JSONEq(t, `{"states": []}`, body, "the refused change left nothing")
+	var list struct{ States []governance.State }
+	require.NoError(t, json.Unmarshal([]byte(body), &list))
+	require.Len(t, list.States, 1)
+	require.Equal(t, radgate.EngineShadow, list.States[0].Mode, "the refused change left it as it was")
 
 	code, body = do(operator, http.MethodPost, strings.Replace(suspend, "{", `{"by": "mallory", `, 1))
 	require.Equal(t, http.StatusOK, code, body)
