@@ -22,7 +22,9 @@ import (
 type Options struct {
 	Topology *broker.Topology
 	// Routes returns the route set in force (the acceptance minimums of a
-	// route are read from it when an engine is activated).
+	// route are read from it when an engine is activated). Routes and
+	// Version are needed by Change only: recording results and labels
+	// works without them.
 	Routes func() *routing.Set
 	// Version returns the model version of a loaded engine; ok is false
 	// for an engine this process does not have.

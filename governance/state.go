@@ -184,6 +184,9 @@ func (g *Governance) Change(ctx context.Context, req ChangeRequest) (ChangeResul
 	default:
 		return res, fmt.Errorf("%w: unknown mode %q (known: active, shadow, suspended)", ErrBadRequest, req.Mode)
 	}
+	if g.o.Routes == nil || g.o.Version == nil {
+		return res, errors.New("governance: Change needs Options.Routes and Options.Version")
+	}
 	set := g.o.Routes()
 	acc, declared, known := set.Acceptance(req.Route)
 	if !known {
