@@ -195,10 +195,19 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	facilities := radgate.NewFacilities(cfg.Facilities)
-	pipe, err := pipeline.NewPipeline(pipeline.Options{
+	// Engine governance (issue 14): modes per facility × route, results
+	// recorded for measurement, labels, evaluations. gov.Labels() is the
+	// radgate.VerdictRecorder the verdict intakes are given.
+	var pipe *pipeline.Pipeline
+	gov, err := newGovernance(cfg, topo, sec, &pipe, logger)
+	if err != nil {
+		return err
+	}
+	pipe, err = pipeline.NewPipeline(pipeline.Options{
 		Topology: topo, Usage: usage, Facilities: facilities, Source: source, Engines: engines, Routes: routes,
-		Sinks:  dests.sinks,
-		Logger: logger, Registerer: metrics,
+		Governance: gov,
+		Sinks:      dests.sinks,
+		Logger:     logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),
 		StableAfter: stableAfter(cfg.Orders.StableAfter.D()), PollMin: cfg.Orders.PollMin.D(), PollMax: cfg.Orders.PollMax.D(),
 		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
@@ -325,6 +334,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// The HTTP intake.
 	mux := http.NewServeMux()
 	mux.Handle("/", fhirhttp.NewIntake(pipe, intakeOptions(cfg, logger)))
+	mux.Handle("/engines/state", engineStateHandler(gov, logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if s := nb.nc.Status(); s != nats.CONNECTED {
