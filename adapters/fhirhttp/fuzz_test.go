@@ -60,7 +60,7 @@ func FuzzIntakeIdentifiers(f *testing.F) {
 				"identifier": []any{acsnID}, "imagingStudy": []any{map[string]any{"identifier": uidID}},
 				"resultsInterpreter": []any{map[string]any{"reference": ref, "identifier": map[string]any{"system": mrnSystem, "value": mrn}}},
 				"conclusion":         display,
-				"conclusionCode": []any{map[string]any{"coding": []any{map[string]any{"system": fhir.SystemSNOMED, "code": code, "display": display}}}}}
+				"conclusionCode":     []any{map[string]any{"coding": []any{map[string]any{"system": fhir.SystemSNOMED, "code": code, "display": display}}}}}
 		default:
 			path, body = "/fhir", map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
 				map[string]any{"fullUrl": "urn:uuid:p", "resource": map[string]any{"resourceType": "Patient",
