@@ -257,7 +257,9 @@ var finalReportStatuses = map[string]bool{"final": true, "amended": true, "corre
 //     entered-in-error is refused: a verdict is replaced by a corrected
 //     report, not withdrawn.
 //   - ReadID: the report's id, else its first identifier that is not the
-//     accession number (system|value), else the accession number.
+//     accession number (system|value), else the accession number
+//     ("accession:system|value"), else the study ("study:<UID>"): a
+//     corrected report without an id replaces the verdict of its study.
 //   - Which result: the accession number, an identifier typed ACSN
 //     (v2-0203) of the report, else of a basedOn reference (a
 //     ServiceRequest by identifier); the Study Instance UID, an
@@ -370,6 +372,8 @@ func parseReportVerdict(b []byte, opts VerdictOptions, targets map[string]refTar
 			v.ReadID = readID
 		case v.Accession != nil:
 			v.ReadID = "accession:" + v.Accession.System + "|" + v.Accession.Value
+		case v.StudyInstanceUID != "":
+			v.ReadID = "study:" + v.StudyInstanceUID
 		}
 	}
 
@@ -453,7 +457,9 @@ func isReader(r vReference, targets map[string]refTarget) bool {
 		return true
 	}
 	for _, typ := range readerTypes {
-		if strings.HasPrefix(r.Reference, typ+"/") || strings.Contains(r.Reference, "/"+typ+"/") {
+		// "Practitioner/dr-lee" or an absolute URL ending so, with an id.
+		if i := strings.LastIndex(r.Reference, typ+"/"); i >= 0 && (i == 0 || r.Reference[i-1] == '/') &&
+			len(r.Reference) > i+len(typ)+1 {
 			return true
 		}
 	}

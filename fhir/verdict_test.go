@@ -273,3 +273,26 @@ func TestParseBundleVerdicts(t *testing.T) {
 	require.Contains(t, got.Entries[3].NotVerdict, "radgate's own")
 	require.ErrorContains(t, got.Entries[4].Err, "Bundle.entry[4].resource.resultsInterpreter: no Practitioner")
 }
+
+// A report keyed by its study alone, without id or identifier: its read is
+// the study (found by FuzzParseResource: the read id was empty).
+func TestParseReportVerdictStudyOnly(t *testing.T) {
+	v, err := ParseVerdict(report(t, func(m map[string]any) {
+		delete(m, "id")
+		delete(m, "identifier")
+		m["imagingStudy"] = []any{map[string]any{"identifier": map[string]any{"system": SystemDICOMUID, "value": "1.2.3"}}}
+	}), VerdictOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "study:1.2.3", v.ReadID)
+
+	// "Practitioner/" names no one.
+	_, err = ParseVerdict(report(t, func(m map[string]any) {
+		m["resultsInterpreter"] = []any{map[string]any{"reference": "Practitioner/"}}
+	}), VerdictOptions{})
+	require.ErrorContains(t, err, "DiagnosticReport.resultsInterpreter: no Practitioner")
+	v, err = ParseVerdict(report(t, func(m map[string]any) {
+		m["resultsInterpreter"] = []any{map[string]any{"reference": "https://ehr.example/fhir/PractitionerRole/7"}}
+	}), VerdictOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "https://ehr.example/fhir/PractitionerRole/7", v.Reader.Reference)
+}
