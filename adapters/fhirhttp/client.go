@@ -335,6 +335,17 @@ var SubscriptionCriteria = []string{
 	"ImagingStudy?status=available",
 }
 
+// VerdictSubscriptionCriteria are the criteria of the rest-hook
+// Subscriptions that bring radiologists' verdicts back (issue 14): final
+// reports and their corrections, and radgate's read Tasks once completed.
+// They are for a radgate that records verdicts (IntakeOptions.Verdicts);
+// radgate's own AI results match the first too and are answered 200
+// not-a-verdict.
+var VerdictSubscriptionCriteria = []string{
+	"DiagnosticReport?status=final,amended,corrected",
+	"Task?status=completed",
+}
+
 // subscriptionReason is Subscription.reason of the subscriptions radgate
 // creates; EnsureSubscriptions retires only subscriptions that carry it.
 const subscriptionReason = "radgate: imaging orders for AI analysis"
