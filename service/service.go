@@ -287,6 +287,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
 				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
 				Received: received,
+				Verdicts: gov.Labels(),
 				Logger:   logger,
 			})
 			mllp, err = hl7v2.NewServer(opts)
@@ -333,7 +334,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	// The HTTP intake.
 	mux := http.NewServeMux()
-	mux.Handle("/", fhirhttp.NewIntake(pipe, intakeOptions(cfg, logger)))
+	iopts := intakeOptions(cfg, logger)
+	iopts.Verdicts = gov.Labels()
+	mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
 	mux.Handle("/engines/state", engineStateHandler(gov, logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -387,7 +390,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	if cfg.FHIR.SubscriptionEndpoint != "" {
 		if s, ok := dests.sinks[config.BuiltinDestination].(*fhirhttp.Sink); ok {
-			if _, err := s.EnsureSubscriptions(ctx, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
+			ensure := s.EnsureSubscriptions
+			if cfg.FHIR.SubscribeVerdicts {
+				ensure = s.EnsureVerdictSubscriptions
+			}
+			if _, err := ensure(ctx, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
 				log.Warn("could not subscribe to the FHIR server", "err", err)
 			}
 		}

@@ -357,8 +357,18 @@ const subscriptionReason = "radgate: imaging orders for AI analysis"
 // deliver cancellations): left in place they would notify radgate of each
 // order twice. It returns the subscriptions' "Subscription/id".
 func (c *Client) EnsureSubscriptions(ctx context.Context, endpoint string, headers ...string) ([]string, error) {
+	return c.ensureSubscriptions(ctx, SubscriptionCriteria, endpoint, headers...)
+}
+
+// EnsureVerdictSubscriptions is EnsureSubscriptions with the verdict
+// criteria too (VerdictSubscriptionCriteria).
+func (c *Client) EnsureVerdictSubscriptions(ctx context.Context, endpoint string, headers ...string) ([]string, error) {
+	return c.ensureSubscriptions(ctx, append(slices.Clone(SubscriptionCriteria), VerdictSubscriptionCriteria...), endpoint, headers...)
+}
+
+func (c *Client) ensureSubscriptions(ctx context.Context, wanted []string, endpoint string, headers ...string) ([]string, error) {
 	var refs []string
-	for _, criteria := range SubscriptionCriteria {
+	for _, criteria := range wanted {
 		ref, err := c.EnsureSubscription(ctx, criteria, endpoint, headers...)
 		if err != nil {
 			return refs, fmt.Errorf("subscribing to %s: %w", criteria, err)
@@ -379,11 +389,11 @@ func (c *Client) EnsureSubscriptions(ctx context.Context, endpoint string, heade
 			} `json:"channel"`
 		}
 		if json.Unmarshal(raw, &s) != nil || s.ID == "" || s.Reason != subscriptionReason ||
-			s.Channel.Endpoint != endpoint || slices.Contains(SubscriptionCriteria, s.Criteria) {
+			s.Channel.Endpoint != endpoint || slices.Contains(wanted, s.Criteria) {
 			continue
 		}
 		typ, _, _ := strings.Cut(s.Criteria, "?")
-		if !slices.ContainsFunc(SubscriptionCriteria, func(c string) bool { return strings.HasPrefix(c, typ+"?") }) {
+		if !slices.ContainsFunc(wanted, func(c string) bool { return strings.HasPrefix(c, typ+"?") }) {
 			continue
 		}
 		if err := c.Delete(ctx, "Subscription/"+s.ID); err != nil {
