@@ -34,6 +34,11 @@ type Job struct {
 	Revision int `json:"revision,omitempty"`
 	// Skipped are the study's images the engine was not given, with why.
 	Skipped []radgate.ImageNote `json:"skipped,omitempty"`
+	// OrderAge is the patient's age from the order (OrderStatus.Age), for
+	// images whose header gives none; UnknownAge is the route's rule for an
+	// age known from neither (RouteDecision.UnknownAge).
+	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
+	UnknownAge string              `json:"unknown_age,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -536,7 +541,10 @@ func describeQuery(st radgate.OrderStatus) string {
 // and noted). Every image not given is listed in Job.Skipped with why.
 func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderStatus) (Job, string) {
 	info := eng.Info()
-	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID}
+	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID, OrderAge: st.Age}
+	if st.Route != nil {
+		job.UnknownAge = st.Route.UnknownAge
+	}
 	var seen []string
 	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
 	views := eng.Views()
@@ -697,6 +705,35 @@ type studyScore struct {
 	retry   time.Duration
 	// notes say, per image given, whether it was scored and why not.
 	notes []radgate.ImageNote
+	// caveats go with the best image's score (Result.Caveats).
+	caveats []string
+}
+
+// checkAge applies an engine's age range (radgate.AgeRanged) to an image
+// whose header gave no age (the engine itself refused one whose header age
+// is outside): the order's age decides when it has one; else the route's
+// unknown_age — reject refuses the image (ErrNotAccepted), score (the
+// default) scores it with the caveat returned.
+func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string, err error) {
+	ar, ok := eng.(radgate.AgeRanged)
+	if !ok || s.Age != nil {
+		return "", nil
+	}
+	lo, hi, ok := ar.AgeYears()
+	if !ok {
+		return "", nil
+	}
+	r, id := inference.YearRange{Min: lo, Max: hi}, eng.Info().ID
+	why := cmp.Or(s.AgeProblem, "the image gives none") + "; the order gives none"
+	switch {
+	case job.OrderAge != nil && r.Contains(job.OrderAge.Years):
+		return "", nil
+	case job.OrderAge != nil:
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From)}
+	case job.UnknownAge == radgate.UnknownAgeReject:
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why)}
+	}
+	return inference.UnknownAgeCaveat(id, r) + " (" + why + ")", nil
 }
 
 // scoreImages retrieves a job's images one at a time and scores each as it
@@ -748,11 +785,21 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			return failed("scoring: " + err.Error())
 		}
 		s := scores[0]
+		var caveat string
+		if s.Err == nil {
+			caveat, s.Err = checkAge(eng, job, s)
+		}
 		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
 		if s.Err != nil {
 			note.Reason = s.Err.Error()
 		} else if in.View == "" && len(eng.Views()) > 0 {
 			note.Reason = "scored; the image declares no view (engine takes " + strings.Join(eng.Views(), "/") + ")"
+		}
+		if caveat != "" {
+			note.Reason = strings.TrimPrefix(note.Reason+"; patient age unknown", "; ")
+			if !strings.HasPrefix(note.Reason, "scored") {
+				note.Reason = "scored; " + note.Reason
+			}
 		}
 		sc.notes = append(sc.notes, note)
 		if s.Err != nil {
@@ -766,7 +813,10 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			if !s.Marked && want&radgate.PictureThumbnail == 0 {
 				s.Render = nil // nothing to draw: let the image go
 			}
-			sc.best, sc.bestAt = s, i
+			sc.best, sc.bestAt, sc.caveats = s, i, nil
+			if caveat != "" {
+				sc.caveats = []string{caveat}
+			}
 		}
 	}
 	if sc.bestAt < 0 {
@@ -805,6 +855,7 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures)
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
 		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
+	r.Caveats = sc.caveats
 	if s.Marked {
 		r.CAM = s.CAM
 	}

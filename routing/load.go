@@ -42,7 +42,7 @@ func Load(name string, data []byte, reg Registry) (*Set, error) {
 // Keys of each mapping, in the order error messages list them.
 var (
 	topKeys       = []string{"match", "routes", "facilities", "unmatched"}
-	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed"}
+	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "unknown_age"}
 	whenKeys      = []string{"modality", "body_part", "sop_class", "procedure_code", "facility", "priority"}
 	codeKeys      = []string{"system", "code"}
 	readKeys      = []string{"request", "from_tier", "group", "display"}
@@ -293,6 +293,17 @@ func (p *parser) routes(n *yaml.Node, matchAll bool) []rule {
 				default:
 					p.errf(pu.val, "%s: pushed must be %s (score a study pushed to radgate once it is stable) or %s (wait for its EHR/RIS order), got %q",
 						what, PushedOnArrival, PushedWithOrder, v)
+				}
+			}
+		}
+		if ua, has := m["unknown_age"]; has {
+			if v, good := p.scalar(ua.val, what+": unknown_age"); good {
+				switch v {
+				case UnknownAgeScore, UnknownAgeReject:
+					r.unknownAge = v
+				default:
+					p.errf(ua.val, "%s: unknown_age must be %s (score an image of unknown patient age, with a caveat in every output) or %s (refuse it, naming the engine's age range), got %q",
+						what, UnknownAgeScore, UnknownAgeReject, v)
 				}
 			}
 		}

@@ -105,6 +105,10 @@ type Decision struct {
 	// WaitForOrder: a matched route says pushed: with_order, so a study
 	// pushed to radgate is scored only once its EHR/RIS order came.
 	WaitForOrder bool
+	// UnknownAge is UnknownAgeReject when a matched route says
+	// unknown_age: reject (the stricter rule wins under match: all), else
+	// "" (score: the default).
+	UnknownAge string
 	// Reason, when !Matched, is one sentence an engineer can act on, naming
 	// what the order/study had and the nearest route's unmet conditions.
 	Reason string
@@ -137,7 +141,18 @@ type rule struct {
 	destinations []string
 	read         ReadRequest
 	waitForOrder bool
+	unknownAge   string // "" (score), UnknownAgeScore or UnknownAgeReject
 }
+
+// Values of a route's unknown_age key: what the inference stage does with
+// an image whose patient age neither its header nor its order gives, for an
+// engine whose intended use has an age range (accepts.age_years).
+const (
+	// UnknownAgeScore (the default): scored, with a caveat in every output.
+	UnknownAgeScore = "score"
+	// UnknownAgeReject: not scored; the answer names the engine's range.
+	UnknownAgeReject = "reject"
+)
 
 // Values of a route's pushed key: what becomes of a study pushed to
 // radgate (DICOM C-STORE) that no EHR or RIS order has named yet.
@@ -251,6 +266,9 @@ func (s *Set) Decide(f Facts) Decision {
 		}
 		d.Routes = append(d.Routes, r.name)
 		d.WaitForOrder = d.WaitForOrder || r.waitForOrder
+		if r.unknownAge == UnknownAgeReject {
+			d.UnknownAge = UnknownAgeReject
+		}
 		d.Engines = append(d.Engines, r.engines...)
 		d.Destinations = append(d.Destinations, r.destinations...)
 		if !s.matchAll {
