@@ -406,8 +406,8 @@ func ScoredImages(images []ImageNote) int {
 }
 
 // Skipped describes an image that was not scored, in one line of
-// identifiers only: "1.2.3.4 (view LL): view LL: engine … takes PA/AP
-// views". Every output that lists skipped images (FHIR conclusion, ORU
+// identifiers only: "1.2.3.4 (view LL): view LL is outside engine …'s
+// intended use: PA/AP (views)". Every output that lists skipped images (FHIR conclusion, ORU
 // NTE, SR, PDF) words them so.
 func (im ImageNote) Skipped() string {
 	s := im.SOPInstanceUID

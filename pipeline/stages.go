@@ -570,7 +570,7 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 			v := viewOf(in)
 			if len(views) > 0 && v != "" && !containsFold(views, v) {
 				job.Skipped = append(job.Skipped, radgate.ImageNote{SeriesInstanceUID: s.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID,
-					View: v, Reason: fmt.Sprintf("view %s: engine %s takes %s views", v, info.ID, strings.Join(views, "/"))})
+					View: v, Reason: fmt.Sprintf("view %s is outside engine %s's intended use: %s (views)", v, info.ID, strings.Join(views, "/"))})
 				continue
 			}
 			job.Instances = append(job.Instances, JobInstance{SeriesInstanceUID: s.SeriesInstanceUID,
@@ -581,9 +581,15 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 		if len(seen) == 0 {
 			seen = []string{"no series"}
 		}
-		if len(views) > 0 && len(job.Skipped) > 0 && slices.ContainsFunc(job.Skipped, func(n radgate.ImageNote) bool { return strings.HasPrefix(n.Reason, "view ") }) {
-			return job, fmt.Sprintf("not scored: engine %s takes %s views of %s %s; the study has none (%d image(s) skipped, see the image list)",
-				info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
+		var offView []string
+		for _, n := range job.Skipped {
+			if strings.HasPrefix(n.Reason, "view ") && !slices.Contains(offView, n.View) {
+				offView = append(offView, n.View)
+			}
+		}
+		if len(views) > 0 && len(offView) > 0 {
+			return job, fmt.Sprintf("not scored: view %s is outside engine %s's intended use: %s (views) of %s %s; the study has no other image (%d image(s) skipped, see the image list)",
+				strings.Join(offView, "/"), info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
 		}
 		return job, fmt.Sprintf("not scored: engine %s takes %s images of %s; the study has %s",
 			info.ID, strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), strings.Join(seen, ", "))
