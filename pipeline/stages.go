@@ -588,7 +588,7 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 			}
 		}
 		if len(views) > 0 && len(offView) > 0 {
-			return job, fmt.Sprintf("not scored: view %s is outside engine %s's intended use: %s (views) of %s %s; the study has no other image (%d image(s) skipped, see the image list)",
+			return job, fmt.Sprintf("not scored: view %s is outside engine %s's intended use: %s (views); the study has no other %s %s image (%d image(s) skipped, see the image list)",
 				strings.Join(offView, "/"), info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
 		}
 		return job, fmt.Sprintf("not scored: engine %s takes %s images of %s; the study has %s",
