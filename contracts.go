@@ -66,6 +66,11 @@ type OrderEvent struct {
 	// routine/urgent/asap/stat; HL7 Table 0027 S/A/R/…); PriorityClass
 	// reduces it to the two classes the stages schedule by.
 	Priority string `json:"priority,omitempty"`
+	// Age is the patient's age the order gives (FHIR Patient.birthDate,
+	// HL7 PID-7), taken at the study's date when the event has one, else
+	// at the order's; never the birth date. It stands in for an image
+	// header without an age when an engine's intended use has an age range.
+	Age *PatientAge `json:"age,omitempty"`
 
 	// Action is what the event asks of its order: place or update it (the
 	// zero value), or cancel it.
@@ -349,6 +354,12 @@ type Result struct {
 	// RetractReason says why a result is retracted ("order cancelled:
 	// FHIR ServiceRequest status revoked"). Identifiers only.
 	RetractReason string `json:"retract_reason,omitempty"`
+	// Caveats are what the score must be read with, written into every
+	// output beside it (FHIR Observation note and DiagnosticReport
+	// conclusion, PDF, SR, ORU NTE): "patient age unknown: engine x's
+	// intended use is 1–5 y (accepts.age_years); the result was not
+	// checked against it".
+	Caveats []string `json:"caveats,omitempty"`
 	// Images lists every image of the study the engine was offered:
 	// scored, or skipped with the reason (a lateral view, an engine's
 	// minimum matrix).
@@ -400,8 +411,8 @@ func ScoredImages(images []ImageNote) int {
 }
 
 // Skipped describes an image that was not scored, in one line of
-// identifiers only: "1.2.3.4 (view LL): view LL: engine … takes PA/AP
-// views". Every output that lists skipped images (FHIR conclusion, ORU
+// identifiers only: "1.2.3.4 (view LL): view LL is outside engine …'s
+// intended use: PA/AP (views)". Every output that lists skipped images (FHIR conclusion, ORU
 // NTE, SR, PDF) words them so.
 func (im ImageNote) Skipped() string {
 	s := im.SOPInstanceUID

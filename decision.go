@@ -26,7 +26,12 @@ type RouteDecision struct {
 	Read         *ReadRequest `json:"read,omitempty"`
 	// Facility names the facility override that applied, if any.
 	Facility string `json:"facility,omitempty"`
-	Reason   string `json:"reason,omitempty"`
+	// UnknownAge is what the inference stage does with an image whose
+	// patient age is unknown, for an engine whose intended use has an age
+	// range: UnknownAgeScore (the default, "" too: scored with a caveat)
+	// or UnknownAgeReject (not scored, the reason naming the rule).
+	UnknownAge string `json:"unknown_age,omitempty"`
+	Reason     string `json:"reason,omitempty"`
 	// RoutesDigest identifies the route file that decided.
 	RoutesDigest string `json:"routes_digest,omitempty"`
 	// Acceptance is the first matched route's acceptance minimums; nil:
@@ -122,3 +127,9 @@ func (d *RouteDecision) ModeOf(engine string) EngineMode {
 
 // Shadow reports whether engine was in shadow when the order was routed.
 func (d *RouteDecision) Shadow(engine string) bool { return d.ModeOf(engine) == EngineShadow }
+
+// What a route does with an unknown patient age (RouteDecision.UnknownAge).
+const (
+	UnknownAgeScore  = "score"
+	UnknownAgeReject = "reject"
+)

@@ -18,9 +18,23 @@ type Engine interface {
 	Score(ctx context.Context, files [][]byte) ([]ImageScore, error)
 }
 
+// AgeRanged is an Engine whose intended use has a patient age range, in
+// whole years at the study date, both ends included (the manifest's
+// accepts.age_years). The engine itself refuses an image whose header
+// gives an age outside it; the inference stage decides for an image whose
+// header gives none (the order's age, else the route's unknown_age).
+type AgeRanged interface {
+	AgeYears() (min, max int, ok bool)
+}
+
 // ImageScore is one image's score.
 type ImageScore struct {
-	Err               error
+	Err error
+	// Age is the patient's age at the study date as the image's header
+	// gives it; nil when it gives none, AgeProblem then says why when the
+	// header had age attributes that could not be used.
+	Age               *PatientAge
+	AgeProblem        string
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	Modality          string

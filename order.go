@@ -28,10 +28,13 @@ type OrderStatus struct {
 	// FacilityID is the configured facility (config.Facility) the order's
 	// or study's names resolve to, set when the order is routed; "" when
 	// none does.
-	FacilityID string   `json:"facility_id,omitempty"`
-	Priority   string   `json:"priority,omitempty"`
-	Modalities []string `json:"modalities,omitempty"`
-	Sources    []string `json:"sources,omitempty"`
+	FacilityID string `json:"facility_id,omitempty"`
+	Priority   string `json:"priority,omitempty"`
+	// Age is the patient's age from the order (OrderEvent.Age: the last
+	// event that gave one); the images' own ages come first.
+	Age        *PatientAge `json:"age,omitempty"`
+	Modalities []string    `json:"modalities,omitempty"`
+	Sources    []string    `json:"sources,omitempty"`
 
 	// Route is the route decision, made when the order is first routed.
 	Route *RouteDecision `json:"route,omitempty"`

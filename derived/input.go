@@ -48,6 +48,9 @@ type Input struct {
 	// many were scored and lists the skipped ones (ImageLines). Empty: not
 	// stated.
 	Images []radgate.ImageNote
+	// Caveats are what the score must be read with (radgate.Result.Caveats:
+	// "patient age unknown: …"): the SR carries each as a TEXT item.
+	Caveats []string
 	// Engine names the engine (name, version), its disclaimer (written word
 	// for word) and the finding it scores (SNOMED CT 233604007 Pneumonia
 	// when Finding.Code is empty).
@@ -85,6 +88,7 @@ func FromResult(r radgate.Result) Input {
 		ResultID:    r.ID,
 		Revision:    r.EffectiveRevision(),
 		Images:      r.Images,
+		Caveats:     r.Caveats,
 		Engine:      r.Engine,
 		Probability: r.Probability,
 		Tier:        r.Tier,

@@ -81,6 +81,7 @@ func TestStructuredReportRevision(t *testing.T) {
 	require.NotContains(t, Dump(t, "dcmdump", first), "(0040,a360)", "revision 1 has no predecessor")
 
 	in.Revision = 2
+	in.Caveats = []string{"patient age unknown: engine e's intended use is 1–5 y (accepts.age_years); the result was not checked against it"}
 	second, err := StructuredReport(src, in)
 	require.NoError(t, err)
 	ds := parse(t, second)
@@ -110,6 +111,9 @@ func TestStructuredReportRevision(t *testing.T) {
 		require.Contains(t, tree, `<contains TEXT:(image-not-scored,99RADGATE,"Image not scored")="Not scored: `+meta.StudyInstanceUID+`.1.2 (view LL): lateral view; engine takes PA/AP">`)
 		testenv.Dciodvfy(t, "SR with image notes", sr)
 	}
+	tree := Dump(t, "dsrdump", second, "+Pl", "+Pc", "+Pu")
+	require.Contains(t, tree, `<contains TEXT:(caveat,99RADGATE,"Caveat")="patient age unknown: engine e's intended use is 1–5 y (accepts.age_years); the result was not checked against it">`)
+	require.NotContains(t, Dump(t, "dsrdump", first, "+Pl", "+Pc", "+Pu"), "Caveat", "a result without caveats has none")
 	// The other derived objects of revision 2 are new instances too.
 	out, err := EncapsulatedPDF(src, in, []byte("%PDF-1.4\n%%EOF\n"))
 	require.NoError(t, err)

@@ -40,6 +40,7 @@ var (
 	conceptQualitative  = code{"C0034375", "UMLS", "Qualitative Evaluations"}
 	conceptConclusion   = code{"121077", "DCM", "Conclusion"}
 	conceptDisclaimer   = code{"disclaimer", schemeRadgate, "Disclaimer"}
+	conceptCaveat       = code{"caveat", schemeRadgate, "Caveat"}
 	conceptImages       = code{"images-scored", schemeRadgate, "Images scored"}
 	conceptSkipped      = code{"image-not-scored", schemeRadgate, "Image not scored"}
 )
@@ -130,6 +131,7 @@ func num(rel string, c code, v string, unit code, children ...*node) *node {
 //	      CONTAINS CODE  (confidence-tier, 99RADGATE, "AI confidence tier") = Low | Mid | High
 //	  CONTAINS CONTAINER (C0034375, UMLS, "Qualitative Evaluations")
 //	    CONTAINS TEXT (121077, DCM, "Conclusion") = the conclusion sentence
+//	    CONTAINS TEXT (caveat, 99RADGATE, "Caveat") = one per in.Caveats ("patient age unknown: …")
 //	    CONTAINS TEXT (disclaimer, 99RADGATE, "Disclaimer") = DisclaimerHeadline + ". " + the engine's disclaimer, word for word
 //	    CONTAINS TEXT (images-scored, 99RADGATE, "Images scored") = "Images scored: 1 of 2."   (when in.Images is set)
 //	    CONTAINS TEXT (image-not-scored, 99RADGATE, "Image not scored") = "Not scored: <SOP UID> (view LL): <reason>", one per skipped image
@@ -158,10 +160,11 @@ func StructuredReport(src []byte, in Input) ([]byte, error) {
 	if model == "" {
 		model = in.engineName()
 	}
-	qualitative := []*node{
-		text("CONTAINS", conceptConclusion, in.conclusion()),
-		text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer),
+	qualitative := []*node{text("CONTAINS", conceptConclusion, in.conclusion())}
+	for _, c := range in.Caveats {
+		qualitative = append(qualitative, text("CONTAINS", conceptCaveat, c))
 	}
+	qualitative = append(qualitative, text("CONTAINS", conceptDisclaimer, DisclaimerHeadline+". "+in.Engine.Disclaimer))
 	for i, l := range report.ImageLines(in.Images, 0) {
 		c := conceptSkipped
 		if i == 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/radgate/radgate"
 )
@@ -72,8 +73,9 @@ type rawEntry struct {
 // rawResource is what ParseBundle reads of any entry to resolve references
 // made to it.
 type rawResource struct {
-	ResourceType string `json:"resourceType"`
-	ID           string `json:"id"`
+	ResourceType string  `json:"resourceType"`
+	ID           string  `json:"id"`
+	BirthDate    *string `json:"birthDate"` // a Patient's: for the order's age, never kept
 	Identifier   []struct {
 		System string `json:"system"`
 		Value  string `json:"value"`
@@ -278,7 +280,11 @@ func parseBundle(b []byte, opts BundleOptions) (*IntakeBundle, error) {
 			out.Entries[i].Order, out.Entries[i].Err = nil, err
 			continue
 		}
-		o.Subject, _ = resolve(o.Subject, targets)
+		var subject *target
+		o.Subject, subject = resolve(o.Subject, targets)
+		if subject != nil && o.birth.IsZero() {
+			o.birth = subject.birth
+		}
 		var basedOn []Reference
 		for j := range o.BasedOn {
 			r, t := resolve(&o.BasedOn[j], targets)
@@ -299,6 +305,7 @@ type target struct {
 	resourceType string
 	ident        *Identifier
 	accession    *Identifier
+	birth        time.Time // a Patient's birthDate (OrderResource.Age)
 }
 
 // firstIdentifier is the first identifier with a value of an entry that
@@ -319,7 +326,11 @@ func firstIdentifier(path string, rr rawResource) (target, bool, error) {
 		if err := errors.Join(errs...); err != nil {
 			return target{}, false, err
 		}
-		return target{resourceType: rr.ResourceType, ident: &Identifier{System: sys, Value: v}}, true, nil
+		t := target{resourceType: rr.ResourceType, ident: &Identifier{System: sys, Value: v}}
+		if rr.ResourceType == "Patient" {
+			t.birth = fhirDate(rr.BirthDate)
+		}
+		return t, true, nil
 	}
 	return target{}, false, nil
 }

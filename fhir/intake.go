@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	r4 "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -51,6 +52,79 @@ type OrderResource struct {
 	// Facility is the first Organization or Location referenced as requester,
 	// performer or location: its display, else its reference.
 	Facility string
+
+	// birth is the subject Patient's birthDate when the order came with
+	// its Patient (a contained one, or a Patient entry of the Bundle);
+	// date the date the age is taken at (ImagingStudy.started,
+	// ServiceRequest.occurrenceDateTime, else authoredOn) and dateFrom its
+	// element. Unexported: only the age leaves this package (Age).
+	birth    time.Time
+	date     time.Time
+	dateFrom string
+}
+
+// Age is the subject's age (radgate.PatientAge) from the Patient's
+// birthDate at the order's date — ImagingStudy.started (the study's own
+// date), ServiceRequest.occurrenceDateTime, else authoredOn, else received
+// (when the order came) — or nil: no Patient came with the order (a
+// contained one, or a Patient entry of the Bundle), its birthDate is not a
+// full date (a year or month alone is too coarse for an age range in whole
+// years), or it is after that date. Only the age is kept, never the birth
+// date.
+func (o *OrderResource) Age(received time.Time) *radgate.PatientAge {
+	if o.birth.IsZero() {
+		return nil
+	}
+	at, from := o.date, o.dateFrom
+	if at.IsZero() {
+		at, from = received, "when the order came"
+	}
+	if at.IsZero() {
+		return nil
+	}
+	a, err := radgate.AgeAt(o.birth, at, "FHIR Patient.birthDate at "+from)
+	if err != nil {
+		return nil
+	}
+	return &a
+}
+
+// fhirDate reads the date of a FHIR date or dateTime that names a day
+// (YYYY-MM-DD, with or without a time); zero for anything coarser or
+// invalid. The calendar date is taken as written, whatever its zone.
+func fhirDate(s *string) time.Time {
+	if s == nil || len(*s) < 10 {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.DateOnly, (*s)[:10])
+	if err != nil || len(*s) > 10 && (*s)[10] != 'T' {
+		return time.Time{}
+	}
+	return t
+}
+
+// containedBirthDate is the birthDate of the contained Patient a "#id"
+// subject reference points at, or zero.
+func containedBirthDate(b []byte, subject *Reference) time.Time {
+	if subject == nil || !strings.HasPrefix(subject.Reference, "#") {
+		return time.Time{}
+	}
+	var raw struct {
+		Contained []struct {
+			ResourceType string  `json:"resourceType"`
+			ID           string  `json:"id"`
+			BirthDate    *string `json:"birthDate"`
+		} `json:"contained"`
+	}
+	if json.Unmarshal(b, &raw) != nil {
+		return time.Time{}
+	}
+	for _, c := range raw.Contained {
+		if c.ResourceType == "Patient" && "#"+c.ID == subject.Reference {
+			return fhirDate(c.BirthDate)
+		}
+	}
+	return time.Time{}
 }
 
 // ParseResource reads a ServiceRequest or an ImagingStudy, whichever the
@@ -127,6 +201,12 @@ func ParseServiceRequest(b []byte) (*OrderResource, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	o.birth = containedBirthDate(b, o.Subject)
+	if o.date = fhirDate(sr.OccurrenceDateTime); !o.date.IsZero() {
+		o.dateFrom = "ServiceRequest.occurrenceDateTime"
+	} else if o.date = fhirDate(sr.AuthoredOn); !o.date.IsZero() {
+		o.dateFrom = "ServiceRequest.authoredOn"
+	}
 	o.Self = selfRef(rt, o.ID, &Identifier{System: acsn.System, Value: acsn.Value})
 	return o, nil
 }
@@ -177,6 +257,10 @@ func ParseImagingStudy(b []byte) (*OrderResource, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
+	}
+	o.birth = containedBirthDate(b, o.Subject)
+	if o.date = fhirDate(is.Started); !o.date.IsZero() {
+		o.dateFrom = "ImagingStudy.started"
 	}
 	o.Self = selfRef(rt, o.ID, &Identifier{System: SystemDICOMUID, Value: "urn:oid:" + uid})
 	return o, nil

@@ -99,6 +99,11 @@ type ResultInput struct {
 
 	// Reason explains a result that was not scored (BuildTaskBundle).
 	Reason string
+	// Caveats are what the score must be read with ("patient age unknown:
+	// …"): each is an Observation note before the disclaimer, and the
+	// DiagnosticReport conclusion carries them between its sentence and
+	// the disclaimer (see Conclusion).
+	Caveats []string
 
 	// ScoredAt is when the engine produced the result (effective time);
 	// Issued when radgate released it (defaults to ScoredAt). The current
@@ -172,11 +177,13 @@ func IfNoneExist(id Identifier) string {
 //     rather than a second Observation because it is not a separate
 //     measurement: it is a banding of this very confidence, so it travels
 //     with it and can never disagree with it. derivedFrom the ImagingStudy,
-//     device the engine, note the disclaimer.
+//     device the engine, note the caveats (ResultInput.Caveats), then the
+//     disclaimer.
 //   - DiagnosticReport: status final, category radiology (LOINC LP29684-5),
 //     code LOINC 18748-4, basedOn the ServiceRequest, imagingStudy, result →
 //     the Observation, media → the Media, conclusion stating confidence and
-//     tier followed by the disclaimer word for word (see Conclusion),
+//     tier followed by the caveats and the disclaimer word for word (see
+//     Conclusion),
 //     presentedForm the PDF report when ResultInput.PDF is set.
 //
 // Each entry's request.ifNoneExist matches its identifier (SystemResult
@@ -218,6 +225,15 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 	isRef := in.imagingStudyRef()
 	patient := toR4Ref(in.Patient, "Patient")
 	disclaimer := []r4.Annotation{{Text: in.Engine.Disclaimer}}
+	// Caveats are notes, not components: they are sentences for the reader
+	// about how far the score was checked (the patient's age against the
+	// engine's intended use), not a coded measurement of the image; a note
+	// is where the disclaimer already is, and every FHIR viewer shows it.
+	notes := make([]r4.Annotation, 0, len(in.Caveats)+1)
+	for _, c := range in.Caveats {
+		notes = append(notes, r4.Annotation{Text: c})
+	}
+	notes = append(notes, disclaimer...)
 
 	var mediaURL string
 	if in.Marked {
@@ -269,7 +285,7 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		Code:                 *concept("AI confidence tier", Coding{System: CodeSystemRadgate, Code: CodeConfidenceTier, Display: "AI confidence tier"}),
 		ValueCodeableConcept: concept(tier.Display, tier),
 	}}
-	obs.Note = disclaimer
+	obs.Note = notes
 	obs.Device = &r4.Reference{Reference: ptr(deviceURL), Type: ptr("Device")}
 	obs.DerivedFrom = refList(isRef)
 	obsURL, err := b.add("Observation", "observation:"+in.ID, obsID, obs)
@@ -277,7 +293,7 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		return nil, err
 	}
 
-	conclusion := conclusionSentence(findingName, in.Probability, tier, engineName, in.Marked) + " " + in.Engine.Disclaimer
+	conclusion := conclusionSentence(findingName, in.Probability, tier, engineName, in.Marked) + " " + caveatSentences(in.Caveats) + in.Engine.Disclaimer
 	drID := ResultIdentifier(in.ID)
 	dr := r4.DiagnosticReport{
 		Identifier:        []r4.Identifier{toR4Identifier(drID)},
@@ -320,6 +336,20 @@ func BuildResultBundle(in ResultInput) ([]byte, error) {
 		return nil, err
 	}
 	return b.marshal()
+}
+
+// caveatSentences writes caveats as sentences, each capitalised and ended
+// with ". ", for the conclusion: "Patient age unknown: … against it. ".
+func caveatSentences(caveats []string) string {
+	var b strings.Builder
+	for _, c := range caveats {
+		c = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(c), "."))
+		if c == "" {
+			continue
+		}
+		b.WriteString(strings.ToUpper(c[:1]) + c[1:] + ". ")
+	}
+	return b.String()
 }
 
 // Conclusion is the sentence DiagnosticReport.conclusion opens with (the

@@ -371,3 +371,21 @@ func TestBuildResultBundleMediaPreview(t *testing.T) {
 	_, err = BuildResultBundle(in)
 	require.ErrorContains(t, err, "ResultInput.Preview: not a JPEG")
 }
+
+// A result scored with a caveat (an unknown patient age) carries it as an
+// Observation note before the disclaimer, and as a sentence of the
+// DiagnosticReport conclusion between the finding and the disclaimer.
+func TestBuildResultBundleCaveats(t *testing.T) {
+	const caveat = "patient age unknown: engine cxr-pneumonia-densenet121's intended use is 1–5 y (accepts.age_years); the result was not checked against it"
+	in := testInput(t, false)
+	in.Caveats = []string{caveat}
+	raw, err := BuildResultBundle(in)
+	require.NoError(t, err)
+	b := decodeTx(t, raw)
+	checkStructure(t, b)
+	res := b.byType(t)
+	require.Equal(t, []any{map[string]any{"text": caveat}, map[string]any{"text": testDisclaimer}}, res["Observation"]["note"])
+	require.Equal(t, "Pneumonia: AI confidence 12.3 % (tier Low), by CXR pneumonia DenseNet-121 1.0.0. "+
+		"Patient age unknown: engine cxr-pneumonia-densenet121's intended use is 1–5 y (accepts.age_years); the result was not checked against it. "+testDisclaimer,
+		res["DiagnosticReport"]["conclusion"])
+}

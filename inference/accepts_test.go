@@ -11,11 +11,13 @@ import (
 func TestCheckImage(t *testing.T) {
 	def := loadTestManifest(t, DefaultEngineID)
 	k224 := loadTestManifest(t, "cxr-pneumonia-densenet121-k224")
-	require.Equal(t, Accepts{MinRows: 28, MinColumns: 28, PixelSpacingMM: &Range{Min: 0.05, Max: 1.0}}, def.Accepts)
-	require.Equal(t, Accepts{MinRows: 224, MinColumns: 224, PixelSpacingMM: &Range{Min: 0.05, Max: 1.0}}, k224.Accepts)
+	paed := &YearRange{Min: 1, Max: 5} // MODEL_CARD.md "Population": children aged 1–5
+	require.Equal(t, Accepts{MinRows: 28, MinColumns: 28, PixelSpacingMM: &Range{Min: 0.05, Max: 1.0}, AgeYears: paed}, def.Accepts)
+	require.Equal(t, Accepts{MinRows: 224, MinColumns: 224, PixelSpacingMM: &Range{Min: 0.05, Max: 1.0}, AgeYears: paed}, k224.Accepts)
 
 	meta := func(rows, cols int, spacing float64) *Meta {
-		m := &Meta{Rows: rows, Columns: cols, Modality: "DX", BodyPartExamined: "CHEST"}
+		m := &Meta{Rows: rows, Columns: cols, Modality: "DX", BodyPartExamined: "CHEST",
+			Age: Age{Known: true, Years: 4, Text: "4 y", From: "Patient's Age"}}
 		if spacing != 0 {
 			m.PixelSpacing, m.PixelSpacingFrom = [2]float64{spacing, spacing}, "Imager Pixel Spacing"
 		}
@@ -64,11 +66,17 @@ func TestPixelSpacingRead(t *testing.T) {
 		require.Equal(t, tc.want, m.PixelSpacing, tc.file)
 		require.Equal(t, tc.from, m.PixelSpacingFrom, tc.file)
 	}
-	// Every chest radiograph of testdata passes both shipped engines.
+	// Every chest radiograph of testdata passes both shipped engines'
+	// image rules; only an adult's (a 1940 birth date) is refused, for
+	// its age.
 	for _, dir := range []string{"cxr-dicom", "kermany224-val-dicom"} {
 		for _, id := range []string{DefaultEngineID, "cxr-pneumonia-densenet121-k224"} {
 			m := loadTestManifest(t, id)
 			checkDir(t, dir, func(meta *Meta) {
+				if meta.Age.Known && meta.Age.Years > 5 {
+					require.ErrorContains(t, m.CheckImage(meta), "(accepts.age_years)")
+					return
+				}
 				if meta.BodyPartExamined == "CHEST" {
 					require.NoError(t, m.CheckImage(meta), "%s %s", id, meta.SOPInstanceUID)
 				}

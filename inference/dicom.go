@@ -137,8 +137,9 @@ func unsupportedTS(tsUID, detail string) error {
 	return &UnsupportedTransferSyntaxError{UID: tsUID, Name: TransferSyntaxName(tsUID), Detail: detail}
 }
 
-// Meta is what radgate reads from a DICOM header. No patient demographics:
-// nothing here is PHI beyond the UIDs and the accession number.
+// Meta is what radgate reads from a DICOM header. No patient demographics
+// but the age at the study (Age, which intended use needs; never the birth
+// date): nothing else here is PHI beyond the UIDs and the accession number.
 type Meta struct {
 	SOPClassUID       string
 	SOPInstanceUID    string
@@ -186,6 +187,10 @@ type Meta struct {
 	// numbers (absent, unreadable, or 0 for "not calibrated").
 	PixelSpacing     [2]float64
 	PixelSpacingFrom string
+	// Age is the patient's age at the study date: Patient's Age, else
+	// Patient's Birth Date against Study Date; unknown (with the problem,
+	// if any) otherwise. A bad value is no error: it makes the age unknown.
+	Age Age
 }
 
 // forProcessingSOPClasses are the DX, mammography and intra-oral "For

@@ -244,6 +244,7 @@ func readMeta(elems []*dicom.Element, ts string) (*Meta, error) {
 			break
 		}
 	}
+	m.Age = readAge(elems)
 	_, m.HasVOILUTSequence = firstItem(elems, tag.VOILUTSequence)
 	_, m.HasModalityLUTSequence = firstItem(elems, tag.ModalityLUTSequence)
 	if len(errs) > 0 {

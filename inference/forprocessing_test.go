@@ -54,7 +54,8 @@ func TestDecodeForProcessing(t *testing.T) {
 // `radgate score` shows it beside the score.
 func TestManifestCheckWarnsForProcessing(t *testing.T) {
 	m := loadTestManifest(t, DefaultEngineID)
-	meta := &Meta{Modality: "DX", BodyPartExamined: "CHEST", Rows: 1024, Columns: 1024, PresentationIntentType: "FOR PROCESSING"}
+	meta := &Meta{Modality: "DX", BodyPartExamined: "CHEST", Rows: 1024, Columns: 1024, PresentationIntentType: "FOR PROCESSING",
+		Age: Age{Known: true, Years: 3, Text: "3 y"}}
 	require.Equal(t, meta.IntentWarning(), m.Check(meta))
 	require.NotEmpty(t, meta.IntentWarning())
 	meta.PresentationIntentType = "FOR PRESENTATION"

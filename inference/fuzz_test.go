@@ -24,6 +24,7 @@ func FuzzDecode(f *testing.F) {
 	for _, pattern := range []string{
 		filepath.Join("..", "testdata", "pneumoniamnist-val-dicom", "PMV000*.dcm"),
 		filepath.Join("..", "testdata", "dicom-negative", "*.dcm"),
+		filepath.Join("..", "testdata", "jp-charset", "*.dcm"), // Patient's Age 004Y
 	} {
 		files, err := filepath.Glob(pattern)
 		if err != nil {
@@ -48,6 +49,10 @@ func FuzzDecode(f *testing.F) {
 		}
 		if img.Width <= 0 || img.Height <= 0 {
 			t.Fatalf("decoded a %d × %d image without an error", img.Width, img.Height)
+		}
+		if a := img.Meta.Age; a.Known && (a.Years < 0 || a.Years > 130 || a.Text == "" || a.Problem != "") ||
+			!a.Known && (a.Years != 0 || a.Text != "") {
+			t.Fatalf("age %+v: a known age is 0–130 years with a text, an unknown one has neither", a)
 		}
 		for _, p := range pre {
 			dst := make([]float32, p.Size*p.Size)

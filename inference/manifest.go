@@ -78,7 +78,8 @@ type Manifest struct {
 }
 
 // Accepts are an engine's intended-use rules on one image, checked on its
-// header (CheckImage). More rules (age, view) are to come as more keys.
+// header (CheckImage). Views are Manifest.Views (the router skips other
+// views before scoring).
 type Accepts struct {
 	// MinRows and MinColumns are the smallest matrix the engine scores
 	// (DICOM Rows and Columns); both required, at least 1.
@@ -89,6 +90,52 @@ type Accepts struct {
 	// Pixel Spacing). An image that states no spacing is not refused for
 	// it. Optional.
 	PixelSpacingMM *Range `yaml:"pixel_spacing_mm"`
+	// AgeYears is the patient age range at the study date, in whole years
+	// completed, both ends included: {min: 1, max: 5} takes a child of 5
+	// years 11 months (5) and refuses one of 11 months (0). The age is
+	// read from the image (Age), else from the order; serve refuses an
+	// image whose age is outside, and scores one whose age is unknown with
+	// a caveat (UnknownAgeCaveat) unless the route says unknown_age:
+	// reject. Optional: no range, no age rule.
+	AgeYears *YearRange `yaml:"age_years"`
+}
+
+// YearRange is a closed interval of whole years [Min, Max].
+type YearRange struct {
+	Min int `yaml:"min"`
+	Max int `yaml:"max"`
+}
+
+// String writes the range as "1–5 y".
+func (r YearRange) String() string { return fmt.Sprintf("%d–%d y", r.Min, r.Max) }
+
+// Contains reports whether whole years y lie in the range.
+func (r YearRange) Contains(y int) bool { return y >= r.Min && y <= r.Max }
+
+// AgeOutside is the reason an image of a patient aged ageText (its whole
+// years outside r) is not scored by engine: "patient age 86 y is outside
+// engine x's intended use: 1–5 y (accepts.age_years)"; from, when not
+// empty, says where the age came from and is added in brackets.
+func AgeOutside(engine string, r YearRange, ageText, from string) string {
+	src := ""
+	if from != "" {
+		src = " (" + from + ")"
+	}
+	return fmt.Sprintf("patient age %s%s is outside engine %s's intended use: %s (accepts.age_years)", ageText, src, engine, r)
+}
+
+// UnknownAgeCaveat is what a result scored without a known age says, in
+// every output: "patient age unknown: engine x's intended use is 1–5 y
+// (accepts.age_years); the result was not checked against it".
+func UnknownAgeCaveat(engine string, r YearRange) string {
+	return fmt.Sprintf("patient age unknown: engine %s's intended use is %s (accepts.age_years); the result was not checked against it", engine, r)
+}
+
+// UnknownAgeRefused is the reason an image without a known age is not
+// scored when the route says unknown_age: reject; why says why the age is
+// unknown.
+func UnknownAgeRefused(engine string, r YearRange, why string) string {
+	return fmt.Sprintf("patient age unknown (%s): engine %s's intended use is %s (accepts.age_years) and the route refuses unknown ages (unknown_age: reject)", why, engine, r)
 }
 
 // Range is a closed interval [Min, Max].
@@ -114,7 +161,9 @@ func (e *NotAcceptedError) Error() string { return e.Reason }
 func (e *NotAcceptedError) Is(target error) bool { return target == ErrNotAccepted }
 
 // CheckImage checks an image's header against Accepts: nil when the engine
-// may score it, else a *NotAcceptedError (ErrNotAccepted) saying why.
+// may score it, else a *NotAcceptedError (ErrNotAccepted) saying why. An
+// image whose header gives no age passes: the caller knows the order (its
+// age) and the route (unknown_age), which decide.
 func (m *Manifest) CheckImage(meta *Meta) error {
 	a := m.Accepts
 	if meta.Rows < a.MinRows || meta.Columns < a.MinColumns {
@@ -130,6 +179,9 @@ func (m *Manifest) CheckImage(meta *Meta) error {
 					meta.PixelSpacing[0], meta.PixelSpacing[1], meta.PixelSpacingFrom, m.ID, r.Min, r.Max)}
 			}
 		}
+	}
+	if r := a.AgeYears; r != nil && meta.Age.Known && !r.Contains(meta.Age.Years) {
+		return &NotAcceptedError{Engine: m.ID, Reason: AgeOutside(m.ID, *r, meta.Age.Text, meta.Age.From)}
 	}
 	return nil
 }
@@ -244,6 +296,9 @@ func (m *Manifest) Check(meta *Meta) string {
 	}
 	if err := m.CheckImage(meta); err != nil {
 		out = append(out, err.Error())
+	}
+	if r := m.Accepts.AgeYears; r != nil && !meta.Age.Known {
+		out = append(out, UnknownAgeCaveat(m.ID, *r)+" ("+meta.Age.Unknown()+")")
 	}
 	if w := meta.IntentWarning(); w != "" {
 		out = append(out, w)
@@ -412,6 +467,9 @@ func (m *Manifest) validate(report func(keys []string, format string, args ...an
 	if r := m.Accepts.PixelSpacingMM; r != nil && !(r.Min > 0 && r.Min <= r.Max && !math.IsInf(r.Max, 0)) {
 		report(k("accepts", "pixel_spacing_mm"), "accepts.pixel_spacing_mm: want 0 < min ≤ max (mm), got min %g, max %g", r.Min, r.Max)
 	}
+	if r := m.Accepts.AgeYears; r != nil && !(r.Min >= 0 && r.Min <= r.Max && r.Max <= maxAgeYears) {
+		report(k("accepts", "age_years"), "accepts.age_years: want 0 ≤ min ≤ max ≤ %d (whole years at the study date), got min %d, max %d", maxAgeYears, r.Min, r.Max)
+	}
 	required(m.Finding.System, "finding", "system")
 	required(m.Finding.Code, "finding", "code")
 	required(m.Finding.Display, "finding", "display")
@@ -569,6 +627,9 @@ func checkNode(n *yaml.Node, t reflect.Type, path string, add func(*yaml.Node, s
 		v := reflect.New(t)
 		if err := n.Decode(v.Interface()); err != nil {
 			add(n, "%s: %q is not a valid %s", name, n.Value, t.Kind())
+		} else if t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64 && n.ShortTag() == "!!float" {
+			// yaml truncates 0.5 to 0 without a word
+			add(n, "%s: %q is not a valid %s: want a whole number", name, n.Value, t.Kind())
 		}
 	}
 }

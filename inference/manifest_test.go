@@ -204,7 +204,17 @@ func TestLoadManifestErrors(t *testing.T) {
 		{
 			name: "accepts: unknown rule",
 			edit: line(17, "accepts: {min_rows: 28, min_columns: 28, min_age: 18}"),
-			want: []string{`17:42: accepts: unknown key "min_age" (known: min_rows, min_columns, pixel_spacing_mm)`},
+			want: []string{`17:42: accepts: unknown key "min_age" (known: min_rows, min_columns, pixel_spacing_mm, age_years)`},
+		},
+		{
+			name: "accepts: age range upside down",
+			edit: line(17, "accepts: {min_rows: 28, min_columns: 28, age_years: {min: 5, max: 1}}"),
+			want: []string{`17:53: accepts.age_years: want 0 ≤ min ≤ max ≤ 130 (whole years at the study date), got min 5, max 1`},
+		},
+		{
+			name: "accepts: age in months is not a whole year",
+			edit: line(17, "accepts: {min_rows: 28, min_columns: 28, age_years: {min: 0.5, max: 5}}"),
+			want: []string{`accepts.age_years.min: "0.5" is not a valid int`},
 		},
 		{
 			name: "YAML syntax error",
@@ -280,7 +290,7 @@ func TestManifestCheck(t *testing.T) {
 		{"DX", "", "outside engine cxr-pneumonia-densenet121's declaration: Body Part Examined is empty (engine declares CHEST)"},
 		{"", "EXTREMITY", "modality (none) is not one of CR, DX; body part EXTREMITY is not one of CHEST"},
 	} {
-		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart, Rows: 440, Columns: 440})
+		got := m.Check(&Meta{Modality: tc.modality, BodyPartExamined: tc.bodyPart, Rows: 440, Columns: 440, Age: Age{Known: true, Years: 2, Text: "2 y"}})
 		if tc.want == "" {
 			require.Empty(t, got)
 		} else {

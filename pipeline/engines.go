@@ -38,6 +38,14 @@ func (a *inferenceEngine) Modalities() []string     { return a.e.Manifest().Moda
 func (a *inferenceEngine) BodyParts() []string      { return a.e.Manifest().BodyParts }
 func (a *inferenceEngine) Views() []string          { return a.e.Manifest().Views }
 
+// AgeYears is the manifest's accepts.age_years (radgate.AgeRanged).
+func (a *inferenceEngine) AgeYears() (lo, hi int, ok bool) {
+	if r := a.e.Manifest().Accepts.AgeYears; r != nil {
+		return r.Min, r.Max, true
+	}
+	return 0, 0, false
+}
+
 // Score decodes every file, then scores all decodable images in one batch,
 // shared with whatever other workers are waiting. The inference stage gives
 // it one file at a time (see Pipeline.scoreImages), so batches form across
@@ -58,6 +66,11 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 		out[i].SeriesInstanceUID = img.Meta.SeriesInstanceUID
 		out[i].Modality = img.Meta.Modality
 		out[i].BodyPart = img.Meta.BodyPartExamined
+		if ag := img.Meta.Age; ag.Known {
+			out[i].Age = &radgate.PatientAge{Years: ag.Years, Text: ag.Text, From: ag.From}
+		} else {
+			out[i].AgeProblem = ag.Unknown()
+		}
 		if out[i].Err = a.e.Accepts(img); out[i].Err != nil {
 			continue // outside the engine's intended use: not scored
 		}

@@ -146,7 +146,7 @@ func TestStudyInPiecesIsScoredOnceWhenStable(t *testing.T) {
 	require.True(t, notes["pa-2"].Scored)
 	require.True(t, notes["ap-3"].Scored)
 	require.False(t, notes["ll-1"].Scored)
-	require.Contains(t, notes["ll-1"].Reason, "view LL: engine eng-a takes PA/AP views")
+	require.Contains(t, notes["ll-1"].Reason, "view LL is outside engine eng-a's intended use: PA/AP (views)")
 	require.Equal(t, 3, got.Study.Scored)
 	h.invalidTransitions(t, st.ID)
 }

@@ -10,7 +10,7 @@ import (
 
 func decisionOf(d routing.Decision, digest string) *radgate.RouteDecision {
 	out := &radgate.RouteDecision{Matched: d.Matched, Routes: d.Routes, Engines: d.Engines, Destinations: d.Destinations,
-		Facility: d.Facility, Reason: d.Reason, RoutesDigest: digest}
+		Facility: d.Facility, Reason: d.Reason, RoutesDigest: digest, UnknownAge: d.UnknownAge}
 	if d.Read.When != "" && d.Read.When != "never" {
 		out.Read = &radgate.ReadRequest{When: d.Read.When, FromTier: d.Read.FromTier, Group: d.Read.Group, GroupDisplay: d.Read.GroupDisplay}
 	}

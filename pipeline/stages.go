@@ -34,6 +34,11 @@ type Job struct {
 	Revision int `json:"revision,omitempty"`
 	// Skipped are the study's images the engine was not given, with why.
 	Skipped []radgate.ImageNote `json:"skipped,omitempty"`
+	// OrderAge is the patient's age from the order (OrderStatus.Age), for
+	// images whose header gives none; UnknownAge is the route's rule for an
+	// age known from neither (RouteDecision.UnknownAge).
+	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
+	UnknownAge string              `json:"unknown_age,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -539,7 +544,10 @@ func describeQuery(st radgate.OrderStatus) string {
 // and noted). Every image not given is listed in Job.Skipped with why.
 func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderStatus) (Job, string) {
 	info := eng.Info()
-	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID}
+	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID, OrderAge: st.Age}
+	if st.Route != nil {
+		job.UnknownAge = st.Route.UnknownAge
+	}
 	var seen []string
 	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
 	views := eng.Views()
@@ -565,7 +573,7 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 			v := viewOf(in)
 			if len(views) > 0 && v != "" && !containsFold(views, v) {
 				job.Skipped = append(job.Skipped, radgate.ImageNote{SeriesInstanceUID: s.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID,
-					View: v, Reason: fmt.Sprintf("view %s: engine %s takes %s views", v, info.ID, strings.Join(views, "/"))})
+					View: v, Reason: fmt.Sprintf("view %s is outside engine %s's intended use: %s (views)", v, info.ID, strings.Join(views, "/"))})
 				continue
 			}
 			job.Instances = append(job.Instances, JobInstance{SeriesInstanceUID: s.SeriesInstanceUID,
@@ -576,9 +584,15 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 		if len(seen) == 0 {
 			seen = []string{"no series"}
 		}
-		if len(views) > 0 && len(job.Skipped) > 0 && slices.ContainsFunc(job.Skipped, func(n radgate.ImageNote) bool { return strings.HasPrefix(n.Reason, "view ") }) {
-			return job, fmt.Sprintf("not scored: engine %s takes %s views of %s %s; the study has none (%d image(s) skipped, see the image list)",
-				info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
+		var offView []string
+		for _, n := range job.Skipped {
+			if strings.HasPrefix(n.Reason, "view ") && !slices.Contains(offView, n.View) {
+				offView = append(offView, n.View)
+			}
+		}
+		if len(views) > 0 && len(offView) > 0 {
+			return job, fmt.Sprintf("not scored: view %s is outside engine %s's intended use: %s (views); the study has no other %s %s image (%d image(s) skipped, see the image list)",
+				strings.Join(offView, "/"), info.ID, strings.Join(views, "/"), strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), len(job.Skipped))
 		}
 		return job, fmt.Sprintf("not scored: engine %s takes %s images of %s; the study has %s",
 			info.ID, strings.Join(eng.Modalities(), "/"), strings.Join(eng.BodyParts(), "/"), strings.Join(seen, ", "))
@@ -700,6 +714,35 @@ type studyScore struct {
 	retry   time.Duration
 	// notes say, per image given, whether it was scored and why not.
 	notes []radgate.ImageNote
+	// caveats go with the best image's score (Result.Caveats).
+	caveats []string
+}
+
+// checkAge applies an engine's age range (radgate.AgeRanged) to an image
+// whose header gave no age (the engine itself refused one whose header age
+// is outside): the order's age decides when it has one; else the route's
+// unknown_age — reject refuses the image (ErrNotAccepted), score (the
+// default) scores it with the caveat returned.
+func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string, err error) {
+	ar, ok := eng.(radgate.AgeRanged)
+	if !ok || s.Age != nil {
+		return "", nil
+	}
+	lo, hi, ok := ar.AgeYears()
+	if !ok {
+		return "", nil
+	}
+	r, id := inference.YearRange{Min: lo, Max: hi}, eng.Info().ID
+	why := cmp.Or(s.AgeProblem, "the image gives none") + "; the order gives none"
+	switch {
+	case job.OrderAge != nil && r.Contains(job.OrderAge.Years):
+		return "", nil
+	case job.OrderAge != nil:
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From)}
+	case job.UnknownAge == radgate.UnknownAgeReject:
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why)}
+	}
+	return inference.UnknownAgeCaveat(id, r) + " (" + why + ")", nil
 }
 
 // scoreImages retrieves a job's images one at a time and scores each as it
@@ -751,11 +794,21 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			return failed("scoring: " + err.Error())
 		}
 		s := scores[0]
+		var caveat string
+		if s.Err == nil {
+			caveat, s.Err = checkAge(eng, job, s)
+		}
 		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
 		if s.Err != nil {
 			note.Reason = s.Err.Error()
 		} else if in.View == "" && len(eng.Views()) > 0 {
 			note.Reason = "scored; the image declares no view (engine takes " + strings.Join(eng.Views(), "/") + ")"
+		}
+		if caveat != "" {
+			note.Reason = strings.TrimPrefix(note.Reason+"; patient age unknown", "; ")
+			if !strings.HasPrefix(note.Reason, "scored") {
+				note.Reason = "scored; " + note.Reason
+			}
 		}
 		sc.notes = append(sc.notes, note)
 		if s.Err != nil {
@@ -769,7 +822,10 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			if !s.Marked && want&radgate.PictureThumbnail == 0 {
 				s.Render = nil // nothing to draw: let the image go
 			}
-			sc.best, sc.bestAt = s, i
+			sc.best, sc.bestAt, sc.caveats = s, i, nil
+			if caveat != "" {
+				sc.caveats = []string{caveat}
+			}
 		}
 	}
 	if sc.bestAt < 0 {
@@ -808,6 +864,7 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures)
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
 		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
+	r.Caveats = sc.caveats
 	if s.Marked {
 		r.CAM = s.CAM
 	}

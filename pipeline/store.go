@@ -216,6 +216,10 @@ func merge(st *radgate.OrderStatus, key string, ev radgate.OrderEvent) {
 	if st.Priority == "" || ev.Priority != "" && radgate.PriorityClass(ev.Priority) == radgate.PriorityUrgent {
 		st.Priority = cmp.Or(ev.Priority, st.Priority) // an order made urgent stays urgent
 	}
+	if ev.Age != nil {
+		a := *ev.Age
+		st.Age = &a
+	}
 	if ev.StudyComplete {
 		if st.Study == nil {
 			st.Study = &radgate.StudyObservation{}

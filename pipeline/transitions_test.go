@@ -232,7 +232,7 @@ func TestTransitionsRejectedReopened(t *testing.T) {
 		st, err := h.p.Accept(t.Context(), sr("J1", "j1"))
 		require.NoError(t, err)
 		got := h.waitState(t, st.ID, radgate.StateRejected)
-		require.Contains(t, got.Reason, "takes PA/AP views")
+		require.Contains(t, got.Reason, "not scored: view LL is outside engine eng-a's intended use: PA/AP (views)")
 		h.arch.addView("J1", "6.1", "pa-1", "PA")
 		h.waitState(t, st.ID, radgate.StateStabilising)
 		got = h.waitState(t, st.ID, radgate.StateDelivered)

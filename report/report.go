@@ -202,8 +202,25 @@ func PDF(in Input) ([]byte, error) {
 	f.SetFont(fontFamily, "", 10)
 	f.MultiCell(w, lineH, conclusion, "", "L", false)
 
-	// The disclaimer, full width, boxed.
 	f.SetXY(margin, max(belowPicture, f.GetY())+5)
+	// The caveats (Result.Caveats: "patient age unknown: …"), full width,
+	// boxed, before the disclaimer: how far the score was checked.
+	if len(r.Caveats) > 0 {
+		f.SetFont(fontFamily, "B", 10)
+		f.CellFormat(contentW, 6, "Caveat", "", 1, "L", false, 0, "")
+		f.SetFont(fontFamily, "", 10)
+		f.SetFillColor(253, 226, 222)
+		f.SetDrawColor(190, 70, 50)
+		f.SetCellMargin(2.5)
+		for _, c := range r.Caveats {
+			f.MultiCell(contentW, lineH, c, "1", "L", true)
+		}
+		f.SetCellMargin(1)
+		f.SetDrawColor(0, 0, 0)
+		f.Ln(3)
+	}
+
+	// The disclaimer, full width, boxed.
 	f.SetFont(fontFamily, "B", 10)
 	f.CellFormat(contentW, 6, "Disclaimer", "", 1, "L", false, 0, "")
 	f.SetFont(fontFamily, "", 10)

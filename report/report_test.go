@@ -333,3 +333,27 @@ func TestPDFEmbedsThePreview(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidInput)
 	require.ErrorContains(t, err, "Result.Preview: not a JPEG")
 }
+
+// A result scored with caveats (an unknown patient age) shows each in a
+// box before the disclaimer, and still fits one page with a long image
+// list.
+func TestPDFCaveats(t *testing.T) {
+	const caveat = "patient age unknown: engine cxr-pneumonia-densenet121's intended use is 1–5 y (accepts.age_years); the result was not checked against it (no Patient's Age, and no Patient's Birth Date with a Study Date; the order gives none)"
+	r := testResult(t, true)
+	r.Caveats = []string{caveat}
+	for i := range 13 {
+		r.Images = append(r.Images, radgate.ImageNote{SOPInstanceUID: fmt.Sprintf("1.2.3.%d", i), View: "LL", Reason: "lateral view; engine takes PA/AP"})
+	}
+	b, err := PDF(Input{Result: r})
+	require.NoError(t, err)
+	file := writePDF(t, "caveats", b)
+	require.Regexp(t, `(?m)^Pages:\s+1$`, poppler(t, "pdfinfo", file))
+	flat := spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", file, "-"), " ")
+	require.Contains(t, flat, "Caveat "+caveat)
+	require.Less(t, strings.Index(flat, "Caveat"), strings.Index(flat, "Disclaimer"), "the caveat comes before the disclaimer")
+
+	r.Caveats = nil
+	b, err = PDF(Input{Result: r})
+	require.NoError(t, err)
+	require.NotContains(t, spaces.ReplaceAllString(poppler(t, "pdftotext", "-enc", "UTF-8", writePDF(t, "no-caveats", b), "-"), " "), "Caveat")
+}

@@ -43,7 +43,7 @@ func Load(name string, data []byte, reg Registry) (*Set, error) {
 // Keys of each mapping, in the order error messages list them.
 var (
 	topKeys       = []string{"match", "routes", "facilities", "unmatched"}
-	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "acceptance"}
+	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "acceptance", "unknown_age"}
 	acceptKeys    = []string{"min_cases", "auc_lower_95", "sensitivity_at", "min_sensitivity", "min_specificity"}
 	whenKeys      = []string{"modality", "body_part", "sop_class", "procedure_code", "facility", "priority"}
 	codeKeys      = []string{"system", "code"}
@@ -302,6 +302,17 @@ func (p *parser) routes(n *yaml.Node, matchAll bool) []rule {
 			if a, good := p.acceptance(ac.val, what+": acceptance"); good {
 				a.Route = r.name
 				r.acceptance = &a
+			}
+		}
+		if ua, has := m["unknown_age"]; has {
+			if v, good := p.scalar(ua.val, what+": unknown_age"); good {
+				switch v {
+				case UnknownAgeScore, UnknownAgeReject:
+					r.unknownAge = v
+				default:
+					p.errf(ua.val, "%s: unknown_age must be %s (score an image of unknown patient age, with a caveat in every output) or %s (refuse it, naming the engine's age range), got %q",
+						what, UnknownAgeScore, UnknownAgeReject, v)
+				}
 			}
 		}
 		out = append(out, r)

@@ -108,6 +108,10 @@ type Decision struct {
 	// Acceptance is the first matched route's acceptance minimums (nil:
 	// none of the matched routes declares any; engines stay active).
 	Acceptance *Acceptance
+	// UnknownAge is UnknownAgeReject when a matched route says
+	// unknown_age: reject (the stricter rule wins under match: all), else
+	// "" (score: the default).
+	UnknownAge string
 	// Reason, when !Matched, is one sentence an engineer can act on, naming
 	// what the order/study had and the nearest route's unmet conditions.
 	Reason string
@@ -141,6 +145,7 @@ type rule struct {
 	read         ReadRequest
 	waitForOrder bool
 	acceptance   *Acceptance
+	unknownAge   string // "" (score), UnknownAgeScore or UnknownAgeReject
 }
 
 // Acceptance is a route's acceptance minimums: what an engine must show on
@@ -169,6 +174,16 @@ func (s *Set) Acceptance(route string) (a Acceptance, declared, known bool) {
 	}
 	return Acceptance{}, false, false
 }
+
+// Values of a route's unknown_age key: what the inference stage does with
+// an image whose patient age neither its header nor its order gives, for an
+// engine whose intended use has an age range (accepts.age_years).
+const (
+	// UnknownAgeScore (the default): scored, with a caveat in every output.
+	UnknownAgeScore = "score"
+	// UnknownAgeReject: not scored; the answer names the engine's range.
+	UnknownAgeReject = "reject"
+)
 
 // Values of a route's pushed key: what becomes of a study pushed to
 // radgate (DICOM C-STORE) that no EHR or RIS order has named yet.
@@ -285,6 +300,9 @@ func (s *Set) Decide(f Facts) Decision {
 		if d.Acceptance == nil && r.acceptance != nil {
 			a := *r.acceptance
 			d.Acceptance = &a
+		}
+		if r.unknownAge == UnknownAgeReject {
+			d.UnknownAge = UnknownAgeReject
 		}
 		d.Engines = append(d.Engines, r.engines...)
 		d.Destinations = append(d.Destinations, r.destinations...)

@@ -106,6 +106,10 @@ var badFiles = map[string][]string{
 	"duplicate-key.bad.yaml": {
 		`duplicate-key.bad.yaml:5:5: route "chest-xray": key "engines" appears twice (first at line 3)`,
 	},
+	"unknown-age.bad.yaml": {
+		`unknown-age.bad.yaml:6:18: route "chest-xray": unknown_age must be score (score an image of unknown patient age, with a caveat in every output) or reject (refuse it, naming the engine's age range), got "refuse"`,
+		`unknown-age.bad.yaml:10:18: route "other": unknown_age: expected a string, got a list`,
+	},
 	"empty.bad.yaml": {
 		`empty.bad.yaml: the file is empty: it needs a routes list (see routes.example.yaml)`,
 	},
@@ -437,4 +441,26 @@ func TestReadGroupMustBeATaskOwnerType(t *testing.T) {
 `
 	_, err := Load("g.yaml", []byte(src), Registry{Engines: []string{"cxr-pneumonia-densenet121"}, Destinations: []string{"fhir"}})
 	require.EqualError(t, err, `g.yaml:5:36: route "chest": read.group: "Group/chest-readers": a read Task's owner must be a CareTeam, Organization, PractitionerRole, HealthcareService, Practitioner (FHIR R4 Task.owner)`)
+}
+
+func TestUnknownAgeRejectWinsUnderMatchAll(t *testing.T) {
+	s := load(t, `match: all
+routes:
+  - name: a
+    engines: [cxr-pneumonia-densenet121]
+    destinations: [fhir]
+  - name: b
+    when: {modality: [DX]}
+    engines: [cxr-pneumonia-densenet121]
+    destinations: [fhir]
+    unknown_age: reject
+  - name: c
+    when: {modality: [CR]}
+    engines: [cxr-pneumonia-densenet121]
+    destinations: [fhir]
+    unknown_age: score
+`)
+	require.Equal(t, "", s.Decide(Facts{Modalities: []string{"CR"}}).UnknownAge, "score is the default and the explicit score")
+	require.Equal(t, UnknownAgeReject, s.Decide(Facts{Modalities: []string{"DX"}}).UnknownAge, "a matched route that rejects decides")
+	require.Equal(t, "", Default([]string{"e"}, []string{"fhir"}).Decide(Facts{}).UnknownAge)
 }

@@ -569,7 +569,7 @@ const redacted = "[redacted]"
 // withoutPatientData is an order's status as a caller without the phi role
 // sees it: states, route, engines and deliveries, with nothing that
 // identifies the patient. Left out: the patient reference (its identifier
-// is the MRN, its display the name), the accession number, the Study
+// is the MRN, its display the name), the patient's age, the accession number, the Study
 // Instance UID, the ServiceRequest and ImagingStudy references (their
 // identifiers are placer and accession numbers or the study UID) and the
 // order key (built from the accession number or study UID); those values
@@ -788,6 +788,7 @@ func (h *Intake) event(o *order) radgate.OrderEvent {
 		Facility:         o.Facility,
 		Priority:         o.Priority,
 	}
+	ev.Age = o.Age(ev.ReceivedAt)
 	if o.Accession != nil {
 		ev.Accession = &radgate.Identifier{System: o.Accession.System, Value: o.Accession.Value}
 	}

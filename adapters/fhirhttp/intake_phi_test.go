@@ -41,6 +41,7 @@ func fullStatus() radgate.OrderStatus {
 		Cancelled: &radgate.Cancellation{At: time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC), Source: "fhir",
 			Reason: "FHIR ServiceRequest status revoked (ServiceRequest/sr-88)"},
 		ReplayOf:   "42",
+		Age:        &radgate.PatientAge{Years: 4, Text: "4 y", From: "HL7 PID-7 at the order's date, OBR-7"},
 		ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), UpdatedAt: time.Date(2026, 1, 2, 3, 5, 5, 0, time.UTC),
 	}
 }
@@ -54,7 +55,7 @@ func TestOrderStatusFieldsClassified(t *testing.T) {
 		"Study": true, "WaitUntil": true, "Cancelled": true,
 		"ReceivedAt": true, "UpdatedAt": true}
 	hidden := map[string]bool{"Key": true, "Accession": true, "StudyInstanceUID": true, "ServiceRequest": true,
-		"ImagingStudy": true, "Patient": true}
+		"ImagingStudy": true, "Patient": true, "Age": true}
 	full := fullStatus()
 	red := withoutPatientData(full)
 	fv, rv := reflect.ValueOf(full), reflect.ValueOf(red)

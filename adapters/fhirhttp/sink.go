@@ -499,6 +499,7 @@ func ResultInput(r radgate.Result) fhir.ResultInput {
 		HeatmapWidth:  r.HeatmapWidth,
 		HeatmapHeight: r.HeatmapHeight,
 		Reason:        r.Reason,
+		Caveats:       r.Caveats,
 		ScoredAt:      r.ScoredAt,
 	}
 	if in.StudyInstanceUID == "" {

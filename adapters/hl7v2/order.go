@@ -76,6 +76,14 @@ func (o OrderOptions) OrderEvent(msg *Message) (radgate.OrderEvent, error) {
 //     request priority: S, TS → stat; A, TA → asap; R, TR → routine; T, P →
 //     urgent; other codes are left out.
 //   - Facility: ORC-21-1 (ordering facility name), then MSH-4.
+//   - Age: the patient's age (radgate.PatientAge) from PID-7 (date of
+//     birth, at least YYYYMMDD: a year or month alone is too coarse for an
+//     age range in whole years) at the order's date: OBR-7 (the exam),
+//     else TQ1-7 (its start), else ORC-9 (the transaction), else MSH-7,
+//     else when the message came. Only the age is kept, never the birth
+//     date; a PID-7 that is not such a date, or is after the order's
+//     date, gives no age (the image's own age decides, else the route's
+//     unknown_age) and never refuses the order.
 //
 // Text is taken as UTF-8 (ASCII being HL7's default), or converted from
 // ISO 8859-1 when MSH-18 says 8859/1.
@@ -166,6 +174,7 @@ func (o OrderOptions) orders(msg *Message) ([]mappedOrder, error) {
 			return nil, err
 		}
 		ev.Patient = patient
+		ev.Age = orderAge(msg, pid, g, ev.ReceivedAt)
 		if isLatin1(msg.Charset()) {
 			latin1Event(&ev)
 		}
@@ -684,4 +693,44 @@ func modalityCode(v string) bool {
 		}
 	}
 	return true
+}
+
+// orderAge is the patient's age from PID-7 at the order's date (see
+// OrderEvents), or nil.
+func orderAge(msg *Message, pid *located, g []located, received time.Time) *radgate.PatientAge {
+	raw := strings.TrimSpace(value(pid.Segment, 7, 1, 1, 1))
+	if digits, _, _ := strings.Cut(raw, "+"); len(strings.SplitN(digits, "-", 2)[0]) < 8 {
+		return nil
+	}
+	birth, err := ParseTime(raw)
+	if err != nil {
+		return nil
+	}
+	at, field := received, "the time it came"
+	for _, c := range []struct {
+		seg   string
+		field int
+	}{{"OBR", 7}, {"TQ1", 7}, {"ORC", 9}} {
+		if s := find(g, c.seg); s != nil {
+			if t, err := ParseTime(value(s.Segment, c.field, 1, 1, 1)); err == nil {
+				at, field = t, fmt.Sprintf("%s-%d", c.seg, c.field)
+				break
+			}
+		}
+	}
+	if field == "the time it came" {
+		if msh := msg.Segment("MSH"); msh != nil {
+			if t, err := ParseTime(value(msh, 7, 1, 1, 1)); err == nil {
+				at, field = t, "MSH-7"
+			}
+		}
+	}
+	if at.IsZero() {
+		return nil
+	}
+	a, err := radgate.AgeAt(birth, at, "HL7 PID-7 at the order's date, "+field)
+	if err != nil {
+		return nil
+	}
+	return &a
 }

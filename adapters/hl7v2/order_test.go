@@ -29,6 +29,8 @@ func TestOrderEventORM(t *testing.T) {
 		Modalities: []string{"CR"},
 		Facility:   "Saint Elsewhere Clinic",
 		Priority:   "stat",
+		// PID-7 19700101 at OBR-7 20240131: the age, not the birth date.
+		Age: &radgate.PatientAge{Years: 54, Text: "54 y", From: "HL7 PID-7 at the order's date, OBR-7"},
 	}, ev)
 	key, err := radgate.OrderKey(ev)
 	require.NoError(t, err)
@@ -358,4 +360,48 @@ func TestOrderEventStatus(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "stat", ev.Priority)
 	require.Equal(t, radgate.PriorityUrgent, radgate.PriorityClass(ev.Priority), "TQ1-9 S")
+}
+
+// The patient's age comes from PID-7 at the order's date (OBR-7, else
+// TQ1-7, else ORC-9, else MSH-7); a birth date too coarse, unreadable or
+// after that date gives none and never refuses the order.
+func TestOrderEventAge(t *testing.T) {
+	fixture := readFixture(t, "orm_o01.hl7")
+	for _, tc := range []struct {
+		name     string
+		edit     func(string) string
+		want     *radgate.PatientAge
+		received time.Time
+	}{
+		{"a child of 4 at OBR-7", pid7("20191115"), &radgate.PatientAge{Years: 4, Text: "4 y", From: "HL7 PID-7 at the order's date, OBR-7"}, time.Time{}},
+		{"5 y 11 m is 5", pid7("20180301"), &radgate.PatientAge{Years: 5, Text: "5 y", From: "HL7 PID-7 at the order's date, OBR-7"}, time.Time{}},
+		{"with a time and zone", pid7("201911150830+0100"), &radgate.PatientAge{Years: 4, Text: "4 y", From: "HL7 PID-7 at the order's date, OBR-7"}, time.Time{}},
+		{"an infant: months", pid7("20230615"), &radgate.PatientAge{Years: 0, Text: "7 m", From: "HL7 PID-7 at the order's date, OBR-7"}, time.Time{}},
+		{"no OBR-7: ORC-9", func(s string) string {
+			s = pid7("20191115")(s)
+			s = strings.Replace(s, "|||20240131150000||||||Cough", "|||||||||Cough", 1)
+			return strings.Replace(s, "||||||||||||||Saint", "||20240301||||||||||||Saint", 1)
+		}, &radgate.PatientAge{Years: 4, Text: "4 y", From: "HL7 PID-7 at the order's date, ORC-9"}, time.Time{}},
+		{"no order date: MSH-7", func(s string) string {
+			return strings.Replace(pid7("20191115")(s), "|||20240131150000||||||Cough", "|||||||||Cough", 1)
+		}, &radgate.PatientAge{Years: 4, Text: "4 y", From: "HL7 PID-7 at the order's date, MSH-7"}, time.Time{}},
+		{"a year alone is too coarse", pid7("2019"), nil, time.Time{}},
+		{"not a date", pid7("2019111X"), nil, time.Time{}},
+		{"born after the order", pid7("20250101"), nil, time.Time{}},
+		{"no PID-7", pid7(""), nil, time.Time{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := tc.edit(fixture)
+			ev, err := OrderEvent(mustParse(t, src))
+			require.NoError(t, err, "a birth date never refuses an order")
+			require.Equal(t, tc.want, ev.Age)
+			b, _ := json.Marshal(ev)
+			require.NotContains(t, string(b), "2019", "never the birth date")
+		})
+	}
+}
+
+// pid7 replaces the fixture's PID-7.
+func pid7(v string) func(string) string {
+	return func(s string) string { return strings.Replace(s, "||19700101|F", "||"+v+"|F", 1) }
 }

@@ -60,6 +60,7 @@ const (
 	ObsTier             = "confidence-tier"   // CWE, code of CodingSystemTier
 	ObsConclusion       = "conclusion"        // FT
 	ObsDisclaimer       = "disclaimer"        // FT
+	ObsCaveat           = "caveat"            // FT
 	ObsAlgorithmName    = "algorithm-name"    // ST
 	ObsAlgorithmVersion = "algorithm-version" // ST
 	ObsReportPDF        = "report-pdf"        // ED
@@ -85,6 +86,9 @@ const (
 //	OBX  NM  <finding>                 confidence, "%^percent^UCUM"
 //	OBX  CWE confidence-tier           low|mid|high ^…^RADGATE-TIER
 //	OBX  FT  conclusion                the FHIR report's conclusion sentence
+//	OBX  FT  caveat                    one per Result.Caveats ("patient age unknown: …"),
+//	                                   an OBX beside the score rather than an NTE, so a
+//	                                   RIS that shows the observations shows it too
 //	OBX  FT  disclaimer                word for word
 //	OBX  ST  algorithm-name, -version  the engine
 //	OBX  ST  110180^Study Instance UID^DCM, when known
@@ -340,6 +344,9 @@ func ORU(r radgate.Result, opts ORUOptions) (*Message, error) {
 		conclusion += " The region of interest is marked on the AI heatmap."
 	}
 	obx("FT", cwe(ObsConclusion, "AI conclusion", CodingSystemRadgate), "", d.EscapeFT(conclusion))
+	for _, c := range r.Caveats {
+		obx("FT", cwe(ObsCaveat, "AI result caveat", CodingSystemRadgate), "", d.EscapeFT(c))
+	}
 	obx("FT", cwe(ObsDisclaimer, "Disclaimer", CodingSystemRadgate), "", d.EscapeFT(r.Engine.Disclaimer))
 	obx("ST", cwe(ObsAlgorithmName, "AI algorithm", CodingSystemRadgate), "", d.Escape(oneLine(engine)))
 	if r.Engine.Version != "" {

@@ -366,3 +366,19 @@ func segmentNames(m *Message) string {
 	}
 	return strings.Join(names, "|")
 }
+
+// A result scored with a caveat (an unknown patient age) carries it as an
+// FT OBX beside the conclusion, before the disclaimer.
+func TestORUCaveat(t *testing.T) {
+	const caveat = "patient age unknown: engine cxr-pneumonia's intended use is 1–5 y (accepts.age_years); the result was not checked against it"
+	r := sampleResult()
+	r.Caveats = []string{caveat}
+	m, err := ORU(r, oruOpts)
+	require.NoError(t, err)
+	back := mustParse(t, m.String())
+	require.Equal(t, "conclusion", back.Get("OBX(3)-3"))
+	require.Equal(t, "caveat", back.Get("OBX(4)-3"))
+	require.Equal(t, "FT", back.Get("OBX(4)-2"))
+	require.Equal(t, caveat, back.Get("OBX(4)-5"))
+	require.Equal(t, "disclaimer", back.Get("OBX(5)-3"))
+}

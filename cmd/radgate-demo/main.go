@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/radgate/radgate/adapters/dicomweb"
@@ -82,5 +83,15 @@ func run(radgateURL, fhirURL, orthanc, user, password, samples, heatmaps string,
 	}
 	demo.Print(os.Stdout, cases)
 	fmt.Println("\nEvery report carries the engine's disclaimer: AI decision support, not a diagnosis.")
+	// The engines are paediatric (intended use 1–5 y, accepts.age_years):
+	// an adult's study is answered, not scored; one without an age is
+	// scored with a caveat in every output.
+	for _, c := range cases {
+		if strings.Contains(c.Status.Reason, "(accepts.age_years)") {
+			fmt.Printf("\nRefused for the engine's intended use: %s\n  %s\n", filepath.Base(c.File), c.Status.Reason)
+		}
+	}
+	fmt.Println("\nReports marked [age unknown: caveat] were scored without a patient age: the caveat is in the\n" +
+		"Observation, the conclusion, the PDF and the ORU (a route with unknown_age: reject refuses them).")
 	return nil
 }

@@ -177,6 +177,13 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 				require.Contains(t, c.Status.Reason, "not scored")
 				requireTask(t, rg, c, "rejected")
 				return
+			case m.Age.Known && m.Age.Years > 5:
+				// An adult (cr-chest-mono1-jpeg2000-lossy.dcm, born 1940):
+				// outside the paediatric engine's intended use (1–5 y).
+				require.Equal(t, radgate.StateRejected, c.Status.State, c.Status.Reason)
+				require.Contains(t, c.Status.Reason, "is outside engine "+config.DefaultEngine+"'s intended use: 1–5 y (accepts.age_years)")
+				requireTask(t, rg, c, "rejected")
+				return
 			case errors.Is(decodeErr(t, c.File), inference.ErrUnsupportedTransferSyntax):
 				require.Equal(t, radgate.StateFailed, c.Status.State)
 				require.Contains(t, c.Status.Reason, m.TransferSyntaxUID, "the failure names the transfer syntax")
@@ -196,6 +203,9 @@ func TestOrderToResultOnRealPeers(t *testing.T) {
 			require.Equal(t, "final", dr["status"])
 			require.Contains(t, mustJSON(dr["category"]), "LP29684-5")
 			require.Contains(t, rep.Conclusion, manifest.Disclaimer, "the disclaimer word for word")
+			if !m.Age.Known {
+				require.Contains(t, rep.Conclusion, "Patient age unknown: engine "+config.DefaultEngine+"'s intended use is 1–5 y", "scored with the caveat")
+			}
 			require.Contains(t, rep.Conclusion, rep.Tier)
 			basedOn := mustJSON(dr["basedOn"])
 			if c.Path == demo.ViaSubscription {

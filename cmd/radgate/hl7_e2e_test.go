@@ -100,9 +100,11 @@ func TestHL7OrderToResultOnRealPeers(t *testing.T) {
 	acc, uid := c.Meta.AccessionNumber, c.Meta.StudyInstanceUID
 	require.NotEmpty(t, acc)
 
+	// PID-7: a child of 2 at MSH-7 (the shipped engines are for 1–5 y); the
+	// image has no age, so the order's decides, and no caveat is written.
 	ack := sendMLLP(t, port,
 		`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|HL7E2E0001|P|2.5.1`,
-		`PID|1||MRN-E2E-1^^^HOSP^MR||Zyxwa^Hl7patient||19700101|F`,
+		`PID|1||MRN-E2E-1^^^HOSP^MR||Zyxwa^Hl7patient||20210315|F`,
 		`ORC|NW`,
 		`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+acc+`||||||CR`,
 		`ZDS|`+uid+`^RADGATE^Application^DICOM`)
@@ -124,6 +126,10 @@ func TestHL7OrderToResultOnRealPeers(t *testing.T) {
 	var dr map[string]any
 	require.NoError(t, json.Unmarshal(b, &dr))
 	require.Equal(t, "final", dr["status"])
+	require.NotContains(t, dr["conclusion"], "Patient age unknown", "the order's age stood in for the image's")
+	st, err = rg.env.OrderStatus(ctx, c.OrderID)
+	require.NoError(t, err)
+	require.Equal(t, &radgate.PatientAge{Years: 2, Text: "2 y", From: "HL7 PID-7 at the order's date, MSH-7"}, st.Age, "the age, never the birth date")
 	basedOn := mustJSON(dr["basedOn"])
 	require.Contains(t, basedOn, `"system":"`+demo.AccessionSystem+`"`)
 	require.Contains(t, basedOn, `"value":"`+acc+`"`, "linked by the accession number's identifier")
@@ -133,7 +139,7 @@ func TestHL7OrderToResultOnRealPeers(t *testing.T) {
 	// Malformed: neither an accession number (OBR-18) nor a study UID (ZDS).
 	ack = sendMLLP(t, port,
 		`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142504||ORM^O01^ORM_O01|HL7E2E0002|P|2.5.1`,
-		`PID|1||MRN-E2E-2^^^HOSP^MR||Zyxwa^Hl7patient||19700101|F`,
+		`PID|1||MRN-E2E-2^^^HOSP^MR||Zyxwa^Hl7patient||20210315|F`,
 		`ORC|NW`,
 		`OBR|1|||36643-5^XR Chest 2 Views^LN`)
 	require.Equal(t, hl7v2.AE, ack.Code)

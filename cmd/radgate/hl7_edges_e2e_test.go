@@ -82,7 +82,7 @@ func TestHL7PatientNameFromTheOrderSource(t *testing.T) {
 	// 2. An ORM with the patient's name in PID-5.
 	ack := sendMLLP(t, port,
 		`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|PNAME0001|P|2.5.1`,
-		`PID|1||MRN-PN-HL7^^^HOSP^MR||`+hl7Family+`^`+hl7Given+`||19700101|F`,
+		`PID|1||MRN-PN-HL7^^^HOSP^MR||`+hl7Family+`^`+hl7Given+`||20210315|F`,
 		`ORC|NW`,
 		`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+viaHL7.Meta.AccessionNumber+`||||||DX`)
 	require.Equal(t, hl7v2.AA, ack.Code, "%+v", ack)
@@ -129,7 +129,7 @@ func TestHL7PatientNameFromTheOrderSource(t *testing.T) {
 	for where, data := range contents {
 		if strings.HasPrefix(where, hl7v2.StreamReceived+"/") && strings.Contains(data, hl7Family) {
 			kept++
-			require.NotContains(t, data, "19700101", "only PID-1, -3 and -5 are kept, not the birth date")
+			require.NotContains(t, data, "20210315", "only PID-1, -3 and -5 are kept, not the birth date")
 		}
 	}
 	require.Equal(t, 1, kept, "the ORM's PID is kept once, for its order")

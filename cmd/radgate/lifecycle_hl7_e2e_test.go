@@ -49,7 +49,7 @@ func TestLifecycleHL7CancelRetracts(t *testing.T) {
 	cancel := func(acc, control string) hl7v2.Ack {
 		return sendMLLP(t, port,
 			`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|`+control+`|P|2.5.1`,
-			`PID|1||MRNQ-1^^^HOSP^MR||Qzwfa^Hl7patient||19700101|F`,
+			`PID|1||MRNQ-1^^^HOSP^MR||Qzwfa^Hl7patient||20210315|F`,
 			`ORC|CA`,
 			`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+acc+`||||||CR`)
 	}
@@ -217,7 +217,7 @@ func TestLifecycleCancelWhileScoring(t *testing.T) {
 	require.Less(t, code, 300, body)
 	ack := sendMLLP(t, port,
 		`MSH|^~\&|RIS|HOSP|RADGATE|HOSP|20240131142503||ORM^O01^ORM_O01|LCWS0001|P|2.5.1`,
-		`PID|1||MRNQ-2^^^HOSP^MR||Qzwfa^Hl7patient||19700101|F`,
+		`PID|1||MRNQ-2^^^HOSP^MR||Qzwfa^Hl7patient||20210315|F`,
 		`ORC|CA`,
 		`OBR|1|||36643-5^XR Chest 2 Views^LN||||||||||||||`+viaHL7.meta.AccessionNumber+`||||||CR`)
 	require.Equal(t, hl7v2.AA, ack.Code, "%+v", ack)

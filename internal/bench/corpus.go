@@ -1,16 +1,14 @@
 package bench
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/internal/demo"
 )
 
 // The bench's studies are clones of a few radiographs. Each source file is
@@ -138,15 +136,15 @@ func newTemplate(path, run string) (*template, error) {
 		t.uidValues[k] = v
 	}
 	acsn := "B" + run[2:] + strings.Repeat("0", cloneDigits) // 16 characters, the SH maximum
-	data, offs, err := setElements(src, []element{
-		{tagMediaSOPInstance, "UI", t.uidValues[2]},
-		{tagSOPInstance, "UI", t.uidValues[2]},
-		{tagStudyDate, "DA", t.study.Format("20060102")},
-		{tagAccession, "SH", acsn},
-		{tagBirthDate, "DA", "00000000"},
-		{tagAge, "AS", "000Y"},
-		{tagStudyUID, "UI", t.uidValues[0]},
-		{tagSeriesUID, "UI", t.uidValues[1]},
+	data, offs, err := demo.SetElements(src, []demo.Element{
+		{Tag: tagMediaSOPInstance, VR: "UI", Value: t.uidValues[2]},
+		{Tag: tagSOPInstance, VR: "UI", Value: t.uidValues[2]},
+		{Tag: tagStudyDate, VR: "DA", Value: t.study.Format("20060102")},
+		{Tag: tagAccession, VR: "SH", Value: acsn},
+		{Tag: tagBirthDate, VR: "DA", Value: "00000000"},
+		{Tag: tagAge, VR: "AS", Value: "000Y"},
+		{Tag: tagStudyUID, VR: "UI", Value: t.uidValues[0]},
+		{Tag: tagSeriesUID, VR: "UI", Value: t.uidValues[1]},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -173,6 +171,7 @@ func (t *template) clone(buf []byte, n int) ([]byte, clone, error) {
 	buf = append(buf[:0], t.data...)
 	num := fmt.Sprintf("%0*d", cloneDigits, n)
 	c := clone{Meta: *t.meta, Age: ageFor(n)}
+	c.Meta.Age = inference.Age{Known: true, Years: c.Age, Text: fmt.Sprintf("%d y", c.Age), From: "Patient's Age"}
 	uids := [3]*string{&c.Meta.StudyInstanceUID, &c.Meta.SeriesInstanceUID, &c.Meta.SOPInstanceUID}
 	for k, offs := range t.uids {
 		v := t.uidValues[k]
@@ -187,200 +186,4 @@ func (t *template) clone(buf []byte, n int) ([]byte, clone, error) {
 	c.BirthDate = birthDate(t.study, c.Age, n)
 	copy(buf[t.birthDate:], c.BirthDate.Format("20060102"))
 	return buf, c, nil
-}
-
-// element is a value to set at the top level of a data set (or in the file
-// meta information, group 0002).
-type element struct {
-	tag   uint32
-	vr    string
-	value string
-}
-
-// setElements returns the Part 10 file with the elements set: replaced
-// where present, inserted in tag order where not. The file meta group
-// length is recomputed; the group length elements (gggg,0000) of the data
-// set's groups touched are left out (they are retired). offs holds where
-// each element's value starts in the result. The data set must be little
-// endian, implicit or explicit VR (not deflated).
-func setElements(file []byte, set []element) (out []byte, offs map[uint32]int, err error) {
-	if !inference.IsDICOM(file) {
-		return nil, nil, errors.New("not a DICOM Part 10 file")
-	}
-	set = slices.Clone(set)
-	slices.SortFunc(set, func(a, b element) int { return int(int64(a.tag) - int64(b.tag)) })
-	offs = map[uint32]int{}
-	touched := map[uint16]bool{}
-	for _, e := range set {
-		touched[uint16(e.tag>>16)] = true
-	}
-	le := binary.LittleEndian
-
-	// The file meta information: always explicit VR little endian.
-	var meta []byte
-	p, ts := 132, ""
-	next := 0 // the next element of set to write
-	emit := func(dst []byte, e element, implicit bool) []byte {
-		v := []byte(e.value)
-		if len(v)%2 == 1 {
-			v = append(v, map[bool]byte{true: 0, false: ' '}[e.vr == "UI"])
-		}
-		dst = le.AppendUint16(dst, uint16(e.tag>>16))
-		dst = le.AppendUint16(dst, uint16(e.tag))
-		if implicit {
-			dst = le.AppendUint32(dst, uint32(len(v)))
-		} else {
-			dst = append(dst, e.vr...)
-			dst = le.AppendUint16(dst, uint16(len(v)))
-		}
-		offs[e.tag] = len(dst)
-		return append(dst, v...)
-	}
-	for p+8 <= len(file) && le.Uint16(file[p:]) == 0x0002 {
-		tag := uint32(le.Uint16(file[p:]))<<16 | uint32(le.Uint16(file[p+2:]))
-		hdr, n := headerLen(file[p:], false)
-		if hdr == 0 || p+hdr+n > len(file) {
-			return nil, nil, fmt.Errorf("file meta element (%04X,%04X) runs past the end of the file", tag>>16, tag&0xFFFF)
-		}
-		for next < len(set) && set[next].tag < tag && set[next].tag>>16 == 0x0002 {
-			meta = emit(meta, set[next], false)
-			next++
-		}
-		switch {
-		case tag == 0x00020000: // recomputed below
-		case next < len(set) && set[next].tag == tag:
-			meta = emit(meta, set[next], false)
-			next++
-		default:
-			if tag == 0x00020010 {
-				ts = strings.TrimRight(string(file[p+hdr:p+hdr+n]), "\x00 ")
-			}
-			meta = append(meta, file[p:p+hdr+n]...)
-		}
-		p += hdr + n
-	}
-	for next < len(set) && set[next].tag>>16 == 0x0002 {
-		meta = emit(meta, set[next], false)
-		next++
-	}
-	var implicit bool
-	switch ts {
-	case inference.TSImplicitVRLittleEndian:
-		implicit = true
-	case inference.TSExplicitVRBigEndian, inference.TSDeflatedExplicitVRLittleEndian, "":
-		return nil, nil, fmt.Errorf("transfer syntax %q: the bench clones little endian, non-deflated files only", ts)
-	}
-	out = append(out, file[:132]...)
-	out = append(out, 0x02, 0x00, 0x00, 0x00, 'U', 'L', 4, 0)
-	out = le.AppendUint32(out, uint32(len(meta)))
-	for tag, off := range offs {
-		offs[tag] = off + len(out)
-	}
-	out = append(out, meta...)
-
-	// The data set, up to the last element to set; the rest is copied.
-	for p < len(file) && next < len(set) {
-		tag := uint32(le.Uint16(file[p:]))<<16 | uint32(le.Uint16(file[p+2:]))
-		hdr, n := headerLen(file[p:], implicit)
-		if hdr == 0 {
-			return nil, nil, fmt.Errorf("element (%04X,%04X): truncated header", tag>>16, tag&0xFFFF)
-		}
-		end := p + hdr + n
-		if n == undefinedLength {
-			if end, err = skipUndefined(file, p+hdr, implicit, 0); err != nil {
-				return nil, nil, fmt.Errorf("element (%04X,%04X): %w", tag>>16, tag&0xFFFF, err)
-			}
-		} else if end > len(file) {
-			return nil, nil, fmt.Errorf("element (%04X,%04X) runs past the end of the file", tag>>16, tag&0xFFFF)
-		}
-		for next < len(set) && set[next].tag < tag {
-			out = emit(out, set[next], implicit)
-			next++
-		}
-		switch {
-		case tag&0xFFFF == 0 && touched[uint16(tag>>16)]:
-		case next < len(set) && set[next].tag == tag:
-			out = emit(out, set[next], implicit)
-			next++
-		default:
-			out = append(out, file[p:end]...)
-		}
-		p = end
-	}
-	for ; next < len(set); next++ {
-		out = emit(out, set[next], implicit)
-	}
-	return append(out, file[p:]...), offs, nil
-}
-
-const undefinedLength = 0xFFFFFFFF
-
-// headerLen is the length of the element header at b and its value length
-// (undefinedLength for an undefined one); 0, 0 when b is too short.
-func headerLen(b []byte, implicit bool) (hdr, n int) {
-	le := binary.LittleEndian
-	if len(b) < 8 {
-		return 0, 0
-	}
-	if implicit || le.Uint16(b) == 0xFFFE {
-		return 8, int(le.Uint32(b[4:]))
-	}
-	switch string(b[4:6]) {
-	case "OB", "OW", "OF", "OD", "OL", "OV", "SQ", "UN", "UT", "UC", "UR", "SV", "UV":
-		if len(b) < 12 {
-			return 0, 0
-		}
-		return 12, int(le.Uint32(b[8:]))
-	}
-	return 8, int(le.Uint16(b[6:]))
-}
-
-// skipUndefined returns where the undefined-length value starting at p
-// ends: after its Sequence Delimitation Item, past every item (each with a
-// length, or walked up to its Item Delimitation Item).
-func skipUndefined(b []byte, p int, implicit bool, depth int) (int, error) {
-	if depth > 32 {
-		return 0, errors.New("sequences nested too deep")
-	}
-	le := binary.LittleEndian
-	for {
-		if p+8 > len(b) {
-			return 0, errors.New("undefined length without its delimiter")
-		}
-		g, e, n := le.Uint16(b[p:]), le.Uint16(b[p+2:]), int(le.Uint32(b[p+4:]))
-		p += 8
-		switch {
-		case g == 0xFFFE && e == 0xE0DD:
-			return p, nil
-		case g == 0xFFFE && e == 0xE000 && n != undefinedLength:
-			p += n
-		case g == 0xFFFE && e == 0xE000:
-			for { // the item's elements, up to its delimiter
-				if p+8 > len(b) {
-					return 0, errors.New("item without its delimiter")
-				}
-				if le.Uint16(b[p:]) == 0xFFFE && le.Uint16(b[p+2:]) == 0xE00D {
-					p += 8
-					break
-				}
-				hdr, n := headerLen(b[p:], implicit)
-				if hdr == 0 {
-					return 0, errors.New("truncated element in an item")
-				}
-				if n == undefinedLength {
-					var err error
-					if p, err = skipUndefined(b, p+hdr, implicit, depth+1); err != nil {
-						return 0, err
-					}
-					continue
-				}
-				p += hdr + n
-			}
-		default:
-			return 0, fmt.Errorf("(%04X,%04X) where an item was expected", g, e)
-		}
-		if p > len(b) {
-			return 0, errors.New("an item runs past the end of the file")
-		}
-	}
 }

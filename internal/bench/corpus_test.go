@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/testenv"
 )
 
@@ -104,11 +105,11 @@ func TestCloneSetsIdentifiersAgeAndKeepsPixels(t *testing.T) {
 }
 
 func TestSetElementsRefusesWhatItCannotEdit(t *testing.T) {
-	_, _, err := setElements([]byte("not dicom"), nil)
+	_, _, err := demo.SetElements([]byte("not dicom"), nil)
 	require.Error(t, err)
 	b, err := os.ReadFile(testenv.Testdata("cxr-dicom", "cr-chest-mono1-10bit-explicit-be.dcm"))
 	require.NoError(t, err)
-	_, _, err = setElements(b, []element{{tagAge, "AS", "003Y"}})
+	_, _, err = demo.SetElements(b, []demo.Element{{Tag: tagAge, VR: "AS", Value: "003Y"}})
 	require.ErrorContains(t, err, "little endian")
 	_, err = newTemplate(testenv.Testdata("cxr-dicom", "absent.dcm"), "123456789")
 	require.Error(t, err)

@@ -406,7 +406,10 @@ func refOf(v any) string {
 	return s
 }
 
-// Print writes one line per case: what a clinician would see.
+// Print writes one line per case: what a clinician would see. A report
+// scored without a known patient age is marked "[age unknown: caveat]" (its
+// conclusion carries the caveat); a study refused for the engine's intended
+// use shows the reason, which names the rule.
 func Print(w io.Writer, cases []*Case) {
 	fmt.Fprintf(w, "%-44s %-12s %-10s %10s  %-5s %s\n", "FILE", "VIA", "STATE", "CONFIDENCE", "TIER", "REPORT / REASON")
 	for _, c := range cases {
@@ -416,6 +419,9 @@ func Print(w io.Writer, cases []*Case) {
 			extra := c.Report.Ref
 			if c.Report.HeatmapFile != "" {
 				extra += "  heatmap: " + c.Report.HeatmapFile
+			}
+			if strings.Contains(c.Report.Conclusion, "Patient age unknown") {
+				extra += "  [age unknown: caveat]"
 			}
 			fmt.Fprintf(w, "%-44s %-12s %-10s %9.1f%%  %-5s %s\n", name, c.Path, c.Status.State, c.Report.Confidence, c.Report.Tier, extra)
 		default:
