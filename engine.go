@@ -27,14 +27,27 @@ type AgeRanged interface {
 	AgeYears() (min, max int, ok bool)
 }
 
+// OutOfScopeScorer is an Engine that can also score images outside its
+// intended use (the manifest's accepts rules, the patient's age among
+// them), for an engine in shadow: measured on a facility's whole
+// population, never delivered. Such an image's ImageScore has OutOfScope
+// set to why, and Err nil; decoding errors stay errors.
+type OutOfScopeScorer interface {
+	ScoreOutOfScope(ctx context.Context, files [][]byte) ([]ImageScore, error)
+}
+
 // ImageScore is one image's score.
 type ImageScore struct {
 	Err error
 	// Age is the patient's age at the study date as the image's header
 	// gives it; nil when it gives none, AgeProblem then says why when the
 	// header had age attributes that could not be used.
-	Age               *PatientAge
-	AgeProblem        string
+	Age        *PatientAge
+	AgeProblem string
+	// OutOfScope, on an image scored by OutOfScopeScorer, says why the
+	// image is outside the engine's intended use (its manifest's accepts
+	// rules); Err is then nil.
+	OutOfScope        string
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	Modality          string

@@ -53,6 +53,18 @@ func (a *inferenceEngine) AgeYears() (lo, hi int, ok bool) {
 // the file's bytes alive, which is why the stage keeps only the best
 // image's score.
 func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.ImageScore, error) {
+	return a.score(ctx, files, false)
+}
+
+// ScoreOutOfScope is Score that also scores the images outside the
+// engine's intended use, saying why in ImageScore.OutOfScope
+// (radgate.OutOfScopeScorer): an engine in shadow is measured on every
+// study its route sends.
+func (a *inferenceEngine) ScoreOutOfScope(ctx context.Context, files [][]byte) ([]radgate.ImageScore, error) {
+	return a.score(ctx, files, true)
+}
+
+func (a *inferenceEngine) score(ctx context.Context, files [][]byte, anyScope bool) ([]radgate.ImageScore, error) {
 	out := make([]radgate.ImageScore, len(files))
 	imgs := make([]*inference.Image, 0, len(files))
 	idx := make([]int, 0, len(files))
@@ -72,7 +84,10 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 			out[i].AgeProblem = ag.Unknown()
 		}
 		if out[i].Err = a.e.Accepts(img); out[i].Err != nil {
-			continue // outside the engine's intended use: not scored
+			if !anyScope {
+				continue // outside the engine's intended use: not scored
+			}
+			out[i].OutOfScope, out[i].Err = out[i].Err.Error(), nil
 		}
 		imgs = append(imgs, img)
 		idx = append(idx, i)

@@ -71,3 +71,50 @@ func TestShadowResultsAreRecordedNotDelivered(t *testing.T) {
 	require.Equal(t, radgate.StateDelivered, st.Engines["eng-a"].Deliveries["fhir"].State)
 	require.Len(t, h.sink.results(), 1)
 }
+
+// In shadow an engine is measured on the facility's whole population: a
+// study outside its intended use (here an adult, by the order's age) is
+// scored all the same, withheld, and its progress says why it is out of
+// scope; once the engine is active, such a study is refused again, unscored.
+func TestShadowScoresStudiesOutsideTheIntendedUse(t *testing.T) {
+	var p *Pipeline
+	h := newHarness(t, func(o *Options) {
+		o.Engines = []radgate.Engine{&agedScorer{scorer{probs: map[string]float64{"sop-1": 0.91, "sop-2": 0.12}}}}
+		o.Routes = loadRoutes(t, `routes:
+  - name: chest
+    engines: [eng-a]
+    destinations: [fhir]
+    acceptance: {min_cases: 1, auc_lower_95: 0.5}
+`)
+		o.Governance = governance.New(governance.Options{Topology: o.Topology,
+			Routes:  func() *routing.Set { return p.RouteSet() },
+			Version: func(e string) (string, bool) { return p.EngineVersion(e) }})
+	})
+	p = h.p
+	adult := &radgate.PatientAge{Years: 86, Text: "86 y", From: "HL7 PID-7 at the order's date, OBR-7"}
+
+	h.arch.add("A1", "8.A1", "CR", "CHEST", "sop-1")
+	ev := sr("A1", "sA1")
+	ev.Facility, ev.Age = "Adult Clinic", adult
+	st, err := p.Accept(t.Context(), ev)
+	require.NoError(t, err)
+	st = h.waitState(t, st.ID, radgate.StateDelivered)
+	eng := st.Engines["eng-a"]
+	require.Equal(t, radgate.EngineShadow, eng.Mode)
+	require.NotNil(t, eng.Probability, "scored although outside the intended use")
+	require.InDelta(t, 0.91, *eng.Probability, 1e-9)
+	require.Contains(t, eng.Reason, "; outside the engine's intended use: patient age 86 y (HL7 PID-7 at the order's date, OBR-7) is outside engine eng-a's intended use: 1–5 y (accepts.age_years)")
+	require.Empty(t, h.sink.results(), "nothing delivered")
+
+	_, err = p.opts.Governance.(*governance.Governance).Change(t.Context(), governance.ChangeRequest{Facility: "Adult Clinic", Route: "chest", Engine: "eng-a",
+		Mode: radgate.EngineSuspended, By: "op", Why: "test"})
+	require.NoError(t, err)
+	h.arch.add("A2", "8.A2", "CR", "CHEST", "sop-2")
+	ev = sr("A2", "sA2")
+	ev.Facility, ev.Age = "Adult Clinic", adult
+	st, err = p.Accept(t.Context(), ev)
+	require.NoError(t, err)
+	st = h.waitState(t, st.ID, radgate.StateRejected)
+	require.Nil(t, st.Engines["eng-a"].Probability, "not in shadow: outside the intended use is not scored")
+	require.Contains(t, st.Engines["eng-a"].Reason, "patient age 86 y")
+}

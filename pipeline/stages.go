@@ -39,6 +39,11 @@ type Job struct {
 	// age known from neither (RouteDecision.UnknownAge).
 	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
 	UnknownAge string              `json:"unknown_age,omitempty"`
+	// Shadow: the engine was in shadow when the order was routed
+	// (RouteDecision.Shadow), so images outside its intended use are scored
+	// too and the result says why it is out of scope (Result.OutOfScope):
+	// an engine in shadow is measured on the facility's whole population.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -547,6 +552,7 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID, OrderAge: st.Age}
 	if st.Route != nil {
 		job.UnknownAge = st.Route.UnknownAge
+		job.Shadow = st.Route.Shadow(info.ID)
 	}
 	var seen []string
 	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
@@ -716,6 +722,9 @@ type studyScore struct {
 	notes []radgate.ImageNote
 	// caveats go with the best image's score (Result.Caveats).
 	caveats []string
+	// outOfScope says why the best image is outside the engine's intended
+	// use (scored only because the engine is in shadow).
+	outOfScope string
 }
 
 // checkAge applies an engine's age range (radgate.AgeRanged) to an image
@@ -783,7 +792,11 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		}
 		// After this the image's bytes live on only in the best image's
 		// render state, if it becomes the best.
-		scores, err := eng.Score(ctx, [][]byte{b})
+		score := eng.Score
+		if o, ok := eng.(radgate.OutOfScopeScorer); ok && job.Shadow {
+			score = o.ScoreOutOfScope
+		}
+		scores, err := score(ctx, [][]byte{b})
 		if err == nil && len(scores) != 1 {
 			err = fmt.Errorf("engine %s returned %d scores for one image", job.Engine, len(scores))
 		}
@@ -795,14 +808,20 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		}
 		s := scores[0]
 		var caveat string
-		if s.Err == nil {
+		if s.Err == nil && s.OutOfScope == "" {
 			caveat, s.Err = checkAge(eng, job, s)
+			if job.Shadow && errors.Is(s.Err, inference.ErrNotAccepted) {
+				s.OutOfScope, s.Err, caveat = s.Err.Error(), nil, ""
+			}
 		}
 		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
 		if s.Err != nil {
 			note.Reason = s.Err.Error()
 		} else if in.View == "" && len(eng.Views()) > 0 {
 			note.Reason = "scored; the image declares no view (engine takes " + strings.Join(eng.Views(), "/") + ")"
+		}
+		if s.OutOfScope != "" {
+			note.Reason = "scored in shadow, outside the intended use: " + s.OutOfScope
 		}
 		if caveat != "" {
 			note.Reason = strings.TrimPrefix(note.Reason+"; patient age unknown", "; ")
@@ -818,11 +837,15 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 			}
 			continue
 		}
-		if sc.bestAt < 0 || s.Probability > sc.best.Probability {
+		if sc.bestAt < 0 || betterImage(s, sc) {
 			if !s.Marked && want&radgate.PictureThumbnail == 0 {
 				s.Render = nil // nothing to draw: let the image go
 			}
-			sc.best, sc.bestAt, sc.caveats = s, i, nil
+			sc.best, sc.bestAt, sc.caveats, sc.outOfScope = s, i, nil, s.OutOfScope
+			if s.OutOfScope != "" {
+				s.Render = nil // never delivered: nothing to draw
+				sc.best.Render = nil
+			}
 			if caveat != "" {
 				sc.caveats = []string{caveat}
 			}
@@ -832,6 +855,16 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		sc.reason = strings.Join(failures, "; ")
 	}
 	return sc
+}
+
+// betterImage reports whether s is to be the study's image rather than the
+// best so far: one within the engine's intended use wins over one outside
+// it (scored only in shadow), then the higher probability.
+func betterImage(s radgate.ImageScore, sc studyScore) bool {
+	if in, bestIn := s.OutOfScope == "", sc.outOfScope == ""; in != bestIn {
+		return in
+	}
+	return s.Probability > sc.best.Probability
 }
 
 // picturesFor is every picture the order's destinations show (its route
@@ -864,7 +897,7 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures)
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
 		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
-	r.Caveats = sc.caveats
+	r.Caveats, r.OutOfScope = sc.caveats, sc.outOfScope
 	if s.Marked {
 		r.CAM = s.CAM
 	}
@@ -942,6 +975,11 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		if err != nil {
 			p.log.Warn("recording the result for measurement failed; will retry", "order", st.ID, "engine", r.Engine.ID, "err", err)
 			return retryIn(p.opts.RetryMin)
+		}
+		if r.OutOfScope != "" && mode.Delivered() {
+			// Scored in shadow outside the intended use, and the engine
+			// was activated since: such a result is never delivered.
+			mode = radgate.EngineShadow
 		}
 		if !mode.Delivered() {
 			return p.withhold(ctx, st, r, mode)
@@ -1044,6 +1082,9 @@ func (p *Pipeline) withhold(ctx context.Context, st radgate.OrderStatus, r radga
 	}
 	if r.Reason != "" {
 		reason += "; " + r.Reason
+	}
+	if r.OutOfScope != "" {
+		reason += "; outside the engine's intended use: " + r.OutOfScope
 	}
 	final := map[radgate.Outcome]radgate.OrderState{radgate.OutcomeScored: radgate.StateDelivered, radgate.OutcomeNotApplicable: radgate.StateRejected}[r.Outcome]
 	if final == "" {
