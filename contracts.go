@@ -308,6 +308,11 @@ type Result struct {
 	Probability float64 `json:"probability"`
 	Tier        string  `json:"tier,omitempty"`
 	Marked      bool    `json:"marked"`
+	// OutOfScope, on a scored result, says why the study is outside the
+	// engine's intended use: it was scored only because the engine is in
+	// shadow on the order's route (RouteDecision.Shadow), to be measured on
+	// the facility's own population; such a result is never delivered.
+	OutOfScope string `json:"out_of_scope,omitempty"`
 
 	StudyInstanceUID  string `json:"study_instance_uid,omitempty"`
 	SeriesInstanceUID string `json:"series_instance_uid,omitempty"`

@@ -94,6 +94,10 @@ type EngineProgress struct {
 	Probability *float64 `json:"probability,omitempty"`
 	Tier        string   `json:"tier,omitempty"`
 	Report      string   `json:"report,omitempty"`
+	// Mode is the engine's mode when its result was withheld from every
+	// destination (EngineShadow, EngineSuspended; see RouteDecision); ""
+	// when delivered as usual.
+	Mode EngineMode `json:"mode,omitempty"`
 	// Deliveries is the progress at each destination of the engine's result.
 	Deliveries map[string]DeliveryProgress `json:"deliveries,omitempty"`
 }

@@ -31,6 +31,21 @@ const (
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
 
+	// BucketEngineState holds each engine's mode (shadow, active,
+	// suspended) per facility × route × model version, every change kept
+	// in the key's history (governance).
+	BucketEngineState = "radgate_engine_state"
+	// BucketScores holds every engine result recorded for measurement,
+	// with the order's accession and study indexes (governance).
+	BucketScores = "radgate_scores"
+	// BucketLabels holds radiologists' verdicts as labels, one key per
+	// result × read; a replaced verdict stays in the key's history.
+	BucketLabels = "radgate_labels"
+	// StreamGovernance is the append-only log of evaluations and engine
+	// state changes, on SubjectGovernance + "evaluation." / "state." + key.
+	StreamGovernance  = "RADGATE_GOVERNANCE"
+	SubjectGovernance = "radgate.governance."
+
 	SubjectOrders  = "radgate.orders."
 	SubjectJobs    = "radgate.jobs."
 	SubjectResults = "radgate.results."
@@ -256,7 +271,14 @@ type Topology struct {
 	JS       jetstream.JetStream
 	Orders   jetstream.KeyValue
 	Heatmaps jetstream.ObjectStore
+	// Governance: engine states, results recorded for measurement, labels.
+	EngineState, Scores, Labels jetstream.KeyValue
 }
+
+// GovernanceHistory is how many revisions of an engine state or a label
+// the buckets keep (the most JetStream allows); every change is also in
+// StreamGovernance.
+const GovernanceHistory = 64
 
 // EnsureTopology is EnsureTopologyWith the DefaultRetention.
 func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
@@ -309,6 +331,12 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
 			Discard: discard[StoreOrderState],
 		},
+		{
+			Name: StreamGovernance, Subjects: []string{SubjectGovernance + ">"},
+			Description: "evaluations and engine state changes (who, when, why, evidence), append-only, kept without limit",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Duplicates: DuplicateWindow,
+		},
 	}
 	for _, sc := range streams {
 		if sc.MaxBytes == 0 {
@@ -335,7 +363,42 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 	if err != nil {
 		return nil, fmt.Errorf("creating object store %s: %w", BucketHeatmaps, err)
 	}
-	return &Topology{JS: js, Orders: kv, Heatmaps: obj}, nil
+	t := &Topology{JS: js, Orders: kv, Heatmaps: obj}
+	// Governance keeps what a hospital's acceptance and audit rest on:
+	// small records, kept without age or size limit.
+	for _, b := range []struct {
+		dst         *jetstream.KeyValue
+		name, descr string
+		history     uint8
+	}{
+		{&t.EngineState, BucketEngineState, "engine mode per facility × route × engine × model version", GovernanceHistory},
+		{&t.Scores, BucketScores, "every engine result recorded for measurement, and its order's indexes", 1},
+		{&t.Labels, BucketLabels, "radiologists' verdicts as labels, per result × read", GovernanceHistory},
+	} {
+		if *b.dst, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, Description: b.descr,
+			Storage: jetstream.FileStorage, History: b.history}); err != nil {
+			return nil, fmt.Errorf("creating bucket %s: %w", b.name, err)
+		}
+	}
+	return t, nil
+}
+
+// BindTopology binds to the buckets a running radgate created with
+// EnsureTopology, creating and changing nothing: for tools and tests
+// beside radgate serve.
+func BindTopology(ctx context.Context, js jetstream.JetStream) (*Topology, error) {
+	t := &Topology{JS: js}
+	var err error
+	if t.Heatmaps, err = js.ObjectStore(ctx, BucketHeatmaps); err != nil {
+		return nil, fmt.Errorf("binding object store %s: %w", BucketHeatmaps, err)
+	}
+	for name, dst := range map[string]*jetstream.KeyValue{BucketOrders: &t.Orders, BucketEngineState: &t.EngineState,
+		BucketScores: &t.Scores, BucketLabels: &t.Labels} {
+		if *dst, err = js.KeyValue(ctx, name); err != nil {
+			return nil, fmt.Errorf("binding bucket %s (is radgate serve running on this NATS?): %w", name, err)
+		}
+	}
+	return t, nil
 }
 
 // Token makes s safe as one NATS subject token.

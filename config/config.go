@@ -253,6 +253,12 @@ type FHIR struct {
 	// "Authorization: Bearer …"): one of http.auth's static tokens when the
 	// intake requires authentication.
 	SubscriptionTokenEnv string `yaml:"subscription_token_env"`
+	// SubscribeVerdicts adds, with SubscriptionEndpoint, the Subscriptions
+	// that bring radiologists' verdicts back (final DiagnosticReports,
+	// completed read Tasks: fhirhttp.VerdictSubscriptionCriteria). Off by
+	// default: radgate's own final reports match too, so every result costs
+	// one more notification, answered "not a verdict".
+	SubscribeVerdicts bool `yaml:"subscribe_verdicts"`
 	// PDFReport attaches the one-page PDF report to each DiagnosticReport as
 	// presentedForm (default true).
 	PDFReport bool `yaml:"pdf_report"`

@@ -18,21 +18,31 @@ type IntakeBundle struct {
 }
 
 // IntakeEntry is one entry of an IntakeBundle. Exactly one of Order and Err
-// is set for a ServiceRequest or ImagingStudy; both are nil for any other
-// resource (a Patient, say), which radgate reads only to resolve references
-// and does not store.
+// is set for a ServiceRequest or ImagingStudy; for a DiagnosticReport or a
+// Task (a verdict, see ParseVerdict) exactly one of Verdict, NotVerdict and
+// Err; all are nil for any other resource (a Patient, say), which radgate
+// reads only to resolve references and does not store.
 type IntakeEntry struct {
 	Index        int
 	FullURL      string
 	Method       string
 	ResourceType string
 	Order        *OrderResource
+	// Verdict is the verdict a DiagnosticReport or Task entry states.
+	Verdict *radgate.Verdict
+	// NotVerdict says why a DiagnosticReport or Task entry is not a
+	// verdict (a *NotVerdictError's reason: radgate's own result, a report
+	// not final…); such an entry is answered, not stored.
+	NotVerdict string
 	// Err is a *FieldError whose path starts "Bundle.entry[i]".
 	Err error
 }
 
-// Ignored reports whether the entry is neither an order nor an error.
-func (e *IntakeEntry) Ignored() bool { return e.Order == nil && e.Err == nil }
+// Ignored reports whether the entry is neither an order, a verdict, a
+// resource read as a possible verdict, nor an error.
+func (e *IntakeEntry) Ignored() bool {
+	return e.Order == nil && e.Err == nil && e.Verdict == nil && e.NotVerdict == ""
+}
 
 // Err joins the errors of every entry (nil when all are usable).
 func (b *IntakeBundle) Err() error {
@@ -87,7 +97,22 @@ func (e *EntryLimitError) Error() string {
 // before reading any entry, a Bundle of more than maxEntries entries (0: no
 // limit).
 func ParseBundleMax(b []byte, maxEntries int) (*IntakeBundle, error) {
-	return parseBundle(b, maxEntries)
+	return parseBundle(b, BundleOptions{MaxEntries: maxEntries})
+}
+
+// BundleOptions tune ParseIntakeBundle.
+type BundleOptions struct {
+	// MaxEntries refuses, with an *EntryLimitError and before reading any
+	// entry, a Bundle of more entries (0: no limit).
+	MaxEntries int
+	// VerdictCodes is the table verdict entries are read with (nil:
+	// DefaultVerdictCodes).
+	VerdictCodes VerdictCodes
+}
+
+// ParseIntakeBundle is ParseBundle with options.
+func ParseIntakeBundle(b []byte, opts BundleOptions) (*IntakeBundle, error) {
+	return parseBundle(b, opts)
 }
 
 // ParseBundle reads a transaction or batch Bundle of ServiceRequests and
@@ -103,9 +128,17 @@ func ParseBundleMax(b []byte, maxEntries int) (*IntakeBundle, error) {
 // takes that one). A urn: reference that matches no entry is dropped; one
 // that matches an entry in error is an error of its own entry. Every
 // identifier taken from another entry is checked as the order's own are.
-func ParseBundle(b []byte) (*IntakeBundle, error) { return parseBundle(b, 0) }
+//
+// DiagnosticReport and Task entries are read as verdicts (ParseVerdict,
+// with DefaultVerdictCodes): a report's basedOn pointing at a
+// ServiceRequest entry takes its accession number, its imagingStudy
+// pointing at an ImagingStudy entry its Study Instance UID, and its
+// resultsInterpreter or performer pointing at a Practitioner entry that
+// entry's first identifier.
+func ParseBundle(b []byte) (*IntakeBundle, error) { return parseBundle(b, BundleOptions{}) }
 
-func parseBundle(b []byte, maxEntries int) (*IntakeBundle, error) {
+func parseBundle(b []byte, opts BundleOptions) (*IntakeBundle, error) {
+	maxEntries := opts.MaxEntries
 	rt, _, err := peek(b)
 	if err != nil {
 		return nil, err
@@ -133,7 +166,8 @@ func parseBundle(b []byte, maxEntries int) (*IntakeBundle, error) {
 	out := &IntakeBundle{Type: typ}
 	targets := map[string]target{}
 	bad := map[string]int{} // fullUrl → index of an entry in error
-	orders := 0
+	orders := 0             // orders and verdicts
+	var verdicts []int      // indexes of the verdict entries, read once every target is known
 	for i, re := range raw.Entry {
 		e := IntakeEntry{Index: i, FullURL: re.FullURL}
 		prefix := fmt.Sprintf("Bundle.entry[%d]", i)
@@ -154,6 +188,17 @@ func parseBundle(b []byte, maxEntries int) (*IntakeBundle, error) {
 		e.ResourceType = rr.ResourceType
 		if rr.ResourceType == "" {
 			e.Err = &FieldError{Path: prefix + ".resource.resourceType", Code: IssueRequired, Msg: "missing: expected a FHIR resource"}
+			out.Entries = append(out.Entries, e)
+			continue
+		}
+		if IsVerdictResource(rr.ResourceType) {
+			orders++
+			if e.Method != "" && e.Method != "POST" && e.Method != "PUT" {
+				e.Err = &FieldError{Path: prefix + ".request.method", Code: IssueNotSupported,
+					Msg: fmt.Sprintf("radgate takes verdicts by POST or PUT, got %s", e.Method)}
+			} else {
+				verdicts = append(verdicts, i)
+			}
 			out.Entries = append(out.Entries, e)
 			continue
 		}
@@ -204,7 +249,27 @@ func parseBundle(b []byte, maxEntries int) (*IntakeBundle, error) {
 	}
 	if orders == 0 {
 		return nil, &FieldError{Path: "Bundle.entry", Code: IssueRequired,
-			Msg: "no ServiceRequest or ImagingStudy: radgate takes imaging orders only"}
+			Msg: "no ServiceRequest or ImagingStudy: radgate takes imaging orders only (and verdicts: DiagnosticReport, Task)"}
+	}
+	for _, i := range verdicts {
+		e := &out.Entries[i]
+		prefix := fmt.Sprintf("Bundle.entry[%d].resource", i)
+		var v *radgate.Verdict
+		var err error
+		if e.ResourceType == "DiagnosticReport" {
+			v, err = parseReportVerdict(raw.Entry[i].Resource, VerdictOptions{Codes: opts.VerdictCodes}, targets)
+		} else {
+			v, err = parseTaskVerdict(raw.Entry[i].Resource, VerdictOptions{Codes: opts.VerdictCodes})
+		}
+		var nv *NotVerdictError
+		switch {
+		case errors.As(err, &nv):
+			e.NotVerdict = nv.Reason
+		case err != nil:
+			e.Err = rebase(err, prefix, e.ResourceType)
+		default:
+			e.Verdict = v
+		}
 	}
 	for i := range out.Entries {
 		o := out.Entries[i].Order

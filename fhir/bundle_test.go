@@ -81,7 +81,7 @@ func TestParseBundleErrors(t *testing.T) {
 		`{"resourceType":"Bundle"}`:                                                                  "Bundle.type: expected transaction or batch, got nothing",
 		`{"resourceType":"Bundle","type":"batch"}`:                                                   "Bundle.entry: no entries",
 		`{"resourceType":"Bundle","type":"batch","entry":{}}`:                                        "Bundle.entry: expected an array, got object (byte 49)",
-		`{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient"}}]}`: "Bundle.entry: no ServiceRequest or ImagingStudy: radgate takes imaging orders only",
+		`{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient"}}]}`: "Bundle.entry: no ServiceRequest or ImagingStudy: radgate takes imaging orders only (and verdicts: DiagnosticReport, Task)",
 		`{"resourceType":"Bundle","type":"batch",`:                                                   "malformed JSON at byte 40: unexpected end of JSON input",
 	} {
 		_, err := ParseBundle([]byte(body))

@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/radgate/radgate"
 )
 
 // fuzzSeeds are the intake fixtures plus small hostile shapes.
@@ -21,6 +23,11 @@ func fuzzSeeds(f *testing.F) {
 		`{"resourceType":"ServiceRequest","identifier":[{"type":{"coding":[{}]}}]}`,
 		`{"resourceType":"ImagingStudy","identifier":[{"system":"urn:dicom:uid","value":"urn:oid:"}]}`,
 		`{"resourceType":"Bundle","type":"batch","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"ServiceRequest","basedOn":[{"reference":"urn:uuid:1"}]}}]}`,
+		`{"resourceType":"DiagnosticReport","status":"final","basedOn":[{"reference":"urn:uuid:1"}],"resultsInterpreter":[{"reference":"urn:uuid:2"}],"conclusion":"x"}`,
+		`{"resourceType":"Bundle","type":"batch","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"ServiceRequest","identifier":[{"type":{"coding":[{"code":"ACSN"}]},"value":"A"}]}},` +
+			`{"fullUrl":"urn:uuid:2","resource":{"resourceType":"Practitioner","identifier":[{"value":"P"}]}},` +
+			`{"resource":{"resourceType":"DiagnosticReport","status":"final","basedOn":[{"reference":"urn:uuid:1"}],"resultsInterpreter":[{"reference":"urn:uuid:2"}],"conclusionCode":[{"coding":[{"system":"http://snomed.info/sct","code":"233604007"}]}]}}]}`,
+		`{"resourceType":"Task","status":"completed","identifier":[{"system":"https://radgate.dev/fhir/sid/read-request","value":"o"}],"output":[{"type":{"coding":[{"system":"https://radgate.dev/fhir/CodeSystem/read-verdict","code":"finding"}]},"valueCodeableConcept":{"coding":[{}]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -28,10 +35,12 @@ func fuzzSeeds(f *testing.F) {
 
 // FuzzParseResource: any bytes POSTed to the intake parse to an order or to
 // an error naming what is wrong — never a panic, never an order without the
-// key it needs.
+// key it needs; read as a verdict (ParseVerdict), to a verdict naming its
+// result, reader and finding, or an error.
 func FuzzParseResource(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
+		checkVerdict(t, b)
 		o, err := ParseResource(b)
 		if err != nil {
 			if err.Error() == "" {
@@ -49,7 +58,8 @@ func FuzzParseResource(f *testing.F) {
 }
 
 // FuzzParseBundle: a Bundle either fails as a whole or yields entries whose
-// orders each carry the key an order needs, and never both an order and an
+// orders each carry the key an order needs, whose verdicts name their
+// result, and never two of an order, a verdict, a not-a-verdict and an
 // error.
 func FuzzParseBundle(f *testing.F) {
 	fuzzSeeds(f)
@@ -65,6 +75,51 @@ func FuzzParseBundle(f *testing.F) {
 			if o := e.Order; o != nil && o.Accession == nil && o.StudyInstanceUID == "" {
 				t.Fatalf("entry %d: accepted a %s with neither accession nor study UID", i, o.ResourceType)
 			}
+			n := 0
+			for _, set := range []bool{e.Order != nil, e.Verdict != nil, e.NotVerdict != "", e.Err != nil} {
+				if set {
+					n++
+				}
+			}
+			if n > 1 {
+				t.Fatalf("entry %d is more than one of order, verdict, not-a-verdict and error: %+v", i, e)
+			}
+			if e.Verdict != nil {
+				verdictInvariants(t, e.Verdict)
+			}
 		}
 	})
+}
+
+// checkVerdict: any bytes PUT to the verdict endpoints parse to a verdict
+// with what a recorder needs, to a *NotVerdictError, or to an error naming
+// what is wrong — never a panic.
+func checkVerdict(t *testing.T, b []byte) {
+	t.Helper()
+	v, err := ParseVerdict(b, VerdictOptions{})
+	if err != nil {
+		if err.Error() == "" {
+			t.Fatal("empty error message")
+		}
+		return
+	}
+	verdictInvariants(t, v)
+}
+
+func verdictInvariants(t *testing.T, v *radgate.Verdict) {
+	t.Helper()
+	switch {
+	case v == nil:
+		t.Fatal("nil verdict without an error")
+	case v.ReadID == "":
+		t.Fatalf("a verdict without read id: %+v", v)
+	case v.Accession == nil && v.StudyInstanceUID == "" && v.OrderID == "":
+		t.Fatalf("a verdict naming no result: %+v", v)
+	case v.Finding != radgate.FindingPresent && v.Finding != radgate.FindingAbsent && v.Finding != radgate.FindingUnlabelled:
+		t.Fatalf("finding %q", v.Finding)
+	case (v.Finding == radgate.FindingUnlabelled) != (v.Code == nil) && v.Source == radgate.SourceFHIR:
+		t.Fatalf("coded %v but finding %s", v.Code, v.Finding)
+	case v.Source == radgate.SourceFHIR && v.Reader == nil:
+		t.Fatalf("a report verdict without reader: %+v", v)
+	}
 }

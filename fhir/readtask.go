@@ -38,11 +38,18 @@ var readOwnerTypes = []string{"CareTeam", "Organization", "PractitionerRole", "H
 
 // BuildReadTaskBundle builds a transaction with one Task (status requested,
 // intent order) asking the reading group for a radiologist read of a scored
-// result: focus and input the DiagnosticReport, basedOn the ServiceRequest,
+// result: focus and input the DiagnosticReport, an input of type
+// CodeSystemReadVerdict#engine naming the engine (SystemEngine identifier),
+// basedOn the ServiceRequest,
 // for the patient, owner the group. Its identifier is (SystemReadRequest,
 // order id), written with a conditional create, so asking twice — or for
 // each engine that scored the study — leaves one Task: the first result
 // that asks for a read is its focus.
+//
+// The reader completes it (status completed) with outputs stating the
+// verdict (CodeSystemReadVerdict: agreement agree/disagree, finding
+// present/absent); PUT back to radgate, or notified through the rest-hook,
+// it becomes a radgate.Verdict (ParseTaskVerdict).
 func BuildReadTaskBundle(in ResultInput, req ReadRequest) ([]byte, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -99,9 +106,16 @@ func BuildReadTaskBundle(in ResultInput, req ReadRequest) ([]byte, error) {
 	if err := json.Unmarshal(raw, &task); err != nil {
 		return nil, fmt.Errorf("writing Task: %w", err)
 	}
+	engine := EngineIdentifier(in.Engine)
 	task["input"] = []any{map[string]any{
 		"type":           map[string]any{"text": "AI result"},
 		"valueReference": map[string]any{"reference": report, "type": "DiagnosticReport"},
+	}, map[string]any{
+		// The engine, so that the completed Task is a verdict on its result
+		// (ParseTaskVerdict).
+		"type": map[string]any{"coding": []any{map[string]any{"system": CodeSystemReadVerdict, "code": CodeVerdictEngine, "display": "AI engine"}},
+			"text": "AI engine"},
+		"valueIdentifier": map[string]any{"system": engine.System, "value": engine.Value},
 	}}
 	b := newTxBundle()
 	if _, err := b.add("Task", "read-task:"+req.OrderID, id, task); err != nil {

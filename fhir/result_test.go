@@ -308,7 +308,7 @@ func TestConfidencePercent(t *testing.T) {
 
 func TestCodeSystems(t *testing.T) {
 	cs := CodeSystems()
-	require.Len(t, cs, 2)
+	require.Len(t, cs, 3)
 	urls := map[string]bool{}
 	for _, c := range cs {
 		var res struct {
@@ -326,12 +326,17 @@ func TestCodeSystems(t *testing.T) {
 				require.Contains(t, res.Concept, struct{ Code string }{coding.Code})
 			}
 		}
+		if res.URL == CodeSystemReadVerdict {
+			for _, code := range []string{CodeVerdictAgreement, CodeVerdictFinding, CodeVerdictEngine, "agree", "disagree", "present", "absent"} {
+				require.Contains(t, res.Concept, struct{ Code string }{code})
+			}
+		}
 		if res.URL == CodeSystemRadgate {
 			require.Contains(t, res.Concept, struct{ Code string }{CodeConfidenceTier})
 			require.Contains(t, res.Concept, struct{ Code string }{CodeAIAnalysis})
 		}
 	}
-	require.Equal(t, map[string]bool{CodeSystemTier: true, CodeSystemRadgate: true}, urls)
+	require.Equal(t, map[string]bool{CodeSystemTier: true, CodeSystemRadgate: true, CodeSystemReadVerdict: true}, urls)
 }
 
 // The Media carries the preview JPEG when there is one, not the full-size

@@ -23,6 +23,19 @@ import (
 	"github.com/radgate/radgate/routing"
 )
 
+// Governor is what the pipeline asks of engine governance (implemented by
+// governance.Governance; an interface so that the pipeline does not import
+// it).
+type Governor interface {
+	// Mode is the mode engine e's result for the order st is in now: a
+	// result not radgate.EngineActive is recorded but goes to no
+	// destination. The router asks it too, to fill RouteDecision.Modes.
+	Mode(ctx context.Context, st radgate.OrderStatus, e radgate.EngineInfo) (radgate.EngineMode, error)
+	// Measure records a result (r.Order set) for measurement, whatever
+	// its outcome and mode; idempotent per result.
+	Measure(ctx context.Context, r radgate.Result, mode radgate.EngineMode) error
+}
+
 // Options configures a Pipeline.
 type Options struct {
 	Topology *broker.Topology
@@ -40,6 +53,10 @@ type Options struct {
 	// Routes decides which engines score an order and where the results
 	// go. Nil: every engine, every sink (routing.Default).
 	Routes *routing.Set
+	// Governance records every engine result for measurement and says
+	// whether it may be delivered (governance.Governance); nil: every
+	// result is delivered and none recorded.
+	Governance Governor
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

@@ -14,6 +14,10 @@ func decisionOf(d routing.Decision, digest string) *radgate.RouteDecision {
 	if d.Read.When != "" && d.Read.When != "never" {
 		out.Read = &radgate.ReadRequest{When: d.Read.When, FromTier: d.Read.FromTier, Group: d.Read.Group, GroupDisplay: d.Read.GroupDisplay}
 	}
+	if a := d.Acceptance; a != nil {
+		out.Acceptance = &radgate.Acceptance{Route: a.Route, MinCases: a.MinCases, AUCLower95: a.AUCLower95,
+			SensitivityAt: a.SensitivityAt, MinSensitivity: a.MinSensitivity, MinSpecificity: a.MinSpecificity}
+	}
 	return out
 }
 
@@ -82,6 +86,19 @@ func (p *Pipeline) routes() routeState {
 	p.routesMu.RLock()
 	defer p.routesMu.RUnlock()
 	return p.rs
+}
+
+// RouteSet is the route set in force.
+func (p *Pipeline) RouteSet() *routing.Set { return p.routes().set }
+
+// EngineVersion is the model version of a loaded engine; ok is false for
+// an engine this process has not loaded.
+func (p *Pipeline) EngineVersion(id string) (version string, ok bool) {
+	e, ok := p.engine(id)
+	if !ok {
+		return "", false
+	}
+	return e.Info().Version, true
 }
 
 // engine returns a loaded engine by id.

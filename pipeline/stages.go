@@ -334,6 +334,9 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 			return p.awaitOrder(ctx, msg, st, obs, rd, n)
 		}
 		d := decisionOf(rd, rs.set.Digest())
+		if v, ok := p.decideModes(ctx, st, d, facility, n); !ok {
+			return v
+		}
 		st, err = p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
 			if rc, seen := o.Engines[radgate.RouterEngine]; o.Route != nil && !(seen && rc.State == radgate.StateReceived) {
 				return errSkip // another event of the order decided first
@@ -931,6 +934,19 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	if r.ScoredAt.IsZero() {
 		r.ScoredAt = p.opts.Now().UTC()
 	}
+	if g := p.opts.Governance; g != nil && r.Engine.ID != radgate.RouterEngine {
+		mode, err := g.Mode(ctx, st, r.Engine)
+		if err == nil {
+			err = g.Measure(ctx, r, mode)
+		}
+		if err != nil {
+			p.log.Warn("recording the result for measurement failed; will retry", "order", st.ID, "engine", r.Engine.ID, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
+		if !mode.Delivered() {
+			return p.withhold(ctx, st, r, mode)
+		}
+	}
 	if len(dests) == 0 {
 		return deadLetter(fmt.Sprintf("result %s of engine %s has no destination (the order's route decision names none)", r.ID, r.Engine.ID))
 	}
@@ -1006,6 +1022,85 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier,
 		"destinations", strings.Join(dests, ","))
 	return done()
+}
+
+// withhold ends an engine's result that its mode keeps from every
+// destination (shadow, suspended): recorded for measurement already, it is
+// not published, no read is requested, and the engine ends as if delivered
+// (delivered, rejected or failed by its outcome) with the mode and why in
+// its progress, so GET /orders/{id} shows it. It is not billed: usage
+// counts analyses delivered to the hospital.
+func (p *Pipeline) withhold(ctx context.Context, st radgate.OrderStatus, r radgate.Result, mode radgate.EngineMode) verdict {
+	route := ""
+	if st.Route != nil && st.Route.Acceptance != nil {
+		route = st.Route.Acceptance.Route
+	}
+	fac := cmp.Or(st.FacilityID, st.Facility)
+	reason := fmt.Sprintf("shadow: scored and recorded for measurement, not delivered (route %s: engine %s version %s awaits acceptance at facility %q)",
+		route, r.Engine.ID, r.Engine.Version, fac)
+	if mode == radgate.EngineSuspended {
+		reason = fmt.Sprintf("suspended: scored and recorded for measurement, not delivered (route %s: engine %s version %s is suspended at facility %q)",
+			route, r.Engine.ID, r.Engine.Version, fac)
+	}
+	if r.Reason != "" {
+		reason += "; " + r.Reason
+	}
+	final := map[radgate.Outcome]radgate.OrderState{radgate.OutcomeScored: radgate.StateDelivered, radgate.OutcomeNotApplicable: radgate.StateRejected}[r.Outcome]
+	if final == "" {
+		final = radgate.StateFailed
+	}
+	prog := radgate.EngineProgress{State: final, Mode: mode, Reason: reason, Revision: r.Revision}
+	if r.Outcome == radgate.OutcomeScored {
+		prob := r.Probability
+		prog.Probability, prog.Tier = &prob, r.Tier
+	}
+	now, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
+		if o.Cancelled != nil {
+			return errSkip
+		}
+		cur, ok := o.Engines[r.Engine.ID]
+		if ok && (max(cur.Revision, 1) > r.Revision || max(cur.Revision, 1) == r.Revision && cur.State.Terminal()) {
+			return errSkip
+		}
+		prog.Deliveries = cur.Deliveries // earlier revisions' deliveries, if any
+		setEngine(o, r.Engine.ID, prog)
+		return nil
+	})
+	if err != nil {
+		return retryIn(p.opts.RetryMin)
+	}
+	if now.Cancelled == nil && now.State.Terminal() {
+		p.watchAnswered(ctx, now)
+	}
+	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
+	p.log.Info("result withheld from every destination", "order", st.ID, "engine", r.Engine.ID, "version", r.Engine.Version,
+		"mode", mode, "outcome", r.Outcome, "tier", r.Tier)
+	return done()
+}
+
+// decideModes fills d.Modes when the route declares acceptance minimums:
+// each engine's mode as the order is routed (see RouteDecision.ModeOf).
+// ok is false when asking failed; v is then the verdict to return.
+func (p *Pipeline) decideModes(ctx context.Context, st radgate.OrderStatus, d *radgate.RouteDecision, facility string, n uint64) (v verdict, ok bool) {
+	g := p.opts.Governance
+	if g == nil || !d.Matched || d.Acceptance == nil {
+		return v, true
+	}
+	st.Route, st.FacilityID = d, facility
+	d.Modes = map[string]radgate.EngineMode{}
+	for _, eid := range d.Engines {
+		eng, loaded := p.engine(eid)
+		if !loaded {
+			continue
+		}
+		m, err := g.Mode(ctx, st, eng.Info())
+		if err != nil {
+			p.log.Warn("reading the engine's mode failed; will retry", "order", st.ID, "engine", eid, "err", err)
+			return retryIn(p.backoff(n)), false
+		}
+		d.Modes[eid] = m
+	}
+	return v, true
 }
 
 // deliverTo returns the handler of one destination's consumer. A result of

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -42,7 +43,8 @@ func Load(name string, data []byte, reg Registry) (*Set, error) {
 // Keys of each mapping, in the order error messages list them.
 var (
 	topKeys       = []string{"match", "routes", "facilities", "unmatched"}
-	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "unknown_age"}
+	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "unknown_age", "acceptance"}
+	acceptKeys    = []string{"min_cases", "auc_lower_95", "sensitivity_at", "min_sensitivity", "min_specificity"}
 	whenKeys      = []string{"modality", "body_part", "sop_class", "procedure_code", "facility", "priority"}
 	codeKeys      = []string{"system", "code"}
 	readKeys      = []string{"request", "from_tier", "group", "display"}
@@ -305,6 +307,12 @@ func (p *parser) routes(n *yaml.Node, matchAll bool) []rule {
 					p.errf(ua.val, "%s: unknown_age must be %s (score an image of unknown patient age, with a caveat in every output) or %s (refuse it, naming the engine's age range), got %q",
 						what, UnknownAgeScore, UnknownAgeReject, v)
 				}
+			}
+		}
+		if ac, has := m["acceptance"]; has {
+			if a, good := p.acceptance(ac.val, what+": acceptance"); good {
+				a.Route = r.name
+				r.acceptance = &a
 			}
 		}
 		out = append(out, r)
@@ -653,4 +661,60 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// acceptance parses a route's acceptance minimums.
+func (p *parser) acceptance(n *yaml.Node, what string) (Acceptance, bool) {
+	before := len(p.errs)
+	var a Acceptance
+	m := p.mapping(n, what, acceptKeys)
+	if m == nil {
+		return a, false
+	}
+	if mc, has := m["min_cases"]; has {
+		if v, ok := p.scalar(mc.val, what+".min_cases"); ok {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < 1 {
+				p.errf(mc.val, "%s.min_cases: want a whole number of labelled cases, at least 1, got %q", what, v)
+			}
+			a.MinCases = i
+		}
+	} else {
+		p.errf(n, "%s: min_cases must be set (the labelled cases an evaluation needs, e.g. 100)", what)
+	}
+	fraction := func(key string, dst *float64) {
+		f, has := m[key]
+		if !has {
+			return
+		}
+		if v, ok := p.scalar(f.val, what+"."+key); ok {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil || x <= 0 || x > 1 {
+				p.errf(f.val, "%s.%s: want a fraction in (0, 1], e.g. 0.80, got %q", what, key, v)
+				return
+			}
+			*dst = x
+		}
+	}
+	fraction("auc_lower_95", &a.AUCLower95)
+	fraction("min_sensitivity", &a.MinSensitivity)
+	fraction("min_specificity", &a.MinSpecificity)
+	if st, has := m["sensitivity_at"]; has {
+		if v, ok := p.scalar(st.val, what+".sensitivity_at"); ok {
+			for _, t := range tiers {
+				if strings.EqualFold(t, v) {
+					a.SensitivityAt = t
+				}
+			}
+			if a.SensitivityAt == "" {
+				p.errf(st.val, "%s.sensitivity_at: unknown tier %q (known: %s)", what, v, strings.Join(tiers, ", "))
+			}
+		}
+	} else if a.MinSensitivity > 0 || a.MinSpecificity > 0 {
+		p.errf(n, "%s: sensitivity_at must be set with min_sensitivity or min_specificity (the tier whose threshold they are measured at: %s)", what, strings.Join(tiers, ", "))
+	}
+	if a.AUCLower95 == 0 && a.MinSensitivity == 0 && a.MinSpecificity == 0 && len(p.errs) == before {
+		p.errf(n, "%s: declares no minimum: set auc_lower_95, min_sensitivity or min_specificity", what)
+	}
+	return a, len(p.errs) == before
 }

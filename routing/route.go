@@ -109,6 +109,9 @@ type Decision struct {
 	// unknown_age: reject (the stricter rule wins under match: all), else
 	// "" (score: the default).
 	UnknownAge string
+	// Acceptance is the first matched route's acceptance minimums (nil:
+	// none of the matched routes declares any; engines stay active).
+	Acceptance *Acceptance
 	// Reason, when !Matched, is one sentence an engineer can act on, naming
 	// what the order/study had and the nearest route's unmet conditions.
 	Reason string
@@ -142,6 +145,34 @@ type rule struct {
 	read         ReadRequest
 	waitForOrder bool
 	unknownAge   string // "" (score), UnknownAgeScore or UnknownAgeReject
+	acceptance   *Acceptance
+}
+
+// Acceptance is a route's acceptance minimums: what an engine must show on
+// a facility's own labelled cases before its results are delivered. A
+// route that declares them starts every engine, and every new model
+// version, in shadow (scored and measured, never delivered).
+type Acceptance struct {
+	Route          string  // the route that declared them
+	MinCases       int     // labelled cases (finding present or absent) needed, ≥ 1
+	AUCLower95     float64 // least lower bound of the AUC's DeLong 95 % interval; 0: not checked
+	SensitivityAt  string  // tier (Low, Mid, High) the sensitivity and specificity are measured at
+	MinSensitivity float64 // 0: not checked
+	MinSpecificity float64 // 0: not checked
+}
+
+// Acceptance returns the acceptance minimums route declares: declared is
+// false when it declares none, known false when the set has no such route.
+func (s *Set) Acceptance(route string) (a Acceptance, declared, known bool) {
+	for _, r := range s.routes {
+		if r.name == route {
+			if r.acceptance == nil {
+				return Acceptance{}, false, true
+			}
+			return *r.acceptance, true, true
+		}
+	}
+	return Acceptance{}, false, false
 }
 
 // Values of a route's unknown_age key: what the inference stage does with
@@ -268,6 +299,10 @@ func (s *Set) Decide(f Facts) Decision {
 		d.WaitForOrder = d.WaitForOrder || r.waitForOrder
 		if r.unknownAge == UnknownAgeReject {
 			d.UnknownAge = UnknownAgeReject
+		}
+		if d.Acceptance == nil && r.acceptance != nil {
+			a := *r.acceptance
+			d.Acceptance = &a
 		}
 		d.Engines = append(d.Engines, r.engines...)
 		d.Destinations = append(d.Destinations, r.destinations...)

@@ -195,10 +195,19 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	facilities := radgate.NewFacilities(cfg.Facilities)
-	pipe, err := pipeline.NewPipeline(pipeline.Options{
+	// Engine governance (issue 14): modes per facility × route, results
+	// recorded for measurement, labels, evaluations. gov.Labels() is the
+	// radgate.VerdictRecorder the verdict intakes are given.
+	var pipe *pipeline.Pipeline
+	gov, err := newGovernance(cfg, topo, sec, &pipe, logger)
+	if err != nil {
+		return err
+	}
+	pipe, err = pipeline.NewPipeline(pipeline.Options{
 		Topology: topo, Usage: usage, Facilities: facilities, Source: source, Engines: engines, Routes: routes,
-		Sinks:  dests.sinks,
-		Logger: logger, Registerer: metrics,
+		Governance: gov,
+		Sinks:      dests.sinks,
+		Logger:     logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),
 		StableAfter: stableAfter(cfg.Orders.StableAfter.D()), PollMin: cfg.Orders.PollMin.D(), PollMax: cfg.Orders.PollMax.D(),
 		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
@@ -278,6 +287,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
 				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
 				Received: received,
+				Verdicts: gov.Labels(),
 				Logger:   logger,
 			})
 			mllp, err = hl7v2.NewServer(opts)
@@ -324,7 +334,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	// The HTTP intake.
 	mux := http.NewServeMux()
-	mux.Handle("/", fhirhttp.NewIntake(pipe, intakeOptions(cfg, logger)))
+	iopts := intakeOptions(cfg, logger)
+	iopts.Verdicts = gov.Labels()
+	mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
+	mux.Handle("/engines/state", engineStateHandler(gov, logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if s := nb.nc.Status(); s != nats.CONNECTED {
@@ -377,7 +390,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 
 	if cfg.FHIR.SubscriptionEndpoint != "" {
 		if s, ok := dests.sinks[config.BuiltinDestination].(*fhirhttp.Sink); ok {
-			if _, err := s.EnsureSubscriptions(ctx, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
+			ensure := s.EnsureSubscriptions
+			if cfg.FHIR.SubscribeVerdicts {
+				ensure = s.EnsureVerdictSubscriptions
+			}
+			if _, err := ensure(ctx, cfg.FHIR.SubscriptionEndpoint, subHeaders...); err != nil {
 				log.Warn("could not subscribe to the FHIR server", "err", err)
 			}
 		}

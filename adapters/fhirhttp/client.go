@@ -335,6 +335,17 @@ var SubscriptionCriteria = []string{
 	"ImagingStudy?status=available",
 }
 
+// VerdictSubscriptionCriteria are the criteria of the rest-hook
+// Subscriptions that bring radiologists' verdicts back (issue 14): final
+// reports and their corrections, and radgate's read Tasks once completed.
+// They are for a radgate that records verdicts (IntakeOptions.Verdicts);
+// radgate's own AI results match the first too and are answered 200
+// not-a-verdict.
+var VerdictSubscriptionCriteria = []string{
+	"DiagnosticReport?status=final,amended,corrected",
+	"Task?status=completed",
+}
+
 // subscriptionReason is Subscription.reason of the subscriptions radgate
 // creates; EnsureSubscriptions retires only subscriptions that carry it.
 const subscriptionReason = "radgate: imaging orders for AI analysis"
@@ -346,8 +357,18 @@ const subscriptionReason = "radgate: imaging orders for AI analysis"
 // deliver cancellations): left in place they would notify radgate of each
 // order twice. It returns the subscriptions' "Subscription/id".
 func (c *Client) EnsureSubscriptions(ctx context.Context, endpoint string, headers ...string) ([]string, error) {
+	return c.ensureSubscriptions(ctx, SubscriptionCriteria, endpoint, headers...)
+}
+
+// EnsureVerdictSubscriptions is EnsureSubscriptions with the verdict
+// criteria too (VerdictSubscriptionCriteria).
+func (c *Client) EnsureVerdictSubscriptions(ctx context.Context, endpoint string, headers ...string) ([]string, error) {
+	return c.ensureSubscriptions(ctx, append(slices.Clone(SubscriptionCriteria), VerdictSubscriptionCriteria...), endpoint, headers...)
+}
+
+func (c *Client) ensureSubscriptions(ctx context.Context, wanted []string, endpoint string, headers ...string) ([]string, error) {
 	var refs []string
-	for _, criteria := range SubscriptionCriteria {
+	for _, criteria := range wanted {
 		ref, err := c.EnsureSubscription(ctx, criteria, endpoint, headers...)
 		if err != nil {
 			return refs, fmt.Errorf("subscribing to %s: %w", criteria, err)
@@ -368,11 +389,11 @@ func (c *Client) EnsureSubscriptions(ctx context.Context, endpoint string, heade
 			} `json:"channel"`
 		}
 		if json.Unmarshal(raw, &s) != nil || s.ID == "" || s.Reason != subscriptionReason ||
-			s.Channel.Endpoint != endpoint || slices.Contains(SubscriptionCriteria, s.Criteria) {
+			s.Channel.Endpoint != endpoint || slices.Contains(wanted, s.Criteria) {
 			continue
 		}
 		typ, _, _ := strings.Cut(s.Criteria, "?")
-		if !slices.ContainsFunc(SubscriptionCriteria, func(c string) bool { return strings.HasPrefix(c, typ+"?") }) {
+		if !slices.ContainsFunc(wanted, func(c string) bool { return strings.HasPrefix(c, typ+"?") }) {
 			continue
 		}
 		if err := c.Delete(ctx, "Subscription/"+s.ID); err != nil {

@@ -55,8 +55,16 @@ type IntakeOptions struct {
 	// Logger receives one line per request outcome (ids and resource types
 	// only, never patient data). Nil discards.
 	Logger *slog.Logger
-	// Now stamps OrderEvent.ReceivedAt; nil means time.Now.
+	// Now stamps OrderEvent.ReceivedAt and Verdict.ReceivedAt; nil means
+	// time.Now.
 	Now func() time.Time
+	// Verdicts records radiologists' verdicts (DiagnosticReport, completed
+	// read Task; see verdict.go). Nil: verdicts are answered 501
+	// verdicts-disabled, never dropped.
+	Verdicts radgate.VerdictRecorder
+	// VerdictCodes is the table of coded conclusions taken as verdicts;
+	// nil means fhir.DefaultVerdictCodes.
+	VerdictCodes fhir.VerdictCodes
 }
 
 // LimitKeys are the configuration keys behind IntakeOptions' limits, named
@@ -69,7 +77,12 @@ type LimitKeys struct {
 //
 //	POST /fhir/ServiceRequest   one ServiceRequest
 //	POST /fhir/ImagingStudy     one ImagingStudy
-//	POST /fhir                  a transaction or batch Bundle of them
+//	POST /fhir                  a transaction or batch Bundle of them (and
+//	                            of verdicts)
+//	POST /fhir/DiagnosticReport a radiologist's final report: a verdict
+//	PUT  /fhir/DiagnosticReport/{id}
+//	POST /fhir/Task             radgate's read Task completed: a verdict
+//	PUT  /fhir/Task/{id}        (verdict.go says how verdicts are answered)
 //	POST /fhir/notify           an R4 rest-hook notification: the matching
 //	                            resource as the body (PUT and a /Type/id
 //	                            suffix are accepted too); an empty body is a
@@ -133,6 +146,9 @@ type Intake struct {
 	log        *slog.Logger
 	now        func() time.Time
 	mux        *http.ServeMux
+
+	verdicts     radgate.VerdictRecorder
+	verdictCodes fhir.VerdictCodes
 }
 
 var _ http.Handler = (*Intake)(nil)
@@ -145,7 +161,8 @@ func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
 		panic("fhirhttp: NewIntake with a nil radgate.Intake")
 	}
 	h := &Intake{in: in, maxBody: opts.MaxBodyBytes, maxEntries: opts.MaxBundleEntries,
-		clientKey: opts.ClientKey, keys: opts.LimitKeys, log: opts.Logger, now: opts.Now}
+		clientKey: opts.ClientKey, keys: opts.LimitKeys, log: opts.Logger, now: opts.Now,
+		verdicts: opts.Verdicts, verdictCodes: opts.VerdictCodes}
 	if h.maxBody <= 0 {
 		h.maxBody = DefaultMaxBodyBytes
 	}
@@ -168,13 +185,14 @@ func NewIntake(in radgate.Intake, opts IntakeOptions) *Intake {
 	mux.HandleFunc("/fhir/{$}", h.methods(h.postBundle, http.MethodPost))
 	mux.HandleFunc("/fhir/ServiceRequest", h.methods(h.postResource(fhir.ParseServiceRequest), http.MethodPost))
 	mux.HandleFunc("/fhir/ImagingStudy", h.methods(h.postResource(fhir.ParseImagingStudy), http.MethodPost))
+	h.verdictRoutes(mux)
 	mux.HandleFunc("/fhir/notify", h.methods(h.notify, http.MethodPost, http.MethodPut))
 	mux.HandleFunc("/fhir/notify/", h.methods(h.notify, http.MethodPost, http.MethodPut))
 	mux.HandleFunc("/orders/{id}", h.methods(h.getOrder, http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/orders/{id}/history", h.methods(h.getHistory, http.MethodGet, http.MethodHead))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusNotFound, fhir.NewOutcome(fhir.SeverityError, fhir.IssueNotFound,
-			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id}, /orders/{id}/history)", clipPath(r.URL.Path))).
+			fmt.Sprintf("no such endpoint: %s (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/DiagnosticReport, /fhir/Task, /fhir/notify, PUT /fhir/DiagnosticReport/{id}, /fhir/Task/{id} and GET /orders/{id}, /orders/{id}/history)", clipPath(r.URL.Path))).
 			WithDetail(fhir.DetailNotFound))
 	})
 	h.mux = mux
@@ -309,6 +327,10 @@ func (h *Intake) notify(w http.ResponseWriter, r *http.Request) {
 		h.serveBundle(w, r, body)
 		return
 	}
+	if fhir.IsVerdictResource(head.ResourceType) {
+		h.verdict(w, r, body, head.ResourceType, "")
+		return
+	}
 	parsed, err := fhir.ParseResource(body)
 	if !h.admit(w, r, 1) {
 		return
@@ -377,7 +399,7 @@ func (h *Intake) postBundle(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Intake) serveBundle(w http.ResponseWriter, r *http.Request, body []byte) {
-	b, err := fhir.ParseBundleMax(body, h.maxEntries)
+	b, err := fhir.ParseIntakeBundle(body, fhir.BundleOptions{MaxEntries: h.maxEntries, VerdictCodes: h.verdictCodes})
 	orders := 0
 	if err == nil {
 		for _, e := range b.Entries {
@@ -411,18 +433,47 @@ func (h *Intake) serveBundle(w http.ResponseWriter, r *http.Request, body []byte
 }
 
 var ignoredOutcome = fhir.NewOutcome(fhir.SeverityInformation, fhir.IssueInformational,
-	"not stored: radgate takes ServiceRequest and ImagingStudy only; this entry was read to resolve references")
+	"not stored: radgate takes ServiceRequest and ImagingStudy (and verdicts: DiagnosticReport, Task) only; this entry was read to resolve references")
 
 func (h *Intake) transaction(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBundle, counts map[int]int) {
 	if err := b.Err(); err != nil {
-		h.rejected(w, r, err)
+		h.bundleRejected(w, r, b, err)
+		return
+	}
+	if h.verdicts == nil && hasVerdicts(b) {
+		h.log.Warn("transaction refused: it holds verdicts and verdicts are not enabled", "path", r.URL.Path)
+		writeOutcome(w, http.StatusNotImplemented, verdictsDisabled())
 		return
 	}
 	resp := make([]fhir.EntryResponse, len(b.Entries))
 	accepted := 0
 	for i, e := range b.Entries {
-		if e.Ignored() {
+		switch {
+		case e.Ignored():
 			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
+			continue
+		case e.NotVerdict != "":
+			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: notVerdictOutcome(e.NotVerdict)}
+			continue
+		case e.Verdict != nil:
+			code, oo, err := h.record(r.Context(), e.Verdict)
+			if err != nil {
+				note := fmt.Sprintf("%d earlier entries were accepted", accepted)
+				if code == http.StatusServiceUnavailable {
+					note += "; resending the whole Bundle is safe"
+					w.Header().Set("Retry-After", "5")
+				}
+				for j := range oo.Issues {
+					oo.Issues[j].Expression = []string{fmt.Sprintf("Bundle.entry[%d]", i)}
+					oo.Issues[j].Diagnostics = fmt.Sprintf("Bundle.entry[%d]: %s (%s)", i, oo.Issues[j].Diagnostics, note)
+				}
+				h.log.Warn("transaction not accepted: verdict not recorded", "entry", i, "read_id", e.Verdict.ReadID,
+					"accepted_before", accepted, "status", code, "error", err)
+				writeOutcome(w, code, oo)
+				return
+			}
+			accepted++
+			resp[i] = fhir.EntryResponse{Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Outcome: oo}
 			continue
 		}
 		st, err := h.in.Accept(r.Context(), h.event(&order{OrderResource: e.Order, count: counts[e.Index]}))
@@ -454,11 +505,26 @@ func (h *Intake) batch(w http.ResponseWriter, r *http.Request, b *fhir.IntakeBun
 	resp := make([]fhir.EntryResponse, len(b.Entries))
 	for i, e := range b.Entries {
 		switch {
+		case e.Err != nil && fhir.IsVerdictResource(e.ResourceType):
+			code := verdictParseStatus(e.Err)
+			resp[i] = fhir.EntryResponse{Status: fmt.Sprintf("%d %s", code, http.StatusText(code)),
+				Outcome: fhir.OutcomeFromError(e.Err, fhir.IssueInvalid).WithDetail(fhir.DetailInvalidVerdict)}
+			h.logRejected(r, e.Err)
 		case e.Err != nil:
 			resp[i] = fhir.EntryResponse{Status: "400 Bad Request", Outcome: fhir.OutcomeFromError(e.Err, fhir.IssueInvalid).WithDetail(fhir.DetailInvalidResource)}
 			h.logRejected(r, e.Err)
 		case e.Ignored():
 			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: ignoredOutcome}
+		case e.NotVerdict != "":
+			resp[i] = fhir.EntryResponse{Status: "200 OK", Outcome: notVerdictOutcome(e.NotVerdict)}
+		case e.Verdict != nil && h.verdicts == nil:
+			resp[i] = fhir.EntryResponse{Status: "501 Not Implemented", Outcome: verdictsDisabled()}
+		case e.Verdict != nil:
+			code, oo, err := h.record(r.Context(), e.Verdict)
+			if err != nil {
+				h.log.Warn("batch entry not recorded", "entry", i, "read_id", e.Verdict.ReadID, "status", code, "error", err)
+			}
+			resp[i] = fhir.EntryResponse{Status: fmt.Sprintf("%d %s", code, http.StatusText(code)), Outcome: oo}
 		default:
 			st, err := h.in.Accept(r.Context(), h.event(&order{OrderResource: e.Order, count: counts[e.Index]}))
 			if err != nil {

@@ -216,7 +216,7 @@ func TestIntakeRejects(t *testing.T) {
 		{"DELETE an order", "DELETE", "/orders/abc", "", "", 405, fhir.IssueNotSupported, "",
 			"method DELETE not allowed on /orders/abc (allowed: GET, HEAD)"},
 		{"unknown resource endpoint", "POST", "/fhir/Patient", "application/fhir+json", `{"resourceType":"Patient"}`, 404, fhir.IssueNotFound, "",
-			"no such endpoint: /fhir/Patient (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/notify and GET /orders/{id}, /orders/{id}/history)"},
+			"no such endpoint: /fhir/Patient (radgate serves POST /fhir, /fhir/ServiceRequest, /fhir/ImagingStudy, /fhir/DiagnosticReport, /fhir/Task, /fhir/notify, PUT /fhir/DiagnosticReport/{id}, /fhir/Task/{id} and GET /orders/{id}, /orders/{id}/history)"},
 		{"unknown order", "GET", "/orders/0123456789abcdef01234567", "", "", 404, fhir.IssueNotFound, "",
 			`order "0123456789abcdef01234567" not found`},
 	}

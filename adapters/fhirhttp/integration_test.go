@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,4 +174,73 @@ func TestRealServerSubscription(t *testing.T) {
 	st, err := f.Status(ctx, wantID)
 	require.NoError(t, err)
 	require.Equal(t, fmt.Sprint("acsn|urn:oid:1.2.3.4.5|", acc), st.Key)
+}
+
+// TestRealServerVerdicts runs the reporting side of issue 14 against the
+// FHIR server: rest-hook Subscriptions (VerdictSubscriptionCriteria) bring
+// the radiologist's final DiagnosticReport and radgate's read Task, once
+// completed, to radgate's intake as verdicts; radgate's own AI report,
+// which matches the same criteria, is answered not-a-verdict and never
+// recorded.
+func TestRealServerVerdicts(t *testing.T) {
+	s := realClient(t)
+	ctx := t.Context()
+	rec := newFakeRecorder()
+	acc := "ACC-" + unique(t)
+	orderID := "ord-" + unique(t)
+	rec.known[acc], rec.known[orderID] = "ord-v", orderID
+	srv := httptest.NewServer(NewIntake(newFakeIntake(), IntakeOptions{Verdicts: rec}))
+	t.Cleanup(srv.Close)
+	var subs []string
+	for _, criteria := range VerdictSubscriptionCriteria {
+		ref, err := s.EnsureSubscription(ctx, criteria, srv.URL+"/fhir/notify")
+		require.NoError(t, err)
+		subs = append(subs, ref)
+	}
+	t.Cleanup(func() {
+		for _, ref := range subs {
+			_ = s.Delete(context.Background(), ref)
+		}
+	})
+
+	// radgate's own AI report for the same accession: not a verdict.
+	_, err := s.Create(ctx, []byte(`{"resourceType":"DiagnosticReport","status":"final",
+		"identifier":[{"system":"`+fhir.SystemResult+`","value":"`+unique(t)+`"}],
+		"code":{"text":"AI analysis"},"conclusion":"AI: pneumonia 97 %"}`), "")
+	require.NoError(t, err)
+	// The radiologist's report: preliminary (no verdict yet), then final.
+	dr, err := s.Create(ctx, []byte(`{"resourceType":"DiagnosticReport","status":"preliminary",
+		"identifier":[{"type":{"coding":[{"system":"`+fhir.SystemV20203+`","code":"ACSN"}]},"value":"`+acc+`"}],
+		"code":{"text":"XR chest"},"resultsInterpreter":[{"reference":"Practitioner/dr-lee"}],
+		"conclusion":"Consolidation.","conclusionCode":[{"coding":[{"system":"http://snomed.info/sct","code":"233604007"}]}]}`), "")
+	require.NoError(t, err)
+	_, id, _ := strings.Cut(dr, "/")
+	_, err = s.Update(ctx, []byte(`{"resourceType":"DiagnosticReport","id":"`+id+`","status":"final",
+		"identifier":[{"type":{"coding":[{"system":"`+fhir.SystemV20203+`","code":"ACSN"}]},"value":"`+acc+`"}],
+		"code":{"text":"XR chest"},"resultsInterpreter":[{"reference":"Practitioner/dr-lee"}],
+		"conclusion":"Consolidation.","conclusionCode":[{"coding":[{"system":"http://snomed.info/sct","code":"233604007"}]}]}`))
+	require.NoError(t, err)
+	// radgate's read Task, completed by the reader.
+	task := strings.NewReplacer(`"id":"task-3",`, "", `"ord-42"`, `"`+orderID+`"`).Replace(taskJSON)
+	_, err = s.Create(ctx, []byte(task), "")
+	require.NoError(t, err)
+
+	ours := func() []radgate.Verdict {
+		var out []radgate.Verdict
+		for _, v := range rec.Verdicts() {
+			if (v.Accession != nil && v.Accession.Value == acc) || v.OrderID == orderID {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return len(ours()) == 2 }, 15*time.Second, 50*time.Millisecond, "both verdicts arrive")
+	time.Sleep(300 * time.Millisecond) // a late notification would show as a third
+	vs := ours()
+	require.Len(t, vs, 2, "the preliminary report and radgate's own are not verdicts")
+	bySource := map[string]radgate.Verdict{vs[0].Source: vs[0], vs[1].Source: vs[1]}
+	require.Equal(t, id, bySource[radgate.SourceFHIR].ReadID)
+	require.Equal(t, radgate.FindingPresent, bySource[radgate.SourceFHIR].Finding)
+	require.Equal(t, radgate.AgreementDisagree, bySource[radgate.SourceTask].Agreement)
+	require.Equal(t, "pneumonia-cxr", bySource[radgate.SourceTask].Engine)
 }

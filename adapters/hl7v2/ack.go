@@ -118,7 +118,7 @@ func NewACKWith(orig *Message, opts ACKOptions, code AckCode, details ...ErrorDe
 		e := ack.AddSegment("ERR")
 		e.setLocation(det.Loc)
 		code := det.Code
-		if code == CodeSuccess && det.Message != "" {
+		if code == CodeSuccess && det.Message != "" && det.Severity != SeverityInformation {
 			code = CodeInternalError
 		}
 		_ = e.SetComponents(3, strconv.Itoa(int(code)), code.Text(), "HL70357")

@@ -38,6 +38,12 @@
 // radgate — the scored image's Patient's Name, decoded by its Specific
 // Character Set, one repetition per component group) and never stored.
 //
+// VerdictsFromORU reads an ORU^R01 from the RIS as radiologists' verdicts
+// (radgate.Verdict: accession OBR-18, read OBR-3, reader OBR-32/OBX-16 by
+// identifier, finding from a coded OBX through fhir.VerdictCodes, text
+// alone unlabelled); the intake handler takes them on the order listener
+// when IntakeOptions.Verdicts is set. radgate's own ORU is never one.
+//
 // # Character sets
 //
 // Messages are built in UTF-8; the ORU goes on the wire in the character

@@ -8,12 +8,14 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/radgate/radgate"
 )
 
 func fuzzSeeds(f *testing.F) [][]byte {
 	f.Helper()
 	var seeds [][]byte
-	for _, name := range []string{"orm_o01.hl7", "omi_o23.hl7"} {
+	for _, name := range []string{"orm_o01.hl7", "omi_o23.hl7", "oru_r01_ris.hl7"} {
 		b, err := os.ReadFile(filepath.Join("testdata", name))
 		if err != nil {
 			f.Fatal(err)
@@ -55,7 +57,8 @@ func fuzzSeeds(f *testing.F) [][]byte {
 // FuzzParse: Parse never panics; what it accepts encodes back to its
 // canonical form and parses again to the same message; what it refuses is
 // an *Error wrapping ErrMalformed. Accessors, the ACK builder, the order
-// mapping and the intake handler never panic on a parsed message.
+// mapping, the verdict mapping (VerdictsFromORU) and the intake handler
+// never panic on a parsed message.
 //
 //	go test ./adapters/hl7v2 -run '^$' -fuzz FuzzParse -fuzztime 60s
 func FuzzParse(f *testing.F) {
@@ -103,6 +106,22 @@ func FuzzParse(f *testing.F) {
 		_ = m.Count("OBX")
 		_, _ = ReadACK(m)
 		_, _ = OrderOptions{}.OrderEvents(m)
+		// A verdict read from an ORU is an error, ErrNotVerdictMessage, or
+		// verdicts each with a finding and a read id, or why not.
+		if vs, err := VerdictsFromORU(m, VerdictOptions{}); err == nil {
+			for _, v := range vs {
+				if v.NotVerdict == "" && (v.Verdict.ReadID == "" || v.Verdict.Finding == "" ||
+					(v.Verdict.Accession == nil && v.Verdict.StudyInstanceUID == "")) {
+					t.Fatalf("verdict without read id, finding or key: %+v", v.Verdict)
+				}
+			}
+		} else if !errors.Is(err, ErrNotVerdictMessage) && !errors.Is(err, radgate.ErrInvalidVerdict) && !errors.Is(err, ErrUnsupportedMessage) {
+			t.Fatalf("VerdictsFromORU error %v is not classified", err)
+		}
+		// The intake's answer to an ORU, verdicts enabled, parses too.
+		if _, err := Parse(NewIntakeHandler(&lifecycleIntake{}, IntakeOptions{Verdicts: newFakeRecorder()})(t.Context(), m).Encode()); err != nil {
+			t.Fatalf("the intake's ACK to a verdict does not parse: %v", err)
+		}
 		// The intake's answer, whatever the order asks (a cancellation of
 		// an unknown order included), is an ACK that parses.
 		intakeAck, err := Parse(NewIntakeHandler(&lifecycleIntake{}, IntakeOptions{})(t.Context(), m).Encode())

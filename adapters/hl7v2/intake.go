@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/fhir"
 )
 
 // DefaultAcceptTimeout bounds storing one message's orders when
@@ -30,6 +31,17 @@ type IntakeOptions struct {
 	// Logger receives one line per message: control id, message type and
 	// order ids (never patient data); nil discards them.
 	Logger *slog.Logger
+
+	// Verdicts records radiologists' verdicts, ORU^R01 from the RIS (see
+	// VerdictsFromORU); nil: an ORU^R01 is answered AR ("verdicts are not
+	// enabled"), never dropped.
+	Verdicts radgate.VerdictRecorder
+	// VerdictCodes is the table of coded conclusions taken as verdicts;
+	// nil means fhir.DefaultVerdictCodes.
+	VerdictCodes fhir.VerdictCodes
+	// OwnApplications are the MSH-3 namespaces radgate's own ORUs carry
+	// (VerdictOptions.OwnApplications); nil means {"RADGATE"}.
+	OwnApplications []string
 }
 
 // NewIntakeHandler returns the Server handler of radgate's HL7 v2 order
@@ -69,6 +81,25 @@ type IntakeOptions struct {
 //     are stored again harmlessly (events are deduplicated and merge into
 //     the same order). AE is kept for content the sender must fix.
 //
+// An ORU^R01 on the same listener is a radiologist's verdict
+// (VerdictsFromORU), handed to IntakeOptions.Verdicts and answered:
+//
+//   - AA once every verdict of the message is recorded (the recorder's
+//     Record returned nil: durable). AA with an informational ERR
+//     (severity I) for an ORU that is not a verdict: radgate's own, or a
+//     group whose OBR-25 is not F or C (a preliminary read); nothing of
+//     it is recorded.
+//   - AE, with ERR-2 the field and its table 0357 code, for content the
+//     sender must fix: "OBX-5: code X (SCT) is not a known verdict code"
+//     (103), no accession number, no reader, no conclusion (101); AE with
+//     204 (unknown key identifier) at OBR-18 for a verdict naming no AI
+//     result (radgate.ErrUnknownResult): AE, not AR, because the message
+//     itself is fine and the same verdict may be taken once its study is
+//     scored. Nothing of that verdict is recorded or counted.
+//   - AR with 207 when recording failed for another reason (transient, as
+//     for orders: send it again later); AR with 200 at MSH-9 when this
+//     radgate records no verdicts (IntakeOptions.Verdicts nil).
+//
 // All mapping happens before the first Accept, so a bad order in a
 // message with several stores none of them. An AE from Accept (invalid,
 // unknown or cancelled order) leaves the message's orders before it
@@ -87,6 +118,9 @@ func NewIntakeHandler(in radgate.Intake, opts IntakeOptions) Handler {
 	log = log.With("component", "hl7v2-intake")
 	return func(ctx context.Context, msg *Message) *Message {
 		l := log.With("control_id", msg.ControlID(), "type", msg.Type().String())
+		if msg.Type().Is("ORU", "R01") {
+			return verdictMessage(ctx, msg, opts, l)
+		}
 		orders, err := opts.Order.orders(msg)
 		if err != nil {
 			code := AE

@@ -487,3 +487,64 @@ func TestPeerOrderLifecycle(t *testing.T) {
 	require.Equal(t, radgate.StateCancelled, st.State)
 	require.NotContains(t, logs.String(), "Doe", "no patient name in the log")
 }
+
+// TestPeerVerdicts: python3-hl7's mllp_send sends radgate's intake, on the
+// listener that takes orders, ORU^R01 verdicts from the RIS: coded
+// (AA, recorded), an unknown code (AE naming OBX-5), an unknown result (AE
+// 204 at OBR-18), free text (AA, unlabelled), a preliminary read and
+// radgate's own ORU (AA, nothing recorded), and an order after them (AA).
+func TestPeerVerdicts(t *testing.T) {
+	needPeer(t, true)
+	rec := newFakeRecorder()
+	in := &fakeIntake{}
+	var logs lockedBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	s := startServer(t, ServerOptions{Logger: logger,
+		Handler: NewIntakeHandler(in, IntakeOptions{Logger: logger, Verdicts: rec, Order: OrderOptions{AccessionSystem: "http://hosp.example/acsn"}})})
+
+	msg := func(fixture, id string, edits ...string) string {
+		return strings.ReplaceAll(edit(t, fixture, append([]string{"MSH-10=" + id}, edits...)...).String(), "\r", "\n")
+	}
+	own, err := ORU(sampleResult(), ORUOptions{Time: time.Unix(0, 0), ControlID: "OWN"})
+	require.NoError(t, err)
+	steps := []struct {
+		body string
+		id   string
+		code AckCode
+		err  string
+	}{
+		{msg("oru_r01_ris.hl7", "CODED"), "CODED", AA, ""},
+		{msg("oru_r01_ris.hl7", "BADCODE", "OBX-5=60046008^Pleural effusion^SCT"), "BADCODE", AE, "OBX-5: code 60046008 (SCT) is not a known verdict code"},
+		{msg("oru_r01_ris.hl7", "NORESULT", "OBR-18=ACC-NONE"), "NORESULT", AE, "no AI result for this verdict (accession ACC-NONE, filler order FIL-2002)"},
+		{msg("oru_r01_ris.hl7", "TEXT", "OBX-2=TX", "OBX-5=Patchy opacity, infection not excluded"), "TEXT", AA, ""},
+		{msg("oru_r01_ris.hl7", "PRELIM", "OBR-25=P"), "PRELIM", AA, "result status P"},
+		{strings.ReplaceAll(own.String(), "\r", "\n"), "OWN", AA, "radgate's own ORU"},
+		{msg("orm_o01.hl7", "ORDER"), "ORDER", AA, ""},
+	}
+	var body strings.Builder
+	for _, st := range steps {
+		body.WriteString(st.body)
+	}
+	acks := mllpSendAll(t, s.Addr().String(), body.String())
+	require.Len(t, acks, len(steps))
+	for i, st := range steps {
+		a := acks[i]
+		require.Equal(t, st.id, a.ControlID)
+		require.Equal(t, st.code, a.Code, "%s: %v", st.id, a.Errors)
+		if st.err != "" {
+			require.NotEmpty(t, a.Errors, st.id)
+			require.Contains(t, a.Errors[0].Message, st.err, st.id)
+		}
+	}
+	require.Equal(t, Location{Segment: "OBR", Seq: 1, Field: 18}, acks[2].Errors[0].Loc)
+	require.Equal(t, CodeUnknownKeyIdentifier, acks[2].Errors[0].Code)
+
+	vs := rec.Verdicts()
+	require.Len(t, vs, 2, "the coded verdict and the free text")
+	require.Equal(t, radgate.FindingPresent, vs[0].Finding)
+	require.Equal(t, radgate.FindingUnlabelled, vs[1].Finding)
+	require.Equal(t, "Patchy opacity, infection not excluded\nRight lower lobe consolidation.\nNo effusion.", vs[1].Text)
+	require.Len(t, in.got, 1, "the order")
+	require.NotContains(t, logs.String(), "Doe", "no patient name in the log")
+	require.NotContains(t, logs.String(), "opacity", "no report text in the log")
+}

@@ -39,7 +39,12 @@ engine with model.onnx and model.yaml): id, version, what it is declared for
 (modalities × body parts, the finding), its thresholds and preprocessing, and
 the metrics measured on labelled cases before use. No ONNX session is opened.
 A manifest that does not load is reported with file:line:col and the exit
-status is 1.`,
+status is 1.
+
+radgate engines state | activate | suspend | shadow ask the running radgate
+serve (--server) for each engine's mode on a route at a facility: a route
+with acceptance minimums keeps its engines in shadow until activate finds
+the facility's labelled cases meet them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return listEngines(modelsDir, jsonOut, cmd.OutOrStdout())
@@ -47,6 +52,7 @@ status is 1.`,
 	}
 	cmd.Flags().StringVar(&modelsDir, "models", "models", "models directory")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "one JSON object per engine per line")
+	cmd.AddCommand(engineStateCmds()...)
 	rootCmd.AddCommand(cmd)
 }
 

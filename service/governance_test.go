@@ -1,0 +1,74 @@
+package service
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/httpauth"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/governance"
+	"github.com/radgate/radgate/routing"
+)
+
+// Only the operator role changes an engine's state; anyone may list.
+func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
+	srv, err := broker.StartEmbedded(t.TempDir(), -1)
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	topo, err := broker.EnsureTopology(t.Context(), nc)
+	require.NoError(t, err)
+	set, err := routing.Load("routes.yaml", []byte("routes:\n  - name: chest\n    engines: [eng]\n    destinations: [fhir]\n    acceptance: {min_cases: 10, auc_lower_95: 0.8}\n"),
+		routing.Registry{Engines: []string{"eng"}, Destinations: []string{"fhir"}})
+	require.NoError(t, err)
+	gov := governance.New(governance.Options{Topology: topo, Routes: func() *routing.Set { return set },
+		Version: func(e string) (string, bool) { return "1", e == "eng" }})
+	h := engineStateHandler(gov, slog.New(slog.DiscardHandler))
+	// An order of the facility routed to the route: the engine is in shadow there.
+	_, err = gov.Mode(t.Context(), radgate.OrderStatus{ID: "o1", FacilityID: "adult-clinic",
+		Route: &radgate.RouteDecision{Acceptance: &radgate.Acceptance{Route: "chest"}}}, radgate.EngineInfo{ID: "eng", Version: "1"})
+	require.NoError(t, err)
+
+	do := func(p httpauth.Principal, method, body string) (int, string) {
+		r := httptest.NewRequest(method, "/engines/state", strings.NewReader(body))
+		r = r.WithContext(httpauth.ContextWithPrincipal(r.Context(), p))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code, w.Body.String()
+	}
+	viewer := httpauth.Principal{Name: "bob"}
+	operator := httpauth.Principal{Name: "alice", Roles: []httpauth.Role{httpauth.RoleOperator}}
+	suspend := `{"facility": "adult-clinic", "route": "chest", "engine": "eng", "mode": "suspended", "why": "drift"}`
+
+	code, body := do(viewer, http.MethodPost, suspend)
+	require.Equal(t, http.StatusForbidden, code)
+	require.Contains(t, body, `POST /engines/state needs the role operator; caller \"bob\" has: viewer`)
+	code, body = do(viewer, http.MethodGet, "")
+	require.Equal(t, http.StatusOK, code)
+	var list struct{ States []governance.State }
+	require.NoError(t, json.Unmarshal([]byte(body), &list))
+	require.Len(t, list.States, 1)
+	require.Equal(t, radgate.EngineShadow, list.States[0].Mode, "the refused change left it as it was")
+
+	code, body = do(operator, http.MethodPost, strings.Replace(suspend, "{", `{"by": "mallory", `, 1))
+	require.Equal(t, http.StatusOK, code, body)
+	var res governance.ChangeResult
+	require.NoError(t, json.Unmarshal([]byte(body), &res))
+	require.Equal(t, "alice", res.State.By, "who changed it is the authenticated caller, not what the body says")
+	require.Equal(t, "suspended", string(res.State.Mode))
+
+	code, body = do(operator, http.MethodPost, `{"facility": "adult-clinic", "route": "chest", "engine": "eng", "mode": "active"}`)
+	require.Equal(t, http.StatusConflict, code)
+	require.Contains(t, body, "labelled cases 0 (0 with the finding, 0 without) \u003c minimum 10")
+	code, _ = do(operator, http.MethodPost, `{"facility": "adult-clinic", "route": "x", "engine": "eng", "mode": "active"}`)
+	require.Equal(t, http.StatusNotFound, code)
+}
