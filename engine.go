@@ -33,8 +33,12 @@ type ImageScore struct {
 	// Age is the patient's age at the study date as the image's header
 	// gives it; nil when it gives none, AgeProblem then says why when the
 	// header had age attributes that could not be used.
-	Age               *PatientAge
-	AgeProblem        string
+	Age        *PatientAge
+	AgeProblem string
+	// OutOfScope says why the image is outside the engine's intended use
+	// (its patient's age) although it was scored: only for an order whose
+	// engine is in shadow (see Result.OutOfScope).
+	OutOfScope        string
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	Modality          string

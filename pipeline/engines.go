@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 
 	"github.com/radgate/radgate"
 
@@ -72,7 +73,13 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 			out[i].AgeProblem = ag.Unknown()
 		}
 		if out[i].Err = a.e.Accepts(img); out[i].Err != nil {
-			continue // outside the engine's intended use: not scored
+			var na *inference.NotAcceptedError
+			if !shadowScoring(ctx) || !errors.As(out[i].Err, &na) || na.Rule != inference.RuleAge {
+				continue // outside the engine's intended use: not scored
+			}
+			// In shadow a patient outside the intended use is scored and
+			// recorded as out of scope.
+			out[i].OutOfScope, out[i].Err = na.Reason, nil
 		}
 		imgs = append(imgs, img)
 		idx = append(idx, i)
@@ -116,3 +123,16 @@ func (a *inferenceEngine) draw(img *inference.Image, r inference.Result, want ra
 	}
 	return d, nil
 }
+
+// shadowKey marks a Score call for an order whose engine is in shadow.
+type shadowKey struct{}
+
+// withShadowScoring asks the engine adapter to score images outside a
+// patient rule of the intended use (the age) and mark them out of scope,
+// rather than refuse them: an engine in shadow is measured on the
+// facility's whole population.
+func withShadowScoring(ctx context.Context) context.Context {
+	return context.WithValue(ctx, shadowKey{}, true)
+}
+
+func shadowScoring(ctx context.Context) bool { v, _ := ctx.Value(shadowKey{}).(bool); return v }

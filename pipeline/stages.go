@@ -39,6 +39,10 @@ type Job struct {
 	// age known from neither (RouteDecision.UnknownAge).
 	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
 	UnknownAge string              `json:"unknown_age,omitempty"`
+	// Shadow: the engine was in shadow when the order was routed
+	// (RouteDecision.Shadow): a patient outside its intended use is scored
+	// and the result marked out of scope (Result.OutOfScope), not refused.
+	Shadow bool `json:"shadow,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -546,7 +550,7 @@ func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderS
 	info := eng.Info()
 	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID, OrderAge: st.Age}
 	if st.Route != nil {
-		job.UnknownAge = st.Route.UnknownAge
+		job.UnknownAge, job.Shadow = st.Route.UnknownAge, st.Route.Shadow(info.ID)
 	}
 	var seen []string
 	orderPart := BodyPartFromProcedure(st.ProcedureCodes)
@@ -738,9 +742,9 @@ func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string,
 	case job.OrderAge != nil && r.Contains(job.OrderAge.Years):
 		return "", nil
 	case job.OrderAge != nil:
-		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From)}
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From), Rule: inference.RuleAge}
 	case job.UnknownAge == radgate.UnknownAgeReject:
-		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why)}
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why), Rule: inference.RuleAge}
 	}
 	return inference.UnknownAgeCaveat(id, r) + " (" + why + ")", nil
 }
@@ -783,7 +787,11 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		}
 		// After this the image's bytes live on only in the best image's
 		// render state, if it becomes the best.
-		scores, err := eng.Score(ctx, [][]byte{b})
+		sctx := ctx
+		if job.Shadow {
+			sctx = withShadowScoring(ctx)
+		}
+		scores, err := eng.Score(sctx, [][]byte{b})
 		if err == nil && len(scores) != 1 {
 			err = fmt.Errorf("engine %s returned %d scores for one image", job.Engine, len(scores))
 		}
@@ -797,6 +805,10 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		var caveat string
 		if s.Err == nil {
 			caveat, s.Err = checkAge(eng, job, s)
+			var na *inference.NotAcceptedError
+			if job.Shadow && errors.As(s.Err, &na) && na.Rule == inference.RuleAge {
+				s.OutOfScope, s.Err = na.Reason, nil // measured in shadow, never delivered
+			}
 		}
 		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
 		if s.Err != nil {
@@ -864,7 +876,7 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures)
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
 		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
-	r.Caveats = sc.caveats
+	r.Caveats, r.OutOfScope = sc.caveats, s.OutOfScope
 	if s.Marked {
 		r.CAM = s.CAM
 	}
