@@ -27,11 +27,11 @@ type AgeRanged interface {
 	AgeYears() (min, max int, ok bool)
 }
 
-// OutOfScopeScorer is an Engine that can also score images outside its
-// intended use (the manifest's accepts rules, the patient's age among
-// them), for an engine in shadow: measured on a facility's whole
-// population, never delivered. Such an image's ImageScore has OutOfScope
-// set to why, and Err nil; decoding errors stay errors.
+// OutOfScopeScorer is an Engine that can also score the images of patients
+// outside its intended use (the manifest's patient rules: the age), for an
+// engine in shadow: measured on a facility's whole population, never
+// delivered. Such an image's ImageScore has OutOfScope set to why, and Err
+// nil; decoding errors and image rules (matrix, spacing) stay errors.
 type OutOfScopeScorer interface {
 	ScoreOutOfScope(ctx context.Context, files [][]byte) ([]ImageScore, error)
 }

@@ -153,6 +153,21 @@ var ErrNotAccepted = errors.New("image outside the engine's intended use")
 type NotAcceptedError struct {
 	Engine string
 	Reason string // e.g. "image 16×16 px is below engine x's minimum matrix 28×28 (accepts.min_rows, accepts.min_columns)"
+	// Rule is the patient rule broken, RuleAge; "" for an image rule
+	// (matrix, spacing). An engine in shadow still scores a study outside a
+	// patient rule, recorded as out of scope, to be measured on the
+	// facility's own population.
+	Rule string
+}
+
+// RuleAge is NotAcceptedError.Rule of an age outside accepts.age_years.
+const RuleAge = "accepts.age_years"
+
+// PatientRule reports whether err is an image refused for a patient rule
+// of the intended use (RuleAge), which an engine in shadow scores anyway.
+func PatientRule(err error) bool {
+	var na *NotAcceptedError
+	return errors.As(err, &na) && na.Rule != ""
 }
 
 func (e *NotAcceptedError) Error() string { return e.Reason }
@@ -181,7 +196,7 @@ func (m *Manifest) CheckImage(meta *Meta) error {
 		}
 	}
 	if r := a.AgeYears; r != nil && meta.Age.Known && !r.Contains(meta.Age.Years) {
-		return &NotAcceptedError{Engine: m.ID, Reason: AgeOutside(m.ID, *r, meta.Age.Text, meta.Age.From)}
+		return &NotAcceptedError{Engine: m.ID, Reason: AgeOutside(m.ID, *r, meta.Age.Text, meta.Age.From), Rule: RuleAge}
 	}
 	return nil
 }

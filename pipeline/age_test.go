@@ -1,6 +1,8 @@
 package pipeline
 
 import (
+	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -48,4 +50,61 @@ func TestCheckAge(t *testing.T) {
 	caveat, err = checkAge(&scorer{}, Job{UnknownAge: radgate.UnknownAgeReject}, noAge)
 	require.NoError(t, err)
 	require.Empty(t, caveat, "no age range, no age rule")
+}
+
+// shadowGovernor keeps every engine in shadow and keeps what it measures.
+type shadowGovernor struct {
+	mu       sync.Mutex
+	measured []radgate.Result
+}
+
+func (g *shadowGovernor) Mode(context.Context, radgate.OrderStatus, radgate.EngineInfo) (radgate.EngineMode, error) {
+	return radgate.EngineShadow, nil
+}
+
+func (g *shadowGovernor) Measure(_ context.Context, r radgate.Result, _ radgate.EngineMode) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.measured = append(g.measured, r)
+	return nil
+}
+
+// An engine in shadow scores a patient outside its intended use and the
+// result is recorded out of scope (Result.OutOfScope), to be measured on
+// the facility's own population; active, the same order is refused.
+func TestShadowScoresOutOfScopeAge(t *testing.T) {
+	adult := &radgate.PatientAge{Years: 86, Text: "86 y", From: "HL7 PID-7 at the order's date, OBR-7"}
+	const rule = "patient age 86 y (HL7 PID-7 at the order's date, OBR-7) is outside engine eng-a's intended use: 1–5 y (accepts.age_years)"
+	aged := func(o *Options) {
+		o.Engines = []radgate.Engine{&agedScorer{scorer{probs: map[string]float64{"sop-1": 0.91}}}}
+	}
+
+	gov := &shadowGovernor{}
+	h := newHarness(t, func(o *Options) {
+		aged(o)
+		o.Routes = loadRoutes(t, "routes:\n  - name: chest\n    engines: [eng-a]\n    destinations: [fhir]\n    acceptance: {min_cases: 2, sensitivity_at: High, min_sensitivity: 0.5}\n")
+		o.Governance = gov
+	})
+	h.arch.add("A1", "8.A1", "CR", "CHEST", "sop-1")
+	ev := sr("A1", "sA1")
+	ev.Age = adult
+	st, err := h.p.Accept(t.Context(), ev)
+	require.NoError(t, err)
+	st = h.waitState(t, st.ID, radgate.StateDelivered)
+	require.Equal(t, radgate.EngineShadow, st.Engines["eng-a"].Mode)
+	require.NotNil(t, st.Engines["eng-a"].Probability, "scored in shadow")
+	gov.mu.Lock()
+	require.Len(t, gov.measured, 1)
+	require.Equal(t, radgate.OutcomeScored, gov.measured[0].Outcome)
+	require.Equal(t, rule, gov.measured[0].OutOfScope)
+	gov.mu.Unlock()
+
+	active := newHarness(t, aged)
+	active.arch.add("A2", "8.A2", "CR", "CHEST", "sop-1")
+	ev = sr("A2", "sA2")
+	ev.Age = adult
+	st, err = active.p.Accept(t.Context(), ev)
+	require.NoError(t, err)
+	st = active.waitState(t, st.ID, radgate.StateRejected)
+	require.Contains(t, st.Engines["eng-a"].Reason, rule)
 }

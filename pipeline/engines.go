@@ -56,8 +56,9 @@ func (a *inferenceEngine) Score(ctx context.Context, files [][]byte) ([]radgate.
 	return a.score(ctx, files, false)
 }
 
-// ScoreOutOfScope is Score that also scores the images outside the
-// engine's intended use, saying why in ImageScore.OutOfScope
+// ScoreOutOfScope is Score that also scores the images of patients outside
+// the engine's intended use (a patient rule: the age; image rules still
+// refuse), saying why in ImageScore.OutOfScope
 // (radgate.OutOfScopeScorer): an engine in shadow is measured on every
 // study its route sends.
 func (a *inferenceEngine) ScoreOutOfScope(ctx context.Context, files [][]byte) ([]radgate.ImageScore, error) {
@@ -84,7 +85,7 @@ func (a *inferenceEngine) score(ctx context.Context, files [][]byte, anyScope bo
 			out[i].AgeProblem = ag.Unknown()
 		}
 		if out[i].Err = a.e.Accepts(img); out[i].Err != nil {
-			if !anyScope {
+			if !anyScope || !inference.PatientRule(out[i].Err) {
 				continue // outside the engine's intended use: not scored
 			}
 			out[i].OutOfScope, out[i].Err = out[i].Err.Error(), nil

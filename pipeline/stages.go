@@ -40,9 +40,11 @@ type Job struct {
 	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
 	UnknownAge string              `json:"unknown_age,omitempty"`
 	// Shadow: the engine was in shadow when the order was routed
-	// (RouteDecision.Shadow), so images outside its intended use are scored
-	// too and the result says why it is out of scope (Result.OutOfScope):
-	// an engine in shadow is measured on the facility's whole population.
+	// (RouteDecision.Shadow), so a patient outside its intended use (a
+	// patient rule: the age) is scored too and the result says why it is
+	// out of scope (Result.OutOfScope): an engine in shadow is measured on
+	// the facility's whole population. Image rules (matrix, spacing) still
+	// refuse: such an image cannot be scored meaningfully.
 	Shadow bool `json:"shadow,omitempty"`
 }
 
@@ -747,9 +749,9 @@ func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string,
 	case job.OrderAge != nil && r.Contains(job.OrderAge.Years):
 		return "", nil
 	case job.OrderAge != nil:
-		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From)}
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.AgeOutside(id, r, job.OrderAge.Text, job.OrderAge.From), Rule: inference.RuleAge}
 	case job.UnknownAge == radgate.UnknownAgeReject:
-		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why)}
+		return "", &inference.NotAcceptedError{Engine: id, Reason: inference.UnknownAgeRefused(id, r, why), Rule: inference.RuleAge}
 	}
 	return inference.UnknownAgeCaveat(id, r) + " (" + why + ")", nil
 }
@@ -810,8 +812,8 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		var caveat string
 		if s.Err == nil && s.OutOfScope == "" {
 			caveat, s.Err = checkAge(eng, job, s)
-			if job.Shadow && errors.Is(s.Err, inference.ErrNotAccepted) {
-				s.OutOfScope, s.Err, caveat = s.Err.Error(), nil, ""
+			if job.Shadow && inference.PatientRule(s.Err) {
+				s.OutOfScope, s.Err, caveat = s.Err.Error(), nil, "" // measured in shadow, never delivered
 			}
 		}
 		note := radgate.ImageNote{SeriesInstanceUID: in.SeriesInstanceUID, SOPInstanceUID: in.SOPInstanceUID, View: in.View, Scored: s.Err == nil}
