@@ -252,18 +252,28 @@ var aucLine = regexp.MustCompile(`AUC (\d\.\d\d) \(95 % CI (\d\.\d\d)–(\d\.\d\
 // no count.
 func TestGovernanceProofOnRealPeers(t *testing.T) {
 	needMLLPSend(t)
+	const k224 = "cxr-pneumonia-densenet121-k224"
 	start := time.Now()
 	ris, received := oruReceiver(t)
 	pacs := testenv.Orthanc(t)
 	natsAddr, hl7Port := freeAddr(t), freePort(t)
 	routesFile := filepath.Join(t.TempDir(), "routes.yaml")
+	// The adult clinic's chest studies by both engines (28-pixel
+	// PneumoniaMNIST images are below the k224 engine's matrix, so the
+	// children's hospital has the one engine that reads them).
 	writeFile(t, routesFile, `routes:
-  - name: chest
-    when: {modality: [CR, DX], body_part: [CHEST]}
+  - name: adult-chest
+    when: {facility: [Adult Clinic], modality: [CR, DX], body_part: [CHEST]}
+    engines: [`+config.DefaultEngine+`, `+k224+`]
+    destinations: [fhir, pacs-results, ris]
+    read: {request: always, group: CareTeam/chest-readers}
+    acceptance: &minimums {min_cases: 100, auc_lower_95: 0.80, sensitivity_at: Mid, min_sensitivity: 0.90}
+  - name: paediatric-chest
+    when: {facility: ["Children's Hospital"], modality: [CR, DX], body_part: [CHEST]}
     engines: [`+config.DefaultEngine+`]
     destinations: [fhir, pacs-results, ris]
     read: {request: always, group: CareTeam/chest-readers}
-    acceptance: {min_cases: 100, auc_lower_95: 0.80, sensitivity_at: Mid, min_sensitivity: 0.90}
+    acceptance: *minimums
 `)
 	t.Setenv("RADGATE_E2E_PROOF_PACS_PASSWORD", pacs.Password)
 	rg := startRadgate(t, func(c *config.Config) {
@@ -287,9 +297,9 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 	seed := int(time.Now().UnixNano()/1e6%3990) * 250
 	evalCfg := dlqConfig(t, natsAddr, rg.cfg.DataDir)
 	models := filepath.Join(testenv.RepoRoot(), "models")
-	evalVerdicts := func(facility string) string {
+	evalVerdicts := func(facility string, more ...string) string {
 		t.Helper()
-		out, stderr, err := runEvalCmd(t, "--from-verdicts", "--config", evalCfg, "--models", models, "--facility", facility)
+		out, stderr, err := runEvalCmd(t, append([]string{"--from-verdicts", "--config", evalCfg, "--models", models, "--facility", facility}, more...)...)
 		require.NoError(t, err, stderr)
 		return out
 	}
@@ -301,12 +311,14 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 		err := rootCmd.ExecuteContext(ctx)
 		return out.String(), err
 	}
-	activate := func(facility string) (string, error) {
-		return engines("activate", "--server", rg.url, "--facility", facility, "--route", "chest", "--engine", config.DefaultEngine)
+	activate := func(facility, route string) (string, error) {
+		return engines("activate", "--server", rg.url, "--facility", facility, "--route", route, "--engine", config.DefaultEngine)
+	}
+	resultID := func(c *demo.Case) string {
+		return pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: version})
 	}
 	reports := func(c *demo.Case) int {
-		return countByIdentifier(t, rg.env.FHIR, "DiagnosticReport",
-			fhir.ResultIdentifier(pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: version})))
+		return countByIdentifier(t, rg.env.FHIR, "DiagnosticReport", fhir.ResultIdentifier(resultID(c)))
 	}
 	noORU := func(when string) {
 		select {
@@ -325,19 +337,22 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 		st := c.Status
 		require.Equal(t, radgate.StateDelivered, st.State, st.Reason)
 		require.Equal(t, "adult-clinic", st.FacilityID, "the facility comes from the Institution Name")
-		eng := st.Engines[config.DefaultEngine]
-		require.Equal(t, radgate.EngineShadow, eng.Mode, c.OrderID)
-		require.Empty(t, eng.Deliveries, "shadow: no destination, FHIR, PACS or RIS")
+		for _, e := range []string{config.DefaultEngine, k224} {
+			eng := st.Engines[e]
+			require.Equal(t, radgate.EngineShadow, eng.Mode, c.OrderID)
+			require.Empty(t, eng.Deliveries, "shadow: no destination, FHIR, PACS or RIS")
+		}
 	}
 	for _, c := range adultCases[:20] {
 		require.Zero(t, reports(c), "no DiagnosticReport in shadow")
+		require.Zero(t, countByIdentifier(t, rg.env.FHIR, "Observation", fhir.Identifier{System: fhir.SystemResult, Value: resultID(c) + "/observation"}), "no Observation")
 		require.Zero(t, countByIdentifier(t, rg.env.FHIR, "Task", fhir.Identifier{System: fhir.SystemReadRequest, Value: c.OrderID}), "no read Task")
 		require.Equal(t, 1, pacsSeries(t, pacs, c.Meta.StudyInstanceUID), "only the radiograph's series: no SC, no SR")
 	}
 	noORU("adult shadow")
 
 	feedVerdicts(t, rg, hl7Port, adults)
-	out, err := activate("adult-clinic")
+	out, err := activate("adult-clinic", "adult-chest")
 	require.Error(t, err, "refused: the paediatric engine is poor on adults\n%s", out)
 	require.Contains(t, err.Error(), "409")
 	require.Contains(t, out, "labelled cases 200 (100 with the finding, 100 without) ≥ minimum 100")
@@ -357,6 +372,12 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 		v, _ := strconv.ParseFloat(s, 64)
 		require.Equal(t, m[i+1], strconv.FormatFloat(v, 'f', 2, 64), "eval --from-verdicts and activate measure the same AUC")
 	}
+
+	// Both engines on the same reads: the paired comparison.
+	paired := evalVerdicts("adult-clinic", "--engine", config.DefaultEngine, "--engine", k224)
+	t.Logf("eval --from-verdicts, two engines:\n%s", paired)
+	require.Contains(t, paired, "Paired comparison of AUCs (DeLong's test for correlated ROC curves):")
+	require.Contains(t, paired, config.DefaultEngine+" − "+k224+", 200 cases scored by both:")
 
 	// Bad verdicts through the real intakes: each refused naming what was
 	// wrong; nothing counted.
@@ -407,7 +428,7 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 	}
 	noORU("children's shadow")
 	feedVerdicts(t, rg, hl7Port, kids)
-	out, err = activate("childrens-hospital")
+	out, err = activate("childrens-hospital", "paediatric-chest")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "labelled cases 100")
 	require.Contains(t, out, "shadow → active (by ")
