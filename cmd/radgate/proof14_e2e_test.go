@@ -374,7 +374,11 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 	}
 
 	// Both engines on the same reads: the paired comparison.
-	paired := evalVerdicts("adult-clinic", "--engine", config.DefaultEngine, "--engine", k224)
+	plots := t.TempDir()
+	paired := evalVerdicts("adult-clinic", "--engine", config.DefaultEngine, "--engine", k224, "--out", plots)
+	for _, f := range []string{"roc.png", "reliability-" + config.DefaultEngine + ".png", "reliability-" + k224 + ".png"} {
+		require.FileExists(t, filepath.Join(plots, f))
+	}
 	t.Logf("eval --from-verdicts, two engines:\n%s", paired)
 	require.Contains(t, paired, "Paired comparison of AUCs (DeLong's test for correlated ROC curves):")
 	require.Contains(t, paired, config.DefaultEngine+" − "+k224+", 200 cases scored by both:")
