@@ -2,6 +2,7 @@ package governance
 
 import (
 	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -74,4 +75,26 @@ func TestFromVerdictsOneCasePerOrderLatestVerdict(t *testing.T) {
 	_, err = f.g.FromVerdicts(ctx, VerdictQuery{Facility: "elsewhere", Engines: []VerdictEngine{{ID: "eng"}}})
 	require.True(t, errors.Is(err, ErrUnknown), "%v", err)
 	require.Contains(t, err.Error(), `engine eng has no labelled result at facility "elsewhere"`)
+}
+
+// TestFromVerdictsSeveralVersions: labels of two model versions of one
+// engine are never mixed; the version must be named.
+func TestFromVerdictsSeveralVersions(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	for i, v := range []string{"1.0", "2.0"} {
+		st := order(strconv.Itoa(i + 1))
+		r := radgate.Result{ID: st.ID + "-eng", Order: st, Engine: radgate.EngineInfo{ID: "eng", Version: v},
+			Outcome: radgate.OutcomeScored, Probability: 0.5, Tier: "Mid", ScoredAt: f.now}
+		require.NoError(t, f.g.Measure(ctx, r, radgate.EngineShadow))
+		_, err := f.g.Labels().Record(ctx, verdict("DiagnosticReport/r"+v, "ACC-"+strconv.Itoa(i+1), radgate.FindingPresent))
+		require.NoError(t, err)
+	}
+	_, err := f.g.FromVerdicts(ctx, VerdictQuery{Facility: "adult-clinic", Engines: []VerdictEngine{{ID: "eng"}}})
+	require.ErrorIs(t, err, ErrBadRequest)
+	require.Contains(t, err.Error(), `engine eng has labelled results of versions 1.0, 2.0 at facility "adult-clinic": name one (--engine eng@VERSION)`)
+	set, err := f.g.FromVerdicts(ctx, VerdictQuery{Facility: "adult-clinic", Engines: []VerdictEngine{{ID: "eng", Version: "2.0"}}})
+	require.NoError(t, err)
+	require.Len(t, set.Cases, 1)
+	require.Equal(t, "order-2", set.Cases[0].File)
 }
