@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/radgate/radgate/evaluation"
@@ -31,6 +30,7 @@ type evalOptions struct {
 	plotsDir  string
 	modelsDir string
 	lib       string
+	verdicts  verdictOptions
 }
 
 func init() { rootCmd.AddCommand(newEvalCmd()) }
@@ -40,7 +40,7 @@ func init() { rootCmd.AddCommand(newEvalCmd()) }
 func newEvalCmd() *cobra.Command {
 	o := evalOptions{}
 	cmd := &cobra.Command{
-		Use:   "eval --labels labels.csv [flags] DIR",
+		Use:   "eval --labels labels.csv [flags] DIR | eval --from-verdicts --facility F [flags]",
 		Short: "Evaluate engines on a labelled set of DICOM files (AUC, sensitivity, calibration)",
 		Long: `Score every file listed in a labels CSV with one or more engines and report
 how well the probabilities separate and describe the labels.
@@ -73,8 +73,17 @@ Exit status: 0 when every listed file was scored by every engine; 1 when some
 could not be (missing, undecodable: each is named on stderr, the figures
 cover the rest); 2 on bad input (labels file, engine, ONNX Runtime) or when
 no file could be scored.`,
-		Args: cobra.ExactArgs(1),
+		Args: cobra.RangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.verdicts.from {
+				return runEvalVerdicts(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
+			if o.labels == "" {
+				return &exitError{code: 2, err: fmt.Errorf(`required flag(s) "labels" not set (or --from-verdicts --facility F)`)}
+			}
+			if len(args) != 1 {
+				return &exitError{code: 2, err: fmt.Errorf("eval --labels needs one DIR, the labelled set's directory")}
+			}
 			return runEval(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
@@ -85,7 +94,7 @@ no file could be scored.`,
 	f.StringVar(&o.plotsDir, "plots", "", "directory for ROC and reliability PNGs")
 	f.StringVar(&o.modelsDir, "models", "models", "models directory")
 	f.StringVar(&o.lib, "onnxruntime-lib", "", "ONNX Runtime shared library (default: $RADGATE_ONNXRUNTIME_LIB, then the set-up script's path)")
-	_ = cmd.MarkFlagRequired("labels")
+	addVerdictFlags(cmd, &o)
 	return cmd
 }
 
@@ -190,33 +199,4 @@ func reportFailures(w io.Writer, failures []scoring.Failure, total int) int {
 		}
 	}
 	return len(files)
-}
-
-// progress is the bar drawn on stderr while scoring, when stderr is a
-// terminal; otherwise (and as a nil *progress) it draws nothing.
-type progress struct{ bar *progressbar.ProgressBar }
-
-func newProgress(stderr io.Writer, total int) *progress {
-	if !isTerminal(stderr) {
-		return nil
-	}
-	return newProgressBar(stderr, total)
-}
-
-func newProgressBar(w io.Writer, total int) *progress {
-	return &progress{bar: progressbar.NewOptions(total, progressbar.OptionSetWriter(w),
-		progressbar.OptionSetDescription("scoring"), progressbar.OptionSetWidth(30), progressbar.OptionShowCount(),
-		progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish(), progressbar.OptionSetRenderBlankState(true))}
-}
-
-func (p *progress) add(n int) {
-	if p != nil {
-		_ = p.bar.Add(n)
-	}
-}
-
-func (p *progress) finish() {
-	if p != nil {
-		_ = p.bar.Finish()
-	}
 }

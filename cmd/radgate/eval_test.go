@@ -316,6 +316,9 @@ func TestEvalBadInput(t *testing.T) {
 		{"not a directory", []string{"--labels", labels, filepath.Join(dir, "labels.csv")}, "is not a directory"},
 		{"unknown engine", []string{"--labels", labels, "--models", models, "--engine", "nope", dir}, `engine "nope" not found`},
 		{"engine twice", []string{"--labels", labels, "--engine", k224, "--engine", k224, dir}, "given twice"},
+		{"verdicts without facility", []string{"--from-verdicts"}, "--from-verdicts needs --facility"},
+		{"verdicts and labels", []string{"--from-verdicts", "--facility", "Adult Clinic", "--labels", labels}, "drop --labels"},
+		{"verdicts of an unknown engine", []string{"--from-verdicts", "--facility", "Adult Clinic", "--models", models, "--engine", "nope"}, `engine "nope" not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, _, err := runEvalCmd(t, tc.args...)
