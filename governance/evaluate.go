@@ -27,6 +27,10 @@ type Evaluation struct {
 	Positives  int `json:"positives"`
 	Negatives  int `json:"negatives"`
 	Unlabelled int `json:"unlabelled"`
+	// OutOfScope counts the labelled results of studies outside the
+	// engine's intended use (scored only in shadow): left out, since an
+	// active engine is never given them.
+	OutOfScope int `json:"out_of_scope,omitempty"`
 	// AUC with its DeLong 95 % interval; AUCNote says why there is none
 	// (one class only, too few cases).
 	AUC         *float64      `json:"auc,omitempty"`
@@ -82,7 +86,7 @@ func (g *Governance) Evaluate(ctx context.Context, k Key, a radgate.Acceptance) 
 	}
 	// One label per result: the latest verdict with a finding wins.
 	latest := map[string]Label{}
-	unlabelled := map[string]bool{}
+	unlabelled, outside := map[string]bool{}, map[string]bool{}
 	for key := range lister.Keys() {
 		var lb Label
 		if _, err := getJSON(ctx, kv, key, &lb); err != nil {
@@ -92,6 +96,10 @@ func (g *Governance) Evaluate(ctx context.Context, k Key, a radgate.Acceptance) 
 			return nil, err
 		}
 		if lb.Version != k.Version || lb.Probability == nil {
+			continue
+		}
+		if !lb.InScope {
+			outside[lb.ResultID] = true
 			continue
 		}
 		if lb.Verdict.Finding == radgate.FindingUnlabelled {
@@ -112,7 +120,7 @@ func (g *Governance) Evaluate(ctx context.Context, k Key, a radgate.Acceptance) 
 		tiers = append(tiers, lb.Tier)
 	}
 	ev := figures(k, a, scores, labels, tiers)
-	ev.Unlabelled = len(unlabelled)
+	ev.Unlabelled, ev.OutOfScope = len(unlabelled), len(outside)
 	ev.At = g.now()
 	seq, err := g.logRecord(ctx, "evaluation."+k.token(), "evaluation."+k.token()+"."+ev.At, ev)
 	if err != nil {
@@ -224,6 +232,9 @@ func WriteEvaluation(w io.Writer, ev *Evaluation) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "evaluation of engine %s version %s on facility %q (route %s), %s\n", ev.Engine, ev.Version, ev.Facility, ev.Route, ev.At)
 	fmt.Fprintf(&b, "  labelled cases: %d (%d with the finding, %d without); %d with free text only\n", ev.Labelled, ev.Positives, ev.Negatives, ev.Unlabelled)
+	if ev.OutOfScope > 0 {
+		fmt.Fprintf(&b, "  left out: %d labelled studies outside the engine's intended use (scored in shadow only)\n", ev.OutOfScope)
+	}
 	if ev.AUC != nil {
 		fmt.Fprintf(&b, "  AUC %s (95 %% CI %s–%s, DeLong)\n", f2(*ev.AUC), f2(ev.AUCCI[0]), f2(ev.AUCCI[1]))
 	} else {

@@ -316,3 +316,35 @@ func TestFiguresAgainstMinimums(t *testing.T) {
 		"AUC not measurable (needs both positive and negative cases): minimum lower bound 0.80",
 	}, ev.Failures())
 }
+
+// A study scored in shadow outside the engine's intended use is labelled
+// like any other, but activation leaves it out: an active engine is never
+// given it.
+func TestEvaluationLeavesOutStudiesOutsideTheIntendedUse(t *testing.T) {
+	f := newFixture(t)
+	ctx := t.Context()
+	for i, p := range []float64{0.9, 0.8, 0.1, 0.2} {
+		f.measure(t, order(string(rune('1'+i))), "eng", p, "High")
+	}
+	out := order("9")
+	r := radgate.Result{ID: out.ID + "-eng", Order: out, Engine: radgate.EngineInfo{ID: "eng", Version: "1.0"}, Outcome: radgate.OutcomeScored,
+		Probability: 0.99, Tier: "High", ScoredAt: f.now, OutOfScope: "patient age 86 y is outside engine eng's intended use: 1–5 y (accepts.age_years)"}
+	require.NoError(t, f.g.Measure(ctx, r, radgate.EngineShadow))
+	for i, fnd := range []string{radgate.FindingPresent, radgate.FindingPresent, radgate.FindingAbsent, radgate.FindingAbsent, radgate.FindingAbsent} {
+		n := string(rune('1' + i))
+		if i == 4 {
+			n = "9"
+		}
+		_, err := f.g.Labels().Record(ctx, verdict("DR-"+n, "ACC-"+n, fnd))
+		require.NoError(t, err)
+	}
+	ev, err := f.g.Evaluate(ctx, Key{Facility: "adult-clinic", Route: "adult-chest", Engine: "eng", Version: "1.0"}, *order("1").Route.Acceptance)
+	require.NoError(t, err)
+	require.Equal(t, 4, ev.Labelled)
+	require.Equal(t, 1, ev.OutOfScope)
+	require.NotNil(t, ev.AUC)
+	require.InDelta(t, 1.0, *ev.AUC, 1e-9, "the out-of-scope false positive is not counted")
+	var b strings.Builder
+	require.NoError(t, WriteEvaluation(&b, ev))
+	require.Contains(t, b.String(), "left out: 1 labelled studies outside the engine's intended use")
+}
