@@ -2,7 +2,12 @@ package governance
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"image"
+	_ "image/png"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,3 +282,41 @@ func TestCheckDriftSuspends(t *testing.T) {
 	require.Equal(t, 16, m.Labelled)
 	require.Equal(t, 6, m.Disagreeing)
 }
+
+func TestMonitorOutputs(t *testing.T) {
+	ref := EngineReference{Dataset: "PneumoniaMNIST validation split", N: 524, Counts: refCounts, Mark: 0.5}
+	var scores []Score
+	var labels []Label
+	for d := range 3 {
+		scores = append(scores, scoresOn(d, []float64{0.05, 0.95, 0.97, 0.5})...)
+		labels = append(labels, labelsOn(d, 4, 1)...)
+	}
+	labels = append(labels, Label{ResultID: "neg", Version: "1.0", Probability: ptr(0.1), Tier: "Low",
+		Verdict: radgate.Verdict{Finding: radgate.FindingAbsent}, RecordedAt: day0.Add(time.Hour).Format(time.RFC3339Nano)})
+	m := Figures("kids", "eng", "1.0", scores, labels, ref, day0, endOf(2))
+	b, err := json.Marshal(m)
+	require.NoError(t, err, "the figures travel as JSON (no +Inf)")
+	var back Monitor
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, m.Labelled, back.Labelled)
+
+	var out strings.Builder
+	require.NoError(t, WriteMonitor(&out, m))
+	require.Contains(t, out.String(), `engine eng version 1.0 at facility "kids"`)
+	require.Contains(t, out.String(), "labelled: 13, agreeing 0.77")
+	require.Contains(t, out.String(), "age band: 1–5 12")
+
+	paths, err := WriteMonitorPlots(t.TempDir(), m)
+	require.NoError(t, err)
+	require.Len(t, paths, 4)
+	for _, p := range paths {
+		f, err := os.Open(p)
+		require.NoError(t, err)
+		_, format, err := image.DecodeConfig(f)
+		f.Close()
+		require.NoError(t, err)
+		require.Equal(t, "png", format)
+	}
+}
+
+func ptr(x float64) *float64 { return &x }

@@ -91,15 +91,23 @@ type Monitor struct {
 	Disagreeing int                  `json:"disagreeing"`
 	Agreement   *evaluation.Interval `json:"agreement,omitempty"`
 	// AUC, AtTiers and calibration are over the labels with a finding.
-	AUC         *float64              `json:"auc,omitempty"`
-	AUCCI       [2]float64            `json:"auc_ci_95"`
-	AUCNote     string                `json:"auc_note,omitempty"`
-	AtTiers     []TierFigures         `json:"at_tiers,omitempty"`
-	ECE         *float64              `json:"ece,omitempty"`
-	Reliability []evaluation.Bin      `json:"reliability,omitempty"`
-	ROC         []evaluation.ROCPoint `json:"roc,omitempty"`
+	AUC         *float64         `json:"auc,omitempty"`
+	AUCCI       [2]float64       `json:"auc_ci_95"`
+	AUCNote     string           `json:"auc_note,omitempty"`
+	AtTiers     []TierFigures    `json:"at_tiers,omitempty"`
+	ECE         *float64         `json:"ece,omitempty"`
+	Reliability []evaluation.Bin `json:"reliability,omitempty"`
+	// ROC is the empirical ROC curve's points (thresholds left out: the
+	// first is +Inf, which JSON cannot carry).
+	ROC []ROCXY `json:"roc,omitempty"`
 
 	Daily []MonitorDay `json:"daily"`
+}
+
+// ROCXY is a point of a ROC curve.
+type ROCXY struct {
+	FPR float64 `json:"fpr"`
+	TPR float64 `json:"tpr"`
 }
 
 // InputMix counts results by what was scored.
@@ -370,7 +378,9 @@ func Figures(facility, engine, version string, scores []Score, labels []Label, r
 		if est, err := evaluation.DeLong(ls, truth); err == nil {
 			auc := est.AUC
 			m.AUC, m.AUCCI = &auc, est.CI
-			m.ROC = evaluation.ROC(ls, truth)
+			for _, pt := range evaluation.ROC(ls, truth) {
+				m.ROC = append(m.ROC, ROCXY{FPR: pt.FPR, TPR: pt.TPR})
+			}
 		} else {
 			m.AUCNote = strings.TrimPrefix(err.Error(), "evaluation: ")
 		}
