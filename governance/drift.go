@@ -185,8 +185,11 @@ type driftMemo struct {
 // first (its record is created in radgate_engine_state): logged as a
 // warning, told to Options.Drift (the FHIR Flag), and with auto_suspend
 // the engine is suspended through Change (by ByDriftRule, the alerts as
-// evidence). When neither the records nor the hour changed since the last
-// check it returns the last answer without reading them.
+// evidence). An alert that keeps firing is not raised again (an engine
+// activated again while its old run still holds stays active until the
+// rule clears and fires anew). When neither the records, the routes nor
+// the hour changed since the last check it returns the last answer
+// without reading them.
 func (g *Governance) CheckDrift(ctx context.Context) ([]DriftAlert, error) {
 	if g.o.Routes == nil || g.o.Version == nil {
 		return nil, errors.New("governance: CheckDrift needs Options.Routes and Options.Version")
@@ -228,11 +231,11 @@ func (g *Governance) CheckDrift(ctx context.Context) ([]DriftAlert, error) {
 	return out, nil
 }
 
-// driftMark changes whenever a result, label or state is recorded, and
-// every hour (the PSI window moves).
+// driftMark changes whenever a result, label or state is recorded, the
+// routes are reloaded, and every hour (the PSI window moves).
 func (g *Governance) driftMark(ctx context.Context) (string, error) {
 	var b strings.Builder
-	b.WriteString(g.o.Now().UTC().Truncate(time.Hour).Format(time.RFC3339))
+	b.WriteString(g.o.Now().UTC().Truncate(time.Hour).Format(time.RFC3339) + " " + g.o.Routes().Digest())
 	for _, kv := range []jetstream.KeyValue{g.o.Topology.Scores, g.o.Topology.Labels, g.o.Topology.EngineState} {
 		st, err := kv.Status(ctx)
 		if err != nil {
