@@ -80,7 +80,7 @@ func labelledFiles(t *testing.T, dir, reference string) (files []string, present
 // paediatric (PneumoniaMNIST validation images the engine calls right,
 // labelled from labels.csv), the engine is activated on them; its next days
 // are adult (NIH images, labels.csv), the engine disagrees with the
-// radiologists, and on the rule's third consecutive day the drift alert is
+// radiologists, and on the rule's seventh consecutive day the drift alert is
 // raised: a FHIR Flag on the FHIR server, radgate_engine_drift_alert 1, the
 // engine suspended by the drift rule (audited), and the next order is
 // scored but not delivered.
@@ -95,8 +95,8 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
     when: {modality: [CR, DX]}
     engines: [`+config.DefaultEngine+`]
     destinations: [fhir]
-    acceptance: {min_cases: 9, auc_lower_95: 0.50}
-    drift: {disagreement_days: 3, min_daily_labels: 3, auto_suspend: true}
+    acceptance: {min_cases: 20, auc_lower_95: 0.50}
+    drift: {disagreement_days: 7, min_daily_labels: 3, auto_suspend: true}
 `)
 	rg := startRadgate(t, func(c *config.Config) {
 		c.NATS.EmbeddedListen = natsAddr
@@ -146,7 +146,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 		return cases
 	}
 
-	// Three paediatric days of 3 studies: the engine agrees with every read.
+	// A paediatric week of 3 studies a day: the engine agrees with every read.
 	paed, paedPresent := labelledFiles(t, "pneumoniamnist-val-dicom", "reference.csv")
 	var pos, neg []string
 	for _, f := range paed {
@@ -156,7 +156,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 			neg = append(neg, f)
 		}
 	}
-	for d := range 3 {
+	for d := range 7 {
 		day(d, "pneumoniamnist-val-dicom", []string{pos[2*d], neg[d], pos[2*d+1]}, paedPresent)
 	}
 	var out strings.Builder
@@ -166,11 +166,11 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 	require.NoError(t, rootCmd.ExecuteContext(ctx), out.String())
 	require.Contains(t, out.String(), "shadow → active")
 
-	// Adult days of 4 studies each, until the rule fires (its third day).
+	// An adult week of 4 studies a day, until the rule fires (its seventh day).
 	adult, adultPresent := labelledFiles(t, "adult-nih-dicom", "")
 	var suspendedOn int
-	for d := 3; d < 8 && suspendedOn == 0; d++ {
-		day(d, "adult-nih-dicom", adult[4*(d-3):4*(d-2)], adultPresent)
+	for d := 7; d < 16 && suspendedOn == 0; d++ {
+		day(d, "adult-nih-dicom", adult[4*(d-7):4*(d-6)], adultPresent)
 		deadline := time.Now().Add(5 * time.Second)
 		for time.Now().Before(deadline) && suspendedOn == 0 {
 			states, err := client.States(ctx, facility, "kids-chest")
@@ -183,7 +183,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
-	require.Equal(t, 5, suspendedOn, "suspended on the third adult day (day 6), not before")
+	require.Equal(t, 13, suspendedOn, "suspended on the seventh adult day (day 14), not before")
 
 	// The Flag on the FHIR server, as the alert's record names it.
 	e, err := topo.EngineState.Get(ctx, "d."+broker.Token(facility)+".kids-chest."+broker.Token(config.DefaultEngine)+"."+broker.Token(version)+".disagreement")
@@ -204,7 +204,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 	require.Contains(t, string(metrics), `radgate_engine_drift_alert{engine="`+config.DefaultEngine+`",facility="`+facility+`",rule="disagreement"} 1`)
 
 	// The next order: scored, not delivered; the order says suspended.
-	next := day(suspendedOn+1, "pneumoniamnist-val-dicom", []string{pos[7]}, nil)
+	next := day(suspendedOn+1, "pneumoniamnist-val-dicom", []string{pos[20]}, nil)
 	st := next[0].Status
 	require.Equal(t, radgate.EngineSuspended, st.Engines[config.DefaultEngine].Mode)
 	require.Zero(t, countByIdentifier(t, rg.env.FHIR, "DiagnosticReport",
@@ -212,8 +212,8 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 
 	// radgate monitor shows the shift.
 	out.Reset()
-	rootCmd.SetArgs([]string{"monitor", "--server", rg.url, "--facility", facility, "--engine", config.DefaultEngine, "--days", "10", "--out", t.TempDir()})
+	rootCmd.SetArgs([]string{"monitor", "--server", rg.url, "--facility", facility, "--engine", config.DefaultEngine, "--days", "16", "--out", t.TempDir()})
 	require.NoError(t, rootCmd.ExecuteContext(ctx), out.String())
 	require.Contains(t, out.String(), `at facility "Kids Clinic"`)
-	require.Contains(t, out.String(), "2026-03-07")
+	require.Contains(t, out.String(), "2026-03-15")
 }
