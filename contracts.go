@@ -526,8 +526,10 @@ func Public(err error) string {
 
 // InputMix is what live monitoring counts of a scored image: its modality,
 // its manufacturer and the patient's age its header gives (nil when none).
+// Age is not serialised: governance reads it in the process that scored
+// the image and keeps only its band.
 type InputMix struct {
 	Modality     string      `json:"modality,omitempty"`
 	Manufacturer string      `json:"manufacturer,omitempty"`
-	Age          *PatientAge `json:"age,omitempty"`
+	Age          *PatientAge `json:"-"`
 }
