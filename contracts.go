@@ -317,6 +317,9 @@ type Result struct {
 	StudyInstanceUID  string `json:"study_instance_uid,omitempty"`
 	SeriesInstanceUID string `json:"series_instance_uid,omitempty"`
 	SOPInstanceUID    string `json:"sop_instance_uid,omitempty"`
+	// Input describes the scored image for live monitoring's input mix
+	// (governance records it with the score); nil when none was scored.
+	Input *InputMix `json:"input,omitempty"`
 
 	// HeatmapPNG is the heatmap overlay at the scored image's resolution
 	// (a DICOM Secondary Capture stores it). It is drawn when Marked and a
@@ -519,4 +522,14 @@ func Public(err error) string {
 		return pe.Public()
 	}
 	return err.Error()
+}
+
+// InputMix is what live monitoring counts of a scored image: its modality,
+// its manufacturer and the patient's age its header gives (nil when none).
+// Age is not serialised: governance reads it in the process that scored
+// the image and keeps only its band.
+type InputMix struct {
+	Modality     string      `json:"modality,omitempty"`
+	Manufacturer string      `json:"manufacturer,omitempty"`
+	Age          *PatientAge `json:"-"`
 }

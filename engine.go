@@ -51,10 +51,12 @@ type ImageScore struct {
 	SOPInstanceUID    string
 	SeriesInstanceUID string
 	Modality          string
-	BodyPart          string
-	Probability       float64
-	Tier              string
-	Marked            bool
+	// Manufacturer is the image's Manufacturer (0008,0070).
+	Manufacturer string
+	BodyPart     string
+	Probability  float64
+	Tier         string
+	Marked       bool
 	// Render draws the pictures asked for (see Pictures) that apply to
 	// this score: the heatmap and its preview only when Marked, the
 	// thumbnail only when not. Nil: the engine draws nothing.

@@ -35,6 +35,13 @@ type Options struct {
 	// Logger receives one line per state change, evaluation and label
 	// (identifiers only, never a verdict's text). Nil discards.
 	Logger *slog.Logger
+	// Reference returns what live monitoring compares an engine with (its
+	// manifest's reference distribution, mark and validation accuracy); ok
+	// is false for an engine without one. Nil: no PSI, agreement at 0.5.
+	Reference func(engine string) (ref EngineReference, ok bool)
+	// Drift is told of each drift alert raised (radgate serve writes a
+	// FHIR Flag); nil: none.
+	Drift DriftNotifier
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -51,8 +58,9 @@ type Auditor interface {
 // evaluations. Its methods are safe for concurrent use by any number of
 // radgate processes sharing the NATS server.
 type Governance struct {
-	o   Options
-	log *slog.Logger
+	o     Options
+	log   *slog.Logger
+	drift driftMemo
 }
 
 // New returns a Governance on o.Topology's buckets.

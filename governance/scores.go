@@ -35,6 +35,53 @@ type Score struct {
 	OutOfScope string             `json:"out_of_scope,omitempty"`
 	Mode       radgate.EngineMode `json:"mode"`
 	ScoredAt   string             `json:"scored_at"`
+	// RecordedAt is when governance recorded it (its clock, Options.Now):
+	// what live monitoring's windows and days count by.
+	RecordedAt string `json:"recorded_at,omitempty"`
+	// Modality and Manufacturer are the scored image's; AgeBand the
+	// patient's age band (AgeBand), never the age itself: the input mix
+	// live monitoring reports.
+	Modality     string `json:"modality,omitempty"`
+	Manufacturer string `json:"manufacturer,omitempty"`
+	AgeBand      string `json:"age_band,omitempty"`
+}
+
+// monitorKey is a copy of a facility × engine's score under a prefix of
+// both: live monitoring lists one facility × engine's results with a
+// subject filter ("m.<facility>.<engine>.*") instead of reading every
+// order's record ("r.<order>.<engine>" leads with the order).
+func monitorKey(facility, engine, orderID string) string {
+	return "m." + broker.Token(facility) + "." + broker.Token(engine) + "." + broker.Token(orderID)
+}
+
+// Age bands of the input mix.
+const (
+	AgeBandInfant  = "<1"
+	AgeBandChild   = "1–5"
+	AgeBandMinor   = "6–17"
+	AgeBandAdult   = "18–64"
+	AgeBandOlder   = "≥65"
+	AgeBandUnknown = "unknown"
+)
+
+// AgeBands are the bands in order.
+var AgeBands = []string{AgeBandInfant, AgeBandChild, AgeBandMinor, AgeBandAdult, AgeBandOlder, AgeBandUnknown}
+
+// AgeBand is the band of an age in whole years (nil: unknown).
+func AgeBand(a *radgate.PatientAge) string {
+	switch {
+	case a == nil:
+		return AgeBandUnknown
+	case a.Years < 1:
+		return AgeBandInfant
+	case a.Years <= 5:
+		return AgeBandChild
+	case a.Years <= 17:
+		return AgeBandMinor
+	case a.Years <= 64:
+		return AgeBandAdult
+	}
+	return AgeBandOlder
 }
 
 func scoreKey(orderID, engine string) string {
@@ -60,7 +107,16 @@ func (g *Governance) Measure(ctx context.Context, r radgate.Result, mode radgate
 	kv := g.o.Topology.Scores
 	s := Score{ResultID: r.ID, OrderID: st.ID, Facility: facilityOf(st), Engine: r.Engine.ID, Version: r.Engine.Version,
 		Revision: max(r.Revision, 1), Accession: st.Accession, StudyInstanceUID: st.StudyInstanceUID, Outcome: r.Outcome,
-		InScope: r.Outcome == radgate.OutcomeScored, Mode: mode, ScoredAt: r.ScoredAt.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+		InScope: r.Outcome == radgate.OutcomeScored, Mode: mode, ScoredAt: r.ScoredAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+		RecordedAt: g.now()}
+	age := st.Age
+	if in := r.Input; in != nil {
+		s.Modality, s.Manufacturer = in.Modality, in.Manufacturer
+		if in.Age != nil {
+			age = in.Age
+		}
+	}
+	s.AgeBand = AgeBand(age)
 	if s.StudyInstanceUID == "" {
 		s.StudyInstanceUID = r.StudyInstanceUID
 	}
@@ -99,6 +155,9 @@ func (g *Governance) Measure(ctx context.Context, r radgate.Result, mode radgate
 	}
 	if _, err := kv.Put(ctx, scoreKey(st.ID, r.Engine.ID), b); err != nil {
 		return fmt.Errorf("recording the result of engine %s for order %s: %w", r.Engine.ID, st.ID, err)
+	}
+	if _, err := kv.Put(ctx, monitorKey(s.Facility, s.Engine, st.ID), b); err != nil {
+		return fmt.Errorf("indexing the result of engine %s for order %s for monitoring: %w", r.Engine.ID, st.ID, err)
 	}
 	return nil
 }

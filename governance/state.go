@@ -32,6 +32,9 @@ type State struct {
 	Previous radgate.EngineMode `json:"previous,omitempty"`
 	// Evidence is the evaluation an activation rests on.
 	Evidence *Evaluation `json:"evidence,omitempty"`
+	// Drift are the drift alerts a suspension by a route's auto_suspend
+	// rests on.
+	Drift []DriftAlert `json:"drift,omitempty"`
 	// Revision is the key's revision (its history holds the earlier ones).
 	Revision uint64 `json:"revision"`
 }
@@ -175,6 +178,11 @@ type ChangeRequest struct {
 // Change returns; the Auditor is told afterwards (its failure is logged
 // and returned in AuditError: the change stands).
 func (g *Governance) Change(ctx context.Context, req ChangeRequest) (ChangeResult, error) {
+	return g.change(ctx, req, nil)
+}
+
+// change is Change with the drift alerts a suspension rests on.
+func (g *Governance) change(ctx context.Context, req ChangeRequest, drift []DriftAlert) (ChangeResult, error) {
 	var res ChangeResult
 	if req.Facility == "" || req.Route == "" || req.Engine == "" || req.By == "" {
 		return res, fmt.Errorf("%w: facility, route, engine and by must be set", ErrBadRequest)
@@ -222,7 +230,7 @@ func (g *Governance) Change(ctx context.Context, req ChangeRequest) (ChangeResul
 		return res, fmt.Errorf("reading the engine state of %s: %w", k, err)
 	}
 	cur.Revision = rev
-	next := State{Key: k, Mode: req.Mode, At: g.now(), By: req.By, Why: req.Why, Previous: cur.Mode}
+	next := State{Key: k, Mode: req.Mode, At: g.now(), By: req.By, Why: req.Why, Previous: cur.Mode, Drift: drift}
 	if req.Mode == radgate.EngineActive {
 		ev, err := g.Evaluate(ctx, k, radgate.Acceptance{Route: acc.Route, MinCases: acc.MinCases, AUCLower95: acc.AUCLower95,
 			SensitivityAt: acc.SensitivityAt, MinSensitivity: acc.MinSensitivity, MinSpecificity: acc.MinSpecificity})

@@ -152,7 +152,10 @@ type Meta struct {
 	// InstitutionName is (0008,0080), decoded by its Specific Character
 	// Set (package dicomcs): ISO 2022 IR 87 kanji, half-width katakana,
 	// UTF-8 and the ISO 8859 sets alike. Facility matching reads it.
-	InstitutionName   string
+	InstitutionName string
+	// Manufacturer is (0008,0070), kept for the input mix live monitoring
+	// reports.
+	Manufacturer      string
 	TransferSyntaxUID string
 
 	PhotometricInterpretation string

@@ -171,6 +171,7 @@ func readMeta(elems []*dicom.Element, ts string) (*Meta, error) {
 		BodyPartExamined:          strings.ToUpper(getString(elems, tag.BodyPartExamined)),
 		ViewPosition:              getString(elems, tag.ViewPosition),
 		InstitutionName:           getString(elems, tag.InstitutionName),
+		Manufacturer:              getString(elems, tag.Manufacturer),
 		TransferSyntaxUID:         ts,
 		PhotometricInterpretation: strings.ToUpper(getString(elems, tag.PhotometricInterpretation)),
 		VOILUTFunction:            strings.ToUpper(getString(elems, tagVOILUTFunction)),

@@ -71,6 +71,10 @@ type Manifest struct {
 	Licence string `yaml:"licence"`
 	// Metrics are the training run's own measured figures.
 	Metrics Metrics `yaml:"metrics"`
+	// Reference is the engine's score distribution on its validation set:
+	// what live monitoring compares a facility's scores with (PSI). Nil
+	// when the manifest gives none (no drift by PSI is then measured).
+	Reference *Reference `yaml:"reference"`
 
 	// Dir is the manifest's directory and File its path (set by LoadManifest).
 	Dir  string `yaml:"-"`
@@ -523,6 +527,61 @@ func (m *Manifest) validate(report func(keys []string, format string, args ...an
 	required(m.IntendedUse, "intended_use")
 	required(m.Disclaimer, "disclaimer")
 	required(m.Licence, "licence")
+	if m.Reference != nil {
+		m.Reference.validate(report)
+	}
+}
+
+// Reference is a score distribution as counts in equal-width probability
+// bins: Counts[i] scores s with i/len ≤ s < (i+1)/len (the last bin takes
+// 1.0 too).
+type Reference struct {
+	Dataset string `yaml:"dataset"`
+	N       int    `yaml:"n"`
+	Counts  []int  `yaml:"counts"`
+}
+
+// Edges are the bins' edges, 0 to 1.
+func (r *Reference) Edges() []float64 {
+	out := make([]float64, len(r.Counts)+1)
+	for i := range out {
+		out[i] = float64(i) / float64(len(r.Counts))
+	}
+	return out
+}
+
+// Proportions are the bins' shares of N.
+func (r *Reference) Proportions() []float64 {
+	out := make([]float64, len(r.Counts))
+	for i, c := range r.Counts {
+		out[i] = float64(c) / float64(r.N)
+	}
+	return out
+}
+
+// ReferenceBin is the bin of a probability among n equal-width bins.
+func ReferenceBin(p float64, n int) int {
+	return min(max(int(p*float64(n)), 0), n-1)
+}
+
+func (r *Reference) validate(report func(keys []string, format string, args ...any)) {
+	if strings.TrimSpace(r.Dataset) == "" {
+		report([]string{"reference", "dataset"}, "reference.dataset is required (the cases the counts were taken from)")
+	}
+	if len(r.Counts) < 2 {
+		report([]string{"reference", "counts"}, "reference.counts: want at least 2 equal-width bins over [0, 1], got %d", len(r.Counts))
+		return
+	}
+	sum := 0
+	for i, c := range r.Counts {
+		if c < 0 {
+			report([]string{"reference", "counts", fmt.Sprint(i)}, "reference.counts[%d] is %d: counts are not negative", i, c)
+		}
+		sum += c
+	}
+	if sum != r.N || r.N < 1 {
+		report([]string{"reference", "n"}, "reference.n %d: want the sum of the counts (%d), at least 1", r.N, sum)
+	}
 }
 
 // Shape0 is the batch dimension of an input shape (-1 when dynamic).

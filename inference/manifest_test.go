@@ -130,7 +130,7 @@ func TestLoadManifestErrors(t *testing.T) {
 		{
 			name: "unknown top-level key",
 			edit: func(s string) string { return s + "modality: CR\n" },
-			want: []string{`18:1: the manifest: unknown key "modality" (known: id, name, version, model, sha256, modalities, body_parts, views, accepts, finding, input, outputs, preprocessing, thresholds, intended_use, disclaimer, licence, metrics)`},
+			want: []string{`18:1: the manifest: unknown key "modality" (known: id, name, version, model, sha256, modalities, body_parts, views, accepts, finding, input, outputs, preprocessing, thresholds, intended_use, disclaimer, licence, metrics, reference)`},
 		},
 		{
 			name: "unknown nested key",

@@ -77,7 +77,7 @@ func (a *inferenceEngine) score(ctx context.Context, files [][]byte, anyScope bo
 		}
 		out[i].SOPInstanceUID = img.Meta.SOPInstanceUID
 		out[i].SeriesInstanceUID = img.Meta.SeriesInstanceUID
-		out[i].Modality = img.Meta.Modality
+		out[i].Modality, out[i].Manufacturer = img.Meta.Modality, img.Meta.Manufacturer
 		out[i].BodyPart = img.Meta.BodyPartExamined
 		if ag := img.Meta.Age; ag.Known {
 			out[i].Age = &radgate.PatientAge{Years: ag.Years, Text: ag.Text, From: ag.From}

@@ -898,7 +898,8 @@ func resultOf(job Job, eng radgate.Engine, sc studyScore, want radgate.Pictures)
 	s := sc.best
 	r := radgate.Result{Engine: eng.Info(), Outcome: radgate.OutcomeScored, Probability: s.Probability, Tier: s.Tier, Marked: s.Marked,
 		StudyInstanceUID: job.StudyInstanceUID, SeriesInstanceUID: job.Instances[sc.bestAt].SeriesInstanceUID,
-		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID}
+		SOPInstanceUID: job.Instances[sc.bestAt].SOPInstanceUID,
+		Input:          &radgate.InputMix{Modality: s.Modality, Manufacturer: s.Manufacturer, Age: s.Age}}
 	r.Caveats, r.OutOfScope = sc.caveats, sc.outOfScope
 	if s.Marked {
 		r.CAM = s.CAM

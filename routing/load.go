@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -43,7 +45,8 @@ func Load(name string, data []byte, reg Registry) (*Set, error) {
 // Keys of each mapping, in the order error messages list them.
 var (
 	topKeys       = []string{"match", "routes", "facilities", "unmatched"}
-	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "acceptance", "unknown_age"}
+	routeKeys     = []string{"name", "when", "engines", "destinations", "read", "pushed", "acceptance", "unknown_age", "drift"}
+	driftKeys     = []string{"disagreement_days", "psi_max", "psi_window", "min_daily_labels", "auto_suspend"}
 	acceptKeys    = []string{"min_cases", "auc_lower_95", "sensitivity_at", "min_sensitivity", "min_specificity"}
 	whenKeys      = []string{"modality", "body_part", "sop_class", "procedure_code", "facility", "priority"}
 	codeKeys      = []string{"system", "code"}
@@ -302,6 +305,15 @@ func (p *parser) routes(n *yaml.Node, matchAll bool) []rule {
 			if a, good := p.acceptance(ac.val, what+": acceptance"); good {
 				a.Route = r.name
 				r.acceptance = &a
+			}
+		}
+		if dr, has := m["drift"]; has {
+			if d, good := p.drift(dr.val, what+": drift"); good {
+				if r.acceptance == nil {
+					p.errf(dr.key, "%s: drift needs acceptance on the same route (drift watches governed engines; auto_suspend changes their mode)", what)
+				} else {
+					r.drift = &d
+				}
 			}
 		}
 		if ua, has := m["unknown_age"]; has {
@@ -717,4 +729,87 @@ func (p *parser) acceptance(n *yaml.Node, what string) (Acceptance, bool) {
 		p.errf(n, "%s: declares no minimum: set auc_lower_95, min_sensitivity or min_specificity", what)
 	}
 	return a, len(p.errs) == before
+}
+
+// drift parses a route's drift rule.
+func (p *parser) drift(n *yaml.Node, what string) (Drift, bool) {
+	before := len(p.errs)
+	d := Drift{PSIWindow: 7 * 24 * time.Hour}
+	m := p.mapping(n, what, driftKeys)
+	if m == nil {
+		return d, false
+	}
+	whole := func(key string, dst *int, least int, unit string) {
+		f, has := m[key]
+		if !has {
+			return
+		}
+		if v, ok := p.scalar(f.val, what+"."+key); ok {
+			i, err := strconv.Atoi(v)
+			if err != nil || i < least {
+				p.errf(f.val, "%s.%s: want a whole number of %s, at least %d, got %q", what, key, unit, least, v)
+				return
+			}
+			*dst = i
+		}
+	}
+	whole("disagreement_days", &d.DisagreementDays, 1, "consecutive days")
+	whole("min_daily_labels", &d.MinDailyLabels, 1, "labelled results a day")
+	if f, has := m["psi_max"]; has {
+		if v, ok := p.scalar(f.val, what+".psi_max"); ok {
+			x, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(x > 0) || math.IsInf(x, 0) {
+				p.errf(f.val, "%s.psi_max: want a PSI above 0, e.g. 0.25 (a major shift), got %q", what, v)
+			} else {
+				d.PSIMax = x
+			}
+		}
+	}
+	if f, has := m["psi_window"]; has {
+		if v, ok := p.scalar(f.val, what+".psi_window"); ok {
+			w, err := parseWindow(v)
+			if err != nil {
+				p.errf(f.val, "%s.psi_window: %v", what, err)
+			} else {
+				d.PSIWindow = w
+			}
+		}
+	}
+	if f, has := m["auto_suspend"]; has {
+		if v, ok := p.scalar(f.val, what+".auto_suspend"); ok {
+			switch v {
+			case "true":
+				d.AutoSuspend = true
+			case "false":
+			default:
+				p.errf(f.val, "%s.auto_suspend: want true or false, got %q", what, v)
+			}
+		}
+	}
+	if d.DisagreementDays == 0 && d.PSIMax == 0 && len(p.errs) == before {
+		p.errf(n, "%s: declares no rule: set disagreement_days, psi_max or both", what)
+	}
+	return d, len(p.errs) == before
+}
+
+// parseWindow reads a window as days ("7d") or a Go duration ("36h"), at
+// least an hour.
+func parseWindow(v string) (time.Duration, error) {
+	var w time.Duration
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil {
+			return 0, fmt.Errorf("want days (7d) or a duration (36h), got %q", v)
+		}
+		w = time.Duration(days) * 24 * time.Hour
+	} else {
+		var err error
+		if w, err = time.ParseDuration(v); err != nil {
+			return 0, fmt.Errorf("want days (7d) or a duration (36h), got %q", v)
+		}
+	}
+	if w < time.Hour {
+		return 0, fmt.Errorf("want at least an hour, got %q", v)
+	}
+	return w, nil
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Code is a coded procedure: a system URI and a code. An empty System in a
@@ -146,6 +147,38 @@ type rule struct {
 	waitForOrder bool
 	acceptance   *Acceptance
 	unknownAge   string // "" (score), UnknownAgeScore or UnknownAgeReject
+	drift        *Drift
+}
+
+// Drift is a route's drift rule: when live monitoring raises an alert on
+// an engine at a facility (see governance.CheckDrift).
+type Drift struct {
+	// DisagreementDays: the daily disagreement rate above the upper bound
+	// of its reference's 95 % interval on this many consecutive days (days
+	// with fewer than MinDailyLabels labelled results skipped); 0: not
+	// checked.
+	DisagreementDays int
+	// MinDailyLabels is the least number of labelled results a day needs
+	// to count (1 when not set).
+	MinDailyLabels int
+	// PSIMax: the PSI of the scores of the last PSIWindow against the
+	// engine's reference distribution above it; 0: not checked.
+	PSIMax    float64
+	PSIWindow time.Duration
+	// AutoSuspend: an alert suspends the engine on the route at the
+	// facility (through governance's Change, audited).
+	AutoSuspend bool
+}
+
+// Drift returns the drift rule route declares (ok false when none or no
+// such route).
+func (s *Set) Drift(route string) (d Drift, ok bool) {
+	for _, r := range s.routes {
+		if r.name == route && r.drift != nil {
+			return *r.drift, true
+		}
+	}
+	return Drift{}, false
 }
 
 // Acceptance is a route's acceptance minimums: what an engine must show on

@@ -17,16 +17,19 @@ import (
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/governance"
+	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/pipeline"
 	"github.com/radgate/radgate/routing"
 )
 
 // newGovernance builds engine governance on the topology: routes and engine
 // versions are read from pipe when asked (set once the pipeline exists),
-// and every state change is written as a FHIR AuditEvent to the EHR's FHIR
-// server (fhir.base_url) when one is configured.
-func newGovernance(cfg config.Config, topo *broker.Topology, sec *security, pipe **pipeline.Pipeline, logger *slog.Logger) (*governance.Governance, error) {
-	o := governance.Options{Topology: topo, Logger: logger,
+// engines' references from their manifests in reg, and every state change
+// is written as a FHIR AuditEvent, every drift alert as a FHIR Flag, to the
+// EHR's FHIR server (fhir.base_url) when one is configured.
+func newGovernance(cfg config.Config, topo *broker.Topology, sec *security, pipe **pipeline.Pipeline, reg *inference.Registry,
+	now func() time.Time, logger *slog.Logger) (*governance.Governance, error) {
+	o := governance.Options{Topology: topo, Logger: logger, Now: now, Reference: engineReference(reg),
 		Routes:  func() *routing.Set { return (*pipe).RouteSet() },
 		Version: func(engine string) (string, bool) { return (*pipe).EngineVersion(engine) },
 	}
@@ -36,6 +39,7 @@ func newGovernance(cfg config.Config, topo *broker.Topology, sec *security, pipe
 			return nil, fmt.Errorf("fhir (audit of engine state changes): %w", err)
 		}
 		o.Audit = fhirAuditor{c: c, timeout: cfg.FHIR.Timeout.D()}
+		o.Drift = fhirDrifter{c: c, timeout: cfg.FHIR.Timeout.D()}
 	}
 	return governance.New(o), nil
 }
@@ -61,6 +65,12 @@ func (a fhirAuditor) AuditChange(ctx context.Context, c governance.Change) (stri
 			ch.Evidence = append(ch.Evidence, chk.Text)
 		}
 		ch.EvidenceJSON, _ = json.Marshal(s.Evidence)
+	}
+	for _, d := range s.Drift {
+		ch.Evidence = append(ch.Evidence, "drift "+d.Rule+": "+d.Text)
+	}
+	if len(s.Drift) > 0 && ch.EvidenceJSON == nil {
+		ch.EvidenceJSON, _ = json.Marshal(s.Drift)
 	}
 	b, err := fhir.EngineStateAuditEvent(ch)
 	if err != nil {

@@ -72,3 +72,39 @@ func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
 	code, _ = do(operator, http.MethodPost, `{"facility": "adult-clinic", "route": "x", "engine": "eng", "mode": "active"}`)
 	require.Equal(t, http.StatusNotFound, code)
 }
+
+// GET /engines/monitor answers the figures, 400 naming what is missing.
+func TestEngineMonitorHandler(t *testing.T) {
+	srv, err := broker.StartEmbedded(t.TempDir(), -1)
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	topo, err := broker.EnsureTopology(t.Context(), nc)
+	require.NoError(t, err)
+	gov := governance.New(governance.Options{Topology: topo, Version: func(e string) (string, bool) { return "1", e == "eng" }})
+	st := radgate.OrderStatus{ID: "o1", FacilityID: "kids", Age: &radgate.PatientAge{Years: 70}}
+	require.NoError(t, gov.Measure(t.Context(), radgate.Result{ID: "r1", Order: st, Engine: radgate.EngineInfo{ID: "eng", Version: "1"},
+		Outcome: radgate.OutcomeScored, Probability: 0.7, Tier: "High", Input: &radgate.InputMix{Modality: "DX"}}, radgate.EngineActive))
+	h := engineMonitorHandler(gov, slog.New(slog.DiscardHandler))
+	do := func(q string) (int, string) {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/engines/monitor?"+q, nil))
+		return w.Code, w.Body.String()
+	}
+	code, body := do("facility=kids&engine=eng&days=3")
+	require.Equal(t, http.StatusOK, code, body)
+	var m governance.Monitor
+	require.NoError(t, json.Unmarshal([]byte(body), &m))
+	require.Equal(t, 1, m.Results)
+	require.Equal(t, "1", m.Version)
+	require.Equal(t, map[string]int{"≥65": 1}, m.Inputs.AgeBand)
+	require.Len(t, m.Daily, 3)
+	code, body = do("engine=eng")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "facility and engine must be set")
+	code, body = do("facility=kids&engine=eng&days=0")
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, `days: want a whole number of days, at least 1, got \"0\"`)
+}

@@ -53,6 +53,13 @@ type Options struct {
 	// Listener, when set, is the HTTP intake's socket instead of one bound
 	// to cfg.Listen (socket activation, tests); Run closes it.
 	Listener net.Listener
+	// Now, when set, is governance's clock (tests replay days with it):
+	// when results and labels are recorded, and the drift rules' days and
+	// windows. Nil: time.Now.
+	Now func() time.Time
+	// DriftEvery is how often the drift rules are checked besides after
+	// each label (DefaultDriftEvery when 0).
+	DriftEvery time.Duration
 }
 
 // LoadConfig reads radgate.yaml (an empty path gives the defaults) and checks
@@ -199,10 +206,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// recorded for measurement, labels, evaluations. gov.Labels() is the
 	// radgate.VerdictRecorder the verdict intakes are given.
 	var pipe *pipeline.Pipeline
-	gov, err := newGovernance(cfg, topo, sec, &pipe, logger)
+	gov, err := newGovernance(cfg, topo, sec, &pipe, loader.reg, o.Now, logger)
 	if err != nil {
 		return err
 	}
+	drift, err := newDriftWatcher(gov, o.DriftEvery, metrics, logger)
+	if err != nil {
+		return err
+	}
+	verdicts := pokingRecorder{VerdictRecorder: gov.Labels(), w: drift}
 	pipe, err = pipeline.NewPipeline(pipeline.Options{
 		Topology: topo, Usage: usage, Facilities: facilities, Source: source, Engines: engines, Routes: routes,
 		Governance: gov,
@@ -287,7 +299,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
 				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
 				Received: received,
-				Verdicts: gov.Labels(),
+				Verdicts: verdicts,
 				Logger:   logger,
 			})
 			mllp, err = hl7v2.NewServer(opts)
@@ -335,9 +347,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// The HTTP intake.
 	mux := http.NewServeMux()
 	iopts := intakeOptions(cfg, logger)
-	iopts.Verdicts = gov.Labels()
+	iopts.Verdicts = verdicts
 	mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
 	mux.Handle("/engines/state", engineStateHandler(gov, logger))
+	mux.Handle("GET /engines/monitor", engineMonitorHandler(gov, logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if s := nb.nc.Status(); s != nats.CONNECTED {
@@ -369,6 +382,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	{
 		mctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { storage.Run(mctx); return nil }, func(error) { cancel() })
+	}
+
+	// The drift rules' checks (hourly and after each label).
+	{
+		dctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { drift.run(dctx); return nil }, func(error) { cancel() })
 	}
 
 	// The stages: drained after the intakes closed.

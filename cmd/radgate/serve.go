@@ -71,8 +71,16 @@ It exits 2 on a configuration that does not load, 1 when a part fails.`,
 // serve runs radgate until ctx is done; ready, when set, receives the
 // intake's address once everything is up.
 func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
-	return service.Run(ctx, cfg, service.Options{Logger: logger, Ready: ready})
+	o := service.Options{Logger: logger, Ready: ready}
+	if serveOptions != nil {
+		serveOptions(&o)
+	}
+	return service.Run(ctx, cfg, o)
 }
+
+// serveOptions, when set (by tests only), adjusts serve's options: the
+// drift e2e injects governance's clock.
+var serveOptions func(*service.Options)
 
 // writeHeapProfile writes the heap profile (after a collection, so that it
 // shows what is live) to path; a failure is logged, the stop goes on.
