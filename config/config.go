@@ -59,6 +59,8 @@ type Config struct {
 	Orders    Orders    `yaml:"orders"`
 	HL7v2     HL7v2     `yaml:"hl7v2"`
 	DIMSE     DIMSE     `yaml:"dimse"`
+	// Verdicts: how radiologists' verdicts coming back are read.
+	Verdicts Verdicts `yaml:"verdicts"`
 	// Retention bounds what radgate keeps in JetStream (see retention.go).
 	Retention Retention `yaml:"retention"`
 }
@@ -636,6 +638,7 @@ func Default() Config {
 		Engines:      []string{DefaultEngine},
 		Facilities:   []Facility{},
 		Destinations: map[string]Destination{},
+		Verdicts:     Verdicts{Codes: []VerdictCode{}},
 		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222"},
 		Inference:    Inference{Workers: 4},
 		PACS: PACS{

@@ -398,6 +398,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	validateDIMSE(c, bad)
 	validateSecurity(c, bad, badAt)
 	validateFacilities(c, bad)
+	validateVerdicts(c, bad)
 	validateLimits(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]

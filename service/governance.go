@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,4 +155,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false) // figures read "< minimum 0.80"
 	_ = enc.Encode(v)
+}
+
+// verdictCodes is the verdict code table of both intakes: the built-in
+// codes and the site's own (verdicts.codes in radgate.yaml).
+func verdictCodes(cfg config.Config) fhir.VerdictCodes {
+	t := slices.Clone(fhir.DefaultVerdictCodes)
+	for _, c := range cfg.Verdicts.Codes {
+		t = append(t, fhir.VerdictCode{System: c.System, Code: c.Code, Display: c.Display, Finding: c.Finding})
+	}
+	return t
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/httpauth"
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/governance"
 	"github.com/radgate/radgate/routing"
 )
@@ -107,4 +109,20 @@ func TestEngineMonitorHandler(t *testing.T) {
 	code, body = do("facility=kids&engine=eng&days=0")
 	require.Equal(t, http.StatusBadRequest, code)
 	require.Contains(t, body, `days: want a whole number of days, at least 1, got \"0\"`)
+}
+
+// The site's own verdict codes (verdicts.codes) are read beside the
+// built-in ones by both intakes.
+func TestVerdictCodesFromConfig(t *testing.T) {
+	cfg := config.Config{Verdicts: config.Verdicts{Codes: []config.VerdictCode{{System: "99RIS", Code: "PNEU-NEG", Finding: "absent"}}}}
+	codes := verdictCodes(cfg)
+	vc, ok := codes.Lookup("99RIS", "PNEU-NEG")
+	require.True(t, ok)
+	require.Equal(t, radgate.FindingAbsent, vc.Finding)
+	vc, ok = codes.Lookup(fhir.SystemSNOMED, "233604007")
+	require.True(t, ok, "the built-in codes stay")
+	require.Equal(t, radgate.FindingPresent, vc.Finding)
+	require.NoError(t, codes.Check())
+	_, ok = verdictCodes(config.Config{}).Lookup("99RIS", "PNEU-NEG")
+	require.False(t, ok)
 }

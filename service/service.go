@@ -297,10 +297,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		opts, err := mllpOptions(cfg, logger)
 		if err == nil {
 			opts.Handler = hl7v2.NewIntakeHandler(pipe, hl7v2.IntakeOptions{
-				Order:    hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
-				Received: received,
-				Verdicts: verdicts,
-				Logger:   logger,
+				Order:        hl7v2.OrderOptions{AccessionSystem: cfg.HL7v2.AccessionSystem},
+				Received:     received,
+				Verdicts:     verdicts,
+				VerdictCodes: verdictCodes(cfg),
+				Logger:       logger,
 			})
 			mllp, err = hl7v2.NewServer(opts)
 		}
@@ -347,7 +348,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	// The HTTP intake.
 	mux := http.NewServeMux()
 	iopts := intakeOptions(cfg, logger)
-	iopts.Verdicts = verdicts
+	iopts.Verdicts, iopts.VerdictCodes = verdicts, verdictCodes(cfg)
 	mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
 	mux.Handle("/engines/state", engineStateHandler(gov, logger))
 	mux.Handle("GET /engines/monitor", engineMonitorHandler(gov, logger))
