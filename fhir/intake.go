@@ -630,3 +630,17 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// PatientBirthDate is the birthDate of a Patient resource (JSON) as a
+// calendar day; zero when it states none, or only a year or a month. For
+// the order's age only: the caller turns it into a radgate.PatientAge at
+// once and keeps no birth date.
+func PatientBirthDate(patient []byte) time.Time {
+	var p struct {
+		BirthDate *string `json:"birthDate"`
+	}
+	if json.Unmarshal(patient, &p) != nil {
+		return time.Time{}
+	}
+	return fhirDate(p.BirthDate)
+}

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -107,4 +109,65 @@ func TestShadowScoresOutOfScopeAge(t *testing.T) {
 	require.NoError(t, err)
 	st = active.waitState(t, st.ID, radgate.StateRejected)
 	require.Contains(t, st.Engines["eng-a"].Reason, rule)
+}
+
+// An image without an age, from an order that came without one: the
+// order's Patient is read from the EHR (Options.PatientAge) once per job,
+// and its age decides — an adult refused naming where the age came from, a
+// child scored with no caveat. A Patient that cannot be read leaves the age
+// unknown: scored with the caveat.
+func TestOrderPatientAgeReadFromTheEHR(t *testing.T) {
+	var mu sync.Mutex
+	asked := map[string]int{}
+	ages := map[string]*radgate.PatientAge{
+		"Patient/old":   {Years: 71, Text: "71 y", From: "FHIR Patient.birthDate of Patient/old at the order's date"},
+		"Patient/child": {Years: 3, Text: "3 y", From: "FHIR Patient.birthDate of Patient/child at the order's date"},
+	}
+	h := newHarness(t, func(o *Options) {
+		o.Engines = []radgate.Engine{&agedScorer{scorer{probs: map[string]float64{"sop-1": 0.91, "sop-2": 0.2, "sop-3": 0.4}}}}
+		o.PatientAge = func(_ context.Context, ref string, at time.Time) (*radgate.PatientAge, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			asked[ref]++
+			if at.IsZero() {
+				return nil, errors.New("no order date")
+			}
+			if a, ok := ages[ref]; ok {
+				return a, nil
+			}
+			return nil, errors.New("reading Patient/gone: the server answered 404")
+		}
+	})
+	order := func(acsn, patient, sop string) radgate.OrderStatus {
+		h.arch.add(acsn, "8."+acsn, "CR", "CHEST", sop)
+		ev := sr(acsn, "s"+acsn)
+		ev.Patient = &radgate.Reference{Reference: patient}
+		st, err := h.p.Accept(t.Context(), ev)
+		require.NoError(t, err)
+		return st
+	}
+	old := order("P1", "Patient/old", "sop-1")
+	child := order("P2", "Patient/child", "sop-2")
+	gone := order("P3", "Patient/gone", "sop-3")
+
+	st := h.waitState(t, old.ID, radgate.StateRejected)
+	require.Contains(t, st.Engines["eng-a"].Reason, "patient age 71 y (FHIR Patient.birthDate of Patient/old at the order's date) is outside engine eng-a's intended use: 1–5 y (accepts.age_years)")
+	st = h.waitState(t, child.ID, radgate.StateDelivered)
+	require.NotNil(t, st.Engines["eng-a"].Probability)
+	st = h.waitState(t, gone.ID, radgate.StateDelivered)
+	require.NotNil(t, st.Engines["eng-a"].Probability, "unknown age: scored")
+	var caveats []string
+	for _, r := range h.sink.results() {
+		if r.Order.ID == child.ID {
+			require.Empty(t, r.Caveats, "the Patient's age stands in: no caveat")
+		}
+		if r.Order.ID == gone.ID {
+			caveats = r.Caveats
+		}
+	}
+	require.Len(t, caveats, 1)
+	require.Contains(t, caveats[0], "patient age unknown")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, map[string]int{"Patient/old": 1, "Patient/child": 1, "Patient/gone": 1}, asked, "once per job")
 }

@@ -57,6 +57,11 @@ type Options struct {
 	// whether it may be delivered (governance.Governance); nil: every
 	// result is delivered and none recorded.
 	Governance Governor
+	// PatientAge reads the age of an order's Patient (its reference) at
+	// the order's date from the EHR, for an engine with an age range when
+	// neither the image nor the order gave one (the FHIR client's
+	// PatientAge in serve); nil: not read, the age stays unknown.
+	PatientAge func(ctx context.Context, patient string, at time.Time) (*radgate.PatientAge, error)
 
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer

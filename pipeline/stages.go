@@ -39,6 +39,11 @@ type Job struct {
 	// age known from neither (RouteDecision.UnknownAge).
 	OrderAge   *radgate.PatientAge `json:"order_age,omitempty"`
 	UnknownAge string              `json:"unknown_age,omitempty"`
+	// Patient is the order's Patient reference when the order came with no
+	// age: read (Options.PatientAge) only if an image needs it, at
+	// OrderDate.
+	Patient   string    `json:"patient,omitempty"`
+	OrderDate time.Time `json:"order_date,omitzero"`
 	// Shadow: the engine was in shadow when the order was routed
 	// (RouteDecision.Shadow), so a patient outside its intended use (a
 	// patient rule: the age) is scored too and the result says why it is
@@ -552,6 +557,9 @@ func describeQuery(st radgate.OrderStatus) string {
 func selectInstances(eng radgate.Engine, study *radgate.Study, st radgate.OrderStatus) (Job, string) {
 	info := eng.Info()
 	job := Job{Engine: info.ID, StudyInstanceUID: study.StudyInstanceUID, OrderAge: st.Age}
+	if st.Age == nil && st.Patient != nil && st.Patient.Reference != "" {
+		job.Patient, job.OrderDate = st.Patient.Reference, st.ReceivedAt
+	}
 	if st.Route != nil {
 		job.UnknownAge = st.Route.UnknownAge
 		job.Shadow = st.Route.Shadow(info.ID)
@@ -756,6 +764,31 @@ func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string,
 	return inference.UnknownAgeCaveat(id, r) + " (" + why + ")", nil
 }
 
+// readPatientAge reads the age of the job's Patient from the FHIR server
+// (Options.PatientAge) for an engine with an age range, once: the job then
+// carries it as the order's age, or no Patient (none to read, no
+// birthDate, or an answer that will not change: the age stays unknown and
+// the route's unknown_age decides). A server that could not answer is
+// retried within orders.study_wait_window.
+func (p *Pipeline) readPatientAge(ctx context.Context, job *Job, eng radgate.Engine, age time.Duration, n uint64) time.Duration {
+	ref := job.Patient
+	job.Patient = "" // asked once
+	if _, ranged := eng.(radgate.AgeRanged); !ranged || p.opts.PatientAge == nil {
+		return 0
+	}
+	a, err := p.opts.PatientAge(ctx, ref, job.OrderDate)
+	switch {
+	case err != nil && radgate.IsTransient(err) && age < p.opts.StudyWaitWindow:
+		p.log.Info("reading the order's Patient for its age failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
+		return p.backoff(n)
+	case err != nil:
+		p.log.Warn("the order's Patient gives no age", "order", job.OrderID, "engine", job.Engine, "err", radgate.Public(err))
+	default:
+		job.OrderAge = a
+	}
+	return 0
+}
+
 // scoreImages retrieves a job's images one at a time and scores each as it
 // arrives — the batcher still runs the images of concurrent jobs together —
 // keeping the score and dropping the bytes; only the most confident image
@@ -810,6 +843,12 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 		}
 		s := scores[0]
 		var caveat string
+		if s.Err == nil && s.OutOfScope == "" && s.Age == nil && job.OrderAge == nil && job.Patient != "" {
+			// The image gives no age: the order's Patient may, once per job.
+			if retry := p.readPatientAge(ctx, &job, eng, age, n); retry > 0 {
+				return studyScore{retry: retry}
+			}
+		}
 		if s.Err == nil && s.OutOfScope == "" {
 			caveat, s.Err = checkAge(eng, job, s)
 			if job.Shadow && inference.PatientRule(s.Err) {

@@ -166,3 +166,25 @@ func verdictCodes(cfg config.Config) fhir.VerdictCodes {
 	}
 	return t
 }
+
+// patientAges reads an order's Patient from the EHR's FHIR server for its
+// age (pipeline.Options.PatientAge) when the image and the order gave none;
+// nil without fhir.base_url.
+func patientAges(cfg config.Config, sec *security, logger *slog.Logger) func(context.Context, string, time.Time) (*radgate.PatientAge, error) {
+	if cfg.FHIR.BaseURL == "" {
+		return nil
+	}
+	c, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir, Logger: logger})
+	if err != nil {
+		return nil // the fhir destination reports the same configuration error
+	}
+	timeout := cfg.FHIR.Timeout.D()
+	return func(ctx context.Context, ref string, at time.Time) (*radgate.PatientAge, error) {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		return c.PatientAge(ctx, ref, at)
+	}
+}

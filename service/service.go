@@ -218,6 +218,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	pipe, err = pipeline.NewPipeline(pipeline.Options{
 		Topology: topo, Usage: usage, Facilities: facilities, Source: source, Engines: engines, Routes: routes,
 		Governance: gov,
+		PatientAge: patientAges(cfg, sec, logger),
 		Sinks:      dests.sinks,
 		Logger:     logger, Registerer: metrics,
 		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),

@@ -454,3 +454,32 @@ func (c *Client) EnsureSubscription(ctx context.Context, criteria, endpoint stri
 	}
 	return c.Create(ctx, b, "")
 }
+
+// PatientAge reads the order's Patient (ref: "Patient/id", relative or
+// absolute) from the FHIR server and returns the patient's age at the date
+// at (radgate.AgeAt), or nil when the Patient states no full birthDate.
+// Only the age leaves: the birth date is dropped here. Errors are those of
+// Read (radgate.Transient for a server that could not answer).
+func (c *Client) PatientAge(ctx context.Context, ref string, at time.Time) (*radgate.PatientAge, error) {
+	i := strings.LastIndex(ref, "Patient/")
+	id := ""
+	if i >= 0 {
+		id = ref[i+len("Patient/"):]
+	}
+	if id == "" || strings.ContainsAny(id, "/?#") {
+		return nil, fmt.Errorf("the order's patient %q is not a Patient reference", ref)
+	}
+	b, err := c.Read(ctx, "Patient/"+id)
+	if err != nil {
+		return nil, err
+	}
+	birth := fhir.PatientBirthDate(b)
+	if birth.IsZero() {
+		return nil, nil
+	}
+	a, err := radgate.AgeAt(birth, at, "FHIR Patient.birthDate of Patient/"+id+" at the order's date")
+	if err != nil {
+		return nil, err
+	}
+	return &a, nil
+}

@@ -244,3 +244,35 @@ func TestRealServerVerdicts(t *testing.T) {
 	require.Equal(t, radgate.AgreementDisagree, bySource[radgate.SourceTask].Agreement)
 	require.Equal(t, "pneumonia-cxr", bySource[radgate.SourceTask].Engine)
 }
+
+// The order's Patient read from the real server gives the age at the
+// order's date, and only the age; a Patient without a full birthDate gives
+// none; a missing one is an error that is not transient.
+func TestRealServerPatientAge(t *testing.T) {
+	s := realClient(t)
+	ctx := t.Context()
+	old, err := s.Create(ctx, []byte(`{"resourceType":"Patient","birthDate":"1951-03-02"}`), "")
+	require.NoError(t, err)
+	coarse, err := s.Create(ctx, []byte(`{"resourceType":"Patient","birthDate":"2021"}`), "")
+	require.NoError(t, err)
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+	a, err := s.PatientAge(ctx, old, at)
+	require.NoError(t, err)
+	require.NotNil(t, a)
+	require.Equal(t, 74, a.Years, "the day before the 75th birthday")
+	require.Equal(t, "FHIR Patient.birthDate of "+old+" at the order's date", a.From)
+	a, err = s.PatientAge(ctx, testenv.FHIR(t).URL+"/"+old, at)
+	require.NoError(t, err, "an absolute reference")
+	require.Equal(t, 74, a.Years)
+
+	a, err = s.PatientAge(ctx, coarse, at)
+	require.NoError(t, err)
+	require.Nil(t, a, "a year alone is too coarse for an age range in whole years")
+
+	_, err = s.PatientAge(ctx, "Patient/no-such-"+unique(t), at)
+	require.Error(t, err)
+	require.False(t, radgate.IsTransient(err), "%v", err)
+	_, err = s.PatientAge(ctx, "Organization/1", at)
+	require.ErrorContains(t, err, "is not a Patient reference")
+}
