@@ -167,6 +167,7 @@ func TestOrderPatientAgeReadFromTheEHR(t *testing.T) {
 	}
 	require.Len(t, caveats, 1)
 	require.Contains(t, caveats[0], "patient age unknown")
+	require.Contains(t, caveats[0], "the order's Patient could not be read for its age: reading Patient/gone: the server answered 404")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, map[string]int{"Patient/old": 1, "Patient/child": 1, "Patient/gone": 1}, asked, "once per job")

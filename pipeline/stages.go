@@ -44,6 +44,8 @@ type Job struct {
 	// OrderDate.
 	Patient   string    `json:"patient,omitempty"`
 	OrderDate time.Time `json:"order_date,omitzero"`
+	// patientProblem says why the Patient read gave no age.
+	patientProblem string
 	// Shadow: the engine was in shadow when the order was routed
 	// (RouteDecision.Shadow), so a patient outside its intended use (a
 	// patient rule: the age) is scored too and the result says why it is
@@ -752,7 +754,7 @@ func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string,
 		return "", nil
 	}
 	r, id := inference.YearRange{Min: lo, Max: hi}, eng.Info().ID
-	why := cmp.Or(s.AgeProblem, "the image gives none") + "; the order gives none"
+	why := cmp.Or(s.AgeProblem, "the image gives none") + "; " + cmp.Or(job.patientProblem, "the order gives none")
 	switch {
 	case job.OrderAge != nil && r.Contains(job.OrderAge.Years):
 		return "", nil
@@ -767,9 +769,11 @@ func checkAge(eng radgate.Engine, job Job, s radgate.ImageScore) (caveat string,
 // readPatientAge reads the age of the job's Patient from the FHIR server
 // (Options.PatientAge) for an engine with an age range, once: the job then
 // carries it as the order's age, or no Patient (none to read, no
-// birthDate, or an answer that will not change: the age stays unknown and
-// the route's unknown_age decides). A server that could not answer is
-// retried within orders.study_wait_window.
+// birthDate, or a read that failed: the age stays unknown, the caveat says
+// why, and the route's unknown_age decides). A server that could not
+// answer is retried within orders.study_wait_window only where the route
+// refuses unknown ages: elsewhere the study is scored with the caveat
+// rather than held back for its age.
 func (p *Pipeline) readPatientAge(ctx context.Context, job *Job, eng radgate.Engine, age time.Duration, n uint64) time.Duration {
 	ref := job.Patient
 	job.Patient = "" // asked once
@@ -778,11 +782,12 @@ func (p *Pipeline) readPatientAge(ctx context.Context, job *Job, eng radgate.Eng
 	}
 	a, err := p.opts.PatientAge(ctx, ref, job.OrderDate)
 	switch {
-	case err != nil && radgate.IsTransient(err) && age < p.opts.StudyWaitWindow:
+	case err != nil && radgate.IsTransient(err) && job.UnknownAge == radgate.UnknownAgeReject && age < p.opts.StudyWaitWindow:
 		p.log.Info("reading the order's Patient for its age failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
 		return p.backoff(n)
 	case err != nil:
 		p.log.Warn("the order's Patient gives no age", "order", job.OrderID, "engine", job.Engine, "err", radgate.Public(err))
+		job.patientProblem = "the order's Patient could not be read for its age: " + radgate.Public(err)
 	default:
 		job.OrderAge = a
 	}
