@@ -99,6 +99,8 @@ func TestShadowScoresOutOfScopeAge(t *testing.T) {
 	require.Len(t, gov.measured, 1)
 	require.Equal(t, radgate.OutcomeScored, gov.measured[0].Outcome)
 	require.Equal(t, rule, gov.measured[0].OutOfScope)
+	require.Empty(t, gov.measured[0].HeatmapPNG, "a shadow result is never delivered: nothing drawn")
+	require.Empty(t, gov.measured[0].Preview)
 	gov.mu.Unlock()
 
 	active := newHarness(t, aged)

@@ -711,6 +711,9 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		return done()
 	}
 	want := p.picturesFor(st)
+	if job.Shadow {
+		want = 0 // a result scored in shadow is never delivered: nothing to draw
+	}
 	sc := p.scoreImages(ctx, msg, job, eng, want)
 	if sc.retry > 0 {
 		return retryIn(sc.retry)
@@ -1023,9 +1026,11 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 			p.log.Warn("recording the result for measurement failed; will retry", "order", st.ID, "engine", r.Engine.ID, "err", err)
 			return retryIn(p.opts.RetryMin)
 		}
-		if r.OutOfScope != "" && mode.Delivered() {
-			// Scored in shadow outside the intended use, and the engine
-			// was activated since: such a result is never delivered.
+		if (r.OutOfScope != "" || st.Route.Shadow(r.Engine.ID)) && mode.Delivered() {
+			// Scored in shadow (routed while the engine was in shadow, or
+			// outside the intended use) and the engine activated since:
+			// a shadow result is never delivered, and was drawn without
+			// pictures. The facility's next order is delivered.
 			mode = radgate.EngineShadow
 		}
 		if !mode.Delivered() {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate/internal/testenv"
@@ -101,4 +102,32 @@ func TestLintWithoutAConfig(t *testing.T) {
 	_, _, err = runCmd(t, newLintCmd(), "--config", "bad.yaml", example)
 	require.Equal(t, 2, routeExit(t, err))
 	require.ErrorContains(t, err, "bad.yaml:1:1: unknown key \"lsiten\"")
+}
+
+// resetFlags sets every flag of rootCmd's commands back to its default, as
+// a fresh process would have them: the tests run several commands on the
+// one rootCmd, whose flag variables otherwise keep the last run's values
+// (and slice flags would append to them).
+func resetFlags() {
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		reset := func(f *pflag.Flag) {
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				var def []string
+				if d := strings.Trim(f.DefValue, "[]"); d != "" {
+					def = strings.Split(d, ",")
+				}
+				_ = sv.Replace(def)
+			} else {
+				_ = f.Value.Set(f.DefValue)
+			}
+			f.Changed = false
+		}
+		c.Flags().VisitAll(reset)
+		c.PersistentFlags().VisitAll(reset)
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(rootCmd)
 }

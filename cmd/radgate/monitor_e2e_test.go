@@ -161,6 +161,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 	}
 	var out strings.Builder
 	rootCmd.SetOut(&out)
+	resetFlags()
 	rootCmd.SetArgs([]string{"engines", "activate", "--server", rg.url, "--facility", facility, "--route", "kids-chest", "--engine", config.DefaultEngine})
 	t.Cleanup(func() { rootCmd.SetArgs(nil); rootCmd.SetOut(nil) })
 	require.NoError(t, rootCmd.ExecuteContext(ctx), out.String())
@@ -212,6 +213,7 @@ func TestDriftAlertSuspendsOnRealPeers(t *testing.T) {
 
 	// radgate monitor shows the shift.
 	out.Reset()
+	resetFlags()
 	rootCmd.SetArgs([]string{"monitor", "--server", rg.url, "--facility", facility, "--engine", config.DefaultEngine, "--days", "16", "--out", t.TempDir()})
 	require.NoError(t, rootCmd.ExecuteContext(ctx), out.String())
 	require.Contains(t, out.String(), `at facility "Kids Clinic"`)

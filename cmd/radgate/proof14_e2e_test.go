@@ -305,6 +305,7 @@ func TestGovernanceProofOnRealPeers(t *testing.T) {
 	}
 	engines := func(args ...string) (string, error) {
 		var out bytes.Buffer
+		resetFlags()
 		rootCmd.SetOut(&out)
 		rootCmd.SetArgs(append([]string{"engines"}, args...))
 		t.Cleanup(func() { rootCmd.SetArgs(nil); rootCmd.SetOut(nil) })
