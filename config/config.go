@@ -63,6 +63,8 @@ type Config struct {
 	Verdicts Verdicts `yaml:"verdicts"`
 	// Retention bounds what radgate keeps in JetStream (see retention.go).
 	Retention Retention `yaml:"retention"`
+	// Console configures the operator console (see console.go).
+	Console Console `yaml:"console"`
 }
 
 // NATS selects the message broker.
@@ -680,6 +682,7 @@ func Default() Config {
 		},
 		DIMSE:     DefaultDIMSE(),
 		Retention: DefaultRetention(),
+		Console:   DefaultConsole(),
 	}
 }
 

@@ -400,6 +400,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	validateFacilities(c, bad)
 	validateVerdicts(c, bad)
 	validateLimits(c, bad)
+	validateConsole(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name

@@ -87,7 +87,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
-				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention)`,
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console)`,
 				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen)`,
 			},
 		},
@@ -208,6 +208,11 @@ func TestLoadErrors(t *testing.T) {
 				`radgate.yaml:4:3: inference: key "workers" appears twice (first at line 3)`,
 				`radgate.yaml:5:1: the top level: key "listen" appears twice (first at line 1)`,
 			},
+		},
+		{
+			name: "a console session shorter than a minute",
+			yaml: "console:\n  session_ttl: 30s\n",
+			want: []string{`radgate.yaml:2:16: console.session_ttl: must be at least 1m (a session lasts this long after sign-in)`},
 		},
 		{
 			name: "a destination defined twice",
