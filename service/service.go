@@ -362,7 +362,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
-	srv := &http.Server{Handler: sec.wrap(mux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+	handler, err := withConsole(ctx, cfg, sec, topo, pipe, logger, sec.wrap(mux))
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)}
 	g.Add(func() error {

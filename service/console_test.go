@@ -1,0 +1,73 @@
+package service
+
+import (
+	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate/config"
+)
+
+// serve mounts the console at /console/ beside the intake: signed out it
+// sends to the sign-in page, a token the intake accepts signs in, and the
+// intake itself still wants its bearer token.
+func TestServeMountsTheConsole(t *testing.T) {
+	cfg := testConfig(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte("ops tok-ops viewer,operator\n"), 0o600))
+	cfg.HTTP.Auth = config.IntakeAuth{Mode: config.AuthStatic, TokensFile: tokens}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		t.Fatalf("Run ended before ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready in 60 s")
+	}
+	base := "http://" + addr
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+	r, err := c.Get(base + "/console/orders")
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusSeeOther, r.StatusCode)
+	assert.Equal(t, "/console/signin", r.Header.Get("Location"))
+
+	r, err = c.PostForm(base+"/console/signin", url.Values{"token": {"tok-ops"}})
+	require.NoError(t, err)
+	r.Body.Close()
+	require.Equal(t, http.StatusSeeOther, r.StatusCode)
+	require.Len(t, r.Cookies(), 1)
+	assert.False(t, r.Cookies()[0].Secure, "no TLS, no Secure")
+
+	r, err = c.Get(base + "/console/orders/ffffffffffffffffffffffff")
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusNotFound, r.StatusCode, "signed in: the order page answers")
+
+	r, err = c.Get(base + "/orders/ffffffffffffffffffffffff")
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, r.StatusCode, "the console's cookie is no bearer token for the intake")
+	cancel()
+	select {
+	case err := <-errc:
+		require.NoError(t, err)
+	case <-time.After(40 * time.Second):
+		t.Fatal("no stop in 40 s")
+	}
+}
