@@ -182,6 +182,11 @@ func (c *Console) auth(next http.Handler) http.Handler {
 			u = user{Principal: httpauth.NewPrincipal(s.Name, s.Roles...), CSRF: s.CSRF, ID: id}
 		}
 		if r.Method == http.MethodPost {
+			if !sameOrigin(r) {
+				c.log.Info("console POST refused: cross-origin", "path", r.URL.Path, "subject", u.Name)
+				c.message(w, r, http.StatusForbidden, "Forbidden", "The form came from another site.")
+				return
+			}
 			got := r.PostFormValue("csrf")
 			if got == "" || subtle.ConstantTimeCompare([]byte(got), []byte(u.CSRF)) != 1 {
 				c.log.Info("console POST refused: CSRF token missing or wrong", "path", r.URL.Path, "subject", u.Name)
@@ -191,6 +196,18 @@ func (c *Console) auth(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, u)))
 	})
+}
+
+// sameOrigin reports whether a POST's Origin header, when the browser sent
+// one, names this host: a second check beside the CSRF token, and the only
+// one the sign-in form (no session yet) has.
+func sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	return err == nil && u.Host == r.Host
 }
 
 func loopback(remote string) bool {
@@ -238,6 +255,11 @@ func (c *Console) signinPage(w http.ResponseWriter, r *http.Request) {
 func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	if c.o.Auth.Open() {
 		http.Redirect(w, r, "/console/orders", http.StatusSeeOther)
+		return
+	}
+	if !sameOrigin(r) {
+		c.log.Info("console sign-in refused: cross-origin", "remote", r.RemoteAddr)
+		c.message(w, r, http.StatusForbidden, "Forbidden", "The sign-in form came from another site.")
 		return
 	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
@@ -363,6 +385,8 @@ func (c *Console) order(w http.ResponseWriter, r *http.Request) {
 	u := userFrom(r)
 	if !u.Has(httpauth.RolePHI) {
 		st.Patient = nil
+	} else if st.Patient != nil {
+		c.log.Info("console PHI view", "subject", u.Name, "order", id)
 	}
 	var engines []engineRow
 	for _, name := range sortedKeys(st.Engines) {

@@ -209,6 +209,27 @@ func TestCSRFMissingIs403(t *testing.T) {
 	assert.Equal(t, http.StatusOK, r.StatusCode, "a refused POST leaves the session")
 }
 
+// A POST from another site is refused even with the right token; the
+// sign-in form, which has no session to hold a CSRF token, too.
+func TestCrossOriginPostIs403(t *testing.T) {
+	e := newEnv(t, false)
+	e.signIn(t, "tok-viewer")
+	_, page := e.get(t, "/console/orders")
+	post := func(path string, form url.Values) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://evil.example")
+		r, err := e.c.Do(req)
+		require.NoError(t, err)
+		r.Body.Close()
+		return r.StatusCode
+	}
+	assert.Equal(t, http.StatusForbidden, post("/console/signout", url.Values{"csrf": {csrf(t, page)}}))
+	assert.Equal(t, http.StatusForbidden, post("/console/signin", url.Values{"token": {"tok-phi"}}))
+	r, _ := e.get(t, "/console/orders")
+	assert.Equal(t, http.StatusOK, r.StatusCode, "still signed in")
+}
+
 func TestOrdersListRendersRowsAndPassesFilters(t *testing.T) {
 	e := newEnv(t, false)
 	e.signIn(t, "tok-viewer")
