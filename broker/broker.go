@@ -27,6 +27,12 @@ const (
 	// StreamHistory is every order's append-only history: one message per
 	// state change, on SubjectHistory + order id.
 	StreamHistory = "RADGATE_HISTORY"
+	// StreamOrderIndex is the order list's time index: one message per
+	// order on SubjectOrderIndex + order id, written once when the order is
+	// created, so the stream's sequence is arrival order (newest last). It is
+	// kept as long as order state.
+	StreamOrderIndex  = "RADGATE_ORDER_INDEX"
+	SubjectOrderIndex = "radgate.index.time."
 
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
@@ -330,6 +336,13 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
 			Discard: discard[StoreOrderState],
+		},
+		{
+			Name: StreamOrderIndex, Subjects: []string{SubjectOrderIndex + ">"},
+			Description: "the order list's time index: one message per order, in arrival order (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState], AllowDirect: true,
 		},
 		{
 			Name: StreamGovernance, Subjects: []string{SubjectGovernance + ">"},

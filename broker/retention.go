@@ -58,8 +58,11 @@ const (
 	// StoreOrderHistory is the order history stream; it is kept under the
 	// order_state limits (retention.order_state), labelled apart.
 	StoreOrderHistory = "order_history"
-	StoreHeatmaps     = "heatmaps"
-	StoreHL7Outbox    = "hl7_outbox"
+	// StoreOrderIndex is the order list's index; kept under the
+	// order_state limits, labelled apart.
+	StoreOrderIndex = "order_index"
+	StoreHeatmaps   = "heatmaps"
+	StoreHL7Outbox  = "hl7_outbox"
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
 	StoreUsage  = "usage"
@@ -112,6 +115,7 @@ func TopologyStores() []Store {
 		{StoreDLQ, StreamDLQ},
 		{StoreOrderState, KVStream(BucketOrders)},
 		{StoreOrderHistory, StreamHistory},
+		{StoreOrderIndex, StreamOrderIndex},
 		{StoreHeatmaps, ObjectStream(BucketHeatmaps)},
 	}
 }

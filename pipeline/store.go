@@ -114,6 +114,7 @@ func (s *orderStore) update(ctx context.Context, id string, create bool, fn func
 		}
 		if err == nil {
 			s.recordChange(ctx, newRev, old, st)
+			s.indexOrder(ctx, old, st)
 			return st, nil
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || broker.IsWrongSequence(err) {
