@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -101,43 +102,103 @@ func (s *orderStore) list(ctx context.Context, q radgate.ListQuery) (radgate.Lis
 			seq = info.State.LastSeq
 		}
 	}
-	for read := 0; seq > 0; seq-- {
-		if read == listScanBudget {
+	chunk := uint64(listChunk)
+	if !filtered(q) {
+		chunk = uint64(limit) + 1 // every order matches: read just the page
+	}
+	for read := 0; seq > 0; {
+		if read >= listScanBudget {
 			page.Next = cursor(seq)
 			return page, nil
 		}
-		read++
-		m, err := str.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue // aged out
-		}
-		if err != nil {
-			return page, fmt.Errorf("reading the order index at %d: %w", seq, err)
-		}
-		id := strings.TrimPrefix(m.Subject, broker.SubjectOrderIndex)
-		if q.Search != "" && !strings.HasPrefix(id, q.Search) {
-			continue
-		}
-		st, err := s.get(ctx, id)
-		if errors.Is(err, radgate.ErrOrderNotFound) {
-			continue // the order aged out before its index entry
-		}
+		n := min(chunk, seq)
+		entries, err := s.readIndex(ctx, str, seq, n, q.Search)
 		if err != nil {
 			return page, err
 		}
-		if !q.Since.IsZero() && st.ReceivedAt.Before(q.Since) {
-			break // the index is in arrival order: older ones follow
+		read += int(n)
+		for k, e := range entries {
+			at := seq - uint64(k)
+			if !e.found {
+				continue // aged out, or not the search's
+			}
+			if !q.Since.IsZero() && e.st.ReceivedAt.Before(q.Since) {
+				return page, nil // the index is in arrival order: older ones follow
+			}
+			if !matches(e.st, q) {
+				continue
+			}
+			if len(page.Orders) == limit {
+				page.Next = cursor(at)
+				return page, nil
+			}
+			page.Orders = append(page.Orders, e.st)
 		}
-		if !matches(st, q) {
-			continue
-		}
-		if len(page.Orders) == limit {
-			page.Next = cursor(seq)
-			return page, nil
-		}
-		page.Orders = append(page.Orders, st)
+		seq -= n
 	}
 	return page, nil
+}
+
+// listChunk is how many index entries ListOrders reads at once when it
+// filters, listWorkers how many reads it has in flight.
+const (
+	listChunk   = 256
+	listWorkers = 16
+)
+
+func filtered(q radgate.ListQuery) bool {
+	return q.State != "" || q.Facility != "" || q.Route != "" || q.Engine != "" || q.Priority != "" ||
+		!q.Since.IsZero() || !q.Until.IsZero() || q.Search != ""
+}
+
+type indexEntry struct {
+	st    radgate.OrderStatus
+	found bool
+}
+
+// readIndex reads the n index entries from sequence hi down, and each one's
+// order, listWorkers at a time: entry k is sequence hi-k. An entry aged out,
+// one whose order is gone, or one whose id does not start with prefix is
+// not found.
+func (s *orderStore) readIndex(ctx context.Context, str jetstream.Stream, hi, n uint64, prefix string) ([]indexEntry, error) {
+	out := make([]indexEntry, n)
+	errs := make([]error, n)
+	next := make(chan uint64)
+	var wg sync.WaitGroup
+	for range min(listWorkers, int(n)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range next {
+				out[k], errs[k] = s.readEntry(ctx, str, hi-k, prefix)
+			}
+		}()
+	}
+	for k := range n {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (s *orderStore) readEntry(ctx context.Context, str jetstream.Stream, seq uint64, prefix string) (indexEntry, error) {
+	m, err := str.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return indexEntry{}, nil
+	}
+	if err != nil {
+		return indexEntry{}, fmt.Errorf("reading the order index at %d: %w", seq, err)
+	}
+	id := strings.TrimPrefix(m.Subject, broker.SubjectOrderIndex)
+	if !strings.HasPrefix(id, prefix) {
+		return indexEntry{}, nil
+	}
+	st, err := s.get(ctx, id)
+	if errors.Is(err, radgate.ErrOrderNotFound) {
+		return indexEntry{}, nil // the order aged out before its index entry
+	}
+	return indexEntry{st: st, found: err == nil}, err
 }
 
 // searchExact finds the order whose accession value or whole id is search.
