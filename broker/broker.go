@@ -33,6 +33,12 @@ const (
 	// kept as long as order state.
 	StreamOrderIndex  = "RADGATE_ORDER_INDEX"
 	SubjectOrderIndex = "radgate.index.time."
+	// StreamOrderStates is the order list's state index: one message per
+	// order on SubjectOrderStates + state + "." + id, its value the order's
+	// sequence in StreamOrderIndex; a state change puts the new subject and
+	// purges the old one. Kept as long as order state.
+	StreamOrderStates  = "RADGATE_ORDER_STATES"
+	SubjectOrderStates = "radgate.index.state."
 
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
@@ -343,6 +349,13 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
 			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
 			Discard: discard[StoreOrderState], AllowDirect: true,
+		},
+		{
+			Name: StreamOrderStates, Subjects: []string{SubjectOrderStates + ">"},
+			Description: "the order list's state index: one message per order, on its current state (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState],
 		},
 		{
 			Name: StreamGovernance, Subjects: []string{SubjectGovernance + ">"},

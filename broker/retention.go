@@ -61,8 +61,10 @@ const (
 	// StoreOrderIndex is the order list's index; kept under the
 	// order_state limits, labelled apart.
 	StoreOrderIndex = "order_index"
-	StoreHeatmaps   = "heatmaps"
-	StoreHL7Outbox  = "hl7_outbox"
+	// StoreOrderStates is the order list's state index, likewise.
+	StoreOrderStates = "order_states"
+	StoreHeatmaps    = "heatmaps"
+	StoreHL7Outbox   = "hl7_outbox"
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
 	StoreUsage  = "usage"
@@ -116,6 +118,7 @@ func TopologyStores() []Store {
 		{StoreOrderState, KVStream(BucketOrders)},
 		{StoreOrderHistory, StreamHistory},
 		{StoreOrderIndex, StreamOrderIndex},
+		{StoreOrderStates, StreamOrderStates},
 		{StoreHeatmaps, ObjectStream(BucketHeatmaps)},
 	}
 }
