@@ -73,7 +73,7 @@ func (s *orderStore) indexState(ctx context.Context, old, cur radgate.OrderStatu
 			s.log.Warn("writing the order list's "+what, "order", cur.ID, "err", err)
 		}
 	}
-	tseq, err := s.timeEntry(ctx, cur.ID)
+	tseq, err := s.timeEntry(ctx, cur.ID, old.ID == "")
 	if err != nil {
 		warn("time index", err)
 		return
@@ -86,7 +86,7 @@ func (s *orderStore) indexState(ctx context.Context, old, cur radgate.OrderStatu
 		return
 	}
 	if old.ID != "" && old.State != cur.State && stateToken(string(old.State)) {
-		str, err := s.js.Stream(ctx, broker.StreamOrderStates)
+		str, err := s.indexStream(ctx, broker.StreamOrderStates)
 		if err == nil {
 			err = str.Purge(ctx, jetstream.WithPurgeSubject(broker.SubjectOrderStates+string(old.State)+"."+cur.ID))
 		}
@@ -96,26 +96,49 @@ func (s *orderStore) indexState(ctx context.Context, old, cur radgate.OrderStatu
 	}
 }
 
-// timeEntry writes order id's time entry unless it has one, and returns
-// its sequence.
-func (s *orderStore) timeEntry(ctx context.Context, id string) (uint64, error) {
+// timeEntry returns order id's time-index sequence, writing its entry
+// first when it has none (created: a new order; else a crash lost it).
+func (s *orderStore) timeEntry(ctx context.Context, id string, created bool) (uint64, error) {
 	subj := broker.SubjectOrderIndex + id
+	if !created {
+		str, err := s.indexStream(ctx, broker.StreamOrderIndex)
+		if err != nil {
+			return 0, err
+		}
+		m, err := str.GetLastMsgForSubject(ctx, subj)
+		if err == nil {
+			return m.Sequence, nil
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return 0, err
+		}
+	}
 	ack, err := s.js.Publish(ctx, subj, []byte(id), jetstream.WithExpectLastSequencePerSubject(0))
-	if err == nil {
-		return ack.Sequence, nil
+	if created && err != nil && broker.IsWrongSequence(err) {
+		return s.timeEntry(ctx, id, false) // written already: keep its place
 	}
-	if !broker.IsWrongSequence(err) {
-		return 0, err
-	}
-	str, err := s.js.Stream(ctx, broker.StreamOrderIndex)
 	if err != nil {
 		return 0, err
 	}
-	m, err := str.GetLastMsgForSubject(ctx, subj)
-	if err != nil {
-		return 0, err
+	return ack.Sequence, nil
+}
+
+// indexStream returns the index stream name, looked up once.
+func (s *orderStore) indexStream(ctx context.Context, name string) (jetstream.Stream, error) {
+	s.indexMu.Lock()
+	defer s.indexMu.Unlock()
+	if str, ok := s.indexStreams[name]; ok {
+		return str, nil
 	}
-	return m.Sequence, nil
+	str, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", name, err)
+	}
+	if s.indexStreams == nil {
+		s.indexStreams = map[string]jetstream.Stream{}
+	}
+	s.indexStreams[name] = str
+	return str, nil
 }
 
 // stateToken reports whether state can be a subject token of the state

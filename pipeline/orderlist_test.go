@@ -220,4 +220,7 @@ func TestListOrdersStaleIndexNeverShowsWrongState(t *testing.T) {
 	info, err := str.Info(t.Context())
 	require.NoError(t, err)
 	require.EqualValues(t, 2, info.State.Msgs)
+	putOrder(t, s, "cd01", func(*radgate.OrderStatus) {}) // created again
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{})
+	require.Equal(t, []string{"cd02", "cd01"}, ids, "in its first place")
 }
