@@ -27,6 +27,18 @@ const (
 	// StreamHistory is every order's append-only history: one message per
 	// state change, on SubjectHistory + order id.
 	StreamHistory = "RADGATE_HISTORY"
+	// StreamOrderIndex is the order list's time index: one message per
+	// order on SubjectOrderIndex + order id, written once when the order is
+	// created, so the stream's sequence is arrival order (newest last). It is
+	// kept as long as order state.
+	StreamOrderIndex  = "RADGATE_ORDER_INDEX"
+	SubjectOrderIndex = "radgate.index.time."
+	// StreamOrderStates is the order list's state index: one message per
+	// order on SubjectOrderStates + state + "." + id, its value the order's
+	// sequence in StreamOrderIndex; a state change puts the new subject and
+	// purges the old one. Kept as long as order state.
+	StreamOrderStates  = "RADGATE_ORDER_STATES"
+	SubjectOrderStates = "radgate.index.state."
 
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
@@ -328,6 +340,20 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 			Name: StreamHistory, Subjects: []string{SubjectHistory + ">"},
 			Description: "each order's state changes, append-only (kept as long as order state)",
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState],
+		},
+		{
+			Name: StreamOrderIndex, Subjects: []string{SubjectOrderIndex + ">"},
+			Description: "the order list's time index: one message per order, in arrival order (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState], AllowDirect: true,
+		},
+		{
+			Name: StreamOrderStates, Subjects: []string{SubjectOrderStates + ">"},
+			Description: "the order list's state index: one message per order, on its current state (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
 			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
 			Discard: discard[StoreOrderState],
 		},

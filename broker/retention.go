@@ -58,8 +58,13 @@ const (
 	// StoreOrderHistory is the order history stream; it is kept under the
 	// order_state limits (retention.order_state), labelled apart.
 	StoreOrderHistory = "order_history"
-	StoreHeatmaps     = "heatmaps"
-	StoreHL7Outbox    = "hl7_outbox"
+	// StoreOrderIndex is the order list's index; kept under the
+	// order_state limits, labelled apart.
+	StoreOrderIndex = "order_index"
+	// StoreOrderStates is the order list's state index, likewise.
+	StoreOrderStates = "order_states"
+	StoreHeatmaps    = "heatmaps"
+	StoreHL7Outbox   = "hl7_outbox"
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
 	StoreUsage  = "usage"
@@ -112,6 +117,8 @@ func TopologyStores() []Store {
 		{StoreDLQ, StreamDLQ},
 		{StoreOrderState, KVStream(BucketOrders)},
 		{StoreOrderHistory, StreamHistory},
+		{StoreOrderIndex, StreamOrderIndex},
+		{StoreOrderStates, StreamOrderStates},
 		{StoreHeatmaps, ObjectStream(BucketHeatmaps)},
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/radgate/radgate"
@@ -31,6 +32,9 @@ type orderStore struct {
 	js      jetstream.JetStream
 	log     *slog.Logger
 	invalid prometheus.Counter
+	// indexStreams holds the order list's index streams (indexStream).
+	indexMu      sync.Mutex
+	indexStreams map[string]jetstream.Stream
 }
 
 func orderKeyName(id string) string { return "o." + id }
@@ -114,6 +118,7 @@ func (s *orderStore) update(ctx context.Context, id string, create bool, fn func
 		}
 		if err == nil {
 			s.recordChange(ctx, newRev, old, st)
+			s.indexOrder(ctx, old, st)
 			return st, nil
 		}
 		if errors.Is(err, jetstream.ErrKeyExists) || broker.IsWrongSequence(err) {
