@@ -2,17 +2,20 @@ package service
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
 )
 
@@ -53,6 +56,35 @@ func TestServeMountsTheConsole(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, r.StatusCode)
 	require.Len(t, r.Cookies(), 1)
 	assert.False(t, r.Cookies()[0].Secure, "no TLS, no Secure")
+
+	// An order filed at the intake is on the console's list (the pipeline's
+	// order index) and its page opens.
+	acsn := `{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"ACSN"}]},"system":"urn:test:acsn","value":"CONSOLE-1"}`
+	req, err := http.NewRequest(http.MethodPost, base+"/fhir/ServiceRequest", strings.NewReader(
+		`{"resourceType":"ServiceRequest","status":"active","intent":"order","identifier":[`+acsn+`],"subject":{"reference":"Patient/1"}}`))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer tok-ops")
+	r, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	r.Body.Close()
+	require.Less(t, r.StatusCode, 300, "order accepted")
+	id := radgate.OrderID("acsn|urn:test:acsn|CONSOLE-1")
+	r, err = c.Get(base + "/console/orders")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	require.Equal(t, http.StatusOK, r.StatusCode)
+	assert.Contains(t, string(body), id, "the order is listed")
+	r, err = c.Get(base + "/console/orders?search=CONSOLE-1")
+	require.NoError(t, err)
+	body, _ = io.ReadAll(r.Body)
+	r.Body.Close()
+	assert.Contains(t, string(body), id, "found by its accession")
+	r, err = c.Get(base + "/console/orders/" + id)
+	require.NoError(t, err)
+	r.Body.Close()
+	assert.Equal(t, http.StatusOK, r.StatusCode)
 
 	r, err = c.Get(base + "/console/orders/ffffffffffffffffffffffff")
 	require.NoError(t, err)
