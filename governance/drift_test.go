@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate"
-	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/broker/brokertest"
 	"github.com/radgate/radgate/routing"
 )
 
@@ -209,14 +209,7 @@ const driftRoutes = `routes:
 // the alert is raised on the third disagreeing day, once, and suspends the
 // engine through Change (history, audit).
 func TestCheckDriftSuspends(t *testing.T) {
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
+	_, topo := brokertest.Topology(t)
 	set, err := routing.Load("routes.yaml", []byte(driftRoutes), routing.Registry{Engines: []string{"eng"}, Destinations: []string{"fhir"}})
 	require.NoError(t, err)
 	now := day0.Add(8 * time.Hour)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/broker/brokertest"
 	"github.com/radgate/radgate/routing"
 )
 
@@ -48,14 +49,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
+	_, topo := brokertest.Topology(t)
 	set, err := routing.Load("routes.yaml", []byte(routesYAML), routing.Registry{Engines: []string{"eng", "eng2"}, Destinations: []string{"fhir"}})
 	require.NoError(t, err)
 	f := &fixture{topo: topo, audit: &auditLog{}, now: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)}

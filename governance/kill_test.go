@@ -16,6 +16,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/broker/brokertest"
 )
 
 // recorderEnv makes this test binary a verdict sender's radgate: it records
@@ -75,14 +76,7 @@ func recordAll(ctx context.Context, url string, out *os.File) error {
 // kill -9 while verdicts are recorded, then the senders' retries of every
 // verdict: each result labelled once, none lost, none counted twice.
 func TestKill9WhileVerdictsAreRecorded(t *testing.T) {
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
+	nc, topo := brokertest.Topology(t)
 	g := New(Options{Topology: topo})
 	ctx := t.Context()
 	for i := range killOrders {
@@ -98,7 +92,7 @@ func TestKill9WhileVerdictsAreRecorded(t *testing.T) {
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), recorderEnv+"="+srv.ClientURL())
+	cmd.Env = append(os.Environ(), recorderEnv+"="+nc.ConnectedUrl())
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

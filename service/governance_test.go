@@ -12,7 +12,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/httpauth"
-	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/broker/brokertest"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/governance"
@@ -21,14 +21,7 @@ import (
 
 // Only the operator role changes an engine's state; anyone may list.
 func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
+	_, topo := brokertest.Topology(t)
 	set, err := routing.Load("routes.yaml", []byte("routes:\n  - name: chest\n    engines: [eng]\n    destinations: [fhir]\n    acceptance: {min_cases: 10, auc_lower_95: 0.8}\n"),
 		routing.Registry{Engines: []string{"eng"}, Destinations: []string{"fhir"}})
 	require.NoError(t, err)
@@ -77,14 +70,7 @@ func TestEngineStateChangesNeedTheOperatorRole(t *testing.T) {
 
 // GET /engines/monitor answers the figures, 400 naming what is missing.
 func TestEngineMonitorHandler(t *testing.T) {
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
+	_, topo := brokertest.Topology(t)
 	gov := governance.New(governance.Options{Topology: topo, Version: func(e string) (string, bool) { return "1", e == "eng" }})
 	st := radgate.OrderStatus{ID: "o1", FacilityID: "kids", Age: &radgate.PatientAge{Years: 70}}
 	require.NoError(t, gov.Measure(t.Context(), radgate.Result{ID: "r1", Order: st, Engine: radgate.EngineInfo{ID: "eng", Version: "1"},
