@@ -113,8 +113,13 @@ func New(o Options) (*Console, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Console{o: o, log: o.Logger.With("component", "console"), tpl: map[string]*template.Template{}, open: randomID()}
-	for _, page := range []string{"signin", "orders", "order", "message"} {
-		t, err := template.New("layout.html").Funcs(funcs(o.Now)).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
+	pages, _ := fs.Glob(files, "templates/*.html")
+	for _, p := range pages {
+		page := strings.TrimSuffix(strings.TrimPrefix(p, "templates/"), ".html")
+		if page == "layout" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs(o.Now)).ParseFS(files, "templates/layout.html", p)
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", page, err)
 		}
