@@ -320,3 +320,12 @@ func TestAge(t *testing.T) {
 		assert.Equal(t, want, Age(now, now.Add(-d)))
 	}
 }
+
+// A browser sends a form POST's real Origin only when the referrer policy
+// allows it for the same origin: no-referrer makes it "Origin: null",
+// which the same-origin check refuses (the sign-in form then never works).
+func TestReferrerPolicyKeepsTheOriginOfFormPosts(t *testing.T) {
+	e := newEnv(t, false)
+	r, _ := e.get(t, "/console/signin")
+	assert.Equal(t, "same-origin", r.Header.Get("Referrer-Policy"))
+}

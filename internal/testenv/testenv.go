@@ -6,6 +6,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"testing"
@@ -108,4 +109,25 @@ func DIMSEPACS(t testing.TB) DIMSEOnlyPACS {
 	}
 	return DIMSEOnlyPACS{Addr: "127.0.0.1:" + port, AETitle: aet, URL: u,
 		Username: os.Getenv("RADGATE_TEST_ORTHANC_USER"), Password: os.Getenv("RADGATE_TEST_ORTHANC_PASSWORD")}
+}
+
+// Chromium returns the headless browser the console's browser tests drive:
+// RADGATE_TEST_CHROMIUM when set, else chromium (Debian's package, which
+// testenv/setup.sh installs) or google-chrome on PATH; or skips/fails.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("RADGATE_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no Chromium found (chromium not on PATH, RADGATE_TEST_CHROMIUM unset): run testenv/setup.sh"
+	if Required() {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
 }
