@@ -21,10 +21,19 @@ go vet ./...
 
 mkdir -p testenv/run
 log=testenv/run/go-test.log
+# Heavy packages get their own go test invocation with their own timeout:
+# the console's browser tests (headless Chromium, about 30 s; TESTENV.md).
+heavy=(./console/consoletest)
+heavy_timeout=4m
+mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}"))
+show() { grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)'; }
 set +e
-go test -race -count=1 -shuffle=on -timeout 30m -v ./... 2>&1 | tee "$log" | grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)' 
+go test -race -count=1 -shuffle=on -timeout 30m -v "${pkgs[@]}" 2>&1 | tee "$log" | show
 status=${PIPESTATUS[0]}
+go test -race -count=1 -shuffle=on -timeout "$heavy_timeout" -v "${heavy[@]}" 2>&1 | tee -a "$log" | show
+heavy_status=${PIPESTATUS[0]}
 set -e
+[ "$status" -ne 0 ] || status=$heavy_status
 skipped=$(grep -E '^\s*--- SKIP' "$log" || true)
 if [ -n "$skipped" ]; then
   echo "skipped tests are failures under the test command:" >&2

@@ -8,7 +8,9 @@
 #    python3-hl7 (MLLP sender/receiver), curl; and, to build radgate itself,
 #    OpenJPEG (libopenjp2-7-dev) and libjpeg-turbo's TurboJPEG
 #    (libturbojpeg0-dev), which inference/codec links through cgo for JPEG 2000
-#    and for 8-bit JPEG, found with pkg-config. `apt-get update` only if one is missing.
+#    and for 8-bit JPEG, found with pkg-config; chromium (headless, with
+#    fonts-liberation) for the console's browser tests (console/consoletest).
+#    `apt-get update` only if one is missing.
 # 2. ONNX Runtime 1.30.0 shared library into .tools/onnxruntime/lib/ (from the npm
 #    package onnxruntime-node, without running its install script).
 # 3. `npm ci` of the FHIR test server (testenv/fhir-server), skipped when
@@ -22,7 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_DIR="${RADGATE_TOOLS_DIR:-$ROOT/.tools}"
 
-APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools python3-hl7 curl libopenjp2-7-dev libturbojpeg0-dev pkg-config poppler-utils)
+APT_PACKAGES=(orthanc orthanc-dicomweb dcmtk dicom3tools python3-hl7 curl libopenjp2-7-dev libturbojpeg0-dev pkg-config poppler-utils chromium fonts-liberation)
 ORT_VERSION=1.30.0
 # sha256 of package/bin/napi-v6/linux/x64/libonnxruntime.so.1 in onnxruntime-node@1.30.0
 ORT_SHA256_X64=ffb75a925ba05e47b235bb66e3e3911714a80b328a9c9425539feb204aa32a23
@@ -68,6 +70,7 @@ fi
 [ -x /usr/sbin/Orthanc ] || die "/usr/sbin/Orthanc missing after install"
 [ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || die "DICOMweb plugin missing after install"
 pkg-config --exists libopenjp2 || die "pkg-config finds no libopenjp2 after install (inference/codec needs it)"
+command -v chromium >/dev/null 2>&1 || die "chromium not on PATH after install (the console's browser tests need it)"
 
 # The Debian package may start a system Orthanc (config /etc/orthanc/, ports
 # 8042/4242). radgate never uses it (start.sh picks free ports); stop it so that
