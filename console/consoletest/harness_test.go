@@ -25,6 +25,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -311,6 +313,16 @@ func (b *browser) waitText(css, want string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// scripts turns the page's JavaScript on or off (the console's pages must
+// work without it; the test's own questions to the page still run).
+func (b *browser) scripts(on bool) {
+	b.t.Helper()
+	b.do(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetScriptExecutionDisabled, emulation.SetScriptExecutionDisabledParams{Value: !on})
+		return err
+	}))
 }
 
 // signIn types the token into the sign-in form and submits it.

@@ -117,6 +117,16 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.shot("order-phi")
 	b.signOut()
 
+	// With JavaScript off the pages work as well: sign in, list, order.
+	b.scripts(false)
+	b.signIn(rg.tokens[viewer])
+	b.waitText("h1", "Orders")
+	b.click(fmt.Sprintf(`a[href="/console/orders/%s"]`, c.OrderID))
+	b.waitText("h1", c.OrderID)
+	b.shot("order-no-js")
+	b.signOut()
+	b.scripts(true)
+
 	// Never a patient name or MRN in a URL the browser asked for, nor in
 	// serve's log; nor a token in the log.
 	urls := b.urls()
