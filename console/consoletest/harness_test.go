@@ -353,6 +353,31 @@ func (b *browser) listedStates() map[string]string {
 	return out
 }
 
+// waitListed reloads the orders list until each of ids is listed in
+// state, or fails after within. (When the list updates itself over SSE,
+// drop the reload and watch the page instead.)
+func (b *browser) waitListed(ids []string, state string, within time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		states := b.listedStates()
+		done := 0
+		for _, id := range ids {
+			if states[id] == state {
+				done++
+			}
+		}
+		if done == len(ids) {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("not every order %s on the list in %s: %v", state, within, states)
+		}
+		time.Sleep(500 * time.Millisecond)
+		b.reload()
+	}
+}
+
 // post sends a form from the page's own script (same origin, with the
 // session cookie, as a form would) and returns the status, not following
 // a redirect (0 then: fetch's opaque redirect). With csrf the form carries

@@ -41,24 +41,11 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	cases := rg.fileOrders(t)
 
 	// The list shows each order reach delivered (reload polling).
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		states := b.listedStates()
-		done := 0
-		for _, c := range cases {
-			if states[c.OrderID] == string(radgate.StateDelivered) {
-				done++
-			}
-		}
-		if done == len(cases) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not every order delivered on the list in 90 s: %v", states)
-		}
-		time.Sleep(500 * time.Millisecond)
-		b.reload()
+	var ids []string
+	for _, c := range cases {
+		ids = append(ids, c.OrderID)
 	}
+	b.waitListed(ids, string(radgate.StateDelivered), 90*time.Second)
 	b.shot("orders")
 
 	// An order's page: the engine with its tier, as the API says.
