@@ -7,7 +7,7 @@
 // that sign-out ends the session; each page visited is saved as a
 // 1366×768 PNG (RADGATE_SCREENSHOTS, or a folder under the test's temporary
 // directory). They are in their own package so that the test command runs
-// them with their own timeout (scripts/test.sh); see TESTENV.md.
+// them with their own timeout (scripts/test.sh); see testenv/README.md.
 //
 // The package has no code besides its tests.
 package consoletest
