@@ -348,3 +348,11 @@ func driftChart(days []governance.MonitorDay) template.HTML {
 
 // Pct writes a rate in [0, 1] as a whole percentage ("87").
 func (liveView) Pct(x float64) string { return strconv.FormatFloat(x*100, 'f', 0, 64) }
+
+// F3 writes a figure with three decimals, "—" when there is none.
+func (liveView) F3(p *float64) string {
+	if p == nil {
+		return "—"
+	}
+	return strconv.FormatFloat(*p, 'f', 3, 64)
+}

@@ -83,7 +83,7 @@ func TestEnginesPage(t *testing.T) {
 	require.Equal(t, http.StatusOK, r.StatusCode)
 	for _, want := range []string{`<code>cxr</code>`, `<code>other</code>`, "age_years 1–5 y", "Paediatric chest radiographs.",
 		"A chest classifier.", "<h3>Limits</h3>", "<p>Not for adults.</p>", `<span class="mode mode-shadow">shadow</span>`,
-		"Live figures at kids", "agreement 75 % (95 % CI 30–95 %)", "0.830", `<svg class="chart"`, `<polyline class="disagree"`,
+		"Live figures at kids", "agreement 75 % (95 % CI 30–95 %)", "<dt>AUC</dt><dd>0.830 (95 % CI 0.600–0.990)", `<svg class="chart"`, `<polyline class="disagree"`,
 		`src="/console/engines/plot?engine=cxr&amp;facility=kids&amp;kind=roc"`,
 		`href="/console/engines/change?facility=kids&amp;route=chest&amp;engine=cxr&amp;mode=suspended">Suspend</a>`,
 		`mode=active">Activate</a>`} {
