@@ -61,7 +61,10 @@ func (g *fakeGov) Monitor(_ context.Context, q governance.MonitorQuery) (*govern
 func engineEnv(t *testing.T) (*env, *fakeGov) {
 	t.Helper()
 	g := &fakeGov{states: []governance.State{{Key: governance.Key{Facility: "kids", Route: "chest", Engine: "cxr", Version: "1.0.0"},
-		Mode: radgate.EngineShadow, At: "2026-12-01T10:00:00Z", By: "radgate", Why: "new engine version"}}}
+		Mode: radgate.EngineShadow, At: "2026-12-01T10:00:00Z", By: "radgate", Why: "new engine version"},
+		{Key: governance.Key{Facility: "north", Route: "chest", Engine: "cxr", Version: "1.0.0"}, Mode: radgate.EngineSuspended,
+			At: "2026-12-02T08:00:00Z", By: "radgate", Why: "auto_suspend", Previous: radgate.EngineActive,
+			Drift: []governance.DriftAlert{{Rule: "psi", Firing: true, Text: "PSI 0.41 over 7 d > psi_max 0.25"}}}}}
 	e := areaEnv(t, Options{Governance: g, Engines: func() []EngineInfo {
 		return []EngineInfo{
 			{ID: "cxr", Name: "Chest pneumonia", Version: "1.0.0", Modalities: []string{"CR", "DX"}, BodyParts: []string{"CHEST"},
@@ -86,7 +89,7 @@ func TestEnginesPage(t *testing.T) {
 		"Live figures at kids", "agreement 75 % (95 % CI 30–95 %)", "<dt>AUC</dt><dd>0.830 (95 % CI 0.600–0.990)", `<svg class="chart"`, `<polyline class="disagree"`,
 		`src="/console/engines/plot?engine=cxr&amp;facility=kids&amp;kind=roc"`,
 		`href="/console/engines/change?facility=kids&amp;route=chest&amp;engine=cxr&amp;mode=suspended">Suspend</a>`,
-		`mode=active">Activate</a>`} {
+		`mode=active">Activate</a>`, "Live figures at north", "drift psi: PSI 0.41 over 7 d &gt; psi_max 0.25"} {
 		assert.Contains(t, body, want)
 	}
 	assert.NotContains(t, body, "<h3>Files</h3>", "the summary keeps the card's intro and its limits")
@@ -165,6 +168,7 @@ func TestViewerCannotChangeState(t *testing.T) {
 	assert.Contains(t, body, "needs the operator role")
 	assert.Empty(t, g.changes)
 	assert.Equal(t, radgate.EngineShadow, g.states[0].Mode)
+	assert.Equal(t, radgate.EngineSuspended, g.states[1].Mode)
 }
 
 func TestCardSummary(t *testing.T) {
