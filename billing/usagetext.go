@@ -55,3 +55,18 @@ func WriteUsage(w io.Writer, month string, rows []UsageRow, format UsageFormat) 
 	fmt.Fprintf(tw, "%s\tall\tall\t%d\n", month, total)
 	return tw.Flush()
 }
+
+// OfFacility keeps the rows of one facility (all when facility is ""):
+// `radgate usage --facility` and the console's usage filter.
+func OfFacility(rows []UsageRow, facility string) []UsageRow {
+	if facility == "" {
+		return rows
+	}
+	var out []UsageRow
+	for _, r := range rows {
+		if r.Facility == facility {
+			out = append(out, r)
+		}
+	}
+	return out
+}

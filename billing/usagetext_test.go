@@ -30,3 +30,16 @@ func TestWriteUsage(t *testing.T) {
 	require.NoError(t, WriteUsage(&b, "2026-12", nil, UsageTable))
 	require.Regexp(t, `2026-12\s+all\s+all\s+0\n$`, b.String())
 }
+
+func TestOfFacility(t *testing.T) {
+	rows := []UsageRow{{Facility: "a", Engine: "e", Analyses: 1}, {Facility: "b", Engine: "e", Analyses: 2}, {Facility: "a", Engine: "f", Analyses: 3}}
+	if got := OfFacility(rows, ""); len(got) != 3 {
+		t.Errorf("no filter: %v", got)
+	}
+	if got := OfFacility(rows, "a"); len(got) != 2 || got[0].Engine != "e" || got[1].Engine != "f" {
+		t.Errorf("facility a: %v", got)
+	}
+	if got := OfFacility(rows, "z"); len(got) != 0 {
+		t.Errorf("facility z: %v", got)
+	}
+}

@@ -74,6 +74,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// Routes, engines and usage (issue 15 slice E). Routes is the route
+	// set in force and its reload status; Engines lists the engines'
+	// manifests and cards; Governance their state per facility × route
+	// and live figures; Usage the billing counts. Each page says so when
+	// its source is nil.
+	Routes     Routes
+	Engines    func() []EngineInfo
+	Governance Governor
+	Usage      Usage
 }
 
 // Console serves the console's pages.
@@ -134,6 +144,13 @@ func New(o Options) (*Console, error) {
 	m.Handle("GET /console/{$}", c.auth(http.RedirectHandler("/console/orders", http.StatusSeeOther)))
 	m.Handle("GET /console/orders", c.auth(http.HandlerFunc(c.orders)))
 	m.Handle("GET /console/orders/{id}", c.auth(http.HandlerFunc(c.order)))
+	m.Handle("GET /console/routes", c.auth(http.HandlerFunc(c.routesPage)))
+	m.Handle("GET /console/engines", c.auth(http.HandlerFunc(c.enginesPage)))
+	m.Handle("GET /console/engines/plot", c.auth(http.HandlerFunc(c.enginePlot)))
+	m.Handle("GET /console/engines/change", c.auth(http.HandlerFunc(c.engineChangeForm)))
+	m.Handle("POST /console/engines/change", c.auth(http.HandlerFunc(c.engineChange)))
+	m.Handle("GET /console/usage", c.auth(http.HandlerFunc(c.usagePage)))
+	m.Handle("GET /console/usage.csv", c.auth(http.HandlerFunc(c.usageCSV)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil

@@ -108,6 +108,73 @@ func counts(c map[string]int) string {
 	return strings.Join(out, ", ")
 }
 
+// Monitor plot kinds (MonitorPlot).
+const (
+	PlotHistogram   = "histogram"   // the score histogram against the reference
+	PlotAgreement   = "agreement"   // agreement, disagreement and PSI per day
+	PlotROC         = "roc"         // the ROC curve on the labelled results
+	PlotReliability = "reliability" // the reliability diagram (calibration)
+)
+
+// PlotKinds are the kinds of MonitorPlot, in the order WriteMonitorPlots
+// writes them.
+var PlotKinds = []string{PlotHistogram, PlotAgreement, PlotROC, PlotReliability}
+
+// ErrNoPlotData: the figures hold no data for that plot.
+var ErrNoPlotData = errors.New("no data to plot")
+
+// MonitorPlot draws one of the figures' plots as PNG (the drawing radgate
+// eval uses); ErrNoPlotData when the figures have none for it.
+func MonitorPlot(w io.Writer, m *Monitor, kind string) error {
+	name := m.Engine + " at " + m.Facility
+	switch kind {
+	case PlotHistogram:
+		if m.Scored == 0 {
+			return ErrNoPlotData
+		}
+		var ref []float64
+		if m.Reference != nil {
+			if d := m.Reference.distribution(); d != nil {
+				ref = d.Proportions
+			}
+		}
+		return evaluation.PlotHistogram(w, "scores vs reference: "+name, m.Histogram, ref)
+	case PlotAgreement:
+		var agree, disagree, psi []evaluation.SeriesPoint
+		for i, d := range m.Daily {
+			if d.Labelled > 0 {
+				r := float64(d.Disagreeing) / float64(d.Labelled)
+				agree = append(agree, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: 1 - r})
+				disagree = append(disagree, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: r})
+			}
+			if d.PSI != nil {
+				psi = append(psi, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: min(*d.PSI, 1)})
+			}
+		}
+		if len(agree) == 0 && len(psi) == 0 {
+			return ErrNoPlotData
+		}
+		return evaluation.PlotSeries(w, "agreement over time: "+name, "rate (PSI capped at 1)",
+			[]string{"agreement", "disagreement", "PSI"}, [][]evaluation.SeriesPoint{agree, disagree, psi})
+	case PlotROC:
+		if len(m.ROC) == 0 || m.AUC == nil {
+			return ErrNoPlotData
+		}
+		var pts []evaluation.ROCPoint
+		for _, p := range m.ROC {
+			pts = append(pts, evaluation.ROCPoint{FPR: p.FPR, TPR: p.TPR})
+		}
+		return evaluation.PlotROC(w, "ROC on labelled results: "+name, []evaluation.Curve{{
+			Label: fmt.Sprintf("%s  AUC %.4f (%.4f-%.4f)", m.Engine, *m.AUC, m.AUCCI[0], m.AUCCI[1]), Points: pts}})
+	case PlotReliability:
+		if len(m.Reliability) == 0 {
+			return ErrNoPlotData
+		}
+		return evaluation.PlotReliability(w, "calibration on labelled results: "+name, m.Reliability)
+	}
+	return fmt.Errorf("unknown plot %q (known: %s)", kind, strings.Join(PlotKinds, ", "))
+}
+
 // WriteMonitorPlots writes the figures' plots into dir as PNG (the score
 // histogram against the reference, agreement and disagreement over time,
 // the ROC curve, the reliability diagram), each that has data, and returns
@@ -116,66 +183,27 @@ func WriteMonitorPlots(dir string, m *Monitor) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	name := m.Engine + " at " + m.Facility
 	var paths []string
-	plot := func(file string, draw func(io.Writer) error) error {
-		path := filepath.Join(dir, file)
+	var errs []error
+	for _, kind := range PlotKinds {
+		path := filepath.Join(dir, "monitor-"+kind+".png")
 		f, err := os.Create(path)
 		if err != nil {
-			return err
+			return paths, err
 		}
-		err = draw(f)
+		err = MonitorPlot(f, m, kind)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoPlotData):
 			os.Remove(path)
-			return fmt.Errorf("plotting %s: %w", file, err)
+		case err != nil:
+			os.Remove(path)
+			errs = append(errs, fmt.Errorf("plotting %s: %w", filepath.Base(path), err))
+		default:
+			paths = append(paths, path)
 		}
-		paths = append(paths, path)
-		return nil
-	}
-	var errs []error
-	if m.Scored > 0 {
-		var ref []float64
-		if m.Reference != nil {
-			ref = m.Reference.distribution().Proportions
-		}
-		errs = append(errs, plot("monitor-histogram.png", func(w io.Writer) error {
-			return evaluation.PlotHistogram(w, "scores vs reference: "+name, m.Histogram, ref)
-		}))
-	}
-	var agree, disagree, psi []evaluation.SeriesPoint
-	for i, d := range m.Daily {
-		if d.Labelled > 0 {
-			r := float64(d.Disagreeing) / float64(d.Labelled)
-			agree = append(agree, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: 1 - r})
-			disagree = append(disagree, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: r})
-		}
-		if d.PSI != nil {
-			psi = append(psi, evaluation.SeriesPoint{X: float64(i), Label: d.Day, Y: min(*d.PSI, 1)})
-		}
-	}
-	if len(agree) > 0 || len(psi) > 0 {
-		errs = append(errs, plot("monitor-agreement.png", func(w io.Writer) error {
-			return evaluation.PlotSeries(w, "agreement over time: "+name, "rate (PSI capped at 1)",
-				[]string{"agreement", "disagreement", "PSI"}, [][]evaluation.SeriesPoint{agree, disagree, psi})
-		}))
-	}
-	if len(m.ROC) > 0 && m.AUC != nil {
-		var pts []evaluation.ROCPoint
-		for _, p := range m.ROC {
-			pts = append(pts, evaluation.ROCPoint{FPR: p.FPR, TPR: p.TPR})
-		}
-		errs = append(errs, plot("monitor-roc.png", func(w io.Writer) error {
-			return evaluation.PlotROC(w, "ROC on labelled results: "+name, []evaluation.Curve{{
-				Label: fmt.Sprintf("%s  AUC %.4f (%.4f-%.4f)", m.Engine, *m.AUC, m.AUCCI[0], m.AUCCI[1]), Points: pts}})
-		}))
-	}
-	if len(m.Reliability) > 0 {
-		errs = append(errs, plot("monitor-reliability.png", func(w io.Writer) error {
-			return evaluation.PlotReliability(w, "calibration on labelled results: "+name, m.Reliability)
-		}))
 	}
 	return paths, errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/console"
 	"github.com/radgate/radgate/pipeline"
 	"github.com/radgate/radgate/routing"
 )
@@ -25,10 +26,22 @@ import (
 // file, the built-in route sends every order to cfg.Engines and the "fhir"
 // destination.
 func loadRoutes(cfg config.Config, engineIDs []string) (*routing.Set, error) {
+	set, _, err := loadRoutesSource(cfg, engineIDs)
+	return set, err
+}
+
+// loadRoutesSource is loadRoutes with the bytes the set was loaded from
+// (nil for the built-in route).
+func loadRoutesSource(cfg config.Config, engineIDs []string) (*routing.Set, []byte, error) {
 	if cfg.RoutesFile == "" {
-		return routing.Default(cfg.Engines, []string{config.BuiltinDestination}), nil
+		return routing.Default(cfg.Engines, []string{config.BuiltinDestination}), nil, nil
 	}
-	return routing.LoadFile(cfg.RoutesFile, routing.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
+	b, err := os.ReadFile(cfg.RoutesFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading routes: %w", err)
+	}
+	set, err := routing.Load(cfg.RoutesFile, b, routing.Registry{Engines: engineIDs, Destinations: cfg.DestinationNames()})
+	return set, b, err
 }
 
 // routeReloader reloads the route file on SIGHUP and when the file changes:
@@ -47,11 +60,17 @@ type routeReloader struct {
 	loadedAt prometheus.Gauge
 	mu       sync.Mutex
 	digest   string
+	// What the console shows (under mu): the running file's bytes, when
+	// they were loaded, and the last reload's result.
+	source []byte
+	since  time.Time
+	last   *console.ReloadResult
 }
 
 func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string]radgate.Sink, pipe *pipeline.Pipeline,
-	digest string, log *slog.Logger, reg prometheus.Registerer) *routeReloader {
+	digest string, source []byte, log *slog.Logger, reg prometheus.Registerer) *routeReloader {
 	r := &routeReloader{cfg: cfg, engines: engines, sinks: sinks, pipe: pipe, log: log, digest: digest,
+		source: source, since: time.Now(),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "radgate_routes_reloads_total", Help: "Route file reloads, by result (success, failure, unchanged).",
 		}, []string{"result"}),
@@ -73,7 +92,9 @@ func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string
 func (r *routeReloader) reload(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set, err := loadRoutes(r.cfg, r.engines.IDs())
+	set, src, err := loadRoutesSource(r.cfg, r.engines.IDs())
+	res := &console.ReloadResult{At: time.Now(), Trigger: why}
+	r.last = res
 	if err == nil {
 		var engines []radgate.Engine
 		if engines, err = r.engines.load(set.Engines()); err == nil {
@@ -87,10 +108,12 @@ func (r *routeReloader) reload(why string) error {
 				if set.Digest() == r.digest {
 					r.reloads.WithLabelValues("unchanged").Inc()
 					r.failing.Set(0)
+					res.Result = "unchanged"
 					return nil
 				}
 				r.pipe.SetRoutes(set, engines)
-				r.digest = set.Digest()
+				r.digest, r.source, r.since = set.Digest(), src, res.At
+				res.Result = "success"
 				r.reloads.WithLabelValues("success").Inc()
 				r.failing.Set(0)
 				r.loadedAt.SetToCurrentTime()
@@ -101,8 +124,29 @@ func (r *routeReloader) reload(why string) error {
 	}
 	r.reloads.WithLabelValues("failure").Inc()
 	r.failing.Set(1)
+	res.Result, res.Error = "failure", err.Error()
+	var findings config.Errors
+	if errors.As(err, &findings) {
+		res.Findings = findings
+	}
 	r.log.Error("route reload failed; the previous routes keep serving", "trigger", why, "file", r.cfg.RoutesFile, "err", err)
 	return err
+}
+
+// RouteSet is the route set in force.
+func (r *routeReloader) RouteSet() *routing.Set { return r.pipe.RouteSet() }
+
+// RouteStatus is the running route file and the last reload's result (the
+// console's routes page).
+func (r *routeReloader) RouteStatus() console.RouteStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := console.RouteStatus{File: r.cfg.RoutesFile, Source: r.source, Digest: r.digest, LoadedAt: r.since}
+	if r.last != nil {
+		last := *r.last
+		st.Last = &last
+	}
+	return st
 }
 
 // watch reloads on SIGHUP and on changes to the route file until ctx ends.

@@ -132,7 +132,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	defer loader.Close()
-	routes, err := loadRoutes(cfg, loader.IDs())
+	routes, routesSource, err := loadRoutesSource(cfg, loader.IDs())
 	if err != nil {
 		return &ConfigError{Err: err}
 	}
@@ -362,7 +362,10 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
-	handler, err := withConsole(ctx, cfg, sec, topo, pipe, logger, sec.wrap(mux))
+	// The route reloader (SIGHUP, file changes; its status on the console).
+	reloader := newRouteReloader(cfg, loader, dests.sinks, pipe, routes.Digest(), routesSource, logger.With("component", "routes"), metrics)
+	handler, err := withConsole(ctx, cfg, sec, topo, pipe, logger, sec.wrap(mux),
+		consoleParts{routes: reloader, gov: gov, usage: usage, engines: loader.reg})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
@@ -378,7 +381,6 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}, func(error) { _ = srv.Shutdown(stopping()) })
 
 	// The route reloader (SIGHUP, file changes).
-	reloader := newRouteReloader(cfg, loader, dests.sinks, pipe, routes.Digest(), logger.With("component", "routes"), metrics)
 	{
 		rctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })

@@ -10,10 +10,10 @@ import (
 )
 
 func init() {
-	var configPath, month string
+	var configPath, month, facility string
 	var csvOut, jsonOut bool
 	cmd := &cobra.Command{
-		Use:   "usage --month YYYY-MM [--csv|--json]",
+		Use:   "usage --month YYYY-MM [--facility F] [--csv|--json]",
 		Short: "Analyses per facility and engine for a month (per-case billing)",
 		Long: `Print how many analyses radgate ran in a month, per facility and engine:
 the per-case part of the monthly bill. An analysis is a scored result, counted
@@ -43,6 +43,7 @@ data_dir/nats), so radgate serve must be running when it is embedded.`,
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
+			rows = billing.OfFacility(rows, facility)
 			format := billing.UsageTable
 			switch {
 			case csvOut:
@@ -55,6 +56,7 @@ data_dir/nats), so radgate serve must be running when it is embedded.`,
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
 	cmd.Flags().StringVar(&month, "month", "", "month as YYYY-MM (default: the current month, UTC)")
+	cmd.Flags().StringVar(&facility, "facility", "", "only this facility's rows")
 	cmd.Flags().BoolVar(&csvOut, "csv", false, "CSV: month,facility,engine,analyses")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "one JSON object per facility × engine")
 	cmd.MarkFlagsMutuallyExclusive("csv", "json")
