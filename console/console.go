@@ -74,6 +74,13 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// Failures (issue 15 slice D): the dead-letter stream, the HL7
+	// outbox (nil: no table) and where operator actions are recorded (nil:
+	// in the log only).
+	DLQ    DeadLetters
+	Outbox Outbox
+	Audit  Auditor
 }
 
 // Console serves the console's pages.
@@ -134,6 +141,9 @@ func New(o Options) (*Console, error) {
 	m.Handle("GET /console/{$}", c.auth(http.RedirectHandler("/console/orders", http.StatusSeeOther)))
 	m.Handle("GET /console/orders", c.auth(http.HandlerFunc(c.orders)))
 	m.Handle("GET /console/orders/{id}", c.auth(http.HandlerFunc(c.order)))
+	m.Handle("GET /console/failures", c.auth(http.HandlerFunc(c.failures)))
+	m.Handle("POST /console/failures/replay", c.auth(http.HandlerFunc(c.replay)))
+	m.Handle("POST /console/failures/resend", c.auth(http.HandlerFunc(c.resend)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil
