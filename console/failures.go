@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/radgate/radgate/adapters/httpauth"
@@ -235,6 +236,9 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request) {
 		"Audit": ref, "AuditErr": auditErr, "NoAuditor": c.o.Audit == nil})
 }
 
+// resendParallel is how many HL7 messages a re-send sends at a time.
+const resendParallel = 8
+
 // outboxKey is what an outbox key looks like (a result id, maybe -r<N>[x]).
 var outboxKey = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
@@ -285,8 +289,27 @@ func (c *Console) resend(w http.ResponseWriter, r *http.Request) {
 	rows := make([]outcomeRow, 0, len(keys))
 	var entities []string
 	failed := 0
-	for _, k := range keys {
-		m, err := c.o.Outbox.ResendOutbox(r.Context(), k)
+	type sent struct {
+		m   OutboxMessage
+		err error
+	}
+	// One try each, several at a time: a RIS that does not answer costs
+	// its timeout once, not once per message.
+	res := make([]sent, len(keys))
+	sem := make(chan struct{}, resendParallel)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			m, err := c.o.Outbox.ResendOutbox(r.Context(), k)
+			res[i] = sent{m, err}
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		m, err := res[i].m, res[i].err
 		row := outcomeRow{ID: k, Stage: m.State, OrderID: m.OrderID, Done: err == nil}
 		if err != nil {
 			failed++
