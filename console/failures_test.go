@@ -182,6 +182,7 @@ func TestFailuresViewerSeesNoActionsAndIsRefused(t *testing.T) {
 	assert.NotContains(t, body, "Replay selected")
 	assert.NotContains(t, body, "Re-send selected")
 	assert.NotContains(t, body, `type="checkbox"`)
+	assert.NotContains(t, body, `action="/console/failures/`, "no action form at all")
 	_, orders := e.get(t, "/console/orders")
 	tok := csrf(t, orders) // the sign-out form's token: a valid CSRF token
 	for _, p := range []string{"/console/failures/replay", "/console/failures/resend"} {
