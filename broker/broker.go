@@ -74,6 +74,9 @@ const (
 	// (radgate dlq replay) with the DLQ sequence it came from. The stages
 	// pass it on to what they publish in turn (see replayReset).
 	HeaderReplayOf = "Radgate-Replay-Of"
+	// HeaderAttempts carries, on a dead letter, how many times the stage
+	// was given the message before it gave up.
+	HeaderAttempts = "Radgate-Attempts"
 )
 
 // DuplicateWindow is how long JetStream remembers a Nats-Msg-Id: an order or

@@ -43,6 +43,9 @@ type DeadLetter struct {
 	// ReplayOf is set when the dead letter is itself a replay that failed
 	// again: the DLQ sequence it was replayed from.
 	ReplayOf string `json:"replay_of,omitempty"`
+	// Attempts is how many times the stage was given the message before it
+	// gave up (HeaderAttempts; 0: not recorded).
+	Attempts int `json:"attempts,omitempty"`
 
 	// Header and Data are the stored message (Data is empty from List).
 	Header nats.Header `json:"-"`
@@ -153,10 +156,11 @@ func (d *DLQ) Get(ctx context.Context, seq uint64) (DeadLetter, error) {
 }
 
 func deadLetterOf(seq uint64, t time.Time, subject string, h nats.Header, data []byte) DeadLetter {
+	attempts, _ := strconv.Atoi(h.Get(HeaderAttempts))
 	return DeadLetter{
 		Seq: seq, Time: t, Stage: strings.TrimPrefix(subject, SubjectDLQ),
 		OrderID: h.Get(HeaderOrderID), Reason: h.Get(HeaderReason), Subject: h.Get(HeaderSubject),
-		ReplayOf: h.Get(HeaderReplayOf), Header: h, Data: data,
+		ReplayOf: h.Get(HeaderReplayOf), Attempts: attempts, Header: h, Data: data,
 	}
 }
 
@@ -168,6 +172,27 @@ func replayable(subject string) bool {
 		}
 	}
 	return false
+}
+
+// ReplayOutcome is what became of one dead letter of ReplayAll: Err says
+// why it was not replayed (Replayed.Stream is set when it was replayed but
+// not removed).
+type ReplayOutcome struct {
+	Seq      uint64
+	Replayed Replayed
+	Err      error
+}
+
+// ReplayAll replays each dead letter in turn (see Replay), going on past
+// failures: what radgate dlq replay and the console's "Replay selected"
+// both do.
+func (d *DLQ) ReplayAll(ctx context.Context, seqs []uint64, keep bool) []ReplayOutcome {
+	out := make([]ReplayOutcome, 0, len(seqs))
+	for _, seq := range seqs {
+		r, err := d.Replay(ctx, seq, keep)
+		out = append(out, ReplayOutcome{Seq: seq, Replayed: r, Err: err})
+	}
+	return out
 }
 
 // Replay sends dead letter seq again to the subject it was first published

@@ -105,35 +105,41 @@ func WriteDeadLetter(w io.Writer, dl DeadLetter, asJSON bool) error {
 	return err
 }
 
-// ReplayEach replays each dead letter in turn (see Replay), writing to out
-// what became of it and to errOut why one was not replayed; it goes on past
-// failures and returns how many failed.
+// ReplayEach replays each dead letter in turn (see ReplayAll), writing to
+// out what became of it and to errOut why one was not replayed; it goes on
+// past failures and returns how many failed.
 func (d *DLQ) ReplayEach(ctx context.Context, seqs []uint64, keep bool, out, errOut io.Writer) int {
 	failed := 0
-	for _, seq := range seqs {
-		r, err := d.Replay(ctx, seq, keep)
-		if err != nil {
+	for _, o := range d.ReplayAll(ctx, seqs, keep) {
+		if o.Err != nil {
 			failed++
-			fmt.Fprintf(errOut, "radgate: dead letter %d: %v\n", seq, err)
-			if r.Stream == "" {
+			fmt.Fprintf(errOut, "radgate: dead letter %d: %v\n", o.Seq, o.Err)
+			if o.Replayed.Stream == "" {
 				continue
 			}
 		}
-		dl := r.DeadLetter
-		what := fmt.Sprintf("dead letter %d (%s, order %s)", seq, dl.Stage, orNone(dl.OrderID))
-		if r.Duplicate {
-			fmt.Fprintf(out, "%s was replayed before, within the duplicate window: not sent again", what)
-		} else {
-			fmt.Fprintf(out, "replayed %s to %s: %s seq %d", what, dl.Subject, r.Stream, r.Seq)
-		}
-		switch {
-		case r.Removed:
-			fmt.Fprintln(out, "; removed from the DLQ")
-		case keep:
-			fmt.Fprintln(out, "; kept in the DLQ (--keep)")
-		default:
-			fmt.Fprintln(out, "; still in the DLQ")
-		}
+		fmt.Fprintln(out, o.Replayed.Describe(keep))
 	}
 	return failed
+}
+
+// Describe says in one line what a replay did ("replayed dead letter 7
+// (deliver-fhir, order …) to radgate.results.…: RADGATE_RESULTS seq 12;
+// removed from the DLQ"); keep is whether the replay was asked to keep it.
+func (r Replayed) Describe(keep bool) string {
+	dl := r.DeadLetter
+	what := fmt.Sprintf("dead letter %d (%s, order %s)", dl.Seq, dl.Stage, orNone(dl.OrderID))
+	var s string
+	if r.Duplicate {
+		s = what + " was replayed before, within the duplicate window: not sent again"
+	} else {
+		s = fmt.Sprintf("replayed %s to %s: %s seq %d", what, dl.Subject, r.Stream, r.Seq)
+	}
+	switch {
+	case r.Removed:
+		return s + "; removed from the DLQ"
+	case keep:
+		return s + "; kept in the DLQ (--keep)"
+	}
+	return s + "; still in the DLQ"
 }

@@ -84,6 +84,12 @@ type Options struct {
 	Engines    func() []EngineInfo
 	Governance Governor
 	Usage      Usage
+	// Failures (issue 15 slice D): the dead-letter stream, the HL7
+	// outbox (nil: no table) and where operator actions are recorded (nil:
+	// in the log only).
+	DLQ    DeadLetters
+	Outbox Outbox
+	Audit  Auditor
 }
 
 // Console serves the console's pages.
@@ -151,6 +157,9 @@ func New(o Options) (*Console, error) {
 	m.Handle("POST /console/engines/change", c.auth(http.HandlerFunc(c.engineChange)))
 	m.Handle("GET /console/usage", c.auth(http.HandlerFunc(c.usagePage)))
 	m.Handle("GET /console/usage.csv", c.auth(http.HandlerFunc(c.usageCSV)))
+	m.Handle("GET /console/failures", c.auth(http.HandlerFunc(c.failures)))
+	m.Handle("POST /console/failures/replay", c.auth(http.HandlerFunc(c.replay)))
+	m.Handle("POST /console/failures/resend", c.auth(http.HandlerFunc(c.resend)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil

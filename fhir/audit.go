@@ -99,3 +99,93 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// ConsoleAction is an operator's action in the console (a dead letter
+// replayed, an HL7 message re-sent) or a view of patient data, as an
+// AuditEvent records it.
+type ConsoleAction struct {
+	// Subject is who did it (the signed-in principal's name); Roles are
+	// its roles.
+	Subject string
+	Roles   []string
+	// Kind is what was done: "dlq-replay", "hl7-resend", "phi-view", ….
+	Kind string
+	// Entities are what it was done to, each "<kind>/<id>" ("dlq/7",
+	// "hl7-outbox/<result id>", "order/<order id>"): identifiers only.
+	Entities []string
+	// Outcome is "done", "partial" (some entities failed) or "failed";
+	// Detail says what happened, in words, without patient data.
+	Outcome, Detail string
+	At              time.Time
+}
+
+// System of the AuditEvent subtype of a console action: its code is the
+// action's kind. Entities' identifiers are in systems "urn:radgate:<kind>"
+// (urn:radgate:dlq, urn:radgate:hl7-outbox, urn:radgate:order).
+const SystemConsoleAction = "urn:radgate:console-action"
+
+// ConsoleAuditEvent builds the AuditEvent of a console action: type DICOM
+// 110100 Application Activity (110110 Patient Record, action R, for a
+// "phi-view"), action E (execute) otherwise, subtype the kind in
+// SystemConsoleAction, outcome 0 / 4 (partial) / 8 (failed), the subject as
+// the requesting agent with its roles, radgate's console as the source, and
+// one entity per identifier. It carries no patient data: the entities are
+// radgate's own identifiers.
+func ConsoleAuditEvent(a ConsoleAction) ([]byte, error) {
+	if a.Subject == "" || a.Kind == "" || len(a.Entities) == 0 {
+		return nil, fmt.Errorf("a console AuditEvent needs who acted, the kind of action and at least one entity")
+	}
+	type coding struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display,omitempty"`
+	}
+	typ, action := coding{System: "http://dicom.nema.org/resources/ontology/DCM", Code: "110100", Display: "Application Activity"}, "E"
+	if a.Kind == "phi-view" {
+		typ, action = coding{System: "http://dicom.nema.org/resources/ontology/DCM", Code: "110110", Display: "Patient Record"}, "R"
+	}
+	outcome := "0"
+	switch a.Outcome {
+	case "partial":
+		outcome = "4"
+	case "failed":
+		outcome = "8"
+	}
+	entities := make([]map[string]any, 0, len(a.Entities))
+	for _, e := range a.Entities {
+		kind, id, ok := strings.Cut(e, "/")
+		if !ok || kind == "" || id == "" {
+			return nil, fmt.Errorf("console AuditEvent entity %q: want <kind>/<id>", e)
+		}
+		entities = append(entities, map[string]any{
+			"what": map[string]any{"identifier": map[string]string{"system": "urn:radgate:" + kind, "value": id}, "display": e},
+			"type": coding{System: "http://terminology.hl7.org/CodeSystem/audit-entity-type", Code: "2", Display: "System Object"},
+			"name": e,
+		})
+	}
+	var roles []map[string]any
+	for _, r := range a.Roles {
+		roles = append(roles, map[string]any{"coding": []coding{{System: "urn:radgate:role", Code: r}}, "text": r})
+	}
+	agent := map[string]any{"who": map[string]any{"display": a.Subject}, "name": a.Subject, "requestor": true}
+	if len(roles) > 0 {
+		agent["role"] = roles
+	}
+	desc := a.Kind + " by " + a.Subject + ": " + strings.Join(a.Entities, ", ")
+	if a.Detail != "" {
+		desc += " — " + a.Detail
+	}
+	ev := map[string]any{
+		"resourceType": "AuditEvent",
+		"type":         typ,
+		"subtype":      []coding{{System: SystemConsoleAction, Code: a.Kind, Display: "console " + a.Kind}},
+		"action":       action,
+		"recorded":     a.At.UTC().Format(time.RFC3339Nano),
+		"outcome":      outcome,
+		"outcomeDesc":  desc,
+		"agent":        []map[string]any{agent},
+		"source":       map[string]any{"observer": map[string]any{"display": "radgate console"}},
+		"entity":       entities,
+	}
+	return json.Marshal(ev)
+}

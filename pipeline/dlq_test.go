@@ -58,6 +58,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	require.WithinDuration(t, time.Now(), dl.Time, time.Minute)
 	require.Empty(t, dl.Data, "list reads headers only")
 	require.Empty(t, dl.ReplayOf)
+	require.Equal(t, 1, dl.Attempts, "refused for good on the first delivery")
 
 	shown, err := d.Get(t.Context(), dl.Seq)
 	require.NoError(t, err)

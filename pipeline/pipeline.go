@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -628,6 +629,9 @@ func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.M
 	out.Header.Set(broker.HeaderSubject, msg.Subject())
 	if r := msg.Headers().Get(broker.HeaderReplayOf); r != "" {
 		out.Header.Set(broker.HeaderReplayOf, r) // a replay that failed again says so
+	}
+	if md, err := msg.Metadata(); err == nil {
+		out.Header.Set(broker.HeaderAttempts, strconv.FormatUint(md.NumDelivered, 10))
 	}
 	_, err := p.js.PublishMsg(ctx, out)
 	return err

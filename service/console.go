@@ -2,17 +2,24 @@ package service
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/fhirhttp"
+	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/billing"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/console"
+	"github.com/radgate/radgate/fhir"
 	"github.com/radgate/radgate/governance"
 	"github.com/radgate/radgate/inference"
 	"github.com/radgate/radgate/pipeline"
@@ -39,6 +46,18 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 	// Routes, engines and usage (issue 15 slice E).
 	o.Routes, o.Governance, o.Usage = parts.routes, parts.gov, parts.usage
 	o.Engines = func() []console.EngineInfo { return engineInfos(parts.engines) }
+	// Failures (issue 15 slice D): the DLQ and the HL7 outbox, replayed and
+	// re-sent by the same code as radgate dlq / hl7; each action audited on
+	// the EHR's FHIR server when there is one (else in the log only).
+	o.DLQ = broker.NewDLQ(topo.JS)
+	o.Outbox = hl7Outbox{js: topo.JS, timeout: hl7ResendTimeout}
+	if cfg.FHIR.BaseURL != "" {
+		fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: cfg.FHIR.BaseURL, HTTPClient: sec.fhir, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("fhir (audit of console actions): %w", err)
+		}
+		o.Audit = fhirAuditor{c: fc, timeout: cfg.FHIR.Timeout.D()}
+	}
 	c, err := console.New(o)
 	if err != nil {
 		return nil, err
@@ -94,4 +113,68 @@ func engineInfos(reg *inference.Registry) []console.EngineInfo {
 		out = append(out, e)
 	}
 	return out
+}
+
+// AuditAction writes a console action as an AuditEvent (POST: each action
+// is its own event) and returns its reference.
+func (a fhirAuditor) AuditAction(ctx context.Context, act console.Action) (string, error) {
+	b, err := fhir.ConsoleAuditEvent(fhir.ConsoleAction{Subject: act.Subject, Roles: act.Roles, Kind: act.Kind,
+		Entities: act.Entities, Outcome: act.Outcome, Detail: act.Detail, At: act.At})
+	if err != nil {
+		return "", err
+	}
+	return a.write(ctx, b, false)
+}
+
+// hl7ResendTimeout is how long a console re-send waits for the connection
+// and the ACK (radgate hl7 resend --timeout; shorter, a browser waits).
+const hl7ResendTimeout = 10 * time.Second
+
+// hl7Outbox is the HL7 outbox as the console sees it: opened on each use
+// (the bucket appears with the first HL7 result), re-sent through
+// hl7v2.Outbox.ResendTo as radgate hl7 resend does.
+type hl7Outbox struct {
+	js      jetstream.JetStream
+	timeout time.Duration
+}
+
+// open returns the outbox, nil when no HL7 message was ever stored.
+func (h hl7Outbox) open(ctx context.Context) (*hl7v2.Outbox, error) {
+	if _, err := h.js.ObjectStore(ctx, hl7v2.BucketOutbox); errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	return hl7v2.OpenOutbox(ctx, h.js, false)
+}
+
+func (h hl7Outbox) ListOutbox(ctx context.Context) ([]console.OutboxMessage, error) {
+	ob, err := h.open(ctx)
+	if ob == nil || err != nil {
+		return nil, err
+	}
+	msgs, err := ob.List(ctx)
+	out := make([]console.OutboxMessage, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, outboxMessage(m))
+	}
+	return out, err
+}
+
+func (h hl7Outbox) ResendOutbox(ctx context.Context, key string) (console.OutboxMessage, error) {
+	ob, err := h.open(ctx)
+	if err != nil {
+		return console.OutboxMessage{}, err
+	}
+	if ob == nil {
+		return console.OutboxMessage{}, fmt.Errorf("%w: %s (no HL7 message has been stored yet)", hl7v2.ErrNotStored, key)
+	}
+	m, addr, err := ob.ResendTo(ctx, key, "", h.timeout)
+	if err != nil && m.ResultID != "" {
+		err = fmt.Errorf("re-sending %s (MSH-10 %s) to %s: %w", key, m.ControlID, addr, err)
+	}
+	return outboxMessage(m), err
+}
+
+func outboxMessage(m hl7v2.StoredMessage) console.OutboxMessage {
+	return console.OutboxMessage{Key: m.Key(), OrderID: m.OrderID, ControlID: m.ControlID, Destination: m.Destination,
+		State: m.State(), Failed: m.Failed(), Attempts: m.Attempts, LastError: m.Problem(), StoredAt: m.StoredAt}
 }

@@ -46,7 +46,8 @@ func newGovernance(cfg config.Config, topo *broker.Topology, sec *security, pipe
 }
 
 // fhirAuditor writes each engine state change as an AuditEvent, with PUT
-// at an id derived from the change, so a retried write is one resource.
+// at an id derived from the change, so a retried write is one resource; and
+// each console action (AuditAction, in console.go) with POST.
 type fhirAuditor struct {
 	c       *fhirhttp.Client
 	timeout time.Duration
@@ -77,12 +78,18 @@ func (a fhirAuditor) AuditChange(ctx context.Context, c governance.Change) (stri
 	if err != nil {
 		return "", err
 	}
+	return a.write(ctx, b, ch.ID != "")
+}
+
+// write stores an AuditEvent within the timeout: with PUT when it has an
+// id of its own (withID), else with POST; it returns the reference.
+func (a fhirAuditor) write(ctx context.Context, b []byte, withID bool) (string, error) {
 	if a.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.timeout)
 		defer cancel()
 	}
-	if ch.ID == "" {
+	if !withID {
 		return a.c.Create(ctx, b, "")
 	}
 	return a.c.Update(ctx, b)

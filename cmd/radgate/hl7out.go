@@ -127,20 +127,10 @@ errors, or why nothing came back, are printed).`,
 				return err
 			}
 			defer closeNATS()
-			ctx := cmd.Context()
-			addr := to
-			if addr == "" {
-				m, _, err := ob.Get(ctx, args[0])
-				if err != nil {
-					return err
-				}
-				if addr = m.Destination; addr == "" {
-					return &exitError{code: 2, err: fmt.Errorf("result %s: no destination is recorded: give --to HOST:PORT", args[0])}
-				}
+			m, addr, err := ob.ResendTo(cmd.Context(), args[0], to, timeout)
+			if errors.Is(err, hl7v2.ErrNoDestination) {
+				return &exitError{code: 2, err: fmt.Errorf("%w: give --to HOST:PORT", err)}
 			}
-			m, err := ob.Resend(ctx, args[0], addr, hl7v2.ClientOptions{
-				DialTimeout: min(timeout, hl7v2.DefaultDialTimeout), AckTimeout: timeout, MaxAttempts: 1,
-			})
 			if err != nil {
 				if m.ControlID == "" {
 					m.ControlID = "-"
