@@ -38,20 +38,23 @@ func TestLastHourQueuesAndWatch(t *testing.T) {
 	}
 	assert.Equal(t, radgate.StateReceived, seen[0])
 
-	lh := h.p.LastHour()
-	require.NotEmpty(t, lh.Results.Series)
+	// The result is counted when the inference stage has published it,
+	// which may be just after its delivery.
+	var lh LastHour
+	require.Eventually(t, func() bool { lh = h.p.LastHour(); return len(lh.Results.Series) > 0 }, 5*time.Second, 10*time.Millisecond)
 	r := lh.Results.Series[0]
 	assert.Equal(t, "eng-a", r.Name)
 	assert.Equal(t, string(radgate.OutcomeScored), r.Outcome)
 	assert.Equal(t, 1, r.Count)
 	assert.Positive(t, r.P50, "order → result time")
 	assert.Equal(t, 1, lh.Results.PerMinute[WindowMinutes-1]+lh.Results.PerMinute[WindowMinutes-2])
-	stages := map[string]int{}
-	for _, s := range lh.Stages.Series {
-		stages[s.Name+"/"+s.Outcome] += s.Count
-	}
-	assert.Positive(t, stages["router/ack"])
-	assert.Positive(t, stages["inference/ack"])
+	assert.Eventually(t, func() bool {
+		stages := map[string]int{}
+		for _, s := range h.p.LastHour().Stages.Series {
+			stages[s.Name+"/"+s.Outcome] += s.Count
+		}
+		return stages["router/ack"] > 0 && stages["inference/ack"] > 0 && stages["deliver-fhir/ack"] > 0
+	}, 5*time.Second, 10*time.Millisecond, "each stage's messages counted as it finishes them")
 
 	require.Eventually(t, func() bool {
 		qs, dlq, err := h.p.Queues(t.Context())
