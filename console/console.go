@@ -74,6 +74,18 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	// Health page and live updates (issue 15 slice H, health.go).
+	// Health reads the stage queues and the last hour (the pipeline);
+	// Peers checks the peers (CachePeers); Changes streams order state
+	// changes to /console/events (the pipeline). Heartbeat is how often a
+	// quiet stream gets a comment (DefaultHeartbeat when 0); closing Done
+	// ends every stream (serve's shutdown).
+	Health    HealthReader
+	Peers     PeerChecker
+	Changes   OrderWatcher
+	Heartbeat time.Duration
+	Done      <-chan struct{}
 }
 
 // Console serves the console's pages.
@@ -134,6 +146,8 @@ func New(o Options) (*Console, error) {
 	m.Handle("GET /console/{$}", c.auth(http.RedirectHandler("/console/orders", http.StatusSeeOther)))
 	m.Handle("GET /console/orders", c.auth(http.HandlerFunc(c.orders)))
 	m.Handle("GET /console/orders/{id}", c.auth(http.HandlerFunc(c.order)))
+	m.Handle("GET /console/health", c.auth(http.HandlerFunc(c.health)))
+	m.Handle("GET /console/events", c.auth(http.HandlerFunc(c.events)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil
