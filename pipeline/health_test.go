@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -79,4 +80,23 @@ func TestLastHourQueuesAndWatch(t *testing.T) {
 	_, dlq, err := h.p.Queues(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(1), dlq)
+}
+
+// A watch is one subscription, gone when its context ends.
+func TestWatchOrdersEndsWithItsContext(t *testing.T) {
+	h := newIdleHarness(t, nil)
+	nc := h.topo.JS.Conn()
+	before := nc.NumSubscriptions()
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := h.p.WatchOrders(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, before+1, nc.NumSubscriptions())
+	cancel()
+	select {
+	case _, ok := <-ch:
+		assert.False(t, ok, "closed")
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch outlived its context")
+	}
+	assert.Eventually(t, func() bool { return nc.NumSubscriptions() == before }, 5*time.Second, 10*time.Millisecond, "unsubscribed")
 }
