@@ -134,11 +134,12 @@ func (w *Window) Stats() WindowStats {
 	first := now - WindowMinutes + 1
 	out := WindowStats{Start: time.Unix(first*60, 0).UTC(), PerMinute: make([]int, WindowMinutes)}
 	idx := map[seriesKey]int{}
-	var samples [][]weighted
+	var sizes []int
+	live := func(b *windowBucket) bool { return b.minute >= first && b.minute <= now }
 	w.mu.Lock()
-	for i := range w.b {
+	for i := range w.b { // counts, and how many samples each series has
 		b := &w.b[i]
-		if b.minute < first || b.minute > now {
+		if !live(b) {
 			continue
 		}
 		slot := int(b.minute - first)
@@ -151,12 +152,29 @@ func (w *Window) Stats() WindowStats {
 				j = len(out.Series)
 				idx[k] = j
 				out.Series = append(out.Series, SeriesStats{Name: k.name, Outcome: k.outcome, PerMinute: make([]int, WindowMinutes)})
-				samples = append(samples, nil)
+				sizes = append(sizes, 0)
 			}
 			out.Series[j].Count += s.count
 			out.Series[j].PerMinute[slot] += s.count
 			out.PerMinute[slot] += s.count
 			out.Count += s.count
+			sizes[j] += len(s.samples)
+		}
+	}
+	samples := make([][]weighted, len(sizes))
+	for j, n := range sizes {
+		samples[j] = make([]weighted, 0, n)
+	}
+	for i := range w.b { // the samples, each weighing its minute's count / kept
+		b := &w.b[i]
+		if !live(b) {
+			continue
+		}
+		for k, s := range b.series {
+			if s.count == 0 {
+				continue
+			}
+			j := idx[k]
 			weight := float64(s.count) / float64(len(s.samples))
 			for _, d := range s.samples {
 				samples[j] = append(samples[j], weighted{d, weight})

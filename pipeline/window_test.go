@@ -148,3 +148,25 @@ func BenchmarkWindowRecord(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkWindowStats is one Health page's read of a full window: six
+// series, every minute past WindowSamples events.
+func BenchmarkWindowStats(b *testing.B) {
+	clk := newFakeClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	w := NewWindow(clk.now)
+	for range WindowMinutes {
+		for i := range 2 * WindowSamples {
+			for _, s := range []string{"router", "router-urgent", "inference", "inference-urgent", "deliver-fhir", "deliver-fhir-urgent"} {
+				w.Record(s, "ack", time.Duration(i)*time.Millisecond)
+			}
+		}
+		clk.add(time.Minute)
+	}
+	clk.add(-time.Minute)
+	b.ReportAllocs()
+	for b.Loop() {
+		if w.Stats().Count != WindowMinutes*2*WindowSamples*6 {
+			b.Fatal("window not full")
+		}
+	}
+}
