@@ -97,6 +97,8 @@ func TestHealthPage(t *testing.T) {
 		"the numbers as a table, newest first, minutes with work")
 	assert.NotContains(t, body, "<script>", "no inline script")
 	assert.Contains(t, body, `<script src="/console/static/live.js" defer></script>`)
+	r, _ = e.post(t, "/console/health", nil)
+	assert.Equal(t, http.StatusForbidden, r.StatusCode, "a POST without the CSRF token is refused")
 }
 
 func TestHealthPageWithoutComponents(t *testing.T) {
