@@ -90,6 +90,17 @@ type Options struct {
 	DLQ    DeadLetters
 	Outbox Outbox
 	Audit  Auditor
+	// Health page and live updates (issue 15 slice H, health.go).
+	// Health reads the stage queues and the last hour (the pipeline);
+	// Peers checks the peers (CachePeers); Changes streams order state
+	// changes to /console/events (the pipeline). Heartbeat is how often a
+	// quiet stream gets a comment (DefaultHeartbeat when 0); closing Done
+	// ends every stream (serve's shutdown).
+	Health    HealthReader
+	Peers     PeerChecker
+	Changes   OrderWatcher
+	Heartbeat time.Duration
+	Done      <-chan struct{}
 }
 
 // Console serves the console's pages.
@@ -160,6 +171,8 @@ func New(o Options) (*Console, error) {
 	m.Handle("GET /console/failures", c.auth(http.HandlerFunc(c.failures)))
 	m.Handle("POST /console/failures/replay", c.auth(http.HandlerFunc(c.replay)))
 	m.Handle("POST /console/failures/resend", c.auth(http.HandlerFunc(c.resend)))
+	m.Handle("GET /console/health", c.auth(http.HandlerFunc(c.health)))
+	m.Handle("GET /console/events", c.auth(http.HandlerFunc(c.events)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil

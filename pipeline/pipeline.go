@@ -119,6 +119,10 @@ type Pipeline struct {
 	js    jetstream.JetStream
 	store *orderStore
 	m     *metrics
+	// stages and results are the last hour beside m (LastHour): messages
+	// per stage × verdict with their handling time, results per engine ×
+	// outcome with the time from the order's receipt.
+	stages, results *Window
 
 	routesMu sync.RWMutex
 	rs       routeState
@@ -193,11 +197,12 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		opts.MaxStudyBytes = 1 << 30
 	}
 	p := &Pipeline{
-		opts: opts,
-		log:  opts.Logger.With("component", "pipeline"),
-		js:   opts.Topology.JS,
-		m:    newMetrics(opts.Registerer),
-		rs:   routeState{engines: map[string]radgate.Engine{}},
+		opts:   opts,
+		log:    opts.Logger.With("component", "pipeline"),
+		js:     opts.Topology.JS,
+		m:      newMetrics(opts.Registerer),
+		stages: NewWindow(opts.Now), results: NewWindow(opts.Now),
+		rs: routeState{engines: map[string]radgate.Engine{}},
 	}
 	p.store = &orderStore{kv: opts.Topology.Orders, now: opts.Now, js: opts.Topology.JS, log: p.log, invalid: p.m.invalid}
 	var ids []string
@@ -556,8 +561,10 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 	if err != nil {
 		log.Warn("acknowledging failed", "err", err)
 	}
-	s.p.m.handled.WithLabelValues(s.name, [...]string{"ack", "retry", "dead-letter"}[v.kind]).Inc()
-	s.p.m.latency.WithLabelValues(s.name).Observe(time.Since(start).Seconds())
+	took, kind := time.Since(start), [...]string{"ack", "retry", "dead-letter"}[v.kind]
+	s.p.m.handled.WithLabelValues(s.name, kind).Inc()
+	s.p.m.latency.WithLabelValues(s.name).Observe(took.Seconds())
+	s.p.stages.Record(s.name, kind, took)
 }
 
 // heartbeat tells JetStream that msg is still being worked on, every

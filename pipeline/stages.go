@@ -1109,6 +1109,7 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		}
 	}
 	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
+	p.results.Record(r.Engine.ID, string(r.Outcome), p.opts.Now().Sub(st.ReceivedAt))
 	p.log.Info("result published", "order", st.ID, "engine", r.Engine.ID, "outcome", r.Outcome, "tier", r.Tier,
 		"destinations", strings.Join(dests, ","))
 	return done()
@@ -1166,6 +1167,7 @@ func (p *Pipeline) withhold(ctx context.Context, st radgate.OrderStatus, r radga
 		p.watchAnswered(ctx, now)
 	}
 	p.m.results.WithLabelValues(r.Engine.ID, string(r.Outcome)).Inc()
+	p.results.Record(r.Engine.ID, string(r.Outcome), p.opts.Now().Sub(st.ReceivedAt))
 	p.log.Info("result withheld from every destination", "order", st.ID, "engine", r.Engine.ID, "version", r.Engine.Version,
 		"mode", mode, "outcome", r.Outcome, "tier", r.Tier)
 	return done()

@@ -12,7 +12,6 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
-	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 )
@@ -120,52 +119,10 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		return failed
 	}
 
-	probe := func(what string, f func(context.Context) error) {
+	for _, p := range peerProbes(cfg, sec, reg, pacs, topo.JS, logger) {
 		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
-		defer cancel()
-		step(what, f(pctx))
-	}
-	if p, ok := cfg.PACSDIMSE(); ok {
-		probe("connect pacs "+p.CalledAE+"@"+p.Addr()+" (DIMSE C-ECHO, Study Root C-FIND accepted)", func(ctx context.Context) error {
-			d, err := pacsDialer(p)
-			if err != nil {
-				return err
-			}
-			return dimse.ProbePACS(ctx, d, p.Addr())
-		})
-	} else if pacs != nil {
-		probe("connect pacs "+cfg.PACS.DICOMwebURL+" (QIDO-RS)", func(ctx context.Context) error {
-			return dicomweb.Probe(ctx, pacs)
-		})
-	}
-	for _, name := range cfg.DestinationNames() {
-		dc := destinationContext(cfg, name, sec, topo.JS, nil, logger)
-		t, ok := reg.Destination(dc.Config.Type)
-		if !ok || t.Probe == nil {
-			continue
-		}
-		where := dc.Config.URL
-		if where == "" {
-			where = dc.Config.Address
-		}
-		if where == "" && dc.Config.Host != "" {
-			where = fmt.Sprintf("%s@%s:%d", dc.Config.CalledAE, dc.Config.Host, dc.Config.Port)
-		}
-		probe(fmt.Sprintf("connect destination %s %s (%s)", name, where, t.ProbeDoes), func(ctx context.Context) error {
-			if err := withTLS(t, &dc); err != nil {
-				return err
-			}
-			return t.Probe(ctx, dc)
-		})
-	}
-	if cfg.NATS.URL != "" {
-		probe("connect nats "+cfg.NATS.URL, func(context.Context) error {
-			c, err := broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		})
+		step(p.what, p.probe(pctx))
+		cancel()
 	}
 	return failed
 }

@@ -10,9 +10,11 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/adapters/hl7v2"
 	"github.com/radgate/radgate/billing"
@@ -58,6 +60,19 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 		}
 		o.Audit = fhirAuditor{c: fc, timeout: cfg.FHIR.Timeout.D()}
 	}
+	// Health page and live updates (issue 15 slice H): the peers as
+	// `radgate check --connect` reaches them, at most every 10 s, 5 s
+	// each; the stage queues, the last hour and the order changes from the
+	// pipeline; open streams end when serve shuts the listener down.
+	probes := append(peerProbes(cfg, sec, parts.reg, parts.pacs, topo.JS, logger), peerProbe{
+		"nats: radgate's own connection (JetStream)", func(context.Context) error {
+			if st := topo.JS.Conn().Status(); st != nats.CONNECTED {
+				return fmt.Errorf("NATS connection %s", st)
+			}
+			return nil
+		}})
+	o.Peers = console.CachePeers(consolePeers(probes), 10*time.Second, 5*time.Second)
+	o.Health, o.Changes, o.Done = pipe, pipe, parts.done
 	c, err := console.New(o)
 	if err != nil {
 		return nil, err
@@ -75,6 +90,11 @@ type consoleParts struct {
 	gov     *governance.Governance
 	usage   *billing.UsageMeter
 	engines *inference.Registry
+	// Health (slice H): the destination types (for the peer probes), the
+	// PACS client, and done, closed when serve shuts its listener down.
+	reg  *radgate.Registry
+	pacs *dicomweb.Client
+	done <-chan struct{}
 }
 
 // engineInfos is the engines page's view of the models directory: each

@@ -364,14 +364,16 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{Registry: metrics}))
 	// The route reloader (SIGHUP, file changes; its status on the console).
 	reloader := newRouteReloader(cfg, loader, dests.sinks, pipe, routes.Digest(), routesSource, logger.With("component", "routes"), metrics)
+	consoleDone := make(chan struct{})
 	handler, err := withConsole(ctx, cfg, sec, topo, pipe, logger, sec.wrap(mux),
-		consoleParts{routes: reloader, gov: gov, usage: usage, engines: loader.reg})
+		consoleParts{routes: reloader, gov: gov, usage: usage, engines: loader.reg, reg: reg, pacs: pacs, done: consoleDone})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second,
 		ErrorLog: slog.NewLogLogger(logger.With("component", "http").Handler(), slog.LevelWarn)}
+	srv.RegisterOnShutdown(func() { close(consoleDone) }) // the console's event streams end; Shutdown waits for idle connections
 	g.Add(func() error {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("the HTTP intake stopped", "err", err)
