@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
@@ -30,6 +31,9 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 		}
 		o.Sessions = kv
 	}
+	// The order page (issue 15 slice C): heatmap thumbnails from the
+	// pipeline's object store, links into each destination that has a URL.
+	o.Pictures, o.Destinations = topo.Heatmaps, consoleLinks(cfg)
 	c, err := console.New(o)
 	if err != nil {
 		return nil, err
@@ -38,4 +42,23 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 	root.Handle("/console/", c)
 	root.Handle("/", intake)
 	return root, nil
+}
+
+// consoleLinks says where each destination's objects open on the order
+// page: the FHIR base or DICOMweb root, without any credentials in it.
+func consoleLinks(cfg config.Config) map[string]console.DestinationLink {
+	out := map[string]console.DestinationLink{}
+	for _, name := range cfg.DestinationNames() {
+		d := builtinDestination(cfg)
+		if name != config.BuiltinDestination {
+			d = cfg.Destinations[name]
+		}
+		link := console.DestinationLink{Type: d.Type}
+		if u, err := url.Parse(d.URL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && (d.Type == "fhir" || d.Type == "dicomweb") {
+			u.User = nil
+			link.URL = u.String()
+		}
+		out[name] = link
+	}
+	return out
 }
