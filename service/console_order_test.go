@@ -51,8 +51,14 @@ func TestConsoleOrderPageOfAScoredOrder(t *testing.T) {
 	tokens := filepath.Join(t.TempDir(), "tokens")
 	require.NoError(t, os.WriteFile(tokens, []byte("ops tok-ops viewer,operator\ndoc tok-doc viewer,phi\n"), 0o600))
 	cfg.HTTP.Auth = config.IntakeAuth{Mode: config.AuthStatic, TokensFile: tokens}
+	// Results go to the FHIR server and, as SC and SR, into the study in Orthanc.
+	cfg.Destinations = map[string]config.Destination{"pacs": {Type: "dicomweb", URL: pacs.DICOMweb,
+		Auth: config.ClientAuth{Username: pacs.Username, PasswordEnv: "RADGATE_CONSOLE_PACS_PASSWORD"}}}
+	cfg.RoutesFile = filepath.Join(t.TempDir(), "routes.yaml")
+	require.NoError(t, os.WriteFile(cfg.RoutesFile, []byte("routes:\n  - name: console\n    engines: ["+config.DefaultEngine+"]\n    destinations: [fhir, pacs]\n"), 0o600))
 	reg := radgate.NewRegistry()
 	reg.RegisterDestination(fhirhttp.DestinationType())
+	reg.RegisterDestination(dicomweb.DestinationType())
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -129,6 +135,10 @@ func TestConsoleOrderPageOfAScoredOrder(t *testing.T) {
 	}
 	assert.Regexp(t, `href="`+regexp.QuoteMeta(cfg.FHIR.BaseURL)+`/?DiagnosticReport/[^"]+"`, page, "a link to the report on the FHIR server")
 	assert.Regexp(t, `href="`+regexp.QuoteMeta(cfg.FHIR.BaseURL)+`/?Observation/[^"]+"`, page)
+	// The PACS objects, as WADO-RS links into the study.
+	wado := regexp.QuoteMeta(pacs.DICOMweb + "/studies/" + c.Meta.StudyInstanceUID + "/series/")
+	assert.Regexp(t, `<span class="kind">SC</span> <a href="`+wado+`[0-9.]+/instances/[0-9.]+" rel="noreferrer">[0-9.]+</a>`, page)
+	assert.Regexp(t, `<span class="kind">SR</span> <a href="`+wado+`[0-9.]+/instances/[0-9.]+" rel="noreferrer">[0-9.]+</a>`, page)
 	assert.NotContains(t, page, "Zyxwa", "a viewer sees no patient name")
 	assert.NotContains(t, page, "MRN-0001", "nor the patient's identifier")
 
