@@ -194,7 +194,7 @@ func noPictureWhy(e radgate.EngineProgress, store bool) string {
 	case e.Probability == nil:
 		return "No heatmap: nothing was scored."
 	case !e.Marked:
-		return "No heatmap: no region is marked below 50 % confidence."
+		return "No heatmap: no region is marked below the engine's mark threshold."
 	}
 	return "No heatmap: no destination shows one."
 }

@@ -153,7 +153,7 @@ func TestOrderPageShowsEngineImagesDeliveriesAndTimeline(t *testing.T) {
 	assert.Contains(t, body, "patient age unknown: engine cxr&#39;s intended use is 1–5 y (accepts.age_years)")
 	assert.Contains(t, body, "shadow — withheld from every destination")
 	assert.Contains(t, body, `<img src="/console/orders/`+id+`/heatmap/cxr"`)
-	assert.Contains(t, body, "Region marked (confidence ≥ 50 %)")
+	assert.Contains(t, body, "Region marked (confidence at or above the engine&#39;s mark threshold")
 	assert.Contains(t, body, "No heatmap: the result was shadow (withheld from every destination)")
 	// Images.
 	assert.Contains(t, body, "Images: 1 scored, 1 skipped")
@@ -230,4 +230,32 @@ func TestThumbnailKeepsSmallPicturesAndAspect(t *testing.T) {
 	assert.Equal(t, image.Rect(0, 0, 160, 320), img.Bounds())
 	_, err = thumbnail([]byte("not a picture"), 320)
 	assert.Error(t, err)
+}
+
+func TestStageOf(t *testing.T) {
+	for _, c := range []struct {
+		h    radgate.HistoryEntry
+		want string
+	}{
+		{radgate.HistoryEntry{Event: radgate.EvAccepted, To: radgate.StateReceived}, "intake"},
+		{radgate.HistoryEntry{Event: radgate.EvCancelled, From: radgate.StateRouted, To: radgate.StateCancelled}, "intake"},
+		{radgate.HistoryEntry{Event: radgate.EvStudyMissing, From: radgate.StateReceived, To: radgate.StateWaiting}, "router"},
+		{radgate.HistoryEntry{Event: radgate.EvNoRoute, From: radgate.StateReceived, To: radgate.StateRejected}, "router"},
+		{radgate.HistoryEntry{Event: radgate.EvScored, Engine: "e", From: radgate.StateRouted, To: radgate.StateScored}, "inference"},
+		{radgate.HistoryEntry{Event: radgate.EvFailed, Engine: "e", From: radgate.StateRouted, To: radgate.StateFailed}, "inference"},
+		{radgate.HistoryEntry{Event: radgate.EvScored, Engine: "e", Destination: "d", To: radgate.StateScored}, "inference"},
+		{radgate.HistoryEntry{Event: radgate.EvDelivered, Engine: "e", Destination: "d", From: radgate.StateScored, To: radgate.StateDelivered}, "delivery"},
+		{radgate.HistoryEntry{Event: radgate.EvFailed, From: radgate.StateScored, To: radgate.StateFailed}, "delivery"},
+		{radgate.HistoryEntry{Event: radgate.EvReplayed, From: radgate.StateFailed, To: radgate.StateReceived}, "dlq replay"},
+	} {
+		assert.Equal(t, c.want, stageOf(c.h), "%+v", c.h)
+	}
+}
+
+func TestNoPictureWhy(t *testing.T) {
+	p := 0.2
+	assert.Contains(t, noPictureWhy(radgate.EngineProgress{Probability: &p}, true), "no region is marked below the engine's mark threshold")
+	assert.Contains(t, noPictureWhy(radgate.EngineProgress{State: radgate.StateRejected}, true), "nothing was scored")
+	assert.Contains(t, noPictureWhy(radgate.EngineProgress{Probability: &p, Mode: radgate.EngineSuspended}, true), "suspended")
+	assert.Contains(t, noPictureWhy(radgate.EngineProgress{}, false), "cannot read the heatmap store")
 }
