@@ -93,8 +93,8 @@ func (c *Console) order(w http.ResponseWriter, r *http.Request) {
 	phi := u.Has(httpauth.RolePHI)
 	redact := func(s string) string { return s }
 	if !phi {
+		redact = patientScrubber(st.Patient)
 		st.Patient = nil
-		redact = func(s string) string { return patientRef.ReplaceAllString(s, "Patient/…") }
 	} else if st.Patient != nil {
 		c.log.Info("console PHI view", "subject", u.Name, "order", id)
 		if c.o.AuditPHIView != nil {
@@ -155,6 +155,26 @@ func (c *Console) readOrder(w http.ResponseWriter, r *http.Request, id string) (
 		return st, false
 	}
 	return st, true
+}
+
+// patientScrubber removes the patient from a free text: any FHIR Patient
+// reference, and the order's patient's reference, name and identifier.
+func patientScrubber(p *radgate.Reference) func(string) string {
+	var values []string
+	if p != nil {
+		values = append(values, p.Reference, p.Display)
+		if p.Identifier != nil {
+			values = append(values, p.Identifier.Value)
+		}
+	}
+	return func(s string) string {
+		for _, v := range values {
+			if v = strings.TrimSpace(v); len(v) >= 3 {
+				s = strings.ReplaceAll(s, v, "[patient]")
+			}
+		}
+		return patientRef.ReplaceAllString(s, "Patient/…")
+	}
 }
 
 func redactAll(in []string, redact func(string) string) []string {

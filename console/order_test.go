@@ -47,6 +47,7 @@ func (p pictures) GetBytes(_ context.Context, name string, _ ...jetstream.GetObj
 // patient's FHIR reference.
 func fullOrder() radgate.OrderStatus {
 	o := order()
+	o.Patient = &radgate.Reference{Reference: "Patient/pat-secret-77", Display: "Zyxwa Testpatient", Identifier: &radgate.Identifier{Value: "MRN-77"}}
 	p, q := 0.87, 0.12
 	o.Engines = map[string]radgate.EngineProgress{
 		"cxr": {State: radgate.StateFailed, Probability: &p, Tier: "High", Revision: 1, Marked: true,
@@ -79,7 +80,8 @@ func fullHistory(id string) []radgate.HistoryEntry {
 		{At: at.Add(2 * time.Second), Order: id, Engine: "cxr", Event: radgate.EvScored, From: radgate.StateRouted, To: radgate.StateScored, Revision: 1},
 		{At: at.Add(3 * time.Second), Order: id, Engine: "cxr", Destination: "modality", Event: radgate.EvFailed, From: radgate.StateScored,
 			To: radgate.StateFailed, Revision: 1, Reason: "C-STORE refused by PACS2 (Patient/pat-secret-77 unknown)"},
-		{At: at.Add(4 * time.Second), Order: id, Event: radgate.EvFailed, From: radgate.StateScored, To: radgate.StateFailed},
+		{At: at.Add(4 * time.Second), Order: id, Event: radgate.EvFailed, From: radgate.StateScored, To: radgate.StateFailed,
+			Reason: "Zyxwa Testpatient MRN-77 is not known here (Patient/other-9)"},
 	}
 }
 
@@ -165,10 +167,10 @@ func TestOrderPageShowsEngineImagesDeliveriesAndTimeline(t *testing.T) {
 	assert.Contains(t, body, `href="https://ehr.example/fhir/Media/9"`)
 	assert.Contains(t, body, `href="https://pacs.example/dicom-web/studies/1.2/series/1.2.9/instances/1.2.9.1" rel="noreferrer">1.2.9.1</a>`)
 	assert.Contains(t, body, `<code>1.2.7.1</code>`)
-	assert.Contains(t, body, `<span class="error">C-STORE refused by PACS2 (Patient/… unknown)</span>`)
+	assert.Contains(t, body, `<span class="error">C-STORE refused by PACS2 ([patient] unknown)</span>`)
 	// Timeline: every change with its time and stage, oldest first.
 	for _, s := range []string{"<td>intake</td><td>order</td>", "<td>router</td><td>order</td>", "<td>inference</td><td>engine cxr</td>",
-		"<td>delivery</td><td>cxr → modality</td>", "2026-12-03 11:57:03 UTC", "scored → failed"} {
+		"<td>delivery</td><td>cxr → modality</td>", "2026-12-03 11:57:03 UTC", "scored → failed", "[patient] [patient] is not known here (Patient/…)"} {
 		assert.Contains(t, body, s)
 	}
 	assert.Less(t, bytes.Index([]byte(body), []byte("11:57:00 UTC")), bytes.Index([]byte(body), []byte("11:57:04 UTC")), "newest last")
@@ -181,12 +183,15 @@ func TestOrderPagePHIAndAudit(t *testing.T) {
 	e.signIn(t, "tok-viewer")
 	_, body := e.get(t, "/console/orders/"+order().ID)
 	assert.NotContains(t, body, "pat-secret-77")
+	assert.NotContains(t, body, "Zyxwa")
+	assert.NotContains(t, body, "MRN-77")
 	assert.Empty(t, e.audited, "a viewer saw no patient data")
 
 	p := newOrderEnv(t)
 	p.signIn(t, "tok-phi")
 	_, body = p.get(t, "/console/orders/"+order().ID)
-	assert.Contains(t, body, "Patient/pat-secret-77")
+	assert.Contains(t, body, "Patient/pat-secret-77 MRN-77 — Zyxwa Testpatient")
+	assert.Contains(t, body, "Zyxwa Testpatient MRN-77 is not known here (Patient/other-9)", "reasons as they are")
 	assert.Equal(t, []string{"phi-bob " + order().ID}, p.audited)
 }
 
