@@ -449,6 +449,9 @@ type CAM struct {
 type Receipt struct {
 	// Report is the reference of the written report ("DiagnosticReport/12").
 	Report string `json:"report,omitempty"`
+	// Objects lists what the write left at the destination, the report
+	// among them (nil when the sink does not say).
+	Objects []DeliveredObject `json:"objects,omitempty"`
 }
 
 // Sink is a result destination (a FHIR server, later a PACS or a RIS).

@@ -100,6 +100,18 @@ type EngineProgress struct {
 	Mode EngineMode `json:"mode,omitempty"`
 	// Deliveries is the progress at each destination of the engine's result.
 	Deliveries map[string]DeliveryProgress `json:"deliveries,omitempty"`
+
+	// What the result of Revision said beside its score, as Result has it
+	// (set when it is published or withheld): the caveats it is read with,
+	// every image offered (scored, or skipped with why), and whether the
+	// region is marked. HeatmapObject and PreviewObject name its pictures
+	// in the heatmap object store ("" when none was drawn: shadow,
+	// not scored, or no destination shows one).
+	Caveats       []string    `json:"caveats,omitempty"`
+	Images        []ImageNote `json:"images,omitempty"`
+	Marked        bool        `json:"marked,omitempty"`
+	HeatmapObject string      `json:"heatmap_object,omitempty"`
+	PreviewObject string      `json:"preview_object,omitempty"`
 }
 
 // DeliveryProgress is one destination's progress on one engine's result.
@@ -114,6 +126,22 @@ type DeliveryProgress struct {
 	// DeliveredRevision is the latest revision the destination holds (0:
 	// none); a cancellation retracts it.
 	DeliveredRevision int `json:"delivered_revision,omitempty"`
+	// Objects is what the destination holds of the delivered revision
+	// (Receipt.Objects): its FHIR resources or DICOM objects.
+	Objects []DeliveredObject `json:"objects,omitempty"`
+}
+
+// DeliveredObject is one thing a destination wrote for a result.
+type DeliveredObject struct {
+	// Kind is the FHIR resource type (DiagnosticReport, Observation,
+	// Media, Task) or the DICOM object's kind (SC, SR, PDF, PM).
+	Kind string `json:"kind"`
+	// Ref is the FHIR reference ("Observation/12"), or the DICOM object's
+	// DICOMweb path relative to the archive's base
+	// ("studies/<study>/series/<series>/instances/<sop>").
+	Ref string `json:"ref"`
+	// UID is a DICOM object's SOP Instance UID.
+	UID string `json:"uid,omitempty"`
 }
 
 // OrderKey is the stable key of the order an event belongs to: the accession

@@ -101,6 +101,15 @@ type Options struct {
 	Changes   OrderWatcher
 	Heartbeat time.Duration
 	Done      <-chan struct{}
+	// Order page (issue 15 slice C): Pictures is the pipeline's heatmap
+	// object store (broker.BucketHeatmaps), nil: no thumbnails;
+	// Destinations says where each destination's objects open (by
+	// destination name; missing: references and UIDs as text);
+	// AuditPHIView, when set, is called each time a phi user's order page
+	// shows patient data.
+	Pictures     PictureStore
+	Destinations map[string]DestinationLink
+	AuditPHIView func(ctx context.Context, subject, orderID string)
 }
 
 // Console serves the console's pages.
@@ -173,6 +182,7 @@ func New(o Options) (*Console, error) {
 	m.Handle("POST /console/failures/resend", c.auth(http.HandlerFunc(c.resend)))
 	m.Handle("GET /console/health", c.auth(http.HandlerFunc(c.health)))
 	m.Handle("GET /console/events", c.auth(http.HandlerFunc(c.events)))
+	m.Handle("GET /console/orders/{id}/heatmap/{engine}", c.auth(http.HandlerFunc(c.heatmap)))
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil
@@ -397,56 +407,6 @@ func (c *Console) orders(w http.ResponseWriter, r *http.Request) {
 var radgateStates = []radgate.OrderState{radgate.StateReceived, radgate.StateWaiting, radgate.StateStabilising,
 	radgate.StateRouted, radgate.StateScored, radgate.StateDelivered, radgate.StateFailed, radgate.StateRejected,
 	radgate.StateRetracting, radgate.StateCancelled, radgate.StateSuperseded}
-
-// engineRow is one engine of an order page.
-type engineRow struct {
-	Name string
-	radgate.EngineProgress
-	Destinations []deliveryRow
-}
-
-type deliveryRow struct {
-	Name string
-	radgate.DeliveryProgress
-}
-
-func (c *Console) order(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if c.o.Order == nil {
-		c.message(w, r, http.StatusServiceUnavailable, "Order", "This radgate has no order store.")
-		return
-	}
-	st, err := c.o.Order.Status(r.Context(), id)
-	if errors.Is(err, radgate.ErrOrderNotFound) {
-		c.message(w, r, http.StatusNotFound, "Order not found", "No order has the id "+id+".")
-		return
-	}
-	if err != nil {
-		c.log.Error("console order read failed", "order", id, "error", err)
-		c.message(w, r, http.StatusInternalServerError, "Order", "The order could not be read: "+err.Error())
-		return
-	}
-	hist, err := c.o.Order.History(r.Context(), id)
-	if err != nil {
-		c.log.Warn("console order history failed", "order", id, "error", err)
-	}
-	u := userFrom(r)
-	if !u.Has(httpauth.RolePHI) {
-		st.Patient = nil
-	} else if st.Patient != nil {
-		c.log.Info("console PHI view", "subject", u.Name, "order", id)
-	}
-	var engines []engineRow
-	for _, name := range sortedKeys(st.Engines) {
-		e := st.Engines[name]
-		row := engineRow{Name: name, EngineProgress: e}
-		for _, d := range sortedKeys(e.Deliveries) {
-			row.Destinations = append(row.Destinations, deliveryRow{Name: d, DeliveryProgress: e.Deliveries[d]})
-		}
-		engines = append(engines, row)
-	}
-	c.render(w, r, http.StatusOK, "order", map[string]any{"O": st, "History": hist, "HistoryErr": err, "Engines": engines})
-}
 
 func (c *Console) message(w http.ResponseWriter, r *http.Request, code int, title, text string) {
 	c.render(w, r, code, "message", map[string]any{"Title": title, "Text": text})

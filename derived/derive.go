@@ -28,6 +28,31 @@ type Object struct {
 	File                                           []byte
 }
 
+// Kind names the object by its SOP class, as the console shows it: SC,
+// SR, PDF, PM, KOS ("" for another class).
+func (o Object) Kind() string {
+	switch o.SOPClassUID {
+	case SOPClassSecondaryCapture:
+		return "SC"
+	case SOPClassComprehensive3DSR:
+		return "SR"
+	case SOPClassEncapsulatedPDF:
+		return "PDF"
+	case SOPClassParametricMap:
+		return "PM"
+	case SOPClassKeyObjectSelection:
+		return "KOS"
+	}
+	return ""
+}
+
+// Delivered is the object as a receipt lists it (radgate.DeliveredObject):
+// its kind, its DICOMweb path in study and its SOP Instance UID.
+func (o Object) Delivered(study string) radgate.DeliveredObject {
+	return radgate.DeliveredObject{Kind: o.Kind(), UID: o.SOPInstanceUID,
+		Ref: "studies/" + study + "/series/" + o.SeriesInstanceUID + "/instances/" + o.SOPInstanceUID}
+}
+
 // Ref is the object as a rejection note references it.
 func (o Object) Ref() ObjectRef {
 	return ObjectRef{SeriesInstanceUID: o.SeriesInstanceUID, SOPClassUID: o.SOPClassUID, SOPInstanceUID: o.SOPInstanceUID}

@@ -158,6 +158,7 @@ func TestOrderPatientAgeReadFromTheEHR(t *testing.T) {
 	require.NotNil(t, st.Engines["eng-a"].Probability)
 	st = h.waitState(t, gone.ID, radgate.StateDelivered)
 	require.NotNil(t, st.Engines["eng-a"].Probability, "unknown age: scored")
+	goneCaveats := st.Engines["eng-a"].Caveats
 	var caveats []string
 	for _, r := range h.sink.results() {
 		if r.Order.ID == child.ID {
@@ -170,6 +171,7 @@ func TestOrderPatientAgeReadFromTheEHR(t *testing.T) {
 	require.Len(t, caveats, 1)
 	require.Contains(t, caveats[0], "patient age unknown")
 	require.Contains(t, caveats[0], "the order's Patient could not be read for its age: reading Patient/gone: the server answered 404")
+	require.Equal(t, caveats, goneCaveats, "the order's status keeps the caveats")
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, map[string]int{"Patient/old": 1, "Patient/child": 1, "Patient/gone": 1}, asked, "once per job")

@@ -60,7 +60,8 @@ func (j *journal) Deliver(ctx context.Context, r radgate.Result) (radgate.Receip
 	defer j.mu.Unlock()
 	r.HeatmapPNG, r.CAM = nil, nil
 	j.log = append(j.log, r)
-	return radgate.Receipt{Report: fmt.Sprintf("DiagnosticReport/%s", r.ID)}, nil
+	return radgate.Receipt{Report: fmt.Sprintf("DiagnosticReport/%s", r.ID), Objects: []radgate.DeliveredObject{
+		{Kind: "DiagnosticReport", Ref: "DiagnosticReport/" + r.ID}, {Kind: "Observation", Ref: "Observation/" + r.ID}}}, nil
 }
 
 func (j *journal) all() []radgate.Result {
@@ -148,6 +149,15 @@ func TestStudyInPiecesIsScoredOnceWhenStable(t *testing.T) {
 	require.False(t, notes["ll-1"].Scored)
 	require.Contains(t, notes["ll-1"].Reason, "view LL is outside engine eng-a's intended use: PA/AP (views)")
 	require.Equal(t, 3, got.Study.Scored)
+	// The order's status keeps what the result said (the console's order
+	// page shows it) and what the destination wrote.
+	e := got.Engines["eng-a"]
+	require.Equal(t, r.Images, e.Images, "every image offered, scored or skipped with why")
+	require.Equal(t, r.Marked, e.Marked)
+	require.Equal(t, r.HeatmapObject, e.HeatmapObject)
+	require.Equal(t, r.PreviewObject, e.PreviewObject)
+	require.Equal(t, []radgate.DeliveredObject{{Kind: "DiagnosticReport", Ref: "DiagnosticReport/" + r.ID}, {Kind: "Observation", Ref: "Observation/" + r.ID}},
+		e.Deliveries["fhir"].Objects, "the receipt's objects")
 	h.invalidTransitions(t, st.ID)
 }
 

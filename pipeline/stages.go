@@ -1074,6 +1074,7 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	// Every outcome is "scored" until delivered: an order becomes terminal
 	// (delivered, rejected, failed) only once its answer is written.
 	prog := radgate.EngineProgress{State: radgate.StateScored, Reason: r.Reason, Revision: r.Revision, Deliveries: map[string]radgate.DeliveryProgress{}}
+	noteResult(&prog, r)
 	if r.Outcome == radgate.OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier
@@ -1115,6 +1116,13 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 	return done()
 }
 
+// noteResult copies into an engine's progress what its result said beside
+// the score: caveats, the images offered, the mark and the pictures' names.
+func noteResult(prog *radgate.EngineProgress, r radgate.Result) {
+	prog.Caveats, prog.Images, prog.Marked = r.Caveats, r.Images, r.Marked
+	prog.HeatmapObject, prog.PreviewObject = r.HeatmapObject, r.PreviewObject
+}
+
 // withhold ends an engine's result that its mode keeps from every
 // destination (shadow, suspended): recorded for measurement already, it is
 // not published, no read is requested, and the engine ends as if delivered
@@ -1144,6 +1152,7 @@ func (p *Pipeline) withhold(ctx context.Context, st radgate.OrderStatus, r radga
 		final = radgate.StateFailed
 	}
 	prog := radgate.EngineProgress{State: final, Mode: mode, Reason: reason, Revision: r.Revision}
+	noteResult(&prog, r)
 	if r.Outcome == radgate.OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier
@@ -1264,10 +1273,11 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 			}
 			return deadLetter(reason)
 		}
-		dp := radgate.DeliveryProgress{State: radgate.StateDelivered, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision}
+		dp := radgate.DeliveryProgress{State: radgate.StateDelivered, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
+			Objects: receipt.Objects}
 		if r.Status == radgate.ResultRetracted {
 			dp = radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
-				Retracted: true, Reason: r.RetractReason}
+				Retracted: true, Reason: r.RetractReason, Objects: receipt.Objects}
 		}
 		if err := p.recordDelivery(ctx, r, dest, dp); err != nil {
 			return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe

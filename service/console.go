@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -73,6 +74,21 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 		}})
 	o.Peers = console.CachePeers(consolePeers(probes), 10*time.Second, 5*time.Second)
 	o.Health, o.Changes, o.Done = pipe, pipe, parts.done
+	// The order page (issue 15 slice C): heatmap thumbnails from the
+	// pipeline's object store, links into each destination that has a URL.
+	o.Pictures, o.Destinations = topo.Heatmaps, consoleLinks(cfg)
+	if o.Audit != nil {
+		audit := o.Audit
+		o.AuditPHIView = func(ctx context.Context, subject, orderID string) {
+			ref, err := audit.AuditAction(ctx, console.Action{Subject: subject, Kind: "phi-view", Entities: []string{orderID},
+				Outcome: "shown", At: time.Now()})
+			if err != nil {
+				logger.Warn("console PHI view not audited on the FHIR server", "order", orderID, "subject", subject, "error", err)
+				return
+			}
+			logger.Info("console PHI view audited", "order", orderID, "subject", subject, "audit", ref)
+		}
+	}
 	c, err := console.New(o)
 	if err != nil {
 		return nil, err
@@ -197,4 +213,23 @@ func (h hl7Outbox) ResendOutbox(ctx context.Context, key string) (console.Outbox
 func outboxMessage(m hl7v2.StoredMessage) console.OutboxMessage {
 	return console.OutboxMessage{Key: m.Key(), OrderID: m.OrderID, ControlID: m.ControlID, Destination: m.Destination,
 		State: m.State(), Failed: m.Failed(), Attempts: m.Attempts, LastError: m.Problem(), StoredAt: m.StoredAt}
+}
+
+// consoleLinks says where each destination's objects open on the order
+// page: the FHIR base or DICOMweb root, without any credentials in it.
+func consoleLinks(cfg config.Config) map[string]console.DestinationLink {
+	out := map[string]console.DestinationLink{}
+	for _, name := range cfg.DestinationNames() {
+		d := builtinDestination(cfg)
+		if name != config.BuiltinDestination {
+			d = cfg.Destinations[name]
+		}
+		link := console.DestinationLink{Type: d.Type}
+		if u, err := url.Parse(d.URL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && (d.Type == "fhir" || d.Type == "dicomweb") {
+			u.User = nil
+			link.URL = u.String()
+		}
+		out[name] = link
+	}
+	return out
 }

@@ -30,7 +30,8 @@ import (
 	"github.com/radgate/radgate/pipeline"
 )
 
-// bearer adds a bearer token to every request.
+// bearer adds a bearer token to every request (through next, or
+// http.DefaultTransport when nil).
 type bearer struct {
 	token string
 	next  http.RoundTripper
@@ -39,6 +40,9 @@ type bearer struct {
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
+	if b.next == nil {
+		return http.DefaultTransport.RoundTrip(r)
+	}
 	return b.next.RoundTrip(r)
 }
 

@@ -214,7 +214,11 @@ func (s *Sink) store(ctx context.Context, r radgate.Result) (radgate.Receipt, er
 	if err != nil && !onlyDuplicates(res, len(files)) {
 		return fail(err)
 	}
-	return radgate.Receipt{Report: report}, nil
+	rec := radgate.Receipt{Report: report}
+	for _, o := range objects {
+		rec.Objects = append(rec.Objects, o.Delivered(r.StudyInstanceUID))
+	}
+	return rec, nil
 }
 
 // checkStudy refuses a retrieved instance of another study: the derived

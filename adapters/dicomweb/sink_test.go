@@ -213,6 +213,14 @@ func TestOrthancSinkDeliver(t *testing.T) {
 		require.NoError(t, err)
 		u := derived.UIDsFor(r.ID, 1)
 		require.Equal(t, "studies/"+study+"/series/"+u.SRSeries+"/instances/"+u.SR, rec.Report)
+		if r.Marked {
+			path := func(se, sop string) string { return "studies/" + study + "/series/" + se + "/instances/" + sop }
+			require.Equal(t, []radgate.DeliveredObject{
+				{Kind: "PDF", Ref: path(u.PDFSeries, u.PDF), UID: u.PDF},
+				{Kind: "SC", Ref: path(u.SCSeries, u.SC), UID: u.SC},
+				{Kind: "SR", Ref: path(u.SRSeries, u.SR), UID: u.SR},
+			}, rec.Objects, "the receipt lists every object stored")
+		}
 	}
 	// A result that was not scored stores nothing.
 	rec, err := sink.Deliver(t.Context(), radgate.Result{ID: "sink-na-" + study, Outcome: radgate.OutcomeNotApplicable,

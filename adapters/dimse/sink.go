@@ -185,7 +185,11 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 	if len(objects) > 0 {
 		report, study = &objects[len(objects)-1], r.StudyInstanceUID
 	}
-	return radgate.Receipt{Report: "studies/" + study + "/series/" + report.SeriesInstanceUID + "/instances/" + report.SOPInstanceUID}, nil
+	rec := radgate.Receipt{Report: "studies/" + study + "/series/" + report.SeriesInstanceUID + "/instances/" + report.SOPInstanceUID}
+	for _, o := range objects {
+		rec.Objects = append(rec.Objects, o.Delivered(r.StudyInstanceUID))
+	}
+	return rec, nil
 }
 
 // derive builds the derived objects of a scored result from its scored

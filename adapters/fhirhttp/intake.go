@@ -614,10 +614,34 @@ func withoutPatientData(st radgate.OrderStatus) radgate.OrderStatus {
 		out.Engines = make(map[string]radgate.EngineProgress, len(st.Engines))
 		for name, e := range st.Engines {
 			e.Reason = scrub(e.Reason)
+			if e.Caveats != nil {
+				cs := make([]string, len(e.Caveats))
+				for i, c := range e.Caveats {
+					cs[i] = scrub(c)
+				}
+				e.Caveats = cs
+			}
+			if e.Images != nil {
+				// Which images were scored, by view and why not; not their UIDs.
+				ims := make([]radgate.ImageNote, len(e.Images))
+				for i, im := range e.Images {
+					ims[i] = radgate.ImageNote{View: im.View, Scored: im.Scored, Reason: scrub(im.Reason)}
+				}
+				e.Images = ims
+			}
 			if e.Deliveries != nil {
 				ds := make(map[string]radgate.DeliveryProgress, len(e.Deliveries))
 				for dest, d := range e.Deliveries {
 					d.Reason = scrub(d.Reason)
+					if d.Objects != nil {
+						// A DICOM object's path names the study.
+						objs := make([]radgate.DeliveredObject, len(d.Objects))
+						for i, o := range d.Objects {
+							o.Ref = scrub(o.Ref)
+							objs[i] = o
+						}
+						d.Objects = objs
+					}
 					ds[dest] = d
 				}
 				e.Deliveries = ds

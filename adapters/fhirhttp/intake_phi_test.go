@@ -34,7 +34,13 @@ func fullStatus() radgate.OrderStatus {
 		Route: &radgate.RouteDecision{Matched: true, Routes: []string{"cxr"}, Engines: []string{"cxr"}, Reason: "matched route cxr"},
 		Engines: map[string]radgate.EngineProgress{"cxr": {State: radgate.StateFailed, Probability: &p, Tier: "high",
 			Reason: "retrieving image 1.2.826.0.1.3680043.8.498.77.1 from the PACS: HTTP 500", Report: "DiagnosticReport/dr-1",
-			Deliveries: map[string]radgate.DeliveryProgress{"fhir": {State: radgate.StateFailed, Reason: "Patient/p-512 rejected ServiceRequest/sr-88"}}}},
+			Caveats: []string{"patient age unknown: the order's Patient could not be read for its age: reading Patient/p-512: the server answered 404"},
+			Images: []radgate.ImageNote{{SeriesInstanceUID: "1.2.826.0.1.3680043.8.498.77.5", SOPInstanceUID: "1.2.826.0.1.3680043.8.498.77.5.1", View: "LL",
+				Reason: "view LL is outside engine cxr's intended use: PA/AP (views)"}},
+			Deliveries: map[string]radgate.DeliveryProgress{
+				"fhir": {State: radgate.StateFailed, Reason: "Patient/p-512 rejected ServiceRequest/sr-88"},
+				"pacs": {State: radgate.StateDelivered, Objects: []radgate.DeliveredObject{
+					{Kind: "SR", Ref: "studies/1.2.826.0.1.3680043.8.498.77/series/2.25.1/instances/2.25.2", UID: "2.25.2"}}}}}},
 		Study: &radgate.StudyObservation{Instances: 2, Since: time.Date(2026, 1, 2, 3, 4, 30, 0, time.UTC),
 			LastSeen: time.Date(2026, 1, 2, 3, 5, 0, 0, time.UTC), Complete: true, Announced: 2, Scored: 2},
 		WaitUntil: time.Date(2026, 1, 2, 3, 14, 5, 0, time.UTC),
@@ -83,6 +89,12 @@ func TestOrderStatusWithoutPatientData(t *testing.T) {
 	require.Equal(t, "retrieving image [redacted].1 from the PACS: HTTP 500", red.Engines["cxr"].Reason)
 	require.Equal(t, "[redacted] rejected [redacted]", red.Engines["cxr"].Deliveries["fhir"].Reason)
 	require.Equal(t, "DiagnosticReport/dr-1", red.Engines["cxr"].Report, "where the result went stays")
+	require.Equal(t, []string{"patient age unknown: the order's Patient could not be read for its age: reading [redacted]: the server answered 404"},
+		red.Engines["cxr"].Caveats)
+	require.Equal(t, []radgate.ImageNote{{View: "LL", Reason: "view LL is outside engine cxr's intended use: PA/AP (views)"}}, red.Engines["cxr"].Images,
+		"which images were skipped and why, not their UIDs")
+	require.Equal(t, []radgate.DeliveredObject{{Kind: "SR", Ref: "studies/[redacted]/series/2.25.1/instances/2.25.2", UID: "2.25.2"}},
+		red.Engines["cxr"].Deliveries["pacs"].Objects)
 	require.Equal(t, "FHIR ServiceRequest status revoked ([redacted])", red.Cancelled.Reason)
 	require.Equal(t, st.Study, red.Study, "the study's counts and times stay")
 	require.Equal(t, fullStatus(), st, "the caller's status is not modified")

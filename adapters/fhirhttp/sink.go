@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -156,7 +157,7 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 	if err != nil {
 		return radgate.Receipt{}, fmt.Errorf("delivering result %s: %w", r.ID, err)
 	}
-	ref, status, err := s.write(ctx, r, bundle, want)
+	ref, status, objects, err := s.write(ctx, r, bundle, want)
 	if err != nil {
 		s.log.Warn("result not delivered", "result_id", r.ID, "order_id", r.Order.ID, "engine", r.Engine.ID,
 			"revision", r.EffectiveRevision(), "transient", radgate.IsTransient(err), "error", err)
@@ -166,30 +167,61 @@ func (s *Sink) Deliver(ctx context.Context, r radgate.Result) (radgate.Receipt, 
 		"outcome", r.Outcome, "revision", r.EffectiveRevision(), "result_status", cmp.Or(r.Status, radgate.ResultFinal),
 		"report", ref, "status", status)
 	if r.Outcome == radgate.OutcomeScored && r.Read.Wanted(r.Tier) {
-		if err := s.requestRead(ctx, r, in, ref); err != nil {
+		task, err := s.requestRead(ctx, r, in, ref)
+		if err != nil {
 			return radgate.Receipt{}, err
 		}
+		if task != "" {
+			objects = append(objects, radgate.DeliveredObject{Kind: "Task", Ref: task})
+		}
 	}
-	return radgate.Receipt{Report: ref}, nil
+	return radgate.Receipt{Report: ref, Objects: objects}, nil
+}
+
+// shown are the resource types a receipt lists, in the order it lists
+// them: what a person opens to see the result (not the Device, Provenance
+// or Binary behind it).
+var shown = map[string]int{"DiagnosticReport": 1, "Observation": 2, "Media": 3, "Task": 4, "DocumentReference": 5}
+
+// writtenObjects lists the resources of a transaction response that a
+// receipt names, ordered by type (shown) and reference, so that delivering
+// the same result again gives the same receipt. A resource the transaction
+// withdrew (entered-in-error: an amended result's earlier heatmap) is left
+// out; the response's entries answer doc's, one for one.
+func writtenObjects(doc *txDoc, tr *fhir.TransactionResponse) []radgate.DeliveredObject {
+	var out []radgate.DeliveredObject
+	for i, e := range tr.Entries {
+		if i < len(doc.Entry) && str(doc.Entry[i].Resource["status"]) == "entered-in-error" {
+			continue
+		}
+		if shown[e.ResourceType] > 0 && e.Reference != "" {
+			out = append(out, radgate.DeliveredObject{Kind: e.ResourceType, Ref: e.Reference})
+		}
+	}
+	slices.SortFunc(out, func(a, b radgate.DeliveredObject) int {
+		return cmp.Or(shown[a.Kind]-shown[b.Kind], strings.Compare(a.Ref, b.Ref))
+	})
+	return out
 }
 
 // write adapts the built transaction and posts it: the Device by id, the
 // revision identifier, the image notes; for an amended result, the report
 // (of type want) updated in place unless it holds this revision or a later
-// one already. It returns the report's reference and the entry's status.
-func (s *Sink) write(ctx context.Context, r radgate.Result, bundle []byte, want string) (ref, status string, err error) {
+// one already. It returns the report's reference, the entry's status and
+// the resources written (writtenObjects).
+func (s *Sink) write(ctx context.Context, r radgate.Result, bundle []byte, want string) (ref, status string, objects []radgate.DeliveredObject, err error) {
 	rev := r.EffectiveRevision()
 	for attempt := 1; ; attempt++ {
 		doc, err := openTx(bundle)
 		if err != nil {
-			return "", "", err
+			return "", "", nil, err
 		}
 		if err := s.useDevice(ctx, doc); err != nil {
-			return "", "", err
+			return "", "", nil, err
 		}
 		report := doc.find(want)
 		if report == nil {
-			return "", "", fmt.Errorf("the built transaction has no %s", want)
+			return "", "", nil, fmt.Errorf("the built transaction has no %s", want)
 		}
 		revID := RevisionIdentifier(r.ID, rev)
 		addIdentifier(report.Resource, revID.System, revID.Value)
@@ -203,17 +235,17 @@ func (s *Sink) write(ctx context.Context, r radgate.Result, bundle []byte, want 
 			}
 		}
 		if r.Status == radgate.ResultAmended {
-			done, err := s.amend(ctx, r, doc, report, want)
+			done, objects, err := s.amend(ctx, r, doc, report, want)
 			if err != nil {
-				return "", "", err
+				return "", "", nil, err
 			}
 			if done != "" {
-				return done, "unchanged", nil
+				return done, "unchanged", objects, nil
 			}
 		}
 		body, err := doc.marshal()
 		if err != nil {
-			return "", "", fmt.Errorf("writing the transaction: %w", err)
+			return "", "", nil, fmt.Errorf("writing the transaction: %w", err)
 		}
 		tr, err := s.Transaction(ctx, body)
 		if isConflict(err) && attempt < maxConflicts {
@@ -223,24 +255,24 @@ func (s *Sink) write(ctx context.Context, r radgate.Result, bundle []byte, want 
 			continue
 		}
 		if err != nil {
-			return "", "", err
+			return "", "", nil, err
 		}
 		e, ok := tr.Find(want)
 		if !ok || e.Reference == "" {
-			return "", "", fmt.Errorf("the transaction response names no %s", want)
+			return "", "", nil, fmt.Errorf("the transaction response names no %s", want)
 		}
-		return e.Reference, e.Status, nil
+		return e.Reference, e.Status, writtenObjects(doc, tr), nil
 	}
 }
 
 // amend turns the transaction of an amended result into a correction in
 // place. It returns the report's reference, with nothing to write, when the
 // server holds this revision or a later one already.
-func (s *Sink) amend(ctx context.Context, r radgate.Result, doc *txDoc, report *txEntry, want string) (string, error) {
+func (s *Sink) amend(ctx context.Context, r radgate.Result, doc *txDoc, report *txEntry, want string) (string, []radgate.DeliveredObject, error) {
 	rev := r.EffectiveRevision()
 	cur, err := s.findOne(ctx, want, fhir.ResultIdentifier(r.ID))
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	amended := "amended"
 	if want == "Task" {
@@ -267,25 +299,32 @@ func (s *Sink) amend(ctx context.Context, r radgate.Result, doc *txDoc, report *
 	if cur == nil {
 		// Revision 1 never reached this server: the report is written
 		// now, as this revision.
-		return "", nil
+		return "", nil, nil
 	}
 	switch {
 	case cur.status == "entered-in-error":
-		return "", fmt.Errorf("%s of result %s was retracted (entered-in-error); revision %d is not written over it", cur.ref, r.ID, rev)
+		return "", nil, fmt.Errorf("%s of result %s was retracted (entered-in-error); revision %d is not written over it", cur.ref, r.ID, rev)
 	case cur.revision() >= rev:
 		s.log.Info("amended result already written", "result_id", r.ID, "report", cur.ref, "revision", rev, "current", cur.revision())
-		return cur.ref, nil
+		objects := []radgate.DeliveredObject{{Kind: want, Ref: cur.ref}}
+		for _, o := range cur.refs("result", "") {
+			objects = append(objects, radgate.DeliveredObject{Kind: "Observation", Ref: o})
+		}
+		for _, m := range cur.refs("media", "link") {
+			objects = append(objects, radgate.DeliveredObject{Kind: "Media", Ref: m})
+		}
+		return cur.ref, objects, nil
 	}
 	report.putAt(cur.ref, cur.version)
 	if want == "DiagnosticReport" && doc.find("Media") == nil {
 		// This revision is not marked: the earlier heatmap is withdrawn.
 		for _, m := range cur.refs("media", "link") {
 			if err := s.addStatusUpdate(ctx, doc, m, "entered-in-error", nil); err != nil {
-				return "", err
+				return "", nil, err
 			}
 		}
 	}
-	return "", nil
+	return "", nil, nil
 }
 
 // addStatusUpdate reads ref and adds to doc its update to status (and mod,
@@ -455,23 +494,23 @@ func imagesText(images []radgate.ImageNote) string {
 // reading group with the report as focus and input. It is a conditional
 // create of its own (after the report, which it points at), so a retry after
 // a failure here finds the report written and adds the Task once.
-func (s *Sink) requestRead(ctx context.Context, r radgate.Result, in fhir.ResultInput, report string) error {
+func (s *Sink) requestRead(ctx context.Context, r radgate.Result, in fhir.ResultInput, report string) (string, error) {
 	bundle, err := fhir.BuildReadTaskBundle(in, fhir.ReadRequest{
 		Owner: r.Read.Group, OwnerDisplay: r.Read.GroupDisplay, Report: report, Priority: r.Order.Priority, OrderID: r.Order.ID,
 	})
 	if err != nil {
-		return fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
+		return "", fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
 	}
 	tr, err := s.Transaction(ctx, bundle)
 	if err != nil {
 		s.log.Warn("read request not written", "result_id", r.ID, "order_id", r.Order.ID,
 			"transient", radgate.IsTransient(err), "error", err)
-		return fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
+		return "", fmt.Errorf("requesting a read of result %s: %w", r.ID, err)
 	}
 	task, _ := tr.Find("Task")
 	s.log.Info("radiologist read requested", "result_id", r.ID, "order_id", r.Order.ID, "task", task.Reference,
 		"group", r.Read.Group, "tier", r.Tier)
-	return nil
+	return task.Reference, nil
 }
 
 // ResultInput maps a radgate.Result to the values the fhir package builds

@@ -108,7 +108,9 @@ func TestRealServerAmend(t *testing.T) {
 	for range 2 {
 		second, err := s.Deliver(ctx, r2)
 		require.NoError(t, err)
-		require.Equal(t, first, second, "the same report")
+		require.Equal(t, first.Report, second.Report, "the same report")
+		require.Equal(t, []radgate.DeliveredObject{{Kind: "DiagnosticReport", Ref: first.Report}, {Kind: "Observation", Ref: obsRef}},
+			second.Objects, "the withdrawn heatmap is not listed")
 	}
 	_, err = s.Deliver(ctx, r)
 	require.NoError(t, err, "the first result again")
@@ -156,11 +158,14 @@ func TestRealServerRetract(t *testing.T) {
 	tasks := search(t, s.Client, "Task", fhir.Identifier{System: fhir.SystemReadRequest, Value: r.Order.ID})
 	require.Len(t, tasks, 1)
 	require.Equal(t, "requested", tasks[0]["status"])
+	// The receipt lists what a person opens (the console links them).
+	require.Equal(t, []radgate.DeliveredObject{{Kind: "DiagnosticReport", Ref: rc.Report}, {Kind: "Observation", Ref: obsRef},
+		{Kind: "Media", Ref: mediaRef}, {Kind: "Task", Ref: refOf(tasks[0])}}, rc.Objects)
 
 	for range 2 {
 		got, err := s.Deliver(ctx, retractionOf(r))
 		require.NoError(t, err)
-		require.Equal(t, rc, got)
+		require.Equal(t, rc.Report, got.Report)
 	}
 	for _, ref := range []string{rc.Report, obsRef, mediaRef} {
 		require.Equal(t, "entered-in-error", readJSON(t, s.Client, ref)["status"], ref)

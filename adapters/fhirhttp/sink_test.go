@@ -86,10 +86,12 @@ func TestSinkDeliver(t *testing.T) {
 		outcome radgate.Outcome
 		types   []string
 		report  string
+		objects []radgate.DeliveredObject // what a person opens, not the Device
 	}{
-		{radgate.OutcomeScored, []string{"Device", "Media", "Observation", "DiagnosticReport"}, "DiagnosticReport/id-d"},
-		{radgate.OutcomeNotApplicable, []string{"Device", "Task"}, "Task/id-b"},
-		{radgate.OutcomeFailed, []string{"Device", "Task"}, "Task/id-b"},
+		{radgate.OutcomeScored, []string{"Device", "Media", "Observation", "DiagnosticReport"}, "DiagnosticReport/id-d",
+			[]radgate.DeliveredObject{{Kind: "DiagnosticReport", Ref: "DiagnosticReport/id-d"}, {Kind: "Observation", Ref: "Observation/id-c"}, {Kind: "Media", Ref: "Media/id-b"}}},
+		{radgate.OutcomeNotApplicable, []string{"Device", "Task"}, "Task/id-b", []radgate.DeliveredObject{{Kind: "Task", Ref: "Task/id-b"}}},
+		{radgate.OutcomeFailed, []string{"Device", "Task"}, "Task/id-b", []radgate.DeliveredObject{{Kind: "Task", Ref: "Task/id-b"}}},
 	} {
 		t.Run(string(c.outcome), func(t *testing.T) {
 			var got []string
@@ -121,7 +123,7 @@ func TestSinkDeliver(t *testing.T) {
 			seedDevice(s, testResult(t, c.outcome).Engine, "Device/dev-1")
 			rc, err := s.Deliver(t.Context(), testResult(t, c.outcome))
 			require.NoError(t, err)
-			require.Equal(t, radgate.Receipt{Report: c.report}, rc)
+			require.Equal(t, radgate.Receipt{Report: c.report, Objects: c.objects}, rc)
 			switch c.outcome {
 			case radgate.OutcomeScored:
 				require.Equal(t, []string{"Media:completed", "Observation:final", "DiagnosticReport:final", "Provenance:"}, got)

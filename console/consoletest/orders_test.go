@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -58,9 +59,13 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.click(fmt.Sprintf(`a[href="/console/orders/%s"]`, c.OrderID))
 	b.waitText("h1", c.OrderID)
 	require.Equal(t, rg.url+"/console/orders/"+c.OrderID, b.location())
-	row := b.textOf(`table tbody tr`)
+	row := b.textOf(`section.engine`)
 	assert.Contains(t, row, config.DefaultEngine)
 	assert.Contains(t, row, ep.Tier)
+	// Its heatmap thumbnail is an image the browser decoded.
+	w := run(b, chromedp.Evaluate[int](`(() => { const i = document.querySelector('section.engine figure.heatmap img');
+		if (!i) return -1; return i.decode().then(() => i.naturalWidth, () => 0); })()`, chromedp.EvalAwaitPromise))
+	assert.Greater(t, w, 0, "the heatmap thumbnail of %s shows", c.OrderID)
 	assert.Contains(t, b.text(), "delivered")
 	b.noPatient(cases, "operator without phi")
 	b.shot("order")
