@@ -157,6 +157,12 @@ func TestTransitionsCancelled(t *testing.T) {
 		require.NoError(t, err)
 		require.Eventually(t, func() bool { return len(j.all()) == 1 }, 10*time.Second, 20*time.Millisecond)
 		h.waitState(t, st.ID, radgate.StateRouted)
+		// The sink has it; wait until the order records it too, or the
+		// cancel may find nothing delivered (routed → cancelled at once).
+		require.Eventually(t, func() bool {
+			got, _ := h.p.Status(t.Context(), st.ID)
+			return got.Engines["eng-a"].Deliveries["fhir"].State == radgate.StateDelivered
+		}, 10*time.Second, 20*time.Millisecond, "eng-a's delivery recorded")
 		cancel(t, h, "K5")
 		h.waitState(t, st.ID, radgate.StateCancelled)
 		close(gate)
