@@ -110,6 +110,10 @@ type Options struct {
 	Pictures     PictureStore
 	Destinations map[string]DestinationLink
 	AuditPHIView func(ctx context.Context, subject, orderID string)
+	// OIDC sign-in (issue 15 slice O, oidc.go): nil, only the pasted
+	// token; set, the sign-in page also offers the provider's
+	// authorization-code flow.
+	OIDC *OIDC
 }
 
 // Console serves the console's pages.
@@ -183,6 +187,8 @@ func New(o Options) (*Console, error) {
 	m.Handle("GET /console/health", c.auth(http.HandlerFunc(c.health)))
 	m.Handle("GET /console/events", c.auth(http.HandlerFunc(c.events)))
 	m.Handle("GET /console/orders/{id}/heatmap/{engine}", c.auth(http.HandlerFunc(c.heatmap)))
+	m.HandleFunc("GET /console/oidc/login", c.oidcLogin)
+	m.HandleFunc("GET /console/oidc/callback", c.oidcCallback)
 	m.Handle("/console/", c.auth(http.NotFoundHandler()))
 	c.mux = m
 	return c, nil
@@ -418,6 +424,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, page 
 	data["User"] = u
 	data["SignedIn"] = u.Name != ""
 	data["Open"] = c.o.Auth.Open()
+	data["OIDC"] = c.oidcButton()
 	var b strings.Builder
 	if err := c.tpl[page].Execute(&b, data); err != nil {
 		c.log.Error("console template failed", "page", page, "error", err)

@@ -237,6 +237,15 @@ func rolesOf(c jwt.MapClaims, name string) []Role {
 	return out
 }
 
+// RolesOf reads the roles radgate knows from the claim named claim of a
+// token's claims, exactly as the JWT mode does (http.auth.roles_claim): an
+// array of strings or a space-separated string, a dotted name reaching
+// into nested objects; unknown names are ignored. The console's OIDC
+// sign-in reads an ID token's roles with it.
+func RolesOf(claims map[string]any, claim string) []Role {
+	return rolesOf(jwt.MapClaims(claims), claim)
+}
+
 var errExpired = errors.New("token expired")
 
 // jwtReason words a jwt/v5 parsing or signature error for the client and
