@@ -89,6 +89,18 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 			logger.Info("console PHI view audited", "order", orderID, "subject", subject, "audit", ref)
 		}
 	}
+	// OIDC sign-in (issue 15 slice O): the client secret from its
+	// environment variable, read now so that a missing one stops serve.
+	if oc := cfg.Console.OIDC; oc.Enabled() && !sec.auth.Open() {
+		secret, err := config.Secret(oc.ClientSecretEnv, "")
+		if err != nil {
+			return nil, fmt.Errorf("console.oidc.client_secret_env: %w", err)
+		}
+		if o.OIDC, err = console.NewOIDC(console.OIDCConfig{Issuer: oc.Issuer, ClientID: oc.ClientID, ClientSecret: secret,
+			RedirectURL: oc.RedirectURL, Scopes: oc.ScopeList(), RolesClaim: cfg.OIDCRolesClaim()}); err != nil {
+			return nil, err
+		}
+	}
 	c, err := console.New(o)
 	if err != nil {
 		return nil, err
