@@ -11,6 +11,7 @@ import (
 	"context"
 	"net"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
@@ -41,12 +42,16 @@ type Options struct {
 	// empty).
 	RolesClaim string
 	Users      []User
+	// Host names the provider in its issuer URL: "localhost" makes it
+	// another site than a relying party on 127.0.0.1 (as a browser
+	// sees sites); empty: 127.0.0.1. It listens on 127.0.0.1 either way.
+	Host string
 }
 
 // Server is a running provider.
 type Server struct {
-	// Issuer is the provider's issuer URL (http://127.0.0.1:port), which
-	// its discovery document names.
+	// Issuer is the provider's issuer URL (http://127.0.0.1:port, or
+	// Options.Host's), which its discovery document names.
 	Issuer string
 	srv    *httptest.Server
 }
@@ -62,6 +67,9 @@ func Start(t testing.TB, o Options) *Server {
 		t.Fatalf("oidcop: %v", err)
 	}
 	issuer := "http://" + l.Addr().String()
+	if o.Host != "" {
+		issuer = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
+	}
 	users := userStore{byID: map[string]*storage.User{}}
 	roles := map[string][]string{}
 	for _, u := range o.Users {
