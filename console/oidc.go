@@ -153,7 +153,13 @@ func (c *Console) oidcLogin(w http.ResponseWriter, r *http.Request) {
 	id := randomID()
 	f := oidcFlow{State: randomID(), Nonce: randomID(), Verifier: oauth2.GenerateVerifier(), Expires: c.o.Now().Add(OIDCFlowTTL)}
 	b, _ := json.Marshal(f)
-	if _, err := c.o.Sessions.Create(r.Context(), oidcKey(id), b); err != nil {
+	// The attempt expires on its own when the bucket allows per-key TTLs
+	// (broker.EnsureConsoleSessions), else with the bucket's TTL.
+	var opts []jetstream.KVCreateOpt
+	if st, err := c.o.Sessions.Status(r.Context()); err == nil && st.LimitMarkerTTL() > 0 {
+		opts = append(opts, jetstream.KeyTTL(OIDCFlowTTL))
+	}
+	if _, err := c.o.Sessions.Create(r.Context(), oidcKey(id), b, opts...); err != nil {
 		c.log.Error("console OIDC: sign-in attempt not stored", "error", err)
 		c.message(w, r, http.StatusServiceUnavailable, "Sign-in failed", "The sign-in attempt could not be stored; try again.")
 		return

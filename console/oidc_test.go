@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/testenv/oidcop"
 )
@@ -46,6 +47,7 @@ type oidcEnv struct {
 	op   *oidcop.Server
 	srv  *httptest.Server
 	c    *http.Client // cookie jar; stops before the console's callback
+	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	skew atomic.Int64 // added to the console's clock
 	logs *syncBuffer
@@ -56,7 +58,17 @@ func newOIDCEnv(t *testing.T) *oidcEnv {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + l.Addr().String()
-	e := &oidcEnv{kv: sessions(t), logs: &syncBuffer{}}
+	e := &oidcEnv{logs: &syncBuffer{}}
+	srv, err := broker.StartEmbedded(t.TempDir(), -1)
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := broker.Connect(srv.ClientURL(), "", nil)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	e.js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	e.kv, err = broker.EnsureConsoleSessions(t.Context(), e.js, time.Hour)
+	require.NoError(t, err)
 	e.op = oidcop.Start(t, oidcop.Options{ClientID: "radgate-console", ClientSecret: "console-secret",
 		RedirectURIs: []string{base + "/console/oidc/callback"},
 		Users: []oidcop.User{
@@ -178,6 +190,12 @@ func TestOIDCSignIn(t *testing.T) {
 
 	cb := e.authorize(t, "olga", "olga-pw")
 	flow := e.flowID(t)
+	// The attempt's record expires on its own after OIDCFlowTTL.
+	stream, err := e.js.Stream(t.Context(), "KV_"+broker.BucketConsoleSessions)
+	require.NoError(t, err)
+	raw, err := stream.GetLastMsgForSubject(t.Context(), "$KV."+broker.BucketConsoleSessions+"."+oidcKey(flow))
+	require.NoError(t, err)
+	assert.Equal(t, "10m0s", raw.Header.Get("Nats-TTL"), "the record's own TTL")
 	r, body = e.get(t, cb.String())
 	require.Equal(t, http.StatusOK, r.StatusCode, body)
 	assert.Contains(t, body, "Signed in as sub-olga (viewer, operator).")
