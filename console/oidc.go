@@ -219,6 +219,12 @@ func (c *Console) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusUnauthorized, why)
 		return
 	}
+	// RFC 9207: a provider that names itself must be the one configured
+	// (a mix-up attack sends another provider's response here).
+	if iss := q.Get("iss"); iss != "" && iss != c.o.OIDC.cfg.Issuer {
+		refuse(http.StatusBadRequest, fmt.Sprintf("the response names issuer %q, not %s", iss, c.o.OIDC.cfg.Issuer))
+		return
+	}
 	if s := q.Get("state"); s == "" || subtle.ConstantTimeCompare([]byte(s), []byte(f.State)) != 1 {
 		refuse(http.StatusBadRequest, "the state parameter does not match this browser's sign-in attempt")
 		return

@@ -249,6 +249,11 @@ func TestOIDCCallbackRefusals(t *testing.T) {
 		refused(t, with(cb, "state", strings.Repeat("0", 64)).String(), http.StatusBadRequest, "the state parameter does not match")
 		refused(t, cb.String(), http.StatusBadRequest, "this browser has no sign-in attempt in progress")
 	})
+	t.Run("another issuer", func(t *testing.T) {
+		cb := e.authorize(t, "olga", "olga-pw")
+		refused(t, with(cb, "iss", "https://idp.example.net").String(), http.StatusBadRequest,
+			"the response names issuer &#34;https://idp.example.net&#34;, not "+e.op.Issuer)
+	})
 	t.Run("missing code", func(t *testing.T) {
 		cb := e.authorize(t, "olga", "olga-pw")
 		refused(t, with(cb, "code", "").String(), http.StatusBadRequest, "the provider sent no authorization code")
