@@ -100,7 +100,8 @@ func FuzzConsoleRequest(f *testing.F) {
 			form = url.Values{}
 		}
 		form.Set("csrf", csrf)
-		req := httptest.NewRequest(method, "http://127.0.0.1"+target, strings.NewReader(form.Encode()))
+		req := httptest.NewRequest(method, "http://127.0.0.1/console/", strings.NewReader(form.Encode()))
+		req.URL, req.RequestURI = u, target // any bytes, as a client may send them
 		req.RemoteAddr = "127.0.0.1:4000"
 		if method == http.MethodPost {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
