@@ -158,6 +158,7 @@ func TestFailuresInTheBrowser(t *testing.T) {
 
 	logs := rg.logs.String()
 	assert.NotContains(t, logs, "/favicon.ico", "the browser asked the intake for an icon")
+	assert.NotContains(t, logs, "not in the state machine", "the replay took only rows of radgate.Transitions")
 	assert.Contains(t, b.urls(), rg.url+"/console/static/favicon.svg", "the console's icon")
 	for _, c := range cases {
 		assert.NotContains(t, logs, c.Patient, "patient name in serve's log")
