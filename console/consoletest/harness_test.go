@@ -177,6 +177,25 @@ type order struct {
 // intake, as a FHIR ServiceRequest + ImagingStudy and as a Bundle.
 func (s *serve) fileOrders(t *testing.T) []order {
 	t.Helper()
+	cases := newCases(t)
+	ctx := t.Context()
+	require.NoError(t, s.env.LoadImages(ctx, cases))
+	require.NoError(t, s.env.Order(ctx, cases))
+	return ordersOf(cases)
+}
+
+// ordersOf pairs each case with the MRN demo gives its patient.
+func ordersOf(cases []*demo.Case) []order {
+	var out []order
+	for i, c := range cases {
+		out = append(out, order{Case: c, mrn: fmt.Sprintf("MRN-%04d", i+1)}) // demo's MRN for the i-th case
+	}
+	return out
+}
+
+// newCases clones the radiographs into new studies (not yet stored).
+func newCases(t *testing.T) []*demo.Case {
+	t.Helper()
 	// Clone numbers: up to 5 digits (the radiographs' UIDs); one per case,
 	// since a clone's accession number is its number alone.
 	n, err := rand.Int(rand.Reader, big.NewInt(99999/int64(len(radiographs))))
@@ -193,14 +212,7 @@ func (s *serve) fileOrders(t *testing.T) []order {
 		}
 		cases = append(cases, &demo.Case{File: name, Data: data, Path: path, Patient: fmt.Sprintf("Qzxv Consolepatient%02d", i)})
 	}
-	ctx := t.Context()
-	require.NoError(t, s.env.LoadImages(ctx, cases))
-	require.NoError(t, s.env.Order(ctx, cases))
-	var out []order
-	for i, c := range cases {
-		out = append(out, order{Case: c, mrn: fmt.Sprintf("MRN-%04d", i+1)}) // demo's MRN for the i-th case
-	}
-	return out
+	return cases
 }
 
 // browser is one headless Chromium tab at 1366×768 that records every URL
