@@ -75,8 +75,8 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 	if o.Audit != nil {
 		audit := o.Audit
 		o.AuditPHIView = func(ctx context.Context, subject, orderID string) {
-			ref, err := audit.AuditAction(ctx, console.Action{Subject: subject, Kind: "phi-view", Entities: []string{orderID},
-				Outcome: "shown", At: time.Now()})
+			ref, err := audit.AuditAction(ctx, console.Action{Subject: subject, Kind: "phi-view", Entities: []string{"order/" + orderID},
+				Outcome: "done", Detail: "order page with patient data shown", At: time.Now()})
 			if err != nil {
 				logger.Warn("console PHI view not audited on the FHIR server", "order", orderID, "subject", subject, "error", err)
 				return
