@@ -80,6 +80,7 @@ var Transitions = []Transition{
 	{StateRejected, StateRetracting, EvCancelled}, // the "not applicable" answer was delivered
 	{StateFailed, StateStabilising, EvStudyFound}, // the images came after the window
 	{StateFailed, StateReceived, EvReplayed},
+	{StateFailed, StateScored, EvReplayed}, // a replayed delivery: the result exists, it goes out again
 	{StateFailed, StateCancelled, EvCancelled},
 	{StateFailed, StateRetracting, EvCancelled},
 	{StateRetracting, StateCancelled, EvRetracted},

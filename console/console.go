@@ -245,6 +245,9 @@ func (c *Console) auth(next http.Handler) http.Handler {
 			}
 			u = user{Principal: httpauth.NewPrincipal(s.Name, s.Roles...), CSRF: s.CSRF, ID: id}
 		}
+		// The user first, so that a refusal below renders the signed-in
+		// layout (name, nav, sign-out), not a "Sign in" page.
+		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, u))
 		if r.Method == http.MethodPost {
 			if !sameOrigin(r) {
 				c.log.Info("console POST refused: cross-origin", "path", r.URL.Path, "subject", u.Name)
@@ -258,7 +261,7 @@ func (c *Console) auth(next http.Handler) http.Handler {
 				return
 			}
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, u)))
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -129,7 +129,7 @@ func jpegOf(t *testing.T, w, h int) []byte {
 	return b.Bytes()
 }
 
-func pngOf(t *testing.T, w, h int) []byte {
+func pngOf(t testing.TB, w, h int) []byte {
 	img := image.NewRGBA(image.Rect(0, 0, w, h))
 	img.Set(1, 1, color.RGBA{R: 255, A: 255})
 	var b bytes.Buffer

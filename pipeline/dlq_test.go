@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,6 +86,16 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	require.True(t, rep.Removed)
 
 	got := h.waitState(t, st.ID, radgate.StateDelivered)
+	// Re-opened by the replay (failed → scored, replayed), then delivered;
+	// the refusal's reason is gone from the engine and its destination.
+	h.invalidTransitions(t, st.ID)
+	hist, err := h.p.History(t.Context(), st.ID)
+	require.NoError(t, err)
+	require.True(t, slices.ContainsFunc(hist, func(e radgate.HistoryEntry) bool {
+		return e.Engine == "" && e.From == radgate.StateFailed && e.To == radgate.StateScored && e.Event == radgate.EvReplayed
+	}), "the order was re-opened by the replay: %v", hist)
+	require.Empty(t, got.Engines["eng-a"].Reason)
+	require.Empty(t, got.Engines["eng-a"].Deliveries["fhir"].Reason)
 	require.Equal(t, "DiagnosticReport/"+resultID, got.Engines["eng-a"].Report)
 	require.InDelta(t, 0.91, *got.Engines["eng-a"].Probability, 1e-9)
 	require.Len(t, h.sink.results(), 1)

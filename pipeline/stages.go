@@ -489,6 +489,21 @@ func (p *Pipeline) reopen(ctx context.Context, id, replay string, engines []stri
 	return st, err
 }
 
+// reopenDelivery applies replayDelivery to an order for a replayed result.
+func (p *Pipeline) reopenDelivery(ctx context.Context, id, replay, engine, dest string) error {
+	reopened := false
+	st, err := p.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+		if reopened = replayDelivery(o, replay, engine, dest); !reopened {
+			return errSkip
+		}
+		return nil
+	})
+	if err == nil && reopened {
+		p.log.Info("order re-opened by a replayed result", "order", id, "replay_of", replay, "engine", engine, "destination", dest, "state", st.State)
+	}
+	return err
+}
+
 // replayMsgID namespaces the id of a message derived from a replayed one by
 // the replay's dead-letter sequence. The duplicate window still remembers the
 // first run's ids (job.<order>.<engine>, result.<id>) and would silently drop
@@ -1218,6 +1233,11 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 			return deadLetter("undecodable result: " + err.Error())
 		}
 		dest := cmp.Or(r.Destination, name)
+		if replay := msg.Headers().Get(broker.HeaderReplayOf); replay != "" && r.Status != radgate.ResultRetracted {
+			if err := p.reopenDelivery(ctx, r.Order.ID, replay, r.Engine.ID, dest); err != nil && !errors.Is(err, radgate.ErrOrderNotFound) {
+				return retryIn(p.opts.RetryMin)
+			}
+		}
 		// The order may have gained references since scoring (the
 		// ImagingStudy arriving after the ServiceRequest): use the latest.
 		if st, err := p.store.get(ctx, r.Order.ID); err == nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -266,6 +267,32 @@ func replayReset(st *radgate.OrderStatus, replayOf string, engines []string, to 
 			st.Engines[eid] = radgate.EngineProgress{State: to}
 		}
 	}
+	recompute(st)
+	return true
+}
+
+// replayDelivery re-opens an order for a replayed result (a dead letter of
+// a delivery stage, HeaderReplayOf = replayOf): the engine, failed because
+// its delivery at dest failed, is scored again — its result exists and goes
+// out once more — with the failed delivery's reason cleared, so the order
+// moves failed → scored (replayed) and then on to delivered. Like
+// replayReset it applies once per replay and returns false, changing
+// nothing, when it was applied already or there is nothing to re-open.
+func replayDelivery(st *radgate.OrderStatus, replayOf, engine, dest string) bool {
+	cur, ok := st.Engines[engine]
+	if replayOf == "" || st.ReplayOf == replayOf || !ok || cur.State != radgate.StateFailed {
+		return false
+	}
+	d, ok := cur.Deliveries[dest]
+	if !ok || d.State != radgate.StateFailed {
+		return false
+	}
+	st.ReplayOf = replayOf
+	cur.State, cur.Reason = radgate.StateScored, ""
+	d.State, d.Reason = radgate.StateScored, ""
+	cur.Deliveries = maps.Clone(cur.Deliveries)
+	cur.Deliveries[dest] = d
+	st.Engines[engine] = cur
 	recompute(st)
 	return true
 }

@@ -33,12 +33,7 @@ import (
 // cookie, signed in with the same authenticator.
 func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *broker.Topology, pipe *pipeline.Pipeline,
 	logger *slog.Logger, intake http.Handler, parts consoleParts) (http.Handler, error) {
-	o := console.Options{Auth: sec.auth, SessionTTL: cfg.Console.SessionTTL.D(), TLS: sec.tls != nil, Order: pipe, Logger: logger}
-	// The order index comes with the pipeline's ListOrders (issue 15
-	// slice B); until the pipeline has it the list page says so.
-	if l, ok := any(pipe).(radgate.OrderLister); ok {
-		o.Orders = l
-	}
+	o := console.Options{Auth: sec.auth, SessionTTL: cfg.Console.SessionTTL.D(), TLS: sec.tls != nil, Order: pipe, Orders: pipe, Logger: logger}
 	if !sec.auth.Open() {
 		kv, err := broker.EnsureConsoleSessions(ctx, topo.JS, o.SessionTTL)
 		if err != nil {
@@ -80,8 +75,8 @@ func withConsole(ctx context.Context, cfg config.Config, sec *security, topo *br
 	if o.Audit != nil {
 		audit := o.Audit
 		o.AuditPHIView = func(ctx context.Context, subject, orderID string) {
-			ref, err := audit.AuditAction(ctx, console.Action{Subject: subject, Kind: "phi-view", Entities: []string{orderID},
-				Outcome: "shown", At: time.Now()})
+			ref, err := audit.AuditAction(ctx, console.Action{Subject: subject, Kind: "phi-view", Entities: []string{"order/" + orderID},
+				Outcome: "done", Detail: "order page with patient data shown", At: time.Now()})
 			if err != nil {
 				logger.Warn("console PHI view not audited on the FHIR server", "order", orderID, "subject", subject, "error", err)
 				return

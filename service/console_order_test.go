@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,23 @@ func TestConsoleOrderPageOfAScoredOrder(t *testing.T) {
 	doc := signIn("tok-doc")
 	_, b = get(doc, "/console/orders/"+c.OrderID)
 	assert.Contains(t, string(b), "MRN-0001", "a phi user sees the patient")
+	// That view is recorded: a Patient Record AuditEvent on the FHIR server
+	// naming the user and the order, without the patient's name.
+	var ref []string
+	require.Eventually(t, func() bool {
+		ref = regexp.MustCompile(`console PHI view audited.*audit=(AuditEvent/\S+)`).FindStringSubmatch(logs.String())
+		return ref != nil
+	}, 10*time.Second, 50*time.Millisecond, "the PHI view of order %s audited", c.OrderID)
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: cfg.FHIR.BaseURL})
+	require.NoError(t, err)
+	ae, err := fc.Read(t.Context(), ref[1])
+	require.NoError(t, err)
+	assert.Contains(t, string(ae), `"110110"`)
+	assert.Contains(t, string(ae), `"phi-view"`)
+	assert.Contains(t, string(ae), `"doc"`)
+	assert.Contains(t, string(ae), c.OrderID)
+	assert.NotContains(t, string(ae), "Zyxwa")
+	_, b = get(viewer, "/console/orders/"+c.OrderID)
+	assert.Equal(t, 1, strings.Count(logs.String(), "console PHI view audited"), "a viewer's view shows no patient and is not a PHI view")
 	assert.NotContains(t, logs.String(), "Zyxwa", fmt.Sprintf("no patient name in the logs of order %s", c.OrderID))
 }

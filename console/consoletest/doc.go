@@ -4,8 +4,10 @@
 // the form, watch orders filed at the intake reach delivered on the orders
 // list, open one, check what each role sees (never a patient name or MRN
 // without the phi role), that a POST without the CSRF token is refused and
-// that sign-out ends the session; each page visited is saved as a
-// 1366×768 PNG (RADGATE_SCREENSHOTS, or a folder under the test's temporary
+// that sign-out ends the session; follow a refused result from the
+// failures page through replay to delivered; and read the routes, engines
+// and usage pages. Each page visited is saved as a 1366×768 PNG
+// (RADGATE_SCREENSHOTS/<Test>/, or a folder under the test's temporary
 // directory). They are in their own package so that the test command runs
 // them with their own timeout (scripts/test.sh); see testenv/README.md.
 //

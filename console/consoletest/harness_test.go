@@ -177,6 +177,25 @@ type order struct {
 // intake, as a FHIR ServiceRequest + ImagingStudy and as a Bundle.
 func (s *serve) fileOrders(t *testing.T) []order {
 	t.Helper()
+	cases := newCases(t)
+	ctx := t.Context()
+	require.NoError(t, s.env.LoadImages(ctx, cases))
+	require.NoError(t, s.env.Order(ctx, cases))
+	return ordersOf(cases)
+}
+
+// ordersOf pairs each case with the MRN demo gives its patient.
+func ordersOf(cases []*demo.Case) []order {
+	var out []order
+	for i, c := range cases {
+		out = append(out, order{Case: c, mrn: fmt.Sprintf("MRN-%04d", i+1)}) // demo's MRN for the i-th case
+	}
+	return out
+}
+
+// newCases clones the radiographs into new studies (not yet stored).
+func newCases(t *testing.T) []*demo.Case {
+	t.Helper()
 	// Clone numbers: up to 5 digits (the radiographs' UIDs); one per case,
 	// since a clone's accession number is its number alone.
 	n, err := rand.Int(rand.Reader, big.NewInt(99999/int64(len(radiographs))))
@@ -193,14 +212,7 @@ func (s *serve) fileOrders(t *testing.T) []order {
 		}
 		cases = append(cases, &demo.Case{File: name, Data: data, Path: path, Patient: fmt.Sprintf("Qzxv Consolepatient%02d", i)})
 	}
-	ctx := t.Context()
-	require.NoError(t, s.env.LoadImages(ctx, cases))
-	require.NoError(t, s.env.Order(ctx, cases))
-	var out []order
-	for i, c := range cases {
-		out = append(out, order{Case: c, mrn: fmt.Sprintf("MRN-%04d", i+1)}) // demo's MRN for the i-th case
-	}
-	return out
+	return cases
 }
 
 // browser is one headless Chromium tab at 1366×768 that records every URL
@@ -222,6 +234,7 @@ func newBrowser(t *testing.T, exec, base string) *browser {
 	if dir == "" {
 		dir = filepath.Join(t.TempDir(), "testdata-out")
 	}
+	dir = filepath.Join(dir, t.Name()) // one folder per test: their NN-names never meet
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	b := &browser{t: t, base: base, dir: dir}
 	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
@@ -341,6 +354,27 @@ func (b *browser) signOut() {
 	require.Equal(b.t, b.base+"/console/signin", b.location())
 }
 
+// reloadUntil reloads the page until the element's text contains want,
+// or fails after within (the pages that do not update themselves).
+func (b *browser) reloadUntil(css, want string, within time.Duration) {
+	b.t.Helper()
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return !!e && e.innerText.includes(%q); })()`, css, want)
+	deadline := time.Now().Add(within)
+	for !run(b, chromedp.Evaluate[bool](js)) {
+		if time.Now().After(deadline) {
+			b.t.Fatalf("no %s with %q on %s in %s:\n%s", css, want, b.location(), within, b.text())
+		}
+		time.Sleep(300 * time.Millisecond)
+		b.reload()
+	}
+}
+
+// count is the number of elements css selects.
+func (b *browser) count(css string) int {
+	b.t.Helper()
+	return run(b, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll(%q).length`, css)))
+}
+
 // listedStates reads the orders list: order id → state.
 func (b *browser) listedStates() map[string]string {
 	b.t.Helper()
@@ -409,7 +443,7 @@ func (b *browser) noPatient(cases []order, who string) {
 	}
 }
 
-// shot saves the viewport (1366×768) as NN-name.png.
+// shot saves the viewport (1366×768) as <test>/NN-name.png.
 func (b *browser) shot(name string) {
 	b.t.Helper()
 	png := run(b, chromedp.CaptureScreenshot())

@@ -77,6 +77,8 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	b.click(`form[action="/console/signout"] button`)
 	b.waitText("h1", "Forbidden")
 	assert.Contains(t, b.text(), "CSRF token is missing or wrong")
+	assert.Contains(t, b.textOf("header .who"), operator, "refused in the signed-in layout")
+	assert.Zero(t, b.count(`main a[href="/console/signin"]`), "no Sign in link: the session lives")
 	b.shot("csrf-refused")
 	b.visit("/console/orders/" + c.OrderID)
 	b.waitText("h1", c.OrderID) // still signed in
