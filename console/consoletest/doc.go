@@ -5,8 +5,8 @@
 // list, open one, check what each role sees (never a patient name or MRN
 // without the phi role), that a POST without the CSRF token is refused and
 // that sign-out ends the session; follow a refused result from the
-// failures page through replay to delivered; and read the routes, engines
-// and usage pages. Each page visited is saved as a 1366×768 PNG
+// failures page through replay to delivered; read the routes, engines
+// and usage pages; and sign in through an OpenID Provider (OIDC). Each page visited is saved as a 1366×768 PNG
 // (RADGATE_SCREENSHOTS/<Test>/, or a folder under the test's temporary
 // directory). They are in their own package so that the test command runs
 // them with their own timeout (scripts/test.sh); see testenv/README.md.
