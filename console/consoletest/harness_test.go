@@ -298,9 +298,25 @@ func (b *browser) location() string  { b.t.Helper(); return run(b, chromedp.Loca
 func (b *browser) text() string      { b.t.Helper(); return b.textOf("body") }
 func (b *browser) click(css string)  { b.t.Helper(); b.do(chromedp.Click(chromedp.CSS(css))) }
 
+// textOf is the text of the first element css selects, read by the
+// page's own script: chromedp's node queries can meet a node id the
+// browser has already replaced ("No node with given id found") when a page
+// arrives under load.
 func (b *browser) textOf(css string) string {
 	b.t.Helper()
-	return run(b, chromedp.Text(chromedp.CSS(css)))
+	js := fmt.Sprintf(`(() => { const e = document.querySelector(%q); return e ? [true, e.innerText] : [false, ""]; })()`, css)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v := run(b, chromedp.Evaluate[[]any](js))
+		if found, _ := v[0].(bool); found {
+			text, _ := v[1].(string)
+			return text
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("no element %s on %s", css, b.location())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func (b *browser) eval(js string) {
