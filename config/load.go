@@ -309,6 +309,15 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 			bad("nats.embedded_listen", err.Error())
 		}
 	}
+	switch r := c.NATS.Replicas; {
+	case r != 1 && r != 3 && r != 5:
+		bad("nats.replicas", fmt.Sprintf("%d: must be 1, 3 or 5 (an odd number of copies, for a quorum)", r))
+	case r > 1 && c.NATS.URL == "":
+		bad("nats.replicas", fmt.Sprintf("%d needs nats.url to name a JetStream cluster of at least %d servers: the embedded server is a single server", r, r))
+	}
+	if c.NATS.PublishRetry < 0 {
+		bad("nats.publish_retry", "must not be negative")
+	}
 	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
 	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")
 	checkURL("fhir.subscription_endpoint", c.FHIR.SubscriptionEndpoint, "http", "https")
