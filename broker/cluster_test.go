@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,7 +131,26 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 	}
 	require.Equal(t, 2*perWriter, k)
 
-	// The restarted node catches up.
+	// The health report names the missing replica, on the new leader.
+	var report string
+	require.Eventually(t, func() bool {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		hs, err := ClusterHealth(hctx, topo.JS)
+		if err != nil {
+			return false
+		}
+		for _, h := range hs {
+			if h.Name == StreamJobs && h.Leader != "" {
+				report = h.What() + ": " + h.Summary()
+				return h.Problem() != nil && strings.Contains(h.Problem().Error(), "replica "+leader.Name)
+			}
+		}
+		return false
+	}, 30*time.Second, 200*time.Millisecond, "the health report does not name replica %s", leader.Name)
+	t.Logf("after the kill: %s", report)
+
+	// The restarted node catches up, and the report says all is well.
 	c.Restart(leader)
 	require.Eventually(t, func() bool {
 		info, err := st.Info(ctx)
@@ -144,4 +164,26 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		}
 		return true
 	}, 30*time.Second, 200*time.Millisecond, "the restarted node's replica is not current")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		hs, err := ClusterHealth(hctx, topo.JS)
+		cancel()
+		var probs []string
+		if err != nil {
+			probs = append(probs, err.Error())
+		} else if len(hs) != 13 { // "later" is not radgate's
+			probs = append(probs, fmt.Sprintf("%d streams reported", len(hs)))
+		}
+		for _, h := range hs {
+			if err := h.Problem(); err != nil {
+				probs = append(probs, h.What()+": "+err.Error())
+			}
+		}
+		if len(probs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("30 s after the restart the health report still says: %s", strings.Join(probs, "; "))
+		}
+	}
 }

@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/adapters/dimse"
@@ -159,13 +162,53 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		})
 	}
 	if cfg.NATS.URL != "" {
+		var nc *nats.Conn
 		probe("connect nats "+cfg.NATS.URL, func(context.Context) error {
-			c, err := broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
-			if err == nil {
-				c.Close()
-			}
+			var err error
+			nc, err = broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger)
 			return err
 		})
+		if nc != nil {
+			defer nc.Close()
+			pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			checkCluster(pctx, nc, cfg.NATS.Replicas, step)
+		}
 	}
 	return failed
+}
+
+// checkCluster reports the JetStream radgate's state is on (check
+// --connect with nats.url): the server and cluster connected to, whether
+// the JetStream API answers (on a cluster: a meta leader is elected), and
+// each radgate stream, bucket and object store with its leader and each
+// replica current, behind (with its lag) or offline; one that is not as it
+// should be — no leader, a replica not current, fewer copies than
+// nats.replicas — is a failed step saying so.
+func checkCluster(ctx context.Context, nc *nats.Conn, replicas int, step func(string, error) bool) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		step("nats: JetStream", err)
+		return
+	}
+	cluster := nc.ConnectedClusterName()
+	if cluster == "" {
+		cluster = "none: a single server"
+	}
+	hs, err := broker.ClusterHealth(ctx, js)
+	if !step(fmt.Sprintf("nats: connected to server %s, cluster %s; the JetStream API answers (a meta leader is elected)",
+		nc.ConnectedServerName(), cluster), err) {
+		return
+	}
+	if len(hs) == 0 {
+		step("nats: no radgate streams yet (radgate serve creates them at its first start)", nil)
+		return
+	}
+	for _, h := range hs {
+		err := h.Problem()
+		if err == nil && !h.Unanswered && h.Replicas < replicas {
+			err = fmt.Errorf("%d copies where nats.replicas is %d: radgate serve updates it at its next start", h.Replicas, replicas)
+		}
+		step(h.What()+": "+h.Summary(), err)
+	}
 }
