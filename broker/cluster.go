@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,6 +23,9 @@ type Cluster struct {
 	// update or delete) is retried while JetStream is unavailable for a
 	// moment (IsUnavailable); 0: not retried.
 	PublishRetry time.Duration
+	// Logger, when set, is told of every write that needed more than one
+	// attempt (component "nats": how many, how long, the last error).
+	Logger *slog.Logger
 }
 
 // maxAttempt bounds one attempt of a retried write: a request to a stream
@@ -31,8 +35,8 @@ const maxAttempt = 5 * time.Second
 
 // JetStream wraps js so that every stream, KV bucket and object store
 // created or updated through it gets c.Replicas copies (a config that
-// names its own Replicas keeps them), and every Publish, PublishMsg and KV
-// write (of the buckets opened through it) is retried for c.PublishRetry
+// names its own Replicas keeps them), and every Publish, PublishMsg, KV
+// write (of the buckets opened through it) and create or update is retried for c.PublishRetry
 // while IsUnavailable: a stream leader killed makes writes fail for the
 // 4–6 s a new election takes. A publish keeps its Nats-Msg-Id across
 // attempts, so JetStream drops a second copy of one that had landed; a KV
@@ -100,11 +104,30 @@ type clusterJS struct {
 	c Cluster
 }
 
-func (j *clusterJS) retry(ctx context.Context, f func(ctx context.Context, attempt int) error) error {
+func (j *clusterJS) retry(ctx context.Context, what string, f func(ctx context.Context, attempt int) error) error {
 	if j.c.PublishRetry <= 0 {
 		return f(ctx, 0)
 	}
-	return Retry(ctx, j.c.PublishRetry, f)
+	start, attempts := time.Now(), 0
+	var first error
+	err := Retry(ctx, j.c.PublishRetry, func(ctx context.Context, attempt int) error {
+		attempts++
+		err := f(ctx, attempt)
+		if attempt == 0 {
+			first = err
+		}
+		return err
+	})
+	if attempts > 1 && j.c.Logger != nil {
+		log := j.c.Logger.With("component", "nats", "write", what, "attempts", attempts,
+			"took", time.Since(start).Round(time.Millisecond), "first_err", first)
+		if err != nil {
+			log.Warn("JetStream write failed after retrying", "err", err)
+		} else {
+			log.Info("JetStream write retried")
+		}
+	}
+	return err
 }
 
 func (j *clusterJS) Publish(ctx context.Context, subject string, payload []byte, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
@@ -114,7 +137,7 @@ func (j *clusterJS) Publish(ctx context.Context, subject string, payload []byte,
 }
 
 func (j *clusterJS) PublishMsg(ctx context.Context, m *nats.Msg, opts ...jetstream.PublishOpt) (ack *jetstream.PubAck, err error) {
-	err = j.retry(ctx, func(ctx context.Context, _ int) error {
+	err = j.retry(ctx, "publish "+m.Subject, func(ctx context.Context, _ int) error {
 		ack, err = j.JetStream.PublishMsg(ctx, m, opts...)
 		return err
 	})
@@ -150,19 +173,31 @@ func (j *clusterJS) explain(kind, name string, n int, err error) error {
 
 func (j *clusterJS) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	s, err := j.JetStream.CreateStream(ctx, cfg)
+	var s jetstream.Stream
+	err := j.retry(ctx, "CreateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
+		s, err = j.JetStream.CreateStream(ctx, cfg)
+		return err
+	})
 	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
 }
 
 func (j *clusterJS) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	s, err := j.JetStream.UpdateStream(ctx, cfg)
+	var s jetstream.Stream
+	err := j.retry(ctx, "UpdateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
+		s, err = j.JetStream.UpdateStream(ctx, cfg)
+		return err
+	})
 	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
 }
 
 func (j *clusterJS) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	s, err := j.JetStream.CreateOrUpdateStream(ctx, cfg)
+	var s jetstream.Stream
+	err := j.retry(ctx, "CreateOrUpdateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
+		s, err = j.JetStream.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
 	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
 }
 
@@ -179,37 +214,61 @@ func (j *clusterJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyV
 
 func (j *clusterJS) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	kv, err := j.JetStream.CreateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := j.retry(ctx, "CreateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		kv, err = j.JetStream.CreateKeyValue(ctx, cfg)
+		return err
+	})
 	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
 }
 
 func (j *clusterJS) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	kv, err := j.JetStream.UpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := j.retry(ctx, "UpdateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		kv, err = j.JetStream.UpdateKeyValue(ctx, cfg)
+		return err
+	})
 	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
 }
 
 func (j *clusterJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	kv, err := j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := j.retry(ctx, "CreateOrUpdateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		kv, err = j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
 	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
 }
 
 func (j *clusterJS) CreateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	o, err := j.JetStream.CreateObjectStore(ctx, cfg)
+	var o jetstream.ObjectStore
+	err := j.retry(ctx, "CreateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		o, err = j.JetStream.CreateObjectStore(ctx, cfg)
+		return err
+	})
 	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
 func (j *clusterJS) UpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	o, err := j.JetStream.UpdateObjectStore(ctx, cfg)
+	var o jetstream.ObjectStore
+	err := j.retry(ctx, "UpdateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		o, err = j.JetStream.UpdateObjectStore(ctx, cfg)
+		return err
+	})
 	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
 func (j *clusterJS) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	o, err := j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
+	var o jetstream.ObjectStore
+	err := j.retry(ctx, "CreateOrUpdateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
+		o, err = j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
+		return err
+	})
 	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
@@ -220,7 +279,7 @@ type clusterKV struct {
 }
 
 func (kv *clusterKV) Put(ctx context.Context, key string, value []byte) (rev uint64, err error) {
-	err = kv.j.retry(ctx, func(ctx context.Context, _ int) error {
+	err = kv.j.retry(ctx, "put "+kv.Bucket(), func(ctx context.Context, _ int) error {
 		rev, err = kv.KeyValue.Put(ctx, key, value)
 		return err
 	})
@@ -242,7 +301,7 @@ func (kv *clusterKV) written(ctx context.Context, key string, value []byte) (uin
 }
 
 func (kv *clusterKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (rev uint64, err error) {
-	err = kv.j.retry(ctx, func(ctx context.Context, attempt int) error {
+	err = kv.j.retry(ctx, "create "+kv.Bucket(), func(ctx context.Context, attempt int) error {
 		rev, err = kv.KeyValue.Create(ctx, key, value, opts...)
 		if attempt > 0 && errors.Is(err, jetstream.ErrKeyExists) {
 			if r, ok := kv.written(ctx, key, value); ok {
@@ -255,7 +314,7 @@ func (kv *clusterKV) Create(ctx context.Context, key string, value []byte, opts 
 }
 
 func (kv *clusterKV) Update(ctx context.Context, key string, value []byte, revision uint64) (rev uint64, err error) {
-	err = kv.j.retry(ctx, func(ctx context.Context, attempt int) error {
+	err = kv.j.retry(ctx, "update "+kv.Bucket(), func(ctx context.Context, attempt int) error {
 		rev, err = kv.KeyValue.Update(ctx, key, value, revision)
 		if attempt > 0 && err != nil && (errors.Is(err, jetstream.ErrKeyExists) || IsWrongSequence(err)) {
 			if r, ok := kv.written(ctx, key, value); ok && r > revision {
@@ -268,9 +327,9 @@ func (kv *clusterKV) Update(ctx context.Context, key string, value []byte, revis
 }
 
 func (kv *clusterKV) Delete(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return kv.j.retry(ctx, func(ctx context.Context, _ int) error { return kv.KeyValue.Delete(ctx, key, opts...) })
+	return kv.j.retry(ctx, "delete "+kv.Bucket(), func(ctx context.Context, _ int) error { return kv.KeyValue.Delete(ctx, key, opts...) })
 }
 
 func (kv *clusterKV) Purge(ctx context.Context, key string, opts ...jetstream.KVDeleteOpt) error {
-	return kv.j.retry(ctx, func(ctx context.Context, _ int) error { return kv.KeyValue.Purge(ctx, key, opts...) })
+	return kv.j.retry(ctx, "purge "+kv.Bucket(), func(ctx context.Context, _ int) error { return kv.KeyValue.Purge(ctx, key, opts...) })
 }

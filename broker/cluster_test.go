@@ -187,3 +187,32 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		}
 	}
 }
+
+// Retry: an unavailable broker is tried again with backoff until it
+// answers; a refusal ends it at once; the window bounds it.
+func TestRetry(t *testing.T) {
+	calls := 0
+	err := Retry(t.Context(), 10*time.Second, func(context.Context, int) error {
+		calls++
+		if calls < 3 {
+			return fmt.Errorf("publishing: %w", jetstream.ErrNoStreamResponse)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	require.Equal(t, 3, calls)
+
+	calls = 0
+	refused := &jetstream.APIError{ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}
+	err = Retry(t.Context(), 10*time.Second, func(context.Context, int) error { calls++; return refused })
+	require.ErrorIs(t, err, refused)
+	require.Equal(t, 1, calls)
+
+	start := time.Now()
+	err = Retry(t.Context(), 500*time.Millisecond, func(context.Context, int) error { return nats.ErrNoResponders })
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+	require.Less(t, time.Since(start), 2*time.Second)
+
+	require.True(t, IsUnavailable(&jetstream.APIError{ErrorCode: 10008}))
+	require.False(t, IsUnavailable(jetstream.ErrKeyExists))
+}

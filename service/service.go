@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	defer nb.close()
 	topo, err := broker.EnsureTopologyOn(ctx, nb.nc, brokerRetention(cfg.Retention),
-		broker.Cluster{Replicas: cfg.NATS.Replicas, PublishRetry: cfg.NATS.PublishRetry.D()})
+		broker.Cluster{Replicas: cfg.NATS.Replicas, PublishRetry: cfg.NATS.PublishRetry.D(), Logger: logger})
 	if err != nil {
 		return err
 	}

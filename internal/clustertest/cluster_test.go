@@ -248,6 +248,10 @@ func TestLeaderKillLosesNothing(t *testing.T) {
 			doubled++
 		}
 	}
+	retried := strings.Count(a.logs.String(), "JetStream write retried") + strings.Count(b.logs.String(), "JetStream write retried")
+	gaveUp := strings.Count(a.logs.String(), "JetStream write failed after retrying") + strings.Count(b.logs.String(), "JetStream write failed after retrying")
+	t.Logf("writes that needed retrying while the leader was elected: %d; given up after nats.publish_retry: %d", retried, gaveUp)
+	require.Positive(t, retried, "no write met the leaderless stream: the kill proved nothing")
 	require.Zero(t, lost, "orders without a DiagnosticReport")
 	require.Zero(t, doubled, "orders with more than one DiagnosticReport")
 

@@ -142,7 +142,8 @@ func freePorts(t testing.TB, n int) []int {
 
 // StartNATSCluster starts a JetStream cluster of size nodes (server names
 // n1…nN, cluster and domain "hub") and waits until every node is healthy
-// and a meta leader is elected. The processes are killed, by PID, when the
+// (/healthz: JetStream current with the meta leader) and a meta leader is
+// elected. The processes are killed, by PID, when the
 // test ends; their logs are shown when it failed.
 func StartNATSCluster(t testing.TB, size int) *NATSCluster {
 	t.Helper()
@@ -179,8 +180,8 @@ cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
 		if t.Failed() {
 			for _, n := range c.Nodes {
 				b, _ := os.ReadFile(n.log)
-				if len(b) > 4000 {
-					b = b[len(b)-4000:]
+				if len(b) > 12000 {
+					b = b[len(b)-12000:]
 				}
 				t.Logf("nats-server %s log (tail):\n%s", n.Name, b)
 			}
@@ -279,7 +280,8 @@ func (c *NATSCluster) Restart(n *NATSNode) {
 }
 
 // WaitHealthy waits until every running node answers /healthz (JetStream
-// enabled) and one of them names a meta leader.
+// enabled and current with the meta leader, its streams current) and one
+// of them names a meta leader.
 func (c *NATSCluster) WaitHealthy(t testing.TB, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
@@ -311,7 +313,8 @@ func (c *NATSCluster) healthy() error {
 }
 
 func (n *NATSNode) healthy() error {
-	resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz?js-enabled-only=true", n.HTTP))
+	// The full check: JetStream enabled and current with the meta leader.
+	resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.HTTP))
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
