@@ -73,6 +73,7 @@ const (
 	errCodeClusterNotLeader    jetstream.ErrorCode = 10009 // JetStream cluster can not handle request
 	errCodeReplicasNotClusterd jetstream.ErrorCode = 10074 // replicas > 1 not supported in non-clustered mode
 	errCodeInsufficientRes     jetstream.ErrorCode = 10023 // insufficient resources
+	errCodeNoSuitablePeers     jetstream.ErrorCode = 10005 // no suitable peers for placement
 )
 
 // Retry calls f until it succeeds, fails with an error that is not
@@ -163,7 +164,7 @@ func (j *clusterJS) explain(kind, name string, n int, err error) error {
 		case errCodeReplicasNotClusterd:
 			return fmt.Errorf("%s %s: nats.replicas %d needs a JetStream cluster, but %s is a single server: %w",
 				kind, name, n, j.Conn().ConnectedUrlRedacted(), err)
-		case errCodeInsufficientRes:
+		case errCodeInsufficientRes, errCodeNoSuitablePeers:
 			return fmt.Errorf("%s %s: nats.replicas %d needs at least %d JetStream servers with room in the cluster: %w",
 				kind, name, n, n, err)
 		}

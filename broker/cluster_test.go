@@ -46,6 +46,11 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 	require.NoError(t, err)
 	topo, err := EnsureTopologyOn(ctx, nc, DefaultRetention(), Cluster{Replicas: 3, PublishRetry: 30 * time.Second})
 	require.NoError(t, err)
+	// More copies than servers: refused, naming the stream.
+	_, err = EnsureTopologyOn(ctx, nc, DefaultRetention(), Cluster{Replicas: 5, PublishRetry: 30 * time.Second})
+	require.ErrorContains(t, err, "creating stream "+StreamOrders+": stream "+StreamOrders)
+	require.ErrorContains(t, err, "nats.replicas 5 needs at least 5 JetStream servers with room in the cluster")
+	t.Logf("replicas 5 on 3 servers: %v", err)
 	_, err = topo.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "later"})
 	require.NoError(t, err)
 	names := topo.JS.StreamNames(ctx)
