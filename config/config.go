@@ -94,7 +94,9 @@ type NATS struct {
 	// PublishRetry is how long a JetStream write on the order path is
 	// retried, with backoff and the same message id, while the broker is
 	// briefly unavailable (a stream leader lost and a new one elected,
-	// usually within 4–6 s); default 30 s.
+	// usually within 4–6 s); default 30 s, at most 45 s: an intake answers
+	// its sender only after it (HTTP within 60 s; HL7 and DIMSE senders
+	// wait as long).
 	PublishRetry Duration `yaml:"publish_retry"`
 }
 

@@ -315,8 +315,8 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	case r > 1 && c.NATS.URL == "":
 		bad("nats.replicas", fmt.Sprintf("%d needs nats.url to name a JetStream cluster of at least %d servers: the embedded server is a single server", r, r))
 	}
-	if c.NATS.PublishRetry < 0 {
-		bad("nats.publish_retry", "must not be negative")
+	if r := c.NATS.PublishRetry.D(); r < 0 || r > 45*time.Second {
+		bad("nats.publish_retry", fmt.Sprintf("%v: must be 0 to 45s (an intake waits for it within its 60 s answer)", r))
 	}
 	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
 	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")

@@ -89,6 +89,11 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`radgate.yaml:2:13: nats.replicas: 2: must be 1, 3 or 5 (an odd number of copies, for a quorum)`},
 		},
 		{
+			name: "publish_retry bounded",
+			yaml: "nats:\n  publish_retry: 2m\n",
+			want: []string{`radgate.yaml:2:18: nats.publish_retry: 2m0s: must be 0 to 45s (an intake waits for it within its 60 s answer)`},
+		},
+		{
 			name: "replicas 3 on the embedded server",
 			yaml: "nats:\n  replicas: 3\n",
 			want: []string{`radgate.yaml:2:13: nats.replicas: 3 needs nats.url to name a JetStream cluster of at least 3 servers: the embedded server is a single server`},
