@@ -29,7 +29,8 @@ func TestReplicasOnASingleServer(t *testing.T) {
 // destinations' stores are) gets the configured replicas, and an existing
 // one is updated to them; a stream leader killed with SIGKILL loses no
 // publish and doubles none (retried with the same message id), KV writes
-// go on, and a pull consumer keeps consuming after the leader change.
+// go on, and a pull consumer keeps consuming after the leader change and
+// after its own leader is killed.
 func TestClusterReplicasAndLeaderKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three nats-server processes")
@@ -191,6 +192,30 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 			t.Fatalf("30 s after the restart the health report still says: %s", strings.Join(probs, "; "))
 		}
 	}
+
+	// The consumer's own leader killed: it keeps consuming what comes after.
+	ci, err := cons.Info(ctx)
+	require.NoError(t, err)
+	cleader := c.Node(ci.Cluster.Leader)
+	require.NotNil(t, cleader)
+	c.Kill9(cleader)
+	for i := range 50 {
+		id := fmt.Sprintf("after-%d", i)
+		m := nats.NewMsg(SubjectJobs + "routine." + id)
+		m.Header.Set(HeaderOrderID, id)
+		_, err := topo.JS.PublishMsg(ctx, m, jetstream.WithMsgID("job."+id))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 2*perWriter+50
+	}, 60*time.Second, 100*time.Millisecond, "the consumer stopped when its leader %s was killed", cleader.Name)
+	ci, err = cons.Info(ctx)
+	require.NoError(t, err)
+	require.NotEqual(t, cleader.Name, ci.Cluster.Leader)
+	t.Logf("consumer leader %s killed: consuming on, new leader %s", cleader.Name, ci.Cluster.Leader)
+	c.Restart(cleader)
 }
 
 // Retry: an unavailable broker is tried again with backoff until it
