@@ -23,8 +23,9 @@ type Cluster struct {
 	// update or delete) is retried while JetStream is unavailable for a
 	// moment (IsUnavailable); 0: not retried.
 	PublishRetry time.Duration
-	// Logger, when set, is told of every write that needed more than one
-	// attempt (component "nats": how many, how long, the last error).
+	// Logger, when set, is told of every request that needed more than one
+	// attempt (component "nats": which, how many, how long, the first and
+	// last error).
 	Logger *slog.Logger
 }
 
@@ -36,7 +37,8 @@ const maxAttempt = 5 * time.Second
 // JetStream wraps js so that every stream, KV bucket and object store
 // created or updated through it gets c.Replicas copies (a config that
 // names its own Replicas keeps them), and every Publish, PublishMsg, KV
-// write (of the buckets opened through it) and create or update is retried for c.PublishRetry
+// read and write (of the buckets opened through it) and create or update
+// is retried for c.PublishRetry
 // while IsUnavailable: a stream leader killed makes writes fail for the
 // 4–6 s a new election takes. A publish keeps its Nats-Msg-Id across
 // attempts, so JetStream drops a second copy of one that had landed; a KV
@@ -120,12 +122,12 @@ func (j *clusterJS) retry(ctx context.Context, what string, f func(ctx context.C
 		return err
 	})
 	if attempts > 1 && j.c.Logger != nil {
-		log := j.c.Logger.With("component", "nats", "write", what, "attempts", attempts,
+		log := j.c.Logger.With("component", "nats", "op", what, "attempts", attempts,
 			"took", time.Since(start).Round(time.Millisecond), "first_err", first)
-		if err != nil {
-			log.Warn("JetStream write failed after retrying", "err", err)
+		if IsUnavailable(err) {
+			log.Warn("JetStream request failed after retrying", "err", err)
 		} else {
-			log.Info("JetStream write retried")
+			log.Info("JetStream request retried", "err", err) // answered: done, or a definite refusal
 		}
 	}
 	return err
@@ -277,6 +279,16 @@ func (j *clusterJS) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream
 type clusterKV struct {
 	jetstream.KeyValue
 	j *clusterJS
+}
+
+// Get is retried too: a read of a key whose stream lost its leader waits
+// for an answer that does not come until the new leader is elected.
+func (kv *clusterKV) Get(ctx context.Context, key string) (e jetstream.KeyValueEntry, err error) {
+	err = kv.j.retry(ctx, "get "+kv.Bucket(), func(ctx context.Context, _ int) error {
+		e, err = kv.KeyValue.Get(ctx, key)
+		return err
+	})
+	return e, err
 }
 
 func (kv *clusterKV) Put(ctx context.Context, key string, value []byte) (rev uint64, err error) {

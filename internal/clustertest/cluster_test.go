@@ -106,11 +106,16 @@ func startHub(t *testing.T, name string, natsURL string) *hub {
 			t.Errorf("hub %s did not stop in 40 s", name)
 		}
 		if t.Failed() {
-			out := logs.String()
-			if len(out) > 20000 {
-				out = out[len(out)-20000:]
+			var warned []string
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+					warned = append(warned, l)
+				}
 			}
-			t.Logf("hub %s log (tail):\n%s", name, out)
+			if len(warned) > 200 {
+				warned = warned[:200]
+			}
+			t.Logf("hub %s warnings and errors (first 200 of %d):\n%s", name, len(warned), strings.Join(warned, "\n"))
 		}
 	})
 	pc, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, Username: pacs.Username, Password: pacs.Password})
@@ -248,10 +253,17 @@ func TestLeaderKillLosesNothing(t *testing.T) {
 			doubled++
 		}
 	}
-	retried := strings.Count(a.logs.String(), "JetStream write retried") + strings.Count(b.logs.String(), "JetStream write retried")
-	gaveUp := strings.Count(a.logs.String(), "JetStream write failed after retrying") + strings.Count(b.logs.String(), "JetStream write failed after retrying")
-	t.Logf("writes that needed retrying while the leader was elected: %d; given up after nats.publish_retry: %d", retried, gaveUp)
-	require.Positive(t, retried, "no write met the leaderless stream: the kill proved nothing")
+	retried := strings.Count(a.logs.String(), "JetStream request retried") + strings.Count(b.logs.String(), "JetStream request retried")
+	gaveUp := strings.Count(a.logs.String(), "JetStream request failed after retrying") + strings.Count(b.logs.String(), "JetStream request failed after retrying")
+	t.Logf("JetStream requests that needed retrying while the leader was elected: %d; given up after nats.publish_retry: %d", retried, gaveUp)
+	for _, h := range []*hub{a, b} {
+		for _, l := range strings.Split(h.logs.String(), "\n") {
+			if strings.Contains(l, "JetStream request failed") {
+				t.Log(l)
+			}
+		}
+	}
+	require.Positive(t, retried, "no request met the leaderless stream: the kill proved nothing")
 	require.Zero(t, lost, "orders without a DiagnosticReport")
 	require.Zero(t, doubled, "orders with more than one DiagnosticReport")
 
