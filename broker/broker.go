@@ -306,10 +306,21 @@ func EnsureTopology(ctx context.Context, nc *nats.Conn) (*Topology, error) {
 // and safe to run from every radgate process of a cluster, as long as they
 // share one retention configuration: the last to start wins.
 func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topology, error) {
-	js, err := jetstream.New(nc)
+	return EnsureTopologyOn(ctx, nc, r, Cluster{})
+}
+
+// EnsureTopologyOn is EnsureTopologyWith on a cluster: every stream, bucket
+// and object store gets c.Replicas copies (an existing one is updated to
+// them; a change NATS refuses is an error naming it), and Topology.JS is
+// c.JetStream, so what is created through it later (the usage meter, the
+// destinations' stores) gets them too, and its writes are retried for
+// c.PublishRetry while a leader is being elected.
+func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster) (*Topology, error) {
+	plain, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
+	js := c.JetStream(plain)
 	streams := []jetstream.StreamConfig{
 		{
 			Name: StreamOrders, Subjects: []string{SubjectOrders + ">"},
@@ -448,7 +459,8 @@ func Token(s string) string {
 // expected last sequence is no longer the latest (a concurrent writer won).
 func IsWrongSequence(err error) bool {
 	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		return true
 	}
 	return strings.Contains(err.Error(), "wrong last sequence")

@@ -85,6 +85,19 @@ type NATS struct {
 	// run a NATS server with TLS and set url instead. A port of 0 or -1
 	// takes a free port (tests).
 	EmbeddedListen string `yaml:"embedded_listen"`
+	// Replicas is how many copies of every stream, KV bucket and object
+	// store radgate declares a JetStream cluster keeps (1, 3 or 5; default
+	// 1). More than 1 needs url to name a cluster with at least that many
+	// servers: the embedded server is a single server. A changed value
+	// updates the existing streams when radgate serve starts.
+	Replicas int `yaml:"replicas"`
+	// PublishRetry is how long a JetStream write on the order path is
+	// retried, with backoff and the same message id, while the broker is
+	// briefly unavailable (a stream leader lost and a new one elected,
+	// usually within 4–6 s); default 30 s, at most 45 s: an intake answers
+	// its sender only after it (HTTP within 60 s; HL7 and DIMSE senders
+	// wait as long).
+	PublishRetry Duration `yaml:"publish_retry"`
 }
 
 // EmbeddedAddr splits EmbeddedListen into host and port. A port of 0 or -1
@@ -641,7 +654,7 @@ func Default() Config {
 		Facilities:   []Facility{},
 		Destinations: map[string]Destination{},
 		Verdicts:     Verdicts{Codes: []VerdictCode{}},
-		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222"},
+		NATS:         NATS{EmbeddedListen: "127.0.0.1:4222", Replicas: 1, PublishRetry: Duration(30 * time.Second)},
 		Inference:    Inference{Workers: 4},
 		PACS: PACS{
 			DICOMwebURL:      "http://127.0.0.1:8042/dicom-web",

@@ -309,6 +309,15 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 			bad("nats.embedded_listen", err.Error())
 		}
 	}
+	switch r := c.NATS.Replicas; {
+	case r != 1 && r != 3 && r != 5:
+		bad("nats.replicas", fmt.Sprintf("%d: must be 1, 3 or 5 (an odd number of copies, for a quorum)", r))
+	case r > 1 && c.NATS.URL == "":
+		bad("nats.replicas", fmt.Sprintf("%d needs nats.url to name a JetStream cluster of at least %d servers: the embedded server is a single server", r, r))
+	}
+	if r := c.NATS.PublishRetry.D(); r < 0 || r > 45*time.Second {
+		bad("nats.publish_retry", fmt.Sprintf("%v: must be 0 to 45s (an intake waits for it within its 60 s answer)", r))
+	}
 	checkURL("pacs.dicomweb_url", c.PACS.DICOMwebURL, "http", "https")
 	checkURL("fhir.base_url", c.FHIR.BaseURL, "http", "https")
 	checkURL("fhir.subscription_endpoint", c.FHIR.SubscriptionEndpoint, "http", "https")

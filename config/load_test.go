@@ -84,11 +84,26 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`radgate.yaml:2:13: fhir.base_url: "ftp://server" is not a URL with scheme http or https and a host`},
 		},
 		{
+			name: "replicas must be 1, 3 or 5, and more than 1 needs a cluster",
+			yaml: "nats:\n  replicas: 2\n",
+			want: []string{`radgate.yaml:2:13: nats.replicas: 2: must be 1, 3 or 5 (an odd number of copies, for a quorum)`},
+		},
+		{
+			name: "publish_retry bounded",
+			yaml: "nats:\n  publish_retry: 2m\n",
+			want: []string{`radgate.yaml:2:18: nats.publish_retry: 2m0s: must be 0 to 45s (an intake waits for it within its 60 s answer)`},
+		},
+		{
+			name: "replicas 3 on the embedded server",
+			yaml: "nats:\n  replicas: 3\n",
+			want: []string{`radgate.yaml:2:13: nats.replicas: 3 needs nats.url to name a JetStream cluster of at least 3 servers: the embedded server is a single server`},
+		},
+		{
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
 				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console)`,
-				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen)`,
+				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen, replicas, publish_retry)`,
 			},
 		},
 		{

@@ -22,18 +22,25 @@ go vet ./...
 mkdir -p testenv/run
 log=testenv/run/go-test.log
 # Heavy packages get their own go test invocation with their own timeout:
-# the console's browser tests (headless Chromium, about 30 s; TESTENV.md).
+# the console's browser tests (headless Chromium, about 30 s; TESTENV.md);
+# the NATS cluster proof (three nats-server processes, two hubs, 300 orders,
+# a leader killed: about 2 min under -race on 2 cores).
 heavy=(./console/consoletest)
 heavy_timeout=4m
-mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}"))
+cluster=(./internal/clustertest)
+cluster_timeout=6m
+mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}" "${cluster[@]}"))
 show() { grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)'; }
 set +e
 go test -race -count=1 -shuffle=on -timeout 30m -v "${pkgs[@]}" 2>&1 | tee "$log" | show
 status=${PIPESTATUS[0]}
 go test -race -count=1 -shuffle=on -timeout "$heavy_timeout" -v "${heavy[@]}" 2>&1 | tee -a "$log" | show
 heavy_status=${PIPESTATUS[0]}
+go test -race -count=1 -timeout "$cluster_timeout" -v "${cluster[@]}" 2>&1 | tee -a "$log" | show
+cluster_status=${PIPESTATUS[0]}
 set -e
 [ "$status" -ne 0 ] || status=$heavy_status
+[ "$status" -ne 0 ] || status=$cluster_status
 skipped=$(grep -E '^\s*--- SKIP' "$log" || true)
 if [ -n "$skipped" ]; then
   echo "skipped tests are failures under the test command:" >&2

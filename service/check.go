@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dicomweb"
 	"github.com/radgate/radgate/broker"
@@ -124,5 +127,50 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		step(p.what, p.probe(pctx))
 		cancel()
 	}
+	if cfg.NATS.URL != "" {
+		// The cluster's health: each radgate stream's and bucket's leader and
+		// replicas (the connection probe above said whether NATS answers).
+		if nc, err := broker.Connect(cfg.NATS.URL, cfg.NATS.CredentialsFile, logger); err == nil {
+			defer nc.Close()
+			pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+			defer cancel()
+			checkCluster(pctx, nc, cfg.NATS.Replicas, step)
+		}
+	}
 	return failed
+}
+
+// checkCluster reports the JetStream radgate's state is on (check
+// --connect with nats.url): the server and cluster connected to, whether
+// the JetStream API answers (on a cluster: a meta leader is elected), and
+// each radgate stream, bucket and object store with its leader and each
+// replica current, behind (with its lag) or offline; one that is not as it
+// should be — no leader, a replica not current, fewer copies than
+// nats.replicas — is a failed step saying so.
+func checkCluster(ctx context.Context, nc *nats.Conn, replicas int, step func(string, error) bool) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		step("nats: JetStream", err)
+		return
+	}
+	cluster := nc.ConnectedClusterName()
+	if cluster == "" {
+		cluster = "none: a single server"
+	}
+	hs, err := broker.ClusterHealth(ctx, js)
+	if !step(fmt.Sprintf("nats: connected to server %s, cluster %s; the JetStream API answers (a meta leader is elected)",
+		nc.ConnectedServerName(), cluster), err) {
+		return
+	}
+	if len(hs) == 0 {
+		step("nats: no radgate streams yet (radgate serve creates them at its first start)", nil)
+		return
+	}
+	for _, h := range hs {
+		err := h.Problem()
+		if err == nil && !h.Unanswered && h.Replicas < replicas {
+			err = fmt.Errorf("%d copies where nats.replicas is %d: radgate serve updates it at its next start", h.Replicas, replicas)
+		}
+		step(h.What()+": "+h.Summary(), err)
+	}
 }

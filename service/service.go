@@ -146,7 +146,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return err
 	}
 	defer nb.close()
-	topo, err := broker.EnsureTopologyWith(ctx, nb.nc, brokerRetention(cfg.Retention))
+	topo, err := broker.EnsureTopologyOn(ctx, nb.nc, brokerRetention(cfg.Retention),
+		broker.Cluster{Replicas: cfg.NATS.Replicas, PublishRetry: cfg.NATS.PublishRetry.D(), Logger: logger})
 	if err != nil {
 		return err
 	}

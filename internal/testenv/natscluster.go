@@ -1,0 +1,366 @@
+package testenv
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// NATSCluster is a JetStream cluster of real nats-server processes on
+// 127.0.0.1, built from the nats-server module version go.mod requires
+// (no download at test time). Nodes keep their ports and store across
+// Kill9 and Restart; every process is stopped by its PID when the test ends.
+type NATSCluster struct {
+	t     testing.TB
+	bin   string
+	dir   string
+	Nodes []*NATSNode
+}
+
+// NATSNode is one server of a NATSCluster.
+type NATSNode struct {
+	// Name is the server_name (n1, n2, …): what stream and meta leaders
+	// are reported as.
+	Name string
+	// Client, Route and HTTP are its client, cluster-route and monitoring
+	// ports on 127.0.0.1.
+	Client, Route, HTTP int
+
+	conf, log string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	exited    chan struct{}
+}
+
+// ClientURL is the node's nats:// URL.
+func (n *NATSNode) ClientURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.Client) }
+
+// Running reports whether the node's process is alive (not killed).
+func (n *NATSNode) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+var natsServerBin struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// NATSServerBinary returns the path of a nats-server binary built from the
+// version go.mod requires, cached in testenv/run/bin (built once, from the
+// module cache; `go build` needs no network when the modules are there).
+func NATSServerBinary(t testing.TB) string {
+	t.Helper()
+	natsServerBin.once.Do(func() {
+		root := RepoRoot()
+		version, err := requiredVersion(filepath.Join(root, "go.mod"), "github.com/nats-io/nats-server/v2")
+		if err != nil {
+			natsServerBin.err = err
+			return
+		}
+		dir := filepath.Join(root, "testenv", "run", "bin")
+		path := filepath.Join(dir, "nats-server-"+version)
+		if _, err := os.Stat(path); err == nil {
+			natsServerBin.path = path
+			return
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			natsServerBin.err = err
+			return
+		}
+		tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+		cmd := exec.Command("go", "build", "-o", tmp, "github.com/nats-io/nats-server/v2")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			natsServerBin.err = fmt.Errorf("building nats-server %s: %v\n%s", version, err, out)
+			return
+		}
+		natsServerBin.path, natsServerBin.err = path, os.Rename(tmp, path)
+	})
+	if natsServerBin.err != nil {
+		t.Fatal(natsServerBin.err)
+	}
+	return natsServerBin.path
+}
+
+// requiredVersion reads module's version from a go.mod's require lines.
+func requiredVersion(gomod, module string) (string, error) {
+	f, err := os.Open(gomod)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "require "))
+		if len(fields) >= 2 && fields[0] == module {
+			return fields[1], nil
+		}
+	}
+	return "", fmt.Errorf("%s: no require line for %s", gomod, module)
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1.
+func freePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		_ = l.Close()
+	}
+	return ports
+}
+
+// StartNATSCluster starts a JetStream cluster of size nodes (server names
+// n1…nN, cluster and domain "hub") and waits until every node is healthy
+// (/healthz: JetStream current with the meta leader) and a meta leader is
+// elected. The processes are killed, by PID, when the
+// test ends; their logs are shown when it failed.
+func StartNATSCluster(t testing.TB, size int) *NATSCluster {
+	t.Helper()
+	c := &NATSCluster{t: t, bin: NATSServerBinary(t), dir: t.TempDir()}
+	ports := freePorts(t, 3*size)
+	for i := range size {
+		c.Nodes = append(c.Nodes, &NATSNode{Name: fmt.Sprintf("n%d", i+1),
+			Client: ports[3*i], Route: ports[3*i+1], HTTP: ports[3*i+2]})
+	}
+	for _, n := range c.Nodes {
+		var routes []string
+		for _, o := range c.Nodes {
+			if o != n {
+				routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", o.Route))
+			}
+		}
+		n.conf = filepath.Join(c.dir, n.Name+".conf")
+		n.log = filepath.Join(c.dir, n.Name+".log")
+		conf := fmt.Sprintf(`server_name: %s
+listen: 127.0.0.1:%d
+http: 127.0.0.1:%d
+max_payload: 8MB
+jetstream { store_dir: %q, domain: hub }
+cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
+`, n.Name, n.Client, n.HTTP, filepath.Join(c.dir, n.Name), n.Route, strings.Join(routes, ", "))
+		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, n := range c.Nodes {
+			n.stop()
+		}
+		if t.Failed() {
+			for _, n := range c.Nodes {
+				b, _ := os.ReadFile(n.log)
+				if len(b) > 12000 {
+					b = b[len(b)-12000:]
+				}
+				t.Logf("nats-server %s log (tail):\n%s", n.Name, b)
+			}
+		}
+	})
+	for _, n := range c.Nodes {
+		if err := c.start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.WaitHealthy(t, 30*time.Second)
+	return c
+}
+
+func (c *NATSCluster) start(n *NATSNode) error {
+	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(c.bin, "-c", n.conf)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		_ = logf.Close()
+		return fmt.Errorf("starting nats-server %s: %w", n.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); _ = logf.Close(); close(exited) }()
+	n.mu.Lock()
+	n.cmd, n.exited = cmd, exited
+	n.mu.Unlock()
+	return nil
+}
+
+// stop kills the node's process by its PID and waits for it.
+func (n *NATSNode) stop() {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+}
+
+// ClientURLs is every node's client URL, comma separated (nats.url).
+func (c *NATSCluster) ClientURLs() string {
+	var urls []string
+	for _, n := range c.Nodes {
+		urls = append(urls, n.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// Node returns the node named name (n1, …), or nil.
+func (c *NATSCluster) Node(name string) *NATSNode {
+	for _, n := range c.Nodes {
+		if n.Name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// Kill9 kills node's process with SIGKILL (no shutdown, no flush) and
+// waits for it to be gone.
+func (c *NATSCluster) Kill9(n *NATSNode) {
+	c.t.Helper()
+	if !n.Running() {
+		c.t.Fatalf("nats-server %s is not running", n.Name)
+	}
+	n.stop()
+}
+
+// Restart starts a killed node again on its ports and store, and waits
+// until it reports healthy.
+func (c *NATSCluster) Restart(n *NATSNode) {
+	c.t.Helper()
+	if n.Running() {
+		c.t.Fatalf("nats-server %s is still running", n.Name)
+	}
+	if err := c.start(n); err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := n.healthy()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("nats-server %s not healthy 30 s after its restart: %v", n.Name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// WaitHealthy waits until every running node answers /healthz (JetStream
+// enabled and current with the meta leader, its streams current) and one
+// of them names a meta leader.
+func (c *NATSCluster) WaitHealthy(t testing.TB, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := c.healthy()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("NATS cluster not healthy within %v: %v", within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *NATSCluster) healthy() error {
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		if err := n.healthy(); err != nil {
+			return err
+		}
+	}
+	if _, err := c.MetaLeader(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (n *NATSNode) healthy() error {
+	// The full check: JetStream enabled and current with the meta leader.
+	resp, err := httpClient.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", n.HTTP))
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: /healthz answered %s", n.Name, resp.Status)
+	}
+	return nil
+}
+
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
+// MetaLeader is the name of the JetStream meta leader as a running node's
+// /jsz reports it.
+func (c *NATSCluster) MetaLeader() (string, error) {
+	var last error = errors.New("no node running")
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		var jsz struct {
+			Meta *struct {
+				Leader string `json:"leader"`
+			} `json:"meta_cluster"`
+		}
+		if err := getJSON(fmt.Sprintf("http://127.0.0.1:%d/jsz", n.HTTP), &jsz); err != nil {
+			last = fmt.Errorf("%s /jsz: %w", n.Name, err)
+			continue
+		}
+		if jsz.Meta == nil || jsz.Meta.Leader == "" {
+			last = fmt.Errorf("%s: no meta leader", n.Name)
+			continue
+		}
+		return jsz.Meta.Leader, nil
+	}
+	return "", last
+}
+
+func getJSON(url string, v any) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
