@@ -10,11 +10,13 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // BenchmarkStoreIngest: C-STORE ingest over loopback on one association
@@ -57,31 +59,71 @@ func BenchmarkStoreIngest(b *testing.B) {
 	b.Run("storescp-files", func(b *testing.B) {
 		benchStore(b, startStorescp(b, "-od", b.TempDir()), f)
 	})
+	// The same two with parallelAssociations associations sending at
+	// once (a modality or a PACS forwarding in parallel); storescp
+	// --fork serves each association in a process of its own.
+	b.Run(fmt.Sprintf("radgate-durable-%dassoc", parallelAssociations), func(b *testing.B) {
+		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
+		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
+			MaxInstanceBytes: 64 << 20}
+		addr, _ := startServer(b, &Server{AETitle: "RADGATE", Accept: in.Accept, Store: in, MaxPDULength: 131072})
+		benchStoreParallel(b, addr, f, parallelAssociations)
+	})
+	b.Run(fmt.Sprintf("storescp-files-%dassoc", parallelAssociations), func(b *testing.B) {
+		benchStoreParallel(b, startStorescp(b, "--fork", "-od", b.TempDir()), f, parallelAssociations)
+	})
 }
 
+// parallelAssociations is how many associations the parallel rows of
+// BenchmarkStoreIngest send on at once.
+const parallelAssociations = 4
+
 func benchStore(b *testing.B, addr string, f part10) {
+	benchStoreParallel(b, addr, f, 1)
+}
+
+// benchStoreParallel sends b.N instances on n associations at once, each
+// association its share, one C-STORE after another.
+func benchStoreParallel(b *testing.B, addr string, f part10, n int) {
 	ctx := context.Background()
-	a, err := (&Dialer{CallingAE: "BENCH", CalledAE: "RADGATE", MaxPDULength: 131072}).Dial(ctx, addr, StoreContexts([]string{f.sopClass}, ImplicitVRLittleEndian))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Release(ctx)
 	// Every instance is a new one (its SOP Instance UID's last digits vary,
 	// the length stays): a receiver that keeps files keeps each.
 	at := bytes.Index(f.dataset, []byte(f.sopInstance))
 	if last := f.sopInstance[strings.LastIndexByte(f.sopInstance, '.')+1:]; at < 0 || len(last) < 6 {
 		b.Fatal("the data set does not hold its SOP Instance UID, or its last component is short")
 	}
-	ds := bytes.Clone(f.dataset)
+	assocs := make([]*Association, n)
+	for i := range assocs {
+		a, err := (&Dialer{CallingAE: "BENCH", CalledAE: "RADGATE", MaxPDULength: 131072}).Dial(ctx, addr, StoreContexts([]string{f.sopClass}, ImplicitVRLittleEndian))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer a.Release(ctx)
+		assocs[i] = a
+	}
 	b.SetBytes(int64(len(f.dataset)))
 	b.ResetTimer()
 	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		sop := fmt.Sprintf("%s9%05d", f.sopInstance[:len(f.sopInstance)-6], i%100_000)
-		copy(ds[at:], sop)
-		s, err := a.Store(ctx, f.sopClass, sop, ImplicitVRLittleEndian, bytes.NewReader(ds))
-		if err != nil || s != StatusSuccess {
-			b.Fatal(s, err)
+	var next atomic.Int64
+	errs := make(chan error, n)
+	for _, a := range assocs {
+		go func() {
+			ds := bytes.Clone(f.dataset)
+			for i := int(next.Add(1) - 1); i < b.N; i = int(next.Add(1) - 1) {
+				sop := fmt.Sprintf("%s9%05d", f.sopInstance[:len(f.sopInstance)-6], i%100_000)
+				copy(ds[at:], sop)
+				s, err := a.Store(ctx, f.sopClass, sop, ImplicitVRLittleEndian, bytes.NewReader(ds))
+				if err != nil || s != StatusSuccess {
+					errs <- fmt.Errorf("instance %d: status %v: %v", i, s, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range assocs {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "instances/s")
@@ -151,4 +193,26 @@ func BenchmarkAssociationSetup(b *testing.B) {
 	b.Run("storescp", func(b *testing.B) {
 		run(b, startStorescp(b))
 	})
+}
+
+// BenchmarkArchivePut: Archive.Put alone (no protocol) of the 1 MiB
+// Implicit VR testdata radiograph as new instances: what the durable
+// write costs a C-STORE.
+func BenchmarkArchivePut(b *testing.B) {
+	file, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := RecordOf(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
+	b.SetBytes(int64(len(file)))
+	for i := 0; b.Loop(); i++ {
+		rec.SOPInstanceUID = fmt.Sprintf("%s.%d", rec.SeriesInstanceUID, i)
+		if err := a.Put(b.Context(), rec, file); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
