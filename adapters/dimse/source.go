@@ -214,6 +214,12 @@ func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) er
 	if rec.ReceivedAt.IsZero() {
 		rec.ReceivedAt = time.Now()
 	}
+	// The UIDs name the message's subject: no wildcard or empty token.
+	for what, uid := range map[string]string{"Study Instance UID": rec.StudyInstanceUID, "SOP Instance UID": rec.SOPInstanceUID} {
+		if err := radgate.CheckUID(what, uid); err != nil {
+			return fmt.Errorf("storing an instance: %w", err)
+		}
+	}
 	b, _ := json.Marshal(rec)
 	subject := subjectOf(rec.StudyInstanceUID, rec.SOPInstanceUID)
 	limit := a.js.Conn().MaxPayload()
