@@ -247,6 +247,12 @@ func (e *EmbeddedServer) ClientURL() string {
 	return "nats://" + net.JoinHostPort(ip.String(), strconv.Itoa(addr.Port))
 }
 
+// InProcess is the option that connects a client to the server inside this
+// process, without a socket (radgate serve's own connection to its embedded
+// server): a message is handed over in memory, not written to loopback TCP
+// and read back. The client still authenticates as any other.
+func (e *EmbeddedServer) InProcess() nats.Option { return nats.InProcessServer(e.srv) }
+
 // Shutdown stops the server and waits for it.
 func (e *EmbeddedServer) Shutdown() {
 	e.srv.Shutdown()

@@ -67,7 +67,10 @@ const (
 	StoreHL7Outbox   = "hl7_outbox"
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
-	StoreUsage  = "usage"
+	// StoreImageMessages is the image store's stream (instances that fit
+	// one message), kept under retention.images, labelled apart.
+	StoreImageMessages = "image_messages"
+	StoreUsage         = "usage"
 	// StoreDIMSESent is what the dimse destinations stored, for their
 	// rejection notes; kept under the order_state age, labelled apart.
 	StoreDIMSESent = "dimse_sent"
@@ -85,16 +88,17 @@ const (
 func DiscardPolicy(store string) jetstream.DiscardPolicy { return discard[store] }
 
 var discard = map[string]jetstream.DiscardPolicy{
-	StoreOrderEvents: jetstream.DiscardNew,
-	StoreJobs:        jetstream.DiscardNew,
-	StoreResults:     jetstream.DiscardNew,
-	StoreDLQ:         jetstream.DiscardOld,
-	StoreOrderState:  jetstream.DiscardNew,
-	StoreHeatmaps:    jetstream.DiscardNew,
-	StoreHL7Outbox:   jetstream.DiscardNew,
-	StoreImages:      jetstream.DiscardNew,
-	StoreUsage:       jetstream.DiscardNew,
-	StoreDIMSESent:   jetstream.DiscardNew,
+	StoreOrderEvents:   jetstream.DiscardNew,
+	StoreJobs:          jetstream.DiscardNew,
+	StoreResults:       jetstream.DiscardNew,
+	StoreDLQ:           jetstream.DiscardOld,
+	StoreOrderState:    jetstream.DiscardNew,
+	StoreHeatmaps:      jetstream.DiscardNew,
+	StoreHL7Outbox:     jetstream.DiscardNew,
+	StoreImages:        jetstream.DiscardNew,
+	StoreImageMessages: jetstream.DiscardNew,
+	StoreUsage:         jetstream.DiscardNew,
+	StoreDIMSESent:     jetstream.DiscardNew,
 }
 
 // KVStream and ObjectStream name the stream behind a KV bucket and an

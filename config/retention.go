@@ -49,9 +49,11 @@ type Retention struct {
 	// 90d). max_age must cover orders.delivery_window.
 	HL7Outbox StoreLimits `yaml:"hl7_outbox"`
 	// Images are the instances pushed to radgate's Storage SCP (dimse),
-	// kept until they are scored and a while after for amendments (object
-	// store radgate_images and its index radgate_studies; default 7d). The
-	// PACS, not radgate, is the archive.
+	// kept until they are scored and a while after for amendments (stream
+	// RADGATE_IMAGES, and object store radgate_images with its index
+	// radgate_studies for instances above NATS's max_payload; default 7d;
+	// max_bytes bounds each of the two and dimse.min_free_bytes is checked
+	// against their sum). The PACS, not radgate, is the archive.
 	Images StoreLimits `yaml:"images"`
 	// Usage is the analyses counted for billing (KV bucket radgate_usage;
 	// default kept forever). With a max_age, radgate usage reports only

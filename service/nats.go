@@ -44,7 +44,10 @@ func connectNATS(cfg config.Config, logger *slog.Logger) (*natsConn, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (set nats.embedded_listen to a free address, or nats.url)", err)
 		}
-		url, credsFile, auth = c.embedded.ClientURL(), "", []nats.Option{cred.Option()}
+		// radgate's own connection goes in process (no loopback socket: an
+		// image pushed to the Storage SCP is stored with fewer copies and
+		// system calls); tools beside serve connect to url.
+		url, credsFile, auth = c.embedded.ClientURL(), "", []nats.Option{cred.Option(), c.embedded.InProcess()}
 		log := logger.With("component", "serve")
 		log.Info("embedded NATS listening", "url", url, "credential", cred.Path())
 		if !cfg.NATS.EmbeddedIsLoopback() {

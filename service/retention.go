@@ -34,6 +34,7 @@ func storageMonitor(js jetstream.JetStream, reg prometheus.Registerer, logger *s
 		broker.Store{Label: broker.StoreHL7Outbox, Stream: broker.ObjectStream(hl7v2.BucketOutbox)},
 		broker.Store{Label: broker.StoreUsage, Stream: broker.KVStream(billing.BucketUsage)},
 		broker.Store{Label: broker.StoreImages, Stream: broker.ObjectStream(dimse.BucketImages)},
+		broker.Store{Label: broker.StoreImageMessages, Stream: dimse.StreamImages},
 		broker.Store{Label: broker.StoreDIMSESent, Stream: broker.ObjectStream(dimse.BucketSent)})
 	return broker.NewStorageMonitor(broker.StorageMonitorOptions{JS: js, Stores: stores, Registerer: reg, Logger: logger})
 }

@@ -65,6 +65,8 @@ type assoc struct {
 	next     int
 
 	wbuf []byte
+	// dsr reads the data set being sent (writeDataSet), kept for the next.
+	dsr *bufio.Reader
 
 	// midPDU is set when a write stopped inside a PDU: an A-ABORT
 	// written after it would be read as part of that PDU, so none is.
@@ -279,7 +281,13 @@ func (a *assoc) writeDataSet(ctx byte, r io.Reader) error {
 	if cap(a.wbuf) < hdr+ch {
 		a.wbuf = make([]byte, 0, hdr+ch)
 	}
-	br := bufio.NewReaderSize(r, min(ch, 64<<10))
+	if size := min(ch, 64<<10); a.dsr == nil || a.dsr.Size() != size {
+		a.dsr = bufio.NewReaderSize(r, size)
+	} else {
+		a.dsr.Reset(r)
+	}
+	br := a.dsr
+	defer br.Reset(nil) // r is not kept
 	for {
 		buf := a.wbuf[:hdr+ch]
 		n, err := io.ReadFull(br, buf[hdr:])

@@ -8,13 +8,17 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // BenchmarkStoreIngest: C-STORE ingest over loopback on one association
@@ -55,41 +59,141 @@ func BenchmarkStoreIngest(b *testing.B) {
 		benchStore(b, addr, f)
 	})
 	b.Run("storescp-files", func(b *testing.B) {
-		benchStore(b, startStorescp(b, "-od", b.TempDir()), f)
+		addr, pid := startStorescpProc(b, "-od", b.TempDir())
+		benchStoreParallel(b, addr, f, 1, pid)
+	})
+	// The same two with parallelAssociations associations sending at
+	// once (a modality or a PACS forwarding in parallel); storescp
+	// --fork serves each association in a process of its own.
+	b.Run(fmt.Sprintf("radgate-durable-%dassoc", parallelAssociations), func(b *testing.B) {
+		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
+		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
+			MaxInstanceBytes: 64 << 20}
+		addr, _ := startServer(b, &Server{AETitle: "RADGATE", Accept: in.Accept, Store: in, MaxPDULength: 131072})
+		benchStoreParallel(b, addr, f, parallelAssociations, 0)
+	})
+	b.Run(fmt.Sprintf("storescp-files-%dassoc", parallelAssociations), func(b *testing.B) {
+		addr, pid := startStorescpProc(b, "--fork", "-od", b.TempDir())
+		benchStoreParallel(b, addr, f, parallelAssociations, pid)
 	})
 }
 
+// parallelAssociations is how many associations the parallel rows of
+// BenchmarkStoreIngest send on at once.
+const parallelAssociations = 4
+
 func benchStore(b *testing.B, addr string, f part10) {
+	benchStoreParallel(b, addr, f, 1, 0)
+}
+
+// benchStoreParallel sends b.N instances on n associations at once, each
+// association its share, one C-STORE after another. Besides MB/s it
+// reports cpu-ms/instance: the CPU time (user + system) of this process
+// (the sender, and radgate's SCP with its embedded NATS when they are the
+// receiver) and of process pid and its children (a storescp receiver; 0:
+// none) while the instances were sent, per instance — what each receiver
+// costs whatever else the machine runs.
+func benchStoreParallel(b *testing.B, addr string, f part10, n, pid int) {
 	ctx := context.Background()
-	a, err := (&Dialer{CallingAE: "BENCH", CalledAE: "RADGATE", MaxPDULength: 131072}).Dial(ctx, addr, StoreContexts([]string{f.sopClass}, ImplicitVRLittleEndian))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer a.Release(ctx)
 	// Every instance is a new one (its SOP Instance UID's last digits vary,
 	// the length stays): a receiver that keeps files keeps each.
 	at := bytes.Index(f.dataset, []byte(f.sopInstance))
 	if last := f.sopInstance[strings.LastIndexByte(f.sopInstance, '.')+1:]; at < 0 || len(last) < 6 {
 		b.Fatal("the data set does not hold its SOP Instance UID, or its last component is short")
 	}
-	ds := bytes.Clone(f.dataset)
+	assocs := make([]*Association, n)
+	for i := range assocs {
+		a, err := (&Dialer{CallingAE: "BENCH", CalledAE: "RADGATE", MaxPDULength: 131072}).Dial(ctx, addr, StoreContexts([]string{f.sopClass}, ImplicitVRLittleEndian))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer a.Release(ctx)
+		assocs[i] = a
+	}
 	b.SetBytes(int64(len(f.dataset)))
 	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		sop := fmt.Sprintf("%s9%05d", f.sopInstance[:len(f.sopInstance)-6], i%100_000)
-		copy(ds[at:], sop)
-		s, err := a.Store(ctx, f.sopClass, sop, ImplicitVRLittleEndian, bytes.NewReader(ds))
-		if err != nil || s != StatusSuccess {
-			b.Fatal(s, err)
+	start, cpu0 := time.Now(), selfCPU()+procTreeCPU(pid)
+	var next atomic.Int64
+	errs := make(chan error, n)
+	for _, a := range assocs {
+		go func() {
+			ds := bytes.Clone(f.dataset)
+			for i := int(next.Add(1) - 1); i < b.N; i = int(next.Add(1) - 1) {
+				sop := fmt.Sprintf("%s9%05d", f.sopInstance[:len(f.sopInstance)-6], i%100_000)
+				copy(ds[at:], sop)
+				s, err := a.Store(ctx, f.sopClass, sop, ImplicitVRLittleEndian, bytes.NewReader(ds))
+				if err != nil || s != StatusSuccess {
+					errs <- fmt.Errorf("instance %d: status %v: %v", i, s, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range assocs {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
 		}
 	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "instances/s")
+	elapsed, cpu := time.Since(start), selfCPU()+procTreeCPU(pid)-cpu0
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "instances/s")
+	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/instance")
 }
 
-// startStorescp runs dcmtk's storescp --ignore on a free port until the
-// benchmark ends.
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procTreeCPU is the CPU time so far of process pid and of its children
+// now running (storescp --fork's association processes), from /proc; 0
+// for pid 0 or without /proc.
+func procTreeCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	total := procCPU(pid)
+	lists, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, l := range lists {
+		b, _ := os.ReadFile(l)
+		for _, c := range strings.Fields(string(b)) {
+			if child, err := strconv.Atoi(c); err == nil {
+				total += procCPU(child)
+			}
+		}
+	}
+	return total
+}
+
+// procCPU reads utime + stime (fields 14 and 15, clock ticks of 1/100 s)
+// of /proc/<pid>/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:])) // f[0] is field 3
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	s, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+s) * 10 * time.Millisecond
+}
+
+// startStorescp runs dcmtk's storescp --ignore (or with args) on a free
+// port until the benchmark ends.
 func startStorescp(b *testing.B, args ...string) string {
+	addr, _ := startStorescpProc(b, args...)
+	return addr
+}
+
+// startStorescpProc is startStorescp, with storescp's process id.
+func startStorescpProc(b *testing.B, args ...string) (string, int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -112,7 +216,7 @@ func startStorescp(b *testing.B, args ...string) string {
 	for end := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		if time.Now().After(end) {
 			b.Fatal("storescp did not listen within 10 s")
@@ -151,4 +255,26 @@ func BenchmarkAssociationSetup(b *testing.B) {
 	b.Run("storescp", func(b *testing.B) {
 		run(b, startStorescp(b))
 	})
+}
+
+// BenchmarkArchivePut: Archive.Put alone (no protocol) of the 1 MiB
+// Implicit VR testdata radiograph as new instances: what the durable
+// write costs a C-STORE.
+func BenchmarkArchivePut(b *testing.B) {
+	file, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rec, err := RecordOf(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	a := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
+	b.SetBytes(int64(len(file)))
+	for i := 0; b.Loop(); i++ {
+		rec.SOPInstanceUID = fmt.Sprintf("%s.%d", rec.SeriesInstanceUID, i)
+		if err := a.Put(b.Context(), rec, file); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

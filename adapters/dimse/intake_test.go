@@ -248,3 +248,33 @@ func TestIntakeMakesNoOrderOfWhatRadgateRetrieves(t *testing.T) {
 	assert.Nil(t, in.Accept(t.Context(), &AssociateRequest{CallingAE: "MAINPACS", Remote: &net.TCPAddr{}}), "the PACS may call")
 	assert.Equal(t, &RejectCallingAENotRecognized, in.Accept(t.Context(), &AssociateRequest{CallingAE: "OTHERPACS", Remote: &net.TCPAddr{}}))
 }
+
+// TestIntakeKeepsBothFormsByteIdentical: through the Storage SCP, an
+// instance that fits one message and one above that limit (kept in the
+// object store) read back through the StudySource as the Part 10 files
+// the SCP wrote.
+func TestIntakeKeepsBothFormsByteIdentical(t *testing.T) {
+	small := readPart10(t, testenv.Testdata("cxr-dicom", "cr-chest-pa-jpeg-baseline.dcm"))
+	large := readPart10(t, testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	r := newSCP(t, ward, ArchiveLimits{MaxAge: time.Hour}, func(in *Intake, _ *Server) {
+		in.Archive.maxMessage = int64(len(small.dataset)) + 64<<10
+	})
+	for _, f := range []part10{small, large} {
+		require.Equal(t, StatusSuccess, r.store(t, "CR_WARD3", f))
+	}
+	for f, want := range map[string]part10{"stream": small, "object": large} {
+		var b bytes.Buffer // the file the SCP writes: the data set as sent behind its meta information
+		require.NoError(t, WritePart10(&b, &StoreRequest{SOPClassUID: want.sopClass, SOPInstanceUID: want.sopInstance, TransferSyntaxUID: want.transferSyntax,
+			Association: AssociationInfo{CallingAE: "CR_WARD3"}}, bytes.NewReader(want.dataset)))
+		file := b.Bytes()
+		rec, err := RecordOf(file)
+		require.NoError(t, err)
+		assert.Equal(t, f, form(t, r.arch, rec.StudyInstanceUID, rec.SOPInstanceUID))
+		st, err := r.arch.FindStudy(t.Context(), radgate.StudyQuery{StudyInstanceUID: rec.StudyInstanceUID})
+		require.NoError(t, err)
+		require.Equal(t, 1, st.InstanceCount())
+		got, err := r.arch.RetrieveInstance(t.Context(), rec.StudyInstanceUID, rec.SeriesInstanceUID, rec.SOPInstanceUID)
+		require.NoError(t, err)
+		assert.True(t, bytes.Equal(file, got), "the %s form reads back byte-identical", f)
+	}
+}

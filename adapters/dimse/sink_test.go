@@ -44,7 +44,8 @@ func newJetStream(t testing.TB) jetstream.JetStream {
 	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
+	// In process, as radgate serve connects to its embedded server.
+	nc, err := broker.Connect(srv.ClientURL(), "", nil, srv.InProcess())
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)

@@ -14,19 +14,33 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/inference"
 )
 
-// JetStream names of the image store.
+// JetStream names of the image store. An instance is kept in one of two
+// forms: one message of StreamImages when it fits NATS's max_payload (most
+// do: one publish, acknowledged once stored), else an object of
+// BucketImages with its record in BucketStudies.
 const (
-	// BucketImages is the object store of pushed instances: one Part 10
-	// file per object, named "<study uid>/<sop instance uid>".
+	// StreamImages holds each instance that fits one message: the Part 10
+	// file as the payload, its InstanceRecord (JSON) in the HeaderInstance
+	// header, on SubjectImages + "<study uid>.<sop instance uid>" (the last
+	// stored replaces an earlier one).
+	StreamImages  = "RADGATE_IMAGES"
+	SubjectImages = "radgate.images."
+	// HeaderInstance carries a StreamImages message's InstanceRecord.
+	HeaderInstance = "Radgate-Instance"
+	// BucketImages is the object store of the instances too large for one
+	// message: one Part 10 file per object, named "<study uid>/<sop
+	// instance uid>".
 	BucketImages = "radgate_images"
 	// BucketStudies indexes BucketImages: "i.<study>.<sop>" holds an
-	// InstanceRecord, "a.<digest of the accession number>" the study UID.
+	// InstanceRecord, "a.<digest of the accession number>" the study UID
+	// (of instances in either form).
 	BucketStudies = "radgate_studies"
 )
 
@@ -61,12 +75,18 @@ type InstanceRecord struct {
 // Archive is radgate's store of the instances pushed to it (C-STORE to its
 // Storage SCP, or the C-MOVEs it asks of a DIMSE-only PACS), and a
 // radgate.StudySource over them. An instance is durable once Put returns:
-// the object first, then its index entry, so the index never names an
-// object that is not there.
+// one message with its record, or (too large for one) the object first,
+// then its index entry, so the index never names an object that is not
+// there.
 type Archive struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream
 	obj      jetstream.ObjectStore
 	kv       jetstream.KeyValue
 	maxBytes int64
+	// maxMessage, when positive, replaces the connection's max_payload as
+	// the largest message an instance is stored in (tests).
+	maxMessage int64
 
 	mu     sync.Mutex
 	acsn   map[string]string // accession number → study UID, as indexed by this process
@@ -77,10 +97,21 @@ type Archive struct {
 var _ radgate.StudySource = (*Archive)(nil)
 
 // EnsureArchive creates (or updates to l) the image store and its index.
+// The stream and the object store are each bounded by l.MaxBytes and refuse
+// new instances when full; Room counts them together.
 func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits) (*Archive, error) {
 	maxBytes := l.MaxBytes
 	if maxBytes == 0 {
 		maxBytes = -1
+	}
+	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: StreamImages, Subjects: []string{SubjectImages + ">"},
+		Description: "instances pushed to radgate (DICOM C-STORE) that fit one message: Part 10, their index record in a header",
+		Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
+		MaxAge: l.MaxAge, MaxBytes: maxBytes, Discard: jetstream.DiscardNew, AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating stream %s: %w", StreamImages, err)
 	}
 	obj, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket: BucketImages, Description: "instances pushed to radgate (DICOM C-STORE), Part 10, by study/instance",
@@ -96,7 +127,7 @@ func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits)
 	if err != nil {
 		return nil, fmt.Errorf("creating bucket %s: %w", BucketStudies, err)
 	}
-	return &Archive{obj: obj, kv: kv, maxBytes: l.MaxBytes, acsn: map[string]string{}}, nil
+	return &Archive{js: js, stream: stream, obj: obj, kv: kv, maxBytes: l.MaxBytes, acsn: map[string]string{}}, nil
 }
 
 // ErrStorageLow is returned by Room when the image store has less room
@@ -123,7 +154,8 @@ func (a *Archive) Room(ctx context.Context, need int64) error {
 // association set-up need not ask JetStream each time.
 const sizeFresh = time.Second
 
-// used is the image store's size, read at most once a sizeFresh.
+// used is the image store's size (stream and object store), read at most
+// once a sizeFresh.
 func (a *Archive) used(ctx context.Context) (int64, error) {
 	a.mu.Lock()
 	if time.Since(a.sizeAt) < sizeFresh {
@@ -135,10 +167,15 @@ func (a *Archive) used(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reading the image store's size: %w", err)
 	}
+	si, err := a.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading the image store's size: %w", err)
+	}
+	size := int64(st.Size()) + int64(si.State.Bytes)
 	a.mu.Lock()
-	a.size, a.sizeAt = int64(st.Size()), time.Now()
+	a.size, a.sizeAt = size, time.Now()
 	a.mu.Unlock()
-	return int64(st.Size()), nil
+	return size, nil
 }
 
 // RecordOf reads the index record of a Part 10 file: its header only.
@@ -162,28 +199,55 @@ func RecordOf(part10 []byte) (InstanceRecord, error) {
 }
 
 func objectName(study, sop string) string  { return study + "/" + sop }
+func subjectOf(study, sop string) string   { return SubjectImages + study + "." + sop }
 func instanceKey(study, sop string) string { return "i." + study + "." + sop }
 func accessionKey(acsn string) string {
 	sum := sha256.Sum256([]byte(acsn))
 	return "a." + hex.EncodeToString(sum[:16])
 }
 
-// Put stores one instance (its Part 10 file and its index record) durably.
-// Storing an instance again replaces it.
+// Put stores one instance (its Part 10 file and its index record) durably:
+// one message of StreamImages when it fits the connection's max_payload,
+// else an object of BucketImages and its BucketStudies entry. Storing an
+// instance again replaces it.
 func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) error {
 	if rec.ReceivedAt.IsZero() {
 		rec.ReceivedAt = time.Now()
 	}
-	if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID), Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}}, bytes.NewReader(part10)); err != nil {
-		return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
+	// The UIDs name the message's subject: no wildcard or empty token.
+	for what, uid := range map[string]string{"Study Instance UID": rec.StudyInstanceUID, "SOP Instance UID": rec.SOPInstanceUID} {
+		if err := radgate.CheckUID(what, uid); err != nil {
+			return fmt.Errorf("storing an instance: %w", err)
+		}
+	}
+	b, _ := json.Marshal(rec)
+	subject := subjectOf(rec.StudyInstanceUID, rec.SOPInstanceUID)
+	limit := a.js.Conn().MaxPayload()
+	if a.maxMessage > 0 {
+		limit = a.maxMessage
+	}
+	if int64(len(part10)+len(b)+headerRoom) <= limit {
+		// The payload is part10 itself: nats.go copies it once, into the
+		// connection's write buffer.
+		m := &nats.Msg{Subject: subject, Header: nats.Header{HeaderInstance: []string{string(b)}}, Data: part10}
+		if _, err := a.js.PublishMsg(ctx, m, jetstream.WithExpectStream(StreamImages)); err != nil {
+			return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
+		}
+	} else {
+		if _, err := a.obj.Put(ctx, jetstream.ObjectMeta{Name: objectName(rec.StudyInstanceUID, rec.SOPInstanceUID), Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkSize}}, bytes.NewReader(part10)); err != nil {
+			return fmt.Errorf("storing instance %s: %w", rec.SOPInstanceUID, err)
+		}
+		if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
+			return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)
+		}
+		// An earlier, smaller copy in the stream would be found first.
+		if err := a.stream.Purge(ctx, jetstream.WithPurgeSubject(subject)); err != nil {
+			return fmt.Errorf("replacing instance %s: %w", rec.SOPInstanceUID, err)
+		}
 	}
 	a.mu.Lock()
 	a.size += int64(len(part10)) // what Room reads until the next look at the store
 	a.mu.Unlock()
-	b, _ := json.Marshal(rec)
-	if _, err := a.kv.Put(ctx, instanceKey(rec.StudyInstanceUID, rec.SOPInstanceUID), b); err != nil {
-		return fmt.Errorf("indexing instance %s: %w", rec.SOPInstanceUID, err)
-	}
 	if rec.AccessionNumber != "" && !a.indexed(rec.AccessionNumber, rec.StudyInstanceUID) {
 		if _, err := a.kv.Put(ctx, accessionKey(rec.AccessionNumber), []byte(rec.StudyInstanceUID)); err != nil {
 			return fmt.Errorf("indexing the accession number of study %s: %w", rec.StudyInstanceUID, err)
@@ -198,6 +262,10 @@ func (a *Archive) Put(ctx context.Context, rec InstanceRecord, part10 []byte) er
 	return nil
 }
 
+// headerRoom is what a StreamImages message's header adds beyond its
+// record: the header's own framing and JetStream's expected-stream header.
+const headerRoom = 256
+
 // maxRemembered bounds the accession numbers an Archive remembers having
 // indexed (a study's later instances need no second index write).
 const maxRemembered = 4096
@@ -209,11 +277,30 @@ func (a *Archive) indexed(acsn, study string) bool {
 }
 
 // Records lists the index records of a study, in SOP Instance UID order;
-// none when radgate holds none of it.
+// none when radgate holds none of it. An instance held in both forms (sent
+// again after its first copy) is the stream's.
 func (a *Archive) Records(ctx context.Context, studyUID string) ([]InstanceRecord, error) {
 	if radgate.CheckUID("Study Instance UID", studyUID) != nil {
 		return nil, nil
 	}
+	inStream, err := a.streamRecords(ctx, studyUID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := a.objectRecords(ctx, studyUID)
+	if err != nil {
+		return nil, err
+	}
+	out = slices.DeleteFunc(out, func(r InstanceRecord) bool { _, ok := inStream[r.SOPInstanceUID]; return ok })
+	for _, r := range inStream {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].SOPInstanceUID < out[j].SOPInstanceUID })
+	return out, nil
+}
+
+// objectRecords reads the BucketStudies entries of a study's objects.
+func (a *Archive) objectRecords(ctx context.Context, studyUID string) ([]InstanceRecord, error) {
 	w, err := a.kv.Watch(ctx, "i."+studyUID+".>", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("reading the index of study %s: %w", studyUID, err)
@@ -227,18 +314,61 @@ func (a *Archive) Records(ctx context.Context, studyUID string) ([]InstanceRecor
 				return nil, fmt.Errorf("reading the index of study %s: watch closed", studyUID)
 			}
 			if e == nil { // every current value has been delivered
-				sort.Slice(out, func(i, j int) bool { return out[i].SOPInstanceUID < out[j].SOPInstanceUID })
 				return out, nil
 			}
 			var r InstanceRecord
 			if err := json.Unmarshal(e.Value(), &r); err != nil {
 				return nil, fmt.Errorf("index entry %s: %w", e.Key(), err)
 			}
-			out = append(out, r)
+			if r.StudyInstanceUID == studyUID { // not a study whose UID continues this one's
+				out = append(out, r)
+			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// streamRecords reads the records of a study's StreamImages messages, by
+// SOP Instance UID: their headers only (an ephemeral consumer delivering
+// headers), never the files.
+func (a *Archive) streamRecords(ctx context.Context, studyUID string) (map[string]InstanceRecord, error) {
+	c, err := a.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: SubjectImages + studyUID + ".>", HeadersOnly: true, DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the images of study %s: %w", studyUID, err)
+	}
+	defer func() { _ = a.stream.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
+	out := map[string]InstanceRecord{}
+	for pending := c.CachedInfo().NumPending; pending > 0; {
+		batch, err := c.FetchNoWait(int(min(pending, 256)))
+		if err != nil {
+			return nil, fmt.Errorf("reading the images of study %s: %w", studyUID, err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			if md, err := m.Metadata(); err == nil {
+				pending = md.NumPending
+			}
+			var r InstanceRecord
+			if err := json.Unmarshal([]byte(m.Headers().Get(HeaderInstance)), &r); err != nil {
+				return nil, fmt.Errorf("image message %s: its %s header: %w", m.Subject(), HeaderInstance, err)
+			}
+			if r.StudyInstanceUID == studyUID {
+				out[r.SOPInstanceUID] = r
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("reading the images of study %s: %w", studyUID, err)
+		}
+		if n == 0 { // expired or purged meanwhile
+			break
+		}
+	}
+	return out, nil
 }
 
 // FindStudy implements radgate.StudySource over the pushed instances.
@@ -302,6 +432,16 @@ func StudyOf(recs []InstanceRecord) *radgate.Study {
 // RetrieveInstance implements radgate.StudySource: the Part 10 file as it
 // was pushed.
 func (a *Archive) RetrieveInstance(ctx context.Context, studyUID, _, sopInstanceUID string) ([]byte, error) {
+	if radgate.CheckUID("Study Instance UID", studyUID) != nil || radgate.CheckUID("SOP Instance UID", sopInstanceUID) != nil {
+		return nil, fmt.Errorf("%w: instance %q of study %q is not in radgate's image store", radgate.ErrStudyNotFound, sopInstanceUID, studyUID)
+	}
+	m, err := a.stream.GetLastMsgForSubject(ctx, subjectOf(studyUID, sopInstanceUID))
+	if err == nil {
+		return m.Data, nil
+	}
+	if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, radgate.Transient(fmt.Errorf("reading instance %s from the image store: %w", sopInstanceUID, err))
+	}
 	b, err := a.obj.GetBytes(ctx, objectName(studyUID, sopInstanceUID))
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, fmt.Errorf("%w: instance %s of study %s is not in radgate's image store", radgate.ErrStudyNotFound, sopInstanceUID, studyUID)

@@ -1,6 +1,7 @@
 package dimse
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -129,4 +131,82 @@ func TestWithPACSLooksInTheArchiveFirst(t *testing.T) {
 	got, err = src.RetrieveInstance(t.Context(), "1.2.840.99", "1", "2")
 	require.NoError(t, err)
 	assert.Equal(t, "from the PACS", string(got))
+}
+
+// form says where the archive keeps an instance: "stream" (one message),
+// "object" (object store and index entry), or "" (neither).
+func form(t *testing.T, a *Archive, study, sop string) string {
+	t.Helper()
+	_, serr := a.stream.GetLastMsgForSubject(t.Context(), subjectOf(study, sop))
+	_, oerr := a.obj.GetInfo(t.Context(), objectName(study, sop))
+	switch {
+	case serr == nil && oerr == nil:
+		return "both"
+	case serr == nil:
+		return "stream"
+	case oerr == nil:
+		return "object"
+	}
+	require.ErrorIs(t, serr, jetstream.ErrMsgNotFound)
+	require.ErrorIs(t, oerr, jetstream.ErrObjectNotFound)
+	return ""
+}
+
+func TestArchiveKeepsSmallInstancesAsMessagesAndLargeOnesAsObjects(t *testing.T) {
+	a := newArchive(t, ArchiveLimits{MaxAge: time.Hour})
+	ctx := t.Context()
+	small, large := sample(t, "cr-chest-pa-jpeg-baseline.dcm"), sample(t, "dx-chest-implicit-le-8bit.dcm")
+	a.maxMessage = int64(len(small) + 4096) // the large one is above the single-message limit
+	rs, err := RecordOf(small)
+	require.NoError(t, err)
+	rl, err := RecordOf(large)
+	require.NoError(t, err)
+	rl.StudyInstanceUID, rl.AccessionNumber = rs.StudyInstanceUID, rs.AccessionNumber // one study
+	rs.InstitutionName = "北総合病院 ｶﾀｶﾅ"                                                 // the header keeps UTF-8
+	require.NoError(t, a.Put(ctx, rs, small))
+	require.NoError(t, a.Put(ctx, rl, large))
+	assert.Equal(t, "stream", form(t, a, rs.StudyInstanceUID, rs.SOPInstanceUID))
+	assert.Equal(t, "object", form(t, a, rl.StudyInstanceUID, rl.SOPInstanceUID))
+
+	check := func() {
+		t.Helper()
+		recs, err := a.Records(ctx, rs.StudyInstanceUID)
+		require.NoError(t, err)
+		require.Len(t, recs, 2, "both forms are listed, once each")
+		for _, r := range recs {
+			if r.SOPInstanceUID == rs.SOPInstanceUID {
+				assert.Equal(t, "北総合病院 ｶﾀｶﾅ", r.InstitutionName)
+				assert.Equal(t, int64(len(small)), r.Bytes)
+			}
+		}
+		st, err := a.FindStudy(ctx, radgate.StudyQuery{AccessionNumber: rs.AccessionNumber})
+		require.NoError(t, err)
+		assert.Equal(t, 2, st.InstanceCount())
+		for sop, want := range map[string][]byte{rs.SOPInstanceUID: small, rl.SOPInstanceUID: large} {
+			got, err := a.RetrieveInstance(ctx, rs.StudyInstanceUID, "", sop)
+			require.NoError(t, err)
+			assert.True(t, bytes.Equal(want, got), "instance %s reads back byte-identical", sop)
+		}
+	}
+	check()
+
+	// Sent again above the limit: the object replaces the message.
+	a.maxMessage = 1024
+	require.NoError(t, a.Put(ctx, rs, small))
+	assert.Equal(t, "object", form(t, a, rs.StudyInstanceUID, rs.SOPInstanceUID))
+	check()
+	// And again below it: the message is found first.
+	a.maxMessage = 0 // the connection's max_payload: the embedded server's takes both
+	require.NoError(t, a.Put(ctx, rs, small))
+	require.NoError(t, a.Put(ctx, rl, large))
+	check()
+	assert.Equal(t, "both", form(t, a, rl.StudyInstanceUID, rl.SOPInstanceUID))
+
+	// A study whose UID continues this one's is not part of it.
+	other := rs
+	other.StudyInstanceUID, other.SOPInstanceUID = rs.StudyInstanceUID+".1", rs.SOPInstanceUID+".1"
+	require.NoError(t, a.Put(ctx, other, small))
+	recs, err := a.Records(ctx, rs.StudyInstanceUID)
+	require.NoError(t, err)
+	assert.Len(t, recs, 2)
 }
