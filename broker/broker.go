@@ -39,6 +39,13 @@ const (
 	// purges the old one. Kept as long as order state.
 	StreamOrderStates  = "RADGATE_ORDER_STATES"
 	SubjectOrderStates = "radgate.index.state."
+	// StreamOrderFacilities is the order list's facility index: one message
+	// per order and facility it is known by (its facility id and the name
+	// its source gave, when they differ) on SubjectOrderFacilities +
+	// Token(facility) + "." + id, its value the order's sequence in
+	// StreamOrderIndex. Kept as long as order state.
+	StreamOrderFacilities  = "RADGATE_ORDER_FACILITIES"
+	SubjectOrderFacilities = "radgate.index.facility."
 
 	BucketOrders   = "radgate_orders"
 	BucketHeatmaps = "radgate_heatmaps"
@@ -373,6 +380,13 @@ func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster
 		{
 			Name: StreamOrderStates, Subjects: []string{SubjectOrderStates + ">"},
 			Description: "the order list's state index: one message per order, on its current state (kept as long as order state)",
+			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
+			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
+			Discard: discard[StoreOrderState],
+		},
+		{
+			Name: StreamOrderFacilities, Subjects: []string{SubjectOrderFacilities + ">"},
+			Description: "the order list's facility index: one message per order and facility (kept as long as order state)",
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
 			Duplicates: DuplicateWindow, MaxAge: r.OrderState.MaxAge, MaxBytes: r.OrderState.MaxBytes,
 			Discard: discard[StoreOrderState],

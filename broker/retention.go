@@ -63,8 +63,10 @@ const (
 	StoreOrderIndex = "order_index"
 	// StoreOrderStates is the order list's state index, likewise.
 	StoreOrderStates = "order_states"
-	StoreHeatmaps    = "heatmaps"
-	StoreHL7Outbox   = "hl7_outbox"
+	// StoreOrderFacilities is the order list's facility index, likewise.
+	StoreOrderFacilities = "order_facilities"
+	StoreHeatmaps        = "heatmaps"
+	StoreHL7Outbox       = "hl7_outbox"
 	// StoreImages is the image store of radgate's Storage SCP (retention.images).
 	StoreImages = "images"
 	// StoreImageMessages is the image store's stream (instances that fit
@@ -123,6 +125,7 @@ func TopologyStores() []Store {
 		{StoreOrderHistory, StreamHistory},
 		{StoreOrderIndex, StreamOrderIndex},
 		{StoreOrderStates, StreamOrderStates},
+		{StoreOrderFacilities, StreamOrderFacilities},
 		{StoreHeatmaps, ObjectStream(BucketHeatmaps)},
 	}
 }

@@ -34,6 +34,11 @@ const (
 //     created, so reading the stream backwards by sequence lists orders
 //     newest first; a cursor is a sequence, so it stays put while orders
 //     arrive (they take higher sequences);
+//   - the state index, stream broker.StreamOrderStates, and the facility
+//     index, stream broker.StreamOrderFacilities: one message per order under
+//     its current state / each facility it is known by, its value the
+//     order's time sequence; a filter that few orders match reads these
+//     instead of scanning the time index;
 //   - "acc.<hash>" in radgate_orders: accession value → order id, for Search.
 //
 // Every entry is only a pointer: ListOrders reads each order's current
@@ -53,7 +58,7 @@ func (s *orderStore) indexOrder(ctx context.Context, old, cur radgate.OrderStatu
 	if s.js == nil {
 		return
 	}
-	if old.ID == "" || old.State != cur.State {
+	if old.ID == "" || old.State != cur.State || !slices.Equal(facilitiesOf(old), facilitiesOf(cur)) {
 		s.indexState(ctx, old, cur)
 	}
 	if cur.Accession != nil && cur.Accession.Value != "" && (old.Accession == nil || old.Accession.Value != cur.Accession.Value) {
@@ -78,7 +83,8 @@ func (s *orderStore) indexState(ctx context.Context, old, cur radgate.OrderStatu
 		warn("time index", err)
 		return
 	}
-	if !stateToken(string(cur.State)) {
+	s.indexFacilities(ctx, old, cur, tseq, warn)
+	if !stateToken(string(cur.State)) || (old.ID != "" && old.State == cur.State) {
 		return
 	}
 	if _, err := s.js.Publish(ctx, broker.SubjectOrderStates+string(cur.State)+"."+cur.ID, []byte(strconv.FormatUint(tseq, 10))); err != nil {
@@ -92,6 +98,50 @@ func (s *orderStore) indexState(ctx context.Context, old, cur radgate.OrderStatu
 		}
 		if err != nil {
 			warn("state index", err)
+		}
+	}
+}
+
+// facilitiesOf is what an order's facility filter matches: its facility id
+// and the facility its source named, sorted, without blanks or repeats.
+func facilitiesOf(st radgate.OrderStatus) []string {
+	var out []string
+	for _, f := range []string{st.FacilityID, st.Facility} {
+		if f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// indexFacilities puts cur's facility entries that old lacked, then purges
+// old's that cur no longer has (a crash in between lists the order under
+// both until its next change; the list re-checks each order's facility).
+func (s *orderStore) indexFacilities(ctx context.Context, old, cur radgate.OrderStatus, tseq uint64, warn func(string, error)) {
+	was, now := facilitiesOf(old), facilitiesOf(cur)
+	if old.ID != "" && slices.Equal(was, now) {
+		return
+	}
+	for _, f := range now {
+		if old.ID != "" && slices.Contains(was, f) {
+			continue
+		}
+		if _, err := s.js.Publish(ctx, broker.SubjectOrderFacilities+broker.Token(f)+"."+cur.ID, []byte(strconv.FormatUint(tseq, 10))); err != nil {
+			warn("facility index", err)
+			return
+		}
+	}
+	for _, f := range was {
+		if slices.Contains(now, f) {
+			continue
+		}
+		str, err := s.indexStream(ctx, broker.StreamOrderFacilities)
+		if err == nil {
+			err = str.Purge(ctx, jetstream.WithPurgeSubject(broker.SubjectOrderFacilities+broker.Token(f)+"."+cur.ID))
+		}
+		if err != nil {
+			warn("facility index", err)
 		}
 	}
 }
@@ -193,7 +243,16 @@ func (s *orderStore) list(ctx context.Context, q radgate.ListQuery) (radgate.Lis
 		}
 	}
 	if q.State != "" && q.Search == "" && stateToken(q.State) {
-		seqs, ids, ok, err := s.stateEntries(ctx, q.State, seq, str.CachedInfo().State.LastSeq)
+		seqs, ids, ok, err := s.indexEntries(ctx, broker.StreamOrderStates, broker.SubjectOrderStates+q.State+".", seq, str.CachedInfo().State.LastSeq)
+		if err != nil {
+			return page, err
+		}
+		if ok {
+			return s.listEntries(ctx, q, limit, seqs, ids)
+		}
+	}
+	if q.Facility != "" && q.Search == "" {
+		seqs, ids, ok, err := s.indexEntries(ctx, broker.StreamOrderFacilities, broker.SubjectOrderFacilities+broker.Token(q.Facility)+".", seq, str.CachedInfo().State.LastSeq)
 		if err != nil {
 			return page, err
 		}
@@ -238,21 +297,25 @@ func (s *orderStore) list(ctx context.Context, q radgate.ListQuery) (radgate.Lis
 	return page, nil
 }
 
-// stateEntries returns the time sequences (newest first, at most upTo) and
-// ids of the orders in state's index, or ok false when more than one order
-// in listDense of total has that state: then scanning the time index finds
-// a page sooner than reading them all.
-func (s *orderStore) stateEntries(ctx context.Context, state string, upTo, total uint64) (seqs []uint64, ids []string, ok bool, err error) {
-	prefix := broker.SubjectOrderStates + state + "."
-	cons, err := s.js.CreateConsumer(ctx, broker.StreamOrderStates, jetstream.ConsumerConfig{
+// indexEntries returns the time sequences (newest first, at most upTo) and
+// ids of the orders under prefix in an index stream (the state or the
+// facility index), or ok false when more than one order in listDense of
+// total is there: then scanning the time index finds a page sooner than
+// reading them all.
+func (s *orderStore) indexEntries(ctx context.Context, stream, prefix string, upTo, total uint64) (seqs []uint64, ids []string, ok bool, err error) {
+	what := "the state index"
+	if stream == broker.StreamOrderFacilities {
+		what = "the facility index"
+	}
+	cons, err := s.js.CreateConsumer(ctx, stream, jetstream.ConsumerConfig{
 		FilterSubject: prefix + "*", AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
 		MemoryStorage: true, InactiveThreshold: 30 * time.Second,
 	})
 	if err != nil {
-		return nil, nil, false, fmt.Errorf("reading the state index: %w", err)
+		return nil, nil, false, fmt.Errorf("reading %s: %w", what, err)
 	}
 	name := cons.CachedInfo().Name
-	defer func() { _ = s.js.DeleteConsumer(context.WithoutCancel(ctx), broker.StreamOrderStates, name) }()
+	defer func() { _ = s.js.DeleteConsumer(context.WithoutCancel(ctx), stream, name) }()
 	pending := cons.CachedInfo().NumPending
 	if pending > total/listDense {
 		return nil, nil, false, nil
@@ -265,7 +328,7 @@ func (s *orderStore) stateEntries(ctx context.Context, state string, upTo, total
 	for got := uint64(0); got < pending; {
 		batch, err := cons.Fetch(int(min(pending-got, 10000)), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, nil, false, fmt.Errorf("reading the state index: %w", err)
+			return nil, nil, false, fmt.Errorf("reading %s: %w", what, err)
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -276,7 +339,7 @@ func (s *orderStore) stateEntries(ctx context.Context, state string, upTo, total
 			}
 		}
 		if batch.Error() != nil {
-			return nil, nil, false, fmt.Errorf("reading the state index: %w", batch.Error())
+			return nil, nil, false, fmt.Errorf("reading %s: %w", what, batch.Error())
 		}
 		if n == 0 {
 			break

@@ -16,7 +16,9 @@ import (
 // BenchmarkListOrders lists 100,000 orders in the store (embedded NATS):
 // the first page, page 50 (by cursor), a first page filtered on a state
 // only 1 order in 100 has (read from the state index), and one filtered on
-// the state 99 in 100 have (scanning the time index). Compare ns/op of page50 to page1: the
+// the state 99 in 100 have (scanning the time index), and filtered on a
+// facility 99 in 100 orders have (scan) and one 1 in 100 have (the facility
+// index). Compare ns/op of page50 to page1: the
 // index is read from the cursor's sequence, so it should be flat.
 //
 //	go test ./pipeline -run '^$' -bench BenchmarkListOrders -benchtime 20x
@@ -50,6 +52,9 @@ func BenchmarkListOrders(b *testing.B) {
 		if i%100 == 0 {
 			st.State = radgate.StateFailed
 		}
+		if i%100 == 50 {
+			st.Facility = "east" // 1 in 100: read from the facility index
+		}
 		v, err := json.Marshal(st)
 		require.NoError(b, err)
 		f1, err := js.PublishAsync("$KV."+broker.BucketOrders+"."+orderKeyName(id), v)
@@ -58,7 +63,9 @@ func BenchmarkListOrders(b *testing.B) {
 		require.NoError(b, err)
 		f3, err := js.PublishAsync(broker.SubjectOrderStates+string(st.State)+"."+id, []byte(fmt.Sprint(i)))
 		require.NoError(b, err)
-		futs = append(futs, f1, f2, f3)
+		f4, err := js.PublishAsync(broker.SubjectOrderFacilities+broker.Token(st.Facility)+"."+id, []byte(fmt.Sprint(i)))
+		require.NoError(b, err)
+		futs = append(futs, f1, f2, f3, f4)
 		if i%5000 == 0 {
 			flush()
 		}
@@ -86,4 +93,5 @@ func BenchmarkListOrders(b *testing.B) {
 	run("failed_page1", radgate.ListQuery{State: string(radgate.StateFailed)}, fmt.Sprintf("%016x", n))
 	run("delivered_page1", radgate.ListQuery{State: string(radgate.StateDelivered)}, fmt.Sprintf("%016x", n-1))
 	run("facility_page1", radgate.ListQuery{Facility: "north"}, fmt.Sprintf("%016x", n))
+	run("rare_facility_page1", radgate.ListQuery{Facility: "east"}, fmt.Sprintf("%016x", n-50))
 }

@@ -79,6 +79,8 @@ func TestListOrdersNewestFirstAndFilters(t *testing.T) {
 	require.Equal(t, []string{hexID(12), hexID(9), hexID(6), hexID(3)}, ids)
 	ids, _ = listIDs(t, h.p, radgate.ListQuery{State: string(radgate.StateDelivered), Facility: "north"})
 	require.Equal(t, []string{hexID(9), hexID(3)}, ids, "filters are ANDed")
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{Facility: "north"})
+	require.Equal(t, []string{hexID(11), hexID(9), hexID(7), hexID(5), hexID(3), hexID(1)}, ids)
 	ids, _ = listIDs(t, h.p, radgate.ListQuery{Engine: "cxr", Route: "chest", Priority: "stat"})
 	require.Equal(t, []string{hexID(9), hexID(3)}, ids)
 	ids, _ = listIDs(t, h.p, radgate.ListQuery{Route: "abdomen"})
@@ -159,6 +161,33 @@ func TestListOrdersStateChangeMovesBetweenFilters(t *testing.T) {
 	require.Equal(t, []string{"ab01"}, ids)
 	ids, _ = listIDs(t, h.p, radgate.ListQuery{})
 	require.Equal(t, []string{"ab01"}, ids, "a state change does not list the order twice")
+}
+
+// An order is listed under its facility id and the facility its source
+// named; a change of either moves it, and it is never listed twice.
+func TestListOrdersFacilityChangeMovesBetweenFilters(t *testing.T) {
+	h := newIdleHarness(t, nil)
+	putOrder(t, h.p.store, "fa01", func(st *radgate.OrderStatus) { st.Facility = "North Clinic" })
+	putOrder(t, h.p.store, "fa02", func(st *radgate.OrderStatus) { st.Facility = "south" })
+	ids, _ := listIDs(t, h.p, radgate.ListQuery{Facility: "North Clinic"})
+	require.Equal(t, []string{"fa01"}, ids)
+
+	putOrder(t, h.p.store, "fa01", func(st *radgate.OrderStatus) { st.FacilityID = "north" })
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{Facility: "north"})
+	require.Equal(t, []string{"fa01"}, ids, "by its facility id")
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{Facility: "North Clinic"})
+	require.Equal(t, []string{"fa01"}, ids, "and still by the name its source gave")
+
+	putOrder(t, h.p.store, "fa01", func(st *radgate.OrderStatus) { st.Facility, st.FacilityID = "south", "south" })
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{Facility: "north"})
+	require.Empty(t, ids)
+	ids, _ = listIDs(t, h.p, radgate.ListQuery{Facility: "south"})
+	require.Equal(t, []string{"fa02", "fa01"}, ids, "newest first by arrival, listed once")
+	str, err := h.topo.JS.Stream(t.Context(), broker.StreamOrderFacilities)
+	require.NoError(t, err)
+	info, err := str.Info(t.Context())
+	require.NoError(t, err)
+	require.EqualValues(t, 2, info.State.Msgs, "the old facilities' entries are purged")
 }
 
 // A crash between the order's write and its index's leaves the index stale:
