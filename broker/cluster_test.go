@@ -65,7 +65,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		n++
 	}
 	require.NoError(t, names.Err())
-	require.Equal(t, 14, n) // 8 streams, 4 buckets, 2 object stores
+	require.Equal(t, 15, n) // 9 streams, 4 buckets, 2 object stores
 
 	// Publishes and KV creates, two writers, while the jobs stream's leader
 	// is killed.
