@@ -177,7 +177,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		var probs []string
 		if err != nil {
 			probs = append(probs, err.Error())
-		} else if len(hs) != 13 { // "later" is not radgate's
+		} else if len(hs) != 14 { // "later" is not radgate's
 			probs = append(probs, fmt.Sprintf("%d streams reported", len(hs)))
 		}
 		for _, h := range hs {
