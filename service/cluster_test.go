@@ -66,7 +66,7 @@ func TestCheckReportsClusterHealth(t *testing.T) {
 
 	// Asked for five copies: every one is short.
 	out, failed = report(5)
-	require.Equal(t, 13, failed, out)
+	require.Equal(t, 14, failed, out) // 9 streams, 4 buckets, 1 object store: every one radgate declares
 	require.Contains(t, out, "FAIL stream RADGATE_JOBS: 3 replicas")
 	require.Contains(t, out, "3 copies where nats.replicas is 5")
 
