@@ -66,7 +66,7 @@ func TestCheckReportsClusterHealth(t *testing.T) {
 
 	// Asked for five copies: every one is short.
 	out, failed = report(5)
-	require.Equal(t, 13, failed, out)
+	require.Equal(t, 15, failed, out) // 9 streams, 5 buckets (radgate_meta among them), 1 object store
 	require.Contains(t, out, "FAIL stream RADGATE_JOBS: 3 replicas")
 	require.Contains(t, out, "3 copies where nats.replicas is 5")
 
