@@ -182,6 +182,51 @@ func ensureState(ctx context.Context, js jetstream.JetStream, current int, migs 
 	}
 }
 
+// ReadStateVersion reads the recorded state version without creating or
+// changing anything; found is false when none is recorded (no radgate
+// started yet, or one from before versions).
+func ReadStateVersion(ctx context.Context, js jetstream.JetStream) (rec StateRecord, found bool, err error) {
+	kv, err := js.KeyValue(ctx, BucketMeta)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return rec, false, nil
+	} else if err != nil {
+		return rec, false, fmt.Errorf("opening bucket %s: %w", BucketMeta, err)
+	}
+	e, err := kv.Get(ctx, KeyStateVersion)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return rec, false, nil
+	} else if err != nil {
+		return rec, false, fmt.Errorf("reading the state version in %s: %w", BucketMeta, err)
+	}
+	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.StateVersion < 1 {
+		return rec, false, fmt.Errorf("%s %s holds %q, not a state version", BucketMeta, KeyStateVersion, e.Value())
+	}
+	return rec, true, nil
+}
+
+// CheckStateVersion says what radgate serve will make of the recorded
+// state version (radgate check --connect): a line, and an error when serve
+// would refuse to start.
+func CheckStateVersion(ctx context.Context, js jetstream.JetStream) (string, error) {
+	rec, found, err := ReadStateVersion(ctx, js)
+	switch {
+	case err != nil:
+		return "JetStream state version", err
+	case !found:
+		return fmt.Sprintf("JetStream state version: none recorded (radgate serve records %d at its next start)", StateVersion), nil
+	case rec.StateVersion > StateVersion:
+		return fmt.Sprintf("JetStream state version %d (radgate %s)", rec.StateVersion, rec.RadgateVersion),
+			&NewerStateError{Found: rec.StateVersion, Known: StateVersion}
+	case rec.MigratingTo != 0:
+		return fmt.Sprintf("JetStream state version %d, being migrated to %d by %s since %s", rec.StateVersion,
+			rec.MigratingTo, rec.Owner, rec.Since.Format(time.RFC3339)), nil
+	case rec.StateVersion < StateVersion:
+		return fmt.Sprintf("JetStream state version %d (radgate %s): radgate serve migrates it to %d at its next start",
+			rec.StateVersion, rec.RadgateVersion, StateVersion), nil
+	}
+	return fmt.Sprintf("JetStream state version %d (radgate %s), as this radgate's", rec.StateVersion, rec.RadgateVersion), nil
+}
+
 // isRevisionConflict reports whether err is a KV create or update that
 // lost to a concurrent writer.
 func isRevisionConflict(err error) bool {
