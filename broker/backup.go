@@ -26,13 +26,14 @@ import (
 // them. It holds order data (patient identifiers): keep it as the
 // hospital keeps PHI.
 //
-// It is read through the plain JetStream API (stream info, then a
-// message get by sequence, "next by subject >", so deleted sequences cost
-// nothing), not the snapshot API ($JS.API.STREAM.SNAPSHOT): a get works on
-// every stream (a work-queue stream allows no second consumer), needs no
-// consumer on a live stream, and gives files that can be counted, checked
-// and read without nats-server's store format; restore republishes, so
-// the target may be a different server version or cluster size.
+// It is read through the plain JetStream API — stream info, then an
+// ordered consumer up to the last sequence the info gave (a work-queue
+// stream, which allows no second consumer, by message gets: "next by
+// subject >" from each sequence, so deleted ones cost nothing) — not the
+// snapshot API ($JS.API.STREAM.SNAPSHOT): it gives files that can be
+// counted, checked and read without nats-server's store format, and since
+// restore republishes, the target may be a different server version or
+// cluster size.
 
 // ManifestFile is the backup's table of contents.
 const ManifestFile = "manifest.json"
@@ -136,28 +137,22 @@ func backupStream(ctx context.Context, js jetstream.JetStream, dir, name string)
 	h := sha256.New()
 	w := bufio.NewWriter(io.MultiWriter(f, h))
 	enc := json.NewEncoder(w)
-	last := info.State.LastSeq
-	for seq := info.State.FirstSeq; seq != 0 && seq <= last; {
-		msg, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // nothing at or after seq
-		}
-		if err != nil {
-			return bs, fmt.Errorf("reading sequence %d: %w", seq, err)
-		}
-		if msg.Sequence > last {
-			break
-		}
+	write := func(m BackupMessage) error {
 		if bs.Messages == 0 {
-			bs.FirstSeq = msg.Sequence
+			bs.FirstSeq = m.Seq
 		}
-		bs.LastSeq = msg.Sequence
+		bs.LastSeq = m.Seq
 		bs.Messages++
-		if err := enc.Encode(BackupMessage{Seq: msg.Sequence, Time: msg.Time.UTC(), Subject: msg.Subject,
-			Header: msg.Header, Data: msg.Data}); err != nil {
+		return enc.Encode(m)
+	}
+	if info.State.Msgs > 0 {
+		read := readByConsumer
+		if info.Config.Retention == jetstream.WorkQueuePolicy {
+			read = readByGet
+		}
+		if err := read(ctx, js, s, info.State.LastSeq, write); err != nil {
 			return bs, err
 		}
-		seq = msg.Sequence + 1
 	}
 	if err := w.Flush(); err != nil {
 		return bs, err
@@ -167,6 +162,69 @@ func backupStream(ctx context.Context, js jetstream.JetStream, dir, name string)
 	}
 	bs.SHA256 = hex.EncodeToString(h.Sum(nil))
 	return bs, nil
+}
+
+// readByConsumer reads a stream up to sequence last with an ordered
+// consumer (fast: the server pushes batches).
+func readByConsumer(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, last uint64, write func(BackupMessage) error) error {
+	c, err := js.OrderedConsumer(ctx, s.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := c.Fetch(512, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if md.Sequence.Stream > last {
+				return nil
+			}
+			if err := write(BackupMessage{Seq: md.Sequence.Stream, Time: md.Timestamp.UTC(), Subject: m.Subject(),
+				Header: m.Headers(), Data: m.Data()}); err != nil {
+				return err
+			}
+			if md.Sequence.Stream == last {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if got == 0 {
+			return nil // the messages up to last are gone (a limit, a purge)
+		}
+	}
+}
+
+// readByGet reads a stream up to sequence last one get at a time ("next
+// by subject >" from the sequence after the last one read): on a
+// work-queue stream, which allows no second consumer.
+func readByGet(ctx context.Context, _ jetstream.JetStream, s jetstream.Stream, last uint64, write func(BackupMessage) error) error {
+	for seq := s.CachedInfo().State.FirstSeq; seq != 0 && seq <= last; {
+		msg, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil // nothing at or after seq
+		}
+		if err != nil {
+			return fmt.Errorf("reading sequence %d: %w", seq, err)
+		}
+		if msg.Sequence > last {
+			return nil
+		}
+		if err := write(BackupMessage{Seq: msg.Sequence, Time: msg.Time.UTC(), Subject: msg.Subject,
+			Header: msg.Header, Data: msg.Data}); err != nil {
+			return err
+		}
+		seq = msg.Sequence + 1
+	}
+	return nil
 }
 
 // RestoreOptions are restore's choices.
@@ -269,6 +327,9 @@ func Restore(ctx context.Context, js jetstream.JetStream, dir string, o RestoreO
 	return m, nil
 }
 
+// restoreWindow is how many messages restore has in flight at most.
+const restoreWindow = 256
+
 // seqPointers names the streams whose message values are a sequence (in
 // decimal) of another stream: the order list's state and facility indexes
 // point at the time index (pipeline/orderlist.go). Restore renumbers, so
@@ -305,6 +366,28 @@ func restoreStream(ctx context.Context, js jetstream.JetStream, dir string, s Ba
 	dec := json.NewDecoder(bufio.NewReader(f))
 	var n uint64
 	seqs := map[uint64]uint64{}
+	// Published asynchronously, restoreWindow at a time: one connection
+	// keeps them in order; each window's acknowledgements give the new
+	// sequences.
+	type pending struct {
+		seq uint64
+		f   jetstream.PubAckFuture
+	}
+	var window []pending
+	flush := func() error {
+		for _, p := range window {
+			select {
+			case ack := <-p.f.Ok():
+				seqs[p.seq] = ack.Sequence
+			case err := <-p.f.Err():
+				return fmt.Errorf("publishing backup sequence %d: %w", p.seq, err)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		window = window[:0]
+		return nil
+	}
 	for {
 		var bm BackupMessage
 		if err := dec.Decode(&bm); errors.Is(err, io.EOF) {
@@ -325,12 +408,20 @@ func restoreStream(ctx context.Context, js jetstream.JetStream, dir string, s Ba
 				}
 			}
 		}
-		ack, err := js.PublishMsg(ctx, msg)
+		f, err := js.PublishMsgAsync(msg)
 		if err != nil {
-			return nil, fmt.Errorf("publishing message %d (backup sequence %d): %w", n+1, bm.Seq, err)
+			return nil, fmt.Errorf("publishing backup sequence %d: %w", bm.Seq, err)
 		}
-		seqs[bm.Seq] = ack.Sequence
+		window = append(window, pending{bm.Seq, f})
+		if len(window) == restoreWindow {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
 		n++
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	if n != s.Messages {
 		return nil, fmt.Errorf("%s holds %d messages, the manifest says %d", s.File, n, s.Messages)

@@ -30,6 +30,13 @@ func TestBackupRestoreOntoCluster(t *testing.T) {
 		_, err := topo.JS.Publish(ctx, SubjectOrders+"fhir", []byte{byte(i)})
 		require.NoError(t, err)
 	}
+	// The jobs stream is a work queue with its consumer: read by gets.
+	_, err = topo.JS.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{Durable: "inference", AckPolicy: jetstream.AckExplicitPolicy})
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := topo.JS.Publish(ctx, SubjectJobs+"eng-a", []byte{byte(i)})
+		require.NoError(t, err)
+	}
 	for _, v := range []string{"received", "scored", "delivered"} {
 		_, err = topo.Orders.Put(ctx, "o1", []byte(v))
 		require.NoError(t, err)
@@ -40,6 +47,12 @@ func TestBackupRestoreOntoCluster(t *testing.T) {
 	dir := t.TempDir()
 	m, err := Backup(ctx, topo.JS, dir)
 	require.NoError(t, err)
+
+	for _, s := range m.Streams {
+		if s.Name == StreamJobs {
+			require.EqualValues(t, 3, s.Messages)
+		}
+	}
 
 	c := testenv.StartNATSCluster(t, 3)
 	nc, err := Connect(c.ClientURLs(), "", nil)
