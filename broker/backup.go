@@ -59,6 +59,20 @@ type BackupStream struct {
 	FirstSeq uint64                 `json:"first_seq"`
 	LastSeq  uint64                 `json:"last_seq"`
 	SHA256   string                 `json:"sha256"`
+	// Consumers are the stream's durable pull consumers, each with how
+	// far it had acknowledged.
+	Consumers []BackupConsumer `json:"consumers,omitempty"`
+}
+
+// BackupConsumer is a durable consumer in a backup: restore recreates it
+// and acknowledges the restored messages up to its ack floor, so a stage
+// does not take again what it had finished (a result already delivered).
+type BackupConsumer struct {
+	Config jetstream.ConsumerConfig `json:"config"`
+	// AckFloor is the stream sequence up to which every message was
+	// acknowledged (messages acknowledged beyond it, out of order, are
+	// delivered again after a restore, as after a crash).
+	AckFloor uint64 `json:"ack_floor"`
 }
 
 // BackupMessage is one message of a stream file.
@@ -129,6 +143,15 @@ func backupStream(ctx context.Context, js jetstream.JetStream, dir, name string)
 	}
 	info := s.CachedInfo()
 	bs := BackupStream{Name: name, File: name + ".jsonl", Config: info.Config}
+	cl := s.ListConsumers(ctx)
+	for ci := range cl.Info() {
+		if ci.Config.Durable != "" && ci.Config.DeliverSubject == "" {
+			bs.Consumers = append(bs.Consumers, BackupConsumer{Config: ci.Config, AckFloor: ci.AckFloor.Stream})
+		}
+	}
+	if err := cl.Err(); err != nil {
+		return bs, fmt.Errorf("listing consumers: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, bs.File), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return bs, err
@@ -282,8 +305,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 // order list's index pointers are mapped to the new sequences:
 // seqPointers). Nats-Msg-Id is not republished: the ids radgate gives
 // (history entries carry their order's KV revision) would name the old
-// sequences and could swallow a new message as a duplicate. Consumers are not in a backup: radgate
-// serve declares its own. Run it with radgate serve stopped.
+// sequences and could swallow a new message as a duplicate. Durable pull
+// consumers are recreated and acknowledge the restored messages up to
+// their ack floor (BackupConsumer). Run it with radgate serve stopped.
 func Restore(ctx context.Context, js jetstream.JetStream, dir string, o RestoreOptions) (*Manifest, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
@@ -323,8 +347,75 @@ func Restore(ctx context.Context, js jetstream.JetStream, dir string, o RestoreO
 			return m, fmt.Errorf("restoring stream %s: %w", s.Name, err)
 		}
 		newSeq[s.Name] = seqs
+		for _, c := range s.Consumers {
+			if err := restoreConsumer(ctx, js, s.Name, c, seqs); err != nil {
+				return m, fmt.Errorf("restoring consumer %s on stream %s: %w", c.Config.Durable, s.Name, err)
+			}
+		}
 	}
 	return m, nil
+}
+
+// restoreConsumer creates c on stream and acknowledges the restored
+// messages up to (the new sequence of) its ack floor.
+func restoreConsumer(ctx context.Context, js jetstream.JetStream, stream string, c BackupConsumer, seqs map[uint64]uint64) error {
+	var floor uint64 // the new sequence of the last restored message at or below the ack floor
+	for old, seq := range seqs {
+		if old <= c.AckFloor && seq > floor {
+			floor = seq
+		}
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, c.Config)
+	if err != nil {
+		return err
+	}
+	for floor > 0 {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		got, done := 0, false
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				return err
+			}
+			if md.Sequence.Stream > floor {
+				done = true
+				_ = msg.Nak() // not acknowledged before: delivered to serve at once
+				continue
+			}
+			if c.Config.AckPolicy != jetstream.AckNonePolicy {
+				if err := msg.Ack(); err != nil {
+					return err
+				}
+			}
+			done = done || md.Sequence.Stream == floor
+		}
+		if err := batch.Error(); err != nil {
+			return err
+		}
+		if done || got == 0 {
+			break
+		}
+	}
+	if floor == 0 || c.Config.AckPolicy == jetstream.AckNonePolicy {
+		return nil
+	}
+	// Acks are not answered: wait until the consumer has them all.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.AckFloor.Stream >= floor {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("acknowledged up to stream sequence %d, %d expected", info.AckFloor.Stream, floor)
+		}
+	}
 }
 
 // restoreWindow is how many messages restore has in flight at most.

@@ -104,6 +104,18 @@ func TestBackupRestoreServeState(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, es, 2, "a bucket's history per key")
 	require.Equal(t, `{"mode":"live"}`, string(es[1].Value()))
+	// serve started on the restored state: its stages' new consumers read
+	// the restored streams from the start, and deliver nothing twice.
+	require.NoError(t, h2.p.Start(t.Context()))
+	time.Sleep(1500 * time.Millisecond)
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	require.NoError(t, h2.p.Stop(ctx))
+	cancel()
+	require.Empty(t, h2.sink.results(), "a result delivered before the backup is delivered again")
+	again, err := h2.p.Status(t.Context(), string(st.ID))
+	require.NoError(t, err)
+	require.Equal(t, radgate.StateDelivered, again.State)
+
 	// A new order after the restore goes in and is listed first.
 	putOrder(t, h2.p.store, hexID(100), func(st *radgate.OrderStatus) { st.Facility = "north" })
 	idx, err := h2.topo.JS.Stream(t.Context(), broker.StreamOrderIndex)
