@@ -327,13 +327,20 @@ func EnsureTopologyWith(ctx context.Context, nc *nats.Conn, r Retention) (*Topol
 // them; a change NATS refuses is an error naming it), and Topology.JS is
 // c.JetStream, so what is created through it later (the usage meter, the
 // destinations' stores) gets them too, and its writes are retried for
-// c.PublishRetry while a leader is being elected.
+// c.PublishRetry while a leader is being elected. It first brings the
+// state version in BucketMeta to StateVersion (EnsureStateVersion), and
+// refuses a state a later radgate wrote.
 func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster) (*Topology, error) {
 	plain, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
 	js := c.JetStream(plain)
+	// The state version first: a newer layout is refused before anything
+	// is re-declared over it, an older one migrated (stateversion.go).
+	if _, err := EnsureStateVersion(ctx, js, c.Logger); err != nil {
+		return nil, err
+	}
 	streams := []jetstream.StreamConfig{
 		{
 			Name: StreamOrders, Subjects: []string{SubjectOrders + ">"},

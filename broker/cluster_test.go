@@ -20,7 +20,7 @@ import (
 func TestReplicasOnASingleServer(t *testing.T) {
 	nc := startNATS(t)
 	_, err := EnsureTopologyOn(t.Context(), nc, DefaultRetention(), Cluster{Replicas: 3})
-	require.ErrorContains(t, err, "stream "+StreamOrders+": nats.replicas 3 needs a JetStream cluster, but nats://127.0.0.1:")
+	require.ErrorContains(t, err, "bucket "+BucketMeta+": nats.replicas 3 needs a JetStream cluster, but nats://127.0.0.1:") // the state version is read first
 	require.ErrorContains(t, err, "is a single server")
 }
 
@@ -49,7 +49,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 	require.NoError(t, err)
 	// More copies than servers: refused, naming the stream.
 	_, err = EnsureTopologyOn(ctx, nc, DefaultRetention(), Cluster{Replicas: 5, PublishRetry: 30 * time.Second})
-	require.ErrorContains(t, err, "creating stream "+StreamOrders+": stream "+StreamOrders)
+	require.ErrorContains(t, err, "creating bucket "+BucketMeta+": bucket "+BucketMeta)
 	require.ErrorContains(t, err, "nats.replicas 5 needs at least 5 JetStream servers with room in the cluster")
 	t.Logf("replicas 5 on 3 servers: %v", err)
 	_, err = topo.JS.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "later"})
@@ -65,7 +65,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		n++
 	}
 	require.NoError(t, names.Err())
-	require.Equal(t, 15, n) // 9 streams, 4 buckets, 2 object stores
+	require.Equal(t, 16, n) // 9 streams, 5 buckets, 2 object stores
 
 	// Publishes and KV creates, two writers, while the jobs stream's leader
 	// is killed.
@@ -177,7 +177,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		var probs []string
 		if err != nil {
 			probs = append(probs, err.Error())
-		} else if len(hs) != 14 { // "later" is not radgate's
+		} else if len(hs) != 15 { // "later" is not radgate's
 			probs = append(probs, fmt.Sprintf("%d streams reported", len(hs)))
 		}
 		for _, h := range hs {

@@ -173,4 +173,5 @@ func checkCluster(ctx context.Context, nc *nats.Conn, replicas int, step func(st
 		}
 		step(h.What()+": "+h.Summary(), err)
 	}
+	step(broker.CheckStateVersion(ctx, js))
 }

@@ -6,12 +6,15 @@ import (
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/radgate/radgate/broker"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func init() {
+	broker.RadgateVersion = version
 	rootCmd.AddCommand(&cobra.Command{
 		Use:   "version",
 		Short: "Print the radgate version",
