@@ -94,4 +94,10 @@ func BenchmarkListOrders(b *testing.B) {
 	run("delivered_page1", radgate.ListQuery{State: string(radgate.StateDelivered)}, fmt.Sprintf("%016x", n-1))
 	run("facility_page1", radgate.ListQuery{Facility: "north"}, fmt.Sprintf("%016x", n))
 	run("rare_facility_page1", radgate.ListQuery{Facility: "east"}, fmt.Sprintf("%016x", n-50))
+	// The same page without the facility index (scanning the time index),
+	// as before it existed.
+	dense := listDense
+	listDense = 1 << 62
+	run("rare_facility_page1_scan", radgate.ListQuery{Facility: "east"}, fmt.Sprintf("%016x", n-50))
+	listDense = dense
 }
