@@ -176,32 +176,28 @@ func (j *clusterJS) explain(kind, name string, n int, err error) error {
 
 func (j *clusterJS) CreateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var s jetstream.Stream
-	err := j.retry(ctx, "CreateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
-		s, err = j.JetStream.CreateStream(ctx, cfg)
-		return err
-	})
-	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
+	return declare(ctx, j, "CreateStream", "stream", cfg.Name, cfg.Replicas, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.CreateStream(ctx, cfg) })
 }
 
 func (j *clusterJS) UpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var s jetstream.Stream
-	err := j.retry(ctx, "UpdateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
-		s, err = j.JetStream.UpdateStream(ctx, cfg)
-		return err
-	})
-	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
+	return declare(ctx, j, "UpdateStream", "stream", cfg.Name, cfg.Replicas, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.UpdateStream(ctx, cfg) })
 }
 
 func (j *clusterJS) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var s jetstream.Stream
-	err := j.retry(ctx, "CreateOrUpdateStream "+cfg.Name, func(ctx context.Context, _ int) (err error) {
-		s, err = j.JetStream.CreateOrUpdateStream(ctx, cfg)
+	return declare(ctx, j, "CreateOrUpdateStream", "stream", cfg.Name, cfg.Replicas, func(ctx context.Context) (jetstream.Stream, error) { return j.JetStream.CreateOrUpdateStream(ctx, cfg) })
+}
+
+// declare makes one create or update of a stream, bucket or object store,
+// retried as a write is, and names it (kind and name) when it is refused.
+func declare[T any](ctx context.Context, j *clusterJS, op, kind, name string, replicas int, f func(context.Context) (T, error)) (T, error) {
+	var v T
+	err := j.retry(ctx, op+" "+name, func(ctx context.Context, _ int) (err error) {
+		v, err = f(ctx)
 		return err
 	})
-	return s, j.explain("stream", cfg.Name, cfg.Replicas, err)
+	return v, j.explain(kind, name, replicas, err)
 }
 
 func (j *clusterJS) kv(kv jetstream.KeyValue, err error) (jetstream.KeyValue, error) {
@@ -217,62 +213,40 @@ func (j *clusterJS) KeyValue(ctx context.Context, bucket string) (jetstream.KeyV
 
 func (j *clusterJS) CreateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var kv jetstream.KeyValue
-	err := j.retry(ctx, "CreateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		kv, err = j.JetStream.CreateKeyValue(ctx, cfg)
-		return err
-	})
-	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
+	return j.kv(declare(ctx, j, "CreateKeyValue", "bucket", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.KeyValue, error) { return j.JetStream.CreateKeyValue(ctx, cfg) }))
 }
 
 func (j *clusterJS) UpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var kv jetstream.KeyValue
-	err := j.retry(ctx, "UpdateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		kv, err = j.JetStream.UpdateKeyValue(ctx, cfg)
-		return err
-	})
-	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
+	return j.kv(declare(ctx, j, "UpdateKeyValue", "bucket", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.KeyValue, error) { return j.JetStream.UpdateKeyValue(ctx, cfg) }))
 }
 
 func (j *clusterJS) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var kv jetstream.KeyValue
-	err := j.retry(ctx, "CreateOrUpdateKeyValue "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		kv, err = j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
-		return err
-	})
-	return j.kv(kv, j.explain("bucket", cfg.Bucket, cfg.Replicas, err))
+	return j.kv(declare(ctx, j, "CreateOrUpdateKeyValue", "bucket", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
+	}))
 }
 
 func (j *clusterJS) CreateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var o jetstream.ObjectStore
-	err := j.retry(ctx, "CreateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		o, err = j.JetStream.CreateObjectStore(ctx, cfg)
-		return err
+	return declare(ctx, j, "CreateObjectStore", "object store", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return j.JetStream.CreateObjectStore(ctx, cfg)
 	})
-	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
 func (j *clusterJS) UpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var o jetstream.ObjectStore
-	err := j.retry(ctx, "UpdateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		o, err = j.JetStream.UpdateObjectStore(ctx, cfg)
-		return err
+	return declare(ctx, j, "UpdateObjectStore", "object store", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return j.JetStream.UpdateObjectStore(ctx, cfg)
 	})
-	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
 func (j *clusterJS) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	cfg.Replicas = j.replicas(cfg.Replicas)
-	var o jetstream.ObjectStore
-	err := j.retry(ctx, "CreateOrUpdateObjectStore "+cfg.Bucket, func(ctx context.Context, _ int) (err error) {
-		o, err = j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
-		return err
+	return declare(ctx, j, "CreateOrUpdateObjectStore", "object store", cfg.Bucket, cfg.Replicas, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
 	})
-	return o, j.explain("object store", cfg.Bucket, cfg.Replicas, err)
 }
 
 // clusterKV retries a bucket's writes as clusterJS does its publishes.
