@@ -135,6 +135,28 @@ type EmbeddedOptions struct {
 	// Logger receives nats-server's own log (component "nats"): its errors
 	// and warnings at those levels, its notices at debug. nil discards it.
 	Logger *slog.Logger
+	// ServerName names the server (in a hub's /leafz, in stream
+	// placement); empty: "radgate-embedded".
+	ServerName string
+	// Domain is the JetStream domain (an edge's EdgeDomain): clients
+	// beyond a leaf link reach this server's JetStream through
+	// "$JS.<domain>.API". Empty: none.
+	Domain string
+	// Leaf, when set, makes the server a leaf node of a hub: it connects
+	// to the hub's leafnode listener and keeps reconnecting.
+	Leaf *LeafRemote
+}
+
+// LeafRemote is the hub a leaf node connects to.
+type LeafRemote struct {
+	// URLs are the hub nodes' leafnode listeners (nats-leaf://host:port).
+	URLs []string
+	// Credential is the site's NKey user on the hub (SiteCredentialPath):
+	// the hub grants it the site's subjects only (SitePermissions).
+	Credential *Credential
+	// ReconnectWait is how long the server waits between tries (nats-server's
+	// default, 1 s, when 0).
+	ReconnectWait time.Duration
 }
 
 // StartEmbeddedWith starts nats-server in-process as o says and waits until
@@ -171,6 +193,18 @@ func StartEmbeddedWith(o EmbeddedOptions) (*EmbeddedServer, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		MaxPayload: 8 << 20,
+	}
+	if o.ServerName != "" {
+		opts.ServerName = o.ServerName
+	}
+	opts.JetStreamDomain = o.Domain
+	if o.Leaf != nil {
+		remote, err := o.Leaf.options()
+		if err != nil {
+			return nil, err
+		}
+		opts.LeafNode.Remotes = []*server.RemoteLeafOpts{remote}
+		opts.LeafNode.ReconnectInterval = o.Leaf.ReconnectWait
 	}
 	if o.Credential != nil {
 		// No NoAuthUser: a client that presents nothing is refused.
@@ -404,6 +438,12 @@ func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster
 			Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy,
 			Duplicates: DuplicateWindow,
 		},
+	}
+	for i := range streams {
+		if streams[i].Name == StreamJobs && c.Edge {
+			streams[i].Retention = jetstream.LimitsPolicy
+			streams[i].Description = "one scoring job per study × engine, kept here until its age limit: the hub's RADGATE_JOBS sources it"
+		}
 	}
 	for _, sc := range streams {
 		if sc.MaxBytes == 0 {

@@ -27,6 +27,11 @@ type Cluster struct {
 	// attempt (component "nats": which, how many, how long, the first and
 	// last error).
 	Logger *slog.Logger
+	// Edge makes the topology an edge's (issue 16, sites.go): its
+	// RADGATE_JOBS is kept by limits (age and size) instead of as a work
+	// queue, because nothing consumes it there: the hub's source reads it,
+	// and resumes from the last job it took after a link cut.
+	Edge bool
 }
 
 // maxAttempt bounds one attempt of a retried write: a request to a stream

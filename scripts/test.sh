@@ -24,12 +24,16 @@ log=testenv/run/go-test.log
 # Heavy packages get their own go test invocation with their own timeout:
 # the console's browser tests (headless Chromium, about 30 s; TESTENV.md);
 # the NATS cluster proof (three nats-server processes, two hubs, 300 orders,
-# a leader killed: about 2 min under -race on 2 cores).
+# a leader killed: about 2 min under -race on 2 cores); the hub and edges
+# proof (a hub of three nats-server processes, three leaf-node edges, one
+# link cut for 60 s: about 1.5 min).
 heavy=(./console/consoletest)
 heavy_timeout=4m
 cluster=(./internal/clustertest)
 cluster_timeout=6m
-mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}" "${cluster[@]}"))
+edges=(./internal/edgetest)
+edges_timeout=4m
+mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}" "${cluster[@]}" "${edges[@]}"))
 show() { grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)'; }
 set +e
 go test -race -count=1 -shuffle=on -timeout 30m -v "${pkgs[@]}" 2>&1 | tee "$log" | show
@@ -38,9 +42,12 @@ go test -race -count=1 -shuffle=on -timeout "$heavy_timeout" -v "${heavy[@]}" 2>
 heavy_status=${PIPESTATUS[0]}
 go test -race -count=1 -timeout "$cluster_timeout" -v "${cluster[@]}" 2>&1 | tee -a "$log" | show
 cluster_status=${PIPESTATUS[0]}
+go test -race -count=1 -timeout "$edges_timeout" -v "${edges[@]}" 2>&1 | tee -a "$log" | show
+edges_status=${PIPESTATUS[0]}
 set -e
 [ "$status" -ne 0 ] || status=$heavy_status
 [ "$status" -ne 0 ] || status=$cluster_status
+[ "$status" -ne 0 ] || status=$edges_status
 skipped=$(grep -E '^\s*--- SKIP' "$log" || true)
 if [ -n "$skipped" ]; then
   echo "skipped tests are failures under the test command:" >&2

@@ -3,6 +3,9 @@
 // requests that match a rule: an HTTP error status, or a response body cut
 // short. Everything else passes through unchanged, so the peer stays real.
 //
+// TCP (tcp.go) stands in a plain TCP link instead (an edge's NATS leaf
+// connection): Cut drops it until Restore.
+//
 // It listens on 127.0.0.1 only.
 package faultproxy
 

@@ -34,13 +34,21 @@ type NATSNode struct {
 	// are reported as.
 	Name string
 	// Client, Route and HTTP are its client, cluster-route and monitoring
-	// ports on 127.0.0.1.
-	Client, Route, HTTP int
+	// ports on 127.0.0.1; Leaf its leafnode listener's (0 without one).
+	Client, Route, HTTP, Leaf int
 
 	conf, log string
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	exited    chan struct{}
+}
+
+// LeafURL is the node's nats-leaf:// URL ("" without a leafnode listener).
+func (n *NATSNode) LeafURL() string {
+	if n.Leaf == 0 {
+		return ""
+	}
+	return fmt.Sprintf("nats-leaf://127.0.0.1:%d", n.Leaf)
 }
 
 // ClientURL is the node's nats:// URL.
@@ -147,11 +155,34 @@ func freePorts(t testing.TB, n int) []int {
 // test ends; their logs are shown when it failed.
 func StartNATSCluster(t testing.TB, size int) *NATSCluster {
 	t.Helper()
+	return StartNATSClusterWith(t, NATSClusterOptions{Size: size})
+}
+
+// NATSClusterOptions configure StartNATSClusterWith.
+type NATSClusterOptions struct {
+	// Size is the number of nodes.
+	Size int
+	// Leaf gives every node a leafnode listener (NATSNode.Leaf).
+	Leaf bool
+	// Authorization, when set, is the nodes' authorization block
+	// (broker.HubAuthorization): leaf nodes authenticate against it too.
+	Authorization string
+}
+
+// StartNATSClusterWith is StartNATSCluster as o says: a hub for leaf-node
+// edges (issue 16) has Leaf and the sites' Authorization.
+func StartNATSClusterWith(t testing.TB, o NATSClusterOptions) *NATSCluster {
+	t.Helper()
+	size := o.Size
 	c := &NATSCluster{t: t, bin: NATSServerBinary(t), dir: t.TempDir()}
-	ports := freePorts(t, 3*size)
+	ports := freePorts(t, 4*size)
 	for i := range size {
-		c.Nodes = append(c.Nodes, &NATSNode{Name: fmt.Sprintf("n%d", i+1),
-			Client: ports[3*i], Route: ports[3*i+1], HTTP: ports[3*i+2]})
+		n := &NATSNode{Name: fmt.Sprintf("n%d", i+1),
+			Client: ports[4*i], Route: ports[4*i+1], HTTP: ports[4*i+2]}
+		if o.Leaf {
+			n.Leaf = ports[4*i+3]
+		}
+		c.Nodes = append(c.Nodes, n)
 	}
 	for _, n := range c.Nodes {
 		var routes []string
@@ -169,6 +200,12 @@ max_payload: 8MB
 jetstream { store_dir: %q, domain: hub }
 cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
 `, n.Name, n.Client, n.HTTP, filepath.Join(c.dir, n.Name), n.Route, strings.Join(routes, ", "))
+		if n.Leaf != 0 {
+			// no_advertise: a leaf node keeps to the URLs it was given (a
+			// fault proxy in tests) instead of learning the other nodes'.
+			conf += fmt.Sprintf("leafnodes { listen: 127.0.0.1:%d, no_advertise: true }\n", n.Leaf)
+		}
+		conf += o.Authorization
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,15 @@
+// Package edgetest holds the tests of radgate's hub and edges (issue 16):
+// a hub of three real nats-server processes (testenv.StartNATSClusterWith:
+// JetStream domain "hub", a leafnode listener, one NKey user per site from
+// broker.HubAuthorization) and edges, embedded nats-servers that are leaf
+// nodes of it in their own domains, each linked through its own TCP fault
+// proxy (faultproxy.TCP) so that its link can be cut. The proofs: a site's
+// credential cannot subscribe to another site's subjects (the permission
+// error asserted); work crosses the links only through JetStream sourcing,
+// each site's results reach that site only, and a link cut for 60 s loses
+// and doubles nothing while the other sites carry on. They are in their own
+// package so that the test command runs them with their own timeout
+// (scripts/test.sh).
+//
+// The package has no code besides its tests.
+package edgetest
