@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -308,4 +310,62 @@ func (e *EmbeddedServer) WaitLeaf(within time.Duration) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// SiteConfig is what radgate sites nats-config made: the credential files
+// and the hub's configuration to paste into every hub node.
+type SiteConfig struct {
+	// Hub is the hub's own credential (radgate hub processes connect with
+	// it: nats.credentials_file is not for NKeys, see the README runbook).
+	Hub *Credential
+	// Sites are the sites' credentials by facility id, each to be copied
+	// to its edge (mode 0600).
+	Sites map[string]*Credential
+	// HubConfig is the part of each hub node's nats-server configuration
+	// it makes: the JetStream domain, the leafnode listener and
+	// Authorization.
+	HubConfig string
+	// Authorization is the hub's authorization block (HubAuthorization).
+	Authorization string
+}
+
+// GenerateSites writes, in dir (made 0700 when missing), the hub's NKey
+// user and one per facility (SiteCredentialPath, mode 0600; an existing
+// file is kept, so running it again after adding a facility changes no
+// other site's credential), and returns the hub nodes' configuration with
+// leafListen as their leafnode listener (host:port).
+func GenerateSites(dir string, facilities []string, leafListen string) (*SiteConfig, error) {
+	if len(facilities) == 0 {
+		return nil, errors.New("no facility: list the sites under facilities: in radgate.yaml")
+	}
+	if _, _, err := net.SplitHostPort(leafListen); err != nil {
+		return nil, fmt.Errorf("leafnode listener %q: %w", leafListen, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	hub, err := LoadOrCreateCredential(HubCredentialPath(dir))
+	if err != nil {
+		return nil, err
+	}
+	sc := &SiteConfig{Hub: hub, Sites: map[string]*Credential{}}
+	var sites []Site
+	for _, f := range facilities {
+		c, err := LoadOrCreateCredential(SiteCredentialPath(dir, f))
+		if err != nil {
+			return nil, err
+		}
+		sc.Sites[f] = c
+		sites = append(sites, Site{Facility: f, PublicKey: c.PublicKey()})
+	}
+	auth, err := HubAuthorization(hub.PublicKey(), sites)
+	if err != nil {
+		return nil, err
+	}
+	sc.Authorization = auth
+	sc.HubConfig = fmt.Sprintf("# radgate hub: add to every hub node's nats-server configuration, beside\n"+
+		"# server_name, listen and cluster (generated from %d facilities); and in\n"+
+		"# the node's jetstream block: domain: %s\n"+
+		"leafnodes { listen: %s }\n%s", len(facilities), HubDomain, leafListen, auth)
+	return sc, nil
 }

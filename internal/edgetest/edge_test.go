@@ -35,25 +35,16 @@ type hub struct {
 }
 
 // startHub generates the hub's and each facility's NKey users as radgate
-// sites nats-config does, starts the cluster with their authorization and a
-// leafnode listener, declares radgate's topology (R3) and the hub's sources
-// of the edges' jobs.
+// sites nats-config does (broker.GenerateSites), starts the cluster with
+// their authorization and a leafnode listener, and declares radgate's
+// topology (R3).
 func startHub(t *testing.T, facilities ...string) *hub {
 	t.Helper()
-	h := &hub{dir: t.TempDir(), sites: map[string]*broker.Credential{}}
-	var err error
-	h.cred, err = broker.LoadOrCreateCredential(broker.HubCredentialPath(h.dir))
+	h := &hub{dir: t.TempDir()}
+	sc, err := broker.GenerateSites(h.dir, facilities, "127.0.0.1:7422")
 	require.NoError(t, err)
-	var sites []broker.Site
-	for _, f := range facilities {
-		c, err := broker.LoadOrCreateCredential(broker.SiteCredentialPath(h.dir, f))
-		require.NoError(t, err)
-		h.sites[f] = c
-		sites = append(sites, broker.Site{Facility: f, PublicKey: c.PublicKey()})
-	}
-	auth, err := broker.HubAuthorization(h.cred.PublicKey(), sites)
-	require.NoError(t, err)
-	h.cluster = testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: auth})
+	h.cred, h.sites = sc.Hub, sc.Sites
+	h.cluster = testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: sc.Authorization})
 	h.nc, err = broker.Connect(h.cluster.ClientURLs(), "", nil, h.cred.Option())
 	require.NoError(t, err)
 	t.Cleanup(h.nc.Close)

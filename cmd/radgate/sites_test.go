@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate/broker"
+)
+
+// radgate sites nats-config writes one credential per facility and the
+// hub's, mode 0600, and prints a configuration nats-server accepts, with a
+// user per site confined to its subjects; run again after a facility is
+// added, it keeps every credential it had written.
+func TestSitesNATSConfig(t *testing.T) {
+	writeConfig := func(ids ...string) string {
+		var b strings.Builder
+		b.WriteString("facilities:")
+		if len(ids) == 0 {
+			b.WriteString(" []")
+		}
+		b.WriteString("\n")
+		for _, id := range ids {
+			b.WriteString("  - id: " + id + "\n    name: " + id + "\n")
+		}
+		p := filepath.Join(t.TempDir(), "radgate.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(b.String()), 0o600))
+		return p
+	}
+	out := filepath.Join(t.TempDir(), "creds")
+	_, err := runSub(t, newSitesCmd(), "nats-config", "--out", out)
+	require.Equal(t, 2, exitCode(t, err))
+	_, err = runSub(t, newSitesCmd(), "nats-config", "--config", writeConfig(), "--out", out)
+	require.ErrorContains(t, err, "no facility")
+
+	cmd := newSitesCmd()
+	var stdout, stderr bytes.Buffer
+	cmd.SetOut(&stdout)
+	cmd.SetErr(&stderr)
+	cmd.SetArgs([]string{"nats-config", "--config", writeConfig("general-hospital", "st-mary"), "--out", out, "--leaf-listen", "127.0.0.1:7422"})
+	require.NoError(t, cmd.ExecuteContext(t.Context()), stderr.String())
+	printed := stdout.String()
+	t.Log(printed, stderr.String())
+	require.Contains(t, stderr.String(), "site st-mary: "+broker.SiteCredentialPath(out, "st-mary")+" (domain edge-st-mary)")
+	st, err := os.Stat(out)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o700), st.Mode().Perm())
+	keys := map[string]string{}
+	for _, f := range []string{broker.HubCredentialPath(out), broker.SiteCredentialPath(out, "general-hospital"), broker.SiteCredentialPath(out, "st-mary")} {
+		st, err := os.Stat(f)
+		require.NoError(t, err)
+		require.Equal(t, os.FileMode(0o600), st.Mode().Perm(), f)
+		c, err := broker.LoadCredential(f)
+		require.NoError(t, err)
+		keys[f] = c.PublicKey()
+		require.Contains(t, printed, c.PublicKey())
+	}
+
+	// What it printed is a nats-server configuration (with a node's own lines).
+	conf := filepath.Join(t.TempDir(), "hub.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("server_name: n1\nlisten: 127.0.0.1:4222\njetstream { store_dir: "+
+		t.TempDir()+", domain: hub }\n"+printed), 0o600))
+	opts, err := server.ProcessConfigFile(conf)
+	require.NoError(t, err)
+	require.Equal(t, 7422, opts.LeafNode.Port)
+	require.Len(t, opts.Nkeys, 3)
+	for _, u := range opts.Nkeys {
+		if u.Nkey == keys[broker.SiteCredentialPath(out, "st-mary")] {
+			require.NotNil(t, u.Permissions)
+			require.Contains(t, u.Permissions.Subscribe.Allow, "$JS.edge-st-mary.API.>")
+			require.Contains(t, u.Permissions.Publish.Allow, "radgate.link.st-mary.jobs.>")
+			require.NotContains(t, strings.Join(u.Permissions.Subscribe.Allow, " "), "general-hospital")
+		}
+	}
+
+	// A facility added: the others keep their credentials.
+	_, err = runSub(t, newSitesCmd(), "nats-config", "--config", writeConfig("general-hospital", "st-mary", "north-clinic"), "--out", out)
+	require.NoError(t, err)
+	for f, key := range keys {
+		c, err := broker.LoadCredential(f)
+		require.NoError(t, err)
+		require.Equal(t, key, c.PublicKey(), f)
+	}
+	_, err = os.Stat(broker.SiteCredentialPath(out, "north-clinic"))
+	require.NoError(t, err)
+}
