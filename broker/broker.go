@@ -301,7 +301,7 @@ func (e *EmbeddedServer) Shutdown() {
 }
 
 // Connect opens a NATS connection that keeps reconnecting, authenticated by
-// credsFile (a .creds file) when set, with extra options after radgate's
+// credsFile (a .creds file or an NKey seed: CredentialsOption) when set, with extra options after radgate's
 // (an embedded server's Credential.Option).
 func Connect(url, credsFile string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	if logger == nil {
@@ -319,7 +319,11 @@ func Connect(url, credsFile string, logger *slog.Logger, extra ...nats.Option) (
 		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }),
 	}
 	if credsFile != "" {
-		opts = append(opts, nats.UserCredentials(credsFile))
+		o, err := CredentialsOption(credsFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, o)
 	}
 	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {

@@ -78,7 +78,11 @@ func ResolveAddress(cfg config.Config) (Address, error) {
 func (a Address) ConnectJetStream(clientName string) (jetstream.JetStream, func(), error) {
 	opts := []nats.Option{nats.Name(clientName), nats.Timeout(3 * time.Second)}
 	if a.CredentialsFile != "" {
-		opts = append(opts, nats.UserCredentials(a.CredentialsFile))
+		o, err := CredentialsOption(a.CredentialsFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, o)
 	}
 	if a.Embedded {
 		cred, err := LoadCredential(a.EmbeddedCredential)

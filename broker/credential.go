@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -129,4 +130,25 @@ func writeNew(path string, data []byte) error {
 		return err
 	}
 	return os.Link(tmp.Name(), path)
+}
+
+// CredentialsOption authenticates a client with the file at path
+// (nats.credentials_file): a .creds file (a user JWT and its seed, for an
+// operator-managed NATS) or an NKey user seed (radgate sites nats-config's
+// hub.nk, radgate serve's credentials.nk). Its error names the file.
+func CredentialsOption(path string) (nats.Option, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("nats.credentials_file: %w", err)
+	}
+	hasJWT := bytes.Contains(b, []byte("BEGIN NATS USER JWT"))
+	clear(b)
+	if hasJWT {
+		return nats.UserCredentials(path), nil
+	}
+	c, err := LoadCredential(path)
+	if err != nil {
+		return nil, fmt.Errorf("nats.credentials_file: %w (neither a .creds file nor an NKey user seed)", err)
+	}
+	return c.Option(), nil
 }

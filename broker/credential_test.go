@@ -133,3 +133,32 @@ func TestEmbeddedServerRequiresTheCredential(t *testing.T) {
 	require.Equal(t, "received", string(e.Value()))
 	require.False(t, strings.Contains(srv.ClientURL(), "@"), "no secret in the URL")
 }
+
+// nats.credentials_file may be an NKey user seed (a hub's hub.nk): Connect
+// authenticates with it; another seed is refused; a file that is neither a
+// .creds file nor a seed is an error naming it.
+func TestCredentialsFileNKeySeed(t *testing.T) {
+	dir := t.TempDir()
+	cred, err := LoadOrCreateCredential(filepath.Join(dir, "hub.nk"))
+	require.NoError(t, err)
+	srv, err := StartEmbeddedWith(EmbeddedOptions{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Credential: cred})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+
+	nc, err := Connect(srv.ClientURL(), cred.Path(), nil, nats.MaxReconnects(0))
+	require.NoError(t, err)
+	nc.Close()
+
+	other, err := LoadOrCreateCredential(filepath.Join(dir, "other.nk"))
+	require.NoError(t, err)
+	_, err = Connect(srv.ClientURL(), other.Path(), nil, nats.MaxReconnects(0))
+	require.ErrorIs(t, err, nats.ErrAuthorization)
+
+	junk := filepath.Join(dir, "junk")
+	require.NoError(t, os.WriteFile(junk, []byte("not a credential"), 0o600))
+	_, err = Connect(srv.ClientURL(), junk, nil)
+	require.ErrorContains(t, err, "nats.credentials_file")
+	require.ErrorContains(t, err, junk)
+	_, err = Connect(srv.ClientURL(), filepath.Join(dir, "missing.creds"), nil)
+	require.ErrorContains(t, err, "missing.creds")
+}

@@ -73,8 +73,10 @@ type NATS struct {
 	// separated for several). Empty runs an embedded server on
 	// embedded_listen with JetStream storage in data_dir/nats.
 	URL string `yaml:"url"`
-	// CredentialsFile is a NATS .creds file for the external server (url).
-	// The embedded server needs none: it generates its own credential.
+	// CredentialsFile authenticates radgate to the external server (url):
+	// a NATS .creds file, or an NKey user seed (a hub's hub.nk from radgate
+	// sites nats-config). The embedded server needs none: it generates its
+	// own credential.
 	CredentialsFile string `yaml:"credentials_file"`
 	// EmbeddedListen is the host:port the embedded server listens on when
 	// url is empty (default 127.0.0.1:4222). Other radgate commands on the

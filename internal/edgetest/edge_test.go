@@ -45,7 +45,8 @@ func startHub(t *testing.T, facilities ...string) *hub {
 	require.NoError(t, err)
 	h.cred, h.sites = sc.Hub, sc.Sites
 	h.cluster = testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: sc.Authorization})
-	h.nc, err = broker.Connect(h.cluster.ClientURLs(), "", nil, h.cred.Option())
+	// As a hub radgate connects: nats.credentials_file the hub's hub.nk.
+	h.nc, err = broker.Connect(h.cluster.ClientURLs(), broker.HubCredentialPath(h.dir), nil)
 	require.NoError(t, err)
 	t.Cleanup(h.nc.Close)
 	topo, err := broker.EnsureTopologyOn(t.Context(), h.nc, broker.DefaultRetention(),
