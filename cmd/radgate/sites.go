@@ -62,6 +62,67 @@ Copy site-<facility>.nk to that site's edge only; keep hub.nk on the hubs.`,
 	natsConfig.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml with the facility list")
 	natsConfig.Flags().StringVar(&out, "out", "", "directory for the credentials (made 0700)")
 	natsConfig.Flags().StringVar(&leafListen, "leaf-listen", "0.0.0.0:7422", "the hub nodes' leafnode listener")
-	cmd.AddCommand(natsConfig)
+	cmd.AddCommand(natsConfig, newSitesSourcesCmd())
+	return cmd
+}
+
+// newSitesSourcesCmd builds `radgate sites sources`.
+func newSitesSourcesCmd() *cobra.Command {
+	var configPath, edge string
+	cmd := &cobra.Command{
+		Use:   "sources --config radgate.yaml [--edge FACILITY]",
+		Short: "Declare the link sources: the hub's RADGATE_JOBS from every site's edge, or an edge's RADGATE_RESULTS from the hub",
+		Long: `sources connects as radgate dlq does (nats.url with nats.credentials_file — on a
+hub, the hub.nk of radgate sites nats-config — else the embedded server of
+the running radgate serve) and sets the link sources on the streams radgate
+serve created there:
+
+  on the hub (no --edge): RADGATE_JOBS sources each facility's edge
+  (domain edge-<facility>), only that facility's jobs, one source per entry of
+  facilities: in radgate.yaml; sources it had of facilities no longer listed
+  are removed;
+  on an edge (--edge FACILITY): RADGATE_RESULTS sources the hub's results of
+  that facility.
+
+It is idempotent: run it again after changing the facility list.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configPath == "" {
+				return &exitError{code: 2, err: fmt.Errorf("sites sources needs --config radgate.yaml")}
+			}
+			cfg, err := config.LoadFile(configPath)
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			js, closeNATS, err := connectJetStream(configPath, "radgate-sites")
+			if err != nil {
+				return err
+			}
+			defer closeNATS()
+			if edge != "" {
+				if err := broker.EnsureEdgeSource(cmd.Context(), js, edge); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s sources the hub's results of %s (%s)\n", broker.StreamResults, edge, broker.ResultsFilter(edge))
+				return nil
+			}
+			var ids []string
+			for _, f := range cfg.Facilities {
+				ids = append(ids, f.ID)
+			}
+			if len(ids) == 0 {
+				return &exitError{code: 2, err: fmt.Errorf("%s: no facility: list the sites under facilities:", configPath)}
+			}
+			if err := broker.EnsureHubSources(cmd.Context(), js, ids); err != nil {
+				return err
+			}
+			for _, id := range ids {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s sources %s's jobs from domain %s\n", broker.StreamJobs, id, broker.EdgeDomain(id))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (the facility list; where NATS is)")
+	cmd.Flags().StringVar(&edge, "edge", "", "this NATS is the edge of FACILITY: source its results from the hub")
 	return cmd
 }

@@ -6,11 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // radgate sites nats-config writes one credential per facility and the
@@ -88,4 +90,51 @@ func TestSitesNATSConfig(t *testing.T) {
 	}
 	_, err = os.Stat(broker.SiteCredentialPath(out, "north-clinic"))
 	require.NoError(t, err)
+}
+
+// radgate sites sources on a hub (a real 3-node cluster with the sites'
+// users, reached with the hub's NKey seed as nats.credentials_file) gives
+// RADGATE_JOBS one source per listed facility, and drops the source of a
+// facility taken off the list.
+func TestSitesSources(t *testing.T) {
+	dir := t.TempDir()
+	sc, err := broker.GenerateSites(dir, []string{"general-hospital", "st-mary"}, "127.0.0.1:7422")
+	require.NoError(t, err)
+	cluster := testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: sc.Authorization})
+	nc, err := broker.Connect(cluster.ClientURLs(), broker.HubCredentialPath(dir), nil)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	topo, err := broker.EnsureTopologyOn(t.Context(), nc, broker.DefaultRetention(), broker.Cluster{Replicas: 3, PublishRetry: 30 * time.Second})
+	require.NoError(t, err)
+
+	writeConfig := func(ids ...string) string {
+		b := "nats:\n  url: " + cluster.ClientURLs() + "\n  credentials_file: " + broker.HubCredentialPath(dir) + "\nfacilities:\n"
+		for _, id := range ids {
+			b += "  - id: " + id + "\n    name: " + id + "\n"
+		}
+		p := filepath.Join(t.TempDir(), "radgate.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(b), 0o600))
+		return p
+	}
+	sources := func() []string {
+		s, err := topo.JS.Stream(t.Context(), broker.StreamJobs)
+		require.NoError(t, err)
+		info, err := s.Info(t.Context())
+		require.NoError(t, err)
+		var out []string
+		for _, src := range info.Config.Sources {
+			out = append(out, src.External.APIPrefix+" "+src.FilterSubject)
+		}
+		return out
+	}
+	out, err := runSub(t, newSitesCmd(), "sources", "--config", writeConfig("general-hospital", "st-mary"))
+	require.NoError(t, err, out)
+	require.Contains(t, out, "RADGATE_JOBS sources st-mary's jobs from domain edge-st-mary")
+	require.ElementsMatch(t, []string{
+		"$JS.edge-general-hospital.API radgate.jobs.*.general-hospital.>",
+		"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>",
+	}, sources())
+	out, err = runSub(t, newSitesCmd(), "sources", "--config", writeConfig("st-mary"))
+	require.NoError(t, err, out)
+	require.Equal(t, []string{"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>"}, sources())
 }
