@@ -406,6 +406,20 @@ func (f *flow) sources() string {
 	return b.String()
 }
 
+// hubLeafBytes is what each edge's leaf connection carried, by edge
+// server name, as the hub's monitoring endpoints (/leafz) count it.
+func hubLeafBytes(t *testing.T, h *hub) (in, out map[string]int64) {
+	t.Helper()
+	lz, err := h.cluster.Leafz()
+	require.NoError(t, err)
+	in, out = map[string]int64{}, map[string]int64{}
+	for _, l := range lz {
+		in[l.Name] += l.InBytes
+		out[l.Name] += l.OutBytes
+	}
+	return in, out
+}
+
 // linkCut is how long the proof cuts a link: issue 16 says 60 s
 // (RADGATE_EDGETEST_CUT for another duration while developing).
 func linkCut(t *testing.T) time.Duration {
@@ -455,6 +469,7 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	for fac, e := range f.edges {
 		in0[fac], out0[fac] = e.proxy.Bytes()
 	}
+	hubIn0, hubOut0 := hubLeafBytes(t, h)
 	for range perSite {
 		for _, fac := range facilities {
 			f.file(f.edges[fac])
@@ -463,10 +478,14 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	for _, fac := range facilities {
 		f.waitAll(fac, 60*time.Second)
 	}
+	hubIn, hubOut := hubLeafBytes(t, h)
 	for _, fac := range facilities {
 		in, out := f.edges[fac].proxy.Bytes()
-		t.Logf("link of %s: %d B edge→hub, %d B hub→edge for %d studies (%d B each; image %d B)", fac,
-			in-in0[fac], out-out0[fac], perSite, (in-in0[fac]+out-out0[fac])/perSite, len(f.src))
+		d := broker.EdgeDomain(fac)
+		t.Logf("link of %s for %d studies (image %d B): on the wire (its proxy) %d B edge→hub, %d B hub→edge (%d B a study); "+
+			"hub /leafz %d B in, %d B out (%d B a study)", fac, perSite, len(f.src),
+			in-in0[fac], out-out0[fac], (in-in0[fac]+out-out0[fac])/perSite,
+			hubIn[d]-hubIn0[d], hubOut[d]-hubOut0[d], (hubIn[d]-hubIn0[d]+hubOut[d]-hubOut0[d])/perSite)
 	}
 	f.mu.Lock()
 	latencies := slices.Clone(f.latency)

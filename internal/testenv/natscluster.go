@@ -401,3 +401,39 @@ func getJSON(url string, v any) error {
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
 }
+
+// LeafConn is one leaf connection as a hub node's /leafz reports it.
+type LeafConn struct {
+	// Node is the hub node, Name the leaf server's name (an edge's domain).
+	Node string `json:"-"`
+	Name string `json:"name"`
+	RTT  string `json:"rtt"`
+	// InBytes are what the hub received from the leaf, OutBytes what it
+	// sent, since the connection was made.
+	InBytes  int64 `json:"in_bytes"`
+	OutBytes int64 `json:"out_bytes"`
+	InMsgs   int64 `json:"in_msgs"`
+	OutMsgs  int64 `json:"out_msgs"`
+}
+
+// Leafz reads the leaf connections of every running node from its
+// monitoring endpoint (/leafz).
+func (c *NATSCluster) Leafz() ([]LeafConn, error) {
+	var out []LeafConn
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		var lz struct {
+			Leafs []LeafConn `json:"leafs"`
+		}
+		if err := getJSON(fmt.Sprintf("http://127.0.0.1:%d/leafz", n.HTTP), &lz); err != nil {
+			return nil, fmt.Errorf("%s /leafz: %w", n.Name, err)
+		}
+		for _, l := range lz.Leafs {
+			l.Node = n.Name
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
