@@ -26,7 +26,7 @@ func BenchmarkBackupRestore(b *testing.B) {
 	}
 	payload := make([]byte, 1024)
 	for i := range n {
-		if _, err := topo.JS.PublishAsync(SubjectOrders+fmt.Sprintf("fhir.%d", i), payload); err != nil {
+		if _, err := topo.JS.PublishAsync(OrderSubject("routine", NoFacility, fmt.Sprintf("fhir-%d", i)), payload); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -27,14 +27,14 @@ func TestBackupRestoreOntoCluster(t *testing.T) {
 	topo, err := EnsureTopology(ctx, single)
 	require.NoError(t, err)
 	for i := range 50 {
-		_, err := topo.JS.Publish(ctx, SubjectOrders+"fhir", []byte{byte(i)})
+		_, err := topo.JS.Publish(ctx, OrderSubject("routine", NoFacility, "fhir"), []byte{byte(i)})
 		require.NoError(t, err)
 	}
 	// The jobs stream is a work queue with its consumer: read by gets.
 	_, err = topo.JS.CreateOrUpdateConsumer(ctx, StreamJobs, jetstream.ConsumerConfig{Durable: "inference", AckPolicy: jetstream.AckExplicitPolicy})
 	require.NoError(t, err)
 	for i := range 3 {
-		_, err := topo.JS.Publish(ctx, SubjectJobs+"eng-a", []byte{byte(i)})
+		_, err := topo.JS.Publish(ctx, JobSubject("routine", NoFacility, "eng-a"), []byte{byte(i)})
 		require.NoError(t, err)
 	}
 	for _, v := range []string{"received", "scored", "delivered"} {

@@ -96,7 +96,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 		wg.Go(func() {
 			for i := range perWriter {
 				id := fmt.Sprintf("o%d-%d", w, i)
-				m := nats.NewMsg(SubjectJobs + "routine." + id)
+				m := nats.NewMsg(JobSubject("routine", NoFacility, id))
 				m.Header.Set(HeaderOrderID, id)
 				if _, err := topo.JS.PublishMsg(ctx, m, jetstream.WithMsgID("job."+id)); err != nil {
 					errs <- fmt.Errorf("publishing %s: %w", id, err)
@@ -201,7 +201,7 @@ func TestClusterReplicasAndLeaderKill(t *testing.T) {
 	c.Kill9(cleader)
 	for i := range 50 {
 		id := fmt.Sprintf("after-%d", i)
-		m := nats.NewMsg(SubjectJobs + "routine." + id)
+		m := nats.NewMsg(JobSubject("routine", NoFacility, id))
 		m.Header.Set(HeaderOrderID, id)
 		_, err := topo.JS.PublishMsg(ctx, m, jetstream.WithMsgID("job."+id))
 		require.NoError(t, err)

@@ -105,7 +105,7 @@ func TestFullStoresRefuseNewOrDropOldest(t *testing.T) {
 	payload := bytes.Repeat([]byte("x"), 1000)
 	var refused error
 	for i := 0; i < 20 && refused == nil; i++ {
-		_, refused = topo.JS.Publish(ctx, SubjectOrders+"o"+string(rune('a'+i)), payload)
+		_, refused = topo.JS.Publish(ctx, OrderSubject("routine", NoFacility, "o"+string(rune('a'+i))), payload)
 	}
 	require.Error(t, refused, "the orders stream refuses new events when full")
 	s, err := topo.JS.Stream(ctx, StreamOrders)
@@ -151,7 +151,7 @@ func TestStorageMonitorReportsTheUsedRatio(t *testing.T) {
 	}
 	payload := bytes.Repeat([]byte("r"), 2000)
 	for i := 0; i < 10; i++ {
-		_, err := topo.JS.Publish(ctx, SubjectResults+"fhir.eng", payload)
+		_, err := topo.JS.Publish(ctx, ResultSubject("fhir", "routine", NoFacility, "eng"), payload)
 		require.NoError(t, err)
 	}
 	m.Poll(ctx)
@@ -180,7 +180,7 @@ func TestStorageMonitorReportsTheUsedRatio(t *testing.T) {
 	require.False(t, names["radgate_storage_used_bytes/hl7_outbox"])
 
 	for used(StreamResults) < 54<<10 {
-		_, err := topo.JS.Publish(ctx, SubjectResults+"fhir.eng", payload)
+		_, err := topo.JS.Publish(ctx, ResultSubject("fhir", "routine", NoFacility, "eng"), payload)
 		require.NoError(t, err)
 	}
 	m.Poll(ctx)

@@ -55,7 +55,7 @@ func TestDLQListShowAndReplayARefusedResult(t *testing.T) {
 	require.Equal(t, "deliver-fhir", dl.Stage)
 	require.Equal(t, st.ID, dl.OrderID)
 	require.Equal(t, "delivering to fhir: HTTP 400: DiagnosticReport.code is required", dl.Reason)
-	require.Equal(t, broker.SubjectResults+"fhir.routine.eng-a", dl.Subject)
+	require.Equal(t, broker.ResultSubject("fhir", radgate.PriorityRoutine, broker.NoFacility, "eng-a"), dl.Subject)
 	require.WithinDuration(t, time.Now(), dl.Time, time.Minute)
 	require.Empty(t, dl.Data, "list reads headers only")
 	require.Empty(t, dl.ReplayOf)
@@ -126,7 +126,7 @@ func TestDLQStageFilterAndAJobReplayedIntoTheSameFailure(t *testing.T) {
 	second, err := h.p.Accept(t.Context(), sr("F2", "f2"))
 	require.NoError(t, err)
 	h.waitState(t, second.ID, radgate.StateDelivered)
-	job := nats.NewMsg(jobSubject(radgate.PriorityRoutine, "eng-x"))
+	job := nats.NewMsg(broker.JobSubject(radgate.PriorityRoutine, broker.NoFacility, "eng-x"))
 	job.Data, _ = json.Marshal(Job{OrderID: second.ID, Engine: "eng-x", StudyInstanceUID: "6.2"})
 	job.Header.Set(broker.HeaderOrderID, second.ID)
 	_, err = h.topo.JS.PublishMsg(t.Context(), job)
@@ -191,7 +191,7 @@ func TestReplayedOrderEventReopensAFailedOrder(t *testing.T) {
 	require.NoError(t, h.p.deadLetter(t.Context(), "router", ev, "internal error in stage router: simulated"))
 	d := broker.NewDLQ(h.topo.JS)
 	dl := waitDeadLetters(t, d, "router", 1)[0]
-	require.Equal(t, broker.SubjectOrders+"routine.fhir", dl.Subject)
+	require.Equal(t, broker.OrderSubject(radgate.PriorityRoutine, broker.NoFacility, "fhir"), dl.Subject)
 
 	h.arch.add("G1", "7.1", "CR", "CHEST", "sop-1") // the cause, fixed
 	_, err = d.Replay(t.Context(), dl.Seq, false)

@@ -15,18 +15,12 @@ import (
 	"github.com/radgate/radgate/broker"
 )
 
-// Subjects carry the priority class as their first token after the
-// stream's prefix, so each stage's urgent consumer takes urgent work only.
-func orderSubject(class, source string) string {
-	return broker.SubjectOrders + class + "." + broker.Token(source)
-}
-
-func jobSubject(class, engine string) string {
-	return broker.SubjectJobs + class + "." + broker.Token(engine)
-}
-
-func resultSubject(dest, class, engine string) string {
-	return broker.SubjectResults + broker.Token(dest) + "." + class + "." + broker.Token(engine)
+// facilityOf is the facility id an order's subjects carry
+// (broker.OrderSubject and the others): the facility it was routed to, else
+// the configured facility its intake names; "" (broker.NoFacility) when
+// none does.
+func (p *Pipeline) facilityOf(st radgate.OrderStatus) string {
+	return cmp.Or(st.FacilityID, p.opts.Facilities.Resolve(st.Facility))
 }
 
 func classOf(st radgate.OrderStatus) string { return radgate.PriorityClass(st.Priority) }
@@ -80,7 +74,7 @@ func (p *Pipeline) cancel(ctx context.Context, ev radgate.OrderEvent) (radgate.O
 		return st, nil
 	}
 	p.unwatch(ctx, id)
-	msg := nats.NewMsg(orderSubject(radgate.PriorityUrgent, ev.Source))
+	msg := nats.NewMsg(broker.OrderSubject(radgate.PriorityUrgent, p.facilityOf(st), ev.Source))
 	msg.Data, _ = json.Marshal(ev)
 	msg.Header.Set(broker.HeaderOrderID, id)
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id+".cancel")); err != nil {
@@ -146,7 +140,7 @@ func (p *Pipeline) publishRetraction(ctx context.Context, st radgate.OrderStatus
 	if err != nil {
 		return deadLetter("encoding retraction: " + err.Error())
 	}
-	out := nats.NewMsg(resultSubject(dest, radgate.PriorityUrgent, eid))
+	out := nats.NewMsg(broker.ResultSubject(dest, radgate.PriorityUrgent, p.facilityOf(st), eid))
 	out.Data = data
 	out.Header.Set(broker.HeaderOrderID, st.ID)
 	if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(fmt.Sprintf("retract.%s.r%d.%s", r.ID, r.Revision, dest))); err != nil {

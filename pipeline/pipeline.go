@@ -266,7 +266,7 @@ func (p *Pipeline) Accept(ctx context.Context, ev radgate.OrderEvent) (radgate.O
 	if err != nil {
 		return radgate.OrderStatus{}, err
 	}
-	msg := nats.NewMsg(orderSubject(classOf(st), ev.Source))
+	msg := nats.NewMsg(broker.OrderSubject(classOf(st), p.facilityOf(st), ev.Source))
 	msg.Data = data
 	msg.Header.Set(broker.HeaderOrderID, id)
 	if _, err := p.js.PublishMsg(ctx, msg, jetstream.WithMsgID(eventMsgID(id, ev))); err != nil {

@@ -359,7 +359,7 @@ func TestPermanentDeliveryFailureIsDeadLettered(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, st.ID, msg.Headers().Get(broker.HeaderOrderID))
 	require.Contains(t, msg.Headers().Get(broker.HeaderReason), "HTTP 400")
-	require.Equal(t, broker.SubjectResults+"fhir.routine.eng-a", msg.Headers().Get(broker.HeaderSubject))
+	require.Equal(t, broker.ResultSubject("fhir", radgate.PriorityRoutine, broker.NoFacility, "eng-a"), msg.Headers().Get(broker.HeaderSubject))
 }
 
 func TestInvalidOrderIsRefused(t *testing.T) {
@@ -467,7 +467,7 @@ func TestDeadLetterFailsTheOrderVisibly(t *testing.T) {
 	job := Job{OrderID: st.ID, Engine: "eng-missing", StudyInstanceUID: "5.1"}
 	b, err := json.Marshal(job)
 	require.NoError(t, err)
-	msg := nats.NewMsg(jobSubject(radgate.PriorityRoutine, "eng-missing"))
+	msg := nats.NewMsg(broker.JobSubject(radgate.PriorityRoutine, broker.NoFacility, "eng-missing"))
 	msg.Data = b
 	msg.Header.Set(broker.HeaderOrderID, st.ID)
 	_, err = h.topo.JS.PublishMsg(t.Context(), msg)

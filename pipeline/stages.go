@@ -422,7 +422,7 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 		}
 		job.OrderID, job.Revision = id, rev
 		data, _ := json.Marshal(job)
-		out := nats.NewMsg(jobSubject(classOf(st), eid))
+		out := nats.NewMsg(broker.JobSubject(classOf(st), p.facilityOf(st), eid))
 		out.Data = data
 		out.Header.Set(broker.HeaderOrderID, id)
 		if replay != "" {
@@ -1075,7 +1075,7 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		if err != nil {
 			return deadLetter("encoding result: " + err.Error())
 		}
-		out := nats.NewMsg(resultSubject(d, classOf(st), r.Engine.ID))
+		out := nats.NewMsg(broker.ResultSubject(d, classOf(st), p.facilityOf(st), r.Engine.ID))
 		out.Data = data
 		out.Header.Set(broker.HeaderOrderID, st.ID)
 		if replay != "" {

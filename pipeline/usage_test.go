@@ -119,7 +119,7 @@ func TestAcceptDropsThePatientName(t *testing.T) {
 	require.Equal(t, "Zyxwa Testpatient", ev.Patient.Display, "the caller's event is not changed")
 	s, err := h.topo.JS.Stream(t.Context(), broker.StreamOrders)
 	require.NoError(t, err)
-	m, err := s.GetLastMsgForSubject(t.Context(), broker.SubjectOrders+"routine.fhir")
+	m, err := s.GetLastMsgForSubject(t.Context(), broker.OrderSubject(radgate.PriorityRoutine, broker.NoFacility, "fhir"))
 	require.NoError(t, err)
 	require.NotContains(t, string(m.Data), "Zyxwa")
 	require.Contains(t, string(m.Data), "Patient/p9")

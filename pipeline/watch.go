@@ -253,7 +253,7 @@ func (w *watcher) look(ctx context.Context, id string, e watchEntry, now time.Ti
 	if !poke {
 		return
 	}
-	msg := nats.NewMsg(orderSubject(cmp.Or(e.Class, radgate.PriorityRoutine), "watch"))
+	msg := nats.NewMsg(broker.OrderSubject(cmp.Or(e.Class, radgate.PriorityRoutine), p.facilityOf(st), "watch"))
 	msg.Data = []byte("{}")
 	msg.Header.Set(broker.HeaderOrderID, id)
 	if _, err := p.js.PublishMsg(ctx, msg); err != nil {

@@ -130,9 +130,9 @@ func TestDLQCommand(t *testing.T) {
 		require.NoError(t, err)
 		return ack.Sequence
 	}
-	resSeq := put("deliver-fhir", "radgate.results.eng-a", "aaaa00000000000000000001", longReason,
+	resSeq := put("deliver-fhir", "radgate.results.fhir.routine._.eng-a", "aaaa00000000000000000001", longReason,
 		map[string]any{"id": "r1", "outcome": "scored", "order": map[string]any{"id": "aaaa00000000000000000001"}})
-	jobSeq := put("inference", "radgate.jobs.eng-x", "aaaa00000000000000000002", `engine "eng-x" is not loaded in this process`,
+	jobSeq := put("inference", "radgate.jobs.routine._.eng-x", "aaaa00000000000000000002", `engine "eng-x" is not loaded in this process`,
 		pipeline.Job{OrderID: "aaaa00000000000000000002", Engine: "eng-x", StudyInstanceUID: "1.2.3"})
 
 	out, _, err := runDLQ(t, "list", "--config", cfg)
@@ -150,15 +150,15 @@ func TestDLQCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &got))
 	require.Equal(t, map[string]any{"seq": float64(jobSeq), "time": got["time"], "stage": "inference",
 		"order_id": "aaaa00000000000000000002", "reason": `engine "eng-x" is not loaded in this process`,
-		"subject": "radgate.jobs.eng-x"}, got)
+		"subject": "radgate.jobs.routine._.eng-x"}, got)
 
 	out, _, err = runDLQ(t, "show", strconv.FormatUint(resSeq, 10), "--config", cfg)
 	require.NoError(t, err)
 	require.Contains(t, out, "dead letter "+strconv.FormatUint(resSeq, 10)+" in RADGATE_DLQ")
 	require.Contains(t, out, "stage:   deliver-fhir")
 	require.Contains(t, out, "  Radgate-Reason: "+strings.TrimSpace(longReason))
-	require.Contains(t, out, "  Radgate-Subject: radgate.results.eng-a")
-	require.Contains(t, out, "first published to radgate.results.eng-a")
+	require.Contains(t, out, "  Radgate-Subject: radgate.results.fhir.routine._.eng-a")
+	require.Contains(t, out, "first published to radgate.results.fhir.routine._.eng-a")
 	require.Contains(t, out, "{\n  \"id\": \"r1\",\n", "indented JSON")
 
 	out, _, err = runDLQ(t, "show", strconv.FormatUint(jobSeq, 10), "--config", cfg, "--json")
@@ -171,12 +171,12 @@ func TestDLQCommand(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &shown))
 	require.Equal(t, jobSeq, shown.Seq)
 	require.Equal(t, "eng-x", shown.Message.Engine)
-	require.Equal(t, []string{"radgate.jobs.eng-x"}, shown.Headers[broker.HeaderSubject])
+	require.Equal(t, []string{"radgate.jobs.routine._.eng-x"}, shown.Headers[broker.HeaderSubject])
 
 	// --all --stage, kept: the job goes back to JOBS with a replay id.
 	out, _, err = runDLQ(t, "replay", "--all", "--stage", "inference", "--keep", "--config", cfg)
 	require.NoError(t, err)
-	require.Equal(t, "replayed dead letter "+strconv.FormatUint(jobSeq, 10)+" (inference, order aaaa00000000000000000002) to radgate.jobs.eng-x: RADGATE_JOBS seq 1; kept in the DLQ (--keep)\n", out)
+	require.Equal(t, "replayed dead letter "+strconv.FormatUint(jobSeq, 10)+" (inference, order aaaa00000000000000000002) to radgate.jobs.routine._.eng-x: RADGATE_JOBS seq 1; kept in the DLQ (--keep)\n", out)
 	jobs, err := topo.JS.Stream(t.Context(), broker.StreamJobs)
 	require.NoError(t, err)
 	raw, err := jobs.GetMsg(t.Context(), 1)
@@ -194,7 +194,7 @@ func TestDLQCommand(t *testing.T) {
 	require.Equal(t, 1, exitCode(t, err))
 	require.ErrorContains(t, err, "1 of 2 dead letters not replayed")
 	require.Contains(t, stderr, "dead letter 999: dead letter not found: no 999 in RADGATE_DLQ")
-	require.Contains(t, out, "replayed dead letter "+strconv.FormatUint(resSeq, 10)+" (deliver-fhir, order aaaa00000000000000000001) to radgate.results.eng-a")
+	require.Contains(t, out, "replayed dead letter "+strconv.FormatUint(resSeq, 10)+" (deliver-fhir, order aaaa00000000000000000001) to radgate.results.fhir.routine._.eng-a")
 
 	out, _, err = runDLQ(t, "list", "--config", cfg)
 	require.NoError(t, err)
@@ -247,7 +247,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 		require.Equal(t, c.OrderID, dl.OrderID)
 		require.Contains(t, dl.Reason, "FHIR server answered 404 Not Found: error not-found", "status and issue code")
 		require.NotContains(t, dl.Reason, "Not a FHIR path", "never the server's own text (it can quote patient data)")
-		require.Equal(t, "radgate.results.fhir.routine."+config.DefaultEngine, dl.Subject)
+		require.Equal(t, broker.ResultSubject("fhir", radgate.PriorityRoutine, broker.NoFacility, config.DefaultEngine), dl.Subject)
 		id = strconv.FormatUint(dl.Seq, 10)
 
 		out, _, err = runDLQ(t, "show", id, "--config", cfgFile)
@@ -280,7 +280,7 @@ func TestDeadLetterReplayAfterTheCauseIsFixed(t *testing.T) {
 
 		out, _, err := runDLQ(t, "replay", id, "--config", cfgFile)
 		require.NoError(t, err)
-		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to radgate.results.fhir.routine."+config.DefaultEngine)
+		require.Contains(t, out, "replayed dead letter "+id+" (deliver-fhir, order "+c.OrderID+") to "+broker.ResultSubject("fhir", radgate.PriorityRoutine, broker.NoFacility, config.DefaultEngine))
 		require.Contains(t, out, "removed from the DLQ")
 
 		require.Eventually(t, func() bool {
