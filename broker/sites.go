@@ -38,12 +38,13 @@ func EdgeDomain(facility string) string { return "edge-" + Token(facility) }
 // edge deliver on (jobs: edge → hub; results: hub → edge).
 func LinkPrefix(facility string) string { return "radgate.link." + Token(facility) }
 
-// JobsFilter is the subjects of facility's jobs (radgate.jobs.<class>.<facility>.<engine>).
-func JobsFilter(facility string) string { return SubjectJobs + "*." + Token(facility) + ".>" }
+// JobsFilter is the subjects of facility's jobs (JobSubject:
+// radgate.jobs.<class>.<facility>.<engine>).
+func JobsFilter(facility string) string { return FacilitySubjects(facility)[1] }
 
-// ResultsFilter is the subjects of facility's results
-// (radgate.results.<dest>.<class>.<facility>.<engine>).
-func ResultsFilter(facility string) string { return SubjectResults + "*.*." + Token(facility) + ".>" }
+// ResultsFilter is the subjects of facility's results (ResultSubject:
+// radgate.results.<dest>.<class>.<facility>.<engine>).
+func ResultsFilter(facility string) string { return FacilitySubjects(facility)[2] }
 
 // A source without a start begins, the first time, at the sourcing
 // stream's last message time: jobs an edge filed before the hub first

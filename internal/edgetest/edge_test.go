@@ -249,7 +249,7 @@ func (f *flow) file(e *edge) job {
 	require.NoError(t, err)
 	require.NoError(t, e.images.Put(t.Context(), rec, data))
 	j := job{order: fmt.Sprintf("%s-%05d", e.facility, n), study: rec.StudyInstanceUID, sop: rec.SOPInstanceUID, filed: time.Now()}
-	msg := nats.NewMsg(broker.SubjectJobs + "routine." + broker.Token(e.facility) + ".e1")
+	msg := nats.NewMsg(broker.JobSubject("routine", e.facility, "e1"))
 	msg.Header.Set(broker.HeaderOrderID, j.order)
 	msg.Data = []byte(j.study + "/" + j.sop)
 	_, err = e.js.PublishMsg(t.Context(), msg, jetstream.WithMsgID("job."+j.order))
@@ -280,7 +280,7 @@ func (f *flow) scoreOnHub(ctx context.Context) {
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		order := m.Headers().Get(broker.HeaderOrderID)
-		fac := strings.Split(m.Subject(), ".")[3]
+		fac, _ := broker.FacilityOfSubject(m.Subject())
 		study, sop, _ := strings.Cut(string(m.Data()), "/")
 		a := archives[fac]
 		if a == nil {
@@ -299,7 +299,7 @@ func (f *flow) scoreOnHub(ctx context.Context) {
 		if err != nil || rec.SOPInstanceUID != sop {
 			t.Errorf("job %s: the edge's image store gave another instance (%v)", order, err)
 		}
-		out := nats.NewMsg(broker.SubjectResults + "fhir.routine." + fac + ".e1")
+		out := nats.NewMsg(broker.ResultSubject("fhir", "routine", fac, "e1"))
 		out.Header.Set(broker.HeaderOrderID, order)
 		out.Data = []byte(order)
 		if _, err := f.h.js.PublishMsg(rctx, out, jetstream.WithMsgID("result."+order)); err != nil {
@@ -325,7 +325,7 @@ func (f *flow) collectAtEdge(ctx context.Context, e *edge) {
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		order := m.Headers().Get(broker.HeaderOrderID)
 		f.mu.Lock()
-		if strings.Split(m.Subject(), ".")[4] != broker.Token(e.facility) {
+		if fac, _ := broker.FacilityOfSubject(m.Subject()); fac != broker.Token(e.facility) {
 			f.foreign = append(f.foreign, e.facility+" got "+m.Subject())
 		}
 		f.results[order]++
