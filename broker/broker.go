@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -199,6 +200,7 @@ func StartEmbeddedWith(o EmbeddedOptions) (*EmbeddedServer, error) {
 	}
 	opts.JetStreamDomain = o.Domain
 	if o.Leaf != nil {
+		opts.FeatureFlags = maps.Clone(FeatureFlags)
 		remote, err := o.Leaf.options()
 		if err != nil {
 			return nil, err
@@ -452,6 +454,16 @@ func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster
 	for _, sc := range streams {
 		if sc.MaxBytes == 0 {
 			sc.MaxBytes = -1 // no limit, also on a stream that had one
+		}
+		if sc.Name == StreamJobs || sc.Name == StreamResults {
+			// Keep the link sources radgate sites sources declared (hub
+			// and edges): an update without them would drop them.
+			switch s, err := js.Stream(ctx, sc.Name); {
+			case err == nil:
+				sc.Sources = s.CachedInfo().Config.Sources
+			case !errors.Is(err, jetstream.ErrStreamNotFound):
+				return nil, fmt.Errorf("reading stream %s: %w", sc.Name, err)
+			}
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return nil, fmt.Errorf("creating stream %s: %w", sc.Name, err)

@@ -160,7 +160,9 @@ func sameSources(a, b []*jetstream.StreamSource) bool {
 // against the consumer's filter — and the replies and flow control that
 // sourcing and requests into its domain need (allow_responses does not
 // carry over a leaf link: the hub only propagates interest the leaf may
-// publish to). No radgate.orders/jobs/results subject crosses the link
+// publish to). What one site can still see of another is the reply to the
+// consumer create of the other's results source (consumer info, no
+// message), and flow control. No radgate.orders/jobs/results subject crosses the link
 // directly: work travels only through the sources, stored at both ends.
 type SitePermissions struct {
 	Publish, Subscribe []string
@@ -176,9 +178,12 @@ func PermissionsFor(facility string) SitePermissions {
 			// maps it to, $JS.API…; the domain's form for a hop beyond.
 			"$JS.API.CONSUMER.CREATE." + StreamResults + ".*." + ResultsFilter(facility),
 			"$JS." + HubDomain + ".API.CONSUMER.CREATE." + StreamResults + ".*." + ResultsFilter(facility),
-			"$JSC.R.>",
-			"$JS.FC.>",
-			// Replies to the hub's requests into the site's domain (the
+			// Replies to the hub's source requests into the site's domain
+			// (scoped by domain: FeatureFlags), and the flow control of
+			// its results source.
+			"$JSC.R." + EdgeDomain(facility) + ".>",
+			"$JS.FC." + StreamResults + ".>",
+			// Replies to the hub's own requests into the site's domain (the
 			// inference stage reading its image store): a leaf forwards a
 			// reply only to interest the hub may send it, and a hub
 			// process's inbox is random, never subscribable by a site.
@@ -187,10 +192,33 @@ func PermissionsFor(facility string) SitePermissions {
 		Subscribe: []string{
 			"$JS." + EdgeDomain(facility) + ".API.>",
 			link + ".results.>",
-			"$JSC.R.>",
-			"$JS.FC.>",
+			"$JSC.R." + HubDomain + ".*." + StreamResults + ".>",
+			"$JS.FC." + StreamJobs + ".>",
 		},
 	}
+}
+
+// FeatureFlags are the nats-server feature flags of the hub nodes and the
+// edges. js_api_reply_v2 puts the requesting stream's domain in the reply
+// subject of a source's API requests ($JSC.R.<domain>.…), so that a site
+// may answer only the requests into its own domain; js_snapshot_sources
+// keeps a stream's sourcing positions in its replicated snapshot, so a hub
+// replica that becomes leader after the sourced jobs were consumed (the
+// hub's RADGATE_JOBS is a work queue) does not source them again (every
+// hub node must run nats-server 2.15 or later).
+var FeatureFlags = map[string]bool{"js_api_reply_v2": true, "js_snapshot_sources": true}
+
+func featureFlagsBlock() string {
+	keys := make([]string, 0, len(FeatureFlags))
+	for k := range FeatureFlags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %v", k, FeatureFlags[k])
+	}
+	return "feature_flags { " + strings.Join(parts, ", ") + " }\n"
 }
 
 // Site is one facility's edge as the hub knows it: its facility id and
@@ -323,11 +351,11 @@ type SiteConfig struct {
 	// to its edge (mode 0600).
 	Sites map[string]*Credential
 	// HubConfig is the part of each hub node's nats-server configuration
-	// it makes: the JetStream domain, the leafnode listener and
-	// Authorization.
+	// it makes: the JetStream domain, the leafnode listener and NodeConfig.
 	HubConfig string
-	// Authorization is the hub's authorization block (HubAuthorization).
-	Authorization string
+	// NodeConfig is the hub nodes' feature flags (FeatureFlags) and
+	// authorization block (HubAuthorization).
+	NodeConfig string
 }
 
 // GenerateSites writes, in dir (made 0700 when missing), the hub's NKey
@@ -363,10 +391,10 @@ func GenerateSites(dir string, facilities []string, leafListen string) (*SiteCon
 	if err != nil {
 		return nil, err
 	}
-	sc.Authorization = auth
+	sc.NodeConfig = featureFlagsBlock() + auth
 	sc.HubConfig = fmt.Sprintf("# radgate hub: add to every hub node's nats-server configuration, beside\n"+
 		"# server_name, listen and cluster (generated from %d facilities); and in\n"+
 		"# the node's jetstream block: domain: %s\n"+
-		"leafnodes { listen: %s }\n%s", len(facilities), HubDomain, leafListen, auth)
+		"leafnodes { listen: %s }\n%s", len(facilities), HubDomain, leafListen, sc.NodeConfig)
 	return sc, nil
 }

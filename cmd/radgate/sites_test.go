@@ -70,6 +70,7 @@ func TestSitesNATSConfig(t *testing.T) {
 	opts, err := server.ProcessConfigFile(conf)
 	require.NoError(t, err)
 	require.Equal(t, 7422, opts.LeafNode.Port)
+	require.Equal(t, map[string]bool{"js_api_reply_v2": true, "js_snapshot_sources": true}, opts.FeatureFlags)
 	require.Len(t, opts.Nkeys, 3)
 	for _, u := range opts.Nkeys {
 		if u.Nkey == keys[broker.SiteCredentialPath(out, "st-mary")] {
@@ -100,7 +101,7 @@ func TestSitesSources(t *testing.T) {
 	dir := t.TempDir()
 	sc, err := broker.GenerateSites(dir, []string{"general-hospital", "st-mary"}, "127.0.0.1:7422")
 	require.NoError(t, err)
-	cluster := testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: sc.Authorization})
+	cluster := testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Config: sc.NodeConfig})
 	nc, err := broker.Connect(cluster.ClientURLs(), broker.HubCredentialPath(dir), nil)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)

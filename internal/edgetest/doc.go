@@ -1,7 +1,7 @@
 // Package edgetest holds the tests of radgate's hub and edges (issue 16):
 // a hub of three real nats-server processes (testenv.StartNATSClusterWith:
 // JetStream domain "hub", a leafnode listener, one NKey user per site from
-// broker.HubAuthorization) and edges, embedded nats-servers that are leaf
+// broker.GenerateSites) and edges, embedded nats-servers that are leaf
 // nodes of it in their own domains, each linked through its own TCP fault
 // proxy (faultproxy.TCP) so that its link can be cut. The proofs: a site's
 // credential cannot subscribe to another site's subjects (the permission

@@ -44,7 +44,7 @@ func startHub(t *testing.T, facilities ...string) *hub {
 	sc, err := broker.GenerateSites(h.dir, facilities, "127.0.0.1:7422")
 	require.NoError(t, err)
 	h.cred, h.sites = sc.Hub, sc.Sites
-	h.cluster = testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Authorization: sc.Authorization})
+	h.cluster = testenv.StartNATSClusterWith(t, testenv.NATSClusterOptions{Size: 3, Leaf: true, Config: sc.NodeConfig})
 	// As a hub radgate connects: nats.credentials_file the hub's hub.nk.
 	h.nc, err = broker.Connect(h.cluster.ClientURLs(), broker.HubCredentialPath(h.dir), nil)
 	require.NoError(t, err)
@@ -162,6 +162,8 @@ func TestSiteCredentialIsConfinedToItsSite(t *testing.T) {
 		broker.SubjectResults + ">",
 		broker.SubjectJobs + ">",
 		broker.SubjectOrders + ">",
+		"$JSC.R.>",
+		"$JSC.R." + broker.EdgeDomain("site-b") + ".>",
 		">",
 	} {
 		allowed := broker.LinkPrefix("site-a") + ".results.x"
@@ -180,6 +182,7 @@ func TestSiteCredentialIsConfinedToItsSite(t *testing.T) {
 		"$JS.hub.API.STREAM.DELETE." + broker.StreamJobs,
 		"$JS.hub.API.CONSUMER.CREATE." + broker.StreamResults + ".x." + broker.ResultsFilter("site-b"),
 		"$JS." + broker.EdgeDomain("site-b") + ".API.STREAM.INFO." + broker.StreamJobs,
+		"$JSC.R." + broker.EdgeDomain("site-b") + ".x",
 	} {
 		require.NoError(t, nc.Publish(broker.LinkPrefix("site-a")+".jobs.S.x", nil))
 		require.NoError(t, nc.Publish(forbidden, []byte("{}")))

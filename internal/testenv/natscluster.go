@@ -164,13 +164,14 @@ type NATSClusterOptions struct {
 	Size int
 	// Leaf gives every node a leafnode listener (NATSNode.Leaf).
 	Leaf bool
-	// Authorization, when set, is the nodes' authorization block
-	// (broker.HubAuthorization): leaf nodes authenticate against it too.
-	Authorization string
+	// Config is added to every node's configuration: a hub's feature
+	// flags and authorization block (broker.SiteConfig.NodeConfig; leaf
+	// nodes authenticate against it too).
+	Config string
 }
 
 // StartNATSClusterWith is StartNATSCluster as o says: a hub for leaf-node
-// edges (issue 16) has Leaf and the sites' Authorization.
+// edges (issue 16) has Leaf and the hub's node Config.
 func StartNATSClusterWith(t testing.TB, o NATSClusterOptions) *NATSCluster {
 	t.Helper()
 	size := o.Size
@@ -205,7 +206,7 @@ cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
 			// fault proxy in tests) instead of learning the other nodes'.
 			conf += fmt.Sprintf("leafnodes { listen: 127.0.0.1:%d, no_advertise: true }\n", n.Leaf)
 		}
-		conf += o.Authorization
+		conf += o.Config
 		if err := os.WriteFile(n.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
