@@ -233,6 +233,7 @@ type flow struct {
 	clone   int
 	filed   map[string]job   // order → job
 	scored  map[string]int   // order → times the hub took its job
+	seen    map[string]int   // order → times the hub was given its job
 	foreign []string         // results an edge got that were not its site's
 	results map[string]int   // order → results at its edge
 	latency []time.Duration  // filed at the edge → result at the edge, per order
@@ -283,6 +284,9 @@ func (f *flow) scoreOnHub(ctx context.Context) {
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		order := m.Headers().Get(broker.HeaderOrderID)
+		f.mu.Lock()
+		f.seen[order]++
+		f.mu.Unlock()
 		fac, _ := broker.FacilityOfSubject(m.Subject())
 		study, sop, _ := strings.Cut(string(m.Data()), "/")
 		a := archives[fac]
@@ -439,7 +443,8 @@ func linkCut(t *testing.T) time.Duration {
 // of three nodes and three edges, each site filing jobs at its edge. The
 // hub takes every job through its sources and reads each job's image from
 // its edge's image store through the edge's domain; each result reaches
-// its own site only. Then one edge's link is cut for 60 s while that site
+// its own site only, and a job one edge files for another site never
+// reaches the hub (the source's filter). Then one edge's link is cut for 60 s while that site
 // keeps filing (each job acknowledged by the edge's own JetStream) and the
 // other sites carry on; once the link is back every job is scored once and
 // every result arrives once, none at another site. What crossed each link
@@ -449,7 +454,7 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	start := time.Now()
 	facilities := []string{"site-a", "site-b", "site-c"}
 	h := startHub(t, facilities...)
-	f := &flow{t: t, h: h, edges: map[string]*edge{}, filed: map[string]job{}, scored: map[string]int{},
+	f := &flow{t: t, h: h, edges: map[string]*edge{}, filed: map[string]job{}, scored: map[string]int{}, seen: map[string]int{},
 		results: map[string]int{}, arrived: map[string]bool{}, byEdge: map[string][]job{}}
 	for i, fac := range facilities {
 		f.edges[fac] = startEdge(t, h, fac, i)
@@ -478,6 +483,13 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 			f.file(f.edges[fac])
 		}
 	}
+	// A rogue job: site C's edge files one for site B. Its own JOBS keeps
+	// it; the hub's source of C takes only C's jobs.
+	rogue := nats.NewMsg(broker.JobSubject("routine", "site-b", "e1"))
+	rogue.Header.Set(broker.HeaderOrderID, "rogue-from-c")
+	rogue.Data = []byte("1.2.3/1.2.3.4")
+	_, err = f.edges["site-c"].js.PublishMsg(ctx, rogue, jetstream.WithMsgID("job.rogue-from-c"))
+	require.NoError(t, err)
 	for _, fac := range facilities {
 		f.waitAll(fac, 60*time.Second)
 	}
@@ -556,6 +568,11 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	require.Empty(t, f.foreign, "results at another site's edge")
+	require.Zero(t, f.seen["rogue-from-c"], "the hub was given a job site C's edge filed for site B")
+	cJobs, err := f.edges["site-c"].js.Stream(ctx, broker.StreamJobs)
+	require.NoError(t, err)
+	_, err = cJobs.GetLastMsgForSubject(ctx, broker.JobSubject("routine", "site-b", "e1"))
+	require.NoError(t, err, "the rogue job is not in site C's own JOBS: its absence at the hub proves nothing")
 	for order := range f.filed {
 		require.Equal(t, 1, f.scored[order], "order %s scored %d times", order, f.scored[order])
 		require.Equal(t, 1, f.results[order], "order %s: %d results at its edge", order, f.results[order])
