@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -230,7 +231,12 @@ func readByConsumer(ctx context.Context, js jetstream.JetStream, s jetstream.Str
 // by subject >" from the sequence after the last one read): on a
 // work-queue stream, which allows no second consumer.
 func readByGet(ctx context.Context, _ jetstream.JetStream, s jetstream.Stream, last uint64, write func(BackupMessage) error) error {
-	for seq := s.CachedInfo().State.FirstSeq; seq != 0 && seq <= last; {
+	return readFrom(ctx, s, s.CachedInfo().State.FirstSeq, last, write)
+}
+
+// readFrom is readByGet from sequence from.
+func readFrom(ctx context.Context, s jetstream.Stream, from, last uint64, write func(BackupMessage) error) error {
+	for seq := from; seq != 0 && seq <= last; {
 		msg, err := s.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return nil // nothing at or after seq
@@ -258,6 +264,9 @@ type RestoreOptions struct {
 	// Replicas is how many copies each stream gets (config nats.replicas);
 	// 0 or 1: one.
 	Replicas int
+	// Logger receives the migration of a backup of an older state version
+	// (nil: slog.Default).
+	Logger *slog.Logger
 }
 
 // ReadManifest reads and checks dir's manifest and the SHA-256 of every
@@ -307,7 +316,9 @@ func ReadManifest(dir string) (*Manifest, error) {
 // (history entries carry their order's KV revision) would name the old
 // sequences and could swallow a new message as a duplicate. Durable pull
 // consumers are recreated and acknowledge the restored messages up to
-// their ack floor (BackupConsumer). Run it with radgate serve stopped.
+// their ack floor (BackupConsumer). A backup of an older state version is
+// then migrated to StateVersion (EnsureStateVersion). Run it with radgate
+// serve stopped.
 func Restore(ctx context.Context, js jetstream.JetStream, dir string, o RestoreOptions) (*Manifest, error) {
 	m, err := ReadManifest(dir)
 	if err != nil {
@@ -351,6 +362,13 @@ func Restore(ctx context.Context, js jetstream.JetStream, dir string, o RestoreO
 			if err := restoreConsumer(ctx, js, s.Name, c, seqs); err != nil {
 				return m, fmt.Errorf("restoring consumer %s on stream %s: %w", c.Config.Durable, s.Name, err)
 			}
+		}
+	}
+	if m.StateVersion < StateVersion {
+		// An older backup is brought to this radgate's layout now, as
+		// serve's next start would.
+		if _, err := EnsureStateVersion(ctx, js, o.Logger); err != nil {
+			return m, fmt.Errorf("migrating the restored state from version %d: %w", m.StateVersion, err)
 		}
 	}
 	return m, nil

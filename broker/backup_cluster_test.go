@@ -83,7 +83,7 @@ func TestBackupRestoreOntoCluster(t *testing.T) {
 
 	// Two starters on the cluster, one migration run.
 	var runs atomic.Int32
-	migs := []Migration{{From: 1, To: 2, Name: "test-cluster", Run: func(context.Context, jetstream.JetStream) error {
+	migs := []Migration{{From: StateVersion, To: StateVersion + 1, Name: "test-cluster", Run: func(context.Context, jetstream.JetStream) error {
 		runs.Add(1)
 		time.Sleep(300 * time.Millisecond)
 		return nil
@@ -101,7 +101,7 @@ func TestBackupRestoreOntoCluster(t *testing.T) {
 			}
 			defer conn.Close()
 			cjs, _ := jetstream.New(conn)
-			_, errs[i] = ensureState(ctx, Cluster{Replicas: 3}.JetStream(cjs), 2, migs, nil)
+			_, errs[i] = ensureState(ctx, Cluster{Replicas: 3}.JetStream(cjs), StateVersion+1, migs, nil)
 		}()
 	}
 	wg.Wait()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,7 +17,11 @@ import (
 // buckets, object stores) this radgate declares. A change to the layout
 // that an existing install cannot simply be re-declared into bumps it and
 // adds a Migration from the previous version.
-const StateVersion = 1
+//
+// Versions: 1, the layout as of issue 16's first slice (and every install
+// from before versions); 2, the facility as a subject token of the work
+// streams (subjects.go; migrationFacilityToken).
+const StateVersion = 2
 
 // BucketMeta holds radgate's own facts about its JetStream state; the key
 // KeyStateVersion records the layout's version (StateRecord).
@@ -57,9 +62,8 @@ type Migration struct {
 	Run      func(ctx context.Context, js jetstream.JetStream) error
 }
 
-// Migrations are the registered migrations, in order. Version 1 is the
-// first versioned layout: there are none yet.
-var Migrations []Migration
+// Migrations are the registered migrations, in order.
+var Migrations = []Migration{migrationFacilityToken}
 
 // NewerStateError is the refusal to start on a state a later radgate wrote.
 type NewerStateError struct{ Found, Known int }
@@ -76,8 +80,8 @@ func EnsureStateVersion(ctx context.Context, js jetstream.JetStream, logger *slo
 }
 
 // ensureState makes the recorded state version current: none recorded →
-// current is written (a fresh install, or one from before versions: the
-// log says which); equal → nothing; older → each migration from it is
+// current is written on a fresh install, 1 on one from before versions
+// (radgate's streams there: the log says which), then migrated; equal → nothing; older → each migration from it is
 // run in order by exactly one process (its claim is a KV update at the
 // revision it read: a concurrent starter's update fails and it waits for
 // the claim to be released) and recorded; newer → a NewerStateError.
@@ -98,10 +102,12 @@ func ensureState(ctx context.Context, js jetstream.JetStream, current int, migs 
 		e, err := meta.Get(ctx, KeyStateVersion)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			install := "fresh"
-			if _, err := js.Stream(ctx, StreamOrders); err == nil {
-				install = "pre-versioned"
-			}
 			rec := StateRecord{StateVersion: current, RadgateVersion: RadgateVersion}
+			if _, err := js.Stream(ctx, StreamOrders); err == nil {
+				// Radgate's streams from before versions: version 1's
+				// layout, recorded as such and migrated from there.
+				install, rec.StateVersion = "pre-versioned", min(current, 1)
+			}
 			b, _ := json.Marshal(rec)
 			if _, err := meta.Create(ctx, KeyStateVersion, b); err != nil {
 				if errors.Is(err, jetstream.ErrKeyExists) {
@@ -109,7 +115,10 @@ func ensureState(ctx context.Context, js jetstream.JetStream, current int, migs 
 				}
 				return StateRecord{}, fmt.Errorf("recording the state version in %s: %w", BucketMeta, err)
 			}
-			log.Info("JetStream state version recorded", "state_version", current, "install", install)
+			log.Info("JetStream state version recorded", "state_version", rec.StateVersion, "install", install)
+			if rec.StateVersion != current {
+				continue
+			}
 			return rec, nil
 		}
 		if err != nil {
@@ -221,8 +230,14 @@ func CheckStateVersion(ctx context.Context, js jetstream.JetStream) (string, err
 		return fmt.Sprintf("JetStream state version %d, being migrated to %d by %s since %s", rec.StateVersion,
 			rec.MigratingTo, rec.Owner, rec.Since.Format(time.RFC3339)), nil
 	case rec.StateVersion < StateVersion:
-		return fmt.Sprintf("JetStream state version %d (radgate %s): radgate serve migrates it to %d at its next start",
-			rec.StateVersion, rec.RadgateVersion, StateVersion), nil
+		var names []string
+		for _, m := range Migrations {
+			if m.From >= rec.StateVersion {
+				names = append(names, m.Name)
+			}
+		}
+		return fmt.Sprintf("JetStream state version %d (radgate %s): radgate serve migrates it to %d at its next start (%s)",
+			rec.StateVersion, rec.RadgateVersion, StateVersion, strings.Join(names, ", ")), nil
 	}
 	return fmt.Sprintf("JetStream state version %d (radgate %s), as this radgate's", rec.StateVersion, rec.RadgateVersion), nil
 }

@@ -68,7 +68,7 @@ func TestStateVersionNewerRefused(t *testing.T) {
 	_, err = kv.Put(t.Context(), KeyStateVersion, []byte(`{"state_version":7,"radgate_version":"v9"}`))
 	require.NoError(t, err)
 	_, err = EnsureTopologyOn(t.Context(), nc, DefaultRetention(), Cluster{})
-	require.EqualError(t, err, "JetStream state is version 7, this radgate knows up to 1: upgrade radgate or restore a backup made by this version")
+	require.EqualError(t, err, "JetStream state is version 7, this radgate knows up to 2: upgrade radgate or restore a backup made by this version")
 	var ne *NewerStateError
 	require.ErrorAs(t, err, &ne)
 	_, err = js.Stream(t.Context(), StreamOrders)

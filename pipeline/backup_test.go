@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -146,7 +147,7 @@ func TestBackupRestoreServeState(t *testing.T) {
 	b, _ = json.Marshal(raw)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, broker.ManifestFile), b, 0o600))
 	_, err = broker.Restore(t.Context(), h2.topo.JS, dir, broker.RestoreOptions{Force: true})
-	require.ErrorContains(t, err, "the backup is of JetStream state version 2")
+	require.ErrorContains(t, err, fmt.Sprintf("the backup is of JetStream state version %d", broker.StateVersion+1))
 	require.NoError(t, os.WriteFile(filepath.Join(dir, m.Streams[0].File), []byte("{}\n"), 0o600))
 	_, err = broker.ReadManifest(dir)
 	require.ErrorContains(t, err, "the backup is damaged")

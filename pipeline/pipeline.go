@@ -97,6 +97,12 @@ type Options struct {
 	InferenceWorkers int
 	// RouterWorkers is how many orders are resolved against the PACS at once.
 	RouterWorkers int
+	// FairWindow is how many pending messages each router and inference
+	// consumer holds to serve the facilities in turn (fair.go; default
+	// DefaultFairWindow; it is the consumer's MaxAckPending, shared by the
+	// processes of a hub). Negative: stream order (no turns), for
+	// comparison.
+	FairWindow int
 	// MaxInstancesPerStudy bounds the images one engine is given for one
 	// order (default 50); a study with more fails with a reason naming it.
 	MaxInstancesPerStudy int
@@ -186,6 +192,9 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	}
 	if opts.InferenceWorkers <= 0 {
 		opts.InferenceWorkers = 1
+	}
+	if opts.FairWindow == 0 {
+		opts.FairWindow = DefaultFairWindow
 	}
 	if opts.RouterWorkers <= 0 {
 		opts.RouterWorkers = 4
@@ -351,10 +360,12 @@ func (p *Pipeline) Status(ctx context.Context, id string) (radgate.OrderStatus, 
 //
 // Every stage has two consumers, one per priority class
 // (radgate.PriorityClass): urgent work (stat, asap, urgent) has its own
-// workers and its own queue, so it never waits behind routine work.
+// workers and its own queue, so it never waits behind routine work. The
+// router's and inference's consumers serve the facilities in turn within
+// a window of FairWindow messages (fair.go).
 func (p *Pipeline) Start(ctx context.Context) error {
 	var stages []*stageRunner
-	add := func(name, stream, durable, prefix string, routine, urgent int, handle func(context.Context, jetstream.Msg) verdict) {
+	add := func(name, stream, durable, prefix string, routine, urgent, window int, handle func(context.Context, jetstream.Msg) verdict) {
 		for _, c := range []struct {
 			class   string
 			workers int
@@ -364,13 +375,14 @@ func (p *Pipeline) Start(ctx context.Context) error {
 				n, d = name+"-urgent", durable+"-urgent"
 			}
 			stages = append(stages, &stageRunner{name: n, stream: stream, durable: d, filter: prefix + c.class + ".>",
-				workers: c.workers, ackWait: p.opts.AckWait, handle: handle})
+				workers: c.workers, window: window, ackWait: p.opts.AckWait, handle: handle})
 		}
 	}
-	add("router", broker.StreamOrders, "router", broker.SubjectOrders, p.opts.RouterWorkers, p.opts.RouterWorkers, p.route)
-	add("inference", broker.StreamJobs, "inference", broker.SubjectJobs, p.opts.InferenceWorkers, max(1, p.opts.InferenceWorkers/2), p.score)
+	fair := max(p.opts.FairWindow, 0)
+	add("router", broker.StreamOrders, "router", broker.SubjectOrders, p.opts.RouterWorkers, p.opts.RouterWorkers, fair, p.route)
+	add("inference", broker.StreamJobs, "inference", broker.SubjectJobs, p.opts.InferenceWorkers, max(1, p.opts.InferenceWorkers/2), fair, p.score)
 	for name, sink := range p.opts.Sinks {
-		add("deliver-"+name, broker.StreamResults, "deliver-"+broker.Token(name), broker.SubjectResults+broker.Token(name)+".", 4, 2, p.deliverTo(name, sink))
+		add("deliver-"+name, broker.StreamResults, "deliver-"+broker.Token(name), broker.SubjectResults+broker.Token(name)+".", 4, 2, 0, p.deliverTo(name, sink))
 	}
 	for _, s := range stages {
 		s.p = p
@@ -446,6 +458,9 @@ func (p *Pipeline) backoff(n uint64) time.Duration {
 }
 
 // stageRunner runs one durable consumer with a bounded pool of workers.
+// With a window, it holds up to window messages in a fairQueue and its
+// workers serve the facilities in turn; without, messages are handled in
+// stream order.
 type stageRunner struct {
 	p       *Pipeline
 	name    string
@@ -453,46 +468,110 @@ type stageRunner struct {
 	durable string
 	filter  string
 	workers int
+	window  int
 	ackWait time.Duration
 	handle  func(ctx context.Context, msg jetstream.Msg) verdict
 
-	cc     jetstream.ConsumeContext
-	sem    chan struct{}
-	wg     sync.WaitGroup
-	ctx    context.Context
-	cancel context.CancelFunc
+	cc jetstream.ConsumeContext
+	q  *fairQueue
+	// keepDone ends the keep-alive of the messages q holds.
+	keepDone chan struct{}
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 func (s *stageRunner) start(ctx context.Context) error {
+	maxAck, pull := 4*s.workers, s.workers
+	if s.window > 0 {
+		maxAck, pull = max(s.window, s.workers), min(max(s.window, s.workers), 64)
+	}
 	cons, err := s.p.js.CreateOrUpdateConsumer(ctx, s.stream, jetstream.ConsumerConfig{
 		Durable:       s.durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.ackWait,
 		MaxDeliver:    -1, // bounded by each stage's time window instead
 		FilterSubject: s.filter,
-		MaxAckPending: 4 * s.workers,
+		MaxAckPending: maxAck,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
 	if err != nil {
 		return fmt.Errorf("creating consumer %s on %s: %w", s.durable, s.stream, err)
 	}
-	s.sem = make(chan struct{}, s.workers)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	handler := s.inOrder()
+	if s.window > 0 {
+		handler = s.inTurn(maxAck)
+	}
+	cc, err := cons.Consume(handler, jetstream.PullMaxMessages(pull), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		s.p.log.Log(context.Background(), consumerErrorLevel(err), "consumer error", "stage", s.name, "err", err)
+	}))
+	if err != nil {
+		if s.q != nil {
+			s.q.close()
+			close(s.keepDone)
+		}
+		return fmt.Errorf("consuming %s: %w", s.durable, err)
+	}
+	s.cc = cc
+	return nil
+}
+
+// inOrder handles messages in stream order, up to workers at once.
+func (s *stageRunner) inOrder() jetstream.MessageHandler {
+	s.sem = make(chan struct{}, s.workers)
+	return func(msg jetstream.Msg) {
 		s.sem <- struct{}{}
 		s.wg.Add(1)
 		go func() {
 			defer func() { <-s.sem; s.wg.Done() }()
 			s.process(msg)
 		}()
-	}, jetstream.PullMaxMessages(s.workers), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		s.p.log.Log(context.Background(), consumerErrorLevel(err), "consumer error", "stage", s.name, "err", err)
-	}))
-	if err != nil {
-		return fmt.Errorf("consuming %s: %w", s.durable, err)
 	}
-	s.cc = cc
-	return nil
+}
+
+// inTurn queues messages by facility (up to limit) for workers that take
+// the facilities in turn, and keeps the queued ones alive.
+func (s *stageRunner) inTurn(limit int) jetstream.MessageHandler {
+	s.q = newFairQueue(limit)
+	for range s.workers {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			for {
+				msg, ok := s.q.pop()
+				if !ok {
+					return
+				}
+				s.process(msg)
+			}
+		}()
+	}
+	s.keepDone = make(chan struct{})
+	if every := s.ackWait / 3; every > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-s.keepDone:
+					return
+				case <-t.C:
+					for _, m := range s.q.waiting() {
+						_ = m.InProgress()
+					}
+				}
+			}
+		}()
+	}
+	return func(msg jetstream.Msg) {
+		if !s.q.push(facilityKey(msg.Subject()), msg) {
+			_ = msg.Nak() // stopping: for whoever takes it next
+		}
+	}
 }
 
 // consumerErrorLevel is how loud a JetStream consumer error is: a consumer
@@ -514,6 +593,14 @@ func (s *stageRunner) stop(ctx context.Context) {
 		return
 	}
 	s.cc.Drain()
+	if s.q != nil {
+		// What waits for its turn goes back at once; the workers finish
+		// what they hold.
+		for _, m := range s.q.close() {
+			_ = m.Nak()
+		}
+		close(s.keepDone)
+	}
 	select {
 	case <-s.cc.Closed():
 	case <-ctx.Done():
@@ -562,8 +649,9 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 		log.Warn("acknowledging failed", "err", err)
 	}
 	took, kind := time.Since(start), [...]string{"ack", "retry", "dead-letter"}[v.kind]
-	s.p.m.handled.WithLabelValues(s.name, kind).Inc()
-	s.p.m.latency.WithLabelValues(s.name).Observe(took.Seconds())
+	fac := s.p.facilityLabel(msg.Subject())
+	s.p.m.handled.WithLabelValues(s.name, kind, fac).Inc()
+	s.p.m.latency.WithLabelValues(s.name, fac).Observe(took.Seconds())
 	s.p.stages.Record(s.name, kind, took)
 }
 
@@ -667,12 +755,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "radgate_intake_orders_accepted_total", Help: "Intake events accepted, by source.",
 		}, []string{"source"}),
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "radgate_stage_messages_total", Help: "Messages handled by each stage, by verdict.",
-		}, []string{"stage", "verdict"}),
+			Name: "radgate_stage_messages_total", Help: "Messages handled by each stage, by verdict and facility (a configured facility's id, or _).",
+		}, []string{"stage", "verdict", "facility"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "radgate_stage_handle_seconds", Help: "Time a stage spends on one message.",
+			Name: "radgate_stage_handle_seconds", Help: "Time a stage spends on one message, by facility (a configured facility's id, or _).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
-		}, []string{"stage"}),
+		}, []string{"stage", "facility"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "radgate_results_total", Help: "Results produced, by engine and outcome.",
 		}, []string{"engine", "outcome"}),

@@ -108,6 +108,7 @@ func (s *scorer) Score(_ context.Context, files [][]byte) ([]radgate.ImageScore,
 type recorder struct {
 	mu      sync.Mutex
 	got     map[string]radgate.Result // by result id: a Sink must be idempotent
+	times   map[string]int            // successful deliveries by result id
 	calls   int
 	failFor int   // fail the first failFor calls with failErr
 	failErr error // nil: transient 503
@@ -127,6 +128,10 @@ func (r *recorder) Deliver(_ context.Context, res radgate.Result) (radgate.Recei
 		r.got = map[string]radgate.Result{}
 	}
 	r.got[res.ID] = res
+	if r.times == nil {
+		r.times = map[string]int{}
+	}
+	r.times[res.ID]++
 	return radgate.Receipt{Report: "DiagnosticReport/" + res.ID}, nil
 }
 

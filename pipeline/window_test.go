@@ -142,8 +142,8 @@ func BenchmarkWindowRecord(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			m.handled.WithLabelValues(stages[i%3], "ack").Inc()
-			m.latency.WithLabelValues(stages[i%3]).Observe((time.Duration(i) * time.Microsecond).Seconds())
+			m.handled.WithLabelValues(stages[i%3], "ack", "north").Inc()
+			m.latency.WithLabelValues(stages[i%3], "north").Observe((time.Duration(i) * time.Microsecond).Seconds())
 			i++
 		}
 	})

@@ -118,5 +118,5 @@ func TestCheckReportsStateVersion(t *testing.T) {
 	require.NoError(t, err)
 	out, failed = report()
 	require.Equal(t, 1, failed, out)
-	require.Contains(t, out, "FAIL JetStream state version 9 (radgate v9.0.0): JetStream state is version 9, this radgate knows up to 1: upgrade radgate or restore a backup made by this version")
+	require.Contains(t, out, "FAIL JetStream state version 9 (radgate v9.0.0): JetStream state is version 9, this radgate knows up to 2: upgrade radgate or restore a backup made by this version")
 }

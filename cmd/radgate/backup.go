@@ -108,8 +108,12 @@ declares its consumers again when it starts.
 			for _, s := range m.Streams {
 				msgs += s.Messages
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "restored %d streams, %d messages, state version %d (radgate %s, %s)\n",
-				len(m.Streams), msgs, m.StateVersion, m.RadgateVersion, m.Created.Format("2006-01-02 15:04:05Z"))
+			migrated := ""
+			if m.StateVersion < broker.StateVersion {
+				migrated = fmt.Sprintf("; migrated to state version %d", broker.StateVersion)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "restored %d streams, %d messages, state version %d (radgate %s, %s)%s\n",
+				len(m.Streams), msgs, m.StateVersion, m.RadgateVersion, m.Created.Format("2006-01-02 15:04:05Z"), migrated)
 			return nil
 		},
 	}

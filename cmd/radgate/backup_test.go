@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -39,7 +40,7 @@ func TestBackupRestoreCommands(t *testing.T) {
 	require.Equal(t, 2, exitCode(t, err))
 	stdout, err := runSub(t, newBackupCmd(), "--config", dlqConfig(t, addr1, dir1), "--out", out)
 	require.NoError(t, err, stdout)
-	require.Contains(t, stdout, "state version 1, to "+out)
+	require.Contains(t, stdout, fmt.Sprintf("state version %d, to %s", broker.StateVersion, out))
 	t.Log(stdout)
 
 	addr2, dir2 := freeAddr(t), t.TempDir()
