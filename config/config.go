@@ -65,6 +65,8 @@ type Config struct {
 	Retention Retention `yaml:"retention"`
 	// Console configures the operator console (see console.go).
 	Console Console `yaml:"console"`
+	// Runtime tunes the Go runtime of radgate serve (see runtime.go).
+	Runtime Runtime `yaml:"runtime"`
 }
 
 // NATS selects the message broker.
@@ -698,6 +700,7 @@ func Default() Config {
 		DIMSE:     DefaultDIMSE(),
 		Retention: DefaultRetention(),
 		Console:   DefaultConsole(),
+		Runtime:   DefaultRuntime(),
 	}
 }
 

@@ -410,6 +410,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	validateVerdicts(c, bad)
 	validateLimits(c, bad)
 	validateConsole(c, bad)
+	validateRuntime(c, bad)
 	for _, name := range sortedKeys(c.Destinations) {
 		d := c.Destinations[name]
 		path := "destinations." + name

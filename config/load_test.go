@@ -89,6 +89,14 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`radgate.yaml:2:13: nats.replicas: 2: must be 1, 3 or 5 (an odd number of copies, for a quorum)`},
 		},
 		{
+			name: "runtime: GOGC off refused, a memory limit too small to run in",
+			yaml: "runtime:\n  gc_percent: -1\n  memory_limit: 1MiB\n",
+			want: []string{
+				`radgate.yaml:2:15: runtime.gc_percent: -1: must be 25 to 10000 (Go's GOGC; collecting never is not offered: the heap would grow without bound)`,
+				`radgate.yaml:3:17: runtime.memory_limit: 1MiB: must be 0 (none) or at least 64MiB`,
+			},
+		},
+		{
 			name: "publish_retry bounded",
 			yaml: "nats:\n  publish_retry: 2m\n",
 			want: []string{`radgate.yaml:2:18: nats.publish_retry: 2m0s: must be 0 to 45s (an intake waits for it within its 60 s answer)`},
@@ -102,7 +110,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
-				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console)`,
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console, runtime)`,
 				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen, replicas, publish_retry)`,
 			},
 		},

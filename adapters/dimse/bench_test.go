@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -52,6 +53,7 @@ func BenchmarkStoreIngest(b *testing.B) {
 	// (JetStream, file storage) before answering — next to storescp
 	// writing each instance to a file.
 	b.Run("radgate-durable", func(b *testing.B) {
+		serveGC(b)
 		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
 		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
 			MaxInstanceBytes: 64 << 20}
@@ -66,6 +68,7 @@ func BenchmarkStoreIngest(b *testing.B) {
 	// once (a modality or a PACS forwarding in parallel); storescp
 	// --fork serves each association in a process of its own.
 	b.Run(fmt.Sprintf("radgate-durable-%dassoc", parallelAssociations), func(b *testing.B) {
+		serveGC(b)
 		arch := newArchive(b, ArchiveLimits{MaxAge: time.Hour})
 		in := &Intake{Archive: arch, Orders: &orders{}, Facilities: radgate.NewFacilities([]config.Facility{{ID: "bench", AETitles: []string{"BENCH"}}}),
 			MaxInstanceBytes: 64 << 20}
@@ -76,6 +79,17 @@ func BenchmarkStoreIngest(b *testing.B) {
 		addr, pid := startStorescpProc(b, "--fork", "-od", b.TempDir())
 		benchStoreParallel(b, addr, f, parallelAssociations, pid)
 	})
+}
+
+// serveGC sets, until b ends, the garbage collector's target radgate
+// serve runs with by default (runtime.gc_percent, service.ApplyRuntime),
+// unless GOGC is set: the durable rows measure the SCP as serve runs it.
+func serveGC(b *testing.B) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	prev := debug.SetGCPercent(config.DefaultRuntime().GCPercent)
+	b.Cleanup(func() { debug.SetGCPercent(prev) })
 }
 
 // parallelAssociations is how many associations the parallel rows of
@@ -138,6 +152,24 @@ func benchStoreParallel(b *testing.B, addr string, f part10, n, pid int) {
 	elapsed, cpu := time.Since(start), selfCPU()+procTreeCPU(pid)-cpu0
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "instances/s")
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/instance")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MiB")
+}
+
+// peakRSS is this process's peak resident set so far (VmHWM of
+// /proc/self/status; 0 without /proc): the memory a receiver in this
+// process (radgate's SCP with its embedded NATS) needed at its most.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // selfCPU is this process's CPU time so far.

@@ -104,11 +104,15 @@ func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits)
 	if maxBytes == 0 {
 		maxBytes = -1
 	}
+	var maxMsgs int64 = -1
+	if maxBytes < 0 {
+		maxMsgs = blockSizeHint
+	}
 	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: StreamImages, Subjects: []string{SubjectImages + ">"},
 		Description: "instances pushed to radgate (DICOM C-STORE) that fit one message: Part 10, their index record in a header",
 		Storage:     jetstream.FileStorage, Retention: jetstream.LimitsPolicy, MaxMsgsPerSubject: 1,
-		MaxAge: l.MaxAge, MaxBytes: maxBytes, Discard: jetstream.DiscardNew, AllowDirect: true,
+		MaxAge: l.MaxAge, MaxBytes: maxBytes, MaxMsgs: maxMsgs, Discard: jetstream.DiscardNew, AllowDirect: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating stream %s: %w", StreamImages, err)
@@ -129,6 +133,14 @@ func EnsureArchive(ctx context.Context, js jetstream.JetStream, l ArchiveLimits)
 	}
 	return &Archive{js: js, stream: stream, obj: obj, kv: kv, maxBytes: l.MaxBytes, acsn: map[string]string{}}, nil
 }
+
+// blockSizeHint is StreamImages's MaxMsgs when retention.images sets no
+// max_bytes: a bound no store reaches (a billion instances), there so that
+// nats-server sizes the stream's file blocks from it, at its largest (8
+// MiB), and not at the 4 MiB it gives a stream with MaxMsgsPerSubject and
+// no other limit. Measured: a 1 MiB instance per block file of 4 MiB opened
+// a new file every three instances.
+const blockSizeHint = 1 << 30
 
 // ErrStorageLow is returned by Room when the image store has less room
 // left than asked for.
