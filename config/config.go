@@ -440,6 +440,11 @@ type Orders struct {
 	// scored one at a time, so this bounds PACS traffic and time per job,
 	// not memory (a worker holds about two images at once).
 	MaxStudyBytes int64 `yaml:"max_study_bytes"`
+	// FairWindow is how many pending messages each router and inference
+	// consumer holds to serve the facilities in turn (default 1024; shared
+	// by a hub's processes): a burst from one facility delays another's
+	// order by one turn once it is in the window. -1: stream order.
+	FairWindow int `yaml:"fair_window"`
 }
 
 // WaitOverride sets the study wait for the orders it matches. Empty
@@ -687,6 +692,7 @@ func Default() Config {
 			MaxBodyBytes:         10 << 20,
 			MaxInstancesPerStudy: 50,
 			MaxStudyBytes:        1 << 30,
+			FairWindow:           1024,
 		},
 		HL7v2: HL7v2{
 			TLS:                     ServerTLS{ClientAuth: ClientCertNone},

@@ -384,6 +384,9 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	if c.Orders.MaxInstancesPerStudy <= 0 {
 		bad("orders.max_instances_per_study", "must be positive")
 	}
+	if c.Orders.FairWindow == 0 || c.Orders.FairWindow < -1 {
+		bad("orders.fair_window", fmt.Sprintf("must be positive, or -1 for stream order; got %d", c.Orders.FairWindow))
+	}
 	if c.Orders.MaxStudyBytes <= 0 {
 		bad("orders.max_study_bytes", fmt.Sprintf("must be positive, got %d", c.Orders.MaxStudyBytes))
 	}

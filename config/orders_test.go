@@ -25,3 +25,17 @@ func TestLoadMaxStudyBytes(t *testing.T) {
 		require.Equal(t, tc.want, errs[0].Error())
 	}
 }
+
+func TestLoadFairWindow(t *testing.T) {
+	require.Equal(t, 1024, Default().Orders.FairWindow, "the default radgate.example.yaml states")
+	cfg, err := Load("radgate.yaml", []byte("orders:\n  fair_window: -1\n"))
+	require.NoError(t, err)
+	require.Equal(t, -1, cfg.Orders.FairWindow, "stream order")
+	for _, v := range []string{"0", "-2"} {
+		_, err := Load("radgate.yaml", []byte("orders:\n  fair_window: "+v+"\n"))
+		var errs Errors
+		require.ErrorAs(t, err, &errs)
+		require.Len(t, errs, 1, "%v", err)
+		require.Equal(t, "radgate.yaml:2:16: orders.fair_window: must be positive, or -1 for stream order; got "+v, errs[0].Error())
+	}
+}

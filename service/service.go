@@ -227,7 +227,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
 		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin:       cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
-		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
+		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, FairWindow: cfg.Orders.FairWindow, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
 	})
 	if err != nil {
 		return err

@@ -34,11 +34,13 @@ func TestQuantile(t *testing.T) {
 func TestParseMetrics(t *testing.T) {
 	m := parseMetrics(`# HELP radgate_stage_handle_seconds time
 # TYPE radgate_stage_handle_seconds histogram
-radgate_stage_handle_seconds_bucket{stage="inference",le="1"} 3
-radgate_stage_handle_seconds_sum{stage="inference"} 1.5
-radgate_stage_handle_seconds_count{stage="inference"} 3
-radgate_stage_handle_seconds_sum{stage="router"} 0.02
-radgate_stage_handle_seconds_count{stage="router"} 4
+radgate_stage_handle_seconds_bucket{facility="_",stage="inference",le="1"} 3
+radgate_stage_handle_seconds_sum{facility="_",stage="inference"} 1.5
+radgate_stage_handle_seconds_count{facility="_",stage="inference"} 3
+radgate_stage_handle_seconds_sum{facility="_",stage="router"} 0.015
+radgate_stage_handle_seconds_count{facility="_",stage="router"} 3
+radgate_stage_handle_seconds_sum{facility="north",stage="router"} 0.005
+radgate_stage_handle_seconds_count{facility="north",stage="router"} 1
 radgate_stage_handle_seconds_sum{stage="idle"} 0
 radgate_stage_handle_seconds_count{stage="idle"} 0
 radgate_fhir_sent_bytes_total 1.234567e+07
@@ -48,7 +50,7 @@ radgate_stage_messages_total{stage="inference",verdict="ack"} 9 1700000000000
 radgate_results_total{engine="a b",outcome="scored"} 5
 not a sample line
 `)
-	require.Equal(t, map[string]float64{"inference": 500, "router": 5}, m.stageMeans(), "mean ms per message; stages without messages left out")
+	require.Equal(t, map[string]float64{"inference": 500, "router": 5}, m.stageMeans(), "mean ms per message over every facility; stages without messages left out")
 	require.Equal(t, 12345670.0, m.sum(metricFHIRSentBytes))
 	require.Equal(t, 9.0, m.sum("radgate_stage_messages_total", `stage="deliver-fhir"`))
 	require.Equal(t, 7.0, m.sum("radgate_stage_messages_total", `stage="deliver-fhir"`, `verdict="ack"`))

@@ -90,17 +90,32 @@ series:
 }
 
 // stageMeans is the mean time, in ms, each stage spent on one message
-// (radgate_stage_handle_seconds sum ÷ count); stages without messages are
-// left out.
+// (radgate_stage_handle_seconds sum ÷ count, over every facility); stages
+// without messages are left out.
 func (s samples) stageMeans() map[string]float64 {
-	out := map[string]float64{}
-	for k, n := range s {
-		rest, ok := strings.CutPrefix(k, metricStageSeconds+`_count{stage="`)
-		if !ok || n <= 0 {
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for k, v := range s {
+		var into map[string]float64
+		switch {
+		case strings.HasPrefix(k, metricStageSeconds+"_count{"):
+			into = counts
+		case strings.HasPrefix(k, metricStageSeconds+"_sum{"):
+			into = sums
+		default:
+			continue
+		}
+		_, rest, ok := strings.Cut(k, `stage="`)
+		if !ok {
 			continue
 		}
 		stage, _, _ := strings.Cut(rest, `"`)
-		out[stage] = s[metricStageSeconds+`_sum{stage="`+stage+`"}`] / n * 1000
+		into[stage] += v
+	}
+	out := map[string]float64{}
+	for stage, n := range counts {
+		if n > 0 {
+			out[stage] = sums[stage] / n * 1000
+		}
 	}
 	return out
 }
