@@ -33,10 +33,11 @@ func envFloat(name string, def float64) float64 {
 }
 
 // BenchmarkFacilities is issue 16's load run: n facilities (two of them
-// real leaf-node edges, the others one client connection each with their
-// own credential) on a hub of three nats-servers, the morning peak
-// compressed to RADGATE_LOAD_RATE orders/s (default 60). It runs once,
-// whatever b.N (-benchtime 1x), and logs the figures BENCHMARKS.md gives:
+// real leaf-node edges, or RADGATE_LOAD_EDGES; the others one client
+// connection each with their own credential) on a hub of three
+// nats-servers, the morning peak compressed to RADGATE_LOAD_RATE orders/s
+// (default 60). It runs once, whatever b.N (-benchtime 1x), and logs the
+// figures BENCHMARKS.md gives:
 // orders/s, order → result p50/p99, each site's p95, the hub's resources
 // per node before the sites, with them idle, under load, and after the
 // hub's RADGATE_JOBS sources every facility.
@@ -61,7 +62,8 @@ func BenchmarkFacilities(b *testing.B) {
 			if v := envFloat("RADGATE_LOAD_ORDERS", 0); v > 0 {
 				orders = int(v)
 			}
-			res := run(b, rigOptions{Facilities: n, Edges: 2, Orders: orders, Rate: rate, Workers: 4}, true)
+			edges := min(int(envFloat("RADGATE_LOAD_EDGES", 2)), n)
+			res := run(b, rigOptions{Facilities: n, Edges: edges, Orders: orders, Rate: rate, Workers: 4}, true)
 			b.ReportMetric(res.load.Sustained, "orders/s")
 			b.ReportMetric(float64(res.load.P50.Microseconds())/1e3, "p50-ms")
 			b.ReportMetric(float64(res.load.P99.Microseconds())/1e3, "p99-ms")
