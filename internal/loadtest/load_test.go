@@ -207,6 +207,9 @@ func run(tb testing.TB, o rigOptions, sources bool) result {
 		f.SiteP95Max.Round(time.Microsecond*100), f.EdgeP50.Round(time.Microsecond*100), loadTo.InMsgs-loadFrom.InMsgs,
 		loadTo.OutMs-loadFrom.OutMs, float64(loadTo.InMsgs-loadFrom.InMsgs+loadTo.OutMs-loadFrom.OutMs)/float64(max(f.Done, 1)),
 		(float64(loadTo.InMsgs-loadFrom.InMsgs+loadTo.OutMs-loadFrom.OutMs)-idleRate*loadTook.Seconds())/float64(max(f.Done, 1)))
+	tb.Logf("legs (p50): the real edges' orders sent → job taken on the hub %v, → result at the edge %v; "+
+		"the simulated sites' %v, %v", f.EdgeToHub.Round(time.Microsecond*100), f.EdgeBack.Round(time.Microsecond*100),
+		f.SimToHub.Round(time.Microsecond*100), f.SimBack.Round(time.Microsecond*100))
 	var cpu []string
 	for _, s := range samples {
 		cpu = append(cpu, fmt.Sprintf("%.0f", total(s).CPU))

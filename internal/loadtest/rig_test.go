@@ -75,6 +75,7 @@ type rig struct {
 	foreign  []string       // results a site got that were not its own
 	asyncErr []string       // errors the sites' connections reported
 	scored   atomic.Int64
+	taken    map[string]time.Time // order → when the hub's worker took its job
 }
 
 type sentOrder struct {
@@ -108,7 +109,7 @@ func facilityName(i int) string { return fmt.Sprintf("fac-%04d", i) }
 func newRig(tb testing.TB, o rigOptions) *rig {
 	tb.Helper()
 	r := &rig{tb: tb, o: o, dir: tb.TempDir(), sent: map[string]sentOrder{}, latency: map[string]time.Duration{},
-		results: map[string]int{}}
+		results: map[string]int{}, taken: map[string]time.Time{}}
 	facilities := make([]string, o.Facilities)
 	for i := range facilities {
 		facilities[i] = facilityName(i)
@@ -153,6 +154,11 @@ func (r *rig) startInference(stream, filter string, facilityOf func(string) (str
 	for range max(r.o.Workers, 1) {
 		cc, err := cons.Consume(func(m jetstream.Msg) {
 			order := m.Headers().Get(broker.HeaderOrderID)
+			r.mu.Lock()
+			if _, ok := r.taken[order]; !ok {
+				r.taken[order] = time.Now()
+			}
+			r.mu.Unlock()
 			fac, ok := facilityOf(m.Subject())
 			if !ok || order == "" {
 				r.fail("job %q on %s: no facility or order", order, m.Subject())
@@ -416,6 +422,9 @@ type loadFigures struct {
 	SiteP95Median, SiteP95Max      time.Duration
 	SitesMeasured, PerSite         int
 	EdgeP50                        time.Duration // the real edges' orders
+	// The real edges' and the simulated sites' orders, p50 of each leg:
+	// sent → the hub's worker took the job, took → result at the site.
+	EdgeToHub, EdgeBack, SimToHub, SimBack time.Duration
 }
 
 func (r *rig) figures(start time.Time, sentIn time.Duration) loadFigures {
@@ -423,15 +432,19 @@ func (r *rig) figures(start time.Time, sentIn time.Duration) loadFigures {
 	defer r.mu.Unlock()
 	f := loadFigures{Orders: r.o.Orders, Done: len(r.latency), Foreign: len(r.foreign), Offered: r.o.Rate,
 		Sent: float64(r.o.Orders) / sentIn.Seconds(), PerSite: r.o.Orders / r.o.Facilities}
-	var all, edges []time.Duration
+	var all, edges, edgeTo, edgeBack, simTo, simBack []time.Duration
 	perSite := map[int][]time.Duration{}
 	var last time.Time
 	for order, l := range r.latency {
 		so := r.sent[order]
 		all = append(all, l)
 		perSite[so.site] = append(perSite[so.site], l)
+		to, back := r.taken[order].Sub(so.at), so.at.Add(l).Sub(r.taken[order])
 		if so.site < r.o.Edges {
 			edges = append(edges, l)
+			edgeTo, edgeBack = append(edgeTo, to), append(edgeBack, back)
+		} else {
+			simTo, simBack = append(simTo, to), append(simBack, back)
 		}
 		if at := so.at.Add(l); at.After(last) {
 			last = at
@@ -448,6 +461,8 @@ func (r *rig) figures(start time.Time, sentIn time.Duration) loadFigures {
 	f.Sustained = float64(len(all)) / last.Sub(start).Seconds()
 	f.P50, f.P99, f.Max = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 1)
 	f.EdgeP50 = quantile(edges, 0.5)
+	f.EdgeToHub, f.EdgeBack = quantile(edgeTo, 0.5), quantile(edgeBack, 0.5)
+	f.SimToHub, f.SimBack = quantile(simTo, 0.5), quantile(simBack, 0.5)
 	var p95s []time.Duration
 	for _, ls := range perSite {
 		p95s = append(p95s, quantile(ls, 0.95))
