@@ -126,12 +126,31 @@ func newRig(tb testing.TB, o rigOptions) *rig {
 		broker.Cluster{Replicas: 3, PublishRetry: 30 * time.Second})
 	must(tb, err)
 	r.hubJS = topo.JS
-	_, err = r.hubJS.CreateStream(tb.Context(), jetstream.StreamConfig{Name: streamSimJobs, Subjects: []string{simJobsAll},
-		Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy, Replicas: 3, Duplicates: broker.DuplicateWindow})
-	must(tb, err)
+	must(tb, retry(tb, func() error {
+		_, err := r.hubJS.CreateStream(tb.Context(), jetstream.StreamConfig{Name: streamSimJobs, Subjects: []string{simJobsAll},
+			Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy, Replicas: 3, Duplicates: broker.DuplicateWindow})
+		return err
+	}))
 	r.startInference(broker.StreamJobs, broker.SubjectJobs+">", broker.FacilityOfSubject)
 	r.startInference(streamSimJobs, simJobsAll, simFacility)
 	return r
+}
+
+// retry runs f again while JetStream is briefly unavailable (a leader
+// being elected just after the cluster started), for at most 30 s.
+func retry(tb testing.TB, f func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := f()
+		if err == nil || !broker.IsUnavailable(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-tb.Context().Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 func must(tb testing.TB, err error) {
@@ -146,11 +165,14 @@ func must(tb testing.TB, err error) {
 // hub's RADGATE_RESULTS (no model is run).
 func (r *rig) startInference(stream, filter string, facilityOf func(string) (string, bool)) {
 	ctx := r.tb.Context()
-	cons, err := r.hubJS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
-		Durable: "inference", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: filter,
-		AckWait: 30 * time.Second, MaxAckPending: 20_000,
-	})
-	must(r.tb, err)
+	var cons jetstream.Consumer
+	must(r.tb, retry(r.tb, func() (err error) {
+		cons, err = r.hubJS.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+			Durable: "inference", AckPolicy: jetstream.AckExplicitPolicy, FilterSubject: filter,
+			AckWait: 30 * time.Second, MaxAckPending: 20_000,
+		})
+		return err
+	}))
 	for range max(r.o.Workers, 1) {
 		cc, err := cons.Consume(func(m jetstream.Msg) {
 			order := m.Headers().Get(broker.HeaderOrderID)
