@@ -122,8 +122,19 @@ func newRig(tb testing.TB, o rigOptions) *rig {
 	r.hubNC, err = broker.Connect(r.cluster.ClientURLs(), broker.HubCredentialPath(r.dir), nil)
 	must(tb, err)
 	tb.Cleanup(r.hubNC.Close)
-	topo, err := broker.EnsureTopologyOn(tb.Context(), r.hubNC, broker.DefaultRetention(),
-		broker.Cluster{Replicas: 3, PublishRetry: 30 * time.Second})
+	// Just after the nodes report healthy, the meta leader may still count
+	// a peer offline ("no suitable peers for placement", seen once in
+	// about fifteen starts): declaring R3 is retried for a while.
+	var topo *broker.Topology
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		topo, err = broker.EnsureTopologyOn(tb.Context(), r.hubNC, broker.DefaultRetention(),
+			broker.Cluster{Replicas: 3, PublishRetry: 30 * time.Second})
+		if err == nil || !strings.Contains(err.Error(), "no suitable peers") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	must(tb, err)
 	r.hubJS = topo.JS
 	must(tb, retry(tb, func() error {
