@@ -250,3 +250,42 @@ func BenchmarkDecodePreprocess3000(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOverlayRows: the rows of a marked 512-pixel preview of the
+// 1024² JPEG Baseline chest radiograph (the bench's first sample; a CAM
+// positive nearly everywhere, so every pixel is blended), drawn pixel by
+// pixel as before (per-pixel, referenceOverlayRow) and from the CAM rows
+// interpolated once (cam-rows, overlay.row), in the same run. The output is
+// the same byte for byte (TestOverlayRowsAsPerPixel).
+func BenchmarkOverlayRows(b *testing.B) {
+	img, err := DecodeFile(testenv.Testdata("cxr-dicom", "cr-chest-pa-jpeg-baseline.dcm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cam := make([]float32, 49)
+	for i := range cam {
+		cam[i] = float32(1 + i%5)
+	}
+	res := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 7,
+		Crop: Preprocessing{Crop: CropCenterSquare}.CropRect(img.Width, img.Height), SourceWidth: img.Width, SourceHeight: img.Height}
+	o, err := newOverlay(img, res, PreviewEdge, 0, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer o.release()
+	pix := make([]byte, 4*o.w*o.h)
+	for _, c := range []struct {
+		name string
+		row  func(o *overlay, y int, dst []byte, bpp int)
+	}{{"per-pixel", referenceOverlayRow}, {"cam-rows", (*overlay).row}} {
+		b.Run(c.name, func(b *testing.B) {
+			cpu0 := processCPU()
+			for b.Loop() {
+				for y := 0; y < o.h; y++ {
+					c.row(o, y, pix[4*y*o.w:4*(y+1)*o.w], 4)
+				}
+			}
+			reportCPU(b, cpu0)
+		})
+	}
+}

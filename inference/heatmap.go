@@ -168,8 +168,12 @@ type overlay struct {
 	cam    []float64
 	cw     int
 	xs, ys []camTap
-	alpha  float64
-	plane  *[]float32 // the downscaled grey, from planePool; see release
+	// camX is the CAM interpolated along x, one row of o.w values per CAM
+	// row: the horizontal half of the bilinear upsampling, the same for
+	// every output row between two CAM rows, so done once per CAM row.
+	camX  []float64
+	alpha float64
+	plane *[]float32 // the downscaled grey, from planePool; see release
 }
 
 // release gives the overlay's pooled memory back; o is not used after.
@@ -221,6 +225,15 @@ func newOverlay(img *Image, res Result, maxEdge int, alpha float64, colour bool)
 		// Separable bilinear taps: output column → CAM columns, row → CAM rows.
 		o.xs = camTaps(o.w, W, crop.Min.X, crop.Dx(), cw)
 		o.ys = camTaps(o.h, H, crop.Min.Y, crop.Dy(), ch)
+		o.camX = make([]float64, ch*o.w)
+		for r := range ch {
+			cr, dst := o.cam[r*cw:(r+1)*cw], o.camX[r*o.w:(r+1)*o.w]
+			for x, tx := range o.xs {
+				if tx.inside {
+					dst[x] = cr[tx.i0]*(1-tx.f) + cr[tx.i1]*tx.f
+				}
+			}
+		}
 	}
 	if alpha <= 0 {
 		alpha = DefaultHeatmapAlpha
@@ -254,22 +267,30 @@ func (o *overlay) row(y int, dst []byte, bpp int) {
 	if o.colour {
 		ty = o.ys[y]
 	}
-	cam, cw, alpha := o.cam, o.cw, o.alpha
-	for x := 0; x < o.w; x++ {
+	if !ty.inside { // the radiograph alone: no CAM on this row
+		for x := 0; x < o.w; x++ {
+			v := to8(float64(grow[x]))
+			p := dst[bpp*x : bpp*x+3 : bpp*x+3]
+			p[0], p[1], p[2] = v, v, v
+		}
+		return
+	}
+	alpha := o.alpha
+	tops := o.camX[ty.i0*o.w : (ty.i0+1)*o.w]
+	bots := o.camX[ty.i1*o.w : (ty.i1+1)*o.w]
+	xs := o.xs[:o.w]
+	fy, gy := ty.f, 1-ty.f
+	grow = grow[:o.w]
+	for x, tx := range xs {
 		g := float64(grow[x])
 		p := dst[bpp*x : bpp*x+3 : bpp*x+3]
-		if o.colour && ty.inside {
-			if tx := o.xs[x]; tx.inside {
-				top := cam[ty.i0*cw+tx.i0]*(1-tx.f) + cam[ty.i0*cw+tx.i1]*tx.f
-				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
-				h := top*(1-ty.f) + bot*ty.f
-				if h > 0 {
-					c := &jetLUT[int(h*(jetSteps-1)+0.5)]
-					cr, cg, cb := c[0], c[1], c[2]
-					a := alpha * h
-					p[0], p[1], p[2] = to8((1-a)*g+a*cr), to8((1-a)*g+a*cg), to8((1-a)*g+a*cb)
-					continue
-				}
+		if tx.inside {
+			if h := tops[x]*gy + bots[x]*fy; h > 0 {
+				c := &jetLUT[int(h*(jetSteps-1)+0.5)]
+				cr, cg, cb := c[0], c[1], c[2]
+				a := alpha * h
+				p[0], p[1], p[2] = to8((1-a)*g+a*cr), to8((1-a)*g+a*cg), to8((1-a)*g+a*cb)
+				continue
 			}
 		}
 		v := to8(g)

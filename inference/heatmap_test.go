@@ -6,8 +6,10 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
+	"math/rand"
 	"testing"
 
+	"github.com/radgate/radgate/internal/testenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -146,4 +148,70 @@ func TestRenderPreview(t *testing.T) {
 		_, _, _, err := RenderPreview(img, r, HeatmapOptions{})
 		require.ErrorContains(t, err, "CAM of 10 values is not 7×7")
 	})
+}
+
+// referenceOverlayRow is overlay.row written pixel by pixel, as it was
+// before the CAM rows were interpolated once per CAM row: the bilinear
+// upsampling of the CAM at every pixel, horizontal then vertical.
+func referenceOverlayRow(o *overlay, y int, dst []byte, bpp int) {
+	grow := o.grey(y, o.buf)
+	var ty camTap
+	if o.colour {
+		ty = o.ys[y]
+	}
+	cam, cw := o.cam, o.cw
+	for x := 0; x < o.w; x++ {
+		g := float64(grow[x])
+		p := dst[bpp*x : bpp*x+3]
+		if o.colour && ty.inside {
+			if tx := o.xs[x]; tx.inside {
+				top := cam[ty.i0*cw+tx.i0]*(1-tx.f) + cam[ty.i0*cw+tx.i1]*tx.f
+				bot := cam[ty.i1*cw+tx.i0]*(1-tx.f) + cam[ty.i1*cw+tx.i1]*tx.f
+				if h := top*(1-ty.f) + bot*ty.f; h > 0 {
+					c := jetLUT[int(h*(jetSteps-1)+0.5)]
+					a := o.alpha * h
+					p[0], p[1], p[2] = to8((1-a)*g+a*c[0]), to8((1-a)*g+a*c[1]), to8((1-a)*g+a*c[2])
+					continue
+				}
+			}
+		}
+		v := to8(g)
+		p[0], p[1], p[2] = v, v, v
+	}
+}
+
+// TestOverlayRowsAsPerPixel: the overlay's rows, drawn from the CAM rows
+// interpolated once, are byte for byte the per-pixel bilinear upsampling
+// (referenceOverlayRow): 8- and 10-bit radiographs, random CAMs with
+// negative cells, the model's crop and one inside it, at the preview's
+// size, another size and the source's own, RGB and RGBA.
+func TestOverlayRowsAsPerPixel(t *testing.T) {
+	rng := rand.New(rand.NewSource(12))
+	for _, name := range []string{"cr-chest-pa-jpeg-baseline.dcm", "cr-chest-mono1-10bit-explicit-le.dcm"} {
+		img, err := DecodeFile(testenv.Testdata("cxr-dicom", name))
+		require.NoError(t, err)
+		for _, inset := range []int{0, 37} {
+			cam := make([]float32, 7*5)
+			for i := range cam {
+				cam[i] = rng.Float32()*2 - 0.5
+			}
+			res := Result{Marked: true, CAM: cam, CAMWidth: 7, CAMHeight: 5,
+				Crop:        Preprocessing{Crop: CropCenterSquare}.CropRect(img.Width, img.Height).Inset(inset),
+				SourceWidth: img.Width, SourceHeight: img.Height}
+			for _, edge := range []int{PreviewEdge, 300, max(img.Width, img.Height)} {
+				o, err := newOverlay(img, res, edge, 0.6, true)
+				require.NoError(t, err)
+				for _, bpp := range []int{3, 4} {
+					want := make([]byte, bpp*o.w*o.h)
+					got := make([]byte, bpp*o.w*o.h)
+					for y := 0; y < o.h; y++ {
+						referenceOverlayRow(o, y, want[y*bpp*o.w:(y+1)*bpp*o.w], bpp)
+						o.row(y, got[y*bpp*o.w:(y+1)*bpp*o.w], bpp)
+					}
+					require.Truef(t, bytes.Equal(want, got), "%s, inset %d, edge %d, %d bytes a pixel", name, inset, edge, bpp)
+				}
+				o.release()
+			}
+		}
+	}
 }

@@ -34,7 +34,7 @@ type sample struct {
 	viewPosition                  string
 }
 
-func loadSamples(t *testing.T) []sample {
+func loadSamples(t testing.TB) []sample {
 	t.Helper()
 	files, err := filepath.Glob(testenv.Testdata("cxr-dicom", "*.dcm"))
 	require.NoError(t, err)

@@ -1,6 +1,7 @@
 package dicomweb
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/radgate/radgate"
 )
@@ -110,6 +112,10 @@ func (t *trackingReader) endsWithClose(boundary string) bool {
 	return bytes.HasSuffix(bytes.TrimRight(t.tail, " \t\r\n"), []byte("--"+boundary+"--"))
 }
 
+// bodyBufs are the buffers readFirstPart reads a body through: 256 kB,
+// twice a 1024² JPEG Baseline radiograph; a larger body takes more reads.
+var bodyBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 256<<10) }}
+
 // readFirstPart reads a WADO-RS multipart/related body and returns its first
 // part, which must be application/dicom, a DICOM Part 10 file, and at most
 // limit bytes. Further parts are read (within the same limit) and dropped,
@@ -134,7 +140,14 @@ func readFirstPart(contentType string, body io.Reader, limit int64) ([]byte, err
 		return nil, fmt.Errorf("%w: Content-Type has no usable boundary", ErrMalformedResponse)
 	}
 
-	tr := &trackingReader{r: body}
+	// The body through one large buffer: multipart reads 4 kB at a time,
+	// and each of those would otherwise be a read from the connection.
+	// Below the tracking reader, so it still sees the body as multipart
+	// consumes it (its end and its last bytes, at the same points).
+	br := bodyBufs.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() { br.Reset(nil); bodyBufs.Put(br) }()
+	tr := &trackingReader{r: br}
 	mr := multipart.NewReader(tr, boundary)
 	// fail classifies a multipart error: the transfer failed or stopped
 	// before the closing boundary (transient), or the body is malformed.
