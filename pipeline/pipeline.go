@@ -115,6 +115,15 @@ type Options struct {
 	// one; RoleHub the inference stage only; RoleEdge the router, the
 	// deliveries and the watcher of waiting orders, not the inference.
 	Role Role
+	// Facility, on an edge, is its site's facility id: every order it
+	// takes is that facility's (its jobs go to the hub under it).
+	Facility string
+	// EdgeImages, on a hub, is the image store of facility's edge, read
+	// through its JetStream domain: the images of the edge's jobs.
+	EdgeImages func(ctx context.Context, facility string) (radgate.StudySource, error)
+	// StageImages, on an edge, copies a job's images into the edge's image
+	// store before the job is published, so the hub reads them there.
+	StageImages func(ctx context.Context, job Job) error
 
 	// Now is the clock (tests replace it).
 	Now func() time.Time

@@ -173,7 +173,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	var source radgate.StudySource = pacs
 	var images *dimse.Archive
 	dimsePACS, hasDIMSEPACS := cfg.PACSDIMSE()
-	if cfg.DIMSE.Listen != "" || hasDIMSEPACS {
+	var stage func(context.Context, pipeline.Job) error
+	if cfg.DIMSE.Listen != "" || hasDIMSEPACS || cfg.Role == config.RoleEdge {
 		if images, err = dimse.EnsureArchive(ctx, topo.JS, dimse.ArchiveLimits{
 			MaxAge: cfg.Retention.Images.MaxAge.D(), MaxBytes: int64(cfg.Retention.Images.MaxBytes)}); err != nil {
 			return err
@@ -187,6 +188,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				"calling_ae", dimsePACS.CallingAE, "retrieve", dimsePACS.Retrieve)
 		}
 		source = images.WithPACS(from)
+		if cfg.Role == config.RoleEdge {
+			// An edge stages each job's images in its image store, where
+			// the hub's inference reads them through the edge's domain.
+			stage = stageImages(images, from)
+		}
+	}
+	var fromEdges func(context.Context, string) (radgate.StudySource, error)
+	if cfg.Role == config.RoleHub {
+		fromEdges = newEdgeImages(nb.nc).source
 	}
 	dests, err := buildSinks(cfg, reg, sec, topo.JS, source, pdfReport(source), logger)
 	if err != nil {
@@ -238,7 +248,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin:       cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
 		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
-		Role: pipelineRole(cfg.Role),
+		Role: pipelineRole(cfg.Role), EdgeImages: fromEdges, StageImages: stage, Facility: edgeFacility(cfg),
 	})
 	if err != nil {
 		return err
@@ -567,4 +577,12 @@ func pipelineRole(role string) pipeline.Role {
 		return pipeline.RoleEdge
 	}
 	return pipeline.RoleAll
+}
+
+// edgeFacility is an edge's facility id ("" in the other roles).
+func edgeFacility(cfg config.Config) string {
+	if cfg.Role == config.RoleEdge {
+		return cfg.Edge.Facility
+	}
+	return ""
 }

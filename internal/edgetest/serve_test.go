@@ -3,9 +3,13 @@ package edgetest
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,10 +20,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/adapters/dimse"
+	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/faultproxy"
 	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/pipeline"
 	"github.com/radgate/radgate/service"
 )
 
@@ -104,6 +116,7 @@ func freePort(t *testing.T) int {
 
 // served is a running radgate serve: its intake's base URL and its log.
 type served struct {
+	cfg  config.Config
 	name string
 	url  string
 	logs *syncBuffer
@@ -112,7 +125,7 @@ type served struct {
 // startServe runs radgate serve with cfg in process until the test ends.
 func startServe(t *testing.T, name string, cfg config.Config) *served {
 	t.Helper()
-	s := &served{name: name, logs: &syncBuffer{}}
+	s := &served{cfg: cfg, name: name, logs: &syncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("serve", name)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
@@ -249,4 +262,146 @@ func consumerNames(ctx context.Context, t *testing.T, js jetstream.JetStream, st
 	}
 	require.NoError(t, l.Err())
 	return names
+}
+
+// siteEnv is the hospital around an edge radgate: its intake, the shared
+// PACS and FHIR server.
+func siteEnv(t *testing.T, s *served) *demo.Env {
+	t.Helper()
+	pacs, fhirSrv := testenv.Orthanc(t), testenv.FHIR(t)
+	pc, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, Username: pacs.Username, Password: pacs.Password})
+	require.NoError(t, err)
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: fhirSrv.URL})
+	require.NoError(t, err)
+	return &demo.Env{RadgateURL: s.url, FHIR: fc, PACS: pc, HTTP: &http.Client{Timeout: 90 * time.Second}}
+}
+
+// newCases are n clones of one small radiograph, new studies each (so
+// runs never meet on the shared PACS and FHIR server), stored in the PACS.
+func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
+	t.Helper()
+	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	require.NoError(t, err)
+	base, err := rand.Int(rand.Reader, big.NewInt(int64(99999-n)))
+	require.NoError(t, err)
+	cases := make([]*demo.Case, n)
+	for i := range cases {
+		data, _, err := demo.Clone(src, int(base.Int64())+i)
+		require.NoError(t, err)
+		cases[i] = &demo.Case{File: "edge.dcm", Data: data, Path: demo.ViaBundle}
+	}
+	require.NoError(t, env.LoadImages(t.Context(), cases))
+	return cases
+}
+
+// TestServeHubAndEdges is issue 16's serve-level proof: a three-node hub,
+// one radgate serve in role hub (inference only) and two in role edge
+// (intakes, order store, router, deliveries), each edge its own facility
+// with the shared Orthanc as its PACS and the FHIR test server as its
+// destination. Orders filed at each edge are scored at the hub from
+// images the edge staged in its own image store (read through its domain)
+// and delivered by that edge only, exactly once; an edge answers GET
+// /orders/{id} while its link is cut, and an order it takes then is
+// delivered once the link is back.
+func TestServeHubAndEdges(t *testing.T) {
+	start := time.Now()
+	sites := []string{"site-a", "site-b"}
+	h := startHub(t, sites...)
+	hub1 := startServe(t, "hub-1", hubServeConfig(t, h, sites...))
+	edges := map[string]*served{}
+	envs := map[string]*demo.Env{}
+	proxies := map[string]*faultproxy.TCP{}
+	for i, f := range sites {
+		cfg, proxy := edgeServeConfig(t, h, f, i%len(h.cluster.Nodes), sites...)
+		edges[f], proxies[f] = startServe(t, "edge-"+f, cfg), proxy
+		envs[f] = siteEnv(t, edges[f])
+	}
+	h.addSources(t, sites...)
+	t.Logf("hub cluster, a hub radgate and %d edge radgates up in %v", len(sites), time.Since(start).Round(time.Millisecond))
+
+	const perSite = 3
+	cases := map[string][]*demo.Case{}
+	for _, f := range sites {
+		cases[f] = newCases(t, envs[f], perSite+1) // the last is ordered during the cut
+	}
+	ordered := time.Now()
+	for _, f := range sites {
+		require.NoError(t, envs[f].Order(t.Context(), cases[f][:perSite]))
+	}
+	for _, f := range sites {
+		require.NoError(t, envs[f].Wait(t.Context(), cases[f][:perSite], 3*time.Minute))
+	}
+	t.Logf("%d orders at %d edges delivered %v after the first was filed", perSite*len(sites), len(sites), time.Since(ordered).Round(time.Millisecond))
+
+	version := engineVersion(t)
+	for _, f := range sites {
+		for _, c := range cases[f][:perSite] {
+			require.Equal(t, radgate.StateDelivered, c.Status.State, "order %s at %s: %s", c.OrderID, f, c.Status.Reason)
+			require.Equal(t, f, c.Status.FacilityID)
+			require.Equal(t, radgate.StateDelivered, c.Status.Engines[config.DefaultEngine].State)
+			requireOneReport(t, envs[f], c, version)
+			// Scored at the hub, not at the edge.
+			require.True(t, published(hub1, c.OrderID), "order %s not scored at the hub", c.OrderID)
+			require.False(t, published(edges[f], c.OrderID), "order %s scored at its edge", c.OrderID)
+			// The other site's edge never knew the order.
+			for _, g := range sites {
+				if g != f {
+					_, err := envs[g].OrderStatus(t.Context(), c.OrderID)
+					require.ErrorContains(t, err, "HTTP 404", "order %s of %s at %s's edge", c.OrderID, f, g)
+				}
+			}
+		}
+	}
+
+	// Cut site A's link: its edge still answers for its orders, and takes
+	// a new one, delivered once the link is back.
+	a := sites[0]
+	proxies[a].Cut()
+	linkIs(t, edges[a].cfg, false)
+	st, err := envs[a].OrderStatus(t.Context(), cases[a][0].OrderID)
+	require.NoError(t, err, "GET /orders/{id} at the edge while its link is cut")
+	require.Equal(t, radgate.StateDelivered, st.State)
+	late := cases[a][perSite:]
+	require.NoError(t, envs[a].Order(t.Context(), late))
+	time.Sleep(3 * time.Second)
+	st, err = envs[a].OrderStatus(t.Context(), late[0].OrderID)
+	require.NoError(t, err)
+	require.False(t, st.State.Terminal(), "an order delivered while its edge's link was cut: %s", st.State)
+	proxies[a].Restore()
+	restored := time.Now()
+	require.NoError(t, envs[a].Wait(t.Context(), late, 3*time.Minute))
+	require.Equal(t, radgate.StateDelivered, late[0].Status.State, late[0].Status.Reason)
+	requireOneReport(t, envs[a], late[0], version)
+	t.Logf("the order taken during the cut delivered %v after the link returned; whole test %v",
+		time.Since(restored).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	// No hub stream holds an image.
+	_, err = h.js.Stream(t.Context(), dimse.StreamImages)
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+}
+
+// published: s logged a result of order id published.
+func published(s *served, id string) bool {
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(l, `msg="result published"`) && strings.Contains(l, " order="+id+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// requireOneReport: exactly one DiagnosticReport of c's result on the FHIR
+// server.
+func requireOneReport(t *testing.T, env *demo.Env, c *demo.Case, version string) {
+	t.Helper()
+	id := fhir.ResultIdentifier(pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: version}))
+	found, err := env.FHIR.Search(t.Context(), "DiagnosticReport", map[string][]string{"identifier": {id.System + "|" + id.Value}})
+	require.NoError(t, err)
+	require.Len(t, found, 1, "DiagnosticReports of order %s", c.OrderID)
+}
+
+func engineVersion(t *testing.T) string {
+	m, err := inference.LoadManifest(filepath.Join(testenv.RepoRoot(), "models", config.DefaultEngine, "model.yaml"))
+	require.NoError(t, err)
+	return m.Version
 }
