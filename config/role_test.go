@@ -26,6 +26,8 @@ func TestLoadRole(t *testing.T) {
 	}{
 		{"role: leaf\n", []string{`radgate.yaml:1:7: role: want all, hub or edge, got "leaf"`}},
 		{"role: hub\n", []string{"radgate.yaml:1:7: role: hub needs nats.url to name the hub's JetStream cluster (domain hub)"}},
+		{"role: hub\nnats:\n  url: nats://h:4222\nhl7v2:\n  listen: 127.0.0.1:2575\n", []string{
+			"radgate.yaml:5:11: hl7v2.listen: must be empty for role hub: the order intakes run at the edges"}},
 		{"role: all\nedge:\n  facility: gh\n", []string{"radgate.yaml:3:3: edge: is for role edge only (role is all)"}},
 		{"role: edge\n", []string{
 			"radgate.yaml:1:7: edge.facility: must name the site's facility id (role edge)",

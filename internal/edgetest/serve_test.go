@@ -295,7 +295,7 @@ func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
 }
 
 // TestServeHubAndEdges is issue 16's serve-level proof: a three-node hub,
-// one radgate serve in role hub (inference only) and two in role edge
+// two radgate serves in role hub (inference only) and three in role edge
 // (intakes, order store, router, deliveries), each edge its own facility
 // with the shared Orthanc as its PACS and the FHIR test server as its
 // destination. Orders filed at each edge are scored at the hub from
@@ -305,9 +305,9 @@ func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
 // delivered once the link is back.
 func TestServeHubAndEdges(t *testing.T) {
 	start := time.Now()
-	sites := []string{"site-a", "site-b"}
+	sites := []string{"site-a", "site-b", "site-c"}
 	h := startHub(t, sites...)
-	hub1 := startServe(t, "hub-1", hubServeConfig(t, h, sites...))
+	hubs := []*served{startServe(t, "hub-1", hubServeConfig(t, h, sites...)), startServe(t, "hub-2", hubServeConfig(t, h, sites...))}
 	edges := map[string]*served{}
 	envs := map[string]*demo.Env{}
 	proxies := map[string]*faultproxy.TCP{}
@@ -317,7 +317,7 @@ func TestServeHubAndEdges(t *testing.T) {
 		envs[f] = siteEnv(t, edges[f])
 	}
 	h.addSources(t, sites...)
-	t.Logf("hub cluster, a hub radgate and %d edge radgates up in %v", len(sites), time.Since(start).Round(time.Millisecond))
+	t.Logf("hub cluster, %d hub radgates and %d edge radgates up in %v", len(hubs), len(sites), time.Since(start).Round(time.Millisecond))
 
 	const perSite = 3
 	cases := map[string][]*demo.Case{}
@@ -332,6 +332,11 @@ func TestServeHubAndEdges(t *testing.T) {
 		require.NoError(t, envs[f].Wait(t.Context(), cases[f][:perSite], 3*time.Minute))
 	}
 	t.Logf("%d orders at %d edges delivered %v after the first was filed", perSite*len(sites), len(sites), time.Since(ordered).Round(time.Millisecond))
+	for _, f := range sites {
+		in, out := proxies[f].Bytes()
+		t.Logf("%s's link for its %d studies (one %d-byte image each): %d B edge → hub, %d B hub → edge, %.1f KiB per study in all",
+			f, perSite, len(cases[f][0].Data), in, out, float64(in+out)/perSite/1024)
+	}
 
 	version := engineVersion(t)
 	for _, f := range sites {
@@ -341,7 +346,7 @@ func TestServeHubAndEdges(t *testing.T) {
 			require.Equal(t, radgate.StateDelivered, c.Status.Engines[config.DefaultEngine].State)
 			requireOneReport(t, envs[f], c, version)
 			// Scored at the hub, not at the edge.
-			require.True(t, published(hub1, c.OrderID), "order %s not scored at the hub", c.OrderID)
+			require.True(t, published(hubs[0], c.OrderID) != published(hubs[1], c.OrderID), "order %s not scored by one hub radgate", c.OrderID)
 			require.False(t, published(edges[f], c.OrderID), "order %s scored at its edge", c.OrderID)
 			// The other site's edge never knew the order.
 			for _, g := range sites {
