@@ -1205,6 +1205,10 @@ func (p *Pipeline) publishToEdge(ctx context.Context, st radgate.OrderStatus, r 
 		if err != nil {
 			return deadLetter("encoding result: " + err.Error())
 		}
+		if limit := p.js.Conn().MaxPayload() - 4096; int64(len(data)) > limit {
+			return deadLetter(fmt.Sprintf("result %s of engine %s with its pictures is %d bytes: more than one message may carry to the edge (max_payload less headers: %d bytes)",
+				r.ID, r.Engine.ID, len(data), limit))
+		}
 		out := nats.NewMsg(broker.ResultSubject(d, classOf(st), p.facilityOf(st), r.Engine.ID))
 		out.Data = data
 		out.Header.Set(broker.HeaderOrderID, st.ID)
