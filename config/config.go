@@ -22,6 +22,14 @@ type Config struct {
 	// src is the file the Config was loaded from (for ErrorAt).
 	src source
 
+	// Role is what this radgate serve runs (role.go): all (the default:
+	// every stage), hub (inference on the hub's cluster) or edge (a site:
+	// intakes, order store, router, deliveries; linked to the hub as a
+	// NATS leaf node, the edge section).
+	Role string `yaml:"role"`
+	// Edge is a site's link to the hub, for role edge.
+	Edge Edge `yaml:"edge"`
+
 	// Listen is the address of the HTTP intake (FHIR endpoints, /orders,
 	// /healthz, /readyz, /metrics).
 	Listen string `yaml:"listen"`
@@ -650,6 +658,7 @@ const DefaultEngine = "cxr-pneumonia-densenet121"
 // leaves out.
 func Default() Config {
 	return Config{
+		Role:   RoleAll,
 		Listen: "127.0.0.1:8080",
 		HTTP: HTTP{
 			Limits: IntakeLimits{MaxBundleEntries: 100, OrdersPerSecond: 2, OrderBurst: 200, MaxClients: 10000},

@@ -410,6 +410,7 @@ func validate(name string, root *yaml.Node, c *Config) Errors {
 	validateDIMSE(c, bad)
 	validateSecurity(c, bad, badAt)
 	validateFacilities(c, bad)
+	validateRole(c, bad, badAt)
 	validateVerdicts(c, bad)
 	validateLimits(c, bad)
 	validateConsole(c, bad)

@@ -110,7 +110,7 @@ func TestLoadErrors(t *testing.T) {
 			name: "two unknown keys at two levels",
 			yaml: "lisen: x\nnats:\n  uri: nats://a\n",
 			want: []string{
-				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console, runtime)`,
+				`radgate.yaml:1:1: unknown key "lisen" in the top level (known: role, edge, listen, http, data_dir, models_dir, engines, routes_file, facilities, destinations, nats, inference, pacs, fhir, orders, hl7v2, dimse, verdicts, retention, console, runtime)`,
 				`radgate.yaml:3:3: unknown key "uri" in nats (known: url, credentials_file, embedded_listen, replicas, publish_retry)`,
 			},
 		},

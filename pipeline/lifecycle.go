@@ -20,6 +20,9 @@ import (
 // the configured facility its intake names; "" (broker.NoFacility) when
 // none does.
 func (p *Pipeline) facilityOf(st radgate.OrderStatus) string {
+	if p.opts.Role == RoleEdge && p.opts.Facility != "" {
+		return p.opts.Facility // every order an edge takes is its site's
+	}
 	return cmp.Or(st.FacilityID, p.opts.Facilities.Resolve(st.Facility))
 }
 

@@ -111,9 +111,37 @@ type Options struct {
 	// is failed with a reason naming orders.max_study_bytes.
 	MaxStudyBytes int64
 
+	// Role is which stages run (issue 16): RoleAll (the default) every
+	// one; RoleHub the inference stage only; RoleEdge the router, the
+	// deliveries and the watcher of waiting orders, not the inference.
+	Role Role
+	// Facility, on an edge, is its site's facility id: every order it
+	// takes is that facility's (its jobs go to the hub under it).
+	Facility string
+	// EdgeImages, on a hub, is the image store of facility's edge, read
+	// through its JetStream domain: the images of the edge's jobs.
+	EdgeImages func(ctx context.Context, facility string) (radgate.StudySource, error)
+	// StageImages, on an edge, copies a job's images into the edge's image
+	// store before the job is published, so the hub reads them there.
+	StageImages func(ctx context.Context, job Job) error
+
 	// Now is the clock (tests replace it).
 	Now func() time.Time
 }
+
+// Role is which of the stages a Pipeline runs (radgate serve's role).
+type Role int
+
+const (
+	// RoleAll runs every stage.
+	RoleAll Role = iota
+	// RoleHub runs the inference stage only: a hub process scoring the
+	// jobs the edges' sources bring into the hub's RADGATE_JOBS.
+	RoleHub
+	// RoleEdge runs the router, the deliveries and the watcher of waiting
+	// orders: a site whose jobs are scored by the hub.
+	RoleEdge
+)
 
 // Pipeline carries orders from intake to delivery over JetStream. It
 // implements Intake. Every stage is a durable pull consumer with explicit
@@ -379,10 +407,17 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 	}
 	fair := max(p.opts.FairWindow, 0)
-	add("router", broker.StreamOrders, "router", broker.SubjectOrders, p.opts.RouterWorkers, p.opts.RouterWorkers, fair, p.route)
-	add("inference", broker.StreamJobs, "inference", broker.SubjectJobs, p.opts.InferenceWorkers, max(1, p.opts.InferenceWorkers/2), fair, p.score)
-	for name, sink := range p.opts.Sinks {
-		add("deliver-"+name, broker.StreamResults, "deliver-"+broker.Token(name), broker.SubjectResults+broker.Token(name)+".", 4, 2, 0, p.deliverTo(name, sink))
+	role := p.opts.Role
+	if role != RoleHub {
+		add("router", broker.StreamOrders, "router", broker.SubjectOrders, p.opts.RouterWorkers, p.opts.RouterWorkers, fair, p.route)
+	}
+	if role != RoleEdge {
+		add("inference", broker.StreamJobs, "inference", broker.SubjectJobs, p.opts.InferenceWorkers, max(1, p.opts.InferenceWorkers/2), fair, p.score)
+	}
+	if role != RoleHub {
+		for name, sink := range p.opts.Sinks {
+			add("deliver-"+name, broker.StreamResults, "deliver-"+broker.Token(name), broker.SubjectResults+broker.Token(name)+".", 4, 2, 0, p.deliverTo(name, sink))
+		}
 	}
 	for _, s := range stages {
 		s.p = p
@@ -393,6 +428,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.mu.Lock()
 		p.running = append(p.running, s)
 		p.mu.Unlock()
+	}
+	if role == RoleHub {
+		return nil // the edges watch their waiting orders
 	}
 	w, err := p.startWatcher(ctx)
 	if err != nil {

@@ -53,6 +53,30 @@ type Job struct {
 	// the facility's whole population. Image rules (matrix, spacing) still
 	// refuse: such an image cannot be scored meaningfully.
 	Shadow bool `json:"shadow,omitempty"`
+	// Order is the order as the edge's router published the job (role
+	// edge; issue 16): the hub scores it from what the job carries — the
+	// route decision with its destinations and read request, the ages, the
+	// revision — and never reads the edge's order store. Nil in role all.
+	Order *radgate.OrderStatus `json:"order,omitempty"`
+	// Pictures are what the order's destinations at the edge show (role
+	// edge): what the hub draws.
+	Pictures radgate.Pictures `json:"pictures,omitempty"`
+}
+
+// headerHubResult marks a result the hub scored for an edge's job: its
+// pictures travel in the message (hubResult), and the edge records the
+// engine scored when it receives it.
+const headerHubResult = "Radgate-Hub-Result"
+
+// hubResult is a result the hub publishes for an edge: the pictures go in
+// the message, since no hub store is read by an edge (they cross the link
+// in the results source, filtered on the edge's facility).
+const headerWithheld = "Radgate-Withheld"
+
+type hubResult struct {
+	radgate.Result
+	HeatmapPNG []byte `json:"heatmap_png,omitempty"`
+	Preview    []byte `json:"preview,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -343,6 +367,9 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 	if t.decide {
 		rs := p.routes()
 		facility := p.opts.Facilities.Resolve(st.Facility, study.InstitutionName)
+		if p.opts.Role == RoleEdge && p.opts.Facility != "" {
+			facility = p.opts.Facility // every order an edge takes is its site's
+		}
 		rd := rs.set.Decide(Facts(st, study))
 		if rd.Matched && rd.WaitForOrder && pushedOnly(st) {
 			return p.awaitOrder(ctx, msg, st, obs, rd, n)
@@ -421,6 +448,18 @@ func (p *Pipeline) studyFound(ctx context.Context, msg jetstream.Msg, st radgate
 			continue
 		}
 		job.OrderID, job.Revision = id, rev
+		if p.opts.Role == RoleEdge {
+			// The hub scores the job from what it carries, and reads its
+			// images from this edge's image store, staged there first.
+			o := st
+			job.Order, job.Pictures = &o, p.picturesFor(st)
+			if p.opts.StageImages != nil {
+				if err := p.opts.StageImages(ctx, job); err != nil {
+					p.log.Warn("staging the job's images for the hub failed; will retry", "order", id, "engine", eid, "attempt", n, "err", err)
+					return retryIn(p.backoff(n))
+				}
+			}
+		}
 		data, _ := json.Marshal(job)
 		out := nats.NewMsg(broker.JobSubject(classOf(st), p.facilityOf(st), eid))
 		out.Data = data
@@ -707,6 +746,9 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if !ok {
 		return deadLetter(fmt.Sprintf("engine %q is not loaded in this process", job.Engine))
 	}
+	if p.opts.Role == RoleHub {
+		return p.scoreForEdge(ctx, msg, job, eng, replay)
+	}
 	st, err := p.store.get(ctx, job.OrderID)
 	if err != nil {
 		return retryIn(p.opts.RetryMin)
@@ -730,6 +772,45 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 		want = 0 // a result scored in shadow is never delivered: nothing to draw
 	}
 	sc := p.scoreImages(ctx, msg, job, eng, want)
+	if sc.retry > 0 {
+		return retryIn(sc.retry)
+	}
+	r := resultOf(job, eng, sc, want)
+	r.Revision = max(job.Revision, 1)
+	r.Images = append(sc.notes, job.Skipped...)
+	return p.publishResult(ctx, st, r, replay)
+}
+
+// scoreForEdge is the inference stage of a hub (role hub): the job came
+// from an edge by the hub's source of its JOBS, carrying the order as the
+// edge routed it. Its images are read from that edge's image store through
+// its domain (Options.EdgeImages), and the result is published to the
+// hub's RESULTS under the facility of the job's subject — which the
+// source's filter guarantees is the edge's own, whatever the job says — so
+// that only that edge's results source takes it back.
+func (p *Pipeline) scoreForEdge(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine, replay string) verdict {
+	fac, ok := broker.FacilityOfSubject(msg.Subject())
+	if !ok || fac == broker.NoFacility {
+		return deadLetter(fmt.Sprintf("job of order %s on %s names no facility: a hub scores only an edge's jobs", job.OrderID, msg.Subject()))
+	}
+	if job.Order == nil {
+		return deadLetter(fmt.Sprintf("job of order %s carries no order: the edge that filed it does not run role edge", job.OrderID))
+	}
+	if p.opts.EdgeImages == nil {
+		return deadLetter("this hub reads no edge's images (Options.EdgeImages)")
+	}
+	st := *job.Order
+	st.ID, st.FacilityID = job.OrderID, fac
+	src, err := p.opts.EdgeImages(ctx, fac)
+	if err != nil {
+		p.log.Warn("opening the edge's image store failed; will retry", "order", st.ID, "facility", fac, "err", err)
+		return retryIn(p.opts.RetryMin)
+	}
+	want := job.Pictures
+	if job.Shadow {
+		want = 0
+	}
+	sc := p.scoreImagesFrom(ctx, msg, job, eng, want, src)
 	if sc.retry > 0 {
 		return retryIn(sc.retry)
 	}
@@ -824,6 +905,12 @@ func (p *Pipeline) readPatientAge(ctx context.Context, job *Job, eng radgate.Eng
 // scored the outcome is failed, or not applicable when every image was
 // outside the engine's intended use.
 func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine, want radgate.Pictures) studyScore {
+	return p.scoreImagesFrom(ctx, msg, job, eng, want, p.opts.Source)
+}
+
+// scoreImagesFrom is scoreImages with the images read from src (on a hub:
+// the job's edge's image store).
+func (p *Pipeline) scoreImagesFrom(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine, want radgate.Pictures, src radgate.StudySource) studyScore {
 	age, n := msgAge(msg, p.opts.Now())
 	failed := func(reason string) studyScore {
 		return studyScore{bestAt: -1, outcome: radgate.OutcomeFailed, reason: reason}
@@ -833,7 +920,7 @@ func (p *Pipeline) scoreImages(ctx context.Context, msg jetstream.Msg, job Job, 
 	var total int64
 	for i, in := range job.Instances {
 		_ = msg.InProgress()
-		b, err := p.opts.Source.RetrieveInstance(ctx, job.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)
+		b, err := src.RetrieveInstance(ctx, job.StudyInstanceUID, in.SeriesInstanceUID, in.SOPInstanceUID)
 		if err != nil {
 			if radgate.IsTransient(err) && age < p.opts.StudyWaitWindow {
 				p.log.Info("image retrieval failed; will retry", "order", job.OrderID, "attempt", n, "err", err)
@@ -1049,11 +1136,18 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 			mode = radgate.EngineShadow
 		}
 		if !mode.Delivered() {
+			if p.opts.Role == RoleHub && len(dests) > 0 {
+				// The edge withholds it: it holds the order (receiveHubResult).
+				return p.publishToEdge(ctx, st, r, replay, dests[:1], mode)
+			}
 			return p.withhold(ctx, st, r, mode)
 		}
 	}
 	if len(dests) == 0 {
 		return deadLetter(fmt.Sprintf("result %s of engine %s has no destination (the order's route decision names none)", r.ID, r.Engine.ID))
+	}
+	if p.opts.Role == RoleHub {
+		return p.publishToEdge(ctx, st, r, replay, dests, "")
 	}
 	if len(r.HeatmapPNG) > 0 {
 		r.HeatmapObject = r.ID + ".png"
@@ -1086,15 +1180,65 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 			return retryIn(p.opts.RetryMin)
 		}
 	}
-	// Every outcome is "scored" until delivered: an order becomes terminal
-	// (delivered, rejected, failed) only once its answer is written.
+	if err := p.recordScored(ctx, st, r, dests); err != nil {
+		return retryIn(p.opts.RetryMin)
+	}
+	return p.counted(ctx, st, r, dests)
+}
+
+// publishToEdge publishes a hub's result (role hub) once per destination,
+// its pictures in the message (hubResult): the edge's results source takes
+// it back, and the edge records it and stores the pictures (deliverTo).
+//
+// withheld, when set, is the engine's mode that keeps the result from every
+// destination: it goes to the edge once, which records it withheld.
+func (p *Pipeline) publishToEdge(ctx context.Context, st radgate.OrderStatus, r radgate.Result, replay string, dests []string, withheld radgate.EngineMode) verdict {
+	if len(r.HeatmapPNG) > 0 {
+		r.HeatmapObject = r.ID + ".png"
+	}
+	if len(r.Preview) > 0 {
+		r.PreviewObject = r.ID + ".jpg"
+	}
+	for _, d := range dests {
+		r.Destination = d
+		data, err := json.Marshal(hubResult{Result: r, HeatmapPNG: r.HeatmapPNG, Preview: r.Preview})
+		if err != nil {
+			return deadLetter("encoding result: " + err.Error())
+		}
+		if limit := p.js.Conn().MaxPayload() - 4096; int64(len(data)) > limit {
+			return deadLetter(fmt.Sprintf("result %s of engine %s with its pictures is %d bytes: more than one message may carry to the edge (max_payload less headers: %d bytes)",
+				r.ID, r.Engine.ID, len(data), limit))
+		}
+		out := nats.NewMsg(broker.ResultSubject(d, classOf(st), p.facilityOf(st), r.Engine.ID))
+		out.Data = data
+		out.Header.Set(broker.HeaderOrderID, st.ID)
+		out.Header.Set(headerHubResult, "1")
+		if withheld != "" {
+			out.Header.Set(headerWithheld, string(withheld))
+		}
+		if replay != "" {
+			out.Header.Set(broker.HeaderReplayOf, replay)
+		}
+		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID(fmt.Sprintf("result.%s.r%d.%s", r.ID, r.Revision, d), replay))); err != nil {
+			p.log.Warn("publishing result failed; will retry", "order", st.ID, "destination", d, "err", err)
+			return retryIn(p.opts.RetryMin)
+		}
+	}
+	return p.counted(ctx, st, r, dests)
+}
+
+// recordScored records an engine's result on its order: every outcome is
+// "scored" until delivered; an order becomes terminal (delivered, rejected,
+// failed) only once its answer is written. At an edge it runs when the
+// hub's result arrives (deliverTo).
+func (p *Pipeline) recordScored(ctx context.Context, st radgate.OrderStatus, r radgate.Result, dests []string) error {
 	prog := radgate.EngineProgress{State: radgate.StateScored, Reason: r.Reason, Revision: r.Revision, Deliveries: map[string]radgate.DeliveryProgress{}}
 	noteResult(&prog, r)
 	if r.Outcome == radgate.OutcomeScored {
 		prob := r.Probability
 		prog.Probability, prog.Tier = &prob, r.Tier
 	}
-	if _, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
+	_, err := p.store.update(ctx, st.ID, false, func(o *radgate.OrderStatus) error {
 		if o.Cancelled != nil {
 			return errSkip
 		}
@@ -1113,9 +1257,12 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 		}
 		setEngine(o, r.Engine.ID, prog)
 		return nil
-	}); err != nil {
-		return retryIn(p.opts.RetryMin)
-	}
+	})
+	return err
+}
+
+// counted bills a published result and counts it in the metrics.
+func (p *Pipeline) counted(ctx context.Context, st radgate.OrderStatus, r radgate.Result, dests []string) verdict {
 	// Bill the analysis: counted once per result id, so the retry this
 	// verdict may cause, or a replay, never counts it twice.
 	if u := p.opts.Usage; u != nil && r.Outcome == radgate.OutcomeScored {
@@ -1233,6 +1380,11 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 			return deadLetter("undecodable result: " + err.Error())
 		}
 		dest := cmp.Or(r.Destination, name)
+		if p.opts.Role == RoleEdge && msg.Headers().Get(headerHubResult) != "" {
+			if v, ok := p.receiveHubResult(ctx, msg, &r); !ok {
+				return v
+			}
+		}
 		if replay := msg.Headers().Get(broker.HeaderReplayOf); replay != "" && r.Status != radgate.ResultRetracted {
 			if err := p.reopenDelivery(ctx, r.Order.ID, replay, r.Engine.ID, dest); err != nil && !errors.Is(err, radgate.ErrOrderNotFound) {
 				return retryIn(p.opts.RetryMin)
@@ -1315,6 +1467,36 @@ func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Contex
 		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "status", r.Status, "revision", r.Revision, "report", receipt.Report)
 		return done()
 	}
+}
+
+// receiveHubResult takes in, at an edge, a result the hub scored: its
+// pictures go to the edge's heatmap store (where deliveries and the console
+// read them) and the engine is recorded scored on the order, as publishTo
+// does where the inference runs. ok false: v is the message's verdict.
+func (p *Pipeline) receiveHubResult(ctx context.Context, msg jetstream.Msg, r *radgate.Result) (v verdict, ok bool) {
+	var hr hubResult
+	if err := json.Unmarshal(msg.Data(), &hr); err != nil {
+		return deadLetter("undecodable result: " + err.Error()), false
+	}
+	for _, pic := range []struct {
+		name string
+		data []byte
+	}{{r.HeatmapObject, hr.HeatmapPNG}, {r.PreviewObject, hr.Preview}} {
+		if pic.name == "" || len(pic.data) == 0 {
+			continue
+		}
+		if _, err := p.opts.Topology.Heatmaps.PutBytes(ctx, pic.name, pic.data); err != nil {
+			p.log.Warn("storing the hub result's picture failed; will retry", "order", r.Order.ID, "err", err)
+			return retryIn(p.opts.RetryMin), false
+		}
+	}
+	if mode := radgate.EngineMode(msg.Headers().Get(headerWithheld)); mode != "" {
+		return p.withhold(ctx, r.Order, *r, mode), false
+	}
+	if err := p.recordScored(ctx, r.Order, *r, r.Destinations); err != nil {
+		return retryIn(p.opts.RetryMin), false
+	}
+	return v, true
 }
 
 // recordDelivery records one destination's answer for a result; once every

@@ -26,13 +26,14 @@ log=testenv/run/go-test.log
 # the NATS cluster proof (three nats-server processes, two hubs, 300 orders,
 # a leader killed: about 2 min under -race on 2 cores); the hub and edges
 # proof (a hub of three nats-server processes, three leaf-node edges, one
-# link cut for 60 s: about 1.5 min).
+# link cut for 60 s; then radgate serve in roles hub and edge, 2 hub and 3
+# edge processes: about 30 s more; 2.5-3.5 min in all under -race on 2 cores).
 heavy=(./console/consoletest)
 heavy_timeout=4m
 cluster=(./internal/clustertest)
 cluster_timeout=6m
 edges=(./internal/edgetest)
-edges_timeout=4m
+edges_timeout=6m
 mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}" "${cluster[@]}" "${edges[@]}"))
 show() { grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)'; }
 set +e

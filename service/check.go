@@ -127,6 +127,11 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 		step(p.what, p.probe(pctx))
 		cancel()
 	}
+	if cfg.Role == config.RoleEdge {
+		pctx, cancel := context.WithTimeout(ctx, o.Timeout)
+		checkEdgeLink(pctx, cfg, step)
+		cancel()
+	}
 	if cfg.NATS.URL != "" {
 		// The cluster's health: each radgate stream's and bucket's leader and
 		// replicas (the connection probe above said whether NATS answers).
@@ -174,4 +179,32 @@ func checkCluster(ctx context.Context, nc *nats.Conn, replicas int, step func(st
 		step(h.What()+": "+h.Summary(), err)
 	}
 	step(broker.CheckStateVersion(ctx, js))
+}
+
+// checkEdgeLink reports an edge's leaf link to the hub as the running
+// radgate serve sees it (check --connect, role edge): connected, to which
+// hub node, the round trip and the bytes each way; a link that is down
+// (or a serve that does not answer) is a failed step.
+func checkEdgeLink(ctx context.Context, cfg config.Config, step func(string, error) bool) {
+	what := "edge " + cfg.Edge.Facility + ": leaf link to the hub"
+	addr, err := broker.ResolveAddress(cfg)
+	if err != nil {
+		step(what, err)
+		return
+	}
+	js, closeConn, err := addr.ConnectJetStream("radgate check")
+	if err != nil {
+		step(what, err)
+		return
+	}
+	defer closeConn()
+	links, err := broker.RequestLinkStatus(ctx, js.Conn())
+	if err != nil {
+		step(what, err)
+		return
+	}
+	for _, l := range links {
+		step(fmt.Sprintf("%s: connected to %s at %s, RTT %s, %d B in / %d B out (%d / %d messages)",
+			what, l.Name, l.Addr, l.RTT, l.InBytes, l.OutBytes, l.InMsgs, l.OutMsgs), nil)
+	}
 }

@@ -37,10 +37,22 @@ func connectNATS(cfg config.Config, logger *slog.Logger) (*natsConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		c.embedded, err = broker.StartEmbeddedWith(broker.EmbeddedOptions{
+		eo := broker.EmbeddedOptions{
 			StoreDir: filepath.Join(cfg.DataDir, "nats"), Host: host, Port: port,
 			Credential: cred, Logger: logger,
-		})
+		}
+		if cfg.Role == config.RoleEdge {
+			// A site: the embedded server is a leaf node of the hub, in the
+			// edge's own JetStream domain, linked with the site's NKey user.
+			site, err := broker.LoadCredential(cfg.Edge.CredentialFile)
+			if err != nil {
+				return nil, fmt.Errorf("edge.credential_file: %w", err)
+			}
+			eo.Domain = edgeDomain(cfg)
+			eo.ServerName = "radgate-" + eo.Domain
+			eo.Leaf = &broker.LeafRemote{URLs: cfg.Edge.HubURLs, Credential: site}
+		}
+		c.embedded, err = broker.StartEmbeddedWith(eo)
 		if err != nil {
 			return nil, fmt.Errorf("%w (set nats.embedded_listen to a free address, or nats.url)", err)
 		}
@@ -77,4 +89,13 @@ func (c *natsConn) close() {
 	if c.embedded != nil {
 		c.embedded.Shutdown()
 	}
+}
+
+// edgeDomain is the JetStream domain of an edge: edge.domain, else
+// broker.EdgeDomain of its facility (what the hub's sources read).
+func edgeDomain(cfg config.Config) string {
+	if cfg.Edge.Domain != "" {
+		return cfg.Edge.Domain
+	}
+	return broker.EdgeDomain(cfg.Edge.Facility)
 }

@@ -147,9 +147,19 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	}
 	defer nb.close()
 	topo, err := broker.EnsureTopologyOn(ctx, nb.nc, brokerRetention(cfg.Retention),
-		broker.Cluster{Replicas: cfg.NATS.Replicas, PublishRetry: cfg.NATS.PublishRetry.D(), Logger: logger})
+		broker.Cluster{Replicas: cfg.NATS.Replicas, PublishRetry: cfg.NATS.PublishRetry.D(), Logger: logger,
+			Edge: cfg.Role == config.RoleEdge})
 	if err != nil {
 		return err
+	}
+	if cfg.Role == config.RoleEdge {
+		// The site's results come back from the hub by its RADGATE_RESULTS
+		// sourcing the hub's, filtered on the facility.
+		if err := broker.EnsureEdgeSource(ctx, topo.JS, cfg.Edge.Facility); err != nil {
+			return err
+		}
+		log.Info("edge: a leaf node of the hub", "facility", cfg.Edge.Facility, "domain", edgeDomain(cfg),
+			"hub_urls", strings.Join(cfg.Edge.HubURLs, ","))
 	}
 	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
 		Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
@@ -163,7 +173,8 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	var source radgate.StudySource = pacs
 	var images *dimse.Archive
 	dimsePACS, hasDIMSEPACS := cfg.PACSDIMSE()
-	if cfg.DIMSE.Listen != "" || hasDIMSEPACS {
+	var stage func(context.Context, pipeline.Job) error
+	if cfg.DIMSE.Listen != "" || hasDIMSEPACS || cfg.Role == config.RoleEdge {
 		if images, err = dimse.EnsureArchive(ctx, topo.JS, dimse.ArchiveLimits{
 			MaxAge: cfg.Retention.Images.MaxAge.D(), MaxBytes: int64(cfg.Retention.Images.MaxBytes)}); err != nil {
 			return err
@@ -177,6 +188,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 				"calling_ae", dimsePACS.CallingAE, "retrieve", dimsePACS.Retrieve)
 		}
 		source = images.WithPACS(from)
+		if cfg.Role == config.RoleEdge {
+			// An edge stages each job's images in its image store, where
+			// the hub's inference reads them through the edge's domain.
+			stage = stageImages(images, from)
+		}
+	}
+	var fromEdges func(context.Context, string) (radgate.StudySource, error)
+	if cfg.Role == config.RoleHub {
+		fromEdges = newEdgeImages(nb.nc).source
 	}
 	dests, err := buildSinks(cfg, reg, sec, topo.JS, source, pdfReport(source), logger)
 	if err != nil {
@@ -228,6 +248,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
 		RetryMin:       cfg.Orders.RetryMin.D(), RetryMax: cfg.Orders.RetryMax.D(),
 		InferenceWorkers: cfg.Inference.Workers, MaxInstancesPerStudy: cfg.Orders.MaxInstancesPerStudy, FairWindow: cfg.Orders.FairWindow, MaxStudyBytes: cfg.Orders.MaxStudyBytes,
+		Role: pipelineRole(cfg.Role), EdgeImages: fromEdges, StageImages: stage, Facility: edgeFacility(cfg),
 	})
 	if err != nil {
 		return err
@@ -291,7 +312,18 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		close(stagesDone)
 	}
 
-	// The HL7 v2 (MLLP) order intake, when configured.
+	// An edge answers check --connect's question about its leaf link.
+	if cfg.Role == config.RoleEdge {
+		sub, err := nb.embedded.ServeLinkStatus(nb.nc)
+		if err != nil {
+			stopStages()
+			return fmt.Errorf("edge link status: %w", err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+
+	// The HL7 v2 (MLLP) order intake, when configured (never on a hub:
+	// config refuses it).
 	if cfg.HL7v2.Listen != "" {
 		// The ORM/OMI's MSH and PID, kept per order: the ORU's PID-5 source.
 		received := hl7v2.NewReceived(topo.JS)
@@ -351,7 +383,11 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	mux := http.NewServeMux()
 	iopts := intakeOptions(cfg, logger)
 	iopts.Verdicts, iopts.VerdictCodes = verdicts, verdictCodes(cfg)
-	mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
+	if cfg.Role != config.RoleHub {
+		// The order intakes run at the edges; a hub serves only its health,
+		// metrics, engines and console.
+		mux.Handle("/", fhirhttp.NewIntake(pipe, iopts))
+	}
 	mux.Handle("/engines/state", engineStateHandler(gov, logger))
 	mux.Handle("GET /engines/monitor", engineMonitorHandler(gov, logger))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -418,7 +454,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		}, func(error) { close(done) })
 	}
 
-	if cfg.FHIR.SubscriptionEndpoint != "" {
+	if cfg.FHIR.SubscriptionEndpoint != "" && cfg.Role != config.RoleHub {
 		if s, ok := dests.sinks[config.BuiltinDestination].(*fhirhttp.Sink); ok {
 			ensure := s.EnsureSubscriptions
 			if cfg.FHIR.SubscribeVerdicts {
@@ -530,4 +566,23 @@ func storageSCP(cfg config.Config, images *dimse.Archive, orders radgate.Intake,
 		return nil, nil, fmt.Errorf("listener: %w", err)
 	}
 	return srv, ln, nil
+}
+
+// pipelineRole is the pipeline's stages for serve's role.
+func pipelineRole(role string) pipeline.Role {
+	switch role {
+	case config.RoleHub:
+		return pipeline.RoleHub
+	case config.RoleEdge:
+		return pipeline.RoleEdge
+	}
+	return pipeline.RoleAll
+}
+
+// edgeFacility is an edge's facility id ("" in the other roles).
+func edgeFacility(cfg config.Config) string {
+	if cfg.Role == config.RoleEdge {
+		return cfg.Edge.Facility
+	}
+	return ""
 }

@@ -515,3 +515,22 @@ func (l *layered) RetrieveInstance(ctx context.Context, studyUID, seriesUID, sop
 // publishes and acknowledgements) while each stays under NATS's 1 MiB
 // default max_payload.
 const chunkSize = 512 << 10
+
+// OpenArchive opens the image store in js as it is, creating and changing
+// nothing: a hub reading an edge's through the edge's JetStream domain
+// (issue 16), where only the edge declares it.
+func OpenArchive(ctx context.Context, js jetstream.JetStream) (*Archive, error) {
+	stream, err := js.Stream(ctx, StreamImages)
+	if err != nil {
+		return nil, fmt.Errorf("opening stream %s: %w", StreamImages, err)
+	}
+	obj, err := js.ObjectStore(ctx, BucketImages)
+	if err != nil {
+		return nil, fmt.Errorf("opening object store %s: %w", BucketImages, err)
+	}
+	kv, err := js.KeyValue(ctx, BucketStudies)
+	if err != nil {
+		return nil, fmt.Errorf("opening bucket %s: %w", BucketStudies, err)
+	}
+	return &Archive{js: js, stream: stream, obj: obj, kv: kv, acsn: map[string]string{}}, nil
+}

@@ -7,7 +7,11 @@
 // credential cannot subscribe to another site's subjects (the permission
 // error asserted); work crosses the links only through JetStream sourcing,
 // each site's results reach that site only, and a link cut for 60 s loses
-// and doubles nothing while the other sites carry on. They are in their own
+// and doubles nothing while the other sites carry on. With radgate serve in
+// its roles (serve_test.go): two hub processes (inference only) and three
+// edges (intakes, order store, router, deliveries) on the shared Orthanc
+// and FHIR server, each order scored at the hub and reported once, by its
+// own edge. They are in their own
 // package so that the test command runs them with their own timeout
 // (scripts/test.sh).
 //

@@ -1,0 +1,412 @@
+package edgetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/radgate/radgate"
+	"github.com/radgate/radgate/adapters/dicomweb"
+	"github.com/radgate/radgate/adapters/dimse"
+	"github.com/radgate/radgate/adapters/fhirhttp"
+	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/inference"
+	"github.com/radgate/radgate/internal/demo"
+	"github.com/radgate/radgate/internal/faultproxy"
+	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/pipeline"
+	"github.com/radgate/radgate/service"
+)
+
+// syncBuffer is a serve's log, written by its goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serveConfig is radgate serve's configuration on the shared peers (the
+// Orthanc as the PACS, the FHIR test server as the destination), with
+// short waits, for the facilities given.
+func serveConfig(t *testing.T, facilities ...string) config.Config {
+	t.Helper()
+	pacs := testenv.Orthanc(t)
+	fhirSrv := testenv.FHIR(t)
+	cfg := config.Default()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Orders.StableAfter, cfg.Orders.PollMin, cfg.Orders.PollMax = config.Duration(time.Second), config.Duration(200*time.Millisecond), config.Duration(2*time.Second)
+	cfg.Orders.RetryMin, cfg.Orders.RetryMax = config.Duration(100*time.Millisecond), config.Duration(time.Second)
+	cfg.Orders.StudyWaitWindow = config.Duration(60 * time.Second)
+	cfg.HTTP.Limits.OrdersPerSecond, cfg.HTTP.Limits.OrderBurst = 1000, 1000
+	cfg.FHIR.PDFReport = false
+	cfg.DataDir = t.TempDir()
+	cfg.ModelsDir = filepath.Join(testenv.RepoRoot(), "models")
+	cfg.Inference.ONNXRuntimeLibrary = testenv.ONNXRuntimeLib(t)
+	cfg.PACS.DICOMwebURL = pacs.DICOMweb
+	cfg.PACS.Username = pacs.Username
+	t.Setenv("RADGATE_EDGETEST_PACS_PASSWORD", pacs.Password)
+	cfg.PACS.PasswordEnv = "RADGATE_EDGETEST_PACS_PASSWORD"
+	cfg.FHIR.BaseURL = fhirSrv.URL
+	for _, f := range facilities {
+		cfg.Facilities = append(cfg.Facilities, config.Facility{ID: f, FHIROrganizations: []string{"Organization/" + f}})
+	}
+	return cfg
+}
+
+// hubServeConfig is a hub radgate's: role hub on the hub cluster with the
+// hub's credential, R3.
+func hubServeConfig(t *testing.T, h *hub, facilities ...string) config.Config {
+	cfg := serveConfig(t, facilities...)
+	cfg.Role = config.RoleHub
+	cfg.NATS.URL, cfg.NATS.CredentialsFile = h.cluster.ClientURLs(), broker.HubCredentialPath(h.dir)
+	cfg.NATS.Replicas, cfg.NATS.PublishRetry = 3, config.Duration(30*time.Second)
+	return cfg
+}
+
+// edgeServeConfig is facility's edge radgate's: role edge, its embedded
+// server on a fixed free port (check --connect finds it there), linked to
+// hub node node through its own fault proxy.
+func edgeServeConfig(t *testing.T, h *hub, facility string, node int, facilities ...string) (config.Config, *faultproxy.TCP) {
+	cfg := serveConfig(t, facilities...)
+	proxy, err := faultproxy.NewTCP(fmt.Sprintf("127.0.0.1:%d", h.cluster.Nodes[node].Leaf))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	cfg.Role = config.RoleEdge
+	cfg.NATS.EmbeddedListen = net.JoinHostPort("127.0.0.1", fmt.Sprint(freePort(t)))
+	cfg.Edge = config.Edge{Facility: facility, HubURLs: []string{"nats-leaf://" + proxy.Addr()},
+		CredentialFile: broker.SiteCredentialPath(h.dir, facility)}
+	return cfg, proxy
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// served is a running radgate serve: its intake's base URL and its log.
+type served struct {
+	cfg  config.Config
+	name string
+	url  string
+	logs *syncBuffer
+}
+
+// startServe runs radgate serve with cfg in process until the test ends.
+func startServe(t *testing.T, name string, cfg config.Config) *served {
+	t.Helper()
+	s := &served{cfg: cfg, name: name, logs: &syncBuffer{}}
+	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("serve", name)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- service.Run(ctx, cfg, service.Options{Logger: logger, Ready: ready}) }()
+	select {
+	case addr := <-ready:
+		s.url = "http://" + addr
+	case err := <-errc:
+		cancel()
+		t.Fatalf("serve %s ended before ready: %v\n%s", name, err, s.logs.String())
+	case <-time.After(90 * time.Second):
+		cancel()
+		t.Fatalf("serve %s not ready in 90 s\n%s", name, s.logs.String())
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-errc:
+			assert.NoError(t, err, "serve %s", name)
+		case <-time.After(40 * time.Second):
+			t.Errorf("serve %s did not stop in 40 s", name)
+		}
+		if t.Failed() {
+			var warned []string
+			for _, l := range strings.Split(s.logs.String(), "\n") {
+				if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+					warned = append(warned, l)
+				}
+			}
+			if len(warned) > 100 {
+				warned = warned[:100]
+			}
+			t.Logf("serve %s warnings and errors (first 100 of %d):\n%s", name, len(warned), strings.Join(warned, "\n"))
+		}
+	})
+	return s
+}
+
+// edgeLinkLine is check --connect's line about the edge's leaf link.
+func edgeLinkLine(t *testing.T, cfg config.Config) string {
+	t.Helper()
+	var out bytes.Buffer
+	service.Check(t.Context(), cfg, service.CheckOptions{Connect: true, Timeout: 5 * time.Second}, &out)
+	for _, l := range strings.Split(out.String(), "\n") {
+		if strings.Contains(l, "leaf link to the hub") {
+			return l
+		}
+	}
+	t.Fatalf("check --connect said nothing of the edge's link:\n%s", out.String())
+	return ""
+}
+
+// TestServeRoles: radgate serve in role hub runs the inference stage only,
+// on the hub cluster; in role edge it runs its embedded server as a leaf
+// node of the hub in its own domain with the edge topology and its results
+// source, and the router and deliveries but no inference; check --connect
+// reports the edge's link, and FAILs while it is cut.
+func TestServeRoles(t *testing.T) {
+	ctx := t.Context()
+	h := startHub(t, "site-a")
+	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	ecfg, proxy := edgeServeConfig(t, h, "site-a", 0, "site-a")
+	startServe(t, "edge-a", ecfg)
+	h.addSources(t, "site-a")
+
+	hubConsumers := consumerNames(ctx, t, h.js, broker.StreamJobs)
+	require.Contains(t, hubConsumers, "inference")
+	require.Empty(t, consumerNames(ctx, t, h.js, broker.StreamOrders), "a hub runs no router")
+	require.Empty(t, consumerNames(ctx, t, h.js, broker.StreamResults), "a hub delivers nothing")
+
+	// The edge's JetStream, reached from the hub through its domain.
+	ejs := edgeJS(t, h, "site-a")
+	require.Contains(t, consumerNames(ctx, t, ejs, broker.StreamOrders), "router")
+	require.Contains(t, consumerNames(ctx, t, ejs, broker.StreamResults), "deliver-fhir")
+	require.Empty(t, consumerNames(ctx, t, ejs, broker.StreamJobs), "an edge runs no inference")
+	info, err := streamInfo(ctx, ejs, broker.StreamResults)
+	require.NoError(t, err)
+	require.Len(t, info.Config.Sources, 1, "the edge's results source")
+	require.Equal(t, broker.ResultsFilter("site-a"), info.Config.Sources[0].FilterSubject)
+
+	line := edgeLinkLine(t, ecfg)
+	require.True(t, strings.HasPrefix(line, "ok   edge site-a: leaf link to the hub: connected to n1"), line)
+	t.Log(line)
+	proxy.Cut()
+	linkIs(t, ecfg, false)
+	line = edgeLinkLine(t, ecfg)
+	require.Equal(t, "FAIL edge site-a: leaf link to the hub: no leaf link to the hub: the link is down (orders are kept and flow when it is back)", line)
+	proxy.Restore()
+	linkIs(t, ecfg, true)
+	require.True(t, strings.HasPrefix(edgeLinkLine(t, ecfg), "ok   edge site-a"))
+}
+
+// linkIs waits until the edge of cfg reports its link up (or down).
+func linkIs(t *testing.T, cfg config.Config, up bool) {
+	t.Helper()
+	addr, err := broker.ResolveAddress(cfg)
+	require.NoError(t, err)
+	js, closeConn, err := addr.ConnectJetStream("edgetest")
+	require.NoError(t, err)
+	defer closeConn()
+	require.Eventually(t, func() bool {
+		_, err := broker.RequestLinkStatus(t.Context(), js.Conn())
+		return (err == nil) == up
+	}, 60*time.Second, 200*time.Millisecond, "link up: %v", up)
+}
+
+// edgeJS is facility's edge's JetStream, reached from the hub through its
+// domain (as the hub's inference reads an edge's image store).
+func edgeJS(t *testing.T, h *hub, facility string) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.NewWithDomain(h.nc, broker.EdgeDomain(facility))
+	require.NoError(t, err)
+	return js
+}
+
+func streamInfo(ctx context.Context, js jetstream.JetStream, stream string) (*jetstream.StreamInfo, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	return s.Info(ctx)
+}
+
+// consumerNames are the durable consumers of stream.
+func consumerNames(ctx context.Context, t *testing.T, js jetstream.JetStream, stream string) []string {
+	t.Helper()
+	s, err := js.Stream(ctx, stream)
+	require.NoError(t, err)
+	var names []string
+	l := s.ConsumerNames(ctx)
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	require.NoError(t, l.Err())
+	return names
+}
+
+// siteEnv is the hospital around an edge radgate: its intake, the shared
+// PACS and FHIR server.
+func siteEnv(t *testing.T, s *served) *demo.Env {
+	t.Helper()
+	pacs, fhirSrv := testenv.Orthanc(t), testenv.FHIR(t)
+	pc, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, Username: pacs.Username, Password: pacs.Password})
+	require.NoError(t, err)
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: fhirSrv.URL})
+	require.NoError(t, err)
+	return &demo.Env{RadgateURL: s.url, FHIR: fc, PACS: pc, HTTP: &http.Client{Timeout: 90 * time.Second}}
+}
+
+// newCases are n clones of one small radiograph, new studies each (so
+// runs never meet on the shared PACS and FHIR server), stored in the PACS.
+func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
+	t.Helper()
+	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
+	require.NoError(t, err)
+	base, err := rand.Int(rand.Reader, big.NewInt(int64(99999-n)))
+	require.NoError(t, err)
+	cases := make([]*demo.Case, n)
+	for i := range cases {
+		data, _, err := demo.Clone(src, int(base.Int64())+i)
+		require.NoError(t, err)
+		cases[i] = &demo.Case{File: "edge.dcm", Data: data, Path: demo.ViaBundle}
+	}
+	require.NoError(t, env.LoadImages(t.Context(), cases))
+	return cases
+}
+
+// TestServeHubAndEdges is issue 16's serve-level proof: a three-node hub,
+// two radgate serves in role hub (inference only) and three in role edge
+// (intakes, order store, router, deliveries), each edge its own facility
+// with the shared Orthanc as its PACS and the FHIR test server as its
+// destination. Orders filed at each edge are scored at the hub from
+// images the edge staged in its own image store (read through its domain)
+// and delivered by that edge only, exactly once; an edge answers GET
+// /orders/{id} while its link is cut, and an order it takes then is
+// delivered once the link is back.
+func TestServeHubAndEdges(t *testing.T) {
+	start := time.Now()
+	sites := []string{"site-a", "site-b", "site-c"}
+	h := startHub(t, sites...)
+	hubs := []*served{startServe(t, "hub-1", hubServeConfig(t, h, sites...)), startServe(t, "hub-2", hubServeConfig(t, h, sites...))}
+	edges := map[string]*served{}
+	envs := map[string]*demo.Env{}
+	proxies := map[string]*faultproxy.TCP{}
+	for i, f := range sites {
+		cfg, proxy := edgeServeConfig(t, h, f, i%len(h.cluster.Nodes), sites...)
+		edges[f], proxies[f] = startServe(t, "edge-"+f, cfg), proxy
+		envs[f] = siteEnv(t, edges[f])
+	}
+	h.addSources(t, sites...)
+	t.Logf("hub cluster, %d hub radgates and %d edge radgates up in %v", len(hubs), len(sites), time.Since(start).Round(time.Millisecond))
+
+	const perSite = 3
+	cases := map[string][]*demo.Case{}
+	for _, f := range sites {
+		cases[f] = newCases(t, envs[f], perSite+1) // the last is ordered during the cut
+	}
+	ordered := time.Now()
+	for _, f := range sites {
+		require.NoError(t, envs[f].Order(t.Context(), cases[f][:perSite]))
+	}
+	for _, f := range sites {
+		require.NoError(t, envs[f].Wait(t.Context(), cases[f][:perSite], 3*time.Minute))
+	}
+	t.Logf("%d orders at %d edges delivered %v after the first was filed", perSite*len(sites), len(sites), time.Since(ordered).Round(time.Millisecond))
+	for _, f := range sites {
+		in, out := proxies[f].Bytes()
+		t.Logf("%s's link for its %d studies (one %d-byte image each): %d B edge → hub, %d B hub → edge, %.1f KiB per study in all",
+			f, perSite, len(cases[f][0].Data), in, out, float64(in+out)/perSite/1024)
+	}
+
+	version := engineVersion(t)
+	for _, f := range sites {
+		for _, c := range cases[f][:perSite] {
+			require.Equal(t, radgate.StateDelivered, c.Status.State, "order %s at %s: %s", c.OrderID, f, c.Status.Reason)
+			require.Equal(t, f, c.Status.FacilityID)
+			require.Equal(t, radgate.StateDelivered, c.Status.Engines[config.DefaultEngine].State)
+			requireOneReport(t, envs[f], c, version)
+			// Scored at the hub, not at the edge.
+			require.True(t, published(hubs[0], c.OrderID) != published(hubs[1], c.OrderID), "order %s not scored by one hub radgate", c.OrderID)
+			require.False(t, published(edges[f], c.OrderID), "order %s scored at its edge", c.OrderID)
+			// The other site's edge never knew the order.
+			for _, g := range sites {
+				if g != f {
+					_, err := envs[g].OrderStatus(t.Context(), c.OrderID)
+					require.ErrorContains(t, err, "HTTP 404", "order %s of %s at %s's edge", c.OrderID, f, g)
+				}
+			}
+		}
+	}
+
+	// Cut site A's link: its edge still answers for its orders, and takes
+	// a new one, delivered once the link is back.
+	a := sites[0]
+	proxies[a].Cut()
+	linkIs(t, edges[a].cfg, false)
+	st, err := envs[a].OrderStatus(t.Context(), cases[a][0].OrderID)
+	require.NoError(t, err, "GET /orders/{id} at the edge while its link is cut")
+	require.Equal(t, radgate.StateDelivered, st.State)
+	late := cases[a][perSite:]
+	require.NoError(t, envs[a].Order(t.Context(), late))
+	time.Sleep(3 * time.Second)
+	st, err = envs[a].OrderStatus(t.Context(), late[0].OrderID)
+	require.NoError(t, err)
+	require.False(t, st.State.Terminal(), "an order delivered while its edge's link was cut: %s", st.State)
+	proxies[a].Restore()
+	restored := time.Now()
+	require.NoError(t, envs[a].Wait(t.Context(), late, 3*time.Minute))
+	require.Equal(t, radgate.StateDelivered, late[0].Status.State, late[0].Status.Reason)
+	requireOneReport(t, envs[a], late[0], version)
+	t.Logf("the order taken during the cut delivered %v after the link returned; whole test %v",
+		time.Since(restored).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+
+	// No hub stream holds an image.
+	_, err = h.js.Stream(t.Context(), dimse.StreamImages)
+	require.ErrorIs(t, err, jetstream.ErrStreamNotFound)
+}
+
+// published: s logged a result of order id published.
+func published(s *served, id string) bool {
+	for _, l := range strings.Split(s.logs.String(), "\n") {
+		if strings.Contains(l, `msg="result published"`) && strings.Contains(l, " order="+id+" ") {
+			return true
+		}
+	}
+	return false
+}
+
+// requireOneReport: exactly one DiagnosticReport of c's result on the FHIR
+// server.
+func requireOneReport(t *testing.T, env *demo.Env, c *demo.Case, version string) {
+	t.Helper()
+	id := fhir.ResultIdentifier(pipeline.ResultID(c.OrderID, radgate.EngineInfo{ID: config.DefaultEngine, Version: version}))
+	found, err := env.FHIR.Search(t.Context(), "DiagnosticReport", map[string][]string{"identifier": {id.System + "|" + id.Value}})
+	require.NoError(t, err)
+	require.Len(t, found, 1, "DiagnosticReports of order %s", c.OrderID)
+}
+
+func engineVersion(t *testing.T) string {
+	m, err := inference.LoadManifest(filepath.Join(testenv.RepoRoot(), "models", config.DefaultEngine, "model.yaml"))
+	require.NoError(t, err)
+	return m.Version
+}
