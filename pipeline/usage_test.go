@@ -96,13 +96,21 @@ func TestPipelineAttributesOrdersToFacilities(t *testing.T) {
 		want := map[string]string{"F1": "north", "F2": "south", "F3": ""}[acsn]
 		require.Equal(t, want, st.FacilityID, acsn)
 	}
-	rows, err := h.usage.Month(t.Context(), time.Now().UTC().Format("2006-01"))
-	require.NoError(t, err)
-	require.Equal(t, []billing.UsageRow{
+	// The inference stage counts an analysis just after it records the
+	// engine scored, so delivery can end the order first: wait for the
+	// count rather than read it once.
+	want := []billing.UsageRow{
 		{Facility: "Elsewhere", Engine: "eng-a", Analyses: 1},
 		{Facility: "north", Engine: "eng-a", Analyses: 1},
 		{Facility: "south", Engine: "eng-a", Analyses: 1},
-	}, rows)
+	}
+	var rows []billing.UsageRow
+	require.Eventually(t, func() bool {
+		var err error
+		rows, err = h.usage.Month(t.Context(), time.Now().UTC().Format("2006-01"))
+		return err == nil && len(rows) >= len(want)
+	}, 15*time.Second, 20*time.Millisecond, "usage rows: %v", rows)
+	require.Equal(t, want, rows)
 }
 
 // radgate never stores a patient's name: a FHIR subject's display text
