@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,7 +11,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,22 +22,9 @@ import (
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/testenv"
 	"github.com/radgate/radgate/internal/testenv/oidcop"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // oidcEnv is a console with OIDC sign-in at a real OpenID Provider
 // (zitadel/oidc's op, in-process on 127.0.0.1).
@@ -50,7 +35,7 @@ type oidcEnv struct {
 	js   jetstream.JetStream
 	kv   jetstream.KeyValue
 	skew atomic.Int64 // added to the console's clock
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 func newOIDCEnv(t *testing.T) *oidcEnv {
@@ -58,7 +43,7 @@ func newOIDCEnv(t *testing.T) *oidcEnv {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	base := "http://" + l.Addr().String()
-	e := &oidcEnv{logs: &syncBuffer{}}
+	e := &oidcEnv{logs: &testenv.LogBuffer{}}
 	srv, err := broker.StartEmbedded(t.TempDir(), -1)
 	require.NoError(t, err)
 	t.Cleanup(srv.Shutdown)

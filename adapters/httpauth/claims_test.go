@@ -13,6 +13,7 @@ import (
 
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // Each claim check names the claim that failed, in the 401's
@@ -22,7 +23,7 @@ func TestJWTClaimRefusalsNameTheClaim(t *testing.T) {
 	p := newIDP(t)
 	key := ecKey(t, elliptic.P256())
 	p.publish(t, map[string]crypto.Signer{"k": key})
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: p.srv.URL, Issuer: "https://idp.example.org",
 		Audience: "radgate", Algorithms: []string{"ES256"}, Leeway: config.Duration(5 * time.Second)}, Options{Logger: debugLogger(logs)})
 	require.NoError(t, err)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/radgate/radgate/config"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // An identity provider that answers the first JWKS fetch and then hangs:
@@ -46,7 +47,7 @@ func TestJWKSOutageServesCachedKeys(t *testing.T) {
 
 	var skew atomic.Int64
 	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	// A request that waited for a fetch would take fetchTimeout; the
 	// client gives up sooner, and all requests together must finish sooner
 	// still.

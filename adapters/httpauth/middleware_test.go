@@ -1,7 +1,6 @@
 package httpauth
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,27 +25,10 @@ import (
 
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/fhir"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
-// syncBuffer captures every log line of a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func debugLogger(buf *syncBuffer) *slog.Logger {
+func debugLogger(buf *testenv.LogBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -100,7 +82,7 @@ func TestStaticTokens(t *testing.T) {
 	file := filepath.Join(dir, "tokens")
 	require.NoError(t, os.WriteFile(file, []byte("# intake tokens\nehr tok-ehr-5f1c9a\n\ntok-anon-77d2\n"), 0o600))
 	t.Setenv("RADGATE_TEST_INTAKE_TOKENS", "tok-env-a, tok-env-b")
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthStatic, TokensFile: file, TokensEnv: "RADGATE_TEST_INTAKE_TOKENS"},
 		Options{Logger: debugLogger(logs)})
 	require.NoError(t, err)
@@ -221,7 +203,7 @@ func TestJWT(t *testing.T) {
 	p := newIDP(t)
 	rk, ek, other := rsaKey(t), ecKey(t, elliptic.P256()), rsaKey(t)
 	p.publish(t, map[string]crypto.Signer{"rsa-1": rk, "ec-1": ek})
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	var skew atomic.Int64 // the test's clock runs ahead by this much
 	clock := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	mw, err := newAuth(t, config.IntakeAuth{Mode: config.AuthJWT, JWKSURL: p.srv.URL, Issuer: "https://idp.example.org",

@@ -23,6 +23,7 @@ import (
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // TestHL7PatientNameFromTheOrderSource: radgate sends results to a RIS as
@@ -226,7 +227,7 @@ func TestServeRefusesAnExposedMLLPListener(t *testing.T) {
 		cfg.DataDir = t.TempDir()
 		return cfg
 	}
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

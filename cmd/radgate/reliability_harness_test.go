@@ -72,7 +72,7 @@ var patientMarkers = []string{"Synthetic^PMV", "Synthetic PMV", "PMV-0", "Synthe
 // proc is one radgate serve child process.
 type proc struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	url  string
 	done chan struct{}
 	err  error // from Wait, once done is closed
@@ -160,7 +160,7 @@ func (r *rig) start() *proc {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
-	p := &proc{logs: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{logs: &testenv.LogBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(exe, "serve", "--config", r.cfgPath)
 	p.cmd.Env = r.env
 	p.cmd.Stdout = p.logs

@@ -9,7 +9,6 @@ package consoletest
 // every page a viewer opens and the URL/log checks at its end.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -37,12 +36,12 @@ import (
 	"github.com/radgate/radgate/adapters/fhirhttp"
 	"github.com/radgate/radgate/config"
 	"github.com/radgate/radgate/internal/demo"
-	"github.com/radgate/radgate/internal/testenv"
 	"github.com/radgate/radgate/service"
 
 	// Registers its destination type (dicomweb and fhirhttp, imported
 	// above, register theirs), as radgate's main does.
 	_ "github.com/radgate/radgate/adapters/hl7v2"
+	"github.com/radgate/radgate/internal/testenv"
 )
 
 // The three principals the tests sign in as (static tokens).
@@ -60,25 +59,8 @@ var radiographs = []string{"cr-chest-header-mono1-jpeg-baseline.dcm", "dx-chest-
 type serve struct {
 	url    string
 	tokens map[string]string // principal → token
-	logs   *syncBuffer
+	logs   *testenv.LogBuffer
 	env    *demo.Env
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func token() string {
@@ -118,7 +100,7 @@ func startServe(t *testing.T, mutate func(*config.Config)) *serve {
 		mutate(&cfg)
 	}
 
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)

@@ -1,7 +1,6 @@
 package clustertest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -36,24 +35,7 @@ import (
 // hub is one radgate serve process (in the test process) on the cluster.
 type hub struct {
 	env  *demo.Env
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testenv.LogBuffer
 }
 
 // startHub runs radgate serve on the real peers with nats.url the cluster
@@ -81,7 +63,7 @@ func startHub(t *testing.T, name string, natsURL string) *hub {
 	cfg.PACS.PasswordEnv = "RADGATE_CLUSTERTEST_PACS_PASSWORD"
 	cfg.FHIR.BaseURL = fhirSrv.URL
 
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,24 +33,6 @@ import (
 	"github.com/radgate/radgate/pipeline"
 	"github.com/radgate/radgate/service"
 )
-
-// syncBuffer is a serve's log, written by its goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // serveConfig is radgate serve's configuration on the shared peers (the
 // Orthanc as the PACS, the FHIR test server as the destination), with
@@ -119,13 +100,13 @@ type served struct {
 	cfg  config.Config
 	name string
 	url  string
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 }
 
 // startServe runs radgate serve with cfg in process until the test ends.
 func startServe(t *testing.T, name string, cfg config.Config) *served {
 	t.Helper()
-	s := &served{cfg: cfg, name: name, logs: &syncBuffer{}}
+	s := &served{cfg: cfg, name: name, logs: &testenv.LogBuffer{}}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("serve", name)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
