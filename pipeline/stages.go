@@ -767,11 +767,16 @@ func (p *Pipeline) score(ctx context.Context, msg jetstream.Msg) verdict {
 	if st.Cancelled != nil || max(cur.Revision, 1) != max(job.Revision, 1) || cur.State == radgate.StateScored || cur.State.Terminal() {
 		return done()
 	}
-	want := p.picturesFor(st)
+	return p.scoreAndPublish(ctx, msg, job, eng, st, p.picturesFor(st), p.opts.Source, replay)
+}
+
+// scoreAndPublish scores job's images read from src, drawing the pictures
+// want asks for, and publishes the result for st.
+func (p *Pipeline) scoreAndPublish(ctx context.Context, msg jetstream.Msg, job Job, eng radgate.Engine, st radgate.OrderStatus, want radgate.Pictures, src radgate.StudySource, replay string) verdict {
 	if job.Shadow {
 		want = 0 // a result scored in shadow is never delivered: nothing to draw
 	}
-	sc := p.scoreImages(ctx, msg, job, eng, want)
+	sc := p.scoreImagesFrom(ctx, msg, job, eng, want, src)
 	if sc.retry > 0 {
 		return retryIn(sc.retry)
 	}
@@ -806,18 +811,7 @@ func (p *Pipeline) scoreForEdge(ctx context.Context, msg jetstream.Msg, job Job,
 		p.log.Warn("opening the edge's image store failed; will retry", "order", st.ID, "facility", fac, "err", err)
 		return retryIn(p.opts.RetryMin)
 	}
-	want := job.Pictures
-	if job.Shadow {
-		want = 0
-	}
-	sc := p.scoreImagesFrom(ctx, msg, job, eng, want, src)
-	if sc.retry > 0 {
-		return retryIn(sc.retry)
-	}
-	r := resultOf(job, eng, sc, want)
-	r.Revision = max(job.Revision, 1)
-	r.Images = append(sc.notes, job.Skipped...)
-	return p.publishResult(ctx, st, r, replay)
+	return p.scoreAndPublish(ctx, msg, job, eng, st, job.Pictures, src, replay)
 }
 
 // studyScore is what scoring a job's images came to: the most confident
@@ -1544,6 +1538,10 @@ func (p *Pipeline) recordDelivery(ctx context.Context, r radgate.Result, dest st
 			prob := r.Probability
 			cur.Probability, cur.Tier = &prob, r.Tier
 		}
+		// Delivery can outrun the inference stage's own record of the
+		// result (recordScored then skips): keep what the result said here
+		// too, or the order would end without its caveats and images.
+		noteResult(&cur, r)
 		final := map[radgate.Outcome]radgate.OrderState{radgate.OutcomeScored: radgate.StateDelivered, radgate.OutcomeNotApplicable: radgate.StateRejected, radgate.OutcomeFailed: radgate.StateFailed}[r.Outcome]
 		if final == "" {
 			final = radgate.StateFailed
