@@ -33,7 +33,7 @@ heavy_timeout=4m
 cluster=(./internal/clustertest)
 cluster_timeout=6m
 edges=(./internal/edgetest)
-edges_timeout=6m
+edges_timeout=8m
 mapfile -t pkgs < <(go list ./... | grep -vxF -f <(go list "${heavy[@]}" "${cluster[@]}" "${edges[@]}"))
 show() { grep -E '^(ok|FAIL|---|panic|\?|=== RUN.*FAIL)|^\s+--- (FAIL|SKIP)'; }
 set +e

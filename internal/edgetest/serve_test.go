@@ -300,10 +300,12 @@ func TestServeHubAndEdges(t *testing.T) {
 	h.addSources(t, sites...)
 	t.Logf("hub cluster, %d hub radgates and %d edge radgates up in %v", len(hubs), len(sites), time.Since(start).Round(time.Millisecond))
 
-	const perSite = 3
+	// perSite orders at each site with every link up, then cutOrders more
+	// at each site while site A's link is cut for cutFor (issue 16: 60 s).
+	const perSite, cutOrders, cutFor = 3, 4, 60 * time.Second
 	cases := map[string][]*demo.Case{}
 	for _, f := range sites {
-		cases[f] = newCases(t, envs[f], perSite+1) // the last is ordered during the cut
+		cases[f] = newCases(t, envs[f], perSite+cutOrders)
 	}
 	ordered := time.Now()
 	for _, f := range sites {
@@ -339,27 +341,47 @@ func TestServeHubAndEdges(t *testing.T) {
 		}
 	}
 
-	// Cut site A's link: its edge still answers for its orders, and takes
-	// a new one, delivered once the link is back.
+	// Cut site A's link for cutFor while every site's EHR keeps ordering:
+	// A's edge still answers for its orders and takes the new ones, which
+	// wait at the edge; B and C deliver theirs meanwhile; once the link is
+	// back every one of A's is delivered, once.
 	a := sites[0]
 	proxies[a].Cut()
+	cut := time.Now()
 	linkIs(t, edges[a].cfg, false)
 	st, err := envs[a].OrderStatus(t.Context(), cases[a][0].OrderID)
 	require.NoError(t, err, "GET /orders/{id} at the edge while its link is cut")
 	require.Equal(t, radgate.StateDelivered, st.State)
+	for i := range cutOrders {
+		for _, f := range sites {
+			require.NoError(t, envs[f].Order(t.Context(), cases[f][perSite+i:perSite+i+1]), "order at %s during the cut", f)
+		}
+		time.Sleep(cutFor / (cutOrders + 1))
+	}
+	for _, f := range sites[1:] {
+		require.NoError(t, envs[f].Wait(t.Context(), cases[f][perSite:], cutFor), "%s's orders while A's link is cut", f)
+		for _, c := range cases[f][perSite:] {
+			require.Equal(t, radgate.StateDelivered, c.Status.State, "order %s at %s during A's cut: %s", c.OrderID, f, c.Status.Reason)
+			requireOneReport(t, envs[f], c, version)
+		}
+	}
 	late := cases[a][perSite:]
-	require.NoError(t, envs[a].Order(t.Context(), late))
-	time.Sleep(3 * time.Second)
-	st, err = envs[a].OrderStatus(t.Context(), late[0].OrderID)
-	require.NoError(t, err)
-	require.False(t, st.State.Terminal(), "an order delivered while its edge's link was cut: %s", st.State)
+	for _, c := range late {
+		st, err = envs[a].OrderStatus(t.Context(), c.OrderID)
+		require.NoError(t, err, "GET /orders/{id} at the edge while its link is cut")
+		require.False(t, st.State.Terminal(), "order %s delivered while its edge's link was cut: %s", c.OrderID, st.State)
+	}
+	time.Sleep(time.Until(cut.Add(cutFor)))
 	proxies[a].Restore()
 	restored := time.Now()
-	require.NoError(t, envs[a].Wait(t.Context(), late, 3*time.Minute))
-	require.Equal(t, radgate.StateDelivered, late[0].Status.State, late[0].Status.Reason)
-	requireOneReport(t, envs[a], late[0], version)
-	t.Logf("the order taken during the cut delivered %v after the link returned; whole test %v",
-		time.Since(restored).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("A's link cut %v", restored.Sub(cut).Round(time.Millisecond))
+	require.NoError(t, envs[a].Wait(t.Context(), late, 4*time.Minute))
+	for _, c := range late {
+		require.Equal(t, radgate.StateDelivered, c.Status.State, "order %s: %s", c.OrderID, c.Status.Reason)
+		requireOneReport(t, envs[a], c, version)
+	}
+	t.Logf("the %d orders taken during the cut delivered %v after the link returned; whole test %v",
+		len(late), time.Since(restored).Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 
 	// No hub stream holds an image.
 	_, err = h.js.Stream(t.Context(), dimse.StreamImages)
