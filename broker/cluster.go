@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -71,7 +72,15 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && (apiErr.ErrorCode == errCodeClusterNotAvailable || apiErr.ErrorCode == errCodeClusterNotLeader)
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	// "no suitable peers for placement, peer offline": a node is down or
+	// not yet known to the meta leader (a cluster just started or one
+	// restarting); another reason for the same code (too few servers,
+	// no room) is a refusal.
+	return apiErr.ErrorCode == errCodeClusterNotAvailable || apiErr.ErrorCode == errCodeClusterNotLeader ||
+		apiErr.ErrorCode == errCodeNoSuitablePeers && strings.Contains(apiErr.Description, "peer offline")
 }
 
 // JetStream API error codes nats.go has no name for.
