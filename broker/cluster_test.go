@@ -245,4 +245,8 @@ func TestRetry(t *testing.T) {
 
 	require.True(t, IsUnavailable(&jetstream.APIError{ErrorCode: 10008}))
 	require.False(t, IsUnavailable(jetstream.ErrKeyExists))
+	// A peer not yet (or no longer) known: wait for it; too few servers:
+	// a refusal at once.
+	require.True(t, IsUnavailable(&jetstream.APIError{ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}))
+	require.False(t, IsUnavailable(&jetstream.APIError{ErrorCode: 10005, Description: "no suitable peers for placement"}))
 }
