@@ -388,21 +388,7 @@ func (f *flow) sources() string {
 	defer cancel()
 	var b strings.Builder
 	show := func(who string, js jetstream.JetStream, stream string) {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			fmt.Fprintf(&b, "%s %s: %v; ", who, stream, err)
-			return
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			fmt.Fprintf(&b, "%s %s: %v; ", who, stream, err)
-			return
-		}
-		fmt.Fprintf(&b, "%s %s: %d msgs", who, stream, info.State.Msgs)
-		for _, si := range info.Sources {
-			fmt.Fprintf(&b, " [source %s %s lag %d active %v err %v]", si.Name, si.FilterSubject, si.Lag, si.Active, si.Error)
-		}
-		b.WriteString("; ")
+		b.WriteString(testenv.DescribeSources(ctx, who, js, stream, 0))
 	}
 	show("hub", f.h.js, broker.StreamJobs)
 	show("hub", f.h.js, broker.StreamResults)

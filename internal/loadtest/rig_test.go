@@ -651,25 +651,7 @@ func (r *rig) linkSources() string {
 	defer cancel()
 	var b strings.Builder
 	show := func(who string, js jetstream.JetStream, stream string) {
-		s, err := js.Stream(ctx, stream)
-		if err != nil {
-			fmt.Fprintf(&b, "%s %s: %v; ", who, stream, err)
-			return
-		}
-		info, err := s.Info(ctx)
-		if err != nil {
-			fmt.Fprintf(&b, "%s %s: %v; ", who, stream, err)
-			return
-		}
-		fmt.Fprintf(&b, "%s %s: %d msgs", who, stream, info.State.Msgs)
-		for i, si := range info.Sources {
-			if i == 4 {
-				fmt.Fprintf(&b, " … %d sources", len(info.Sources))
-				break
-			}
-			fmt.Fprintf(&b, " [source %s lag %d active %v err %v]", si.FilterSubject, si.Lag, si.Active.Round(time.Millisecond), si.Error)
-		}
-		b.WriteString("; ")
+		b.WriteString(testenv.DescribeSources(ctx, who, js, stream, 4))
 	}
 	show("hub", r.hubJS, broker.StreamJobs)
 	for _, s := range r.sites[:r.o.Edges] {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // NATSCluster is a JetStream cluster of real nats-server processes on
@@ -437,4 +440,29 @@ func (c *NATSCluster) Leafz() ([]LeafConn, error) {
 		}
 	}
 	return out, nil
+}
+
+// DescribeSources is one line on stream as js sees it, for a failing
+// test's message: its message count and, of its first max sources (all
+// when max ≤ 0), each one's filter, lag, last activity and error.
+func DescribeSources(ctx context.Context, who string, js jetstream.JetStream, stream string, max int) string {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Sprintf("%s %s: %v; ", who, stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Sprintf("%s %s: %v; ", who, stream, err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %d msgs", who, stream, info.State.Msgs)
+	for i, si := range info.Sources {
+		if max > 0 && i == max {
+			fmt.Fprintf(&b, " … %d sources", len(info.Sources))
+			break
+		}
+		fmt.Fprintf(&b, " [source %s %s lag %d active %v err %v]", si.Name, si.FilterSubject, si.Lag, si.Active.Round(time.Millisecond), si.Error)
+	}
+	b.WriteString("; ")
+	return b.String()
 }
