@@ -146,6 +146,9 @@ type EmbeddedOptions struct {
 	// Leaf, when set, makes the server a leaf node of a hub: it connects
 	// to the hub's leafnode listener and keeps reconnecting.
 	Leaf *LeafRemote
+	// MaxPayload is the largest message the server takes (max_payload);
+	// 0: 8 MiB. Tests set a small one to send results in parts.
+	MaxPayload int32
 }
 
 // LeafRemote is the hub a leaf node connects to.
@@ -197,6 +200,9 @@ func StartEmbeddedWith(o EmbeddedOptions) (*EmbeddedServer, error) {
 	}
 	if o.ServerName != "" {
 		opts.ServerName = o.ServerName
+	}
+	if o.MaxPayload > 0 {
+		opts.MaxPayload = o.MaxPayload
 	}
 	opts.JetStreamDomain = o.Domain
 	if o.Leaf != nil {

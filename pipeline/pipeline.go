@@ -164,6 +164,8 @@ type Pipeline struct {
 	mu      sync.Mutex
 	running []*stageRunner
 	watcher *watcher
+	// parts are the delivery stages' held parts of results, by stage.
+	parts map[string]*partAssembler
 }
 
 var _ radgate.Intake = (*Pipeline)(nil)
@@ -421,6 +423,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	for _, s := range stages {
 		s.p = p
+		if s.stream == broker.StreamResults {
+			s.pending = 2 * maxResultParts
+		}
 		if err := s.start(ctx); err != nil {
 			_ = p.Stop(context.Background())
 			return err
@@ -474,6 +479,11 @@ type verdict struct {
 	kind   verdictKind
 	delay  time.Duration
 	reason string
+	// also are messages the handler held that share the verdict, settled
+	// after the handled one: acked after its ack, terminated after its
+	// dead letter (the parts of a result, parts.go). A retry leaves them
+	// held.
+	also []jetstream.Msg
 }
 
 type verdictKind int
@@ -482,11 +492,13 @@ const (
 	ack verdictKind = iota
 	retry
 	terminate // Term + dead-letter copy
+	hold      // left unacknowledged: the handler keeps it (a result's part, parts.go)
 )
 
 func done() verdict                    { return verdict{kind: ack} }
 func retryIn(d time.Duration) verdict  { return verdict{kind: retry, delay: d} }
 func deadLetter(reason string) verdict { return verdict{kind: terminate, reason: reason} }
+func held() verdict                    { return verdict{kind: hold} }
 func (p *Pipeline) backoff(n uint64) time.Duration {
 	d := p.opts.RetryMin
 	for i := uint64(1); i < n && d < p.opts.RetryMax; i++ {
@@ -507,6 +519,9 @@ type stageRunner struct {
 	filter  string
 	workers int
 	window  int
+	// pending adds to the consumer's MaxAckPending (without a window):
+	// the parts of results a delivery holds until their last one came.
+	pending int
 	ackWait time.Duration
 	handle  func(ctx context.Context, msg jetstream.Msg) verdict
 
@@ -521,7 +536,7 @@ type stageRunner struct {
 }
 
 func (s *stageRunner) start(ctx context.Context) error {
-	maxAck, pull := 4*s.workers, s.workers
+	maxAck, pull := 4*s.workers+s.pending, s.workers
 	if s.window > 0 {
 		maxAck, pull = max(s.window, s.workers), min(max(s.window, s.workers), 64)
 	}
@@ -537,7 +552,7 @@ func (s *stageRunner) start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("creating consumer %s on %s: %w", s.durable, s.stream, err)
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancel(context.WithValue(context.Background(), stageKey{}, s.name))
 	handler := s.inOrder()
 	if s.window > 0 {
 		handler = s.inTurn(maxAck)
@@ -670,21 +685,36 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 	}()
 	var err error
 	switch v.kind {
+	case hold:
 	case ack:
 		err = msg.DoubleAck(s.ctx)
+		for _, m := range v.also {
+			if aerr := m.DoubleAck(s.ctx); aerr != nil {
+				err = aerr
+			}
+		}
 	case retry:
 		err = msg.NakWithDelay(v.delay)
 	case terminate:
 		if dlqErr := s.p.deadLetter(s.ctx, s.name, msg, v.reason); dlqErr != nil {
 			log.Error("dead-lettering failed; leaving the message for redelivery", "err", dlqErr)
 			_ = msg.NakWithDelay(s.p.opts.RetryMax)
+			for _, m := range v.also {
+				_ = m.NakWithDelay(s.p.opts.RetryMax)
+			}
 			return
 		}
 		err = msg.TermWithReason(v.reason)
+		for _, m := range v.also {
+			_ = m.TermWithReason(v.reason)
+		}
 		s.p.failOrder(s.ctx, msg.Headers().Get(broker.HeaderOrderID), s.name, v.reason)
 	}
 	if err != nil {
 		log.Warn("acknowledging failed", "err", err)
+	}
+	if v.kind == hold {
+		return // counted when its result is delivered
 	}
 	took, kind := time.Since(start), [...]string{"ack", "retry", "dead-letter"}[v.kind]
 	fac := s.p.facilityLabel(msg.Subject())

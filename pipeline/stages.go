@@ -77,6 +77,10 @@ type hubResult struct {
 	radgate.Result
 	HeatmapPNG []byte `json:"heatmap_png,omitempty"`
 	Preview    []byte `json:"preview,omitempty"`
+	// HeatmapBytes and PreviewBytes, in a result sent in parts, are the
+	// sizes of the pictures that follow its JSON (parts.go).
+	HeatmapBytes int `json:"heatmap_bytes,omitempty"`
+	PreviewBytes int `json:"preview_bytes,omitempty"`
 }
 
 // JobInstance is one image the router selected for an engine.
@@ -1183,6 +1187,7 @@ func (p *Pipeline) publishTo(ctx context.Context, st radgate.OrderStatus, r radg
 // publishToEdge publishes a hub's result (role hub) once per destination,
 // its pictures in the message (hubResult): the edge's results source takes
 // it back, and the edge records it and stores the pictures (deliverTo).
+// A result larger than one message may carry goes in parts (parts.go).
 //
 // withheld, when set, is the engine's mode that keeps the result from every
 // destination: it goes to the edge once, which records it withheld.
@@ -1195,13 +1200,10 @@ func (p *Pipeline) publishToEdge(ctx context.Context, st radgate.OrderStatus, r 
 	}
 	for _, d := range dests {
 		r.Destination = d
-		data, err := json.Marshal(hubResult{Result: r, HeatmapPNG: r.HeatmapPNG, Preview: r.Preview})
+		hr := hubResult{Result: r, HeatmapPNG: r.HeatmapPNG, Preview: r.Preview}
+		data, err := json.Marshal(hr)
 		if err != nil {
 			return deadLetter("encoding result: " + err.Error())
-		}
-		if limit := p.js.Conn().MaxPayload() - 4096; int64(len(data)) > limit {
-			return deadLetter(fmt.Sprintf("result %s of engine %s with its pictures is %d bytes: more than one message may carry to the edge (max_payload less headers: %d bytes)",
-				r.ID, r.Engine.ID, len(data), limit))
 		}
 		out := nats.NewMsg(broker.ResultSubject(d, classOf(st), p.facilityOf(st), r.Engine.ID))
 		out.Data = data
@@ -1213,12 +1215,35 @@ func (p *Pipeline) publishToEdge(ctx context.Context, st radgate.OrderStatus, r 
 		if replay != "" {
 			out.Header.Set(broker.HeaderReplayOf, replay)
 		}
-		if _, err := p.js.PublishMsg(ctx, out, jetstream.WithMsgID(replayMsgID(fmt.Sprintf("result.%s.r%d.%s", r.ID, r.Revision, d), replay))); err != nil {
-			p.log.Warn("publishing result failed; will retry", "order", st.ID, "destination", d, "err", err)
-			return retryIn(p.opts.RetryMin)
+		msgs, ids := []*nats.Msg{out}, []string{replayMsgID(fmt.Sprintf("result.%s.r%d.%s", r.ID, r.Revision, d), replay)}
+		if limit := p.resultMessageLimit(); len(data) > limit {
+			whole, err := wholeOf(hr)
+			if err != nil {
+				return deadLetter("encoding result: " + err.Error())
+			}
+			msgs, ids = resultParts(out, ids[0], whole, limit, r)
+			if len(msgs) > maxResultParts {
+				return deadLetter(fmt.Sprintf("result %s of engine %s with its pictures is %d bytes: more than %d parts of %d bytes (max_payload less headers) may carry to the edge",
+					r.ID, r.Engine.ID, len(whole), maxResultParts, limit))
+			}
+		}
+		for i, m := range msgs {
+			if _, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(ids[i])); err != nil {
+				p.log.Warn("publishing result failed; will retry", "order", st.ID, "destination", d, "part", i+1, "parts", len(msgs), "err", err)
+				return retryIn(p.opts.RetryMin)
+			}
+		}
+		if len(msgs) > 1 {
+			p.log.Info("result published in parts", "order", st.ID, "result", r.ID, "destination", d, "parts", len(msgs), "bytes", len(data))
 		}
 	}
 	return p.counted(ctx, st, r, dests)
+}
+
+// resultMessageLimit is the most bytes one result message carries to the
+// edge: the connection's max_payload less room for headers.
+func (p *Pipeline) resultMessageLimit() int {
+	return int(p.js.Conn().MaxPayload()) - 4096
 }
 
 // recordScored records an engine's result on its order: every outcome is
@@ -1369,109 +1394,123 @@ func (p *Pipeline) decideModes(ctx context.Context, st radgate.OrderStatus, d *r
 // result of a revision that a newer one replaced is dropped.
 func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Context, jetstream.Msg) verdict {
 	return func(ctx context.Context, msg jetstream.Msg) verdict {
+		if msg.Headers().Get(headerPart) != "" {
+			return p.deliverPart(ctx, name, sink, msg)
+		}
+		var hr *hubResult
+		if p.opts.Role == RoleEdge && msg.Headers().Get(headerHubResult) != "" {
+			hr = &hubResult{}
+		}
 		var r radgate.Result
-		if err := json.Unmarshal(msg.Data(), &r); err != nil {
+		err := json.Unmarshal(msg.Data(), &r)
+		if err == nil && hr != nil {
+			err = json.Unmarshal(msg.Data(), hr)
+		}
+		if err != nil {
 			return deadLetter("undecodable result: " + err.Error())
 		}
-		dest := cmp.Or(r.Destination, name)
-		if p.opts.Role == RoleEdge && msg.Headers().Get(headerHubResult) != "" {
-			if v, ok := p.receiveHubResult(ctx, msg, &r); !ok {
-				return v
-			}
+		return p.deliverResult(ctx, name, sink, msg, r, hr)
+	}
+}
+
+// deliverResult delivers r, the result of msg (or of the parts msg
+// completed); hr is it with its pictures when the hub scored it for this
+// edge.
+func (p *Pipeline) deliverResult(ctx context.Context, name string, sink radgate.Sink, msg jetstream.Msg, r radgate.Result, hr *hubResult) verdict {
+	dest := cmp.Or(r.Destination, name)
+	if hr != nil {
+		if v, ok := p.receiveHubResult(ctx, msg, &r, *hr); !ok {
+			return v
 		}
-		if replay := msg.Headers().Get(broker.HeaderReplayOf); replay != "" && r.Status != radgate.ResultRetracted {
-			if err := p.reopenDelivery(ctx, r.Order.ID, replay, r.Engine.ID, dest); err != nil && !errors.Is(err, radgate.ErrOrderNotFound) {
+	}
+	if replay := msg.Headers().Get(broker.HeaderReplayOf); replay != "" && r.Status != radgate.ResultRetracted {
+		if err := p.reopenDelivery(ctx, r.Order.ID, replay, r.Engine.ID, dest); err != nil && !errors.Is(err, radgate.ErrOrderNotFound) {
+			return retryIn(p.opts.RetryMin)
+		}
+	}
+	// The order may have gained references since scoring (the
+	// ImagingStudy arriving after the ServiceRequest): use the latest.
+	if st, err := p.store.get(ctx, r.Order.ID); err == nil {
+		r.Order = st
+		cur := st.Engines[r.Engine.ID]
+		switch {
+		case r.Status != radgate.ResultRetracted && st.Cancelled != nil && cur.Deliveries[dest].DeliveredRevision == 0:
+			if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Reason: "order cancelled before delivery"}); err != nil {
 				return retryIn(p.opts.RetryMin)
 			}
+			return done()
+		case r.Status != radgate.ResultRetracted && max(cur.Revision, 1) > max(r.Revision, 1):
+			p.log.Info("result replaced by a newer revision; not delivered", "order", r.Order.ID, "destination", name, "revision", r.Revision)
+			return done()
+		case r.Status == radgate.ResultRetracted && cur.Deliveries[dest].Retracted:
+			return done()
 		}
-		// The order may have gained references since scoring (the
-		// ImagingStudy arriving after the ServiceRequest): use the latest.
-		if st, err := p.store.get(ctx, r.Order.ID); err == nil {
-			r.Order = st
-			cur := st.Engines[r.Engine.ID]
-			switch {
-			case r.Status != radgate.ResultRetracted && st.Cancelled != nil && cur.Deliveries[dest].DeliveredRevision == 0:
-				if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Reason: "order cancelled before delivery"}); err != nil {
-					return retryIn(p.opts.RetryMin)
-				}
-				return done()
-			case r.Status != radgate.ResultRetracted && max(cur.Revision, 1) > max(r.Revision, 1):
-				p.log.Info("result replaced by a newer revision; not delivered", "order", r.Order.ID, "destination", name, "revision", r.Revision)
-				return done()
-			case r.Status == radgate.ResultRetracted && cur.Deliveries[dest].Retracted:
-				return done()
-			}
-		}
-		if r.Status != radgate.ResultRetracted {
-			want := radgate.PicturesOf(sink)
-			// A result published before previews existed has the heatmap
-			// alone: every sink still reads it from there.
-			if r.HeatmapObject != "" && (want&radgate.PictureHeatmap != 0 || r.PreviewObject == "") {
-				png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
-				if err != nil {
-					return retryIn(p.opts.RetryMin)
-				}
-				r.HeatmapPNG = png
-			}
-			if r.PreviewObject != "" && want&(radgate.PicturePreview|radgate.PictureThumbnail) != 0 {
-				jpg, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.PreviewObject)
-				if err != nil {
-					return retryIn(p.opts.RetryMin)
-				}
-				r.Preview = jpg
-			}
-		}
-		age, n := msgAge(msg, p.opts.Now())
-		dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		receipt, err := sink.Deliver(dctx, r)
-		cancel()
-		if err != nil {
-			if radgate.IsTransient(err) && age < p.opts.DeliveryWindow {
-				p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "status", r.Status, "err", err)
-				return retryIn(p.backoff(n))
-			}
-			reason := fmt.Sprintf("delivering to %s: %v", name, err)
-			if r.Status == radgate.ResultRetracted {
-				reason = fmt.Sprintf("retracting at %s: %v", name, err)
-			}
-			if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateFailed, Revision: r.Revision, Reason: reason}); err != nil {
-				p.log.Warn("recording a failed delivery failed", "order", r.Order.ID, "err", err)
-			}
-			return deadLetter(reason)
-		}
-		dp := radgate.DeliveryProgress{State: radgate.StateDelivered, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
-			Objects: receipt.Objects}
-		if r.Status == radgate.ResultRetracted {
-			dp = radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
-				Retracted: true, Reason: r.RetractReason, Objects: receipt.Objects}
-		}
-		if err := p.recordDelivery(ctx, r, dest, dp); err != nil {
-			return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe
-		}
-		st, err := p.store.get(ctx, r.Order.ID)
-		if err == nil && r.Status != radgate.ResultRetracted && st.Cancelled != nil {
-			// Cancelled while this delivery was under way: take it back.
-			if v := p.publishRetraction(ctx, st, r.Engine.ID, dest, r.Revision); v.kind != ack {
-				return v
-			}
-		}
-		if err == nil && st.Cancelled == nil && st.State.Terminal() {
-			p.watchAnswered(ctx, st)
-		}
-		p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "status", r.Status, "revision", r.Revision, "report", receipt.Report)
-		return done()
 	}
+	if r.Status != radgate.ResultRetracted {
+		want := radgate.PicturesOf(sink)
+		// A result published before previews existed has the heatmap
+		// alone: every sink still reads it from there.
+		if r.HeatmapObject != "" && (want&radgate.PictureHeatmap != 0 || r.PreviewObject == "") {
+			png, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.HeatmapObject)
+			if err != nil {
+				return retryIn(p.opts.RetryMin)
+			}
+			r.HeatmapPNG = png
+		}
+		if r.PreviewObject != "" && want&(radgate.PicturePreview|radgate.PictureThumbnail) != 0 {
+			jpg, err := p.opts.Topology.Heatmaps.GetBytes(ctx, r.PreviewObject)
+			if err != nil {
+				return retryIn(p.opts.RetryMin)
+			}
+			r.Preview = jpg
+		}
+	}
+	age, n := msgAge(msg, p.opts.Now())
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	receipt, err := sink.Deliver(dctx, r)
+	cancel()
+	if err != nil {
+		if radgate.IsTransient(err) && age < p.opts.DeliveryWindow {
+			p.log.Warn("delivery failed; will retry", "order", r.Order.ID, "destination", name, "attempt", n, "status", r.Status, "err", err)
+			return retryIn(p.backoff(n))
+		}
+		reason := fmt.Sprintf("delivering to %s: %v", name, err)
+		if r.Status == radgate.ResultRetracted {
+			reason = fmt.Sprintf("retracting at %s: %v", name, err)
+		}
+		if err := p.recordDelivery(ctx, r, dest, radgate.DeliveryProgress{State: radgate.StateFailed, Revision: r.Revision, Reason: reason}); err != nil {
+			p.log.Warn("recording a failed delivery failed", "order", r.Order.ID, "err", err)
+		}
+		return deadLetter(reason)
+	}
+	dp := radgate.DeliveryProgress{State: radgate.StateDelivered, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
+		Objects: receipt.Objects}
+	if r.Status == radgate.ResultRetracted {
+		dp = radgate.DeliveryProgress{State: radgate.StateCancelled, Revision: r.Revision, Report: receipt.Report, DeliveredRevision: r.Revision,
+			Retracted: true, Reason: r.RetractReason, Objects: receipt.Objects}
+	}
+	if err := p.recordDelivery(ctx, r, dest, dp); err != nil {
+		return retryIn(p.opts.RetryMin) // the sink is idempotent: re-delivering is safe
+	}
+	st, err := p.store.get(ctx, r.Order.ID)
+	if err == nil && r.Status != radgate.ResultRetracted && st.Cancelled != nil {
+		// Cancelled while this delivery was under way: take it back.
+		if v := p.publishRetraction(ctx, st, r.Engine.ID, dest, r.Revision); v.kind != ack {
+			return v
+		}
+	}
+	if err == nil && st.Cancelled == nil && st.State.Terminal() {
+		p.watchAnswered(ctx, st)
+	}
+	p.log.Info("result delivered", "order", r.Order.ID, "destination", name, "status", r.Status, "revision", r.Revision, "report", receipt.Report)
+	return done()
 }
 
 // receiveHubResult takes in, at an edge, a result the hub scored: its
 // pictures go to the edge's heatmap store (where deliveries and the console
 // read them) and the engine is recorded scored on the order, as publishTo
 // does where the inference runs. ok false: v is the message's verdict.
-func (p *Pipeline) receiveHubResult(ctx context.Context, msg jetstream.Msg, r *radgate.Result) (v verdict, ok bool) {
-	var hr hubResult
-	if err := json.Unmarshal(msg.Data(), &hr); err != nil {
-		return deadLetter("undecodable result: " + err.Error()), false
-	}
+func (p *Pipeline) receiveHubResult(ctx context.Context, msg jetstream.Msg, r *radgate.Result, hr hubResult) (v verdict, ok bool) {
 	for _, pic := range []struct {
 		name string
 		data []byte
