@@ -50,12 +50,12 @@ import (
 // whole's digest, delivers the result once and acknowledges every part
 // after the result's message; a part that does not match its digest, or a
 // last part whose others never came, dead-letters the result naming its
-// id and the part.
+// id and the part. (HeaderPart is exported for internal/edgetest.)
 const (
 	headerResultID     = "Radgate-Result-Id"
 	headerResultEngine = "Radgate-Result-Engine"
 	headerResultRev    = "Radgate-Result-Revision"
-	headerPart         = "Radgate-Part"
+	HeaderPart         = "Radgate-Part"
 	headerPartSHA256   = "Radgate-Part-Sha256"
 	headerWholeSHA256  = "Radgate-Result-Sha256"
 )
@@ -114,10 +114,11 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// resultParts cuts whole into messages of at most size bytes, each with
-// msg's subject and headers and the parts' headers; ids are their message
-// ids (msgID the last one's).
-func resultParts(msg *nats.Msg, msgID string, whole []byte, size int, r radgate.Result) (parts []*nats.Msg, ids []string) {
+// ResultParts cuts whole into messages of at most size bytes, each with
+// msg's subject and headers and the parts' headers for result r; ids are
+// their message ids (msgID the last one's). The hub's publication
+// (publishToEdge); exported for internal/edgetest's proof of the leaf link.
+func ResultParts(msg *nats.Msg, msgID string, whole []byte, size int, r radgate.Result) (parts []*nats.Msg, ids []string) {
 	n := (len(whole) + size - 1) / size
 	digest := sha256Hex(whole)
 	for i := range n {
@@ -130,7 +131,7 @@ func resultParts(msg *nats.Msg, msgID string, whole []byte, size int, r radgate.
 		m.Header.Set(headerResultID, r.ID)
 		m.Header.Set(headerResultEngine, r.Engine.ID)
 		m.Header.Set(headerResultRev, strconv.Itoa(max(r.Revision, 1)))
-		m.Header.Set(headerPart, fmt.Sprintf("%d/%d", i+1, n))
+		m.Header.Set(HeaderPart, fmt.Sprintf("%d/%d", i+1, n))
 		m.Header.Set(headerPartSHA256, sha256Hex(body))
 		m.Header.Set(headerWholeSHA256, digest)
 		id := msgID
@@ -162,13 +163,13 @@ func partOf(msg jetstream.Msg) (partInfo, error) {
 	if pi.rev, err = strconv.Atoi(h.Get(headerResultRev)); err != nil || pi.rev < 1 {
 		return pi, fmt.Errorf("%s: a part whose %s %q is no revision", pi, headerResultRev, h.Get(headerResultRev))
 	}
-	is, ns, ok := strings.Cut(h.Get(headerPart), "/")
+	is, ns, ok := strings.Cut(h.Get(HeaderPart), "/")
 	pi.i, err = strconv.Atoi(is)
 	if err == nil {
 		pi.n, err = strconv.Atoi(ns)
 	}
 	if !ok || err != nil || pi.n < 1 || pi.n > maxResultParts || pi.i < 1 || pi.i > pi.n {
-		return pi, fmt.Errorf("%s: a part whose %s %q is not i/n with 1 ≤ i ≤ n ≤ %d", pi, headerPart, h.Get(headerPart), maxResultParts)
+		return pi, fmt.Errorf("%s: a part whose %s %q is not i/n with 1 ≤ i ≤ n ≤ %d", pi, HeaderPart, h.Get(HeaderPart), maxResultParts)
 	}
 	if pi.result == "" || pi.digest == "" || pi.engine == "" {
 		return pi, fmt.Errorf("%s: part %d of %d lacks %s, %s or %s", pi, pi.i, pi.n, headerResultID, headerResultEngine, headerWholeSHA256)
@@ -398,20 +399,44 @@ func (a *partAssembler) takeCopies(pi partInfo) []jetstream.Msg {
 }
 
 // join checks each part against its digest and the whole against its
-// own, and returns the whole; the error names the part that is wrong.
+// own, and returns the whole; the error names the result and the part that
+// is wrong.
 func (s *partSet) join() ([]byte, error) {
-	var whole []byte
-	for i := 1; i <= s.info.n; i++ {
-		m := s.parts[i]
-		if got, want := sha256Hex(m.Data()), m.Headers().Get(headerPartSHA256); got != want {
-			return nil, fmt.Errorf("%s came in %d parts: part %d of %d is corrupt (%d bytes, SHA-256 %s where its %s says %s)",
-				s.info, s.info.n, i, s.info.n, len(m.Data()), got[:16], headerPartSHA256, short(want))
-		}
-		whole = append(whole, m.Data()...)
+	data, hdrs := make([][]byte, s.info.n), make([]nats.Header, s.info.n)
+	for i := range s.info.n {
+		m := s.parts[i+1]
+		data[i], hdrs[i] = m.Data(), m.Headers()
 	}
-	if got := sha256Hex(whole); got != s.info.digest {
-		return nil, fmt.Errorf("%s came in %d parts: joined they are %d bytes with SHA-256 %s where its %s says %s",
-			s.info, s.info.n, len(whole), got[:16], headerWholeSHA256, short(s.info.digest))
+	whole, err := JoinResultParts(data, hdrs)
+	if err != nil {
+		return nil, fmt.Errorf("%s came in %d parts: %w", s.info, s.info.n, err)
+	}
+	return whole, nil
+}
+
+// JoinResultParts checks the parts of one result (each one's body and
+// headers, in order) against their digests and joins them; the error names
+// the part that is wrong. The edge's delivery (partSet.join); exported for
+// internal/edgetest's proof of the leaf link.
+func JoinResultParts(data [][]byte, hdrs []nats.Header) ([]byte, error) {
+	n := len(data)
+	if n == 0 || len(hdrs) != n {
+		return nil, fmt.Errorf("%d parts with %d headers", n, len(hdrs))
+	}
+	var whole []byte
+	for i := range n {
+		if got, want := hdrs[i].Get(HeaderPart), fmt.Sprintf("%d/%d", i+1, n); got != want {
+			return nil, fmt.Errorf("part %d of %d says it is %s %q", i+1, n, HeaderPart, got)
+		}
+		if got, want := sha256Hex(data[i]), hdrs[i].Get(headerPartSHA256); got != want {
+			return nil, fmt.Errorf("part %d of %d is corrupt (%d bytes, SHA-256 %s where its %s says %s)",
+				i+1, n, len(data[i]), got[:16], headerPartSHA256, short(want))
+		}
+		whole = append(whole, data[i]...)
+	}
+	if got, want := sha256Hex(whole), hdrs[n-1].Get(headerWholeSHA256); got != want {
+		return nil, fmt.Errorf("joined they are %d bytes with SHA-256 %s where the last part's %s says %s",
+			len(whole), got[:16], headerWholeSHA256, short(want))
 	}
 	return whole, nil
 }

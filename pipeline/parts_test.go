@@ -131,7 +131,7 @@ func (he *hubAndEdge) parts(t *testing.T, st radgate.OrderStatus, scoredAt time.
 	out := nats.NewMsg(broker.ResultSubject("fhir", "routine", "site-a", "eng-a"))
 	out.Header.Set(broker.HeaderOrderID, st.ID)
 	out.Header.Set(headerHubResult, "1")
-	msgs, ids := resultParts(out, fmt.Sprintf("result.%s.r1.fhir", r.ID), whole, partsPayload-4096, r)
+	msgs, ids := ResultParts(out, fmt.Sprintf("result.%s.r1.fhir", r.ID), whole, partsPayload-4096, r)
 	require.Greater(t, len(msgs), 2)
 	return msgs, ids, r
 }
@@ -235,7 +235,7 @@ func TestHubResultOverMaxPayloadReachesItsEdgeInParts(t *testing.T) {
 		require.LessOrEqual(t, len(m.Data), partsPayload-4096)
 		require.Equal(t, id, m.Header.Get(headerResultID))
 		n++
-		require.Equal(t, fmt.Sprintf("%d/%d", n, info.State.Msgs), m.Header.Get(headerPart))
+		require.Equal(t, fmt.Sprintf("%d/%d", n, info.State.Msgs), m.Header.Get(HeaderPart))
 		total += len(m.Data)
 	}
 	one, err := json.Marshal(hubResult{Result: got, HeatmapPNG: he.big, Preview: got.Preview})

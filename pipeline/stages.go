@@ -1221,7 +1221,7 @@ func (p *Pipeline) publishToEdge(ctx context.Context, st radgate.OrderStatus, r 
 			if err != nil {
 				return deadLetter("encoding result: " + err.Error())
 			}
-			msgs, ids = resultParts(out, ids[0], whole, limit, r)
+			msgs, ids = ResultParts(out, ids[0], whole, limit, r)
 			if len(msgs) > maxResultParts {
 				return deadLetter(fmt.Sprintf("result %s of engine %s with its pictures is %d bytes: more than %d parts of %d bytes (max_payload less headers) may carry to the edge",
 					r.ID, r.Engine.ID, len(whole), maxResultParts, limit))
@@ -1394,7 +1394,7 @@ func (p *Pipeline) decideModes(ctx context.Context, st radgate.OrderStatus, d *r
 // result of a revision that a newer one replaced is dropped.
 func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Context, jetstream.Msg) verdict {
 	return func(ctx context.Context, msg jetstream.Msg) verdict {
-		if msg.Headers().Get(headerPart) != "" {
+		if msg.Headers().Get(HeaderPart) != "" {
 			return p.deliverPart(ctx, name, sink, msg)
 		}
 		var hr *hubResult

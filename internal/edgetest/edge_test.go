@@ -2,6 +2,9 @@ package edgetest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,11 +19,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
+	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/adapters/dimse"
 	"github.com/radgate/radgate/broker"
 	"github.com/radgate/radgate/internal/demo"
 	"github.com/radgate/radgate/internal/faultproxy"
 	"github.com/radgate/radgate/internal/testenv"
+	"github.com/radgate/radgate/pipeline"
 )
 
 // hub is the three-node hub cluster with the sites' users, and radgate's
@@ -239,6 +244,11 @@ type flow struct {
 	latency []time.Duration  // filed at the edge → result at the edge, per order
 	arrived map[string]bool  // order → result arrived
 	byEdge  map[string][]job // facility → its jobs
+	// big: orders whose result the hub sends larger than its max_payload,
+	// in parts (pipeline.ResultParts), by the whole's SHA-256; parts: the
+	// parts an edge holds of each, by index.
+	big   map[string]string
+	parts map[string]map[int]jetstream.Msg
 }
 
 func (f *flow) file(e *edge) job {
@@ -309,9 +319,27 @@ func (f *flow) scoreOnHub(ctx context.Context) {
 		out := nats.NewMsg(broker.ResultSubject("fhir", "routine", fac, "e1"))
 		out.Header.Set(broker.HeaderOrderID, order)
 		out.Data = []byte(order)
-		if _, err := f.h.js.PublishMsg(rctx, out, jetstream.WithMsgID("result."+order)); err != nil {
-			_ = m.NakWithDelay(time.Second)
-			return
+		msgs, ids := []*nats.Msg{out}, []string{"result." + order}
+		f.mu.Lock()
+		_, big := f.big[order]
+		f.mu.Unlock()
+		if big {
+			// As the hub's inference stage publishes a result over its
+			// max_payload: in parts, on the same subject.
+			limit := int(f.h.nc.MaxPayload()) - 4096
+			whole := make([]byte, limit+1<<20)
+			_, _ = rand.Read(whole)
+			msgs, ids = pipeline.ResultParts(out, ids[0], whole, limit, radgate.Result{ID: "big-" + order, Engine: radgate.EngineInfo{ID: "e1"}})
+			sum := sha256.Sum256(whole)
+			f.mu.Lock()
+			f.big[order] = hex.EncodeToString(sum[:])
+			f.mu.Unlock()
+		}
+		for i, m2 := range msgs {
+			if _, err := f.h.js.PublishMsg(rctx, m2, jetstream.WithMsgID(ids[i])); err != nil {
+				_ = m.NakWithDelay(time.Second)
+				return
+			}
 		}
 		f.mu.Lock()
 		f.scored[order]++
@@ -331,6 +359,9 @@ func (f *flow) collectAtEdge(ctx context.Context, e *edge) {
 	require.NoError(t, err)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		order := m.Headers().Get(broker.HeaderOrderID)
+		if !f.joined(m) {
+			return // a part of a result whose others are still to come
+		}
 		f.mu.Lock()
 		if fac, _ := broker.FacilityOfSubject(m.Subject()); fac != broker.Token(e.facility) {
 			f.foreign = append(f.foreign, e.facility+" got "+m.Subject())
@@ -345,6 +376,47 @@ func (f *flow) collectAtEdge(ctx context.Context, e *edge) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(cc.Stop)
+}
+
+// joined reports whether m is a whole result: a result in one message,
+// or the part that completes a result in parts, checked and joined as the
+// edge's delivery does (pipeline.JoinResultParts) and compared with what
+// the hub sent. It acks the parts as they come (this is no delivery).
+func (f *flow) joined(m jetstream.Msg) bool {
+	part := m.Headers().Get(pipeline.HeaderPart)
+	if part == "" {
+		return true
+	}
+	t, order := f.t, m.Headers().Get(broker.HeaderOrderID)
+	var i, n int
+	_, err := fmt.Sscanf(part, "%d/%d", &i, &n)
+	require.NoError(t, err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_ = m.Ack()
+	if f.parts[order] == nil {
+		f.parts[order] = map[int]jetstream.Msg{}
+	}
+	f.parts[order][i] = m
+	if len(f.parts[order]) < n {
+		return false
+	}
+	data, hdrs := make([][]byte, n), make([]nats.Header, n)
+	for k := range n {
+		data[k], hdrs[k] = f.parts[order][k+1].Data(), f.parts[order][k+1].Headers()
+	}
+	delete(f.parts, order)
+	whole, err := pipeline.JoinResultParts(data, hdrs)
+	if err != nil {
+		t.Errorf("order %s: its result's parts at the edge: %v", order, err)
+		return false
+	}
+	sum := sha256.Sum256(whole)
+	if got := hex.EncodeToString(sum[:]); got != f.big[order] {
+		t.Errorf("order %s: the result joined at the edge (%d B, SHA-256 %s) is not the hub's (%s)", order, len(whole), got, f.big[order])
+	}
+	t.Logf("order %s: a result of %d B (the hub's max_payload %d B) joined at its edge from %d parts", order, len(whole), f.h.nc.MaxPayload(), n)
+	return true
 }
 
 // arrivedAll reports whether every job of facility has its result at its edge.
@@ -441,7 +513,8 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	facilities := []string{"site-a", "site-b", "site-c"}
 	h := startHub(t, facilities...)
 	f := &flow{t: t, h: h, edges: map[string]*edge{}, filed: map[string]job{}, scored: map[string]int{}, seen: map[string]int{},
-		results: map[string]int{}, arrived: map[string]bool{}, byEdge: map[string][]job{}}
+		results: map[string]int{}, arrived: map[string]bool{}, byEdge: map[string][]job{}, big: map[string]string{},
+		parts: map[string]map[int]jetstream.Msg{}}
 	for i, fac := range facilities {
 		f.edges[fac] = startEdge(t, h, fac, i)
 	}
@@ -547,6 +620,20 @@ func TestStoreAndForwardOverLeafLinks(t *testing.T) {
 	f.waitAll("site-a", 120*time.Second)
 	t.Logf("site A's link back: its %d jobs of the cut scored and their results at the edge %v after the link returned",
 		filedDuringCut, time.Since(restoredAt).Round(time.Millisecond))
+
+	// One result larger than the hub's max_payload crosses B's link in
+	// parts (a heatmap at a large radiograph's resolution).
+	b := f.edges["site-b"]
+	bIn0, bOut0 := b.proxy.Bytes()
+	f.mu.Lock()
+	bigOrder := fmt.Sprintf("site-b-%05d", f.clone+1) // file's next
+	f.big[bigOrder] = ""
+	f.mu.Unlock()
+	bigJob := f.file(b)
+	require.Equal(t, bigOrder, bigJob.order)
+	f.waitAll("site-b", 60*time.Second)
+	bIn, bOut := b.proxy.Bytes()
+	t.Logf("site B's big result: %d B edge→hub, %d B hub→edge on its link", bIn-bIn0, bOut-bOut0)
 
 	// Nothing lost, nothing doubled, nothing at another site. Let late
 	// duplicates (a source resuming twice) land before counting.
