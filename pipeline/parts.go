@@ -145,8 +145,9 @@ func ResultParts(msg *nats.Msg, msgID string, whole []byte, size int, r radgate.
 
 // partInfo is what a part's headers say.
 type partInfo struct {
-	order, result, engine, digest, replay string
-	rev, i, n                             int
+	// destination is the delivery stage's destination.
+	order, result, engine, digest, replay, destination string
+	rev, i, n                                          int
 }
 
 func (pi partInfo) key() string { return pi.result + "/" + pi.digest + "/" + pi.replay }
@@ -319,6 +320,12 @@ func (a *partAssembler) deadLetter(s *partSet, reason string) {
 	if len(msgs) == 0 {
 		return
 	}
+	if st, err := a.p.store.get(ctx, s.info.order); err == nil && s.info.replay == "" && deliveredAlready(st, s.info.engine, s.info.destination, s.info.rev) {
+		for _, m := range msgs {
+			_ = m.DoubleAck(ctx) // another copy of the result was delivered
+		}
+		return
+	}
 	if err := a.p.deadLetter(ctx, a.stage, msgs[0], reason); err != nil {
 		a.p.log.Error("dead-lettering a result's parts failed; handing them back", "stage", a.stage, "result", s.info.result, "err", err)
 		for _, m := range msgs {
@@ -462,6 +469,7 @@ func (p *Pipeline) deliverPart(ctx context.Context, name string, sink radgate.Si
 	if err != nil {
 		return deadLetter(err.Error())
 	}
+	pi.destination = name
 	a := p.assembler(ctx)
 	if pi.replay == "" {
 		st, err := p.store.get(ctx, pi.order)

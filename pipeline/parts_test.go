@@ -244,6 +244,38 @@ func TestHubResultOverMaxPayloadReachesItsEdgeInParts(t *testing.T) {
 	t.Logf("a %d B heatmap: %d parts, %d B in all (one message of JSON would be %d B)", len(he.big), n, total, len(one))
 }
 
+// A result that would need more than maxResultParts parts is
+// dead-lettered at the hub with its size; nothing of it is published.
+func TestHubResultOverMaxPartsIsDeadLetteredWithItsSize(t *testing.T) {
+	he := newHubAndEdge(t)
+	ctx := t.Context()
+	he.big = make([]byte, (maxResultParts+1)*partsPayload)
+	opts := he.hub.opts
+	opts.Engines = []radgate.Engine{&bigScorer{scorer: scorer{probs: map[string]float64{"sop-1": 0.91}}, big: he.big}}
+	opts.Registerer = prometheus.NewRegistry()
+	p, err := NewPipeline(opts)
+	require.NoError(t, err)
+	require.NoError(t, p.Start(ctx))
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	st := radgate.OrderStatus{ID: "b1600000000000a5", FacilityID: "site-a", Priority: "routine",
+		Route: &radgate.RouteDecision{Matched: true, Engines: []string{"eng-a"}, Destinations: []string{"fhir"}}}
+	job := Job{OrderID: st.ID, Engine: "eng-a", StudyInstanceUID: "9.1", Revision: 1, Order: &st, Pictures: radgate.PictureHeatmap,
+		Instances: []JobInstance{{SeriesInstanceUID: "9.1.1", SOPInstanceUID: "sop-1", Modality: "CR"}}}
+	data, err := json.Marshal(job)
+	require.NoError(t, err)
+	_, err = he.topo.JS.Publish(ctx, broker.JobSubject("routine", "site-a", "eng-a"), data)
+	require.NoError(t, err)
+	var dls []broker.DeadLetter
+	require.Eventually(t, func() bool { dls = he.deadLetters(t); return len(dls) == 1 }, 15*time.Second, 20*time.Millisecond)
+	require.Contains(t, dls[0].Reason, fmt.Sprintf("result %s of engine eng-a with its pictures is", ResultID(st.ID, (&scorer{}).Info())))
+	require.Contains(t, dls[0].Reason, fmt.Sprintf("more than %d parts of %d bytes", maxResultParts, partsPayload-4096))
+	results, err := he.topo.JS.Stream(ctx, broker.StreamResults)
+	require.NoError(t, err)
+	info, err := results.Info(ctx)
+	require.NoError(t, err)
+	require.Zero(t, info.State.Msgs, "parts of a result over the limit were published")
+}
+
 // An edge that stops while it holds some of a result's parts hands them
 // back; the restarted edge takes them again with the rest and delivers the
 // result once. A second copy of the same result (another hub process's,

@@ -55,6 +55,7 @@ func TestHubScoresAnEdgesJobUnderItsSubjectsFacility(t *testing.T) {
 	require.Equal(t, []string{"site-a"}, asked, "images read from another edge than the subject's")
 	mu.Unlock()
 	require.Equal(t, "1", m.Header.Get(headerHubResult))
+	require.Empty(t, m.Header.Get(HeaderPart), "a result under max_payload was sent in parts")
 	var r radgate.Result
 	require.NoError(t, json.Unmarshal(m.Data, &r))
 	require.Equal(t, radgate.OutcomeScored, r.Outcome)
