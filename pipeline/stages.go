@@ -1391,7 +1391,8 @@ func (p *Pipeline) decideModes(ctx context.Context, st radgate.OrderStatus, d *r
 // deliverTo returns the handler of one destination's consumer. A result of
 // an order cancelled before it went out is not sent; one that went out
 // while the order was being cancelled is retracted straight after. A
-// result of a revision that a newer one replaced is dropped.
+// result of a revision that a newer one replaced is dropped. A hub result
+// in parts is held until its parts are all there (deliverPart).
 func (p *Pipeline) deliverTo(name string, sink radgate.Sink) func(context.Context, jetstream.Msg) verdict {
 	return func(ctx context.Context, msg jetstream.Msg) verdict {
 		if msg.Headers().Get(HeaderPart) != "" {
