@@ -42,6 +42,7 @@ func (s *bigScorer) Score(ctx context.Context, files [][]byte) ([]radgate.ImageS
 // server takes messages of partsPayload bytes at most: the hub publishes
 // its results as it does for an edge, the edge delivers them.
 type hubAndEdge struct {
+	url      string
 	topo     *broker.Topology
 	arch     *archive
 	sink     *recorder
@@ -62,7 +63,7 @@ func newHubAndEdge(t *testing.T) *hubAndEdge {
 	require.EqualValues(t, partsPayload, nc.MaxPayload())
 	topo, err := broker.EnsureTopology(t.Context(), nc)
 	require.NoError(t, err)
-	he := &hubAndEdge{topo: topo, arch: newArchive(), sink: &recorder{}, big: make([]byte, 600<<10)}
+	he := &hubAndEdge{url: srv.ClientURL(), topo: topo, arch: newArchive(), sink: &recorder{}, big: make([]byte, 600<<10)}
 	_, _ = rand.Read(he.big)
 	he.arch.add("E1", "9.1", "CR", "CHEST", "sop-1")
 	base := Options{
@@ -242,6 +243,43 @@ func TestHubResultOverMaxPayloadReachesItsEdgeInParts(t *testing.T) {
 	require.NoError(t, err)
 	require.Less(t, total, len(one)*4/5, "the parts are not smaller than the base64 JSON of one message")
 	t.Logf("a %d B heatmap: %d parts, %d B in all (one message of JSON would be %d B)", len(he.big), n, total, len(one))
+}
+
+// An edge that dies (its connection gone, nothing handed back) while it
+// holds some of a result's parts: JetStream redelivers them after the ack
+// wait to the edge that takes over, which delivers the result once.
+func TestResultPartsHeldByACrashedEdgeAreDeliveredOnce(t *testing.T) {
+	he := newHubAndEdge(t)
+	ctx := t.Context()
+	nc, err := broker.Connect(he.url, "", nil)
+	require.NoError(t, err)
+	topo, err := broker.EnsureTopology(ctx, nc)
+	require.NoError(t, err)
+	opts := he.edgeOpts
+	opts.Topology, opts.Registerer = topo, prometheus.NewRegistry()
+	crashed, err := NewPipeline(opts)
+	require.NoError(t, err)
+	require.NoError(t, crashed.Start(ctx))
+	he.edge = crashed
+	st := he.order(t, "b1600000000000a6")
+	msgs, ids, r := he.parts(t, st, time.Now().UTC())
+	k := len(msgs) - 1
+	he.publish(t, msgs[:k], ids[:k])
+	require.Eventually(t, func() bool { return heldParts(crashed) == k }, 10*time.Second, 20*time.Millisecond, "the edge does not hold the parts")
+	nc.Close() // the crash: no ack, no nak
+	stopCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = crashed.Stop(stopCtx)
+	cancel()
+
+	he.startEdge(t)
+	he.publish(t, msgs[k:], ids[k:])
+	require.Eventually(t, func() bool { return len(he.sink.results()) == 1 }, 15*time.Second, 20*time.Millisecond, "not delivered after the crash")
+	he.settled(t)
+	he.sink.mu.Lock()
+	require.Equal(t, 1, he.sink.times[r.ID], "delivered more than once")
+	he.sink.mu.Unlock()
+	require.True(t, bytes.Equal(he.big, he.sink.results()[r.ID].HeatmapPNG))
+	require.Empty(t, he.deadLetters(t))
 }
 
 // A result that would need more than maxResultParts parts is
