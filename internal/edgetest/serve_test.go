@@ -181,18 +181,46 @@ func edgeLinkLine(t *testing.T, cfg config.Config) string {
 // on the hub cluster; in role edge it runs its embedded server as a leaf
 // node of the hub in its own domain with the edge topology and its results
 // source, and the router and deliveries but no inference; check --connect
-// reports the edge's link, and FAILs while it is cut.
+// reports the edge's link, and FAILs while it is cut. The hub serve
+// declares the hub's source of the edge's jobs. The edge opens no ONNX
+// session: with no model file and no ONNX Runtime it starts, routes an
+// order the hub scores, and delivers it; a hub or all serve with the same
+// models directory refuses, naming the file.
 func TestServeRoles(t *testing.T) {
 	ctx := t.Context()
 	h := startHub(t, "site-a")
-	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	// The edge's engines are their manifests: no model file (none in its
+	// models directory) and no ONNX Runtime.
 	ecfg, proxy := edgeServeConfig(t, h, "site-a", 0, "site-a")
-	startServe(t, "edge-a", ecfg)
+	ecfg.ModelsDir = manifestsOnly(t)
+	ecfg.Inference.ONNXRuntimeLibrary = filepath.Join(t.TempDir(), "no-libonnxruntime.so")
+	edge := startServe(t, "edge-a", ecfg)
+	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	var checked bytes.Buffer
+	service.Check(ctx, ecfg, service.CheckOptions{Timeout: 5 * time.Second}, &checked)
+	require.Contains(t, checked.String(), "ok   engine "+config.DefaultEngine+": manifest (scored at the hub)\n", checked.String())
+	// A hub or all serve with the same models directory refuses, naming
+	// the model file.
+	for _, role := range []string{config.RoleHub, config.RoleAll} {
+		cfg := hubServeConfig(t, h, "site-a")
+		cfg.Role, cfg.ModelsDir = role, ecfg.ModelsDir
+		err := service.Run(ctx, cfg, service.Options{})
+		require.ErrorContains(t, err, "model file "+filepath.Join(ecfg.ModelsDir, config.DefaultEngine, "model.onnx")+": no such file or directory", role)
+	}
 	// The hub serve declared its source of the edge's jobs.
 	info, err := streamInfo(ctx, h.js, broker.StreamJobs)
 	require.NoError(t, err)
 	require.Len(t, info.Config.Sources, 1, "the hub's source of site-a's jobs")
 	require.Equal(t, broker.JobsFilter("site-a"), info.Config.Sources[0].FilterSubject)
+
+	// The edge without model files routes an order; the hub scores it and
+	// the edge delivers it.
+	env := siteEnv(t, edge)
+	cases := newCases(t, env, 1)
+	require.NoError(t, env.Order(ctx, cases))
+	require.NoError(t, env.Wait(ctx, cases, 3*time.Minute))
+	require.Equal(t, radgate.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
+	requireOneReport(t, env, cases[0], engineVersion(t))
 
 	hubConsumers := consumerNames(ctx, t, h.js, broker.StreamJobs)
 	require.Contains(t, hubConsumers, "inference")
@@ -219,7 +247,29 @@ func TestServeRoles(t *testing.T) {
 	proxy.Restore()
 	linkIs(t, ecfg, true)
 	require.True(t, strings.HasPrefix(edgeLinkLine(t, ecfg), "ok   edge site-a"))
+}
 
+// manifestsOnly is a copy of the models directory without the model
+// files.
+func manifestsOnly(t *testing.T) string {
+	t.Helper()
+	src, dir := filepath.Join(testenv.RepoRoot(), "models"), t.TempDir()
+	ents, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range ents {
+		files, err := os.ReadDir(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.Mkdir(filepath.Join(dir, e.Name()), 0o755))
+		for _, f := range files {
+			if filepath.Ext(f.Name()) == ".onnx" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(src, e.Name(), f.Name()))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name(), f.Name()), b, 0o644))
+		}
+	}
+	return dir
 }
 
 // linkIs waits until the edge of cfg reports its link up (or down).
