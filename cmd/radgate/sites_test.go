@@ -146,4 +146,14 @@ func TestSitesSources(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "RADGATE_JOBS no longer sources general-hospital's jobs (--prune)")
 	require.Equal(t, []string{"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>"}, sources())
+	// A facility marked edge: false (its orders reach the hub another
+	// way) gets no source.
+	p := writeConfig("st-mary")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, append(b, "  - id: central\n    edge: false\n"...), 0o600))
+	out, err = runSub(t, newSitesCmd(), "sources", "--config", p)
+	require.NoError(t, err, out)
+	require.NotContains(t, out, "central")
+	require.Equal(t, []string{"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>"}, sources())
 }
