@@ -475,6 +475,15 @@ func EnsureTopologyOn(ctx context.Context, nc *nats.Conn, r Retention, c Cluster
 			return nil, fmt.Errorf("creating stream %s: %w", sc.Name, err)
 		}
 	}
+	if !c.Edge {
+		// The update above wrote the sources it read, and a hub source
+		// declared meanwhile (another hub process starting) may have been
+		// lost by it: the recorded set is applied again (KeyHubSources;
+		// nothing when none is recorded, as on every install but a hub).
+		if _, err := DeclareHubSources(ctx, js, nil, false); err != nil {
+			return nil, err
+		}
+	}
 	// Buckets and object stores refuse new writes when full (nats.go sets
 	// DiscardNew on every KV and object store stream).
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{

@@ -77,23 +77,6 @@ func EdgeResultsSource(facility string) *jetstream.StreamSource {
 	}
 }
 
-// EnsureHubSources makes the hub's RADGATE_JOBS source the edges of
-// facilities (one source per facility, in the order given, duplicates
-// dropped), keeping sources it has of other streams. Idempotent.
-func EnsureHubSources(ctx context.Context, js jetstream.JetStream, facilities []string) error {
-	var srcs []*jetstream.StreamSource
-	seen := map[string]bool{}
-	for _, f := range facilities {
-		if t := Token(f); !seen[t] {
-			seen[t] = true
-			srcs = append(srcs, HubJobsSource(f))
-		}
-	}
-	return setSources(ctx, js, StreamJobs, srcs, func(s *jetstream.StreamSource) bool {
-		return s.External != nil && strings.HasPrefix(s.External.APIPrefix, "$JS.edge-")
-	})
-}
-
 // EnsureEdgeSource makes an edge's RADGATE_RESULTS source the hub's
 // results of facility. Idempotent.
 func EnsureEdgeSource(ctx context.Context, js jetstream.JetStream, facility string) error {

@@ -33,6 +33,30 @@ type Facility struct {
 	// Networks are the source networks (CIDR) its systems connect from;
 	// intakes that check sources (MLLP, DICOM) accept these.
 	Networks []string `yaml:"networks"`
+	// Edge says whether the facility is a site with its own edge (issue
+	// 16: a radgate in role edge, a leaf node of the hub). Unset: it is —
+	// a hub serve, and radgate sites sources, make the hub's RADGATE_JOBS
+	// source its edge's jobs. false: its orders reach the hub another way
+	// (a radgate in role all on the hub's NATS), and no source is declared
+	// for it.
+	Edge *bool `yaml:"edge"`
+}
+
+// HasEdge reports whether the facility is a site with its own edge
+// (Edge unset or true).
+func (f Facility) HasEdge() bool { return f.Edge == nil || *f.Edge }
+
+// EdgeFacilities are the ids of the facilities that are sites with their
+// own edge (Facility.HasEdge), in the order listed: the edges the hub's
+// RADGATE_JOBS sources.
+func (c Config) EdgeFacilities() []string {
+	var ids []string
+	for _, f := range c.Facilities {
+		if f.HasEdge() {
+			ids = append(ids, f.ID)
+		}
+	}
+	return ids
 }
 
 // Names lists every name the facility goes by in an order or a study

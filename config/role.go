@@ -75,6 +75,12 @@ func validateRole(c *Config, bad func(path, msg string), badAt func(at []string,
 		missing("edge.facility", "must name the site's facility id (role edge)")
 	case !slices.ContainsFunc(c.Facilities, func(f Facility) bool { return f.ID == e.Facility }):
 		bad("edge.facility", fmt.Sprintf("no facility has id %q (list the site under facilities:)", e.Facility))
+	default:
+		for i, f := range c.Facilities {
+			if f.ID == e.Facility && !f.HasEdge() {
+				bad(fmt.Sprintf("facilities.%d.edge", i), fmt.Sprintf("is false, but this radgate is facility %q's edge (role edge, edge.facility): the hub would not source its jobs", f.ID))
+			}
+		}
 	}
 	if len(e.HubURLs) == 0 {
 		missing("edge.hub_urls", "must list the hub's leafnode listeners (nats-leaf://host:7422)")

@@ -40,6 +40,10 @@ func TestLoadRole(t *testing.T) {
 			`radgate.yaml:8:14: edge.hub_urls.0: "http://h:7422" is not a URL with scheme nats-leaf or tls and a host`,
 			`radgate.yaml:10:11: edge.domain: "hub" is the hub's domain`,
 		}},
+		{"facilities:\n  - id: gh\n    edge: false\nrole: edge\nedge:\n  facility: gh\n  hub_urls: [nats-leaf://h:7422]\n  credential_file: s.nk\n", []string{
+			`radgate.yaml:3:11: facilities.0.edge: is false, but this radgate is facility "gh"'s edge (role edge, edge.facility): the hub would not source its jobs`,
+		}},
+		{"facilities:\n  - id: gh\n    edge: maybe\n", []string{"radgate.yaml:3:11: facilities[0].edge: expected true or false, got \"maybe\""}},
 	} {
 		_, err := Load("radgate.yaml", []byte(tc.yaml))
 		var errs Errors
@@ -50,4 +54,13 @@ func TestLoadRole(t *testing.T) {
 		}
 		require.Equal(t, tc.want, got, tc.yaml)
 	}
+}
+
+// A hub's edges are its facilities but those marked edge: false (orders
+// that reach the hub another way).
+func TestEdgeFacilities(t *testing.T) {
+	cfg, err := Load("radgate.yaml", []byte("role: hub\nnats:\n  url: nats://h:4222\nfacilities:\n  - id: a\n  - id: central\n    edge: false\n  - id: b\n    edge: true\n"))
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b"}, cfg.EdgeFacilities())
+	require.Nil(t, Default().EdgeFacilities())
 }

@@ -362,12 +362,16 @@ var (
 // LoadManifest reads and validates one manifest. Unknown keys, wrong types
 // and invalid values are all reported, each as "file:line:col: message", in
 // one ManifestErrors.
-func LoadManifest(path string) (*Manifest, error) {
+func LoadManifest(path string) (*Manifest, error) { return loadManifest(path, true) }
+
+// loadManifest is LoadManifest; withModel checks that the model file it
+// names is there.
+func loadManifest(path string, withModel bool) (*Manifest, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	m, err := ParseManifest(path, data)
+	m, err := parseManifest(path, data, withModel)
 	if err != nil {
 		return nil, err
 	}
@@ -377,6 +381,10 @@ func LoadManifest(path string) (*Manifest, error) {
 // ParseManifest is LoadManifest on bytes already read; path names the file
 // in errors and sets Dir.
 func ParseManifest(path string, data []byte) (*Manifest, error) {
+	return parseManifest(path, data, true)
+}
+
+func parseManifest(path string, data []byte, withModel bool) (*Manifest, error) {
 	var errs ManifestErrors
 	add := func(n *yaml.Node, format string, args ...any) {
 		e := &ManifestError{File: path, Msg: fmt.Sprintf(format, args...)}
@@ -411,7 +419,7 @@ func ParseManifest(path string, data []byte) (*Manifest, error) {
 	}
 	m.File = path
 	m.Dir = filepath.Dir(path)
-	m.validate(func(keys []string, format string, args ...any) {
+	m.validate(withModel, func(keys []string, format string, args ...any) {
 		add(nodeAt(root, keys...), format, args...)
 	})
 	if len(errs) > 0 {
@@ -426,8 +434,9 @@ func ParseManifest(path string, data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
-// validate checks values; report takes the key path of the offending value.
-func (m *Manifest) validate(report func(keys []string, format string, args ...any)) {
+// validate checks values; report takes the key path of the offending
+// value. withModel: the model file must be there too.
+func (m *Manifest) validate(withModel bool, report func(keys []string, format string, args ...any)) {
 	k := func(keys ...string) []string { return keys }
 	required := func(v string, keys ...string) bool {
 		if strings.TrimSpace(v) == "" {
@@ -446,7 +455,7 @@ func (m *Manifest) validate(report func(keys []string, format string, args ...an
 	}
 	required(m.Name, "name")
 	required(m.Version, "version")
-	if required(m.Model, "model") {
+	if required(m.Model, "model") && withModel {
 		if st, err := os.Stat(m.ModelPath()); err != nil {
 			report(k("model"), "model file %s: %v", m.ModelPath(), errors.Unwrap(err))
 		} else if st.IsDir() {
@@ -751,7 +760,16 @@ func NewRegistry(manifests ...*Manifest) (*Registry, error) {
 // model.yaml. It returns the registry of the manifests that loaded and, if
 // any did not, an error listing every problem (so one broken engine does not
 // hide the others; callers that need all of them treat the error as fatal).
-func LoadEngines(modelsDir string) (*Registry, error) {
+func LoadEngines(modelsDir string) (*Registry, error) { return loadEngines(modelsDir, true) }
+
+// LoadEngineMetadata is LoadEngines for a radgate that scores nothing (an
+// edge, whose router routes on what the manifests say: ids, intended use,
+// modalities, views, ages): the model files the manifests name are not
+// looked at, so an absent or unreadable one does not stop it. Everything
+// else is checked as LoadEngines does.
+func LoadEngineMetadata(modelsDir string) (*Registry, error) { return loadEngines(modelsDir, false) }
+
+func loadEngines(modelsDir string, withModels bool) (*Registry, error) {
 	r := &Registry{dir: modelsDir, byID: map[string]*Manifest{}}
 	ents, err := os.ReadDir(modelsDir)
 	if err != nil {
@@ -767,7 +785,7 @@ func LoadEngines(modelsDir string) (*Registry, error) {
 			errs = append(errs, fmt.Errorf("%s: engine directory without %s", filepath.Join(modelsDir, e.Name()), ManifestFile))
 			continue
 		}
-		m, err := LoadManifest(path)
+		m, err := loadManifest(path, withModels)
 		if err != nil {
 			errs = append(errs, err)
 			continue

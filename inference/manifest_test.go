@@ -339,3 +339,24 @@ func TestAUC(t *testing.T) {
 	_, err := AUC([]float64{1, 2}, []bool{true, true})
 	require.Error(t, err)
 }
+
+// An edge's registry (LoadEngineMetadata) does not need the model files:
+// the manifests load without them; everything else is still checked.
+// LoadEngines refuses, naming the file.
+func TestLoadEngineMetadata(t *testing.T) {
+	dir := t.TempDir()
+	p := writeManifest(t, dir, baseManifest)
+	model := filepath.Join(filepath.Dir(p), "model.onnx")
+	require.NoError(t, os.Remove(model))
+	reg, err := LoadEngineMetadata(dir)
+	require.NoError(t, err)
+	require.Equal(t, []string{"test-engine"}, reg.IDs())
+	_, err = LoadEngines(dir)
+	require.ErrorContains(t, err, "model file "+model+": no such file or directory")
+
+	bad := filepath.Join(dir, "bad-engine")
+	require.NoError(t, os.MkdirAll(bad, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(bad, ManifestFile), []byte("id: bad-engine\nfoo: 1\n"), 0o644))
+	_, err = LoadEngineMetadata(dir)
+	require.ErrorContains(t, err, filepath.Join(bad, ManifestFile)+`:2:1: the manifest: unknown key "foo"`)
+}

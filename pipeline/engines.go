@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/radgate/radgate"
 
@@ -26,11 +27,47 @@ const MaxInferenceBatch = 8
 // NewInferenceEngine adapts e for the pipeline; heatmaps are drawn with hm.
 // Concurrent Score calls are batched into shared runs (see batcher).
 func NewInferenceEngine(e *onnx.Engine, hm inference.HeatmapOptions) radgate.Engine {
-	m := e.Manifest()
-	return &inferenceEngine{e: e, hm: hm, batch: &batcher{score: e.Score, maxBatch: MaxInferenceBatch}, info: radgate.EngineInfo{
+	return &inferenceEngine{e: e, hm: hm, batch: &batcher{score: e.Score, maxBatch: MaxInferenceBatch}, info: engineInfo(e.Manifest())}
+}
+
+func engineInfo(m *inference.Manifest) radgate.EngineInfo {
+	return radgate.EngineInfo{
 		ID: m.ID, Name: m.Name, Version: m.Version, Disclaimer: m.Disclaimer,
 		Finding: radgate.Coding{System: m.Finding.System, Code: m.Finding.Code, Display: m.Finding.Display},
-	}}
+	}
+}
+
+// metadataEngine is an engine known by its manifest only: what an edge's
+// router needs (ids and versions, modalities, body parts, views, the age
+// range of its intended use), without an ONNX Runtime session — an edge
+// never scores, the hub does.
+type metadataEngine struct {
+	m    *inference.Manifest
+	info radgate.EngineInfo
+}
+
+// NewEngineMetadata is the engine of manifest m for a radgate that scores
+// nothing (role edge): the manifest's metadata, and a Score that fails.
+func NewEngineMetadata(m *inference.Manifest) radgate.Engine {
+	return &metadataEngine{m: m, info: engineInfo(m)}
+}
+
+func (a *metadataEngine) Info() radgate.EngineInfo { return a.info }
+func (a *metadataEngine) Modalities() []string     { return a.m.Modalities }
+func (a *metadataEngine) BodyParts() []string      { return a.m.BodyParts }
+func (a *metadataEngine) Views() []string          { return a.m.Views }
+
+// AgeYears is the manifest's accepts.age_years (radgate.AgeRanged).
+func (a *metadataEngine) AgeYears() (lo, hi int, ok bool) {
+	if r := a.m.Accepts.AgeYears; r != nil {
+		return r.Min, r.Max, true
+	}
+	return 0, 0, false
+}
+
+// Score fails: this radgate has no session of the engine's model.
+func (a *metadataEngine) Score(context.Context, [][]byte) ([]radgate.ImageScore, error) {
+	return nil, fmt.Errorf("engine %s: loaded from its manifest only, without its model (role edge: the hub scores)", a.info.ID)
 }
 
 func (a *inferenceEngine) Info() radgate.EngineInfo { return a.info }

@@ -67,12 +67,16 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 	}
 	defer sec.close()
 	loader, err := newEngineLoader(cfg)
-	if !step("engines: models directory "+cfg.ModelsDir+" and ONNX Runtime", err) {
+	what := "engines: models directory " + cfg.ModelsDir + " and ONNX Runtime"
+	if cfg.Role == config.RoleEdge {
+		what = "engines: models directory " + cfg.ModelsDir + " (manifests only: an edge scores nothing)"
+	}
+	if !step(what, err) {
 		return failed
 	}
 	defer loader.Close()
 	routes, err := loadRoutes(cfg, loader.IDs())
-	what := "routes: built-in (engines: section, destination fhir)"
+	what = "routes: built-in (engines: section, destination fhir)"
 	if cfg.RoutesFile != "" {
 		what = "routes: " + cfg.RoutesFile
 	}
@@ -81,6 +85,10 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 	}
 	for _, id := range routes.Engines() {
 		_, err := loader.load([]string{id})
+		if loader.metadataOnly {
+			step("engine "+id+": manifest (scored at the hub)", err)
+			continue
+		}
 		step("engine "+id+": ONNX session", err)
 	}
 

@@ -13,10 +13,14 @@ import (
 
 // engineLoader opens engines from the models directory on demand and keeps
 // them open: a route reload that names a new engine loads it before the new
-// routes are swapped in.
+// routes are swapped in. An edge's (metadataOnly) opens no ONNX Runtime
+// session: its engines are their manifests (pipeline.NewEngineMetadata),
+// since it never scores; it needs neither the model files nor ONNX
+// Runtime.
 type engineLoader struct {
-	reg  *inference.Registry
-	opts onnx.EngineOptions // onnx.OptionsFromConfig, with the pacs section's limits on inflating images
+	reg          *inference.Registry
+	opts         onnx.EngineOptions // onnx.OptionsFromConfig, with the pacs section's limits on inflating images
+	metadataOnly bool
 
 	mu     sync.Mutex
 	loaded map[string]radgate.Engine
@@ -24,6 +28,13 @@ type engineLoader struct {
 }
 
 func newEngineLoader(cfg config.Config) (*engineLoader, error) {
+	if cfg.Role == config.RoleEdge {
+		reg, err := inference.LoadEngineMetadata(cfg.ModelsDir)
+		if err != nil {
+			return nil, err
+		}
+		return &engineLoader{reg: reg, metadataOnly: true, loaded: map[string]radgate.Engine{}}, nil
+	}
 	reg, err := inference.LoadEngines(cfg.ModelsDir)
 	if err != nil {
 		return nil, err
@@ -52,6 +63,12 @@ func (l *engineLoader) load(ids []string) ([]radgate.Engine, error) {
 		m, err := l.reg.Get(id)
 		if err != nil {
 			return nil, err
+		}
+		if l.metadataOnly {
+			re := pipeline.NewEngineMetadata(m)
+			l.loaded[id] = re
+			out = append(out, re)
+			continue
 		}
 		e, err := onnx.NewEngine(m, l.opts)
 		if err != nil {

@@ -161,6 +161,17 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		log.Info("edge: a leaf node of the hub", "facility", cfg.Edge.Facility, "domain", edgeDomain(cfg),
 			"hub_urls", strings.Join(cfg.Edge.HubURLs, ","))
 	}
+	if ids := cfg.EdgeFacilities(); cfg.Role == config.RoleHub && len(ids) > 0 {
+		// The hub's RADGATE_JOBS sources the edge of every facility listed
+		// (but those marked edge: false), besides those other hub
+		// processes or radgate sites sources declared.
+		ch, err := broker.DeclareHubSources(ctx, topo.JS, ids, false)
+		if err != nil {
+			return fmt.Errorf("declaring the hub's sources of the edges' jobs: %w", err)
+		}
+		log.Info("hub: RADGATE_JOBS sources the edges' jobs", "facilities", len(ch.Facilities),
+			"added", strings.Join(ch.Added, ","))
+	}
 	pacs, err := dicomweb.New(dicomweb.Options{BaseURL: cfg.PACS.DICOMwebURL, HTTPClient: sec.pacs,
 		Timeout: cfg.PACS.Timeout.D(), MaxInstanceBytes: cfg.PACS.MaxInstanceBytes})
 	if err != nil {

@@ -69,8 +69,9 @@ Copy site-<facility>.nk to that site's edge only; keep hub.nk on the hubs.`,
 // newSitesSourcesCmd builds `radgate sites sources`.
 func newSitesSourcesCmd() *cobra.Command {
 	var configPath, edge string
+	var prune bool
 	cmd := &cobra.Command{
-		Use:   "sources --config radgate.yaml [--edge FACILITY]",
+		Use:   "sources --config radgate.yaml [--prune | --edge FACILITY]",
 		Short: "Declare the link sources: the hub's RADGATE_JOBS from every site's edge, or an edge's RADGATE_RESULTS from the hub",
 		Long: `sources connects as radgate dlq does (nats.url with nats.credentials_file — on a
 hub, the hub.nk of radgate sites nats-config — else the embedded server of
@@ -79,16 +80,21 @@ serve created there:
 
   on the hub (no --edge): RADGATE_JOBS sources each facility's edge
   (domain edge-<facility>), only that facility's jobs, one source per entry of
-  facilities: in radgate.yaml; sources it had of facilities no longer listed
-  are removed;
+  facilities: in radgate.yaml but those marked edge: false, besides the
+  sources it already has (a hub radgate serve declares the same at every
+  start, from its own facility list); with --prune, the sources of
+  facilities not in this list are removed;
   on an edge (--edge FACILITY): RADGATE_RESULTS sources the hub's results of
-  that facility.
+  that facility (a role edge serve declares it at every start).
 
 It is idempotent: run it again after changing the facility list.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configPath == "" {
 				return &exitError{code: 2, err: fmt.Errorf("sites sources needs --config radgate.yaml")}
+			}
+			if prune && edge != "" {
+				return &exitError{code: 2, err: fmt.Errorf("sites sources: --prune is for the hub's sources, not --edge")}
 			}
 			cfg, err := config.LoadFile(configPath)
 			if err != nil {
@@ -106,23 +112,25 @@ It is idempotent: run it again after changing the facility list.`,
 				fmt.Fprintf(cmd.OutOrStdout(), "%s sources the hub's results of %s (%s)\n", broker.StreamResults, edge, broker.ResultsFilter(edge))
 				return nil
 			}
-			var ids []string
-			for _, f := range cfg.Facilities {
-				ids = append(ids, f.ID)
+			ids := cfg.EdgeFacilities()
+			if len(ids) == 0 && !prune {
+				return &exitError{code: 2, err: fmt.Errorf("%s: no facility with an edge: list the sites under facilities:", configPath)}
 			}
-			if len(ids) == 0 {
-				return &exitError{code: 2, err: fmt.Errorf("%s: no facility: list the sites under facilities:", configPath)}
-			}
-			if err := broker.EnsureHubSources(cmd.Context(), js, ids); err != nil {
+			ch, err := broker.DeclareHubSources(cmd.Context(), js, ids, prune)
+			if err != nil {
 				return err
 			}
-			for _, id := range ids {
+			for _, id := range ch.Facilities {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s sources %s's jobs from domain %s\n", broker.StreamJobs, id, broker.EdgeDomain(id))
+			}
+			for _, id := range ch.Removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s no longer sources %s's jobs (--prune)\n", broker.StreamJobs, id)
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (the facility list; where NATS is)")
 	cmd.Flags().StringVar(&edge, "edge", "", "this NATS is the edge of FACILITY: source its results from the hub")
+	cmd.Flags().BoolVar(&prune, "prune", false, "remove the hub's sources of facilities not in this list (a facility taken off it)")
 	return cmd
 }

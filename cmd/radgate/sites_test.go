@@ -95,7 +95,8 @@ func TestSitesNATSConfig(t *testing.T) {
 
 // radgate sites sources on a hub (a real 3-node cluster with the sites'
 // users, reached with the hub's NKey seed as nats.credentials_file) gives
-// RADGATE_JOBS one source per listed facility, and drops the source of a
+// RADGATE_JOBS one source per listed facility, keeps those it had of
+// facilities another list named, and with --prune drops the source of a
 // facility taken off the list.
 func TestSitesSources(t *testing.T) {
 	dir := t.TempDir()
@@ -135,7 +136,24 @@ func TestSitesSources(t *testing.T) {
 		"$JS.edge-general-hospital.API radgate.jobs.*.general-hospital.>",
 		"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>",
 	}, sources())
+	// A list without general-hospital (another hub process's, or the
+	// operator's from before it was added) adds and keeps: nothing dropped.
 	out, err = runSub(t, newSitesCmd(), "sources", "--config", writeConfig("st-mary"))
 	require.NoError(t, err, out)
+	require.Len(t, sources(), 2, out)
+	// --prune makes the list exact.
+	out, err = runSub(t, newSitesCmd(), "sources", "--prune", "--config", writeConfig("st-mary"))
+	require.NoError(t, err, out)
+	require.Contains(t, out, "RADGATE_JOBS no longer sources general-hospital's jobs (--prune)")
+	require.Equal(t, []string{"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>"}, sources())
+	// A facility marked edge: false (its orders reach the hub another
+	// way) gets no source.
+	p := writeConfig("st-mary")
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(p, append(b, "  - id: central\n    edge: false\n"...), 0o600))
+	out, err = runSub(t, newSitesCmd(), "sources", "--config", p)
+	require.NoError(t, err, out)
+	require.NotContains(t, out, "central")
 	require.Equal(t, []string{"$JS.edge-st-mary.API radgate.jobs.*.st-mary.>"}, sources())
 }

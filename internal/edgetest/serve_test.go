@@ -106,12 +106,29 @@ type served struct {
 // startServe runs radgate serve with cfg in process until the test ends.
 func startServe(t *testing.T, name string, cfg config.Config) *served {
 	t.Helper()
+	return launchServe(t, name, cfg)()
+}
+
+// launchServe starts radgate serve with cfg in process, to run until the
+// test ends, and returns what waits until it is ready (several serves
+// start at once).
+func launchServe(t *testing.T, name string, cfg config.Config) (wait func() *served) {
+	t.Helper()
 	s := &served{cfg: cfg, name: name, logs: &testenv.LogBuffer{}}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("serve", name)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
 	go func() { errc <- service.Run(ctx, cfg, service.Options{Logger: logger, Ready: ready}) }()
+	return func() *served {
+		t.Helper()
+		return waitServe(t, s, cancel, ready, errc)
+	}
+}
+
+func waitServe(t *testing.T, s *served, cancel context.CancelFunc, ready chan string, errc chan error) *served {
+	t.Helper()
+	name := s.name
 	select {
 	case addr := <-ready:
 		s.url = "http://" + addr
@@ -164,14 +181,46 @@ func edgeLinkLine(t *testing.T, cfg config.Config) string {
 // on the hub cluster; in role edge it runs its embedded server as a leaf
 // node of the hub in its own domain with the edge topology and its results
 // source, and the router and deliveries but no inference; check --connect
-// reports the edge's link, and FAILs while it is cut.
+// reports the edge's link, and FAILs while it is cut. The hub serve
+// declares the hub's source of the edge's jobs. The edge opens no ONNX
+// session: with no model file and no ONNX Runtime it starts, routes an
+// order the hub scores, and delivers it; a hub or all serve with the same
+// models directory refuses, naming the file.
 func TestServeRoles(t *testing.T) {
 	ctx := t.Context()
 	h := startHub(t, "site-a")
-	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	// The edge's engines are their manifests: no model file (none in its
+	// models directory) and no ONNX Runtime.
 	ecfg, proxy := edgeServeConfig(t, h, "site-a", 0, "site-a")
-	startServe(t, "edge-a", ecfg)
-	h.addSources(t, "site-a")
+	ecfg.ModelsDir = manifestsOnly(t)
+	ecfg.Inference.ONNXRuntimeLibrary = filepath.Join(t.TempDir(), "no-libonnxruntime.so")
+	edge := startServe(t, "edge-a", ecfg)
+	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	var checked bytes.Buffer
+	service.Check(ctx, ecfg, service.CheckOptions{Timeout: 5 * time.Second}, &checked)
+	require.Contains(t, checked.String(), "ok   engine "+config.DefaultEngine+": manifest (scored at the hub)\n", checked.String())
+	// A hub or all serve with the same models directory refuses, naming
+	// the model file.
+	for _, role := range []string{config.RoleHub, config.RoleAll} {
+		cfg := hubServeConfig(t, h, "site-a")
+		cfg.Role, cfg.ModelsDir = role, ecfg.ModelsDir
+		err := service.Run(ctx, cfg, service.Options{})
+		require.ErrorContains(t, err, "model file "+filepath.Join(ecfg.ModelsDir, config.DefaultEngine, "model.onnx")+": no such file or directory", role)
+	}
+	// The hub serve declared its source of the edge's jobs.
+	info, err := streamInfo(ctx, h.js, broker.StreamJobs)
+	require.NoError(t, err)
+	require.Len(t, info.Config.Sources, 1, "the hub's source of site-a's jobs")
+	require.Equal(t, broker.JobsFilter("site-a"), info.Config.Sources[0].FilterSubject)
+
+	// The edge without model files routes an order; the hub scores it and
+	// the edge delivers it.
+	env := siteEnv(t, edge)
+	cases := newCases(t, env, 1)
+	require.NoError(t, env.Order(ctx, cases))
+	require.NoError(t, env.Wait(ctx, cases, 3*time.Minute))
+	require.Equal(t, radgate.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
+	requireOneReport(t, env, cases[0], engineVersion(t))
 
 	hubConsumers := consumerNames(ctx, t, h.js, broker.StreamJobs)
 	require.Contains(t, hubConsumers, "inference")
@@ -183,7 +232,7 @@ func TestServeRoles(t *testing.T) {
 	require.Contains(t, consumerNames(ctx, t, ejs, broker.StreamOrders), "router")
 	require.Contains(t, consumerNames(ctx, t, ejs, broker.StreamResults), "deliver-fhir")
 	require.Empty(t, consumerNames(ctx, t, ejs, broker.StreamJobs), "an edge runs no inference")
-	info, err := streamInfo(ctx, ejs, broker.StreamResults)
+	info, err = streamInfo(ctx, ejs, broker.StreamResults)
 	require.NoError(t, err)
 	require.Len(t, info.Config.Sources, 1, "the edge's results source")
 	require.Equal(t, broker.ResultsFilter("site-a"), info.Config.Sources[0].FilterSubject)
@@ -198,6 +247,29 @@ func TestServeRoles(t *testing.T) {
 	proxy.Restore()
 	linkIs(t, ecfg, true)
 	require.True(t, strings.HasPrefix(edgeLinkLine(t, ecfg), "ok   edge site-a"))
+}
+
+// manifestsOnly is a copy of the models directory without the model
+// files.
+func manifestsOnly(t *testing.T) string {
+	t.Helper()
+	src, dir := filepath.Join(testenv.RepoRoot(), "models"), t.TempDir()
+	ents, err := os.ReadDir(src)
+	require.NoError(t, err)
+	for _, e := range ents {
+		files, err := os.ReadDir(filepath.Join(src, e.Name()))
+		require.NoError(t, err)
+		require.NoError(t, os.Mkdir(filepath.Join(dir, e.Name()), 0o755))
+		for _, f := range files {
+			if filepath.Ext(f.Name()) == ".onnx" {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(src, e.Name(), f.Name()))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, e.Name(), f.Name()), b, 0o644))
+		}
+	}
+	return dir
 }
 
 // linkIs waits until the edge of cfg reports its link up (or down).
@@ -288,7 +360,6 @@ func TestServeHubAndEdges(t *testing.T) {
 	start := time.Now()
 	sites := []string{"site-a", "site-b", "site-c"}
 	h := startHub(t, sites...)
-	hubs := []*served{startServe(t, "hub-1", hubServeConfig(t, h, sites...)), startServe(t, "hub-2", hubServeConfig(t, h, sites...))}
 	edges := map[string]*served{}
 	envs := map[string]*demo.Env{}
 	proxies := map[string]*faultproxy.TCP{}
@@ -297,7 +368,21 @@ func TestServeHubAndEdges(t *testing.T) {
 		edges[f], proxies[f] = startServe(t, "edge-"+f, cfg), proxy
 		envs[f] = siteEnv(t, edges[f])
 	}
-	h.addSources(t, sites...)
+	// The two hub radgates start at once and declare the hub's sources of
+	// the edges' jobs themselves (no radgate sites sources), from lists
+	// that differ: hub-2's marks site-c edge: false. Neither drops the
+	// other's: site-c's orders are scored too.
+	cfg2 := hubServeConfig(t, h, sites...)
+	cfg2.Facilities[2].Edge = new(bool)
+	wait1, wait2 := launchServe(t, "hub-1", hubServeConfig(t, h, sites...)), launchServe(t, "hub-2", cfg2)
+	hubs := []*served{wait1(), wait2()}
+	info, err := streamInfo(t.Context(), h.js, broker.StreamJobs)
+	require.NoError(t, err)
+	var sourced []string
+	for _, src := range info.Config.Sources {
+		sourced = append(sourced, src.FilterSubject)
+	}
+	require.ElementsMatch(t, []string{broker.JobsFilter("site-a"), broker.JobsFilter("site-b"), broker.JobsFilter("site-c")}, sourced)
 	t.Logf("hub cluster, %d hub radgates and %d edge radgates up in %v", len(hubs), len(sites), time.Since(start).Round(time.Millisecond))
 
 	// perSite orders at each site with every link up, then cutOrders more
