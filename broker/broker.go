@@ -136,6 +136,9 @@ type EmbeddedOptions struct {
 	// Logger receives nats-server's own log (component "nats"): its errors
 	// and warnings at those levels, its notices at debug. nil discards it.
 	Logger *slog.Logger
+	// LogDebug passes nats-server's debug lines to Logger too (at debug):
+	// for diagnosing a link by hand, never on in serve.
+	LogDebug bool
 	// ServerName names the server (in a hub's /leafz, in stream
 	// placement); empty: "radgate-embedded".
 	ServerName string
@@ -226,7 +229,7 @@ func StartEmbeddedWith(o EmbeddedOptions) (*EmbeddedServer, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	fatal := &serverLogger{log: logger.With("component", "nats")}
-	srv.SetLoggerV2(fatal, false, false, false)
+	srv.SetLoggerV2(fatal, o.LogDebug, false, false)
 	go srv.Start()
 	// A port taken meanwhile ends the server's start-up at once, but
 	// ReadyForConnections would wait out its whole timeout: poll both.
@@ -301,6 +304,11 @@ func (e *EmbeddedServer) ClientURL() string {
 // server): a message is handed over in memory, not written to loopback TCP
 // and read back. The client still authenticates as any other.
 func (e *EmbeddedServer) InProcess() nats.Option { return nats.InProcessServer(e.srv) }
+
+// Jsz is the server's JetStream report as its /jsz monitoring endpoint
+// gives it (an edge has no HTTP listener): for diagnosing a link by hand,
+// e.g. its sourcing consumers (DirectConsumer).
+func (e *EmbeddedServer) Jsz(opts *server.JSzOptions) (*server.JSInfo, error) { return e.srv.Jsz(opts) }
 
 // Shutdown stops the server and waits for it.
 func (e *EmbeddedServer) Shutdown() {

@@ -22,5 +22,13 @@
 // model is run: the figures are the NATS layer's). The servers' monitoring
 // endpoints (/varz, /jsz, /subsz) give the resources per node.
 //
+// The link's stall (BENCHMARKS.md "The hub/edge link's stall"):
+// TestSourceDeclaredWhileLinkDown reproduces a hub source that stays
+// unset for nats-server's consumer-create timeout after its edge's link is
+// back; BenchmarkLinkRecovery measures the edges' orders after leader
+// stepdowns and link cuts (edges behind faultproxy); RADGATE_LOAD_TRACE
+// makes a run sample its link sources and the hub worker's consumer, and
+// testenv.NATSLogDirEnv keeps the servers' debug logs.
+//
 // The package has no code besides its tests.
 package loadtest

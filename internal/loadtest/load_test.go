@@ -143,6 +143,8 @@ func run(tb testing.TB, o rigOptions, sources bool) result {
 	logStats(tb, "before the sites (topology R3, the inference consumer)", res.before)
 	t1 := time.Now()
 	r.connectSites()
+	tTrace := time.Now()
+	stopTrace := r.startTrace(tTrace)
 	tb.Logf("%d facilities (%d real edges, %d simulated clients) connected in %v (hub up in %v)", o.Facilities, o.Edges,
 		o.Facilities-o.Edges, time.Since(t1).Round(time.Millisecond), t1.Sub(t0).Round(time.Millisecond))
 	settle()
@@ -192,8 +194,13 @@ func run(tb testing.TB, o rigOptions, sources bool) result {
 	}()
 	loadFrom := total(r.stats())
 	t2 := time.Now()
+	if os.Getenv(traceEnv) != "" {
+		tb.Logf("trace %6.2fs: the load starts", t2.Sub(tTrace).Seconds())
+	}
 	res.load = r.runLoad(2 * time.Minute)
 	loadTook := time.Since(t2)
+	stopTrace()
+	r.logTimeline(t2)
 	close(stop)
 	wg.Wait()
 	res.after = r.stats()
@@ -217,6 +224,9 @@ func run(tb testing.TB, o rigOptions, sources bool) result {
 	tb.Logf("hub CPU during the load (%v), percent of a core, all three nodes, every 5 s: %s", loadTook.Round(time.Second), strings.Join(cpu, " "))
 	logStats(tb, "after the load", res.after)
 	r.mu.Lock()
+	if len(r.consumeErr) > 0 {
+		tb.Logf("the hub workers' Consume reported (%d): %.3000s", len(r.consumeErr), strings.Join(r.consumeErr, "; "))
+	}
 	if len(r.asyncErr) > 0 {
 		tb.Logf("errors on the sites' connections (%d): %.2000s", len(r.asyncErr), strings.Join(r.asyncErr, "; "))
 	}

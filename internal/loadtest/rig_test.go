@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -74,8 +77,11 @@ type rig struct {
 	results  map[string]int // order → results received at its site
 	foreign  []string       // results a site got that were not its own
 	asyncErr []string       // errors the sites' connections reported
-	scored   atomic.Int64
-	taken    map[string]time.Time // order → when the hub's worker took its job
+	// consumeErr are the errors the hub's stand-in workers' Consume
+	// reported (no responders, missed heartbeats), with their time.
+	consumeErr []string
+	scored     atomic.Int64
+	taken      map[string]time.Time // order → when the hub's worker took its job
 }
 
 type sentOrder struct {
@@ -209,7 +215,13 @@ func (r *rig) startInference(stream, filter string, facilityOf func(string) (str
 			}
 			r.scored.Add(1)
 			_ = m.Ack()
-		}, jetstream.PullMaxMessages(64))
+		}, jetstream.PullMaxMessages(64), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			// Logged, not failed: a pull answered "no responders" or a
+			// missed heartbeat is what the trace looks for.
+			r.mu.Lock()
+			r.consumeErr = append(r.consumeErr, fmt.Sprintf("%s %s: %v", time.Now().UTC().Format("15:04:05.000"), stream, err))
+			r.mu.Unlock()
+		}))
 		must(r.tb, err)
 		r.tb.Cleanup(cc.Stop)
 	}
@@ -235,7 +247,7 @@ func (r *rig) connectSites() {
 		}
 	}
 	for i := range r.o.Edges {
-		r.startEdge(r.sites[i], r.cluster.Nodes[i%len(r.cluster.Nodes)])
+		r.startEdge(r.sites[i], r.cluster.Nodes[i%len(r.cluster.Nodes)].LeafURL())
 	}
 	if len(edges) > 0 {
 		must(tb, broker.EnsureHubSources(tb.Context(), r.hubJS, edges))
@@ -262,18 +274,29 @@ func (r *rig) connectSites() {
 }
 
 // startEdge starts s as a real edge: an embedded nats-server, leaf node of
-// node with the site's credential, radgate's edge topology, the source of
-// its results and a consumer of them (its delivery stage).
-func (r *rig) startEdge(s *site, node *testenv.NATSNode) {
+// the hub node at leafURL with the site's credential, radgate's edge
+// topology, the source of its results and a consumer of them (its
+// delivery stage).
+func (r *rig) startEdge(s *site, leafURL string) {
 	tb := r.tb
 	e := &edge{}
 	var err error
-	e.srv, err = broker.StartEmbeddedWith(broker.EmbeddedOptions{
+	o := broker.EmbeddedOptions{
 		StoreDir: tb.TempDir(), Host: "127.0.0.1", Port: -1,
 		ServerName: broker.EdgeDomain(s.facility), Domain: broker.EdgeDomain(s.facility),
-		Leaf: &broker.LeafRemote{URLs: []string{node.LeafURL()}, Credential: r.sc.Sites[s.facility],
+		Leaf: &broker.LeafRemote{URLs: []string{leafURL}, Credential: r.sc.Sites[s.facility],
 			ReconnectWait: 250 * time.Millisecond},
-	})
+	}
+	if dir := os.Getenv(testenv.NATSLogDirEnv); dir != "" {
+		// The edge's nats-server log at debug beside the hub nodes'.
+		must(tb, os.MkdirAll(dir, 0o755))
+		f, err := os.Create(filepath.Join(dir, strings.ReplaceAll(tb.Name(), "/", "_")+"-"+o.ServerName+".log"))
+		must(tb, err)
+		tb.Cleanup(func() { _ = f.Close() })
+		o.Logger = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		o.LogDebug = true
+	}
+	e.srv, err = broker.StartEmbeddedWith(o)
 	must(tb, err)
 	tb.Cleanup(e.srv.Shutdown)
 	must(tb, e.srv.WaitLeaf(15*time.Second))

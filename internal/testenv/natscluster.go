@@ -214,9 +214,13 @@ cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
 			t.Fatal(err)
 		}
 	}
+	keep := os.Getenv(NATSLogDirEnv)
 	t.Cleanup(func() {
 		for _, n := range c.Nodes {
 			n.stop()
+		}
+		if keep != "" {
+			c.keepLogs(keep)
 		}
 		if t.Failed() {
 			for _, n := range c.Nodes {
@@ -237,12 +241,40 @@ cluster { name: hub, listen: 127.0.0.1:%d, routes: [%s] }
 	return c
 }
 
+// NATSLogDirEnv names the environment variable that, set to a folder,
+// runs every node at debug level (-D) and copies each node's log there
+// when the test ends (<test>-<node>.log), for diagnosing a run by hand
+// (a source's set-up and retries, interest over a leaf link).
+const NATSLogDirEnv = "RADGATE_NATS_LOG_DIR"
+
+// keepLogs copies every node's log into dir.
+func (c *NATSCluster) keepLogs(dir string) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Logf("keeping the nats-server logs: %v", err)
+		return
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(c.t.Name())
+	for _, n := range c.Nodes {
+		b, err := os.ReadFile(n.log)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, name+"-"+n.Name+".log"), b, 0o644)
+		}
+		if err != nil {
+			c.t.Logf("keeping the nats-server %s log: %v", n.Name, err)
+		}
+	}
+}
+
 func (c *NATSCluster) start(n *NATSNode) error {
 	logf, err := os.OpenFile(n.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(c.bin, "-c", n.conf)
+	args := []string{"-c", n.conf}
+	if os.Getenv(NATSLogDirEnv) != "" {
+		args = append(args, "-D") // debug: source set-up, interest, leaf links
+	}
+	cmd := exec.Command(c.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		_ = logf.Close()
@@ -444,7 +476,8 @@ func (c *NATSCluster) Leafz() ([]LeafConn, error) {
 
 // DescribeSources is one line on stream as js sees it, for a failing
 // test's message: its message count and, of its first max sources (all
-// when max ≤ 0), each one's filter, lag, last activity and error.
+// when max ≤ 0), each one's filter, lag, last activity ("never": not
+// heard from since it was set up) and error.
 func DescribeSources(ctx context.Context, who string, js jetstream.JetStream, stream string, max int) string {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
@@ -461,7 +494,13 @@ func DescribeSources(ctx context.Context, who string, js jetstream.JetStream, st
 			fmt.Fprintf(&b, " … %d sources", len(info.Sources))
 			break
 		}
-		fmt.Fprintf(&b, " [source %s %s lag %d active %v err %v]", si.Name, si.FilterSubject, si.Lag, si.Active.Round(time.Millisecond), si.Error)
+		// Active < 0: never heard from (no consumer at the origin has
+		// answered since the source was set up or its leader took over).
+		active := "never"
+		if si.Active >= 0 {
+			active = si.Active.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, " [source %s %s lag %d active %s err %v]", si.Name, si.FilterSubject, si.Lag, active, si.Error)
 	}
 	b.WriteString("; ")
 	return b.String()
