@@ -228,6 +228,9 @@ func BenchmarkBurstRealInference(b *testing.B) {
 		}
 	}
 	require.NotEmpty(b, stats, "no stat order during the burst")
+	for _, c := range stats {
+		require.Equal(b, "stat", c.Status.Priority, "order %s", c.OrderID)
+	}
 	var done time.Time
 	for _, c := range burst {
 		if c.Status.UpdatedAt.After(done) {
@@ -263,8 +266,19 @@ func BenchmarkBurstRealInference(b *testing.B) {
 	printBurstTable(w, rows)
 	var statList []string
 	for _, c := range stats {
-		statList = append(statList, fmt.Sprintf("%.1f s (filed %.0f s into the burst)", c.Status.UpdatedAt.Sub(c.Status.ReceivedAt).Seconds(),
-			c.Status.ReceivedAt.Sub(start).Seconds()))
+		// C's routine order of the same tick, filed just before it.
+		var beside *demo.Case
+		for _, r := range duringC {
+			if !r.Status.ReceivedAt.After(c.Status.ReceivedAt) && (beside == nil || r.Status.ReceivedAt.After(beside.Status.ReceivedAt)) {
+				beside = r
+			}
+		}
+		line := fmt.Sprintf("%.1f s (filed %.0f s into the burst", c.Status.UpdatedAt.Sub(c.Status.ReceivedAt).Seconds(),
+			c.Status.ReceivedAt.Sub(start).Seconds())
+		if beside != nil {
+			line += fmt.Sprintf("; C's routine order of the same tick %.1f s", beside.Status.UpdatedAt.Sub(beside.Status.ReceivedAt).Seconds())
+		}
+		statList = append(statList, line+")")
 	}
 	fmt.Fprintf(w, "C's stat orders: %s\n", strings.Join(statList, "; "))
 
