@@ -50,6 +50,8 @@ type Case struct {
 	Path Path
 	// Patient is the patient's display name (synthetic; never logged by radgate).
 	Patient string
+	// Priority is the ServiceRequest's priority ("stat", …; "" routine).
+	Priority string
 
 	Meta *inference.Meta
 
@@ -154,7 +156,7 @@ func (e *Env) order(ctx context.Context, i int, c *Case) error {
 		if err != nil {
 			return err
 		}
-		srRef, err := e.createOnFHIR(ctx, ServiceRequest(c.Meta, map[string]any{"reference": pref}))
+		srRef, err := e.createOnFHIR(ctx, c.serviceRequest(map[string]any{"reference": pref}))
 		if err != nil {
 			return err
 		}
@@ -162,7 +164,7 @@ func (e *Env) order(ctx context.Context, i int, c *Case) error {
 		return err
 	case ViaDirectPost:
 		subject := map[string]any{"identifier": patient["identifier"].([]any)[0], "display": name}
-		if _, err := e.post(ctx, "/fhir/ServiceRequest", ServiceRequest(c.Meta, subject)); err != nil {
+		if _, err := e.post(ctx, "/fhir/ServiceRequest", c.serviceRequest(subject)); err != nil {
 			return err
 		}
 		_, err := e.post(ctx, "/fhir/ImagingStudy", ImagingStudy(c.Meta, subject, nil))
@@ -171,7 +173,7 @@ func (e *Env) order(ctx context.Context, i int, c *Case) error {
 		subject := map[string]any{"identifier": patient["identifier"].([]any)[0], "display": name}
 		srURL := "urn:uuid:" + uuidish(c.Meta.SOPInstanceUID)
 		bundle := map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
-			map[string]any{"fullUrl": srURL, "resource": ServiceRequest(c.Meta, subject),
+			map[string]any{"fullUrl": srURL, "resource": c.serviceRequest(subject),
 				"request": map[string]any{"method": "POST", "url": "ServiceRequest"}},
 			map[string]any{"resource": ImagingStudy(c.Meta, subject, map[string]any{"reference": srURL}),
 				"request": map[string]any{"method": "POST", "url": "ImagingStudy"}},
@@ -193,6 +195,15 @@ func ServiceRequest(m *inference.Meta, subject map[string]any) map[string]any {
 			"display": "XR Chest 2 Views"}}, "text": "Chest X-ray"},
 		"subject": subject,
 	}
+}
+
+// serviceRequest is the case's order: ServiceRequest with its priority.
+func (c *Case) serviceRequest(subject map[string]any) map[string]any {
+	sr := ServiceRequest(c.Meta, subject)
+	if c.Priority != "" {
+		sr["priority"] = c.Priority
+	}
+	return sr
 }
 
 // ImagingStudy is the study as the PACS/RIS announces it.

@@ -43,7 +43,7 @@ type hub struct {
 // sites nats-config does (broker.GenerateSites), starts the cluster with
 // their authorization and a leafnode listener, and declares radgate's
 // topology (R3).
-func startHub(t *testing.T, facilities ...string) *hub {
+func startHub(t testing.TB, facilities ...string) *hub {
 	t.Helper()
 	h := &hub{dir: t.TempDir()}
 	sc, err := broker.GenerateSites(h.dir, facilities, "127.0.0.1:7422")
@@ -64,7 +64,7 @@ func startHub(t *testing.T, facilities ...string) *hub {
 // addSources declares the hub's sources of the edges' jobs. (Declared
 // before an edge's JetStream exists, a source is retried on JetStream's
 // backoff: the first jobs then wait for it, tens of seconds.)
-func (h *hub) addSources(t *testing.T, facilities ...string) {
+func (h *hub) addSources(t testing.TB, facilities ...string) {
 	t.Helper()
 	require.NoError(t, broker.EnsureHubSources(t.Context(), h.js, facilities))
 }

@@ -3,10 +3,8 @@ package edgetest
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -37,7 +35,7 @@ import (
 // serveConfig is radgate serve's configuration on the shared peers (the
 // Orthanc as the PACS, the FHIR test server as the destination), with
 // short waits, for the facilities given.
-func serveConfig(t *testing.T, facilities ...string) config.Config {
+func serveConfig(t testing.TB, facilities ...string) config.Config {
 	t.Helper()
 	pacs := testenv.Orthanc(t)
 	fhirSrv := testenv.FHIR(t)
@@ -64,7 +62,7 @@ func serveConfig(t *testing.T, facilities ...string) config.Config {
 
 // hubServeConfig is a hub radgate's: role hub on the hub cluster with the
 // hub's credential, R3.
-func hubServeConfig(t *testing.T, h *hub, facilities ...string) config.Config {
+func hubServeConfig(t testing.TB, h *hub, facilities ...string) config.Config {
 	cfg := serveConfig(t, facilities...)
 	cfg.Role = config.RoleHub
 	cfg.NATS.URL, cfg.NATS.CredentialsFile = h.cluster.ClientURLs(), broker.HubCredentialPath(h.dir)
@@ -75,7 +73,7 @@ func hubServeConfig(t *testing.T, h *hub, facilities ...string) config.Config {
 // edgeServeConfig is facility's edge radgate's: role edge, its embedded
 // server on a fixed free port (check --connect finds it there), linked to
 // hub node node through its own fault proxy.
-func edgeServeConfig(t *testing.T, h *hub, facility string, node int, facilities ...string) (config.Config, *faultproxy.TCP) {
+func edgeServeConfig(t testing.TB, h *hub, facility string, node int, facilities ...string) (config.Config, *faultproxy.TCP) {
 	cfg := serveConfig(t, facilities...)
 	proxy, err := faultproxy.NewTCP(fmt.Sprintf("127.0.0.1:%d", h.cluster.Nodes[node].Leaf))
 	require.NoError(t, err)
@@ -87,7 +85,7 @@ func edgeServeConfig(t *testing.T, h *hub, facility string, node int, facilities
 	return cfg, proxy
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -104,7 +102,7 @@ type served struct {
 }
 
 // startServe runs radgate serve with cfg in process until the test ends.
-func startServe(t *testing.T, name string, cfg config.Config) *served {
+func startServe(t testing.TB, name string, cfg config.Config) *served {
 	t.Helper()
 	return launchServe(t, name, cfg)()
 }
@@ -112,7 +110,7 @@ func startServe(t *testing.T, name string, cfg config.Config) *served {
 // launchServe starts radgate serve with cfg in process, to run until the
 // test ends, and returns what waits until it is ready (several serves
 // start at once).
-func launchServe(t *testing.T, name string, cfg config.Config) (wait func() *served) {
+func launchServe(t testing.TB, name string, cfg config.Config) (wait func() *served) {
 	t.Helper()
 	s := &served{cfg: cfg, name: name, logs: &testenv.LogBuffer{}}
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelInfo})).With("serve", name)
@@ -126,7 +124,7 @@ func launchServe(t *testing.T, name string, cfg config.Config) (wait func() *ser
 	}
 }
 
-func waitServe(t *testing.T, s *served, cancel context.CancelFunc, ready chan string, errc chan error) *served {
+func waitServe(t testing.TB, s *served, cancel context.CancelFunc, ready chan string, errc chan error) *served {
 	t.Helper()
 	name := s.name
 	select {
@@ -288,7 +286,7 @@ func linkIs(t *testing.T, cfg config.Config, up bool) {
 
 // edgeJS is facility's edge's JetStream, reached from the hub through its
 // domain (as the hub's inference reads an edge's image store).
-func edgeJS(t *testing.T, h *hub, facility string) jetstream.JetStream {
+func edgeJS(t testing.TB, h *hub, facility string) jetstream.JetStream {
 	t.Helper()
 	js, err := jetstream.NewWithDomain(h.nc, broker.EdgeDomain(facility))
 	require.NoError(t, err)
@@ -318,33 +316,15 @@ func consumerNames(ctx context.Context, t *testing.T, js jetstream.JetStream, st
 }
 
 // siteEnv is the hospital around an edge radgate: its intake, the shared
-// PACS and FHIR server.
-func siteEnv(t *testing.T, s *served) *demo.Env {
+// PACS and its destination FHIR server.
+func siteEnv(t testing.TB, s *served) *demo.Env {
 	t.Helper()
-	pacs, fhirSrv := testenv.Orthanc(t), testenv.FHIR(t)
+	pacs := testenv.Orthanc(t)
 	pc, err := dicomweb.New(dicomweb.Options{BaseURL: pacs.DICOMweb, Username: pacs.Username, Password: pacs.Password})
 	require.NoError(t, err)
-	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: fhirSrv.URL})
+	fc, err := fhirhttp.NewClient(fhirhttp.ClientOptions{BaseURL: s.cfg.FHIR.BaseURL})
 	require.NoError(t, err)
 	return &demo.Env{RadgateURL: s.url, FHIR: fc, PACS: pc, HTTP: &http.Client{Timeout: 90 * time.Second}}
-}
-
-// newCases are n clones of one small radiograph, new studies each (so
-// runs never meet on the shared PACS and FHIR server), stored in the PACS.
-func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
-	t.Helper()
-	src, err := os.ReadFile(testenv.Testdata("cxr-dicom", "dx-chest-implicit-le-8bit.dcm"))
-	require.NoError(t, err)
-	base, err := rand.Int(rand.Reader, big.NewInt(int64(99999-n)))
-	require.NoError(t, err)
-	cases := make([]*demo.Case, n)
-	for i := range cases {
-		data, _, err := demo.Clone(src, int(base.Int64())+i)
-		require.NoError(t, err)
-		cases[i] = &demo.Case{File: "edge.dcm", Data: data, Path: demo.ViaBundle}
-	}
-	require.NoError(t, env.LoadImages(t.Context(), cases))
-	return cases
 }
 
 // TestServeHubAndEdges is issue 16's serve-level proof: a three-node hub,
@@ -359,23 +339,16 @@ func newCases(t *testing.T, env *demo.Env, n int) []*demo.Case {
 func TestServeHubAndEdges(t *testing.T) {
 	start := time.Now()
 	sites := []string{"site-a", "site-b", "site-c"}
-	h := startHub(t, sites...)
-	edges := map[string]*served{}
-	envs := map[string]*demo.Env{}
-	proxies := map[string]*faultproxy.TCP{}
-	for i, f := range sites {
-		cfg, proxy := edgeServeConfig(t, h, f, i%len(h.cluster.Nodes), sites...)
-		edges[f], proxies[f] = startServe(t, "edge-"+f, cfg), proxy
-		envs[f] = siteEnv(t, edges[f])
-	}
-	// The two hub radgates start at once and declare the hub's sources of
-	// the edges' jobs themselves (no radgate sites sources), from lists
-	// that differ: hub-2's marks site-c edge: false. Neither drops the
-	// other's: site-c's orders are scored too.
-	cfg2 := hubServeConfig(t, h, sites...)
-	cfg2.Facilities[2].Edge = new(bool)
-	wait1, wait2 := launchServe(t, "hub-1", hubServeConfig(t, h, sites...)), launchServe(t, "hub-2", cfg2)
-	hubs := []*served{wait1(), wait2()}
+	// The two hub radgates start at once (after the edges) and declare the
+	// hub's sources of the edges' jobs themselves (no radgate sites
+	// sources), from lists that differ: hub-2's marks site-c edge: false.
+	// Neither drops the other's: site-c's orders are scored too.
+	r := startServeRig(t, func(name string, cfg *config.Config) {
+		if name == "hub-2" {
+			cfg.Facilities[2].Edge = new(bool)
+		}
+	}, sites...)
+	h, hubs, edges, envs, proxies := r.h, r.hubs, r.edges, r.envs, r.proxies
 	info, err := streamInfo(t.Context(), h.js, broker.StreamJobs)
 	require.NoError(t, err)
 	var sourced []string
@@ -388,9 +361,10 @@ func TestServeHubAndEdges(t *testing.T) {
 	// perSite orders at each site with every link up, then cutOrders more
 	// at each site while site A's link is cut for cutFor (issue 16: 60 s).
 	const perSite, cutOrders, cutFor = 3, 4, 60 * time.Second
+	studies := newStudies(t, "dx-chest-implicit-le-8bit.dcm", len(sites)*(perSite+cutOrders))
 	cases := map[string][]*demo.Case{}
 	for _, f := range sites {
-		cases[f] = newCases(t, envs[f], perSite+cutOrders)
+		cases[f] = studies.cases(envs[f], perSite+cutOrders)
 	}
 	ordered := time.Now()
 	for _, f := range sites {
@@ -403,7 +377,7 @@ func TestServeHubAndEdges(t *testing.T) {
 	for _, f := range sites {
 		in, out := proxies[f].Bytes()
 		t.Logf("%s's link for its %d studies (one %d-byte image each): %d B edge → hub, %d B hub → edge, %.1f KiB per study in all",
-			f, perSite, len(cases[f][0].Data), in, out, float64(in+out)/perSite/1024)
+			f, perSite, len(studies.src), in, out, float64(in+out)/perSite/1024)
 	}
 
 	version := engineVersion(t)
