@@ -310,11 +310,15 @@ func (e *EmbeddedServer) LeafLinks() ([]LeafLink, error) {
 	return out, nil
 }
 
+// Linked says whether the server has a leaf connection (on an edge: its
+// link to the hub is up).
+func (e *EmbeddedServer) Linked() bool { return e.srv.NumLeafNodes() > 0 }
+
 // WaitLeaf waits until the server has a leaf connection, for at most within.
 func (e *EmbeddedServer) WaitLeaf(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
-		if e.srv.NumLeafNodes() > 0 {
+		if e.Linked() {
 			return nil
 		}
 		if time.Now().After(deadline) {

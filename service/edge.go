@@ -3,7 +3,9 @@ package service
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -68,5 +70,53 @@ func stageImages(images *dimse.Archive, from radgate.StudySource) func(context.C
 			}
 		}
 		return nil
+	}
+}
+
+// edgeLinkGrace is how long an edge's start waits for its link to the hub
+// before declaring its results source (a healthy link is up within
+// milliseconds of the embedded server's start).
+const edgeLinkGrace = 3 * time.Second
+
+// declareEdgeSource declares the edge's source of the hub's results of
+// facility once its leaf link is up, waiting up to grace for it. A source
+// declared while the link is down asks the hub for its consumer anyway;
+// nats-server then waits out its 30 s create timeout and a 10 s backoff,
+// and does not retry sooner when the link comes back (BENCHMARKS.md "The
+// hub/edge link's stall"): the first results would wait ≈ 40 s after the
+// link returned. So with the link still down after grace it declares
+// nothing and reports pending: awaitLinkThenDeclare does it later. A
+// source declared by an earlier start is kept by the stream meanwhile
+// (nothing is lost either way: the source starts at the hub's first
+// result).
+func declareEdgeSource(ctx context.Context, js jetstream.JetStream, emb *broker.EmbeddedServer, facility string,
+	grace time.Duration, log *slog.Logger) (pending bool, err error) {
+	if emb.WaitLeaf(grace) != nil {
+		log.Warn("edge: the link to the hub is down; orders are taken and kept, and the results source is declared when the link is up",
+			"facility", facility)
+		return true, nil
+	}
+	return false, broker.EnsureEdgeSource(ctx, js, facility)
+}
+
+// awaitLinkThenDeclare waits for the edge's link to the hub and declares
+// its results source, retrying a failed declaration, until ctx ends.
+func awaitLinkThenDeclare(ctx context.Context, js jetstream.JetStream, emb *broker.EmbeddedServer, facility string, log *slog.Logger) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if emb.Linked() {
+			err := broker.EnsureEdgeSource(ctx, js, facility)
+			if err == nil {
+				log.Info("edge: the link to the hub is up; results source declared", "facility", facility)
+				return
+			}
+			log.Warn("edge: declaring the results source", "facility", facility, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }

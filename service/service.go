@@ -152,10 +152,12 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	if err != nil {
 		return err
 	}
+	var edgeSourcePending bool
 	if cfg.Role == config.RoleEdge {
 		// The site's results come back from the hub by its RADGATE_RESULTS
-		// sourcing the hub's, filtered on the facility.
-		if err := broker.EnsureEdgeSource(ctx, topo.JS, cfg.Edge.Facility); err != nil {
+		// sourcing the hub's, filtered on the facility — declared once the
+		// link is up (declareEdgeSource).
+		if edgeSourcePending, err = declareEdgeSource(ctx, topo.JS, nb.embedded, cfg.Edge.Facility, edgeLinkGrace, log); err != nil {
 			return err
 		}
 		log.Info("edge: a leaf node of the hub", "facility", cfg.Edge.Facility, "domain", edgeDomain(cfg),
@@ -434,6 +436,17 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 	{
 		rctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })
+	}
+
+	// An edge started with its link down declares its results source when
+	// the link comes up.
+	if edgeSourcePending {
+		sctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			awaitLinkThenDeclare(sctx, topo.JS, nb.embedded, cfg.Edge.Facility, log)
+			<-sctx.Done() // an actor that returns stops the group
+			return nil
+		}, func(error) { cancel() })
 	}
 
 	// The storage monitor (radgate_storage_used_ratio): stopped before NATS.

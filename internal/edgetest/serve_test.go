@@ -247,6 +247,44 @@ func TestServeRoles(t *testing.T) {
 	require.True(t, strings.HasPrefix(edgeLinkLine(t, ecfg), "ok   edge site-a"))
 }
 
+// TestEdgeStartedWithItsLinkDown: an edge whose link to the hub is down
+// when it starts takes orders, declares no results source while the link
+// is down (one declared then would wait out nats-server's 30 s consumer
+// create and 10 s backoff after the link returns), declares it once the
+// link is up, and its order is scored at the hub and delivered once.
+func TestEdgeStartedWithItsLinkDown(t *testing.T) {
+	ctx := t.Context()
+	h := startHub(t, "site-a")
+	ecfg, proxy := edgeServeConfig(t, h, "site-a", 0, "site-a")
+	proxy.Cut()
+	edge := startServe(t, "edge-a", ecfg)
+	env := siteEnv(t, edge)
+	cases := newCases(t, env, 1)
+	require.NoError(t, env.Order(ctx, cases), "the edge takes orders with its link down")
+
+	addr, err := broker.ResolveAddress(ecfg)
+	require.NoError(t, err)
+	ejs, closeConn, err := addr.ConnectJetStream("edgetest")
+	require.NoError(t, err)
+	defer closeConn()
+	info, err := streamInfo(ctx, ejs, broker.StreamResults)
+	require.NoError(t, err)
+	require.Empty(t, info.Config.Sources, "no results source declared while the link is down")
+
+	proxy.Restore()
+	restored := time.Now()
+	linkIs(t, ecfg, true)
+	require.Eventually(t, func() bool {
+		info, err := streamInfo(ctx, ejs, broker.StreamResults)
+		return err == nil && len(info.Config.Sources) == 1 && info.Config.Sources[0].FilterSubject == broker.ResultsFilter("site-a")
+	}, 30*time.Second, 100*time.Millisecond, "the results source declared once the link is up")
+	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	require.NoError(t, env.Wait(ctx, cases, 3*time.Minute))
+	require.Equal(t, radgate.StateDelivered, cases[0].Status.State, cases[0].Status.Reason)
+	requireOneReport(t, env, cases[0], engineVersion(t))
+	t.Logf("delivered %v after the link returned (the hub serve started after it)", time.Since(restored).Round(100*time.Millisecond))
+}
+
 // manifestsOnly is a copy of the models directory without the model
 // files.
 func manifestsOnly(t *testing.T) string {
