@@ -45,4 +45,20 @@ func TestTopologyKeepsLinkSources(t *testing.T) {
 	// Idempotent: the same call again changes nothing.
 	require.NoError(t, EnsureHubSources(t.Context(), topo.JS, []string{"general-hospital", "st-mary"}))
 	require.Equal(t, wantJobs, sources(StreamJobs))
+
+	// No edge answers here: the server reports each link source never
+	// heard from.
+	for stream, want := range map[string][]string{StreamJobs: {"general-hospital", "st-mary"}, StreamResults: {"general-hospital"}} {
+		s, err := topo.JS.Stream(t.Context(), stream)
+		require.NoError(t, err)
+		info, err := s.Info(t.Context())
+		require.NoError(t, err)
+		var got []string
+		for _, ls := range LinkSources(info) {
+			require.Equal(t, stream, ls.Stream)
+			require.ErrorContains(t, ls.Problem(), "never heard from", "%s's source of %s", stream, ls.Facility)
+			got = append(got, ls.Facility)
+		}
+		require.Equal(t, want, got, stream)
+	}
 }

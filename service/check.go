@@ -148,6 +148,9 @@ func Check(ctx context.Context, cfg config.Config, o CheckOptions, w io.Writer) 
 			pctx, cancel := context.WithTimeout(ctx, o.Timeout)
 			defer cancel()
 			checkCluster(pctx, nc, cfg.NATS.Replicas, step)
+			if cfg.Role == config.RoleHub {
+				checkHubSources(pctx, cfg, nc, step)
+			}
 		}
 	}
 	return failed
@@ -209,10 +212,113 @@ func checkEdgeLink(ctx context.Context, cfg config.Config, step func(string, err
 	links, err := broker.RequestLinkStatus(ctx, js.Conn())
 	if err != nil {
 		step(what, err)
-		return
 	}
 	for _, l := range links {
 		step(fmt.Sprintf("%s: connected to %s at %s, RTT %s, %d B in / %d B out (%d / %d messages)",
 			what, l.Name, l.Addr, l.RTT, l.InBytes, l.OutBytes, l.InMsgs, l.OutMsgs), nil)
 	}
+	checkEdgeSource(ctx, cfg, js, step)
+}
+
+// checkEdgeSource reports an edge's source of the hub's results (check
+// --connect, role edge), from its RADGATE_RESULTS' stream info: heard from
+// within broker.LinkSourceSilentAfter (its 1 s heartbeat makes that the
+// norm), with its lag; never heard from, silent or with an error, a failed
+// step saying why it may be.
+func checkEdgeSource(ctx context.Context, cfg config.Config, js jetstream.JetStream, step func(string, error) bool) {
+	what := "edge " + cfg.Edge.Facility + ": results source from the hub"
+	info, err := linkStreamInfo(ctx, js, broker.StreamResults)
+	if err != nil {
+		step(what, err)
+		return
+	}
+	srcs := broker.LinkSources(info)
+	if len(srcs) == 0 {
+		step(what, errors.New("not declared: the running edge declares it once its link to the hub is up (see the leaf link line)"))
+		return
+	}
+	for _, s := range srcs {
+		if err := s.Problem(); err != nil {
+			step(what, fmt.Errorf("%w: if the leaf link line FAILs, the link is down and the results wait at the hub; "+
+				"if the link is up, the source was set up while it was down and nats-server sets it up again within about 40 s of the link's return", err))
+			continue
+		}
+		step(what+": "+s.Summary(), nil)
+	}
+}
+
+// hubSourcesListed bounds how many unhealthy edge sources checkHubSources
+// lists one by one.
+const hubSourcesListed = 20
+
+// checkHubSources reports the hub's sources of the edges' jobs (check
+// --connect, role hub), from RADGATE_JOBS' stream info: one line for the
+// healthy ones (how many, their largest lag), one failed step for each
+// that is not (never heard from, silent, an error; at most
+// hubSourcesListed, then how many more), and one for each facility with
+// an edge that is not sourced.
+func checkHubSources(ctx context.Context, cfg config.Config, nc *nats.Conn, step func(string, error) bool) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		step("hub: edge sources", err)
+		return
+	}
+	info, err := linkStreamInfo(ctx, js, broker.StreamJobs)
+	if err != nil {
+		step("hub: edge sources", err)
+		return
+	}
+	srcs := broker.LinkSources(info)
+	names := map[string]string{} // facility subject token → id
+	for _, id := range cfg.EdgeFacilities() {
+		names[broker.Token(id)] = id
+	}
+	sourced := map[string]bool{}
+	for _, s := range srcs {
+		sourced[s.Facility] = true
+	}
+	var missing []string
+	for _, id := range cfg.EdgeFacilities() {
+		if !sourced[broker.Token(id)] {
+			missing = append(missing, id)
+		}
+	}
+	h := broker.SumLinkSources(srcs)
+	switch {
+	case h.Total == 0 && len(missing) == 0:
+		step("hub: no edge sources (no facility with an edge)", nil)
+	case h.OK > 0:
+		step(fmt.Sprintf("hub: %d of %d edge sources active (heard from within %s), max lag %d",
+			h.OK, h.Total, broker.LinkSourceSilentAfter, h.MaxLag), nil)
+	}
+	listed := 0
+	for _, s := range h.Unhealthy {
+		if listed == hubSourcesListed {
+			step("hub: edge sources", fmt.Errorf("%d more not active (only the first %d are listed)",
+				len(h.Unhealthy)-listed, hubSourcesListed))
+			break
+		}
+		listed++
+		name := names[s.Facility]
+		if name == "" {
+			name = s.Facility
+		}
+		step("hub: source of edge "+name+"'s jobs", fmt.Errorf("%w: the edge's link is down (radgate check --connect at the edge shows it), "+
+			"or the source was set up while it was down and nats-server sets it up again within about 40 s of the link's return", s.Problem()))
+	}
+	for i, id := range missing {
+		if i == hubSourcesListed {
+			step("hub: edge sources", fmt.Errorf("%d more facilities with an edge not sourced", len(missing)-i))
+			break
+		}
+		step("hub: source of edge "+id+"'s jobs", errors.New("not declared: a hub radgate serve declares it at its next start (or radgate sites sources)"))
+	}
+}
+
+func linkStreamInfo(ctx context.Context, js jetstream.JetStream, stream string) (*jetstream.StreamInfo, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	return s.Info(ctx)
 }

@@ -164,15 +164,31 @@ func waitServe(t testing.TB, s *served, cancel context.CancelFunc, ready chan st
 // edgeLinkLine is check --connect's line about the edge's leaf link.
 func edgeLinkLine(t *testing.T, cfg config.Config) string {
 	t.Helper()
-	var out bytes.Buffer
-	service.Check(t.Context(), cfg, service.CheckOptions{Connect: true, Timeout: 5 * time.Second}, &out)
-	for _, l := range strings.Split(out.String(), "\n") {
-		if strings.Contains(l, "leaf link to the hub") {
-			return l
+	return checkLine(t, cfg, "leaf link to the hub")
+}
+
+// checkLine is check --connect's first line with cfg that contains what.
+func checkLine(t *testing.T, cfg config.Config, what string) string {
+	t.Helper()
+	line, out := findCheckLine(t, cfg, what)
+	if line == "" {
+		t.Fatalf("check --connect has no line with %q:\n%s", what, out)
+	}
+	return line
+}
+
+// findCheckLine runs check --connect with cfg and returns its first line
+// that contains what ("" if none) and its whole output.
+func findCheckLine(t *testing.T, cfg config.Config, what string) (line, out string) {
+	t.Helper()
+	var b bytes.Buffer
+	service.Check(t.Context(), cfg, service.CheckOptions{Connect: true, Timeout: 5 * time.Second}, &b)
+	for _, l := range strings.Split(b.String(), "\n") {
+		if strings.Contains(l, what) {
+			return l, b.String()
 		}
 	}
-	t.Fatalf("check --connect said nothing of the edge's link:\n%s", out.String())
-	return ""
+	return "", b.String()
 }
 
 // TestServeRoles: radgate serve in role hub runs the inference stage only,
@@ -183,7 +199,10 @@ func edgeLinkLine(t *testing.T, cfg config.Config) string {
 // declares the hub's source of the edge's jobs. The edge opens no ONNX
 // session: with no model file and no ONNX Runtime it starts, routes an
 // order the hub scores, and delivers it; a hub or all serve with the same
-// models directory refuses, naming the file.
+// models directory refuses, naming the file. check --connect reports the
+// link sources: the edge's results source and the hub's source of the
+// edge's jobs active while the link is up, the results source silent
+// while it is cut.
 func TestServeRoles(t *testing.T) {
 	ctx := t.Context()
 	h := startHub(t, "site-a")
@@ -193,7 +212,8 @@ func TestServeRoles(t *testing.T) {
 	ecfg.ModelsDir = manifestsOnly(t)
 	ecfg.Inference.ONNXRuntimeLibrary = filepath.Join(t.TempDir(), "no-libonnxruntime.so")
 	edge := startServe(t, "edge-a", ecfg)
-	startServe(t, "hub-1", hubServeConfig(t, h, "site-a"))
+	hcfg := hubServeConfig(t, h, "site-a")
+	startServe(t, "hub-1", hcfg)
 	var checked bytes.Buffer
 	service.Check(ctx, ecfg, service.CheckOptions{Timeout: 5 * time.Second}, &checked)
 	require.Contains(t, checked.String(), "ok   engine "+config.DefaultEngine+": manifest (scored at the hub)\n", checked.String())
@@ -238,10 +258,28 @@ func TestServeRoles(t *testing.T) {
 	line := edgeLinkLine(t, ecfg)
 	require.True(t, strings.HasPrefix(line, "ok   edge site-a: leaf link to the hub: connected to n1"), line)
 	t.Log(line)
+	// check --connect reports each link source: the edge's source of the
+	// hub's results, and on the hub the source of the edge's jobs (both
+	// heard from every second by their heartbeat).
+	line = checkLine(t, ecfg, "results source from the hub")
+	require.True(t, strings.HasPrefix(line, "ok   edge site-a: results source from the hub: heard from "), line)
+	t.Log(line)
+	line, out := findCheckLine(t, hcfg, "edge source")
+	require.True(t, strings.HasPrefix(line, "ok   hub: 1 of 1 edge sources active (heard from within 10s), max lag "), out)
+	require.NotContains(t, out, "FAIL hub:", out)
+	t.Log(line)
 	proxy.Cut()
 	linkIs(t, ecfg, false)
 	line = edgeLinkLine(t, ecfg)
 	require.Equal(t, "FAIL edge site-a: leaf link to the hub: no leaf link to the hub: the link is down (orders are kept and flow when it is back)", line)
+	// With the link cut, the edge stops hearing from its results source:
+	// silent once broker.LinkSourceSilentAfter (10 s) has passed.
+	require.Eventually(t, func() bool {
+		line, _ = findCheckLine(t, ecfg, "results source from the hub")
+		return strings.HasPrefix(line, "FAIL edge site-a: results source from the hub: silent for ")
+	}, 60*time.Second, time.Second, "the edge's results source while the link is cut: %s", line)
+	require.Contains(t, line, "if the leaf link line FAILs, the link is down", line)
+	t.Log(line)
 	proxy.Restore()
 	linkIs(t, ecfg, true)
 	require.True(t, strings.HasPrefix(edgeLinkLine(t, ecfg), "ok   edge site-a"))
