@@ -188,7 +188,7 @@ func TestReplayedOrderEventReopensAFailedOrder(t *testing.T) {
 	require.NoError(t, err)
 	ev, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
 	require.NoError(t, err)
-	require.NoError(t, h.p.deadLetter(t.Context(), "router", ev, "internal error in stage router: simulated"))
+	require.NoError(t, h.p.deadLetter(t.Context(), "router", ev, "internal error in stage router: simulated", nil))
 	d := broker.NewDLQ(h.topo.JS)
 	dl := waitDeadLetters(t, d, "router", 1)[0]
 	require.Equal(t, broker.OrderSubject(radgate.PriorityRoutine, broker.NoFacility, "fhir"), dl.Subject)

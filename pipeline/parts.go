@@ -326,7 +326,7 @@ func (a *partAssembler) deadLetter(s *partSet, reason string) {
 		}
 		return
 	}
-	if err := a.p.deadLetter(ctx, a.stage, msgs[0], reason); err != nil {
+	if err := a.p.deadLetter(ctx, a.stage, msgs[0], reason, nil); err != nil {
 		a.p.log.Error("dead-lettering a result's parts failed; handing them back", "stage", a.stage, "result", s.info.result, "err", err)
 		for _, m := range msgs {
 			_ = m.NakWithDelay(a.p.opts.RetryMax)
@@ -507,5 +507,42 @@ func (p *Pipeline) deliverSet(ctx context.Context, name string, sink radgate.Sin
 		return deadLetter(fmt.Sprintf("%s came in %d parts that hold result %s", s.info, s.info.n, hr.ID))
 	}
 	p.log.Info("result joined from its parts", "order", s.info.order, "result", s.info.result, "destination", name, "parts", s.info.n, "bytes", len(whole))
-	return p.deliverResult(ctx, name, sink, msg, hr.Result, &hr)
+	v := p.deliverResult(ctx, name, sink, msg, hr.Result, &hr)
+	if v.kind == terminate {
+		// The destination refused it. Its pictures are in this edge's
+		// heatmap store by now (receiveHubResult), so the dead letter
+		// keeps the result as one message, without them, on its results
+		// subject: a replay delivers it from there like any result.
+		if data, err := json.Marshal(hr.Result); err == nil {
+			v.letter = &letter{subject: msg.Subject(), data: data}
+		}
+	}
+	return v
+}
+
+// sourceRescore is the source token of the ORDERS message a replay of a
+// dead-lettered result in parts publishes (rescoreLetter).
+const sourceRescore = "rescore"
+
+// rescoreLetter is the dead letter of a result in parts that could not be
+// joined (a part corrupt, missing or undecodable): no part, sent again
+// alone, makes the result, and the edge holds no other copy of it. So a
+// replay of its dead letter goes to the order's ORDERS subject (source
+// sourceRescore): the router re-opens the engine the dead letter failed
+// and routes it again — the job goes to the hub, which scores it and sends
+// the result once more. Its body says which result and part it stands
+// for (its dead letter's reason names the part that was wrong). Nil when msg's subject is not a results subject of this layout.
+func rescoreLetter(msg jetstream.Msg) *letter {
+	class, ok := broker.ClassOfSubject(msg.Subject())
+	facility, ok2 := broker.FacilityOfSubject(msg.Subject())
+	if !ok || !ok2 {
+		return nil
+	}
+	h := msg.Headers()
+	data, _ := json.Marshal(map[string]string{
+		"rescore": "result in parts not delivered: replaying routes the order's engine again",
+		"result":  h.Get(headerResultID), "engine": h.Get(headerResultEngine), "revision": h.Get(headerResultRev),
+		"result_subject": msg.Subject(),
+	})
+	return &letter{subject: broker.OrderSubject(class, facility, sourceRescore), data: data}
 }

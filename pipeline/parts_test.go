@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -409,4 +410,82 @@ func TestCorruptOrMissingPartDeadLettersTheResult(t *testing.T) {
 	require.True(t, strings.Contains(st.Engines["eng-a"].Reason, "part 2 missing"), st.Engines["eng-a"].Reason)
 	he.settled(t)
 	require.Empty(t, he.sink.results(), "a result with a corrupt or missing part was delivered")
+}
+
+// A dead-lettered result in parts can be replayed. One whose parts do not
+// join (a corrupt part) has a dead letter addressed to its order's ORDERS
+// subject: the replay routes the engine again, the hub scores it again and
+// the edge delivers the new result once, whole. One the destination
+// refused has the joined result (without its pictures, which the edge
+// keeps) on its results subject: the replay delivers it from there.
+func TestDeadLetteredResultInPartsIsReplayable(t *testing.T) {
+	he := newHubAndEdge(t)
+	ctx := t.Context()
+	require.NoError(t, he.hub.Start(ctx))
+	t.Cleanup(func() { _ = he.hub.Stop(context.Background()) })
+	he.startEdge(t)
+	dlq := broker.NewDLQ(he.topo.JS)
+	order := func(id string) radgate.OrderStatus {
+		he.order(t, id)
+		st, err := he.edge.store.update(ctx, id, false, func(o *radgate.OrderStatus) error {
+			o.StudyInstanceUID = "9.1"
+			return nil
+		})
+		require.NoError(t, err)
+		return st
+	}
+	replayed := func(st radgate.OrderStatus, r radgate.Result, dl broker.DeadLetter) {
+		t.Helper()
+		_, err := dlq.Replay(ctx, dl.Seq, false)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { _, ok := he.sink.results()[r.ID]; return ok }, 15*time.Second, 20*time.Millisecond,
+			"the replay of %s was not delivered", dl.Subject)
+		require.Eventually(t, func() bool {
+			final, err := he.edge.Status(ctx, st.ID)
+			return err == nil && final.State == radgate.StateDelivered
+		}, 10*time.Second, 20*time.Millisecond, "the order is not delivered after the replay")
+		he.settled(t)
+		require.Empty(t, he.deadLetters(t))
+		he.sink.mu.Lock()
+		require.Equal(t, 1, he.sink.times[r.ID], "delivered more than once")
+		he.sink.mu.Unlock()
+		require.True(t, bytes.Equal(he.big, he.sink.results()[r.ID].HeatmapPNG), "the replayed result's heatmap is not the hub's")
+	}
+
+	bad := order("b1600000000000a7")
+	msgs, ids, r := he.parts(t, bad, time.Now().UTC())
+	msgs[1].Data = bytes.Clone(msgs[1].Data)
+	msgs[1].Data[100] ^= 0xff
+	he.publish(t, msgs, ids)
+	var dls []broker.DeadLetter
+	require.Eventually(t, func() bool { dls = he.deadLetters(t); return len(dls) == 1 }, 15*time.Second, 20*time.Millisecond)
+	require.Equal(t, broker.OrderSubject(radgate.PriorityRoutine, "site-a", sourceRescore), dls[0].Subject)
+	require.Contains(t, dls[0].Reason, "part 2 of")
+	dl, err := dlq.Get(ctx, dls[0].Seq)
+	require.NoError(t, err)
+	require.Contains(t, string(dl.Data), `"result_subject":"`+broker.ResultSubject("fhir", "routine", "site-a", "eng-a"))
+	require.Contains(t, string(dl.Data), r.ID)
+	st, err := he.edge.Status(ctx, bad.ID)
+	require.NoError(t, err)
+	require.Equal(t, radgate.StateFailed, st.State)
+	he.settled(t)
+	replayed(bad, r, dls[0])
+
+	refused := order("b1600000000000a8")
+	he.sink.mu.Lock()
+	he.sink.failFor, he.sink.failErr = he.sink.calls+1, errors.New("HTTP 422: the destination refused the report")
+	he.sink.mu.Unlock()
+	msgs, ids, r = he.parts(t, refused, time.Now().UTC())
+	he.publish(t, msgs, ids)
+	require.Eventually(t, func() bool { dls = he.deadLetters(t); return len(dls) == 1 }, 15*time.Second, 20*time.Millisecond)
+	require.Equal(t, broker.ResultSubject("fhir", "routine", "site-a", "eng-a"), dls[0].Subject)
+	require.Contains(t, dls[0].Reason, "HTTP 422")
+	dl, err = dlq.Get(ctx, dls[0].Seq)
+	require.NoError(t, err)
+	var kept radgate.Result
+	require.NoError(t, json.Unmarshal(dl.Data, &kept))
+	require.Equal(t, r.ID, kept.ID)
+	require.Less(t, len(dl.Data), len(he.big)/4, "the dead letter keeps the pictures")
+	he.settled(t)
+	replayed(refused, r, dls[0])
 }

@@ -484,6 +484,17 @@ type verdict struct {
 	// dead letter (the parts of a result, parts.go). A retry leaves them
 	// held.
 	also []jetstream.Msg
+	// letter, when set, is what a dead letter keeps in place of the
+	// message (deadLetter).
+	letter *letter
+}
+
+// letter is what a dead letter keeps in place of the message its stage
+// gave up on, where sending that message again would not redo the work:
+// the subject a replay publishes to, and its body.
+type letter struct {
+	subject string
+	data    []byte
 }
 
 type verdictKind int
@@ -696,7 +707,7 @@ func (s *stageRunner) process(msg jetstream.Msg) {
 	case retry:
 		err = msg.NakWithDelay(v.delay)
 	case terminate:
-		if dlqErr := s.p.deadLetter(s.ctx, s.name, msg, v.reason); dlqErr != nil {
+		if dlqErr := s.p.deadLetter(s.ctx, s.name, msg, v.reason, v.letter); dlqErr != nil {
 			log.Error("dead-lettering failed; leaving the message for redelivery", "err", dlqErr)
 			_ = msg.NakWithDelay(s.p.opts.RetryMax)
 			for _, m := range v.also {
@@ -784,12 +795,19 @@ func (p *Pipeline) failOrder(ctx context.Context, orderID, stage, reason string)
 }
 
 // deadLetter keeps a copy of msg with the reason in the DLQ stream.
-func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.Msg, reason string) error {
+func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.Msg, reason string, as *letter) error {
+	if as == nil && msg.Headers().Get(HeaderPart) != "" {
+		as = rescoreLetter(msg)
+	}
 	out := nats.NewMsg(broker.SubjectDLQ + broker.Token(stage))
 	out.Data = msg.Data()
 	out.Header.Set(broker.HeaderOrderID, msg.Headers().Get(broker.HeaderOrderID))
 	out.Header.Set(broker.HeaderReason, reason)
 	out.Header.Set(broker.HeaderSubject, msg.Subject())
+	if as != nil {
+		out.Data = as.data
+		out.Header.Set(broker.HeaderSubject, as.subject)
+	}
 	if r := msg.Headers().Get(broker.HeaderReplayOf); r != "" {
 		out.Header.Set(broker.HeaderReplayOf, r) // a replay that failed again says so
 	}
