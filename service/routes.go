@@ -65,6 +65,10 @@ type routeReloader struct {
 	source []byte
 	since  time.Time
 	last   *console.ReloadResult
+
+	// hup and files are what listen set up for watch.
+	hup   chan os.Signal
+	files *fsnotify.Watcher
 }
 
 func newRouteReloader(cfg config.Config, engines *engineLoader, sinks map[string]radgate.Sink, pipe *pipeline.Pipeline,
@@ -149,26 +153,42 @@ func (r *routeReloader) RouteStatus() console.RouteStatus {
 	return st
 }
 
-// watch reloads on SIGHUP and on changes to the route file until ctx ends.
-// It watches the file's directory, so editors that replace the file (write a
-// temporary, rename) are seen too.
+// listen starts taking SIGHUP and watching the route file's directory (so
+// editors that replace the file — write a temporary, rename — are seen
+// too); watch handles what they report. Run calls it before it reports
+// ready, so no change made after that is missed and a SIGHUP never meets
+// its default action (ending the process).
+func (r *routeReloader) listen() {
+	r.hup = make(chan os.Signal, 1)
+	signal.Notify(r.hup, syscall.SIGHUP)
+	if r.cfg.RoutesFile == "" {
+		return
+	}
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(filepath.Dir(r.cfg.RoutesFile)); err != nil {
+			_ = w.Close()
+		}
+	}
+	if err != nil {
+		r.log.Warn("cannot watch the route file; reload with SIGHUP", "file", r.cfg.RoutesFile, "err", err)
+		return
+	}
+	r.files = w
+}
+
+// watch reloads on SIGHUP and on changes to the route file (see listen)
+// until ctx ends.
 func (r *routeReloader) watch(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	if r.hup == nil {
+		r.listen()
+	}
+	defer signal.Stop(r.hup)
 	var events <-chan fsnotify.Event
 	var errs <-chan error
-	if r.cfg.RoutesFile != "" {
-		w, err := fsnotify.NewWatcher()
-		if err == nil {
-			err = w.Add(filepath.Dir(r.cfg.RoutesFile))
-		}
-		if err != nil {
-			r.log.Warn("cannot watch the route file; reload with SIGHUP", "file", r.cfg.RoutesFile, "err", err)
-		} else {
-			defer w.Close()
-			events, errs = w.Events, w.Errors
-		}
+	if r.files != nil {
+		defer r.files.Close()
+		events, errs = r.files.Events, r.files.Errors
 	}
 	target := filepath.Clean(r.cfg.RoutesFile)
 	var debounce <-chan time.Time
@@ -176,7 +196,7 @@ func (r *routeReloader) watch(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-hup:
+		case <-r.hup:
 			_ = r.reload("SIGHUP")
 		case ev := <-events:
 			if filepath.Clean(ev.Name) == target && ev.Op&(fsnotify.Write|fsnotify.Create|fsnotify.Rename) != 0 {

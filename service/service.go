@@ -432,7 +432,9 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return nil
 	}, func(error) { _ = srv.Shutdown(stopping()) })
 
-	// The route reloader (SIGHUP, file changes).
+	// The route reloader (SIGHUP, file changes), listening before serve
+	// says it is ready.
+	reloader.listen()
 	{
 		rctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })

@@ -3,9 +3,13 @@ package service
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -139,4 +143,41 @@ func TestRunRefusesAnUnknownDestinationType(t *testing.T) {
 	var ce *ConfigError
 	require.ErrorAs(t, err, &ce)
 	require.Contains(t, err.Error(), `destinations.ris.type: unknown destination type "hl7v3" (known: [fhir])`)
+}
+
+// A route file changed the moment serve says it is ready is reloaded:
+// serve watches the file (and takes SIGHUP) before it reports ready, so
+// an operator's edit, or a deployment writing the file right after the
+// start, is never missed.
+func TestRouteFileChangedRightAfterReadyIsReloaded(t *testing.T) {
+	for i := range 3 {
+		cfg := testConfig(t)
+		cfg.RoutesFile = filepath.Join(t.TempDir(), "routes.yaml")
+		routes := "routes:\n  - name: chest\n    when: {modality: [DX, CR], body_part: [CHEST]}\n    engines: [" + config.DefaultEngine + "]\n    destinations: [fhir]\n"
+		require.NoError(t, os.WriteFile(cfg.RoutesFile, []byte(routes), 0o600))
+		ctx, cancel := context.WithCancel(t.Context())
+		ready := make(chan string, 1)
+		errc := make(chan error, 1)
+		go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
+		var addr string
+		select {
+		case addr = <-ready:
+		case err := <-errc:
+			t.Fatalf("Run ended before ready: %v", err)
+		case <-time.After(60 * time.Second):
+			t.Fatal("not ready in 60 s")
+		}
+		require.NoError(t, os.WriteFile(cfg.RoutesFile, []byte(strings.Replace(routes, "name: chest", "name: chest-v2", 1)), 0o600))
+		require.Eventually(t, func() bool {
+			r, err := http.Get("http://" + addr + "/metrics")
+			if err != nil {
+				return false
+			}
+			defer r.Body.Close()
+			b, _ := io.ReadAll(r.Body)
+			return strings.Contains(string(b), `radgate_routes_reloads_total{result="success"} 1`)
+		}, 10*time.Second, 50*time.Millisecond, "start %d: the route file written right after ready was not reloaded", i+1)
+		cancel()
+		require.NoError(t, <-errc)
+	}
 }
