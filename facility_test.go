@@ -47,3 +47,40 @@ func TestFacilitiesResolve(t *testing.T) {
 		t.Error("a nil directory resolves nothing")
 	}
 }
+
+// Replace swaps the whole list while lookups run (the race detector
+// watching): a facility in both lists is always found, and once Replace
+// returns its list is the one in use.
+func TestFacilitiesReplaceWhileInUse(t *testing.T) {
+	oldList := []config.Facility{{ID: "a", Name: "Site A", AETitles: []string{"AE_A"}}}
+	newList := []config.Facility{{ID: "a", Name: "Site A", AETitles: []string{"AE_A2"}}, {ID: "b", Name: "Site B", AETitles: []string{"AE_B"}}}
+	f := NewFacilities(oldList)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			if i%2 == 0 {
+				f.Replace(newList)
+			} else {
+				f.Replace(oldList)
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			f.Replace(newList)
+			if f.Resolve("Site B") != "b" || f.ByAETitle("AE_B") != "b" || f.ByAETitle("AE_A") != "" {
+				t.Fatal("the last list replaced is not the one in use")
+			}
+			return
+		default:
+		}
+		if f.Resolve("Site A") != "a" {
+			t.Fatal("Site A, in both lists, does not resolve")
+		}
+		if _, ok := f.Get("a"); !ok {
+			t.Fatal("facility a, in both lists, is missing")
+		}
+	}
+}

@@ -311,7 +311,7 @@ func checkHubSources(ctx context.Context, cfg config.Config, nc *nats.Conn, step
 			step("hub: edge sources", fmt.Errorf("%d more facilities with an edge not sourced", len(missing)-i))
 			break
 		}
-		step("hub: source of edge "+id+"'s jobs", errors.New("not declared: a hub radgate serve declares it at its next start (or radgate sites sources)"))
+		step("hub: source of edge "+id+"'s jobs", errors.New("not declared: a hub radgate serve declares it at its next start or SIGHUP (or radgate sites sources)"))
 	}
 }
 

@@ -54,5 +54,5 @@ func TestCheckHubSourcesBounded(t *testing.T) {
 		require.True(t, strings.HasPrefix(l, fmt.Sprintf("FAIL hub: source of edge site.%02d's jobs: never heard from: the edge's link is down", i)), l)
 	}
 	require.Equal(t, "FAIL hub: edge sources: 5 more not active (only the first 20 are listed)", lines[hubSourcesListed])
-	require.Equal(t, "FAIL hub: source of edge late's jobs: not declared: a hub radgate serve declares it at its next start (or radgate sites sources)", lines[hubSourcesListed+1])
+	require.Equal(t, "FAIL hub: source of edge late's jobs: not declared: a hub radgate serve declares it at its next start or SIGHUP (or radgate sites sources)", lines[hubSourcesListed+1])
 }

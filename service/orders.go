@@ -9,13 +9,13 @@ import (
 
 // waitFor returns the study wait of an order from orders.study_wait_overrides
 // (0: orders.study_wait_window). The facility is the one the order's own
-// names resolve to: the study, and its Institution Name, are not there yet.
-func waitFor(cfg *config.Config) func(radgate.OrderStatus) time.Duration {
+// names resolve to (in facilities, the list in service): the study, and
+// its Institution Name, are not there yet.
+func waitFor(cfg *config.Config, facilities *radgate.Facilities) func(radgate.OrderStatus) time.Duration {
 	overrides := cfg.Orders.StudyWaitOverrides
 	if len(overrides) == 0 {
 		return nil
 	}
-	facilities := radgate.NewFacilities(cfg.Facilities)
 	return func(st radgate.OrderStatus) time.Duration {
 		class := radgate.PriorityClass(st.Priority)
 		facility := st.FacilityID

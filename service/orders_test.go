@@ -17,7 +17,7 @@ func TestWaitForOverrides(t *testing.T) {
 		{Priority: "urgent", Wait: config.Duration(6 * time.Hour)},
 		{Facility: "north", Procedure: "36643-5", Wait: config.Duration(24 * time.Hour)},
 	}
-	f := waitFor(&cfg)
+	f := waitFor(&cfg, radgate.NewFacilities(cfg.Facilities))
 	chest := []radgate.Coding{{System: "http://loinc.org", Code: "36643-5"}}
 	require.Equal(t, 6*time.Hour, f(radgate.OrderStatus{Priority: "stat"}))
 	require.Equal(t, 6*time.Hour, f(radgate.OrderStatus{Priority: "S", Facility: "Organization/north", ProcedureCodes: chest}), "first match wins")

@@ -60,6 +60,10 @@ type Options struct {
 	// DriftEvery is how often the drift rules are checked besides after
 	// each label (DefaultDriftEvery when 0).
 	DriftEvery time.Duration
+	// ConfigFile is the radgate.yaml cfg was loaded from: on SIGHUP its
+	// facilities are read again and put in service (facilitiesReloader).
+	// Empty: the built-in defaults, nothing to re-read.
+	ConfigFile string
 }
 
 // LoadConfig reads radgate.yaml (an empty path gives the defaults) and checks
@@ -255,7 +259,7 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		PatientAge: patientAges(cfg, sec, logger),
 		Sinks:      dests.sinks,
 		Logger:     logger, Registerer: metrics,
-		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg),
+		StudyWaitWindow: cfg.Orders.StudyWaitWindow.D(), WaitFor: waitFor(&cfg, facilities),
 		StableAfter: stableAfter(cfg.Orders.StableAfter.D()), PollMin: cfg.Orders.PollMin.D(), PollMax: cfg.Orders.PollMax.D(),
 		PollRate: cfg.Orders.PollRate, WatchAfter: cfg.Orders.WatchAfter.D(), AckWait: cfg.Orders.AckWait.D(),
 		DeliveryWindow: cfg.Orders.DeliveryWindow.D(),
@@ -432,9 +436,15 @@ func Run(ctx context.Context, cfg config.Config, o Options) error {
 		return nil
 	}, func(error) { _ = srv.Shutdown(stopping()) })
 
-	// The route reloader (SIGHUP, file changes), listening before serve
-	// says it is ready.
+	// The route reloader (SIGHUP, file changes) and the facilities'
+	// (SIGHUP), listening before serve says it is ready.
 	reloader.listen()
+	facReloader := newFacilitiesReloader(o.ConfigFile, cfg, reg, facilities, topo.JS, logger.With("component", "facilities"), metrics)
+	facReloader.listen()
+	{
+		rctx, cancel := context.WithCancel(context.Background())
+		g.Add(func() error { facReloader.watch(rctx); return nil }, func(error) { cancel() })
+	}
 	{
 		rctx, cancel := context.WithCancel(context.Background())
 		g.Add(func() error { reloader.watch(rctx); return nil }, func(error) { cancel() })

@@ -19,10 +19,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/config"
@@ -185,4 +187,55 @@ func dcmtkOpts(t *testing.T, tool, callingAE, addr string, opts []string, files 
 	all := append(append([]string{"-aet", callingAE, "-aec", "RADGATE"}, opts...), host, port)
 	out, err := exec.Command(tool, append(all, files...)...).CombinedOutput()
 	return string(out), err == nil
+}
+
+// TestFacilityAddedWithSIGHUP: a site added to radgate.yaml's facilities
+// is in service after a SIGHUP, without a restart: its modality, rejected
+// before, is admitted by the Storage SCP and its pushed study is the new
+// facility's order. A list that does not check (an AE title given to two
+// facilities) is refused with the reason in the log, and the list in
+// service stays.
+func TestFacilityAddedWithSIGHUP(t *testing.T) {
+	const newAE = "CR_WARD7"
+	r, addr := dimseRig(t, nil)
+	p := r.start()
+	out, ok := dcmtk(t, "echoscu", newAE, addr)
+	require.False(t, ok, "a caller not in the facility list is rejected")
+	require.Contains(t, out, "Calling AE Title Not Recognized", out)
+
+	original, err := os.ReadFile(r.cfgPath)
+	require.NoError(t, err)
+	addFacility := func(ae string) {
+		t.Helper()
+		b := original
+		var doc map[string]any
+		require.NoError(t, yaml.Unmarshal(b, &doc))
+		doc["facilities"] = append(doc["facilities"].([]any), map[string]any{"id": "ward7", "name": "Ward 7", "ae_titles": []string{ae}})
+		b, err := yaml.Marshal(doc)
+		require.NoError(t, err)
+		writeFile(t, r.cfgPath, string(b))
+		require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	}
+
+	addFacility(modalityAE) // ward 3's AE title: the list does not check
+	waitFor(t, 10*time.Second, "the refused reload is logged", func() bool {
+		return strings.Contains(p.logs.String(), "facilities reload failed; the previous list stays in service")
+	})
+	require.Contains(t, p.logs.String(), `AE title \"`+modalityAE+`\" belongs to both facility`)
+	out, ok = dcmtk(t, "echoscu", modalityAE, addr)
+	require.True(t, ok, "ward 3 is still served: %s", out)
+
+	addFacility(newAE)
+	waitFor(t, 10*time.Second, "the reload is logged", func() bool {
+		return strings.Contains(p.logs.String(), "facilities reloaded")
+	})
+	require.Contains(t, p.logs.String(), "added=ward7")
+	out, ok = dcmtk(t, "echoscu", newAE, addr)
+	require.True(t, ok, "the new site's modality is admitted: %s", out)
+	o := makeOrders(t, 1)[0]
+	out, ok = dcmtk(t, "storescu", newAE, addr, writeTemp(t, "1.dcm", o.data))
+	require.True(t, ok, "storescu: %s", out)
+	st := waitState(t, p, o, time.Minute, radgate.StateDelivered)
+	require.Equal(t, "ward7", st.FacilityID, "attributed to the new facility")
+	require.NotContains(t, p.logs.String(), o.name, "no patient name in the logs")
 }

@@ -73,7 +73,7 @@ func startRadgate(t *testing.T, mutate func(*config.Config)) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
-	go func() { errc <- serve(ctx, cfg, logger, ready) }()
+	go func() { errc <- serve(ctx, cfg, "", logger, ready) }()
 	var addr string
 	select {
 	case addr = <-ready:

@@ -232,7 +232,7 @@ func TestServeRefusesAnExposedMLLPListener(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
-	err := serve(ctx, base(), logger, nil)
+	err := serve(ctx, base(), "", logger, nil)
 	require.ErrorContains(t, err, `hl7v2.listen "0.0.0.0:`)
 	require.ErrorContains(t, err, "is not a loopback address and MLLP has no authentication: set hl7v2.tls with client_auth require, or hl7v2.allow_networks")
 	require.NotContains(t, logs.String(), "HL7 v2 intake listening", "nothing listened")

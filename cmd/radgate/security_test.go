@@ -35,11 +35,11 @@ func TestServeRefusesAnExposedIntakeWithoutAuth(t *testing.T) {
 	cfg := config.Default()
 	cfg.Listen = "0.0.0.0:0"
 	cfg.DataDir = t.TempDir()
-	err := serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	err := serve(context.Background(), cfg, "", slog.New(slog.DiscardHandler), nil)
 	require.ErrorContains(t, err, `listen "0.0.0.0:0" is not a loopback address and the intake has no authentication: set http.auth.mode`)
 
 	cfg.HTTP.Auth = config.IntakeAuth{Mode: config.AuthStatic, TokensEnv: "RADGATE_TEST_SERVE_UNSET_TOKENS"}
-	err = serve(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	err = serve(context.Background(), cfg, "", slog.New(slog.DiscardHandler), nil)
 	require.EqualError(t, err, "http.auth.tokens_env: environment variable RADGATE_TEST_SERVE_UNSET_TOKENS is not set")
 }
 

@@ -54,7 +54,7 @@ It exits 2 on a configuration that does not load, 1 when a part fails.`,
 			if memProfile != "" {
 				defer writeHeapProfile(memProfile, logger)
 			}
-			return serve(ctx, cfg, logger, nil)
+			return serve(ctx, cfg, configPath, logger, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&configPath, "config", "c", "", "radgate.yaml (default: built-in defaults)")
@@ -70,9 +70,10 @@ It exits 2 on a configuration that does not load, 1 when a part fails.`,
 }
 
 // serve runs radgate until ctx is done; ready, when set, receives the
-// intake's address once everything is up.
-func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready chan<- string) error {
-	o := service.Options{Logger: logger, Ready: ready}
+// intake's address once everything is up. configFile is the radgate.yaml
+// cfg came from (its facilities are re-read on SIGHUP), "" for none.
+func serve(ctx context.Context, cfg config.Config, configFile string, logger *slog.Logger, ready chan<- string) error {
+	o := service.Options{Logger: logger, Ready: ready, ConfigFile: configFile}
 	if serveOptions != nil {
 		serveOptions(&o)
 	}
