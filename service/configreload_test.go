@@ -11,6 +11,7 @@ import (
 
 	"github.com/radgate/radgate"
 	"github.com/radgate/radgate/broker"
+	"github.com/radgate/radgate/broker/brokertest"
 )
 
 // On a hub, a reload that adds sites declares RADGATE_JOBS's source of
@@ -18,15 +19,7 @@ import (
 // is in service; a file that does not load changes nothing; an unchanged
 // list is "unchanged". Real embedded server.
 func TestFacilitiesReloadOnAHubDeclaresTheNewEdgesSources(t *testing.T) {
-	srv, err := broker.StartEmbedded(t.TempDir(), -1)
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := broker.Connect(srv.ClientURL(), "", nil)
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	topo, err := broker.EnsureTopology(t.Context(), nc)
-	require.NoError(t, err)
-
+	_, topo := brokertest.Topology(t)
 	path := filepath.Join(t.TempDir(), "radgate.yaml")
 	write := func(s string) { require.NoError(t, os.WriteFile(path, []byte(s), 0o600)) }
 	write("role: hub\nnats: {url: \"nats://127.0.0.1:4222\"}\nfacilities:\n  - {id: site-a, name: Site A}\n")

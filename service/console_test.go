@@ -29,17 +29,7 @@ func TestServeMountsTheConsole(t *testing.T) {
 	cfg.HTTP.Auth = config.IntakeAuth{Mode: config.AuthStatic, TokensFile: tokens}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("not ready in 60 s")
-	}
+	addr, errc := runUntilReady(t, ctx, cfg)
 	base := "http://" + addr
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

@@ -63,6 +63,24 @@ func testConfig(t *testing.T) config.Config {
 	return cfg
 }
 
+// runUntilReady runs serve with cfg until ctx ends and returns its intake's
+// address once it is ready, and the channel Run's result comes on.
+func runUntilReady(t *testing.T, ctx context.Context, cfg config.Config) (string, <-chan error) {
+	t.Helper()
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
+	select {
+	case addr := <-ready:
+		return addr, errc
+	case err := <-errc:
+		t.Fatalf("Run ended before ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("not ready in 60 s")
+	}
+	return "", errc
+}
+
 // registry is a registry with the one destination type the built-in fhir
 // destination needs, without importing the adapters (which import service's
 // dependencies anyway; this keeps the test about the service).
@@ -115,16 +133,7 @@ func TestRunFailsWhenTheIntakeListenerDies(t *testing.T) {
 func TestRunStopsCleanlyOnCancel(t *testing.T) {
 	cfg := testConfig(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
-	select {
-	case <-ready:
-	case err := <-errc:
-		t.Fatalf("Run ended before ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("not ready in 60 s")
-	}
+	_, errc := runUntilReady(t, ctx, cfg)
 	cancel()
 	select {
 	case err := <-errc:
@@ -156,17 +165,7 @@ func TestRouteFileChangedRightAfterReadyIsReloaded(t *testing.T) {
 		routes := "routes:\n  - name: chest\n    when: {modality: [DX, CR], body_part: [CHEST]}\n    engines: [" + config.DefaultEngine + "]\n    destinations: [fhir]\n"
 		require.NoError(t, os.WriteFile(cfg.RoutesFile, []byte(routes), 0o600))
 		ctx, cancel := context.WithCancel(t.Context())
-		ready := make(chan string, 1)
-		errc := make(chan error, 1)
-		go func() { errc <- Run(ctx, cfg, Options{Registry: registry(t), Ready: ready}) }()
-		var addr string
-		select {
-		case addr = <-ready:
-		case err := <-errc:
-			t.Fatalf("Run ended before ready: %v", err)
-		case <-time.After(60 * time.Second):
-			t.Fatal("not ready in 60 s")
-		}
+		addr, errc := runUntilReady(t, ctx, cfg)
 		require.NoError(t, os.WriteFile(cfg.RoutesFile, []byte(strings.Replace(routes, "name: chest", "name: chest-v2", 1)), 0o600))
 		require.Eventually(t, func() bool {
 			r, err := http.Get("http://" + addr + "/metrics")
