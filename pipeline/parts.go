@@ -530,8 +530,9 @@ const sourceRescore = "rescore"
 // replay of its dead letter goes to the order's ORDERS subject (source
 // sourceRescore): the router re-opens the engine the dead letter failed
 // and routes it again — the job goes to the hub, which scores it and sends
-// the result once more. Its body says which result and part it stands
-// for (its dead letter's reason names the part that was wrong). Nil when msg's subject is not a results subject of this layout.
+// the result once more. Its body names the result and its results
+// subject (the dead letter's reason names the part that was wrong). Nil
+// when msg's subject is not a results subject of this layout.
 func rescoreLetter(msg jetstream.Msg) *letter {
 	class, ok := broker.ClassOfSubject(msg.Subject())
 	facility, ok2 := broker.FacilityOfSubject(msg.Subject())

@@ -799,15 +799,14 @@ func (p *Pipeline) deadLetter(ctx context.Context, stage string, msg jetstream.M
 	if as == nil && msg.Headers().Get(HeaderPart) != "" {
 		as = rescoreLetter(msg)
 	}
+	if as == nil {
+		as = &letter{subject: msg.Subject(), data: msg.Data()}
+	}
 	out := nats.NewMsg(broker.SubjectDLQ + broker.Token(stage))
-	out.Data = msg.Data()
+	out.Data = as.data
 	out.Header.Set(broker.HeaderOrderID, msg.Headers().Get(broker.HeaderOrderID))
 	out.Header.Set(broker.HeaderReason, reason)
-	out.Header.Set(broker.HeaderSubject, msg.Subject())
-	if as != nil {
-		out.Data = as.data
-		out.Header.Set(broker.HeaderSubject, as.subject)
-	}
+	out.Header.Set(broker.HeaderSubject, as.subject)
 	if r := msg.Headers().Get(broker.HeaderReplayOf); r != "" {
 		out.Header.Set(broker.HeaderReplayOf, r) // a replay that failed again says so
 	}

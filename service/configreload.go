@@ -71,11 +71,8 @@ func (r *facilitiesReloader) listen() {
 	signal.Notify(r.hup, syscall.SIGHUP)
 }
 
-// watch reloads on each SIGHUP until ctx ends.
+// watch reloads on each SIGHUP (see listen) until ctx ends.
 func (r *facilitiesReloader) watch(ctx context.Context) {
-	if r.hup == nil {
-		r.listen()
-	}
 	defer signal.Stop(r.hup)
 	for {
 		select {

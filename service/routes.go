@@ -180,9 +180,6 @@ func (r *routeReloader) listen() {
 // watch reloads on SIGHUP and on changes to the route file (see listen)
 // until ctx ends.
 func (r *routeReloader) watch(ctx context.Context) {
-	if r.hup == nil {
-		r.listen()
-	}
 	defer signal.Stop(r.hup)
 	var events <-chan fsnotify.Event
 	var errs <-chan error
